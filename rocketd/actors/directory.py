@@ -1,0 +1,141 @@
+"""AppDirectory: which apps this instance serves, and their AppActors.
+
+Requests resolve `{app}` here. A known app is a dictionary read; an app this instance has not
+started yet (created on another instance, or first request after boot) is started once, with
+concurrent first requests sharing that start. Unknown names are remembered briefly (negative cache)
+so a flood of requests for a missing app does not hit the management database each time; app
+create/delete notifications from any instance clear or update the cache immediately.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+from psycopg_pool import AsyncConnectionPool
+
+from rocketd.actors.app import RELOAD, AppActor
+from rocketd.actors.supervisor import Supervisor
+from rocketd.config import Settings
+from rocketd.engine import apps
+from rocketd.errors import ServiceUnavailable
+from rocketd.logging import get_logger
+
+log = get_logger("rocketd.actors.directory")
+
+NEGATIVE_CACHE_SECONDS = 2.0
+
+
+class AppDirectory:
+    def __init__(
+        self, settings: Settings, pool: AsyncConnectionPool[Any], supervisor: Supervisor
+    ) -> None:
+        self._settings = settings
+        self._pool = pool
+        self._supervisor = supervisor
+        self._actors: dict[str, AppActor] = {}
+        self._starting: dict[str, asyncio.Future[AppActor | None]] = {}
+        self._missing: dict[str, float] = {}
+
+    @property
+    def actors(self) -> dict[str, AppActor]:
+        return dict(self._actors)
+
+    async def resolve(self, name: str) -> AppActor | None:
+        """The running actor of an active app, None for an unknown or inactive app.
+
+        An app whose actor is waiting to be restarted (its database is unreachable) is a 503.
+        """
+        actor = self._actors.get(name)
+        if actor is not None:
+            if not actor.running:
+                raise ServiceUnavailable(f"App {name} is unavailable right now; retry shortly")
+            return actor
+        missing_until = self._missing.get(name)
+        if missing_until is not None and missing_until > time.monotonic():
+            return None
+        pending = self._starting.get(name)
+        if pending is not None:
+            return await asyncio.shield(pending)
+        future: asyncio.Future[AppActor | None] = asyncio.get_running_loop().create_future()
+        self._starting[name] = future
+        try:
+            actor = await self._load(name)
+            future.set_result(actor)
+        except BaseException as exc:
+            future.set_exception(exc)
+            future.exception()  # mark retrieved: waiters re-raise it themselves
+            raise
+        finally:
+            self._starting.pop(name, None)
+        if actor is not None and not actor.running:
+            raise ServiceUnavailable(f"App {name} is unavailable right now; retry shortly")
+        return actor
+
+    async def _load(self, name: str) -> AppActor | None:
+        row = await apps.find_app(self._pool, name)
+        if row is None or row.status != apps.STATUS_ACTIVE:
+            self._missing[name] = time.monotonic() + NEGATIVE_CACHE_SECONDS
+            return None
+        return await self._start(row)
+
+    async def _start(self, row: apps.AppRow) -> AppActor:
+        actor = AppActor(row, self._settings)
+        await self._supervisor.add(actor)
+        self._actors[row.name] = actor
+        self._missing.pop(row.name, None)
+        return actor
+
+    async def start_existing(self) -> None:
+        """Start every active app; one that fails is logged and skipped, not fatal."""
+        for row in await apps.list_apps(self._pool):
+            if row.status != apps.STATUS_ACTIVE or row.name in self._actors:
+                continue
+            try:
+                await self._start(row)
+            except Exception:
+                log.error("app failed to start; skipped", app=row.name, exc_info=True)
+
+    async def create_app(self, name: object, display_name: object, db_driver: object) -> apps.AppRow:
+        row = await apps.create_app(self._settings, self._pool, name, display_name, db_driver)
+        await self._start(row)
+        return row
+
+    async def delete_app(self, name: str) -> None:
+        await self.forget(name)
+        await apps.delete_app(self._settings, self._pool, name)
+
+    async def forget(self, name: str) -> None:
+        """Stop serving `name` here (its pool closes so the database can be dropped)."""
+        actor = self._actors.pop(name, None)
+        if actor is not None:
+            await self._supervisor.remove(actor)
+
+    async def on_notify(self, payload: str) -> None:
+        """A `rocket_metadata` notification: `_apps:<name>` for lifecycle, else an app name."""
+        if payload.startswith(apps.APPS_NOTIFY_PREFIX):
+            name = payload[len(apps.APPS_NOTIFY_PREFIX):]
+            self._missing.pop(name, None)
+            row = await apps.find_app(self._pool, name)
+            if row is None or row.status != apps.STATUS_ACTIVE:
+                await self.forget(name)
+            return
+        actor = self._actors.get(payload)
+        if actor is not None:
+            actor.tell(RELOAD)
+
+    async def on_reconnect(self) -> None:
+        """The listener missed notifications while it was down: recheck everything."""
+        self._missing.clear()
+        known = {row.name: row for row in await apps.list_apps(self._pool)}
+        for name in list(self._actors):
+            row = known.get(name)
+            if row is None or row.status != apps.STATUS_ACTIVE:
+                await self.forget(name)
+            else:
+                self._actors[name].tell(RELOAD)
+
+    async def stop_all(self) -> None:
+        for name in list(self._actors):
+            await self.forget(name)

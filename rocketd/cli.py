@@ -1,0 +1,152 @@
+"""The `rocketd` command line: serve, check-config, version, apps list|create|delete.
+
+`apps` commands talk to the management database directly (not over HTTP), so they work while the
+server is down. With no database configured they use the embedded PostgreSQL in `data_dir`,
+starting it for the command and stopping it afterwards unless a running server already owns it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any, TextIO
+
+from rocketd import __version__
+from rocketd.config import ConfigError, Settings, load_settings
+from rocketd.errors import ApiError
+from rocketd.logging import configure_logging
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="rocketd", description="rocketd: JSON metadata in, a running REST backend out."
+    )
+    parser.add_argument("--config", help="configuration file (default: $ROCKET_CONFIG, "
+                        "./etc/rocket.yaml, ./app.yaml)")
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("serve", help="run the server")
+    sub.add_parser("check-config", help="validate the configuration and print a summary")
+    sub.add_parser("version", help="print the version")
+    apps = sub.add_parser("apps", help="manage apps (directly in the database)")
+    apps_sub = apps.add_subparsers(dest="apps_command", required=True)
+    apps_sub.add_parser("list", help="list apps")
+    create = apps_sub.add_parser("create", help="create an app")
+    create.add_argument("name")
+    create.add_argument("--display-name", default=None)
+    delete = apps_sub.add_parser("delete", help="delete an app and drop its database")
+    delete.add_argument("name")
+    delete.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+    # `--config` is accepted after the subcommand too (`rocketd serve --config x.yaml`).
+    for p in (*sub.choices.values(), *apps_sub.choices.values()):
+        p.add_argument("--config", dest="config_sub", default=None, help=argparse.SUPPRESS)
+    return parser
+
+
+def _summary(settings: Settings) -> str:
+    db = settings.database.masked_dsn() if settings.database.configured else (
+        f"embedded PostgreSQL in {Path(settings.data_dir) / 'postgres'}"
+    )
+    source = settings.config_path or "defaults (no file)"
+    return (
+        f"config OK: file={source} listen={settings.server.host}:{settings.server.port} "
+        f"database={db} data_dir={settings.data_dir}"
+    )
+
+
+def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
+    out = out or sys.stdout
+    args = _parser().parse_args(argv)
+    if args.command == "version":
+        print(f"rocketd {__version__}", file=out)
+        return 0
+    config_path = getattr(args, "config_sub", None) or args.config
+    try:
+        settings = load_settings(config_path)
+    except ConfigError as err:
+        print(f"rocketd: configuration error: {err}", file=sys.stderr)
+        return 1
+    if args.command == "check-config":
+        print(_summary(settings), file=out)
+        return 0
+    configure_logging(settings.log.level, settings.log.format)
+    if args.command == "serve":
+        return _run(_serve(settings))
+    return _run(_apps_command(settings, args, out))
+
+
+def _run(coro: Any) -> int:
+    try:
+        import uvloop
+
+        return int(uvloop.run(coro))
+    except ImportError:  # pragma: no cover - uvloop is a dependency on Linux
+        return int(asyncio.run(coro))
+
+
+async def _serve(settings: Settings) -> int:
+    from rocketd.runtime import serve
+
+    return await serve(settings)
+
+
+@asynccontextmanager
+async def _management(settings: Settings) -> AsyncIterator[Any]:
+    from rocketd.db.embedded import EmbeddedPostgres
+    from rocketd.runtime import (
+        bootstrap_management,
+        ensure_database,
+        open_management_pool,
+        settings_for_embedded,
+    )
+
+    embedded = None
+    if not settings.database.configured:
+        embedded = EmbeddedPostgres(Path(settings.data_dir))
+        dsn = await asyncio.to_thread(embedded.start)
+        settings = settings_for_embedded(settings, dsn)
+    try:
+        await ensure_database(settings)
+        pool = await open_management_pool(settings)
+        try:
+            await bootstrap_management(settings, pool)
+            yield settings, pool
+        finally:
+            await pool.close()
+    finally:
+        if embedded is not None and embedded.owned:
+            await asyncio.to_thread(embedded.stop)
+
+
+async def _apps_command(settings: Settings, args: argparse.Namespace, out: TextIO) -> int:
+    from rocketd.engine import apps
+
+    async with _management(settings) as (settings, pool):
+        try:
+            if args.apps_command == "list":
+                rows = await apps.list_apps(pool)
+                for row in rows:
+                    print(f"{row.name}\t{row.status}\t{row.db_name}\t{row.display_name}", file=out)
+                if not rows:
+                    print("no apps", file=out)
+            elif args.apps_command == "create":
+                row = await apps.create_app(settings, pool, args.name, args.display_name, None)
+                print(f"created app {row.name} (database {row.db_name})", file=out)
+            elif args.apps_command == "delete":
+                if not args.yes:
+                    if not sys.stdin.isatty():
+                        print("rocketd: refusing to delete without --yes", file=sys.stderr)
+                        return 2
+                    answer = input(f"Delete app {args.name} and drop its database? [y/N] ")
+                    if answer.strip().lower() not in ("y", "yes"):
+                        print("aborted", file=out)
+                        return 1
+                await apps.delete_app(settings, pool, args.name)
+                print(f"deleted app {args.name}", file=out)
+        except ApiError as err:
+            print(f"rocketd: {err.message}", file=sys.stderr)
+            return 1
+    return 0

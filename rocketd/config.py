@@ -1,0 +1,717 @@
+"""Daemon settings: one YAML file, overridden key by key from `ROCKET_*` environment variables.
+
+The settings are frozen dataclasses, and the dataclasses *are* the schema: every field of a
+section is a key, its annotation is the key's type, and `_key()` attaches the default, the value
+check and whether the value is a secret. File keys, environment variable names, type conversion
+and error messages are all derived from that, so a new key (or a whole new section) is added in
+exactly one place:
+
+    @dataclass(frozen=True, repr=False)
+    class WebhookSettings(_Section):
+        allow_networks: tuple[str, ...] = _key(())
+
+    class Settings(_Section):
+        ...
+        webhooks: WebhookSettings = field(default_factory=WebhookSettings)
+
+That alone makes `webhooks.allow_networks` valid in the file and `ROCKET_WEBHOOKS_ALLOW_NETWORKS`
+(comma-separated) valid in the environment.
+
+Every problem is a `ConfigError` whose text is a single line naming the key and what is wrong,
+so `rocketd check-config` and the startup path can print it as is.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import math
+import os
+import typing
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar, Final, TypeVar, cast
+from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit, urlunsplit
+
+import structlog
+import yaml
+
+__all__ = [
+    "AISettings",
+    "AuthSettings",
+    "ConfigError",
+    "DatabaseSettings",
+    "InstrumentationSettings",
+    "LogSettings",
+    "ServerSettings",
+    "Settings",
+    "StorageSettings",
+    "load_settings",
+]
+
+ENV_PREFIX: Final = "ROCKET_"
+CONFIG_ENV: Final = "ROCKET_CONFIG"
+# Looked up in the working directory when neither the caller nor ROCKET_CONFIG names a file.
+DEFAULT_CONFIG_FILES: Final = ("etc/rocket.yaml", "app.yaml")
+# ROCKET_* names that are never keys (test fixtures share the prefix).
+_NOT_KEY_ENV_PREFIXES: Final = ("ROCKET_TEST_",)
+
+
+class ConfigError(Exception):
+    """The configuration cannot be used; `str(err)` is one line naming the key and the problem."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(" ".join(message.splitlines()))
+
+
+# --------------------------------------------------------------------------------------------
+# Declaring keys
+# --------------------------------------------------------------------------------------------
+
+T = TypeVar("T")
+
+# A check receives an already type-converted value and returns it (possibly normalised), or
+# raises _Invalid with a short description of what is wrong.
+Check = Callable[[Any], Any]
+
+
+class _Invalid(ValueError):
+    """A value of the right type that is not acceptable; the text says why."""
+
+
+def _key(
+    default: T,
+    *,
+    check: Check | None = None,
+    secret: bool = False,
+    env_aliases: tuple[str, ...] = (),
+) -> T:
+    """Declare a configuration key.
+
+    `secret` keeps the value out of `repr()` and error messages. `env_aliases` are extra,
+    non-`ROCKET_` environment variables consulted (in order) when the `ROCKET_` one is not set.
+    """
+    meta = {"check": check, "secret": secret, "env_aliases": env_aliases}
+    return field(default=default, metadata=meta)
+
+
+def _internal(default: T) -> T:
+    """A dataclass field that is not a configuration key (computed or recorded by the loader)."""
+    return field(default=default, metadata={"internal": True})
+
+
+def _between(low: float, high: float) -> Check:
+    def check(value: Any) -> Any:
+        if not low <= value <= high:
+            raise _Invalid(f"must be between {low} and {high}, got {value}")
+        return value
+
+    return check
+
+
+def _at_least(low: float) -> Check:
+    def check(value: Any) -> Any:
+        if not value >= low:
+            raise _Invalid(f"must be at least {low}, got {value}")
+        return value
+
+    return check
+
+
+def _greater_than(low: float) -> Check:
+    def check(value: Any) -> Any:
+        if not value > low:
+            raise _Invalid(f"must be greater than {low}, got {value}")
+        return value
+
+    return check
+
+
+def _one_of(*choices: str) -> Check:
+    """Case-insensitive choice; the value is normalised to the lower-case spelling."""
+
+    def check(value: Any) -> Any:
+        normal = str(value).strip().lower()
+        if normal not in choices:
+            raise _Invalid(f"must be one of {', '.join(choices)}, got {value!r}")
+        return normal
+
+    return check
+
+
+def _not_empty(value: Any) -> Any:
+    if not str(value).strip():
+        raise _Invalid("must not be empty")
+    return value
+
+
+def _postgres_driver(value: Any) -> Any:
+    normal = str(value).strip().lower()
+    if normal in ("postgres", "postgresql"):
+        return "postgres"
+    raise _Invalid(f"rocketd supports only PostgreSQL (driver: postgres), got {value!r}")
+
+
+_URL_SCHEMES: Final = ("postgresql", "postgres")
+
+
+def _postgres_url(value: Any) -> Any:
+    # The URL may hold a password: describe problems without echoing it.
+    url = str(value).strip()
+    if not url:
+        return ""
+    try:
+        parts = urlsplit(url)
+        _ = parts.port  # raises ValueError for a non-numeric or out-of-range port
+    except ValueError as exc:
+        raise _Invalid(f"not a valid URL ({exc})") from None
+    if parts.scheme.lower() not in _URL_SCHEMES:
+        shown = f"{parts.scheme!r}" if parts.scheme else "none"
+        raise _Invalid(f"expected a postgresql:// URL, got scheme {shown}")
+    return url
+
+
+# --------------------------------------------------------------------------------------------
+# Settings dataclasses (the schema)
+# --------------------------------------------------------------------------------------------
+
+
+class _Section:
+    """Shared `repr` for settings dataclasses: secrets are shown as '***', URLs are masked."""
+
+    def __repr__(self) -> str:
+        parts = []
+        for f in dataclasses.fields(cast(Any, self)):
+            if not f.repr:
+                continue
+            value = getattr(self, f.name)
+            if f.metadata.get("secret"):
+                shown = "'***'" if value else "''"
+            elif f.metadata.get("check") is _postgres_url:
+                shown = repr(_mask_url(value))
+            else:
+                shown = repr(value)
+            parts.append(f"{f.name}={shown}")
+        return f"{type(self).__name__}({', '.join(parts)})"
+
+    __str__ = __repr__
+
+
+@dataclass(frozen=True, repr=False)
+class ServerSettings(_Section):
+    host: str = _key("0.0.0.0")
+    port: int = _key(8080, check=_between(1, 65535))
+    max_body_size: int = _key(1_048_576, check=_at_least(1))
+    shutdown_timeout: float = _key(10.0, check=_at_least(0))
+
+
+@dataclass(frozen=True, repr=False)
+class DatabaseSettings(_Section):
+    # Upstream SQLite keys (Go: `path`, Express: `data_dir`): accepted in files, never used.
+    IGNORED_KEYS: ClassVar[tuple[str, ...]] = ("path", "data_dir")
+    # Giving any of these (non-empty) means "use this external server".
+    CONNECTION_KEYS: ClassVar[tuple[str, ...]] = ("url", "host", "user", "password")
+
+    driver: str = _key("postgres", check=_postgres_driver)
+    url: str = _key("", check=_postgres_url, env_aliases=("DATABASE_URL",))
+    host: str = _key("localhost")
+    port: int = _key(5432, check=_between(1, 65535))
+    user: str = _key("")
+    password: str = _key("", secret=True)
+    name: str = _key("rocket")
+    pool_size: int = _key(10, check=_at_least(1))
+    configured: bool = _internal(False)
+
+    def __post_init__(self) -> None:
+        # The loader passes `configured` explicitly (it knows which keys were given). For
+        # instances built directly, infer it from values that differ from the defaults.
+        if not self.configured and (
+            self.url or self.user or self.password or self.host not in ("localhost", "")
+        ):
+            object.__setattr__(self, "configured", True)
+
+    def dsn(self, dbname: str | None = None) -> str:
+        """A libpq connection URL for the management database, or for `dbname` when given."""
+        if self.url:
+            if dbname is None:
+                return self.url
+            parts = urlsplit(self.url)
+            return urlunsplit(parts._replace(path="/" + quote(dbname, safe="")))
+        netloc = _host_port(self.host, self.port)
+        if self.user or self.password:
+            userinfo = quote(self.user, safe="")
+            if self.password:
+                userinfo += ":" + quote(self.password, safe="")
+            netloc = f"{userinfo}@{netloc}"
+        name = self.name if dbname is None else dbname
+        return f"postgresql://{netloc}/{quote(name, safe='')}"
+
+    @property
+    def database_name(self) -> str:
+        """The management database's name: the URL's path when a URL is given, else `name`."""
+        if self.url:
+            path = urlsplit(self.url).path.lstrip("/")
+            return unquote(path) if path else self.name
+        return self.name
+
+    def masked_dsn(self) -> str:
+        """`dsn()` with any password replaced by `***` (for logs and messages)."""
+        return _mask_url(self.dsn())
+
+
+@dataclass(frozen=True, repr=False)
+class LogSettings(_Section):
+    format: str = _key("auto", check=_one_of("auto", "console", "json"))
+    level: str = _key("info", check=_one_of("debug", "info", "warning", "error"))
+
+
+@dataclass(frozen=True, repr=False)
+class AuthSettings(_Section):
+    access_token_ttl: int = _key(900, check=_greater_than(0))
+    refresh_token_ttl: int = _key(604_800, check=_greater_than(0))
+    bcrypt_cost: int = _key(10, check=_between(4, 16))
+    password_min_length: int = _key(8, check=_at_least(1))
+    platform_admin_email: str = _key("platform@localhost", check=_not_empty)
+    platform_admin_password: str = _key("changeme", secret=True)
+    app_admin_email: str = _key("admin@localhost", check=_not_empty)
+    app_admin_password: str = _key("changeme", secret=True)
+
+
+@dataclass(frozen=True, repr=False)
+class StorageSettings(_Section):
+    driver: str = _key("local", check=_one_of("local"))
+    local_path: str = _key("./uploads", check=_not_empty)
+    max_file_size: int = _key(10_485_760, check=_at_least(1))
+
+
+@dataclass(frozen=True, repr=False)
+class InstrumentationSettings(_Section):
+    enabled: bool = _key(True)
+    retention_days: int = _key(7, check=_at_least(1))
+    sampling_rate: float = _key(1.0, check=_between(0, 1))
+    buffer_size: int = _key(500, check=_at_least(1))
+    flush_interval_ms: int = _key(100, check=_at_least(1))
+
+
+@dataclass(frozen=True, repr=False)
+class AISettings(_Section):
+    base_url: str = _key("")
+    api_key: str = _key("", secret=True)
+    model: str = _key("")
+
+
+@dataclass(frozen=True, repr=False)
+class Settings(_Section):
+    server: ServerSettings = field(default_factory=ServerSettings)
+    database: DatabaseSettings = field(default_factory=DatabaseSettings)
+    log: LogSettings = field(default_factory=LogSettings)
+    auth: AuthSettings = field(default_factory=AuthSettings)
+    storage: StorageSettings = field(default_factory=StorageSettings)
+    instrumentation: InstrumentationSettings = field(default_factory=InstrumentationSettings)
+    ai: AISettings = field(default_factory=AISettings)
+    app_pool_size: int = _key(5, check=_at_least(1))
+    # Unused in multi-app mode (every app has its own secret); kept so upstream app.yaml loads.
+    jwt_secret: str = _key("", secret=True)
+    # Empty: generated on first boot and kept in the management database.
+    platform_jwt_secret: str = _key("", secret=True)
+    data_dir: str = _key("./data", check=_not_empty)
+    config_path: str | None = _internal(None)
+
+
+# --------------------------------------------------------------------------------------------
+# Schema derived from the dataclasses
+# --------------------------------------------------------------------------------------------
+
+_KIND_NAMES: Final = {
+    "int": "an integer",
+    "float": "a number",
+    "bool": "a boolean",
+    "str": "a string",
+    "list": "a list of strings",
+}
+
+
+@dataclass(frozen=True)
+class _Key:
+    path: tuple[str, ...]
+    kind: str  # one of _KIND_NAMES
+    container: type  # list or tuple, for kind == "list"
+    check: Check | None
+    secret: bool
+    env: str
+    env_aliases: tuple[str, ...]
+
+    @property
+    def dotted(self) -> str:
+        return ".".join(self.path)
+
+
+@dataclass(frozen=True)
+class _Node:
+    """A section: a settings dataclass with its keys and subsections by name."""
+
+    cls: type
+    path: tuple[str, ...]
+    children: dict[str, _Key | _Node]
+    ignored: tuple[str, ...]
+
+
+def _kind_of(tp: Any, where: str) -> tuple[str, type]:
+    for kind, scalar in (("bool", bool), ("int", int), ("float", float), ("str", str)):
+        if tp is scalar:
+            return kind, scalar
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if origin is list and args == (str,):
+        return "list", list
+    if origin is tuple and args == (str, ...):
+        return "list", tuple
+    raise TypeError(f"config key {where}: unsupported type {tp!r}")
+
+
+def _build_schema(cls: type, path: tuple[str, ...] = ()) -> _Node:
+    hints = typing.get_type_hints(cls)
+    children: dict[str, _Key | _Node] = {}
+    for f in dataclasses.fields(cls):
+        if f.metadata.get("internal"):
+            continue
+        tp = hints[f.name]
+        sub = (*path, f.name)
+        if dataclasses.is_dataclass(tp) and isinstance(tp, type):
+            children[f.name] = _build_schema(tp, sub)
+            continue
+        kind, container = _kind_of(tp, ".".join(sub))
+        children[f.name] = _Key(
+            path=sub,
+            kind=kind,
+            container=container,
+            check=f.metadata.get("check"),
+            secret=bool(f.metadata.get("secret")),
+            env=ENV_PREFIX + "_".join(part.upper() for part in sub),
+            env_aliases=tuple(f.metadata.get("env_aliases", ())),
+        )
+    ignored = tuple(getattr(cls, "IGNORED_KEYS", ()))
+    return _Node(cls=cls, path=path, children=children, ignored=ignored)
+
+
+def _all_keys(node: _Node) -> list[_Key]:
+    keys: list[_Key] = []
+    for child in node.children.values():
+        keys.extend(_all_keys(child) if isinstance(child, _Node) else [child])
+    return keys
+
+
+def _check_env_names(keys: list[_Key]) -> dict[str, _Key]:
+    by_env: dict[str, _Key] = {}
+    for key in keys:
+        other = by_env.setdefault(key.env, key)
+        if other is not key:  # e.g. `a_b.c` and `a.b_c`: a schema bug, caught at import
+            raise TypeError(f"config keys {other.dotted} and {key.dotted} share {key.env}")
+    return by_env
+
+
+_SCHEMA: Final = _build_schema(Settings)
+_check_env_names(_all_keys(_SCHEMA))  # a clash is a bug in the schema: fail at import
+
+
+# --------------------------------------------------------------------------------------------
+# Value conversion
+# --------------------------------------------------------------------------------------------
+
+_TRUE: Final = frozenset({"true", "1", "yes", "on"})
+_FALSE: Final = frozenset({"false", "0", "no", "off"})
+
+
+def _describe(value: Any, secret: bool) -> str:
+    """A short, one-line rendering of a bad value for an error message."""
+    if isinstance(value, bool):
+        return "a boolean" if secret else f"a boolean ({str(value).lower()})"
+    if isinstance(value, Mapping):
+        return "a mapping"
+    if isinstance(value, list | tuple):
+        return "a list"
+    if value is None:
+        return "nothing"
+    if secret:
+        return f"a value of type {type(value).__name__}"
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _type_error(key: _Key, value: Any) -> _Invalid:
+    return _Invalid(f"expected {_KIND_NAMES[key.kind]}, got {_describe(value, key.secret)}")
+
+
+def _from_yaml(key: _Key, value: Any) -> Any:
+    """Accept a value parsed from YAML if it has the key's type (no string coercion)."""
+    if key.kind == "bool":
+        if isinstance(value, bool):
+            return value
+    elif key.kind == "int":
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+    elif key.kind == "float":
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return _finite(float(value))
+    elif key.kind == "str":
+        if isinstance(value, str):
+            return value
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            raise _Invalid(f"{_type_error(key, value)} (quote the value in YAML)")
+    elif key.kind == "list":
+        if isinstance(value, list) and all(isinstance(item, str) for item in value):
+            return key.container(value)
+    raise _type_error(key, value)
+
+
+def _from_env(key: _Key, text: str) -> Any:
+    """Convert an environment variable's text to the key's type."""
+    if key.kind == "str":
+        return text
+    if key.kind == "list":
+        return key.container(item.strip() for item in text.split(",") if item.strip())
+    raw = text.strip()
+    if key.kind == "bool":
+        if raw.lower() in _TRUE:
+            return True
+        if raw.lower() in _FALSE:
+            return False
+        raise _Invalid(
+            f"expected a boolean (true/false, yes/no, on/off, 1/0), "
+            f"got {_describe(text, key.secret)}"
+        )
+    try:
+        number: float = int(raw) if key.kind == "int" else float(raw)
+    except ValueError:
+        raise _type_error(key, text) from None
+    return number if key.kind == "int" else _finite(number)
+
+
+def _finite(value: float) -> float:
+    if not math.isfinite(value):
+        raise _Invalid(f"expected a finite number, got {value}")
+    return value
+
+
+# --------------------------------------------------------------------------------------------
+# Loading
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Given:
+    """A value supplied for a key, converted and checked, with where it came from."""
+
+    value: Any
+    origin: str  # "from ROCKET_X", "in /path/rocket.yaml"
+
+
+def _fail(key: _Key | str, problem: str, origin: str) -> ConfigError:
+    name = key if isinstance(key, str) else key.dotted
+    suffix = f" ({origin})" if origin else ""
+    return ConfigError(f"{name}: {problem}{suffix}")
+
+
+def _accept(key: _Key, value: Any, origin: str, convert: Callable[[_Key, Any], Any]) -> _Given:
+    try:
+        converted = convert(key, value)
+        if key.check is not None:
+            converted = key.check(converted)
+    except _Invalid as exc:
+        raise _fail(key, str(exc), origin) from None
+    return _Given(converted, origin)
+
+
+def _choose_file(config_path: str | None, environ: Mapping[str, str]) -> Path | None:
+    if config_path:
+        explicit, origin = config_path, ""
+    elif environ.get(CONFIG_ENV):
+        explicit, origin = environ[CONFIG_ENV], f" (from {CONFIG_ENV})"
+    else:
+        for candidate in DEFAULT_CONFIG_FILES:
+            if Path(candidate).is_file():
+                return Path(os.path.abspath(candidate))
+        return None
+    path = Path(explicit).expanduser()
+    if not path.exists():
+        raise ConfigError(f"config file not found: {explicit}{origin}")
+    return Path(os.path.abspath(path))
+
+
+def _read_file(path: Path) -> dict[Any, Any]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise ConfigError(f"cannot read config file {path}: not valid UTF-8") from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc.strerror or exc}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        where = ""
+        mark = getattr(exc, "problem_mark", None)
+        if mark is not None:
+            where = f" at line {mark.line + 1}, column {mark.column + 1}"
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise ConfigError(f"{path}: invalid YAML{where}: {problem}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(
+            f"{path}: the top level must be a mapping of settings, got {_describe(data, False)}"
+        )
+    return data
+
+
+def _walk_file(node: _Node, data: dict[Any, Any], origin: str, given: dict[str, _Given]) -> None:
+    for raw_name, value in data.items():
+        name = str(raw_name)
+        dotted = ".".join((*node.path, name))
+        child = node.children.get(name)
+        if child is None:
+            if name in node.ignored:
+                continue
+            problem = "unknown key"
+            close = difflib.get_close_matches(name, list(node.children), n=1)
+            if close:
+                problem += f", did you mean {'.'.join((*node.path, close[0]))}?"
+            raise _fail(dotted, problem, origin)
+        if value is None:  # `key:` with nothing after it means "use the default"
+            continue
+        if isinstance(child, _Node):
+            if not isinstance(value, dict):
+                raise _fail(dotted, f"expected a mapping, got {_describe(value, False)}", origin)
+            _walk_file(child, value, origin, given)
+        else:
+            given[child.dotted] = _accept(child, value, origin, _from_yaml)
+
+
+def _apply_env(keys: list[_Key], environ: Mapping[str, str], given: dict[str, _Given]) -> None:
+    for key in keys:
+        for name in (key.env, *key.env_aliases):
+            text = environ.get(name)
+            # The ROCKET_ variable counts whenever it is set; a foreign alias only when non-empty.
+            if text is None or (name != key.env and not text):
+                continue
+            given[key.dotted] = _accept(key, text, f"from {name}", _from_env)
+            break
+
+
+def _unknown_env(known: Mapping[str, _Key], environ: Mapping[str, str]) -> list[str]:
+    return sorted(
+        name
+        for name in environ
+        if name.startswith(ENV_PREFIX)
+        and name != CONFIG_ENV
+        and not name.startswith(_NOT_KEY_ENV_PREFIXES)
+        and name not in known
+    )
+
+
+def _read_values(
+    schema: _Node, config_path: str | None, environ: Mapping[str, str]
+) -> tuple[dict[str, _Given], Path | None]:
+    """Collect the checked values given for `schema`'s keys by the file and the environment."""
+    keys = _all_keys(schema)
+    given: dict[str, _Given] = {}
+    path = _choose_file(config_path, environ)
+    if path is not None:
+        _walk_file(schema, _read_file(path), f"in {path}", given)
+    _apply_env(keys, environ, given)
+
+    unknown = _unknown_env(_check_env_names(keys), environ)
+    if unknown:
+        structlog.get_logger("rocketd.config").debug(
+            "ignoring environment variables that match no config key", names=unknown
+        )
+    return given, path
+
+
+def _instantiate(node: _Node, given: dict[str, _Given]) -> Any:
+    kwargs: dict[str, Any] = {}
+    for name, child in node.children.items():
+        if isinstance(child, _Node):
+            kwargs[name] = _instantiate(child, given)
+        elif child.dotted in given:
+            kwargs[name] = given[child.dotted].value
+    return node.cls(**kwargs)
+
+
+def _database(db: DatabaseSettings, given: dict[str, _Given]) -> DatabaseSettings:
+    """Decide whether an external database is configured, and require what that needs."""
+    explicit = [
+        name
+        for name in DatabaseSettings.CONNECTION_KEYS
+        if f"database.{name}" in given and given[f"database.{name}"].value
+    ]
+    db = dataclasses.replace(db, configured=bool(explicit))
+    if db.url:
+        return db
+    for name in ("user", "name"):
+        if getattr(db, name).strip():
+            continue
+        where = given.get(f"database.{name}")
+        origin = where.origin if where else ""
+        if db.configured:
+            problem = (
+                "required when the database is given by host/user/password "
+                "(set it, or set database.url instead)"
+            )
+            raise _fail(f"database.{name}", problem, origin)
+        if name == "name":  # the embedded server needs a management database name too
+            raise _fail("database.name", "must not be empty", origin)
+    return db
+
+
+def load_settings(
+    config_path: str | None = None, environ: Mapping[str, str] | None = None
+) -> Settings:
+    """Read the settings: defaults, then the YAML file, then `ROCKET_*` environment variables.
+
+    The file is `config_path`, else `$ROCKET_CONFIG`, else `./etc/rocket.yaml`, else `./app.yaml`
+    (the upstream layout), else none. A file named explicitly must exist. Raises `ConfigError`
+    (one line, naming the key) for anything unusable.
+    """
+    env: Mapping[str, str] = os.environ if environ is None else environ
+    given, path = _read_values(_SCHEMA, config_path, env)
+    settings = cast(Settings, _instantiate(_SCHEMA, given))
+    return dataclasses.replace(
+        settings,
+        database=_database(settings.database, given),
+        config_path=None if path is None else str(path),
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# URL helpers
+# --------------------------------------------------------------------------------------------
+
+
+def _host_port(host: str, port: int) -> str:
+    if host.startswith("/"):  # a Unix socket directory: libpq takes it percent-encoded
+        host = quote(host, safe="")
+    elif ":" in host and not host.startswith("["):  # IPv6 literal
+        host = f"[{host}]"
+    return f"{host}:{port}"
+
+
+def _mask_url(url: str) -> str:
+    """Replace the password in a URL's user info and in a `password=` query parameter."""
+    if not url:
+        return url
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "***"
+    netloc = parts.netloc
+    userinfo, at, hostinfo = netloc.rpartition("@")
+    if at and ":" in userinfo:
+        netloc = f"{userinfo.split(':', 1)[0]}:***@{hostinfo}"
+    query = parts.query
+    if query:
+        pairs = parse_qsl(query, keep_blank_values=True)
+        if any(name == "password" for name, _ in pairs):
+            masked = [(name, "***" if name == "password" else value) for name, value in pairs]
+            query = urlencode(masked, safe="*/")
+    return urlunsplit(parts._replace(netloc=netloc, query=query))

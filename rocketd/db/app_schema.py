@@ -1,0 +1,51 @@
+"""System tables of every app database (`rocket_<app>`), as versioned steps.
+
+This issue's tables are the auth ones (`_users`, `_refresh_tokens`); later capabilities append
+their steps here, so every existing app database is upgraded at its next start.
+"""
+
+from __future__ import annotations
+
+from rocketd.db.migrations import Step, plan, statements
+
+APP_PLAN = plan(
+    "app",
+    [
+        Step(
+            1,
+            "users and refresh tokens",
+            statements(
+                """
+                create table if not exists _users (
+                  id            uuid primary key default gen_random_uuid(),
+                  email         text not null unique,
+                  password_hash text not null,
+                  roles         text[] default '{}',
+                  active        boolean default true,
+                  created_at    timestamptz default now(),
+                  updated_at    timestamptz default now()
+                )
+                """,
+                """
+                create table if not exists _refresh_tokens (
+                  id         uuid primary key default gen_random_uuid(),
+                  user_id    uuid not null references _users(id) on delete cascade,
+                  token      uuid not null unique default gen_random_uuid(),
+                  expires_at timestamptz not null,
+                  created_at timestamptz default now()
+                )
+                """,
+                "create index if not exists idx_refresh_tokens_token on _refresh_tokens(token)",
+                "create index if not exists idx_refresh_tokens_expires "
+                "on _refresh_tokens(expires_at)",
+                "alter table _refresh_tokens add column if not exists token_hash text",
+                "alter table _refresh_tokens add column if not exists family_id uuid",
+                "alter table _refresh_tokens add column if not exists rotated_at timestamptz",
+                "create unique index if not exists idx_refresh_tokens_hash "
+                "on _refresh_tokens(token_hash)",
+                "create index if not exists idx_refresh_tokens_family "
+                "on _refresh_tokens(family_id)",
+            ),
+        ),
+    ],
+)

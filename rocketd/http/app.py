@@ -1,0 +1,27 @@
+"""The aiohttp application factory: middlewares in contract order, then the route families.
+
+Route precedence matters (spec): `/api/_platform/...` is registered before any `/api/{app}/...`
+route, and inside an app the fixed segments (`auth`, `_admin`, ...) come before the dynamic
+entity routes that later capabilities add.
+"""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from rocketd.http import routes_app_auth, routes_health, routes_platform
+from rocketd.http.keys import SERVICES
+from rocketd.http.middlewares import auth_middleware, body_limit_middleware, trace_middleware
+from rocketd.services import Services
+
+
+def create_app(services: Services) -> web.Application:
+    app = web.Application(
+        middlewares=[trace_middleware, body_limit_middleware, auth_middleware],
+        client_max_size=services.settings.server.max_body_size,
+    )
+    app[SERVICES] = services
+    routes_health.add_routes(app)
+    routes_platform.add_routes(app)
+    routes_app_auth.add_routes(app)
+    return app

@@ -1,0 +1,14 @@
+"""Typed keys for state kept on the aiohttp application and on requests."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from aiohttp import web
+
+if TYPE_CHECKING:
+    from rocketd.services import Services
+
+SERVICES: web.AppKey[Services] = web.AppKey("rocketd.services")
+# The AppActor of the `{app}` in the path, set by the auth middleware.
+APP_ACTOR = "rocketd.app_actor"

@@ -1,0 +1,47 @@
+"""`/api/{app}/auth/*` (login, refresh, logout) and the app-level AI status stub."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from rocketd.http.auth import app_admin, public
+from rocketd.http.bodies import INVALID_REQUEST_BODY, read_strict_object
+from rocketd.http.keys import APP_ACTOR
+from rocketd.http.responses import data, message
+from rocketd.http.routes_platform import AUTH_LOGIN_KEYS, AUTH_TOKEN_KEYS, ai_status_body
+
+APP_PATH = "/api/{app:[a-z][a-z0-9_-]*}"
+
+
+@public
+async def login(request: web.Request) -> web.StreamResponse:
+    body = await read_strict_object(request, AUTH_LOGIN_KEYS, INVALID_REQUEST_BODY, AUTH_LOGIN_KEYS)
+    pair = await request[APP_ACTOR].accounts.login(body.get("email"), body.get("password"))
+    return data(pair.to_json())
+
+
+@public
+async def refresh(request: web.Request) -> web.StreamResponse:
+    body = await read_strict_object(request, AUTH_TOKEN_KEYS, INVALID_REQUEST_BODY, AUTH_TOKEN_KEYS)
+    pair = await request[APP_ACTOR].accounts.refresh(body.get("refresh_token"))
+    return data(pair.to_json())
+
+
+@public
+async def logout(request: web.Request) -> web.StreamResponse:
+    body = await read_strict_object(request, AUTH_TOKEN_KEYS, INVALID_REQUEST_BODY, AUTH_TOKEN_KEYS)
+    await request[APP_ACTOR].accounts.logout(body.get("refresh_token"))
+    return message("Logged out")
+
+
+@app_admin
+async def ai_status(request: web.Request) -> web.StreamResponse:
+    return data(ai_status_body(request))
+
+
+def add_routes(app: web.Application) -> None:
+    r = app.router
+    r.add_post(APP_PATH + "/auth/login", login)
+    r.add_post(APP_PATH + "/auth/refresh", refresh)
+    r.add_post(APP_PATH + "/auth/logout", logout)
+    r.add_get(APP_PATH + "/_admin/ai/status", ai_status)

@@ -1,0 +1,53 @@
+"""structlog set-up: coloured console lines on a TTY, JSON lines otherwise (systemd, files).
+
+Request context (`trace_id`, `app`, `user_id`) is bound through `structlog.contextvars` by the HTTP
+middlewares, so every line logged while a request is handled carries it without passing loggers
+around. This module must not log secrets: callers mask DSNs before logging them.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from typing import Any
+
+import structlog
+
+_LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING,
+           "error": logging.ERROR}
+
+
+def configure_logging(level: str = "info", fmt: str = "auto", stream: Any = None) -> None:
+    """Configure structlog (and the stdlib root logger it feeds aiohttp/psycopg messages into)."""
+    out = stream if stream is not None else sys.stderr
+    use_json = fmt == "json" or (fmt == "auto" and not getattr(out, "isatty", lambda: False)())
+    numeric_level = _LEVELS.get(level, logging.INFO)
+    shared: list[Any] = [
+        structlog.contextvars.merge_contextvars,
+        structlog.processors.add_log_level,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+    ]
+    renderer: Any
+    if use_json:
+        renderer = structlog.processors.JSONRenderer()
+        shared.append(structlog.processors.format_exc_info)
+    else:
+        renderer = structlog.dev.ConsoleRenderer(colors=True)
+    structlog.configure(
+        processors=[*shared, renderer],
+        wrapper_class=structlog.make_filtering_bound_logger(numeric_level),
+        logger_factory=structlog.PrintLoggerFactory(file=out),
+        cache_logger_on_first_use=False,
+    )
+    # Library loggers (aiohttp.access is silenced: the trace middleware logs requests itself).
+    handler = logging.StreamHandler(out)
+    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(max(numeric_level, logging.WARNING))
+    logging.getLogger("aiohttp.access").setLevel(logging.ERROR)
+
+
+def get_logger(name: str) -> Any:
+    """A structlog logger named after the module that owns it."""
+    return structlog.get_logger(name)

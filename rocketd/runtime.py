@@ -1,0 +1,250 @@
+"""Builds everything, serves, and shuts down in order.
+
+Start: embedded PostgreSQL (only when no database is configured) -> management database (created
+if missing) and its schema -> platform secret and seeded admin -> repair of half-made apps ->
+supervisor, app actors, metadata listener, scheduler -> HTTP server -> `READY=1`.
+Stop (SIGTERM/SIGINT): `STOPPING=1` -> stop accepting and finish in-flight requests (bounded by
+`server.shutdown_timeout`) -> stop actors -> close pools -> stop the embedded PostgreSQL -> exit 0.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import signal
+from pathlib import Path
+from typing import Any
+
+import psycopg
+from aiohttp import web
+from psycopg import errors as pg_errors
+from psycopg import sql
+from psycopg_pool import AsyncConnectionPool
+
+from rocketd import __version__
+from rocketd.actors.directory import AppDirectory
+from rocketd.actors.listener import MetadataListener
+from rocketd.actors.scheduler import Scheduler
+from rocketd.actors.supervisor import Supervisor
+from rocketd.auth.accounts import PLATFORM_TABLES, AccountService
+from rocketd.auth.tokens import new_app_secret
+from rocketd.config import DatabaseSettings, Settings
+from rocketd.db.embedded import EmbeddedPostgres
+from rocketd.db.management_schema import MANAGEMENT_PLAN
+from rocketd.db.migrations import apply_plan
+from rocketd.engine import apps
+from rocketd.http.app import create_app
+from rocketd.logging import get_logger
+from rocketd.services import Services
+from rocketd.systemd import SystemdNotifier
+
+log = get_logger("rocketd.runtime")
+
+# The secret shipped in upstream's app.yaml: accepted, but never quietly (upstream-gaps S10).
+UPSTREAM_DEFAULT_PLATFORM_SECRET = "changeme-platform-secret"  # noqa: S105 - public default
+PLATFORM_SECRET_KEY = "platform_jwt_secret"  # noqa: S105 - a settings key name
+REFRESH_PURGE_INTERVAL = 3600.0
+
+
+def settings_for_embedded(settings: Settings, server_dsn: str) -> Settings:
+    """The settings with the database pointed at an embedded server (`server_dsn`)."""
+    database = dataclasses.replace(
+        settings.database,
+        url=DatabaseSettings(url=server_dsn).dsn(settings.database.name),
+        configured=True,
+    )
+    return dataclasses.replace(settings, database=database)
+
+
+async def ensure_database(settings: Settings) -> None:
+    """Create the management database when the server has none of that name yet."""
+    try:
+        conn = await psycopg.AsyncConnection.connect(settings.database.dsn())
+    except psycopg.OperationalError as exc:
+        if "does not exist" not in str(exc):
+            raise
+    else:
+        await conn.close()
+        return
+    async with await psycopg.AsyncConnection.connect(
+        settings.database.dsn("postgres"), autocommit=True
+    ) as admin:
+        try:
+            await admin.execute(
+                sql.SQL("create database {}").format(sql.Identifier(settings.database.database_name))
+            )
+            log.info("created management database", name=settings.database.database_name)
+        except pg_errors.DuplicateDatabase:
+            pass  # another instance created it a moment ago
+
+
+async def open_management_pool(settings: Settings) -> AsyncConnectionPool[Any]:
+    pool: AsyncConnectionPool[Any] = AsyncConnectionPool(
+        settings.database.dsn(),
+        min_size=1,
+        max_size=max(2, settings.database.pool_size),
+        kwargs={"autocommit": True},
+        open=False,
+        name="management",
+    )
+    await pool.open(wait=True, timeout=15)
+    return pool
+
+
+async def bootstrap_management(settings: Settings, pool: AsyncConnectionPool[Any]) -> None:
+    async with pool.connection() as conn:
+        await conn.set_autocommit(False)
+        try:
+            await apply_plan(conn, MANAGEMENT_PLAN)
+        finally:
+            await conn.set_autocommit(True)
+
+
+async def resolve_platform_secret(settings: Settings, pool: AsyncConnectionPool[Any]) -> str:
+    configured = settings.platform_jwt_secret
+    if configured:
+        if configured == UPSTREAM_DEFAULT_PLATFORM_SECRET:
+            log.warning(
+                "platform_jwt_secret is upstream's public default: anyone can mint platform "
+                "tokens. Set ROCKET_PLATFORM_JWT_SECRET to a long random value, or remove it to "
+                "let rocketd generate one."
+            )
+        return configured
+    async with pool.connection() as conn:
+        await conn.execute(
+            "insert into _platform_settings (key, value) values (%s, %s)"
+            " on conflict (key) do nothing",
+            (PLATFORM_SECRET_KEY, new_app_secret()),
+        )
+        cur = await conn.execute(
+            "select value from _platform_settings where key = %s", (PLATFORM_SECRET_KEY,)
+        )
+        row = await cur.fetchone()
+    assert row is not None
+    return str(row[0])
+
+
+class Runtime:
+    """One rocketd process: owns the embedded database (if any), pools, actors and HTTP."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.embedded: EmbeddedPostgres | None = None
+        self.services: Services | None = None
+        self.http_runner: web.AppRunner | None = None
+        self.listener: MetadataListener | None = None
+        self.notifier = SystemdNotifier()
+        self._watchdog: asyncio.Task[None] | None = None
+
+    async def start(self, *, http: bool = True) -> None:
+        """Bring everything up; `http=False` leaves the listening socket to the caller (tests)."""
+        settings = self.settings
+        if not settings.database.configured:
+            self.embedded = EmbeddedPostgres(Path(settings.data_dir))
+            self.notifier.extend_timeout(120)
+            dsn = await asyncio.to_thread(self.embedded.start)
+            settings = self.settings = settings_for_embedded(settings, dsn)
+            log.info("embedded PostgreSQL started", data_dir=str(Path(settings.data_dir).resolve()))
+        log.info(
+            "starting rocketd",
+            version=__version__,
+            database=settings.database.masked_dsn(),
+            data_dir=str(Path(settings.data_dir).resolve()),
+        )
+        await ensure_database(settings)
+        pool = await open_management_pool(settings)
+        await bootstrap_management(settings, pool)
+        platform_secret = await resolve_platform_secret(settings, pool)
+        platform_accounts = AccountService(
+            pool, PLATFORM_TABLES, platform_secret, apps.token_policy(settings)
+        )
+        if await platform_accounts.seed_admin(
+            settings.auth.platform_admin_email,
+            settings.auth.platform_admin_password,
+            ["platform_admin"],
+        ):
+            log.warning(
+                "seeded the platform admin with the configured default password; change it",
+                email=settings.auth.platform_admin_email,
+            )
+        await apps.repair_incomplete_apps(settings, pool)
+        supervisor = Supervisor()
+        directory = AppDirectory(settings, pool, supervisor)
+        self.services = Services(
+            settings=settings,
+            management_pool=pool,
+            platform_accounts=platform_accounts,
+            directory=directory,
+            supervisor=supervisor,
+            platform_secret=platform_secret,
+        )
+        await directory.start_existing()
+        self.listener = MetadataListener(
+            settings.database.dsn(), on_notify=directory.on_notify,
+            on_reconnect=directory.on_reconnect,
+        )
+        await supervisor.add(self.listener)
+        scheduler = Scheduler(settings.database.dsn())
+        scheduler.add_job("purge-refresh-tokens", REFRESH_PURGE_INTERVAL, self._purge_tokens)
+        await supervisor.add(scheduler)
+        if not http:
+            return
+        await self._start_http()
+        self.notifier.ready(f"listening on {settings.server.host}:{settings.server.port}")
+        if self.notifier.watchdog_interval() is not None:
+            self._watchdog = asyncio.create_task(self.notifier.run_watchdog(self._healthy))
+
+    async def _start_http(self) -> None:
+        assert self.services is not None
+        settings = self.settings
+        app = create_app(self.services)
+        runner = web.AppRunner(
+            app, access_log=None, shutdown_timeout=settings.server.shutdown_timeout
+        )
+        await runner.setup()
+        site = web.TCPSite(runner, settings.server.host, settings.server.port, reuse_port=True)
+        await site.start()
+        self.http_runner = runner
+        log.info("listening", address=f"http://{settings.server.host}:{settings.server.port}")
+
+    async def _healthy(self) -> bool:
+        return self.services is not None and not self.services.supervisor.not_running()
+
+    async def _purge_tokens(self) -> None:
+        assert self.services is not None
+        await self.services.platform_accounts.purge_expired_refresh_tokens()
+        for actor in self.services.directory.actors.values():
+            await actor.accounts.purge_expired_refresh_tokens()
+
+    async def stop(self) -> None:
+        self.notifier.stopping()
+        log.info("shutting down")
+        if self._watchdog is not None:
+            self._watchdog.cancel()
+        if self.http_runner is not None:
+            await self.http_runner.cleanup()  # stops accepting, drains in-flight requests
+            self.http_runner = None
+        if self.services is not None:
+            await self.services.directory.stop_all()
+            await self.services.supervisor.stop_all()
+            await self.services.management_pool.close()
+            self.services = None
+        if self.embedded is not None and self.embedded.owned:
+            await asyncio.to_thread(self.embedded.stop)
+            self.embedded = None
+        log.info("stopped")
+
+
+async def serve(settings: Settings) -> int:
+    """Run until SIGTERM or SIGINT; return the process exit code."""
+    runtime = Runtime(settings)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await runtime.start()
+        await stop.wait()
+    finally:
+        await runtime.stop()
+    return 0

@@ -1,0 +1,123 @@
+"""Test harness: a real PostgreSQL for every test that needs one.
+
+The server is, in order: `ROCKET_TEST_DSN` when set; else the local server on 127.0.0.1:5432 when
+it answers; else an embedded PostgreSQL started for the session (and stopped after it). Each test
+gets its own management database (and the app databases it creates) and drops them afterwards.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import tempfile
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+from psycopg import sql
+
+from rocketd.config import AuthSettings, DatabaseSettings, ServerSettings, Settings
+
+LOCAL_DSN = "postgresql://postgres@127.0.0.1:5432/postgres"
+
+
+def _answers(dsn: str) -> bool:
+    try:
+        with psycopg.connect(dsn, connect_timeout=3) as conn:
+            conn.execute("select 1")
+        return True
+    except psycopg.Error:
+        return False
+
+
+@pytest.fixture(scope="session")
+def pg_dsn() -> Iterator[str]:
+    """A superuser DSN (database `postgres`) of the PostgreSQL server the tests use."""
+    explicit = os.environ.get("ROCKET_TEST_DSN")
+    if explicit:
+        yield explicit
+        return
+    if _answers(LOCAL_DSN):
+        yield LOCAL_DSN
+        return
+    from rocketd.db.embedded import EmbeddedPostgres
+
+    data_dir = Path(tempfile.mkdtemp(prefix="rocketd-test-pg-"))
+    data_dir.chmod(0o755)  # reachable by the unprivileged user PostgreSQL runs as under root
+    server = EmbeddedPostgres(data_dir, fast=True)
+    dsn = server.start()
+    try:
+        yield dsn
+    finally:
+        server.stop()
+        import shutil
+
+        shutil.rmtree(data_dir, ignore_errors=True)
+
+
+def dsn_for(server_dsn: str, dbname: str) -> str:
+    return DatabaseSettings(url=server_dsn).dsn(dbname)
+
+
+def drop_databases(server_dsn: str, names: list[str]) -> None:
+    with psycopg.connect(server_dsn, autocommit=True) as conn:
+        for name in names:
+            conn.execute(
+                sql.SQL("drop database if exists {} with (force)").format(sql.Identifier(name))
+            )
+
+
+def app_databases(server_dsn: str, management_db: str) -> list[str]:
+    """Databases named by the `_apps` table of a test's management database."""
+    try:
+        with psycopg.connect(dsn_for(server_dsn, management_db)) as conn:
+            rows = conn.execute("select db_name from _apps").fetchall()
+    except psycopg.Error:
+        return []
+    return [r[0] for r in rows]
+
+
+def unique_name(prefix: str = "t") -> str:
+    return f"{prefix}{secrets.token_hex(5)}"
+
+
+@pytest.fixture
+def management_db(pg_dsn: str) -> Iterator[str]:
+    """The name of a fresh management database; it and its apps' databases are dropped after."""
+    name = unique_name("rkt_mgmt_")
+    yield name
+    drop_databases(pg_dsn, [*app_databases(pg_dsn, name), name])
+
+
+@pytest.fixture
+def settings(pg_dsn: str, management_db: str, tmp_path: Path) -> Settings:
+    return Settings(
+        server=ServerSettings(host="127.0.0.1", port=0, max_body_size=64 * 1024),
+        database=DatabaseSettings(url=dsn_for(pg_dsn, management_db), pool_size=5),
+        # Cost 4 keeps bcrypt fast in tests; production default is 10 (see docs/auth.md).
+        auth=AuthSettings(bcrypt_cost=4),
+        app_pool_size=3,
+        data_dir=str(tmp_path / "data"),
+    )
+
+
+@pytest.fixture
+async def runtime(settings: Settings) -> AsyncIterator[Any]:
+    """A started Runtime without its own listening socket (tests attach a test client)."""
+    from rocketd.runtime import Runtime
+
+    rt = Runtime(settings)
+    try:
+        await rt.start(http=False)
+        yield rt
+    finally:
+        await rt.stop()
+
+
+@pytest.fixture
+async def client(runtime: Any, aiohttp_client: Any) -> Any:
+    from rocketd.http.app import create_app
+
+    return await aiohttp_client(create_app(runtime.services))
