@@ -25,8 +25,10 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="rocketd", description="rocketd: JSON metadata in, a running REST backend out."
     )
-    parser.add_argument("--config", help="configuration file (default: $ROCKET_CONFIG, "
-                        "./etc/rocket.yaml, ./app.yaml)")
+    parser.add_argument(
+        "--config",
+        help="configuration file (default: $ROCKET_CONFIG, ./etc/rocket.yaml, ./app.yaml)",
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("serve", help="run the server")
     sub.add_parser("check-config", help="validate the configuration and print a summary")
@@ -47,8 +49,10 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _summary(settings: Settings) -> str:
-    db = settings.database.masked_dsn() if settings.database.configured else (
-        f"embedded PostgreSQL in {Path(settings.data_dir) / 'postgres'}"
+    db = (
+        settings.database.masked_dsn()
+        if settings.database.configured
+        else (f"embedded PostgreSQL in {Path(settings.data_dir) / 'postgres'}")
     )
     source = settings.config_path or "defaults (no file)"
     return (
@@ -75,7 +79,17 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
     configure_logging(settings.log.level, settings.log.format)
     if args.command == "serve":
         return _run(_serve(settings))
+    if args.command == "apps" and args.apps_command == "delete" and not args.yes:
+        if not _confirm(f"Delete app {args.name} and drop its database? [y/N] "):
+            print("aborted (use --yes to skip this question)", file=sys.stderr)
+            return 2
     return _run(_apps_command(settings, args, out))
+
+
+def _confirm(question: str) -> bool:
+    if not sys.stdin.isatty():
+        return False
+    return input(question).strip().lower() in ("y", "yes")
 
 
 def _run(coro: Any) -> int:
@@ -136,14 +150,6 @@ async def _apps_command(settings: Settings, args: argparse.Namespace, out: TextI
                 row = await apps.create_app(settings, pool, args.name, args.display_name, None)
                 print(f"created app {row.name} (database {row.db_name})", file=out)
             elif args.apps_command == "delete":
-                if not args.yes:
-                    if not sys.stdin.isatty():
-                        print("rocketd: refusing to delete without --yes", file=sys.stderr)
-                        return 2
-                    answer = input(f"Delete app {args.name} and drop its database? [y/N] ")
-                    if answer.strip().lower() not in ("y", "yes"):
-                        print("aborted", file=out)
-                        return 1
                 await apps.delete_app(settings, pool, args.name)
                 print(f"deleted app {args.name}", file=out)
         except ApiError as err:

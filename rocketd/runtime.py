@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import os
 import signal
 from pathlib import Path
 from typing import Any
@@ -71,7 +72,9 @@ async def ensure_database(settings: Settings) -> None:
     ) as admin:
         try:
             await admin.execute(
-                sql.SQL("create database {}").format(sql.Identifier(settings.database.database_name))
+                sql.SQL("create database {}").format(
+                    sql.Identifier(settings.database.database_name)
+                )
             )
             log.info("created management database", name=settings.database.database_name)
         except pg_errors.DuplicateDatabase:
@@ -144,12 +147,12 @@ class Runtime:
             self.notifier.extend_timeout(120)
             dsn = await asyncio.to_thread(self.embedded.start)
             settings = self.settings = settings_for_embedded(settings, dsn)
-            log.info("embedded PostgreSQL started", data_dir=str(Path(settings.data_dir).resolve()))
+            log.info("embedded PostgreSQL started", data_dir=os.path.abspath(settings.data_dir))
         log.info(
             "starting rocketd",
             version=__version__,
             database=settings.database.masked_dsn(),
-            data_dir=str(Path(settings.data_dir).resolve()),
+            data_dir=os.path.abspath(settings.data_dir),
         )
         await ensure_database(settings)
         pool = await open_management_pool(settings)
@@ -180,7 +183,8 @@ class Runtime:
         )
         await directory.start_existing()
         self.listener = MetadataListener(
-            settings.database.dsn(), on_notify=directory.on_notify,
+            settings.database.dsn(),
+            on_notify=directory.on_notify,
             on_reconnect=directory.on_reconnect,
         )
         await supervisor.add(self.listener)

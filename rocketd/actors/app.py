@@ -65,7 +65,9 @@ class AppActor(Actor):
         )
         await pool.open(wait=True, timeout=POOL_OPEN_TIMEOUT)
         self._pool = pool
-        self._accounts = AccountService(pool, APP_TABLES, self.jwt_secret, token_policy(self._settings))
+        self._accounts = AccountService(
+            pool, APP_TABLES, self.jwt_secret, token_policy(self._settings)
+        )
         log.info("app started", app=self.app_name)
 
     async def handle(self, message: object) -> Any:

@@ -165,8 +165,7 @@ class Actor:
             if reply.done() and not reply.cancelled():
                 raise  # the handler itself raised TimeoutError: deliver it unchanged
             raise TimeoutError(
-                f"actor {self.name!r} did not answer {describe_message(message)} "
-                f"within {timeout} s"
+                f"actor {self.name!r} did not answer {describe_message(message)} within {timeout} s"
             ) from None
 
     async def run_mailbox(self) -> None:

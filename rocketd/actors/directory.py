@@ -97,7 +97,9 @@ class AppDirectory:
             except Exception:
                 log.error("app failed to start; skipped", app=row.name, exc_info=True)
 
-    async def create_app(self, name: object, display_name: object, db_driver: object) -> apps.AppRow:
+    async def create_app(
+        self, name: object, display_name: object, db_driver: object
+    ) -> apps.AppRow:
         row = await apps.create_app(self._settings, self._pool, name, display_name, db_driver)
         await self._start(row)
         return row
@@ -115,7 +117,7 @@ class AppDirectory:
     async def on_notify(self, payload: str) -> None:
         """A `rocket_metadata` notification: `_apps:<name>` for lifecycle, else an app name."""
         if payload.startswith(apps.APPS_NOTIFY_PREFIX):
-            name = payload[len(apps.APPS_NOTIFY_PREFIX):]
+            name = payload[len(apps.APPS_NOTIFY_PREFIX) :]
             self._missing.pop(name, None)
             row = await apps.find_app(self._pool, name)
             if row is None or row.status != apps.STATUS_ACTIVE:

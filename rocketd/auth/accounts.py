@@ -153,7 +153,9 @@ class AccountService:
                 if rotated_at is not None:
                     # A rotated token came back: whoever holds the family is not trusted.
                     await conn.execute(self._q_delete_family, (family_id,))
-                    log.warning("refresh token reuse detected; family revoked", user_id=str(user_id))
+                    log.warning(
+                        "refresh token reuse detected; family revoked", user_id=str(user_id)
+                    )
                     failure = "Invalid refresh token"
                 elif expires_at <= datetime.now(UTC):
                     await conn.execute(self._q_delete_row, (row_id,))
@@ -183,7 +185,7 @@ class AccountService:
     async def purge_expired_refresh_tokens(self) -> int:
         async with self._pool.connection() as conn:
             cur = await conn.execute(self._q_purge)
-            return cur.rowcount
+            return int(cur.rowcount)
 
     async def seed_admin(self, email: str, password: str, roles: list[str]) -> bool:
         """Create the first account when the users table is empty; True when it did."""

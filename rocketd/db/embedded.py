@@ -166,7 +166,7 @@ def _runs(bindir: Path, env: dict[str, str]) -> str | None:
     return version
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _probe(bindir: Path) -> _Binaries | None:
     if not all(os.access(bindir / n, os.X_OK) for n in ("postgres", "initdb", "pg_ctl")):
         return None
@@ -276,7 +276,7 @@ def _is_zombie(pid: int) -> bool:
         stat = Path(f"/proc/{pid}/stat").read_text(encoding="ascii", errors="replace")
     except OSError:
         return False
-    # "pid (comm) state ...": comm may contain spaces or parentheses, the state follows the last ")".
+    # "pid (comm) state ...": comm may hold spaces and parentheses; the state follows the last ")".
     return stat[stat.rfind(")") + 1 :].split()[:1] in (["Z"], ["X"])
 
 
@@ -332,9 +332,7 @@ class EmbeddedPostgres:
         self._fast = fast
         self._bindir = bindir
         self._timeout = timeout
-        self._log: FilteringBoundLogger = (
-            log if log is not None else structlog.get_logger(__name__)
-        )
+        self._log: FilteringBoundLogger = log if log is not None else structlog.get_logger(__name__)
         self._binaries: _Binaries | None = None
         self._run_as: _RunAs | None = None
         self._run_as_resolved = False
@@ -782,7 +780,8 @@ class EmbeddedPostgres:
                     and _socket_path_fits(path, port)
                 ):
                     return path
-        for parent in (None, "/tmp"):
+        # $TMPDIR may itself be long; /tmp is the short last resort (mkdtemp makes a 0700 dir).
+        for parent in (None, "/tmp"):  # noqa: S108
             path = Path(tempfile.mkdtemp(prefix="rocketd-pg-", dir=parent))
             if _socket_path_fits(path, port):
                 self._own(path, run_as, 0o700)

@@ -93,9 +93,7 @@ async def app_lock(
             await conn.execute("select pg_advisory_lock(hashtextextended(%s, 0))", (key,))
             got = True
         else:
-            cur = await conn.execute(
-                "select pg_try_advisory_lock(hashtextextended(%s, 0))", (key,)
-            )
+            cur = await conn.execute("select pg_try_advisory_lock(hashtextextended(%s, 0))", (key,))
             row = await cur.fetchone()
             got = bool(row and row[0])
         try:
@@ -127,14 +125,18 @@ async def get_app(pool: AsyncConnectionPool[Any], name: str) -> AppRow:
     return row
 
 
-def validate_create_request(name: object, display_name: object, db_driver: object) -> tuple[str, str]:
+def validate_create_request(
+    name: object, display_name: object, db_driver: object
+) -> tuple[str, str]:
     """Check a create request; return (name, display_name)."""
     app_name = validate_app_name(name)
     if display_name is not None and not isinstance(display_name, str):
         raise ValidationFailed("display_name must be a string")
     if db_driver not in (None, "", "postgres"):
         if db_driver == "sqlite":
-            raise ValidationFailed("db_driver 'sqlite' is not supported: rocketd runs on PostgreSQL")
+            raise ValidationFailed(
+                "db_driver 'sqlite' is not supported: rocketd runs on PostgreSQL"
+            )
         raise ValidationFailed("db_driver must be 'postgres' or 'sqlite'")
     shown = display_name.strip() if isinstance(display_name, str) else ""
     if len(shown) > 200:
@@ -154,7 +156,10 @@ async def database_exists(settings: Settings, db_name: str) -> bool:
 
 
 async def create_app(
-    settings: Settings, pool: AsyncConnectionPool[Any], name: object, display_name: object,
+    settings: Settings,
+    pool: AsyncConnectionPool[Any],
+    name: object,
+    display_name: object,
     db_driver: object,
 ) -> AppRow:
     """Create an app end to end; on any failure nothing of it is left behind."""
@@ -227,7 +232,8 @@ async def bootstrap_app_database(settings: Settings, db_name: str) -> None:
         if seeded:
             log.warning(
                 "seeded app admin with the configured default password; change it",
-                db_name=db_name, email=settings.auth.app_admin_email,
+                db_name=db_name,
+                email=settings.auth.app_admin_email,
             )
     finally:
         await pool.close()

@@ -17,10 +17,10 @@ from aiohttp import web
 
 from rocketd.auth.tokens import Claims, decode_access_token
 from rocketd.errors import Forbidden, Unauthorized
+from rocketd.http.keys import PRINCIPAL
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
-PRINCIPAL_KEY = "rocketd.principal"
 POLICY_ATTR = "__rocketd_auth_policy__"
 PLATFORM_ADMIN_ROLE = "platform_admin"
 ADMIN_ROLE = "admin"
@@ -29,7 +29,7 @@ ADMIN_ROLE = "admin"
 class Policy(Enum):
     PUBLIC = "public"
     PLATFORM = "platform"
-    APP_TOKEN = "app_token"
+    APP_TOKEN = "app_token"  # noqa: S105 - a policy name, not a secret
     APP_ADMIN = "app_admin"
 
 
@@ -106,7 +106,7 @@ def require_admin(principal: Principal) -> None:
 
 
 def principal_of(request: web.Request) -> Principal:
-    principal = request.get(PRINCIPAL_KEY)
+    principal = request.get(PRINCIPAL)
     if not isinstance(principal, Principal):
         raise Unauthorized("Authentication required")
     return principal

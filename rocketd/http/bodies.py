@@ -16,7 +16,9 @@ INVALID_JSON_BODY = "Invalid JSON body"
 INVALID_REQUEST_BODY = "Invalid request body"
 
 
-async def read_json_object(request: web.Request, message: str = INVALID_JSON_BODY) -> dict[str, Any]:
+async def read_json_object(
+    request: web.Request, message: str = INVALID_JSON_BODY
+) -> dict[str, Any]:
     raw = await request.read()
     try:
         value = orjson.loads(raw)

@@ -7,8 +7,12 @@ from typing import TYPE_CHECKING
 from aiohttp import web
 
 if TYPE_CHECKING:
+    from rocketd.actors.app import AppActor
+    from rocketd.http.auth import Principal
     from rocketd.services import Services
 
 SERVICES: web.AppKey[Services] = web.AppKey("rocketd.services")
 # The AppActor of the `{app}` in the path, set by the auth middleware.
-APP_ACTOR = "rocketd.app_actor"
+APP_ACTOR: web.RequestKey[AppActor] = web.RequestKey("rocketd.app_actor")
+# Who is calling, set by the auth middleware on every authenticated route.
+PRINCIPAL: web.RequestKey[Principal] = web.RequestKey("rocketd.principal")

@@ -26,7 +26,6 @@ from rocketd.errors import (
     PayloadTooLarge,
 )
 from rocketd.http.auth import (
-    PRINCIPAL_KEY,
     Handler,
     Policy,
     authenticate_app,
@@ -34,7 +33,7 @@ from rocketd.http.auth import (
     policy_of,
     require_admin,
 )
-from rocketd.http.keys import APP_ACTOR, SERVICES
+from rocketd.http.keys import APP_ACTOR, PRINCIPAL, SERVICES
 from rocketd.http.responses import json_body
 from rocketd.logging import get_logger
 
@@ -97,7 +96,8 @@ async def trace_middleware(request: web.Request, handler: Handler) -> web.Stream
         return await error_middleware(request, handler)
     trace_id = _trace_id(request)
     structlog.contextvars.clear_contextvars()
-    structlog.contextvars.bind_contextvars(trace_id=trace_id)
+    # Every line logged during the request carries these three (filled in as they become known).
+    structlog.contextvars.bind_contextvars(trace_id=trace_id, app=None, user_id=None)
     started = time.perf_counter()
     response = await error_middleware(request, handler)
     response.headers[TRACE_HEADER] = trace_id
@@ -140,6 +140,6 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
             require_admin(principal)
     else:
         return await handler(request)
-    request[PRINCIPAL_KEY] = principal
+    request[PRINCIPAL] = principal
     structlog.contextvars.bind_contextvars(user_id=principal.user_id)
     return await handler(request)

@@ -23,7 +23,9 @@ def dumps(value: Any) -> bytes:
     return orjson.dumps(value, default=_default, option=orjson.OPT_UTC_Z)
 
 
-def json_body(payload: Any, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
+def json_body(
+    payload: Any, status: int = 200, headers: dict[str, str] | None = None
+) -> web.Response:
     """A response whose body is `payload` as JSON, no envelope added."""
     return web.Response(
         body=dumps(payload), status=status, content_type="application/json", headers=headers

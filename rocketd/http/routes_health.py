@@ -32,8 +32,9 @@ async def ready(request: web.Request) -> web.StreamResponse:
     down = services.supervisor.not_running()
     checks["actors"] = "ok" if not down else "not running: " + ", ".join(sorted(down))
     ok = all(v == "ok" for v in checks.values())
-    return json_body({"status": "ready" if ok else "unavailable", "checks": checks},
-                     200 if ok else 503)
+    return json_body(
+        {"status": "ready" if ok else "unavailable", "checks": checks}, 200 if ok else 503
+    )
 
 
 def add_routes(app: web.Application) -> None:

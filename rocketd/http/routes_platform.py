@@ -18,8 +18,9 @@ APP_CREATE_KEYS = ("name", "display_name", "db_driver")
 @public
 async def login(request: web.Request) -> web.StreamResponse:
     body = await read_strict_object(request, AUTH_LOGIN_KEYS, INVALID_REQUEST_BODY, AUTH_LOGIN_KEYS)
-    pair = await request.app[SERVICES].platform_accounts.login(body.get("email"),
-                                                                body.get("password"))
+    pair = await request.app[SERVICES].platform_accounts.login(
+        body.get("email"), body.get("password")
+    )
     return data(pair.to_json())
 
 

@@ -55,8 +55,14 @@ async def test_platform_login_missing_fields(client: Any) -> None:
 
 @pytest.mark.parametrize(
     "body",
-    [b"{not json", b"[1,2]", b'"text"', b"", b'{"email": 5, "password": "x"}',
-     b'{"email": "a", "password": "b", "admin": true}'],
+    [
+        b"{not json",
+        b"[1,2]",
+        b'"text"',
+        b"",
+        b'{"email": 5, "password": "x"}',
+        b'{"email": "a", "password": "b", "admin": true}',
+    ],
 )
 async def test_platform_login_bad_bodies_are_400(client: Any, body: bytes) -> None:
     resp = await client.post(
@@ -112,7 +118,9 @@ async def test_refresh_with_garbage_token_is_401(client: Any) -> None:
         assert (await error_of(resp))["message"] == "Invalid refresh token"
 
 
-async def test_app_lifecycle_create_list_get_delete(client: Any, settings: Any, pg_dsn: str) -> None:
+async def test_app_lifecycle_create_list_get_delete(
+    client: Any, settings: Any, pg_dsn: str
+) -> None:
     token = (await platform_login(client))["access_token"]
     name = unique_name("app")
     resp = await create_app(client, token, name, display_name="My App")
@@ -204,8 +212,12 @@ async def test_app_name_of_maximum_length_works(client: Any) -> None:
 
 @pytest.mark.parametrize(
     "body",
-    [{"name": 5}, {"name": "okname", "db_driver": "sqlite"}, {"name": "okname", "db_driver": "x"},
-     {"name": "okname", "display_name": ["x"]}],
+    [
+        {"name": 5},
+        {"name": "okname", "db_driver": "sqlite"},
+        {"name": "okname", "db_driver": "x"},
+        {"name": "okname", "display_name": ["x"]},
+    ],
 )
 async def test_wrong_shapes_on_app_create_are_rejected(client: Any, body: dict[str, Any]) -> None:
     token = (await platform_login(client))["access_token"]
@@ -224,8 +236,9 @@ async def test_unknown_keys_and_malformed_json_on_app_create_are_400(client: Any
     assert err["code"] == "INVALID_PAYLOAD"
     assert err["details"][0]["field"] == "owner"
     resp = await client.post(
-        "/api/_platform/apps", data=b'{"name": ', headers={**bearer(token),
-                                                          "Content-Type": "application/json"}
+        "/api/_platform/apps",
+        data=b'{"name": ',
+        headers={**bearer(token), "Content-Type": "application/json"},
     )
     assert resp.status == 400
     assert (await error_of(resp))["message"] == "Invalid request body"
@@ -273,8 +286,9 @@ async def test_trace_id_is_echoed_when_uuid_and_replaced_otherwise(client: Any) 
     tid = "0b7c3f4e-58a5-4a6e-9f0c-2d1d7b0a9e11"
     resp = await client.post("/api/_platform/auth/login", json={}, headers={"X-Trace-ID": tid})
     assert resp.headers["X-Trace-ID"] == tid
-    resp = await client.post("/api/_platform/auth/login", json={},
-                             headers={"X-Trace-ID": "'; drop table x"})
+    resp = await client.post(
+        "/api/_platform/auth/login", json={}, headers={"X-Trace-ID": "'; drop table x"}
+    )
     assert resp.headers["X-Trace-ID"] != "'; drop table x"
     assert len(resp.headers["X-Trace-ID"]) == 36
 
