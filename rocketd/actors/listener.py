@@ -125,7 +125,7 @@ class MetadataListener(Actor):
         )
         if self._has_listened:
             # Called after LISTEN, so a change made during the reload is still notified.
-            pass
+            await self._call_on_reconnect()
         self._has_listened = True
         while True:
             async for notification in connection.notifies(timeout=self._liveness_check_seconds):

@@ -42,7 +42,7 @@ reachable by anything else running as `nobody`). No account is ever created.
 Inside `data_dir` rocketd owns what it creates and fixes it: the cluster directory, the socket
 directory and the log file are chowned to that account, mode 0700/0600. Outside `data_dir`
 nothing is changed -- no chmod of parent directories, no ACLs, no copying of the binaries, no
-relocation of the cluster. Instead, before `initdb` runs, the unprivileged account is checked
+relocation of the cluster. Instead, on every start the unprivileged account is checked
 (with `test -x`, run as that account, so ACLs are honoured) to be able to enter every directory
 leading to `data_dir` and to run the chosen `postgres` binary. If it cannot, `start()` fails with
 an `EmbeddedPostgresError` naming the first directory that blocks it. Concretely, on a machine
