@@ -14,9 +14,9 @@ DEFAULT_PASSWORD = "changeme"
 
 async def wait_until(
     condition: Callable[[], Awaitable[bool]] | Callable[[], bool],
-    timeout: float = 10.0,
-    interval: float = 0.02,
     what: str = "condition",
+    timeout: float = 10.0,
+    interval: float = 0.005,
 ) -> None:
     """Poll `condition` until it is true; fail the test after `timeout` seconds."""
     deadline = time.monotonic() + timeout

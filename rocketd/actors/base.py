@@ -10,6 +10,7 @@ autocommit connection some actors keep.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import reprlib
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -109,7 +110,11 @@ class Actor:
         except BaseException:
             await self._call_on_stop()
             raise
-        self._task = asyncio.create_task(self._run_then_stop(), name=f"actor:{self.name}")
+        # A fresh context: an actor started while handling a request must not log with that
+        # request's trace id (structlog context lives in contextvars) for the rest of its life.
+        self._task = asyncio.create_task(
+            self._run_then_stop(), name=f"actor:{self.name}", context=contextvars.Context()
+        )
 
     async def stop(self, timeout: float = 5.0) -> None:
         """Cancel the current run and wait up to `timeout` s for `on_stop` to finish.

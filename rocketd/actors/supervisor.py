@@ -101,6 +101,12 @@ class Supervisor:
             raise KeyError(f"no actor named {name!r} was ever supervised here") from None
 
     async def _watch(self, child: _Child) -> None:
+        try:
+            await self._keep_running(child)
+        finally:
+            child.first_attempt_done.set()  # never leave `add` waiting, even if removed meanwhile
+
+    async def _keep_running(self, child: _Child) -> None:
         actor = child.actor
         backoff = ExponentialBackoff(self._backoff_base, self._backoff_cap)
         loop = asyncio.get_running_loop()

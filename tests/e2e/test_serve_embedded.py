@@ -86,8 +86,9 @@ class Server:
         self.log.close()
 
 
-async def post(session: aiohttp.ClientSession, url: str, body: dict[str, Any],
-               token: str | None = None) -> tuple[int, Any]:
+async def post(
+    session: aiohttp.ClientSession, url: str, body: dict[str, Any], token: str | None = None
+) -> tuple[int, Any]:
     headers = {"Authorization": f"Bearer {token}"} if token else {}
     async with session.post(url, json=body, headers=headers) as resp:
         return resp.status, await resp.json()
@@ -102,19 +103,23 @@ async def test_readme_flow_on_embedded_postgres_and_restart(data_dir: Path) -> N
             async with http.get(server.base + "/health") as resp:
                 assert await resp.json() == {"status": "ok"}
             status, body = await post(
-                http, server.base + "/api/_platform/auth/login",
+                http,
+                server.base + "/api/_platform/auth/login",
                 {"email": "platform@localhost", "password": "changeme"},
             )
             assert status == 200, body
             ptoken = body["data"]["access_token"]
             status, body = await post(
-                http, server.base + "/api/_platform/apps",
-                {"name": "shop", "display_name": "Shop"}, ptoken,
+                http,
+                server.base + "/api/_platform/apps",
+                {"name": "shop", "display_name": "Shop"},
+                ptoken,
             )
             assert status == 201, body
             assert body["data"]["db_name"] == "rocket_shop"
             status, body = await post(
-                http, server.base + "/api/shop/auth/login",
+                http,
+                server.base + "/api/shop/auth/login",
                 {"email": "admin@localhost", "password": "changeme"},
             )
             assert status == 200, body
@@ -133,7 +138,8 @@ async def test_readme_flow_on_embedded_postgres_and_restart(data_dir: Path) -> N
         async with aiohttp.ClientSession() as http:
             await server.wait_ready(http)
             status, body = await post(
-                http, server.base + "/api/shop/auth/login",
+                http,
+                server.base + "/api/shop/auth/login",
                 {"email": "admin@localhost", "password": "changeme"},
             )
             assert status == 200, body

@@ -36,8 +36,9 @@ def app_secret(pg_dsn: str, management_db: str, app: str) -> str:
     return str(row[0])
 
 
-def add_user(pg_dsn: str, app: str, email: str, password: str, roles: list[str],
-             active: bool = True) -> str:
+def add_user(
+    pg_dsn: str, app: str, email: str, password: str, roles: list[str], active: bool = True
+) -> str:
     pw_hash = bcrypt.hashpw(password.encode(), bcrypt.gensalt(rounds=4)).decode()
     with psycopg.connect(dsn_for(pg_dsn, f"rocket_{app}")) as conn:
         row = conn.execute(
@@ -174,20 +175,26 @@ async def test_token_attacks_are_refused(
 ) -> None:
     secret = app_secret(pg_dsn, management_db, app_name)
     now = int(time.time())
-    claims = {"sub": "00000000-0000-0000-0000-000000000001", "roles": ["admin"], "iat": now,
-              "exp": now + 600}
+    claims = {
+        "sub": "00000000-0000-0000-0000-000000000001",
+        "roles": ["admin"],
+        "iat": now,
+        "exp": now + 600,
+    }
     forged = {
         "alg none": _b64({"alg": "none", "typ": "JWT"}) + "." + _b64(claims) + ".",
         "HS512 with the right secret": jwt.encode(claims, secret, algorithm="HS512"),
-        "expired": jwt.encode({**claims, "exp": now - 10, "iat": now - 1000}, secret,
-                              algorithm="HS256"),
+        "expired": jwt.encode(
+            {**claims, "exp": now - 10, "iat": now - 1000}, secret, algorithm="HS256"
+        ),
         "wrong secret": jwt.encode(claims, "x" * 64, algorithm="HS256"),
-        "no exp": jwt.encode({"sub": claims["sub"], "roles": ["admin"], "iat": now}, secret,
-                             algorithm="HS256"),
+        "no exp": jwt.encode(
+            {"sub": claims["sub"], "roles": ["admin"], "iat": now}, secret, algorithm="HS256"
+        ),
         "roles not a list": jwt.encode({**claims, "roles": "admin"}, secret, algorithm="HS256"),
     }
     good = issue_access_token(secret, claims["sub"], ["clerk"], 600)
-    head, payload, sig = good.split(".")
+    head, _payload, sig = good.split(".")
     forged["tampered payload (roles added)"] = f"{head}.{_b64({**claims})}.{sig}"
     for what, token in forged.items():
         resp = await client.get(AI_STATUS.format(app=app_name), headers=bearer(token))

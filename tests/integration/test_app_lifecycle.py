@@ -22,8 +22,10 @@ def mgmt(pg_dsn: str, management_db: str) -> psycopg.Connection[Any]:
 
 def database_exists(pg_dsn: str, name: str) -> bool:
     with psycopg.connect(pg_dsn) as conn:
-        return conn.execute("select 1 from pg_database where datname = %s", (name,)).fetchone() \
+        return (
+            conn.execute("select 1 from pg_database where datname = %s", (name,)).fetchone()
             is not None
+        )
 
 
 async def test_interrupted_creation_is_finished_at_next_start(
@@ -146,8 +148,10 @@ async def test_crashing_app_actor_is_restarted_and_keeps_serving(
     assert runtime.services is not None
     actor = runtime.services.directory.actors[name]
     actor.tell("not-a-message")  # an unknown message makes handle() raise: the actor crashes
-    await wait_until(lambda: runtime.services.supervisor.restarts(actor.name) >= 1,  # type: ignore[union-attr]
-                     what="supervisor restart")
+    await wait_until(
+        lambda: runtime.services.supervisor.restarts(actor.name) >= 1,  # type: ignore[union-attr]
+        what="supervisor restart",
+    )
     await wait_until(lambda: actor.running, what="actor running again")
     resp = await client.post(
         f"/api/{name}/auth/login", json={"email": "admin@localhost", "password": "changeme"}
@@ -161,8 +165,10 @@ async def test_concurrent_creates_of_one_name_give_one_app_and_one_409(client: A
     token = (await platform_login(client))["access_token"]
     name = unique_name("race")
     results = await asyncio.gather(
-        *(client.post("/api/_platform/apps", json={"name": name}, headers=bearer(token))
-          for _ in range(3))
+        *(
+            client.post("/api/_platform/apps", json={"name": name}, headers=bearer(token))
+            for _ in range(3)
+        )
     )
     statuses = sorted(r.status for r in results)
     assert statuses == [201, 409, 409]

@@ -12,8 +12,9 @@ from tests.conftest import dsn_for, unique_name
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def rocketd(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None,
-            stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+def rocketd(
+    *args: str, env: dict[str, str] | None = None, cwd: Path | None = None, stdin: str | None = None
+) -> subprocess.CompletedProcess[str]:
     base = {k: v for k, v in os.environ.items() if not k.startswith("ROCKET_")}
     base.pop("DATABASE_URL", None)
     return subprocess.run(
@@ -65,8 +66,11 @@ def test_serve_refuses_to_start_on_a_bad_config(tmp_path: Path) -> None:
 
 
 def test_apps_create_list_delete_against_the_database(pg_dsn: str, management_db: str) -> None:
-    env = {"ROCKET_DATABASE_URL": dsn_for(pg_dsn, management_db), "ROCKET_AUTH_BCRYPT_COST": "4",
-           "ROCKET_LOG_LEVEL": "error"}
+    env = {
+        "ROCKET_DATABASE_URL": dsn_for(pg_dsn, management_db),
+        "ROCKET_AUTH_BCRYPT_COST": "4",
+        "ROCKET_LOG_LEVEL": "error",
+    }
     name = unique_name("cli")
     out = rocketd("apps", "create", name, "--display-name", "From CLI", env=env)
     assert out.returncode == 0, out.stderr

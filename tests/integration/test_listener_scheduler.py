@@ -4,9 +4,8 @@ the backend is killed, and advisory locks keeping a job to one instance at a tim
 from __future__ import annotations
 
 import asyncio
-import os
 import secrets
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 
 import psycopg
 import pytest
@@ -17,20 +16,16 @@ from structlog.testing import capture_logs
 from rocketd.actors.listener import MetadataListener, notify_metadata
 from rocketd.actors.scheduler import Scheduler, job_lock_key
 from rocketd.actors.supervisor import Supervisor
+from tests.helpers import wait_until
 
-SERVER_DSN = os.environ.get(
-    "ROCKET_TEST_DSN", "host=127.0.0.1 port=5432 user=postgres dbname=postgres"
-)
+# Set by the autouse fixture below from the harness's server (env, local, or embedded).
+SERVER_DSN = ""
 
 
-async def wait_until(condition: Callable[[], bool], what: str, timeout: float = 10.0) -> None:
-    """Poll `condition` until it holds; fail the test naming `what` after `timeout` s."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not condition():
-        if loop.time() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        await asyncio.sleep(0.005)
+@pytest.fixture(autouse=True)
+def _server_dsn(pg_dsn: str) -> None:
+    global SERVER_DSN
+    SERVER_DSN = pg_dsn
 
 
 def scratch_database_name() -> str:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, MutableMapping
+from collections.abc import MutableMapping
 from typing import Any
 
 import pytest
@@ -12,16 +12,7 @@ from structlog.testing import capture_logs
 from rocketd.actors.base import Actor, ActorStopped, ExponentialBackoff, MailboxFull
 from rocketd.actors.scheduler import job_lock_key
 from rocketd.actors.supervisor import Supervisor
-
-
-async def wait_until(condition: Callable[[], bool], what: str, timeout: float = 5.0) -> None:
-    """Poll `condition` until it holds; fail the test naming `what` after `timeout` s."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not condition():
-        if loop.time() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        await asyncio.sleep(0.005)
+from tests.helpers import wait_until
 
 
 class Counter(Actor):

@@ -1,0 +1,283 @@
+"""The reusable benchmark harness: one `Bench` per scenario.
+
+A `Bench` owns a scratch directory and a fresh management database name. It starts `rocketd
+serve` (or the bare aiohttp baseline) as child processes on free loopback ports, drives wrk and
+pgbench against them, and on close drops the management database and every app database that
+this management database created. Servers are stopped with SIGTERM and must exit 0; anything
+else is recorded as a failure of the scenario.
+
+    with Bench(BenchConfig()) as bench:
+        with bench.rocketd() as server:
+            m = bench.wrk(server, "/health", name="rocketd GET /health")
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import secrets
+import shutil
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass, field
+from datetime import date
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import psycopg
+from psycopg import sql
+
+from bench.loadgen import PgbenchRun, WrkRun, find_pgbench, find_wrk, run_pgbench, run_wrk, tool_version
+from bench.processes import HOST, ServerProcess, free_port
+from bench.report import Machine, Measurement
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_PG_URL = "postgresql://postgres@127.0.0.1:5432"
+# Inherited variables that would change what the server under test does.
+_STRIPPED_ENV = ("DATABASE_URL", "NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID", "LISTEN_FDS")
+
+
+@dataclass(frozen=True)
+class BenchConfig:
+    pg_url: str = DEFAULT_PG_URL  # a PostgreSQL server URL without a database name
+    duration_s: int = 10  # every measured run
+    warmup_s: int = 2  # an unmeasured wrk run before each measured one
+    log_level: str = "warning"
+
+
+@dataclass
+class Bench:
+    config: BenchConfig
+    failures: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.workdir = Path(tempfile.mkdtemp(prefix="rocketd-bench-"))
+        self.management_db = f"rocketbench_{os.getpid()}_{secrets.token_hex(3)}"
+        self._servers = 0
+
+    # --- databases ---------------------------------------------------------------------------
+
+    def dsn(self, dbname: str) -> str:
+        return f"{self.config.pg_url.rstrip('/')}/{dbname}"
+
+    def query(self, dbname: str, statement: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+        with psycopg.connect(self.dsn(dbname), autocommit=True) as conn:
+            cur = conn.execute(statement.encode(), params)
+            return cur.fetchall() if cur.description else []
+
+    def database_exists(self, dbname: str) -> bool:
+        return bool(self.query("postgres", "select 1 from pg_database where datname = %s", (dbname,)))
+
+    def app_databases(self) -> list[str]:
+        """The app databases registered in this bench's management database."""
+        if not self.database_exists(self.management_db):
+            return []
+        rows = self.query(self.management_db, "select db_name from _apps order by name")
+        return [str(row[0]) for row in rows]
+
+    def drop_database(self, dbname: str) -> None:
+        with psycopg.connect(self.dsn("postgres"), autocommit=True) as conn:
+            conn.execute(
+                sql.SQL("drop database if exists {} with (force)").format(sql.Identifier(dbname))
+            )
+
+    # --- servers -----------------------------------------------------------------------------
+
+    def rocketd(self, **settings: str | int) -> ServerProcess:
+        """A `rocketd serve` process (not started yet: use it as a context manager).
+
+        `settings` are configuration keys in environment form without the prefix, e.g.
+        `auth_bcrypt_cost=12` becomes ROCKET_AUTH_BCRYPT_COST=12.
+        """
+        port = free_port()
+        env = self._child_env()
+        env |= {
+            "ROCKET_DATABASE_URL": self.dsn(self.management_db),
+            "ROCKET_SERVER_HOST": HOST,
+            "ROCKET_SERVER_PORT": str(port),
+            "ROCKET_LOG_LEVEL": self.config.log_level,
+            "ROCKET_LOG_FORMAT": "json",
+            "ROCKET_DATA_DIR": str(self.workdir / "data"),
+            "ROCKET_STORAGE_LOCAL_PATH": str(self.workdir / "uploads"),
+        }
+        env |= {f"ROCKET_{key.upper()}": str(value) for key, value in settings.items()}
+        return self._server("rocketd", [_rocketd_executable(), "serve"], port, env, "/ready")
+
+    def hello(self) -> ServerProcess:
+        """The bare aiohttp baseline (bench/hello_server.py)."""
+        port = free_port()
+        argv = [sys.executable, "-m", "bench.hello_server", "--port", str(port)]
+        env = self._child_env() | {"PYTHONPATH": str(REPO_ROOT)}
+        return self._server("bare-aiohttp", argv, port, env, "/health")
+
+    def _server(
+        self, name: str, argv: list[str], port: int, env: dict[str, str], ready_path: str
+    ) -> ServerProcess:
+        self._servers += 1
+        log_path = self.workdir / f"{self._servers:02d}-{name}.log"
+        return ServerProcess(
+            name, argv, port=port, env=env, cwd=self.workdir, log_path=log_path, ready_path=ready_path
+        )
+
+    def _child_env(self) -> dict[str, str]:
+        return {
+            key: value
+            for key, value in os.environ.items()
+            if not key.startswith("ROCKET_") and key not in _STRIPPED_ENV
+        }
+
+    def stop(self, server: ServerProcess) -> int:
+        """SIGTERM the server; a non-zero exit becomes a failure of the scenario."""
+        code = server.stop()
+        if code != 0:
+            self.failures.append(f"{server.name} exited {code} on SIGTERM (log: {server.log_path})")
+        return code
+
+    # --- load ----------------------------------------------------------------------------------
+
+    def wrk(
+        self,
+        server: ServerProcess,
+        path: str,
+        *,
+        name: str,
+        connections: int = 32,
+        threads: int = 1,
+        body: str | None = None,
+    ) -> Measurement:
+        """A warm-up run, then the measured run; responses other than 2xx count as errors."""
+        run = WrkRun(
+            url=server.url(path), connections=connections, threads=threads, body=body
+        )
+        if self.config.warmup_s > 0:
+            run_wrk(_with_duration(run, self.config.warmup_s), name=f"{name} (warm-up)")
+        measurement = run_wrk(_with_duration(run, self.config.duration_s), name=name)
+        self._check_errors(measurement)
+        return _with_load(measurement)
+
+    def pgbench(
+        self,
+        dbname: str,
+        script: Path,
+        *,
+        name: str,
+        clients: int = 32,
+        jobs: int = 2,
+        variables: dict[str, str] | None = None,
+    ) -> Measurement:
+        run = PgbenchRun(
+            dsn=self.dsn(dbname),
+            script=script,
+            clients=clients,
+            jobs=jobs,
+            duration_s=self.config.duration_s,
+            variables=variables or {},
+        )
+        measurement = run_pgbench(run, name=name)
+        self._check_errors(measurement)
+        return _with_load(measurement)
+
+    def _check_errors(self, measurement: Measurement) -> None:
+        if measurement.errors:
+            self.failures.append(f"{measurement.name}: {measurement.errors} errors")
+
+    # --- lifecycle -----------------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Drop the databases this bench created and remove its scratch directory."""
+        for dbname in [*self.app_databases(), self.management_db]:
+            self.drop_database(dbname)
+        shutil.rmtree(self.workdir, ignore_errors=True)
+
+    def __enter__(self) -> Bench:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+def _rocketd_executable() -> str:
+    beside = Path(sys.executable).parent / "rocketd"
+    if beside.exists():
+        return str(beside)
+    found = shutil.which("rocketd")
+    if found is None:
+        raise RuntimeError("rocketd is not installed in this environment (pip install -e .)")
+    return found
+
+
+def _with_duration(run: WrkRun, seconds: int) -> WrkRun:
+    return WrkRun(
+        url=run.url,
+        duration_s=seconds,
+        connections=run.connections,
+        threads=run.threads,
+        timeout_s=run.timeout_s,
+        body=run.body,
+        headers=run.headers,
+    )
+
+
+def _with_load(measurement: Measurement) -> Measurement:
+    """Record the 1-minute load average after the run (other work on the machine shows here)."""
+    measurement.params["loadavg_1m_after"] = round(os.getloadavg()[0], 2)
+    return measurement
+
+
+# --- machine notes ---------------------------------------------------------------------------
+
+
+def machine_info(pg_url: str = DEFAULT_PG_URL) -> Machine:
+    return Machine(
+        date=date.today().isoformat(),
+        cores=os.cpu_count() or 0,
+        cpu_model=_cpu_model(),
+        postgres_version=_postgres_version(pg_url),
+        rocketd_commit=_git_commit(),
+        python_version=platform.python_version(),
+        wrk_version=tool_version([find_wrk(), "--version"]),
+        pgbench_version=tool_version([find_pgbench(), "--version"]),
+        loadavg_at_start=" / ".join(f"{x:.2f}" for x in os.getloadavg()),
+    )
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def _postgres_version(pg_url: str) -> str:
+    with psycopg.connect(f"{pg_url.rstrip('/')}/postgres", autocommit=True) as conn:
+        row = conn.execute("select version()").fetchone()
+    return str(row[0]).split(" on ")[0] if row else "unknown"
+
+
+def _git(*args: str) -> str:
+    # --no-optional-locks: read only, never refresh the index under someone else's feet.
+    proc = subprocess.run(
+        ["git", "--no-optional-locks", *args],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=10,
+        check=False,
+    )
+    return proc.stdout.strip()
+
+
+def _git_commit() -> str:
+    commit = _git("rev-parse", "--short", "HEAD") or "unknown"
+    dirty = _git("status", "--porcelain", "--untracked-files=no")
+    return f"{commit} (tracked files modified)" if dirty else commit

@@ -1,0 +1,152 @@
+"""Benchmark results: what was measured, the ratios between measurements, and the report files.
+
+A run writes `bench/results/<set>-<YYYY-MM-DD>.md` (tables and machine notes, for people) and a
+`.json` of the same data next to it (for tools and later comparisons). A second run of the same
+set on the same day overwrites both.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+
+@dataclass
+class Measurement:
+    """One load-generator run: a throughput and its latency distribution."""
+
+    name: str
+    tool: str  # "wrk", "pgbench" or "python"
+    rate: float
+    unit: str  # "req/s", "tps", "ops/s"
+    requests: int
+    avg_ms: float
+    p50_ms: float | None
+    p99_ms: float | None
+    errors: int
+    params: dict[str, object] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Ratio:
+    """`numerator.rate / denominator.rate`, with what it means."""
+
+    name: str
+    numerator: str
+    denominator: str
+    value: float
+    meaning: str
+
+
+def ratio(name: str, num: Measurement, den: Measurement, meaning: str) -> Ratio:
+    return Ratio(name, num.name, den.name, num.rate / den.rate if den.rate else 0.0, meaning)
+
+
+@dataclass
+class ScenarioResult:
+    name: str
+    title: str
+    measurements: list[Measurement] = field(default_factory=list)
+    ratios: list[Ratio] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    failures: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Machine:
+    date: str
+    cores: int
+    cpu_model: str
+    postgres_version: str
+    rocketd_commit: str
+    python_version: str
+    wrk_version: str
+    pgbench_version: str
+    loadavg_at_start: str
+
+
+@dataclass
+class Report:
+    set_name: str
+    machine: Machine
+    command: str
+    scenarios: list[ScenarioResult] = field(default_factory=list)
+
+    @property
+    def failures(self) -> list[str]:
+        return [f"{s.name}: {f}" for s in self.scenarios for f in s.failures]
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=2) + "\n"
+
+    def to_markdown(self) -> str:
+        lines = [f"# Benchmark results: {self.set_name} ({self.machine.date})", ""]
+        for scenario in self.scenarios:
+            lines += _scenario_markdown(scenario)
+        lines += _machine_markdown(self.machine, self.command)
+        return "\n".join(lines).rstrip() + "\n"
+
+    def write(self, results_dir: Path) -> tuple[Path, Path]:
+        results_dir.mkdir(parents=True, exist_ok=True)
+        stem = results_dir / f"{self.set_name}-{self.machine.date}"
+        md, js = stem.with_suffix(".md"), stem.with_suffix(".json")
+        md.write_text(self.to_markdown())
+        js.write_text(self.to_json())
+        return md, js
+
+
+def _ms(value: float | None) -> str:
+    if value is None:
+        return "-"
+    return f"{value:.3f}" if value < 1 else f"{value:.1f}" if value >= 100 else f"{value:.2f}"
+
+
+def _rate(value: float) -> str:
+    return f"{value:,.0f}" if value >= 100 else f"{value:.1f}"
+
+
+def measurement_table(measurements: list[Measurement]) -> list[str]:
+    lines = [
+        "| measurement | tool | conns | throughput | p50 ms | p99 ms | avg ms | count | errors |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for m in measurements:
+        conns = m.params.get("connections", "-")
+        lines.append(
+            f"| {m.name} | {m.tool} | {conns} | {_rate(m.rate)} {m.unit} | {_ms(m.p50_ms)} "
+            f"| {_ms(m.p99_ms)} | {_ms(m.avg_ms)} | {m.requests:,} | {m.errors} |"
+        )
+    return lines
+
+
+def ratio_table(ratios: list[Ratio]) -> list[str]:
+    lines = ["| ratio | value | meaning |", "| --- | ---: | --- |"]
+    lines += [f"| {r.name} | {r.value:.3f} | {r.meaning} |" for r in ratios]
+    return lines
+
+
+def _scenario_markdown(scenario: ScenarioResult) -> list[str]:
+    lines = [f"## {scenario.name}: {scenario.title}", ""]
+    lines += [*measurement_table(scenario.measurements), ""]
+    if scenario.ratios:
+        lines += [*ratio_table(scenario.ratios), ""]
+    lines += [f"- {note}" for note in scenario.notes]
+    lines += [f"- **FAILED:** {failure}" for failure in scenario.failures]
+    return [*lines, ""]
+
+
+def _machine_markdown(machine: Machine, command: str) -> list[str]:
+    return [
+        "## Machine",
+        "",
+        f"- cores: {machine.cores} ({machine.cpu_model})",
+        f"- PostgreSQL: {machine.postgres_version}",
+        f"- rocketd commit: {machine.rocketd_commit}",
+        f"- Python: {machine.python_version}",
+        f"- wrk: {machine.wrk_version}",
+        f"- pgbench: {machine.pgbench_version}",
+        f"- load average at start (1/5/15 min): {machine.loadavg_at_start}",
+        f"- command: `{command}`",
+        "",
+    ]
