@@ -15,6 +15,9 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any, TextIO
 
+import structlog
+import structlog.testing
+
 from rocketd import __version__
 from rocketd.config import ConfigError, Settings, load_settings
 from rocketd.errors import ApiError
@@ -68,15 +71,18 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
         print(f"rocketd {__version__}", file=out)
         return 0
     config_path = getattr(args, "config_sub", None) or args.config
-    try:
-        settings = load_settings(config_path)
-    except ConfigError as err:
-        print(f"rocketd: configuration error: {err}", file=sys.stderr)
-        return 1
+    # Lines logged while the settings load are held back until logging is configured by them.
+    with structlog.testing.capture_logs() as early_lines:
+        try:
+            settings = load_settings(config_path)
+        except ConfigError as err:
+            print(f"rocketd: configuration error: {err}", file=sys.stderr)
+            return 1
+    configure_logging(settings.log.level, settings.log.format)
+    _replay(early_lines)
     if args.command == "check-config":
         print(_summary(settings), file=out)
         return 0
-    configure_logging(settings.log.level, settings.log.format)
     if args.command == "serve":
         return _run(_serve(settings))
     if args.command == "apps" and args.apps_command == "delete" and not args.yes:
@@ -84,6 +90,15 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
             print("aborted (use --yes to skip this question)", file=sys.stderr)
             return 2
     return _run(_apps_command(settings, args, out))
+
+
+def _replay(lines: list[dict[str, Any]]) -> None:
+    log = structlog.get_logger("rocketd")
+    for line in lines:
+        fields = dict(line)
+        level = str(fields.pop("log_level", "info"))
+        event = str(fields.pop("event", ""))
+        getattr(log, level, log.info)(event, **fields)
 
 
 def _confirm(question: str) -> bool:

@@ -1,0 +1,19 @@
+"""Scenario sets. A scenario takes a fresh `Bench` and returns a `ScenarioResult`.
+
+Add a set by writing a module with a `SCENARIOS` mapping and listing it in `SETS`; the set name
+is the prefix of its result files.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from bench.harness import Bench
+from bench.report import ScenarioResult
+from bench.scenarios import foundation
+
+Scenario = Callable[[Bench], ScenarioResult]
+
+SETS: dict[str, dict[str, Scenario]] = {
+    "foundation": foundation.SCENARIOS,
+}

@@ -1,0 +1,36 @@
+"""Log output: JSON lines off a TTY, carrying the request context bound in contextvars."""
+
+from __future__ import annotations
+
+import io
+import json
+
+import structlog
+
+from rocketd.logging import configure_logging, get_logger
+
+
+def test_json_lines_carry_bound_request_context() -> None:
+    out = io.StringIO()
+    configure_logging("info", "auto", stream=out)  # StringIO is not a TTY: JSON
+    structlog.contextvars.clear_contextvars()
+    structlog.contextvars.bind_contextvars(trace_id="t-1", app="shop", user_id="u-1")
+    try:
+        get_logger("test").info("hello", extra=1)
+        get_logger("test").debug("hidden at info level")
+    finally:
+        structlog.contextvars.clear_contextvars()
+    lines = [json.loads(line) for line in out.getvalue().splitlines()]
+    assert len(lines) == 1
+    assert lines[0]["event"] == "hello"
+    assert (lines[0]["trace_id"], lines[0]["app"], lines[0]["user_id"]) == ("t-1", "shop", "u-1")
+    assert lines[0]["level"] == "info" and "timestamp" in lines[0]
+
+
+def test_console_format_is_not_json() -> None:
+    out = io.StringIO()
+    configure_logging("debug", "console", stream=out)
+    get_logger("test").debug("plain")
+    text = out.getvalue()
+    assert "plain" in text
+    assert not text.lstrip().startswith("{")

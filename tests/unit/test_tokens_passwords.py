@@ -1,0 +1,56 @@
+"""Token and password primitives: pinned algorithm, exact claims, digests, constant-cost checks."""
+
+from __future__ import annotations
+
+import time
+
+import jwt
+
+from rocketd.auth import passwords, tokens
+
+
+def test_access_token_has_exactly_the_contract_claims() -> None:
+    token = tokens.issue_access_token("s" * 64, "user-1", ["admin"], 900)
+    assert jwt.get_unverified_header(token)["alg"] == "HS256"
+    claims = jwt.decode(token, "s" * 64, algorithms=["HS256"])
+    assert set(claims) == {"sub", "roles", "iat", "exp"}
+    assert claims["exp"] - claims["iat"] == 900
+
+
+def test_decode_refuses_other_algorithms_and_wrong_secrets() -> None:
+    now = int(time.time())
+    payload = {"sub": "u", "roles": [], "iat": now, "exp": now + 60}
+    assert tokens.decode_access_token("k" * 64, jwt.encode(payload, "k" * 64, "HS256")) is not None
+    assert tokens.decode_access_token("k" * 64, jwt.encode(payload, "k" * 64, "HS384")) is None
+    assert tokens.decode_access_token("k" * 64, jwt.encode(payload, "x" * 64, "HS256")) is None
+    assert tokens.decode_access_token("", jwt.encode(payload, "k" * 64, "HS256")) is None
+    assert tokens.decode_access_token("k" * 64, "garbage") is None
+
+
+def test_refresh_token_digest_is_stable_and_not_the_token() -> None:
+    token = tokens.new_refresh_token()
+    assert tokens.refresh_token_digest(token) == tokens.refresh_token_digest(token)
+    assert token not in tokens.refresh_token_digest(token)
+    assert tokens.new_refresh_token() != token
+
+
+def test_app_secret_is_32_random_bytes_hex() -> None:
+    secret = tokens.new_app_secret()
+    assert len(secret) == 64 and int(secret, 16) >= 0
+    assert secret != tokens.new_app_secret()
+
+
+async def test_unknown_account_is_checked_against_a_dummy_hash_of_the_same_cost() -> None:
+    assert await passwords.verify_password("whatever", None, 4) is False
+    # The dummy hash used for unknown accounts costs what a real one costs.
+    assert passwords.hash_cost(passwords._dummy_hash(4)) == 4
+    assert passwords.hash_cost(passwords._dummy_hash(5)) == 5
+
+
+async def test_password_round_trip_and_rehash_detection() -> None:
+    stored = await passwords.hash_password("correct horse", 4)
+    assert await passwords.verify_password("correct horse", stored, 4)
+    assert not await passwords.verify_password("wrong horse", stored, 4)
+    assert not passwords.needs_rehash(stored, 4)
+    assert passwords.needs_rehash(stored, 10)
+    assert not await passwords.verify_password("x", "not-a-bcrypt-hash", 4)
