@@ -29,7 +29,15 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from bench.loadgen import PgbenchRun, WrkRun, find_pgbench, find_wrk, run_pgbench, run_wrk, tool_version
+from bench.loadgen import (
+    PgbenchRun,
+    WrkRun,
+    find_pgbench,
+    find_wrk,
+    run_pgbench,
+    run_wrk,
+    tool_version,
+)
 from bench.processes import HOST, ServerProcess, free_port
 from bench.report import Machine, Measurement
 
@@ -62,13 +70,17 @@ class Bench:
     def dsn(self, dbname: str) -> str:
         return f"{self.config.pg_url.rstrip('/')}/{dbname}"
 
-    def query(self, dbname: str, statement: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    def query(
+        self, dbname: str, statement: str, params: tuple[Any, ...] = ()
+    ) -> list[tuple[Any, ...]]:
         with psycopg.connect(self.dsn(dbname), autocommit=True) as conn:
             cur = conn.execute(statement.encode(), params)
             return cur.fetchall() if cur.description else []
 
     def database_exists(self, dbname: str) -> bool:
-        return bool(self.query("postgres", "select 1 from pg_database where datname = %s", (dbname,)))
+        return bool(
+            self.query("postgres", "select 1 from pg_database where datname = %s", (dbname,))
+        )
 
     def app_databases(self) -> list[str]:
         """The app databases registered in this bench's management database."""
@@ -118,7 +130,13 @@ class Bench:
         self._servers += 1
         log_path = self.workdir / f"{self._servers:02d}-{name}.log"
         return ServerProcess(
-            name, argv, port=port, env=env, cwd=self.workdir, log_path=log_path, ready_path=ready_path
+            name,
+            argv,
+            port=port,
+            env=env,
+            cwd=self.workdir,
+            log_path=log_path,
+            ready_path=ready_path,
         )
 
     def _child_env(self) -> dict[str, str]:
@@ -148,9 +166,7 @@ class Bench:
         body: str | None = None,
     ) -> Measurement:
         """A warm-up run, then the measured run; responses other than 2xx count as errors."""
-        run = WrkRun(
-            url=server.url(path), connections=connections, threads=threads, body=body
-        )
+        run = WrkRun(url=server.url(path), connections=connections, threads=threads, body=body)
         if self.config.warmup_s > 0:
             run_wrk(_with_duration(run, self.config.warmup_s), name=f"{name} (warm-up)")
         measurement = run_wrk(_with_duration(run, self.config.duration_s), name=name)

@@ -250,7 +250,9 @@ def parse_pgbench(
         tool="pgbench",
         rate=float(_search(r"^tps = ([\d.]+) \(without initial", output).group(1)),
         unit="tps",
-        requests=int(_search(r"^number of transactions actually processed: (\d+)", output).group(1)),
+        requests=int(
+            _search(r"^number of transactions actually processed: (\d+)", output).group(1)
+        ),
         avg_ms=float(_search(r"^latency average = ([\d.]+) ms", output).group(1)),
         p50_ms=percentile(ordered, 50) / 1000 if ordered else None,
         p99_ms=percentile(ordered, 99) / 1000 if ordered else None,

@@ -99,7 +99,9 @@ class ServerProcess:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self._proc is not None and self._proc.poll() is not None:
-                raise RuntimeError(f"{self.name} exited early ({self._proc.returncode})" + self._tail())
+                raise RuntimeError(
+                    f"{self.name} exited early ({self._proc.returncode})" + self._tail()
+                )
             if self._ready():
                 return
             time.sleep(0.1)

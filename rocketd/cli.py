@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, MutableMapping, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any, TextIO
@@ -92,7 +92,7 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
     return _run(_apps_command(settings, args, out))
 
 
-def _replay(lines: list[dict[str, Any]]) -> None:
+def _replay(lines: list[MutableMapping[str, Any]]) -> None:
     log = structlog.get_logger("rocketd")
     for line in lines:
         fields = dict(line)

@@ -13,6 +13,7 @@ import json
 import os
 import time
 import uuid
+from collections.abc import Callable
 
 import bcrypt
 
@@ -39,7 +40,9 @@ VERIFY_MAX_ITERATIONS = 30
 def health(bench: Bench) -> ScenarioResult:
     result = ScenarioResult("health", "GET /health, rocketd vs bare aiohttp (framework ceiling)")
     with bench.rocketd() as server:
-        rocket = bench.wrk(server, "/health", name="rocketd GET /health", connections=HTTP_CONNECTIONS)
+        rocket = bench.wrk(
+            server, "/health", name="rocketd GET /health", connections=HTTP_CONNECTIONS
+        )
         bench.stop(server)
     with bench.hello() as server:
         bare = bench.wrk(
@@ -84,13 +87,18 @@ def login(bench: Bench) -> ScenarioResult:
             f"database {APP_DB} already exists (left over from an interrupted run?); "
             f"drop it first: dropdb -h 127.0.0.1 -U postgres {APP_DB}"
         )
-    logins = [_login_at_cost(bench, cost, result, create_app=cost == BCRYPT_COSTS[0]) for cost in BCRYPT_COSTS]
+    logins = [
+        _login_at_cost(bench, cost, result, create_app=cost == BCRYPT_COSTS[0])
+        for cost in BCRYPT_COSTS
+    ]
     sql_baseline = _login_sql_baseline(bench)
     verifies = [_bcrypt_verify(cost) for cost in BCRYPT_COSTS]
     result.measurements = [*logins, sql_baseline, *verifies]
     result.ratios = [
         *(
-            ratio(f"login cost {cost} / login SQL", m, sql_baseline, "rocketd login vs its SQL alone")
+            ratio(
+                f"login cost {cost} / login SQL", m, sql_baseline, "rocketd login vs its SQL alone"
+            )
             for cost, m in zip(BCRYPT_COSTS, logins, strict=True)
         ),
         ratio(
@@ -226,4 +234,4 @@ def _cores() -> int:
     return os.cpu_count() or 1
 
 
-SCENARIOS = {"health": health, "login": login}
+SCENARIOS: dict[str, Callable[[Bench], ScenarioResult]] = {"health": health, "login": login}
