@@ -20,6 +20,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
@@ -43,6 +44,8 @@ from bench.report import Machine, Measurement
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_PG_URL = "postgresql://postgres@127.0.0.1:5432"
+# Pause between a warm-up run and the measured run.
+SETTLE_S = 2.0
 # Inherited variables that would change what the server under test does.
 _STRIPPED_ENV = ("DATABASE_URL", "NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID", "LISTEN_FDS")
 
@@ -164,12 +167,20 @@ class Bench:
         connections: int = 32,
         threads: int = 1,
         body: str | None = None,
+        duration_s: int | None = None,
     ) -> Measurement:
-        """A warm-up run, then the measured run; responses other than 2xx count as errors."""
+        """A warm-up run, a pause, then the measured run (`duration_s` or the configured one).
+
+        The pause lets the server finish what the warm-up left in flight (a slow endpoint keeps
+        working on requests whose connections wrk already closed). Responses other than 2xx
+        count as errors.
+        """
         run = WrkRun(url=server.url(path), connections=connections, threads=threads, body=body)
         if self.config.warmup_s > 0:
             run_wrk(_with_duration(run, self.config.warmup_s), name=f"{name} (warm-up)")
-        measurement = run_wrk(_with_duration(run, self.config.duration_s), name=name)
+            time.sleep(SETTLE_S)
+        duration = duration_s or self.config.duration_s
+        measurement = run_wrk(_with_duration(run, duration), name=name)
         self._check_errors(measurement)
         return _with_load(measurement)
 

@@ -96,6 +96,14 @@ class Report:
         return md, js
 
 
+def percentile(sorted_values: list[int] | list[float], pct: float) -> float:
+    """Nearest-rank percentile of an ascending list."""
+    if not sorted_values:
+        raise ValueError("no values")
+    rank = max(1, round(pct / 100 * len(sorted_values)))
+    return float(sorted_values[min(rank, len(sorted_values)) - 1])
+
+
 def _ms(value: float | None) -> str:
     if value is None:
         return "-"

@@ -18,13 +18,16 @@ from collections.abc import Callable
 import bcrypt
 
 from bench.harness import Bench
-from bench.loadgen import SQL_DIR, percentile
+from bench.loadgen import SQL_DIR
 from bench.processes import http_json
-from bench.report import Measurement, ScenarioResult, ratio
+from bench.report import Measurement, ScenarioResult, percentile, ratio
 
 HTTP_CONNECTIONS = 32
 LOGIN_CONNECTIONS = 8
 BCRYPT_COSTS = (10, 12)
+# Login runs 3x the base duration: at cost 12 a request takes over a second and 8 requests
+# finish in waves, so a 10 s window can gain or lose a whole wave (about 13 % of the count).
+LOGIN_DURATION_FACTOR = 3
 APP_NAME = "benchapp"
 APP_DB = f"rocket_{APP_NAME}"
 PLATFORM_CREDENTIALS = {"email": "platform@localhost", "password": "changeme"}
@@ -69,7 +72,8 @@ def health(bench: Bench) -> ScenarioResult:
         ),
     ]
     result.notes = [
-        "wrk: 1 thread, 32 connections, keep-alive; a 2 s warm-up run precedes every measured run.",
+        f"wrk: 1 thread, 32 connections, keep-alive, {bench.config.duration_s} s per run after "
+        f"a {bench.config.warmup_s} s warm-up.",
         "Both HTTP servers are single-process Python on uvloop with access logging off "
         "(rocketd at log level warning); wrk takes the other core.",
         "pgbench: `-n -M prepared -c 32 -j 2`, p50/p99 from its per-transaction log.",
@@ -109,6 +113,11 @@ def login(bench: Bench) -> ScenarioResult:
         ),
     ]
     result.notes = _login_notes(logins, sql_baseline, verifies)
+    result.notes.append(
+        f"wrk: 1 thread, 8 connections, --timeout 10s, {logins[0].params['duration_s']} s per "
+        f"run after a {bench.config.warmup_s} s warm-up; pgbench: `-n -M prepared -c 8 -j 2 "
+        f"-T {bench.config.duration_s}` on {APP_DB}, its inserted rows deleted afterwards."
+    )
     return result
 
 
@@ -130,6 +139,7 @@ def _login_at_cost(
             name=f"rocketd app login, bcrypt cost {cost}",
             connections=LOGIN_CONNECTIONS,
             body=json.dumps(APP_CREDENTIALS),
+            duration_s=LOGIN_DURATION_FACTOR * bench.config.duration_s,
         )
         bench.stop(server)
     measurement.params["bcrypt_cost"] = cost
@@ -222,8 +232,6 @@ def _login_notes(
         "The server was restarted with ROCKET_AUTH_BCRYPT_COST=12 on the same databases; the "
         "first login re-hashed the stored password to cost 12 (checked in _users before the "
         "measured run).",
-        "wrk: 1 thread, 8 connections, --timeout 10s, 2 s warm-up; pgbench: `-n -M prepared "
-        "-c 8 -j 2` on rocket_benchapp, its inserted rows deleted afterwards.",
         "The seeded admin keeps the default password, so every login also logs a "
         "'default password' warning; that logging is part of the measured cost.",
     ]

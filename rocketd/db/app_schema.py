@@ -47,5 +47,30 @@ APP_PLAN = plan(
                 "on _refresh_tokens(family_id)",
             ),
         ),
+        Step(
+            2,
+            "entities and relations metadata",
+            statements(
+                """
+                create table if not exists _entities (
+                  name        text primary key,
+                  table_name  text not null unique,
+                  definition  jsonb not null,
+                  created_at  timestamptz default now(),
+                  updated_at  timestamptz default now()
+                )
+                """,
+                """
+                create table if not exists _relations (
+                  name        text primary key,
+                  source      text not null references _entities(name) on delete cascade,
+                  target      text not null references _entities(name) on delete cascade,
+                  definition  jsonb not null,
+                  created_at  timestamptz default now(),
+                  updated_at  timestamptz default now()
+                )
+                """,
+            ),
+        ),
     ],
 )
