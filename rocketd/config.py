@@ -146,6 +146,15 @@ def _not_empty(value: Any) -> Any:
     return value
 
 
+def _seed_password(value: Any) -> Any:
+    # bcrypt uses at most 72 bytes; the seeded password must also pass the password policy.
+    if not str(value):
+        raise _Invalid("must not be empty")
+    if len(str(value).encode()) > 72:
+        raise _Invalid("must be at most 72 bytes (a bcrypt limit)")
+    return value
+
+
 def _postgres_driver(value: Any) -> Any:
     normal = str(value).strip().lower()
     if normal in ("postgres", "postgresql"):
@@ -273,9 +282,9 @@ class AuthSettings(_Section):
     bcrypt_cost: int = _key(10, check=_between(4, 16))
     password_min_length: int = _key(8, check=_at_least(1))
     platform_admin_email: str = _key("platform@localhost", check=_not_empty)
-    platform_admin_password: str = _key("changeme", secret=True)
+    platform_admin_password: str = _key("changeme", check=_seed_password, secret=True)
     app_admin_email: str = _key("admin@localhost", check=_not_empty)
-    app_admin_password: str = _key("changeme", secret=True)
+    app_admin_password: str = _key("changeme", check=_seed_password, secret=True)
 
 
 @dataclass(frozen=True, repr=False)

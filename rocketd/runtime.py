@@ -159,7 +159,11 @@ class Runtime:
         await bootstrap_management(settings, pool)
         platform_secret = await resolve_platform_secret(settings, pool)
         platform_accounts = AccountService(
-            pool, PLATFORM_TABLES, platform_secret, apps.token_policy(settings)
+            pool,
+            PLATFORM_TABLES,
+            platform_secret,
+            apps.token_policy(settings),
+            seeded_password=settings.auth.platform_admin_password,
         )
         if await platform_accounts.seed_admin(
             settings.auth.platform_admin_email,

@@ -96,7 +96,7 @@ def settings(pg_dsn: str, management_db: str, tmp_path: Path) -> Settings:
     return Settings(
         server=ServerSettings(host="127.0.0.1", port=0, max_body_size=64 * 1024),
         database=DatabaseSettings(url=dsn_for(pg_dsn, management_db), pool_size=5),
-        # Cost 4 keeps bcrypt fast in tests; production default is 10 (see docs/auth.md).
+        # Cost 4 keeps bcrypt fast in tests; production default is 10 (see docs/platform-and-auth.md).
         auth=AuthSettings(bcrypt_cost=4),
         app_pool_size=3,
         data_dir=str(tmp_path / "data"),

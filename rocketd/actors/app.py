@@ -48,8 +48,6 @@ class AppActor(Actor):
         return self._accounts
 
     async def on_start(self) -> None:
-        if self._pool is not None:
-            return  # a restart after a crash keeps the pool it had
         dsn = self._settings.database.dsn(self.db_name)
         # Upgrade the app's system tables to this release (idempotent, versioned).
         async with await psycopg.AsyncConnection.connect(dsn) as conn:
@@ -66,7 +64,11 @@ class AppActor(Actor):
         await pool.open(wait=True, timeout=POOL_OPEN_TIMEOUT)
         self._pool = pool
         self._accounts = AccountService(
-            pool, APP_TABLES, self.jwt_secret, token_policy(self._settings)
+            pool,
+            APP_TABLES,
+            self.jwt_secret,
+            token_policy(self._settings),
+            seeded_password=self._settings.auth.app_admin_password,
         )
         log.info("app started", app=self.app_name)
 

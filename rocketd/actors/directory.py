@@ -25,6 +25,7 @@ from rocketd.logging import get_logger
 log = get_logger("rocketd.actors.directory")
 
 NEGATIVE_CACHE_SECONDS = 2.0
+MAX_NEGATIVE_ENTRIES = 10_000
 
 
 class AppDirectory:
@@ -35,7 +36,7 @@ class AppDirectory:
         self._pool = pool
         self._supervisor = supervisor
         self._actors: dict[str, AppActor] = {}
-        self._starting: dict[str, asyncio.Future[AppActor | None]] = {}
+        self._locks: dict[str, asyncio.Lock] = {}
         self._missing: dict[str, float] = {}
 
     @property
@@ -55,20 +56,7 @@ class AppDirectory:
         missing_until = self._missing.get(name)
         if missing_until is not None and missing_until > time.monotonic():
             return None
-        pending = self._starting.get(name)
-        if pending is not None:
-            return await asyncio.shield(pending)
-        future: asyncio.Future[AppActor | None] = asyncio.get_running_loop().create_future()
-        self._starting[name] = future
-        try:
-            actor = await self._load(name)
-            future.set_result(actor)
-        except BaseException as exc:
-            future.set_exception(exc)
-            future.exception()  # mark retrieved: waiters re-raise it themselves
-            raise
-        finally:
-            self._starting.pop(name, None)
+        actor = await self._load(name)
         if actor is not None and not actor.running:
             raise ServiceUnavailable(f"App {name} is unavailable right now; retry shortly")
         return actor
@@ -76,11 +64,34 @@ class AppDirectory:
     async def _load(self, name: str) -> AppActor | None:
         row = await apps.find_app(self._pool, name)
         if row is None or row.status != apps.STATUS_ACTIVE:
-            self._missing[name] = time.monotonic() + NEGATIVE_CACHE_SECONDS
+            self._remember_missing(name)
             return None
+        # Only real apps get a lock, so requests for random names cannot grow `_locks`.
         return await self._start(row)
 
+    def _remember_missing(self, name: str) -> None:
+        now = time.monotonic()
+        if len(self._missing) >= MAX_NEGATIVE_ENTRIES:
+            self._missing = {k: t for k, t in self._missing.items() if t > now}
+            if len(self._missing) >= MAX_NEGATIVE_ENTRIES:
+                self._missing.clear()
+        self._missing[name] = now + NEGATIVE_CACHE_SECONDS
+
+    def _lock_for(self, name: str) -> asyncio.Lock:
+        # One start/stop at a time per app; concurrent first requests share that start.
+        lock = self._locks.get(name)
+        if lock is None:
+            lock = self._locks[name] = asyncio.Lock()
+        return lock
+
     async def _start(self, row: apps.AppRow) -> AppActor:
+        async with self._lock_for(row.name):
+            existing = self._actors.get(row.name)
+            if existing is not None:
+                return existing
+            return await self._start_locked(row)
+
+    async def _start_locked(self, row: apps.AppRow) -> AppActor:
         actor = AppActor(row, self._settings)
         await self._supervisor.add(actor)
         self._actors[row.name] = actor
@@ -110,9 +121,10 @@ class AppDirectory:
 
     async def forget(self, name: str) -> None:
         """Stop serving `name` here (its pool closes so the database can be dropped)."""
-        actor = self._actors.pop(name, None)
-        if actor is not None:
-            await self._supervisor.remove(actor)
+        async with self._lock_for(name):
+            actor = self._actors.pop(name, None)
+            if actor is not None:
+                await self._supervisor.remove(actor)
 
     async def on_notify(self, payload: str) -> None:
         """A `rocket_metadata` notification: `_apps:<name>` for lifecycle, else an app name."""
@@ -122,6 +134,9 @@ class AppDirectory:
             row = await apps.find_app(self._pool, name)
             if row is None or row.status != apps.STATUS_ACTIVE:
                 await self.forget(name)
+            elif name not in self._actors:
+                # Created on another instance: serve it here too (background jobs cover it).
+                await self.resolve(name)
             return
         actor = self._actors.get(payload)
         if actor is not None:

@@ -76,8 +76,11 @@ class AccountService:
         tables: AccountTables,
         secret: str,
         policy: TokenPolicy,
+        seeded_password: str = KNOWN_DEFAULT_PASSWORD,
     ) -> None:
         self._pool = pool
+        # Logging in with one of these is flagged: the seeded account was never secured.
+        self._default_passwords = frozenset({KNOWN_DEFAULT_PASSWORD, seeded_password})
         self._secret = secret
         self._policy = policy
         users = sql.Identifier(tables.users)
@@ -131,7 +134,7 @@ class AccountService:
             new_hash = await passwords.hash_password(password_s, self._policy.bcrypt_cost)
             async with self._pool.connection() as conn:
                 await conn.execute(self._q_rehash, (new_hash, user_id))
-        default_password = password_s == KNOWN_DEFAULT_PASSWORD
+        default_password = password_s in self._default_passwords
         if default_password:
             log.warning("login with the default password; change it", email=email_s)
         return await self._issue(user_id, list(roles or []), uuid.uuid4(), default_password)

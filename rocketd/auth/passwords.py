@@ -13,12 +13,20 @@ from functools import lru_cache
 
 import bcrypt
 
-# bcrypt only looks at the first 72 bytes; longer passwords are refused instead of truncated.
+# bcrypt only looks at the first 72 bytes: longer passwords are refused when a hash is made, so
+# no stored hash stands for a longer password; verification compares the first 72 bytes.
 MAX_PASSWORD_BYTES = 72
 
 
+class PasswordTooLong(ValueError):
+    pass
+
+
 def hash_password_sync(password: str, cost: int) -> str:
-    return bcrypt.hashpw(password.encode(), bcrypt.gensalt(rounds=cost)).decode()
+    encoded = password.encode()
+    if len(encoded) > MAX_PASSWORD_BYTES:
+        raise PasswordTooLong(f"password must be at most {MAX_PASSWORD_BYTES} bytes")
+    return bcrypt.hashpw(encoded, bcrypt.gensalt(rounds=cost)).decode()
 
 
 async def hash_password(password: str, cost: int) -> str:

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import psycopg
@@ -66,7 +66,7 @@ class AppRow:
 def _iso(value: datetime | None) -> str | None:
     if value is None:
         return None
-    return value.astimezone().isoformat().replace("+00:00", "Z")
+    return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
 _COLUMNS = sql.SQL(

@@ -46,7 +46,9 @@ async def list_apps(request: web.Request) -> web.StreamResponse:
 
 @platform
 async def create_app(request: web.Request) -> web.StreamResponse:
-    body = await read_strict_object(request, APP_CREATE_KEYS, INVALID_REQUEST_BODY)
+    body = await read_strict_object(
+        request, APP_CREATE_KEYS, INVALID_REQUEST_BODY, strings=APP_CREATE_KEYS
+    )
     services = request.app[SERVICES]
     row = await services.directory.create_app(
         body.get("name"), body.get("display_name"), body.get("db_driver")

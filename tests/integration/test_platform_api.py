@@ -222,8 +222,15 @@ async def test_app_name_of_maximum_length_works(client: Any) -> None:
 async def test_wrong_shapes_on_app_create_are_rejected(client: Any, body: dict[str, Any]) -> None:
     token = (await platform_login(client))["access_token"]
     resp = await client.post("/api/_platform/apps", json=body, headers=bearer(token))
-    assert resp.status == 422
-    assert (await error_of(resp))["code"] == "VALIDATION_FAILED"
+    err = await error_of(resp)
+    if any(not isinstance(v, str) for v in body.values()):
+        # A value of the wrong JSON type is a malformed body: 400 naming the field.
+        assert resp.status == 400
+        assert err["code"] == "INVALID_PAYLOAD"
+        assert err["details"][0]["rule"] == "type"
+    else:
+        assert resp.status == 422
+        assert err["code"] == "VALIDATION_FAILED"
 
 
 async def test_unknown_keys_and_malformed_json_on_app_create_are_400(client: Any) -> None:
