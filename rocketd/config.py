@@ -39,6 +39,7 @@ import yaml
 
 __all__ = [
     "AISettings",
+    "ApiSettings",
     "AuthSettings",
     "ConfigError",
     "DatabaseSettings",
@@ -295,6 +296,12 @@ class StorageSettings(_Section):
 
 
 @dataclass(frozen=True, repr=False)
+class ApiSettings(_Section):
+    default_per_page: int = _key(25, check=_between(1, 10_000))
+    max_per_page: int = _key(100, check=_between(1, 10_000))
+
+
+@dataclass(frozen=True, repr=False)
 class InstrumentationSettings(_Section):
     enabled: bool = _key(True)
     retention_days: int = _key(7, check=_at_least(1))
@@ -317,6 +324,7 @@ class Settings(_Section):
     log: LogSettings = field(default_factory=LogSettings)
     auth: AuthSettings = field(default_factory=AuthSettings)
     storage: StorageSettings = field(default_factory=StorageSettings)
+    api: ApiSettings = field(default_factory=ApiSettings)
     instrumentation: InstrumentationSettings = field(default_factory=InstrumentationSettings)
     ai: AISettings = field(default_factory=AISettings)
     app_pool_size: int = _key(5, check=_at_least(1))

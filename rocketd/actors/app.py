@@ -1,6 +1,7 @@
-"""AppActor: one per app. Owns the app's connection pool and its auth service and, as later
-capabilities land, its Registry snapshot. Requests read these attributes directly (no mailbox on the
-hot path); the mailbox carries lifecycle messages (`reload`).
+"""AppActor: one per app. Owns the app's connection pool, its auth service and its Registry
+snapshot (the app's metadata, parsed and immutable). Requests read these attributes directly (no
+mailbox on the hot path) and keep the snapshot they started with; the mailbox carries `reload`,
+which rebuilds the Registry from the database and swaps it in one assignment.
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ from rocketd.config import Settings
 from rocketd.db.app_schema import APP_PLAN
 from rocketd.db.migrations import apply_plan
 from rocketd.engine.apps import AppRow, token_policy
+from rocketd.engine.metadata_admin import load_registry
+from rocketd.metadata.registry import EMPTY_REGISTRY, Registry
 from rocketd.logging import get_logger
 
 log = get_logger("rocketd.actors.app")
@@ -34,6 +37,7 @@ class AppActor(Actor):
         self._pool: AsyncConnectionPool[Any] | None = None
         self._accounts: AccountService | None = None
         self.reloads = 0
+        self.registry: Registry = EMPTY_REGISTRY
 
     @property
     def pool(self) -> AsyncConnectionPool[Any]:
@@ -70,14 +74,27 @@ class AppActor(Actor):
             token_policy(self._settings),
             seeded_password=self._settings.auth.app_admin_password,
         )
-        log.info("app started", app=self.app_name)
+        await self._reload()
+        log.info("app started", app=self.app_name, entities=len(self.registry.entities))
 
     async def handle(self, message: object) -> Any:
         if message == RELOAD:
-            self.reloads += 1
-            log.debug("app metadata reload", app=self.app_name)
-            return None
+            await self._reload()
+            return self.registry
         raise ValueError(f"AppActor {self.app_name}: unknown message {message!r}")
+
+    async def _reload(self) -> None:
+        async with self.pool.connection() as conn:
+            registry = await load_registry(conn)
+        for problem in registry.problems:
+            log.warning("invalid metadata skipped", app=self.app_name, problem=problem)
+        self.registry = registry  # one reference swap: requests in flight keep their snapshot
+        self.reloads += 1
+
+    async def reload_now(self) -> Registry:
+        """Reload through the mailbox and wait: the caller's next request sees the change."""
+        registry: Registry = await self.ask(RELOAD, timeout=30.0)
+        return registry
 
     async def on_stop(self) -> None:
         if self._pool is not None:

@@ -9,7 +9,13 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from rocketd.http import routes_app_auth, routes_health, routes_platform
+from rocketd.http import (
+    routes_admin_metadata,
+    routes_app_auth,
+    routes_data,
+    routes_health,
+    routes_platform,
+)
 from rocketd.http.keys import SERVICES
 from rocketd.http.middlewares import auth_middleware, body_limit_middleware, trace_middleware
 from rocketd.services import Services
@@ -24,4 +30,6 @@ def create_app(services: Services) -> web.Application:
     routes_health.add_routes(app)
     routes_platform.add_routes(app)
     routes_app_auth.add_routes(app)
+    routes_admin_metadata.add_routes(app)
+    routes_data.add_routes(app)  # last: `{entity}` must not shadow fixed segments
     return app

@@ -7,10 +7,10 @@ from aiohttp import web
 from rocketd.http.auth import app_admin, public
 from rocketd.http.bodies import INVALID_REQUEST_BODY, read_strict_object
 from rocketd.http.keys import APP_ACTOR
+from rocketd.http.paths import APP_PATH
 from rocketd.http.responses import data, message
 from rocketd.http.routes_platform import AUTH_LOGIN_KEYS, AUTH_TOKEN_KEYS, ai_status_body
 
-APP_PATH = "/api/{app:[a-z][a-z0-9_-]*}"
 
 
 @public

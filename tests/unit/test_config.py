@@ -229,6 +229,8 @@ ENV_OVERRIDES = [
     ("ROCKET_DATABASE_NAME", "mgmt", "database.name", "mgmt"),
     ("ROCKET_DATABASE_POOL_SIZE", "20", "database.pool_size", 20),
     ("ROCKET_LOG_FORMAT", "json", "log.format", "json"),
+    ("ROCKET_API_DEFAULT_PER_PAGE", "10", "api.default_per_page", 10),
+    ("ROCKET_API_MAX_PER_PAGE", "500", "api.max_per_page", 500),
     ("ROCKET_LOG_LEVEL", "WARNING", "log.level", "warning"),
     ("ROCKET_AUTH_ACCESS_TOKEN_TTL", "60", "auth.access_token_ttl", 60),
     ("ROCKET_AUTH_REFRESH_TOKEN_TTL", "120", "auth.refresh_token_ttl", 120),
