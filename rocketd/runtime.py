@@ -77,8 +77,10 @@ async def ensure_database(settings: Settings) -> None:
                 )
             )
             log.info("created management database", name=settings.database.database_name)
-        except pg_errors.DuplicateDatabase:
-            pass  # another instance created it a moment ago
+        except (pg_errors.DuplicateDatabase, pg_errors.UniqueViolation):
+            # Another instance created it a moment ago (a race inside the catalog shows up as
+            # a unique violation on pg_database rather than DuplicateDatabase).
+            pass
 
 
 async def open_management_pool(settings: Settings) -> AsyncConnectionPool[Any]:

@@ -18,8 +18,8 @@ from rocketd.db.app_schema import APP_PLAN
 from rocketd.db.migrations import apply_plan
 from rocketd.engine.apps import AppRow, token_policy
 from rocketd.engine.metadata_admin import load_registry
-from rocketd.metadata.registry import EMPTY_REGISTRY, Registry
 from rocketd.logging import get_logger
+from rocketd.metadata.registry import EMPTY_REGISTRY, Registry
 
 log = get_logger("rocketd.actors.app")
 

@@ -10,12 +10,14 @@ create/delete notifications from any instance clear or update the cache immediat
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
 from typing import Any
 
 from psycopg_pool import AsyncConnectionPool
 
 from rocketd.actors.app import RELOAD, AppActor
+from rocketd.actors.listener import MetadataListener
 from rocketd.actors.supervisor import Supervisor
 from rocketd.config import Settings
 from rocketd.engine import apps
@@ -37,6 +39,7 @@ class AppDirectory:
         self._supervisor = supervisor
         self._actors: dict[str, AppActor] = {}
         self._locks: dict[str, asyncio.Lock] = {}
+        self._listeners: dict[str, MetadataListener] = {}
         self._missing: dict[str, float] = {}
 
     @property
@@ -94,9 +97,29 @@ class AppDirectory:
     async def _start_locked(self, row: apps.AppRow) -> AppActor:
         actor = AppActor(row, self._settings)
         await self._supervisor.add(actor)
+        # NOTIFY is per database: metadata changes are announced inside the app database's own
+        # transaction, so each app gets a listener on its database (the management listener
+        # only hears app lifecycle events).
+        listener = MetadataListener(
+            self._settings.database.dsn(row.db_name),
+            on_notify=functools.partial(self._reload_on_notify, actor),
+            on_reconnect=functools.partial(self._reload, actor),
+            name=f"metadata-listener:{row.name}",
+        )
+        await self._supervisor.add(listener)
         self._actors[row.name] = actor
+        self._listeners[row.name] = listener
         self._missing.pop(row.name, None)
         return actor
+
+    @classmethod
+    async def _reload_on_notify(cls, actor: AppActor, _payload: str) -> None:
+        await cls._reload(actor)
+
+    @staticmethod
+    async def _reload(actor: AppActor) -> None:
+        if actor.running:
+            actor.tell(RELOAD)
 
     async def start_existing(self) -> None:
         """Start every active app; one that fails is logged and skipped, not fatal."""
@@ -122,12 +145,16 @@ class AppDirectory:
     async def forget(self, name: str) -> None:
         """Stop serving `name` here (its pool closes so the database can be dropped)."""
         async with self._lock_for(name):
+            listener = self._listeners.pop(name, None)
+            if listener is not None:
+                await self._supervisor.remove(listener)
             actor = self._actors.pop(name, None)
             if actor is not None:
                 await self._supervisor.remove(actor)
 
     async def on_notify(self, payload: str) -> None:
-        """A `rocket_metadata` notification: `_apps:<name>` for lifecycle, else an app name."""
+        """A `rocket_metadata` notification on the management database: `_apps:<name>` for app
+        lifecycle (an app name alone is also accepted and reloads that app)."""
         if payload.startswith(apps.APPS_NOTIFY_PREFIX):
             name = payload[len(apps.APPS_NOTIFY_PREFIX) :]
             self._missing.pop(name, None)

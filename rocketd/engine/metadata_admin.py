@@ -99,6 +99,15 @@ async def get_entity(pool: AsyncConnectionPool[Any], name: str) -> dict[str, Any
     return entity_row_json(row)
 
 
+def _fk_columns(registry: Registry, entity_name: str) -> set[str]:
+    """Columns of the entity's table that relations use as foreign keys (they keep an index)."""
+    return {
+        r.target_key
+        for r in registry.relations_to(entity_name)
+        if not r.many_to_many and r.target_key
+    }
+
+
 def _check(problems: list[str]) -> None:
     if problems:
         raise MetadataError(problems)
@@ -142,7 +151,7 @@ async def update_entity(
             " where name = %s",
             (entity.table, Jsonb(entity.to_json()), name),
         )
-        await migrate_entity(conn, old, entity)
+        await migrate_entity(conn, old, entity, fk_columns=_fk_columns(registry, entity.name))
         await _notify(conn, app_name)
     return entity
 

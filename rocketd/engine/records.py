@@ -77,7 +77,7 @@ async def create(
                 pk = await writes.execute_create(conn, registry, plan)
         except psycopg.Error as exc:
             raise writes.map_database_error(exc, entity, "") from exc
-        return await query.get_record(conn, registry, entity, str(pk), ())
+        return await query.get_record_by_pk(conn, registry, entity, pk)
 
 
 async def update(
@@ -99,7 +99,7 @@ async def update(
                 await writes.execute_update(conn, registry, plan, pk)
         except psycopg.Error as exc:
             raise writes.map_database_error(exc, entity, "") from exc
-        return await query.get_record(conn, registry, entity, str(pk), ())
+        return await query.get_record_by_pk(conn, registry, entity, pk)
 
 
 async def delete(

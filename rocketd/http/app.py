@@ -25,6 +25,9 @@ def create_app(services: Services) -> web.Application:
     app = web.Application(
         middlewares=[trace_middleware, body_limit_middleware, auth_middleware],
         client_max_size=services.settings.server.max_body_size,
+        # Long filter lists live in the query string: allow request lines up to 64 KiB so they
+        # reach our parser (and its clear 400) instead of aiohttp's plain-text one.
+        handler_args={"max_line_size": 65536},
     )
     app[SERVICES] = services
     routes_health.add_routes(app)

@@ -98,8 +98,10 @@ def add_routes(app: web.Application) -> None:
     r = app.router
     for kind, handlers in (
         ("entities", (list_entities, create_entity, get_entity, update_entity, delete_entity)),
-        ("relations", (list_relations, create_relation, get_relation, update_relation,
-                       delete_relation)),
+        (
+            "relations",
+            (list_relations, create_relation, get_relation, update_relation, delete_relation),
+        ),
     ):
         listing, create, get, update, delete = handlers
         base = f"{APP_PATH}/_admin/{kind}"

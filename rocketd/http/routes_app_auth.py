@@ -12,7 +12,6 @@ from rocketd.http.responses import data, message
 from rocketd.http.routes_platform import AUTH_LOGIN_KEYS, AUTH_TOKEN_KEYS, ai_status_body
 
 
-
 @public
 async def login(request: web.Request) -> web.StreamResponse:
     body = await read_strict_object(request, AUTH_LOGIN_KEYS, INVALID_REQUEST_BODY, AUTH_LOGIN_KEYS)

@@ -1,0 +1,771 @@
+"""Turning entity and relation JSON into the typed model, and checking it against other metadata.
+
+`parse_entity` / `parse_relation` validate one definition on its own and report every problem at
+once as a `MetadataError` (422 `VALIDATION_FAILED`, one detail per problem with the key path at
+fault). `entity_problems_in` / `relation_problems_in` check a parsed definition against the rest of
+an app's metadata (a `Registry`) and return the problems as sentences; the admin layer turns them
+into a `MetadataError`. Nothing here touches the database or knows about HTTP.
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+import re
+import uuid
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import date, datetime
+from typing import TYPE_CHECKING, Any, Final
+
+from rocketd.errors import ErrorDetail, ValidationFailed
+from rocketd.metadata.model import (
+    AUTO_MODES,
+    DELETED_AT,
+    FETCH_MODES,
+    FIELD_TYPES,
+    NO_DEFAULT,
+    ON_DELETE_POLICIES,
+    OWNERSHIPS,
+    PK_TYPES,
+    RELATION_TYPES,
+    WRITE_MODES,
+    Entity,
+    Field,
+    PrimaryKey,
+    Relation,
+    SlugConfig,
+)
+
+if TYPE_CHECKING:
+    from rocketd.metadata.registry import Registry
+
+# Entity, table, field, relation, join-table and key-column names end up as SQL identifiers
+# (always quoted, but still kept to one safe, portable spelling).
+NAME_PATTERN: Final = re.compile(r"[a-z][a-z0-9_]{0,62}")
+NAME_RULE: Final = 'use 1 to 63 lowercase letters, digits or "_", starting with a letter'
+
+ENTITY_KEYS: Final = frozenset({"name", "table", "primary_key", "soft_delete", "slug", "fields"})
+FIELD_KEYS: Final = frozenset(
+    {"name", "type", "required", "unique", "default", "nullable", "enum", "precision", "auto"}
+)
+PRIMARY_KEY_KEYS: Final = frozenset({"field", "type", "generated"})
+SLUG_KEYS: Final = frozenset({"field", "source", "regenerate_on_update"})
+RELATION_KEYS: Final = frozenset(
+    {
+        "name",
+        "type",
+        "source",
+        "target",
+        "source_key",
+        "target_key",
+        "join_table",
+        "source_join_key",
+        "target_join_key",
+        "ownership",
+        "on_delete",
+        "fetch",
+        "write_mode",
+    }
+)
+# Keys that real upstream input carries but the contract does not define: accepted and dropped.
+# Every entity, field, primary key, slug and relation object of the upstream example schemas
+# (content-management, employee-management, helpdesk-ticketing, skills-assessment) and the
+# upstream admin UI's entity/relation types use contract keys only, so this is empty; add a key
+# here (with where it comes from) rather than loosening the unknown-key check.
+IGNORED_UPSTREAM_KEYS: Final[frozenset[str]] = frozenset()
+
+# Segments of /api/{app}/... that are routes of their own; an entity with such a name would be
+# unreachable. Every name starting with "_" is reserved as well.
+RESERVED_ENTITY_NAMES: Final = frozenset(
+    {"auth", "_admin", "_ui", "_workflows", "_files", "_events"}
+)
+SYSTEM_TABLE_PREFIXES: Final = ("_", "pg_")
+
+_PK_FIELD_TYPES: Final[Mapping[str, frozenset[str]]] = {
+    "uuid": frozenset({"uuid"}),
+    "int": frozenset({"int", "integer", "bigint"}),
+    "integer": frozenset({"int", "integer", "bigint"}),
+    "bigint": frozenset({"int", "integer", "bigint"}),
+    "string": frozenset({"string", "text"}),
+}
+# The primary_key.type implied by the PK field's type when `type` is left out.
+_PK_TYPE_FOR_FIELD: Final[Mapping[str, str]] = {
+    "uuid": "uuid",
+    "int": "int",
+    "integer": "integer",
+    "bigint": "bigint",
+    "string": "string",
+    "text": "string",
+}
+_GENERATED_PK_TYPES: Final = frozenset({"uuid", "int", "integer", "bigint"})
+_INT_RANGES: Final[Mapping[str, tuple[int, int]]] = {
+    "int": (-(2**31), 2**31 - 1),
+    "integer": (-(2**31), 2**31 - 1),
+    "bigint": (-(2**63), 2**63 - 1),
+}
+_MAX_PRECISION: Final = 18
+_INT_TEXT: Final = re.compile(r"[+-]?\d+")
+_NUMBER_TEXT: Final = re.compile(r"[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?")
+
+
+def is_valid_name(value: object) -> bool:
+    """True when `value` is a string usable as an entity/table/field/relation/column name."""
+    return isinstance(value, str) and NAME_PATTERN.fullmatch(value) is not None
+
+
+def _allowed(values: Iterable[str]) -> str:
+    return ", ".join(sorted(values))
+
+
+class MetadataError(ValidationFailed):
+    """Invalid metadata: 422 `VALIDATION_FAILED`, every problem in one answer.
+
+    `message` is the problems joined with "; "; `details` has one entry per problem, with the key
+    path at fault (e.g. `fields[2].type`) as `field` when it is known.
+    """
+
+    def __init__(self, problems: Sequence[str | ErrorDetail]) -> None:
+        details = [p if isinstance(p, ErrorDetail) else ErrorDetail(p) for p in problems]
+        super().__init__("; ".join(d.message for d in details), details)
+
+
+class _Problems:
+    """Collects problems while a definition is read, so all of them can be reported together."""
+
+    def __init__(self) -> None:
+        self.details: list[ErrorDetail] = []
+
+    def add(self, path: str, message: str) -> None:
+        self.details.append(ErrorDetail(message, field=path))
+
+    def raise_if_any(self) -> None:
+        if self.details:
+            raise MetadataError(self.details)
+
+
+def _join(path: str, key: str) -> str:
+    return f"{path}.{key}" if path else key
+
+
+def _check_keys(
+    data: Mapping[str, Any], allowed: frozenset[str], path: str, where: str, problems: _Problems
+) -> None:
+    for key in data:
+        if key in allowed or key in IGNORED_UPSTREAM_KEYS:
+            continue
+        hint = difflib.get_close_matches(str(key), sorted(allowed), n=1)
+        suggestion = f'did you mean "{hint[0]}"? ' if hint else ""
+        allowed_text = _allowed(allowed)
+        problems.add(
+            _join(path, str(key)),
+            f'unknown key "{key}" in {where} ({suggestion}allowed keys: {allowed_text})',
+        )
+
+
+def _blank(value: object) -> bool:
+    """Absent, null and "" all mean "not set" (the admin UI sends "" for fields left empty)."""
+    return value is None or value == ""
+
+
+def _optional_text(data: Mapping[str, Any], key: str, path: str, problems: _Problems) -> str | None:
+    """A string value, or None when blank (a non-string is reported)."""
+    value = data.get(key)
+    if _blank(value):
+        return None
+    if not isinstance(value, str):
+        problems.add(_join(path, key), f"{_join(path, key)} must be a string")
+        return None
+    return value
+
+
+def _flag(data: Mapping[str, Any], key: str, path: str, problems: _Problems) -> bool:
+    """A boolean value; absent or null means false."""
+    value = data.get(key)
+    if value is None:
+        return False
+    if not isinstance(value, bool):
+        problems.add(_join(path, key), f"{_join(path, key)} must be true or false")
+        return False
+    return value
+
+
+def _check_name(value: str, path: str, what: str, problems: _Problems) -> None:
+    if not is_valid_name(value):
+        problems.add(path, f'{what} "{value}" is invalid: {NAME_RULE}')
+
+
+def _required_name(
+    data: Mapping[str, Any], key: str, path: str, problems: _Problems, *, what: str, missing: str
+) -> str:
+    value = _optional_text(data, key, path, problems)
+    if value is None:
+        if _blank(data.get(key)):
+            problems.add(_join(path, key), missing)
+        return ""
+    _check_name(value, _join(path, key), what, problems)
+    return value
+
+
+# ------------------------------------------------------------------------------------ entity
+
+
+def parse_entity(data: object) -> Entity:
+    """Validate an entity definition and build the `Entity`; raise `MetadataError` listing every
+    problem found."""
+    if not isinstance(data, dict):
+        raise MetadataError(["entity definition must be a JSON object"])
+    problems = _Problems()
+    _check_keys(data, ENTITY_KEYS, "", "entity", problems)
+    name = _required_name(
+        data, "name", "", problems, what="entity name", missing="entity name is required"
+    )
+    table = _required_name(
+        data, "table", "", problems, what="table name", missing="table name is required"
+    )
+    soft_delete = _flag(data, "soft_delete", "", problems)
+    fields = _parse_fields(data.get("fields"), problems)
+    by_name = {f.name: f for f in fields if f.name}
+    primary_key = _parse_primary_key(data.get("primary_key"), by_name, problems)
+    slug = _parse_slug(data.get("slug"), by_name, problems)
+    problems.raise_if_any()
+    return Entity(
+        name=name,
+        table=table,
+        primary_key=primary_key,
+        fields=tuple(fields),
+        soft_delete=soft_delete,
+        slug=slug,
+    )
+
+
+def _parse_fields(raw: object, problems: _Problems) -> list[Field]:
+    if raw is None or raw == []:
+        problems.add("fields", "entity must have at least one field")
+        return []
+    if not isinstance(raw, list):
+        problems.add("fields", "fields must be a list of field objects")
+        return []
+    fields: list[Field] = []
+    seen: set[str] = set()
+    for index, item in enumerate(raw):
+        path = f"fields[{index}]"
+        if not isinstance(item, dict):
+            problems.add(path, f"{path} must be an object with at least name and type")
+            continue
+        field = _parse_field(item, path, problems)
+        if field.name:
+            if field.name in seen:
+                problems.add(_join(path, "name"), f'duplicate field name "{field.name}"')
+                continue
+            seen.add(field.name)
+        fields.append(field)
+    return fields
+
+
+def _parse_field(data: Mapping[str, Any], path: str, problems: _Problems) -> Field:
+    raw_name = data.get("name")
+    label = f'field "{raw_name}"' if isinstance(raw_name, str) and raw_name else path
+    _check_keys(data, FIELD_KEYS, path, label, problems)
+    name = _required_name(
+        data, "name", path, problems, what="field name", missing=f"{path}: field name is required"
+    )
+    field_type = _optional_text(data, "type", path, problems) or ""
+    if not field_type:
+        if _blank(data.get("type")):
+            problems.add(
+                _join(path, "type"),
+                f"{label}: type is required (one of {_allowed(FIELD_TYPES)})",
+            )
+    elif field_type not in FIELD_TYPES:
+        problems.add(
+            _join(path, "type"),
+            f'{label}: unknown type "{field_type}" (allowed: {_allowed(FIELD_TYPES)})',
+        )
+        field_type = ""
+    required = _flag(data, "required", path, problems)
+    unique = _flag(data, "unique", path, problems)
+    nullable = _flag(data, "nullable", path, problems)
+    enum = _parse_enum(data.get("enum"), _join(path, "enum"), label, problems)
+    precision = _parse_precision(data.get("precision"), field_type, path, label, problems)
+    auto = _parse_auto(data, field_type, path, label, problems)
+    default: Any = NO_DEFAULT
+    if "default" in data:
+        default = _parse_default(data["default"], field_type, enum, path, label, problems)
+    if name == DELETED_AT:
+        if field_type and field_type != "timestamp":
+            problems.add(
+                _join(path, "type"),
+                f'field "{DELETED_AT}" must be of type timestamp (soft delete writes it)',
+            )
+        if required and not nullable:
+            problems.add(
+                _join(path, "required"),
+                f'field "{DELETED_AT}" cannot be required: it is null on every live record',
+            )
+    return Field(
+        name=name,
+        type=field_type,
+        required=required,
+        unique=unique,
+        default=default,
+        nullable=nullable,
+        enum=enum,
+        precision=precision,
+        auto=auto,
+    )
+
+
+def _parse_enum(raw: object, path: str, label: str, problems: _Problems) -> tuple[str, ...]:
+    if raw is None:
+        return ()
+    if not isinstance(raw, list) or not all(isinstance(v, str) for v in raw):
+        problems.add(path, f"{label}: enum must be a list of strings")
+        return ()
+    duplicates = sorted(v for v, count in Counter(raw).items() if count > 1)
+    if duplicates:
+        listed = ", ".join(f'"{v}"' for v in duplicates)
+        problems.add(path, f"{label}: enum lists {listed} more than once")
+    return tuple(raw)
+
+
+def _parse_precision(
+    raw: object, field_type: str, path: str, label: str, problems: _Problems
+) -> int:
+    if raw is None:
+        return 0
+    key_path = _join(path, "precision")
+    if isinstance(raw, bool) or not isinstance(raw, int) or not 0 <= raw <= _MAX_PRECISION:
+        problems.add(key_path, f"{label}: precision must be a whole number from 0 to 18")
+        return 0
+    if raw and field_type and field_type != "decimal":
+        problems.add(key_path, f"{label}: precision applies to decimal fields only")
+        return 0
+    return raw
+
+
+def _parse_auto(
+    data: Mapping[str, Any], field_type: str, path: str, label: str, problems: _Problems
+) -> str | None:
+    auto = _optional_text(data, "auto", path, problems)
+    if auto is None:
+        return None
+    key_path = _join(path, "auto")
+    if auto not in AUTO_MODES:
+        problems.add(key_path, f'{label}: auto must be "create" or "update", not "{auto}"')
+        return None
+    if field_type and field_type != "timestamp":
+        problems.add(key_path, f"{label}: auto applies to timestamp fields only")
+        return None
+    return auto
+
+
+def _enum_text(value: Any) -> str:
+    """How a value compares with enum entries (enums are compared as strings)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def _parse_default(
+    raw: Any,
+    field_type: str,
+    enum: tuple[str, ...],
+    path: str,
+    label: str,
+    problems: _Problems,
+) -> Any:
+    """Type-check a default; returns it normalised (see `_coerce_default`)."""
+    if raw is None:
+        return None  # SQL NULL is a legitimate default for any type
+    if not field_type:
+        return raw  # the type itself is already reported
+    value, problem = _coerce_default(raw, field_type)
+    key_path = _join(path, "default")
+    if problem:
+        problems.add(key_path, f"{label}: default {problem}")
+        return raw
+    if enum and _enum_text(value) not in enum:
+        problems.add(key_path, f'{label}: default "{_enum_text(value)}" is not one of its enum')
+    return value
+
+
+def _coerce_default(raw: Any, field_type: str) -> tuple[Any, str]:
+    """Return (value, "") or (raw, problem).
+
+    Besides the JSON type matching the field, a string spelling of a number or boolean is
+    accepted for number and boolean fields and stored as the number/boolean (a decimal keeps its
+    exact text): the upstream admin UI edits every default in a text box and sends a string.
+    """
+    if field_type in ("json", "file"):
+        return raw, ""
+    if field_type in ("string", "text"):
+        return (raw, "") if isinstance(raw, str) else (raw, "must be a string")
+    if field_type in _INT_RANGES:
+        value: Any = raw
+        if isinstance(raw, str) and _INT_TEXT.fullmatch(raw.strip()):
+            value = int(raw.strip())
+        elif isinstance(raw, float) and raw.is_integer():
+            value = int(raw)
+        if isinstance(value, bool) or not isinstance(value, int):
+            return raw, "must be a whole number"
+        low, high = _INT_RANGES[field_type]
+        if not low <= value <= high:
+            return raw, f"{value} is out of range for {field_type}"
+        return value, ""
+    if field_type in ("float", "decimal"):
+        if isinstance(raw, str):
+            text = raw.strip()
+            if not _NUMBER_TEXT.fullmatch(text):
+                return raw, "must be a number"
+            if field_type == "decimal":
+                return text, ""  # decimals travel as strings (README "Value encoding"): exact
+            number: Any = int(text) if _INT_TEXT.fullmatch(text) else float(text)
+        else:
+            number = raw
+        if isinstance(number, bool) or not isinstance(number, int | float):
+            return raw, "must be a number"
+        if isinstance(number, float) and not math.isfinite(number):
+            return raw, "must be a finite number"
+        return number, ""
+    if field_type == "boolean":
+        if isinstance(raw, bool):
+            return raw, ""
+        if isinstance(raw, str) and raw.strip().lower() in ("true", "false"):
+            return raw.strip().lower() == "true", ""
+        return raw, "must be true or false"
+    if not isinstance(raw, str):
+        return raw, f"must be a string holding a {field_type}"
+    if field_type == "uuid":
+        try:
+            uuid.UUID(raw)
+        except ValueError:
+            return raw, f'"{raw}" is not a valid UUID'
+        return raw, ""
+    if field_type == "timestamp":
+        try:
+            datetime.fromisoformat(raw)
+        except ValueError:
+            return raw, (
+                f'"{raw}" is not an ISO 8601 timestamp'
+                ' (for "the current time" use auto: "create" instead)'
+            )
+        return raw, ""
+    if field_type == "date":
+        try:
+            date.fromisoformat(raw)
+        except ValueError:
+            return raw, f'"{raw}" is not an ISO 8601 date (YYYY-MM-DD)'
+        return raw, ""
+    return raw, ""  # pragma: no cover - every FIELD_TYPES member is handled above
+
+
+def _sub_object(
+    raw: object, key: str, allowed: frozenset[str], problems: _Problems
+) -> dict[str, Any] | None:
+    """A nested object (primary_key, slug) with its keys checked; None (reported) otherwise."""
+    if not isinstance(raw, dict):
+        problems.add(key, f"{key} must be an object (keys: {_allowed(allowed)})")
+        return None
+    _check_keys(raw, allowed, key, key, problems)
+    return raw
+
+
+def _parse_primary_key(raw: object, fields: Mapping[str, Field], problems: _Problems) -> PrimaryKey:
+    fallback = PrimaryKey(field="")
+    if raw is None:
+        problems.add("primary_key.field", "primary key field is required")
+        return fallback
+    raw = _sub_object(raw, "primary_key", PRIMARY_KEY_KEYS, problems)
+    if raw is None:
+        return fallback
+    field_name = _optional_text(raw, "field", "primary_key", problems)
+    pk_type = _optional_text(raw, "type", "primary_key", problems)
+    generated = _flag(raw, "generated", "primary_key", problems)
+    if field_name is None:
+        if _blank(raw.get("field")):
+            problems.add("primary_key.field", "primary key field is required")
+        return fallback
+    field = fields.get(field_name)
+    if field is None:
+        problems.add("primary_key.field", f"primary key field {field_name} not found in fields")
+        return fallback
+    if pk_type is not None and pk_type not in PK_TYPES:
+        problems.add(
+            "primary_key.type",
+            f'primary key type "{pk_type}" is invalid (allowed: {_allowed(PK_TYPES)})',
+        )
+        return fallback
+    if not field.type:
+        return fallback  # the field's own type problem is already reported
+    if pk_type is None:
+        pk_type = _PK_TYPE_FOR_FIELD.get(field.type)
+        if pk_type is None:
+            problems.add(
+                "primary_key.field",
+                f'primary key field "{field_name}" has type {field.type}; a primary key must be'
+                " uuid, int, integer, bigint, string or text",
+            )
+            return fallback
+    elif field.type not in _PK_FIELD_TYPES[pk_type]:
+        expected = " or ".join(sorted(_PK_FIELD_TYPES[pk_type]))
+        problems.add(
+            "primary_key.type",
+            f'primary key type "{pk_type}" needs field "{field_name}" to be of type {expected},'
+            f" not {field.type}",
+        )
+    if generated and pk_type not in _GENERATED_PK_TYPES:
+        problems.add(
+            "primary_key.generated",
+            f'a primary key of type "{pk_type}" cannot be generated'
+            " (only uuid, int, integer and bigint keys can)",
+        )
+    return PrimaryKey(field=field_name, type=pk_type, generated=generated)
+
+
+def _parse_slug(raw: object, fields: Mapping[str, Field], problems: _Problems) -> SlugConfig | None:
+    if raw is None:
+        return None
+    raw = _sub_object(raw, "slug", SLUG_KEYS, problems)
+    if raw is None:
+        return None
+    field_name = _optional_text(raw, "field", "slug", problems)
+    source = _optional_text(raw, "source", "slug", problems)
+    regenerate = _flag(raw, "regenerate_on_update", "slug", problems)
+    if field_name is None:
+        problems.add("slug.field", "slug field is required")
+        return None
+    field = fields.get(field_name)
+    if field is None:
+        problems.add("slug.field", f'slug field "{field_name}" not found in fields')
+    else:
+        if field.type and field.type not in ("string", "text"):
+            problems.add("slug.field", f'slug field "{field_name}" must be of type string or text')
+        if not field.unique:
+            problems.add("slug.field", f'slug field "{field_name}" must have unique: true')
+    if source is not None and source not in fields:
+        problems.add("slug.source", f'slug source field "{source}" not found in fields')
+    return SlugConfig(field=field_name, source=source, regenerate_on_update=regenerate)
+
+
+# ---------------------------------------------------------------------------------- relation
+
+
+def parse_relation(data: object) -> Relation:
+    """Validate a relation definition and build the `Relation`; raise `MetadataError` listing
+    every problem found. Whether its entities and key fields exist is `relation_problems_in`'s
+    business."""
+    if not isinstance(data, dict):
+        raise MetadataError(["relation definition must be a JSON object"])
+    problems = _Problems()
+    _check_keys(data, RELATION_KEYS, "", "relation", problems)
+    name = _required_name(
+        data, "name", "", problems, what="relation name", missing="relation name is required"
+    )
+    rel_type = data.get("type")
+    if _blank(rel_type):
+        problems.add("type", f"relation type is required (one of {_allowed(RELATION_TYPES)})")
+        rel_type = ""
+    elif not isinstance(rel_type, str) or rel_type not in RELATION_TYPES:
+        problems.add("type", f"invalid relation type: {rel_type}")
+        rel_type = ""
+    source = _optional_text(data, "source", "", problems)
+    target = _optional_text(data, "target", "", problems)
+    if source is None or target is None:
+        missing_path = "source" if source is None else "target"
+        problems.add(missing_path, "source and target are required")
+    for key, value in (("source", source), ("target", target)):
+        if value is not None:
+            _check_name(value, key, f"{key} entity name", problems)
+
+    columns: dict[str, str | None] = {}
+    for key in ("source_key", "target_key", "join_table", "source_join_key", "target_join_key"):
+        columns[key] = _optional_text(data, key, "", problems)
+        value = columns[key]
+        if value is not None:
+            what = "join table name" if key == "join_table" else f"{key} column name"
+            _check_name(value, key, what, problems)
+    source_key = columns["source_key"] or "id"
+
+    if rel_type == "many_to_many":
+        if columns["join_table"] is None:
+            problems.add("join_table", "join_table is required for many_to_many relations")
+        for key in ("source_join_key", "target_join_key"):
+            if columns[key] is None:
+                problems.add(key, f"{key} is required for many_to_many relations")
+        if columns["source_join_key"] and columns["source_join_key"] == columns["target_join_key"]:
+            problems.add(
+                "target_join_key",
+                "source_join_key and target_join_key must be different columns",
+            )
+    elif rel_type:
+        if columns["target_key"] is None:
+            problems.add("target_key", f"target_key is required for {rel_type} relations")
+        elif source is not None and source == target and columns["target_key"] == source_key:
+            problems.add(
+                "target_key",
+                "a relation from an entity to itself needs a target_key other than its source_key",
+            )
+
+    choices: dict[str, str] = {}
+    for key, allowed, fallback in (
+        ("ownership", OWNERSHIPS, "source"),
+        ("on_delete", ON_DELETE_POLICIES, "detach"),
+        ("fetch", FETCH_MODES, "lazy"),
+        ("write_mode", WRITE_MODES, "diff"),
+    ):
+        value = _optional_text(data, key, "", problems)
+        if value is not None and value not in allowed:
+            problems.add(key, f'invalid {key} "{value}" (allowed: {_allowed(allowed)})')
+        choices[key] = value if value in allowed else fallback
+
+    problems.raise_if_any()
+    return Relation(
+        name=name,
+        type=rel_type,
+        source=source or "",
+        target=target or "",
+        source_key=source_key,
+        target_key=columns["target_key"],
+        join_table=columns["join_table"],
+        source_join_key=columns["source_join_key"],
+        target_join_key=columns["target_join_key"],
+        ownership=choices["ownership"],
+        on_delete=choices["on_delete"],
+        fetch=choices["fetch"],
+        write_mode=choices["write_mode"],
+    )
+
+
+# ------------------------------------------------------------------- checks against a registry
+
+
+def _is_system_table(table: str) -> bool:
+    return table.startswith(SYSTEM_TABLE_PREFIXES)
+
+
+def _system_table_problem(what: str, table: str) -> str:
+    prefixes = " or ".join(f'"{p}"' for p in SYSTEM_TABLE_PREFIXES)
+    return f'{what} "{table}" is reserved for system tables (names starting with {prefixes})'
+
+
+def _key_fields(relation: Relation) -> list[tuple[str, str, str]]:
+    """(entity, field, role) for every entity field a relation depends on."""
+    keys = [(relation.source, relation.source_key, "source_key")]
+    if not relation.many_to_many and relation.target_key:
+        keys.append((relation.target, relation.target_key, "target_key"))
+    return keys
+
+
+def entity_problems_in(
+    registry: Registry, entity: Entity, *, replacing: str | None = None
+) -> list[str]:
+    """Problems `entity` would cause among the app's other metadata.
+
+    `replacing` names the entity being overwritten (PUT); it is left out of the collision checks.
+    Duplicate entity names are the caller's 409, not a problem here.
+    """
+    problems: list[str] = []
+    if entity.name in RESERVED_ENTITY_NAMES or entity.name.startswith("_"):
+        problems.append(
+            f'entity name "{entity.name}" is reserved: /api/{{app}}/{entity.name} is a route of'
+            " its own; choose another name"
+        )
+    if _is_system_table(entity.table):
+        problems.append(_system_table_problem("table", entity.table))
+    for other in registry.entities.values():
+        if other.name in (entity.name, replacing):
+            continue
+        if other.table == entity.table:
+            problems.append(f'table "{entity.table}" is already used by entity "{other.name}"')
+    for relation in registry.relations.values():
+        if relation.many_to_many and relation.join_table == entity.table:
+            problems.append(
+                f'table "{entity.table}" is the join table of relation "{relation.name}"'
+            )
+
+    renamed = replacing is not None and replacing != entity.name
+    for relation in registry.relations.values():
+        if renamed and replacing in (relation.source, relation.target):
+            problems.append(
+                f'entity "{replacing}" cannot be renamed: relation "{relation.name}" refers to it'
+            )
+            continue
+        if entity.name not in (relation.source, relation.target):
+            continue
+        for owner, key, role in _key_fields(relation):
+            if owner == entity.name and key not in entity.field_map:
+                problems.append(
+                    f'field "{key}" is used by relation "{relation.name}" ({role});'
+                    " keep the field or change the relation first"
+                )
+        if relation.source == entity.name and relation.name in entity.field_map:
+            problems.append(_shadowed_relation_problem(relation.name, entity.name))
+    return problems
+
+
+def _shadowed_relation_problem(relation: str, entity: str) -> str:
+    return (
+        f'relation "{relation}" has the same name as a field of its source entity "{entity}":'
+        " a write body could not tell them apart; rename one of them"
+    )
+
+
+def relation_problems_in(
+    registry: Registry, relation: Relation, *, replacing: str | None = None
+) -> list[str]:
+    """Problems `relation` would cause among the app's other metadata: missing entities or key
+    fields, join-table collisions, a name shadowed by a field.
+
+    `replacing` names the relation being overwritten (PUT); it is left out of the collision checks.
+    Duplicate relation names are the caller's 409, not a problem here.
+    """
+    problems: list[str] = []
+    source = registry.entity(relation.source)
+    target = registry.entity(relation.target)
+    if source is None:
+        problems.append(f"source entity not found: {relation.source}")
+    if target is None:
+        problems.append(f"target entity not found: {relation.target}")
+    for owner_name, key, role in _key_fields(relation):
+        owner = registry.entity(owner_name)
+        if owner is not None and key not in owner.field_map:
+            problems.append(f'{role} "{key}" is not a field of entity "{owner_name}"')
+    if source is not None and relation.name in source.field_map:
+        problems.append(_shadowed_relation_problem(relation.name, source.name))
+    if relation.many_to_many and relation.join_table:
+        problems.extend(_join_table_problems(registry, relation, replacing))
+    return problems
+
+
+def _join_table_problems(
+    registry: Registry, relation: Relation, replacing: str | None
+) -> list[str]:
+    join_table = relation.join_table or ""
+    problems: list[str] = []
+    if _is_system_table(join_table):
+        problems.append(_system_table_problem("join table", join_table))
+    for entity in registry.entities.values():
+        if entity.table == join_table:
+            problems.append(f'join table "{join_table}" is the table of entity "{entity.name}"')
+    # Two many-to-many relations may share a join table only when they read it the same way
+    # (e.g. one defined from each side): same columns pointing at the same entities.
+    layout = {
+        (relation.source, relation.source_join_key),
+        (relation.target, relation.target_join_key),
+    }
+    for other in registry.relations.values():
+        if other.name in (relation.name, replacing) or other.join_table != join_table:
+            continue
+        if not other.many_to_many:
+            continue
+        other_layout = {
+            (other.source, other.source_join_key),
+            (other.target, other.target_join_key),
+        }
+        if other_layout != layout:
+            problems.append(
+                f'join table "{join_table}" is already used by relation "{other.name}"'
+                " with different join keys"
+            )
+    return problems
