@@ -14,6 +14,7 @@ from typing import Any
 import psycopg
 from psycopg_pool import AsyncConnectionPool
 
+from rocketd.auth.principal import Principal
 from rocketd.engine import query, writes
 from rocketd.engine.deletes import delete_record
 from rocketd.errors import NotFound, UnknownEntity
@@ -35,6 +36,7 @@ def _not_found(entity: Entity, raw_id: str) -> NotFound:
 async def list_page(
     pool: AsyncConnectionPool[Any],
     registry: Registry,
+    principal: Principal,
     entity_name: str,
     params: Mapping[str, str],
     *,
@@ -56,6 +58,7 @@ async def list_page(
 async def get_one(
     pool: AsyncConnectionPool[Any],
     registry: Registry,
+    principal: Principal,
     entity_name: str,
     raw_id: str,
     include: str | None,
@@ -67,7 +70,11 @@ async def get_one(
 
 
 async def create(
-    pool: AsyncConnectionPool[Any], registry: Registry, entity_name: str, body: dict[str, Any]
+    pool: AsyncConnectionPool[Any],
+    registry: Registry,
+    principal: Principal,
+    entity_name: str,
+    body: dict[str, Any],
 ) -> dict[str, Any]:
     entity = require_entity(registry, entity_name)
     plan = writes.plan_create(registry, entity, body)  # fully validated before BEGIN
@@ -83,6 +90,7 @@ async def create(
 async def update(
     pool: AsyncConnectionPool[Any],
     registry: Registry,
+    principal: Principal,
     entity_name: str,
     raw_id: str,
     body: dict[str, Any],
@@ -103,7 +111,11 @@ async def update(
 
 
 async def delete(
-    pool: AsyncConnectionPool[Any], registry: Registry, entity_name: str, raw_id: str
+    pool: AsyncConnectionPool[Any],
+    registry: Registry,
+    principal: Principal,
+    entity_name: str,
+    raw_id: str,
 ) -> dict[str, Any]:
     entity = require_entity(registry, entity_name)
     async with pool.connection() as conn:

@@ -9,12 +9,12 @@ secret, and only with role `platform_admin`: upstream-gaps S9), which counts as 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from enum import Enum
 from typing import Any
 
 from aiohttp import web
 
+from rocketd.auth.principal import ADMIN_ROLE, Principal
 from rocketd.auth.tokens import Claims, decode_access_token
 from rocketd.errors import Forbidden, Unauthorized
 from rocketd.http.keys import PRINCIPAL
@@ -23,7 +23,6 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 POLICY_ATTR = "__rocketd_auth_policy__"
 PLATFORM_ADMIN_ROLE = "platform_admin"
-ADMIN_ROLE = "admin"
 
 
 class Policy(Enum):
@@ -31,17 +30,6 @@ class Policy(Enum):
     PLATFORM = "platform"
     APP_TOKEN = "app_token"  # noqa: S105 - a policy name, not a secret
     APP_ADMIN = "app_admin"
-
-
-@dataclass(frozen=True)
-class Principal:
-    user_id: str
-    roles: tuple[str, ...]
-    via_platform: bool = False
-
-    @property
-    def is_admin(self) -> bool:
-        return ADMIN_ROLE in self.roles
 
 
 def _declare(policy: Policy) -> Callable[[Handler], Handler]:

@@ -8,7 +8,7 @@ from aiohttp import web
 
 if TYPE_CHECKING:
     from rocketd.actors.app import AppActor
-    from rocketd.http.auth import Principal
+    from rocketd.auth.principal import Principal
     from rocketd.services import Services
 
 SERVICES: web.AppKey[Services] = web.AppKey("rocketd.services")

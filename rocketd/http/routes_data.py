@@ -9,7 +9,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from rocketd.engine import records
-from rocketd.http.auth import app_token
+from rocketd.http.auth import app_token, principal_of
 from rocketd.http.bodies import read_json_object
 from rocketd.http.keys import APP_ACTOR, SERVICES
 from rocketd.http.paths import ENTITY_PATH
@@ -23,6 +23,7 @@ async def list_records(request: web.Request) -> web.StreamResponse:
     page = await records.list_page(
         actor.pool,
         actor.registry,
+        principal_of(request),
         request.match_info["entity"],
         request.rel_url.query,
         max_per_page=api.max_per_page,
@@ -37,6 +38,7 @@ async def get_record(request: web.Request) -> web.StreamResponse:
     record = await records.get_one(
         actor.pool,
         actor.registry,
+        principal_of(request),
         request.match_info["entity"],
         request.match_info["id"],
         request.rel_url.query.get("include"),
@@ -50,7 +52,12 @@ async def create_record(request: web.Request) -> web.StreamResponse:
     registry = actor.registry
     records.require_entity(registry, request.match_info["entity"])  # 404 before reading a body
     body = await read_json_object(request)
-    return data(await records.create(actor.pool, registry, request.match_info["entity"], body), 201)
+    return data(
+        await records.create(
+            actor.pool, registry, principal_of(request), request.match_info["entity"], body
+        ),
+        201,
+    )
 
 
 @app_token
@@ -60,7 +67,12 @@ async def update_record(request: web.Request) -> web.StreamResponse:
     records.require_entity(registry, request.match_info["entity"])
     body = await read_json_object(request)
     record = await records.update(
-        actor.pool, registry, request.match_info["entity"], request.match_info["id"], body
+        actor.pool,
+        registry,
+        principal_of(request),
+        request.match_info["entity"],
+        request.match_info["id"],
+        body,
     )
     return data(record)
 
@@ -69,7 +81,11 @@ async def update_record(request: web.Request) -> web.StreamResponse:
 async def delete_record(request: web.Request) -> web.StreamResponse:
     actor = request[APP_ACTOR]
     result = await records.delete(
-        actor.pool, actor.registry, request.match_info["entity"], request.match_info["id"]
+        actor.pool,
+        actor.registry,
+        principal_of(request),
+        request.match_info["entity"],
+        request.match_info["id"],
     )
     return data(result)
 

@@ -224,3 +224,44 @@ async def test_concurrent_creates_with_the_same_table_are_serialised(app: AppCli
     assert statuses == [201, 422], results
     listed = (await app.ok("GET", "_admin/entities"))["data"]
     assert len(listed) == 1
+
+
+async def test_renaming_the_table_keeps_the_data(app: AppClient, pg_dsn: str) -> None:
+    await app.ok("POST", "_admin/entities", note_entity(), 201)
+    await app.ok("POST", "note", {"title": "survivor"}, 201)
+    await app.ok("PUT", "_admin/entities/note", note_entity(table="memos"))
+    assert "title" in columns(pg_dsn, app, "memos")
+    assert columns(pg_dsn, app, "notes") == {}
+    assert [r["title"] for r in (await app.ok("GET", "note"))["data"]] == ["survivor"]
+
+
+async def test_renaming_onto_another_entitys_table_is_422(app: AppClient) -> None:
+    await app.ok("POST", "_admin/entities", note_entity(), 201)
+    await app.ok("POST", "_admin/entities", note_entity(name="memo", table="memos"), 201)
+    status, body = await app.call("PUT", "_admin/entities/memo", note_entity(table="notes"))
+    assert status == 422
+    assert "notes" in body["error"]["message"]
+    row = (await app.ok("GET", "_admin/entities/memo"))["data"]
+    assert row["table_name"] == "memos"
+
+
+async def test_non_admin_gets_403_on_every_metadata_route(app: AppClient, pg_dsn: str) -> None:
+    import bcrypt
+
+    pw_hash = bcrypt.hashpw(b"clerk-password", bcrypt.gensalt(rounds=4)).decode()
+    with psycopg.connect(dsn_for(pg_dsn, f"rocket_{app.name}")) as conn:
+        conn.execute(
+            "insert into _users (email, password_hash, roles) values ('c@x.io', %s, '{clerk}')",
+            (pw_hash,),
+        )
+    resp = await app.client.post(
+        app.url("auth/login"), json={"email": "c@x.io", "password": "clerk-password"}
+    )
+    clerk = AppClient(app.client, app.name, (await resp.json())["data"]["access_token"])
+    for method, path in (("GET", "_admin/entities"), ("POST", "_admin/entities"),
+                         ("GET", "_admin/entities/x"), ("PUT", "_admin/entities/x"),
+                         ("DELETE", "_admin/entities/x"), ("GET", "_admin/relations"),
+                         ("POST", "_admin/relations"), ("DELETE", "_admin/relations/x")):
+        status, body = await clerk.call(method, path, {} if method in ("POST", "PUT") else None)
+        assert status == 403, (method, path, body)
+        assert body["error"]["message"] == "Admin access required"
