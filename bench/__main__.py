@@ -68,7 +68,10 @@ def run_scenario(name: str, scenario: Scenario, config: BenchConfig) -> Scenario
             result = scenario(bench)
         except Exception as exc:
             traceback.print_exc()
-            result = ScenarioResult(name, "crashed", failures=[f"{type(exc).__name__}: {exc}"])
+            first_line = (str(exc).splitlines() or [""])[0]
+            result = ScenarioResult(
+                name, "crashed", failures=[f"{type(exc).__name__}: {first_line}"]
+            )
         result.failures.extend(bench.failures)
     _print_result(result)
     return result

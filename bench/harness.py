@@ -89,7 +89,10 @@ class Bench:
         """The app databases registered in this bench's management database."""
         if not self.database_exists(self.management_db):
             return []
-        rows = self.query(self.management_db, "select db_name from _apps order by name")
+        try:
+            rows = self.query(self.management_db, "select db_name from _apps order by name")
+        except psycopg.errors.UndefinedTable:  # the server stopped before creating its tables
+            return []
         return [str(row[0]) for row in rows]
 
     def drop_database(self, dbname: str) -> None:
@@ -182,7 +185,7 @@ class Bench:
         duration = duration_s or self.config.duration_s
         measurement = run_wrk(_with_duration(run, duration), name=name)
         self._check_errors(measurement)
-        return _with_load(measurement)
+        return measurement
 
     def pgbench(
         self,
@@ -204,7 +207,7 @@ class Bench:
         )
         measurement = run_pgbench(run, name=name)
         self._check_errors(measurement)
-        return _with_load(measurement)
+        return measurement
 
     def _check_errors(self, measurement: Measurement) -> None:
         if measurement.errors:
@@ -250,12 +253,6 @@ def _with_duration(run: WrkRun, seconds: int) -> WrkRun:
         body=run.body,
         headers=run.headers,
     )
-
-
-def _with_load(measurement: Measurement) -> Measurement:
-    """Record the 1-minute load average after the run (other work on the machine shows here)."""
-    measurement.params["loadavg_1m_after"] = round(os.getloadavg()[0], 2)
-    return measurement
 
 
 # --- machine notes ---------------------------------------------------------------------------

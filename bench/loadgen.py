@@ -60,7 +60,7 @@ def tool_version(argv: list[str]) -> str:
     """First line of `argv` (e.g. `wrk --version`), whatever stream and exit code it uses."""
     proc = subprocess.run(argv, capture_output=True, text=True, timeout=10, check=False)
     text = (proc.stdout or proc.stderr).strip()
-    return text.splitlines()[0] if text else "unknown"
+    return text.splitlines()[0].split(" Copyright")[0] if text else "unknown"
 
 
 # --- wrk -------------------------------------------------------------------------------------

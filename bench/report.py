@@ -2,7 +2,7 @@
 
 A run writes `bench/results/<set>-<YYYY-MM-DD>.md` (tables and machine notes, for people) and a
 `.json` of the same data next to it (for tools and later comparisons). A second run of the same
-set on the same day overwrites both.
+set on the same day overwrites both; a run with failures writes `...-failed.md/.json` instead.
 """
 
 from __future__ import annotations
@@ -88,8 +88,11 @@ class Report:
         return "\n".join(lines).rstrip() + "\n"
 
     def write(self, results_dir: Path) -> tuple[Path, Path]:
+        """Write the .md and .json; a report with failures gets a `-failed` suffix, so a
+        broken run never replaces a clean one."""
         results_dir.mkdir(parents=True, exist_ok=True)
-        stem = results_dir / f"{self.set_name}-{self.machine.date}"
+        suffix = "-failed" if self.failures else ""
+        stem = results_dir / f"{self.set_name}-{self.machine.date}{suffix}"
         md, js = stem.with_suffix(".md"), stem.with_suffix(".json")
         md.write_text(self.to_markdown())
         js.write_text(self.to_json())
@@ -107,7 +110,7 @@ def percentile(sorted_values: list[int] | list[float], pct: float) -> float:
 def _ms(value: float | None) -> str:
     if value is None:
         return "-"
-    return f"{value:.3f}" if value < 1 else f"{value:.1f}" if value >= 100 else f"{value:.2f}"
+    return f"{value:.3f}" if value < 1 else f"{value:.0f}" if value >= 100 else f"{value:.2f}"
 
 
 def _rate(value: float) -> str:

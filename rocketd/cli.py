@@ -110,10 +110,9 @@ def _confirm(question: str) -> bool:
 def _run(coro: Any) -> int:
     try:
         import uvloop
-
-        return int(uvloop.run(coro))
     except ImportError:  # pragma: no cover - uvloop is a dependency on Linux
         return int(asyncio.run(coro))
+    return int(uvloop.run(coro))
 
 
 async def _serve(settings: Settings) -> int:

@@ -17,9 +17,9 @@ from rocketd.config import Settings
 from rocketd.db.app_schema import APP_PLAN
 from rocketd.db.migrations import apply_plan
 from rocketd.engine.apps import AppRow, token_policy
-from rocketd.engine.metadata_admin import load_registry
+from rocketd.engine.snapshot import EMPTY_SNAPSHOT, AppSnapshot, load_snapshot
 from rocketd.logging import get_logger
-from rocketd.metadata.registry import EMPTY_REGISTRY, Registry
+from rocketd.metadata.registry import Registry
 
 log = get_logger("rocketd.actors.app")
 
@@ -37,7 +37,7 @@ class AppActor(Actor):
         self._pool: AsyncConnectionPool[Any] | None = None
         self._accounts: AccountService | None = None
         self.reloads = 0
-        self.registry: Registry = EMPTY_REGISTRY
+        self.snapshot: AppSnapshot = EMPTY_SNAPSHOT
 
     @property
     def pool(self) -> AsyncConnectionPool[Any]:
@@ -80,21 +80,25 @@ class AppActor(Actor):
     async def handle(self, message: object) -> Any:
         if message == RELOAD:
             await self._reload()
-            return self.registry
+            return self.snapshot
         raise ValueError(f"AppActor {self.app_name}: unknown message {message!r}")
 
     async def _reload(self) -> None:
         async with self.pool.connection() as conn:
-            registry = await load_registry(conn)
-        for problem in registry.problems:
+            snapshot = await load_snapshot(conn)
+        for problem in snapshot.problems:
             log.warning("invalid metadata skipped", app=self.app_name, problem=problem)
-        self.registry = registry  # one reference swap: requests in flight keep their snapshot
+        self.snapshot = snapshot  # one reference swap: requests in flight keep theirs
         self.reloads += 1
 
-    async def reload_now(self) -> Registry:
+    @property
+    def registry(self) -> Registry:
+        return self.snapshot.registry
+
+    async def reload_now(self) -> AppSnapshot:
         """Reload through the mailbox and wait: the caller's next request sees the change."""
-        registry: Registry = await self.ask(RELOAD, timeout=30.0)
-        return registry
+        snapshot: AppSnapshot = await self.ask(RELOAD, timeout=30.0)
+        return snapshot
 
     async def on_stop(self) -> None:
         if self._pool is not None:

@@ -72,5 +72,68 @@ APP_PLAN = plan(
                 """,
             ),
         ),
+        Step(
+            3,
+            "rules, state machines, permissions",
+            statements(
+                """
+                create table if not exists _rules (
+                  id          uuid primary key default gen_random_uuid(),
+                  entity      text not null references _entities(name) on delete cascade,
+                  hook        text not null default 'before_write',
+                  type        text not null,
+                  definition  jsonb not null,
+                  priority    int not null default 0,
+                  active      boolean not null default true,
+                  created_at  timestamptz default now(),
+                  updated_at  timestamptz default now()
+                )
+                """,
+                """
+                create table if not exists _state_machines (
+                  id          uuid primary key default gen_random_uuid(),
+                  entity      text not null references _entities(name) on delete cascade,
+                  field       text not null,
+                  definition  jsonb not null,
+                  active      boolean not null default true,
+                  created_at  timestamptz default now(),
+                  updated_at  timestamptz default now()
+                )
+                """,
+                """
+                create table if not exists _permissions (
+                  id          uuid primary key default gen_random_uuid(),
+                  entity      text not null,
+                  action      text not null,
+                  roles       text[] not null default '{}',
+                  conditions  jsonb default '[]',
+                  created_at  timestamptz default now(),
+                  updated_at  timestamptz default now()
+                )
+                """,
+                # Additive (upstream-gaps S5): conditions checked against the resulting row.
+                "alter table _permissions add column if not exists checks jsonb default '[]'",
+            ),
+        ),
+        Step(
+            4,
+            "invites",
+            statements(
+                """
+                create table if not exists _invites (
+                  id          uuid primary key default gen_random_uuid(),
+                  email       text not null,
+                  roles       text[] default '{}',
+                  token       text not null unique,
+                  expires_at  timestamptz not null,
+                  accepted_at timestamptz,
+                  invited_by  uuid,
+                  created_at  timestamptz default now()
+                )
+                """,
+                "create index if not exists idx_invites_token on _invites(token)",
+                "create index if not exists idx_invites_email on _invites(email)",
+            ),
+        ),
     ],
 )

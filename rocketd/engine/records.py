@@ -1,9 +1,13 @@
 """The five record operations of the data API, each one transaction.
 
 This is where the pieces meet: the read path (`query`), the write planner and executor
-(`writes`), deletes with cascades (`deletes`), and database-error mapping. Every function takes the
-Registry snapshot the request started with. Later capabilities (permissions, rules, state machines,
-webhooks, audit) plug in here as stages around the same transaction.
+(`writes`), deletes with cascades (`deletes`), the pipeline stages of other capabilities
+(`write_stages`: rules, state machines, ...), and database-error mapping. Every function takes the
+AppSnapshot the request started with and the caller.
+
+Order of a write: plan (parse, split, field validation: pure, before BEGIN) -> BEGIN -> lock the
+stored row (update) -> before_write stages -> parent and nested SQL -> after_write stages ->
+COMMIT -> re-read.
 """
 
 from __future__ import annotations
@@ -15,8 +19,9 @@ import psycopg
 from psycopg_pool import AsyncConnectionPool
 
 from rocketd.auth.principal import Principal
-from rocketd.engine import query, writes
+from rocketd.engine import query, write_stages, writes
 from rocketd.engine.deletes import delete_record
+from rocketd.engine.snapshot import AppSnapshot
 from rocketd.errors import NotFound, UnknownEntity
 from rocketd.metadata.model import Entity
 from rocketd.metadata.registry import Registry
@@ -35,7 +40,7 @@ def _not_found(entity: Entity, raw_id: str) -> NotFound:
 
 async def list_page(
     pool: AsyncConnectionPool[Any],
-    registry: Registry,
+    snapshot: AppSnapshot,
     principal: Principal,
     entity_name: str,
     params: Mapping[str, str],
@@ -43,6 +48,7 @@ async def list_page(
     max_per_page: int,
     default_per_page: int,
 ) -> dict[str, Any]:
+    registry = snapshot.registry
     entity = require_entity(registry, entity_name)
     spec = query.parse_list_query(
         registry, entity, params, max_per_page=max_per_page, default_per_page=default_per_page
@@ -57,12 +63,13 @@ async def list_page(
 
 async def get_one(
     pool: AsyncConnectionPool[Any],
-    registry: Registry,
+    snapshot: AppSnapshot,
     principal: Principal,
     entity_name: str,
     raw_id: str,
     include: str | None,
 ) -> dict[str, Any]:
+    registry = snapshot.registry
     entity = require_entity(registry, entity_name)
     includes = query.parse_includes(registry, entity, include, strict=True)
     async with pool.connection() as conn:
@@ -71,30 +78,39 @@ async def get_one(
 
 async def create(
     pool: AsyncConnectionPool[Any],
-    registry: Registry,
+    snapshot: AppSnapshot,
     principal: Principal,
     entity_name: str,
     body: dict[str, Any],
 ) -> dict[str, Any]:
+    registry = snapshot.registry
     entity = require_entity(registry, entity_name)
     plan = writes.plan_create(registry, entity, body)  # fully validated before BEGIN
     async with pool.connection() as conn:
         try:
             async with conn.transaction():
+                plan = await write_stages.before_write(
+                    conn, snapshot, principal, entity, "create", plan, None
+                )
                 pk = await writes.execute_create(conn, registry, plan)
+                record = await query.get_record_by_pk(conn, registry, entity, pk)
+                await write_stages.after_write(
+                    conn, snapshot, principal, entity, "create", record, None
+                )
         except psycopg.Error as exc:
             raise writes.map_database_error(exc, entity, "") from exc
-        return await query.get_record_by_pk(conn, registry, entity, pk)
+    return record
 
 
 async def update(
     pool: AsyncConnectionPool[Any],
-    registry: Registry,
+    snapshot: AppSnapshot,
     principal: Principal,
     entity_name: str,
     raw_id: str,
     body: dict[str, Any],
 ) -> dict[str, Any]:
+    registry = snapshot.registry
     entity = require_entity(registry, entity_name)
     plan = writes.plan_update(registry, entity, body)
     async with pool.connection() as conn:
@@ -104,19 +120,27 @@ async def update(
                 if stored is None:
                     raise _not_found(entity, raw_id)
                 pk = stored[entity.primary_key.field]
+                plan = await write_stages.before_write(
+                    conn, snapshot, principal, entity, "update", plan, stored
+                )
                 await writes.execute_update(conn, registry, plan, pk)
+                record = await query.get_record_by_pk(conn, registry, entity, pk)
+                await write_stages.after_write(
+                    conn, snapshot, principal, entity, "update", record, stored
+                )
         except psycopg.Error as exc:
             raise writes.map_database_error(exc, entity, "") from exc
-        return await query.get_record_by_pk(conn, registry, entity, pk)
+    return record
 
 
 async def delete(
     pool: AsyncConnectionPool[Any],
-    registry: Registry,
+    snapshot: AppSnapshot,
     principal: Principal,
     entity_name: str,
     raw_id: str,
 ) -> dict[str, Any]:
+    registry = snapshot.registry
     entity = require_entity(registry, entity_name)
     async with pool.connection() as conn:
         try:
@@ -124,6 +148,7 @@ async def delete(
                 stored = await query.fetch_record(conn, registry, entity, raw_id, for_update=True)
                 if stored is None:
                     raise _not_found(entity, raw_id)
+                await write_stages.before_delete(conn, snapshot, principal, entity, stored)
                 await delete_record(conn, registry, entity, stored)
         except psycopg.Error as exc:
             raise writes.map_database_error(exc, entity, "") from exc

@@ -22,7 +22,7 @@ async def list_records(request: web.Request) -> web.StreamResponse:
     api = request.app[SERVICES].settings.api
     page = await records.list_page(
         actor.pool,
-        actor.registry,
+        actor.snapshot,
         principal_of(request),
         request.match_info["entity"],
         request.rel_url.query,
@@ -37,7 +37,7 @@ async def get_record(request: web.Request) -> web.StreamResponse:
     actor = request[APP_ACTOR]
     record = await records.get_one(
         actor.pool,
-        actor.registry,
+        actor.snapshot,
         principal_of(request),
         request.match_info["entity"],
         request.match_info["id"],
@@ -49,12 +49,12 @@ async def get_record(request: web.Request) -> web.StreamResponse:
 @app_token
 async def create_record(request: web.Request) -> web.StreamResponse:
     actor = request[APP_ACTOR]
-    registry = actor.registry
-    records.require_entity(registry, request.match_info["entity"])  # 404 before reading a body
+    snapshot = actor.snapshot
+    records.require_entity(snapshot.registry, request.match_info["entity"])  # 404 before the body
     body = await read_json_object(request)
     return data(
         await records.create(
-            actor.pool, registry, principal_of(request), request.match_info["entity"], body
+            actor.pool, snapshot, principal_of(request), request.match_info["entity"], body
         ),
         201,
     )
@@ -63,12 +63,12 @@ async def create_record(request: web.Request) -> web.StreamResponse:
 @app_token
 async def update_record(request: web.Request) -> web.StreamResponse:
     actor = request[APP_ACTOR]
-    registry = actor.registry
-    records.require_entity(registry, request.match_info["entity"])
+    snapshot = actor.snapshot
+    records.require_entity(snapshot.registry, request.match_info["entity"])
     body = await read_json_object(request)
     record = await records.update(
         actor.pool,
-        registry,
+        snapshot,
         principal_of(request),
         request.match_info["entity"],
         request.match_info["id"],
@@ -82,7 +82,7 @@ async def delete_record(request: web.Request) -> web.StreamResponse:
     actor = request[APP_ACTOR]
     result = await records.delete(
         actor.pool,
-        actor.registry,
+        actor.snapshot,
         principal_of(request),
         request.match_info["entity"],
         request.match_info["id"],
