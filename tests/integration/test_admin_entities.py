@@ -258,10 +258,16 @@ async def test_non_admin_gets_403_on_every_metadata_route(app: AppClient, pg_dsn
         app.url("auth/login"), json={"email": "c@x.io", "password": "clerk-password"}
     )
     clerk = AppClient(app.client, app.name, (await resp.json())["data"]["access_token"])
-    for method, path in (("GET", "_admin/entities"), ("POST", "_admin/entities"),
-                         ("GET", "_admin/entities/x"), ("PUT", "_admin/entities/x"),
-                         ("DELETE", "_admin/entities/x"), ("GET", "_admin/relations"),
-                         ("POST", "_admin/relations"), ("DELETE", "_admin/relations/x")):
+    for method, path in (
+        ("GET", "_admin/entities"),
+        ("POST", "_admin/entities"),
+        ("GET", "_admin/entities/x"),
+        ("PUT", "_admin/entities/x"),
+        ("DELETE", "_admin/entities/x"),
+        ("GET", "_admin/relations"),
+        ("POST", "_admin/relations"),
+        ("DELETE", "_admin/relations/x"),
+    ):
         status, body = await clerk.call(method, path, {} if method in ("POST", "PUT") else None)
         assert status == 403, (method, path, body)
         assert body["error"]["message"] == "Admin access required"
