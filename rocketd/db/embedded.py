@@ -623,7 +623,8 @@ class EmbeddedPostgres:
         return preferred  # _check_reachable explains what blocks the preferred ones
 
     @staticmethod
-    def _user_can_run(binaries: _Binaries, run_as: _RunAs) -> bool:
+    def _run_postgres_version_as(binaries: _Binaries, run_as: _RunAs) -> tuple[bool, str]:
+        """Run `postgres --version` as `run_as`: (whether it worked, what went wrong)."""
         try:
             proc = subprocess.run(
                 [binaries.exe("postgres"), "--version"],
@@ -637,9 +638,13 @@ class EmbeddedPostgres:
                 timeout=30,
                 check=False,
             )
-        except (OSError, subprocess.SubprocessError):
-            return False  # e.g. EACCES: a directory on the way is closed to the user
-        return proc.returncode == 0
+        except (OSError, subprocess.SubprocessError) as exc:
+            return False, str(exc)  # e.g. EACCES: a directory on the way is closed to the user
+        return proc.returncode == 0, proc.stderr.decode(errors="replace").strip()
+
+    @classmethod
+    def _user_can_run(cls, binaries: _Binaries, run_as: _RunAs) -> bool:
+        return cls._run_postgres_version_as(binaries, run_as)[0]
 
     def _check_reachable(self, binaries: _Binaries, run_as: _RunAs) -> None:
         """Fail clearly when `run_as` cannot reach the data dir or run the binaries."""
@@ -678,25 +683,13 @@ class EmbeddedPostgres:
         blocker = first_blocker(self.data_dir)
         if blocker is not None:
             fail(blocker, f"on the way to the data dir {self.data_dir}")
-        proc = subprocess.run(
-            [binaries.exe("postgres"), "--version"],
-            user=run_as.uid,
-            group=run_as.gid,
-            extra_groups=[],
-            env=_clean_env(binaries.env),
-            cwd="/",
-            stdin=subprocess.DEVNULL,
-            capture_output=True,
-            timeout=30,
-            check=False,
-        )
-        if proc.returncode != 0:
+        ok, problem = self._run_postgres_version_as(binaries, run_as)
+        if not ok:
             blocker = first_blocker(binaries.bindir)
             if blocker is not None:
                 fail(blocker, f"on the way to the PostgreSQL binaries in {binaries.bindir}")
             raise EmbeddedPostgresError(
-                f"user '{run_as.name}' cannot run {binaries.exe('postgres')}: "
-                f"{proc.stderr.decode(errors='replace').strip()}"
+                f"user '{run_as.name}' cannot run {binaries.exe('postgres')}: {problem}"
             )
 
     # ---------------------------------------------------------------- subprocesses

@@ -9,10 +9,11 @@ unchanged, and other instances hear about the change only once it is real.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
-from psycopg import AsyncConnection
+from psycopg import AsyncConnection, sql
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
@@ -82,21 +83,39 @@ def entity_row_json(row: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-async def list_entities(pool: AsyncConnectionPool[Any]) -> list[dict[str, Any]]:
+async def _list_rows(
+    pool: AsyncConnectionPool[Any], table: str, render: Callable[[dict[str, Any]], dict[str, Any]]
+) -> list[dict[str, Any]]:
     async with pool.connection() as conn:
         cur = conn.cursor(row_factory=dict_row)
-        await cur.execute("select * from _entities order by name")
-        return [entity_row_json(r) for r in await cur.fetchall()]
+        await cur.execute(sql.SQL("select * from {} order by name").format(sql.Identifier(table)))
+        return [render(r) for r in await cur.fetchall()]
+
+
+async def _get_row(
+    pool: AsyncConnectionPool[Any],
+    table: str,
+    name: str,
+    render: Callable[[dict[str, Any]], dict[str, Any]],
+    what: str,
+) -> dict[str, Any]:
+    async with pool.connection() as conn:
+        cur = conn.cursor(row_factory=dict_row)
+        await cur.execute(
+            sql.SQL("select * from {} where name = %s").format(sql.Identifier(table)), (name,)
+        )
+        row = await cur.fetchone()
+    if row is None:
+        raise NotFound(f"{what} not found: {name}")
+    return render(row)
+
+
+async def list_entities(pool: AsyncConnectionPool[Any]) -> list[dict[str, Any]]:
+    return await _list_rows(pool, "_entities", entity_row_json)
 
 
 async def get_entity(pool: AsyncConnectionPool[Any], name: str) -> dict[str, Any]:
-    async with pool.connection() as conn:
-        cur = conn.cursor(row_factory=dict_row)
-        await cur.execute("select * from _entities where name = %s", (name,))
-        row = await cur.fetchone()
-    if row is None:
-        raise NotFound(f"Entity not found: {name}")
-    return entity_row_json(row)
+    return await _get_row(pool, "_entities", name, entity_row_json, "Entity")
 
 
 def _fk_columns(registry: Registry, entity_name: str) -> set[str]:
@@ -183,20 +202,11 @@ def relation_row_json(row: dict[str, Any]) -> dict[str, Any]:
 
 
 async def list_relations(pool: AsyncConnectionPool[Any]) -> list[dict[str, Any]]:
-    async with pool.connection() as conn:
-        cur = conn.cursor(row_factory=dict_row)
-        await cur.execute("select * from _relations order by name")
-        return [relation_row_json(r) for r in await cur.fetchall()]
+    return await _list_rows(pool, "_relations", relation_row_json)
 
 
 async def get_relation(pool: AsyncConnectionPool[Any], name: str) -> dict[str, Any]:
-    async with pool.connection() as conn:
-        cur = conn.cursor(row_factory=dict_row)
-        await cur.execute("select * from _relations where name = %s", (name,))
-        row = await cur.fetchone()
-    if row is None:
-        raise NotFound(f"Relation not found: {name}")
-    return relation_row_json(row)
+    return await _get_row(pool, "_relations", name, relation_row_json, "Relation")
 
 
 async def create_relation(pool: AsyncConnectionPool[Any], app_name: str, body: object) -> Relation:
