@@ -124,6 +124,33 @@ async def test_readme_flow_on_embedded_postgres_and_restart(data_dir: Path) -> N
             )
             assert status == 200, body
             assert set(body["data"]) >= {"access_token", "refresh_token"}
+            token = body["data"]["access_token"]
+            status, body = await post(
+                http,
+                server.base + "/api/shop/_admin/entities",
+                {
+                    "name": "note",
+                    "table": "notes",
+                    "primary_key": {"field": "id", "type": "uuid", "generated": True},
+                    "fields": [
+                        {"name": "id", "type": "uuid"},
+                        {"name": "text", "type": "string", "required": True},
+                    ],
+                },
+                token,
+            )
+            assert status == 201, body
+            status, body = await post(
+                http, server.base + "/api/shop/note", {"text": "hello"}, token
+            )
+            assert status == 201, body
+            async with http.get(
+                server.base + "/api/shop/note?sort=-text",
+                headers={"Authorization": f"Bearer {token}"},
+            ) as resp:
+                listed = await resp.json()
+            assert [r["text"] for r in listed["data"]] == ["hello"]
+            assert listed["meta"] == {"page": 1, "per_page": 25, "total": 1}
         code = server.terminate()
         assert code == 0, (data_dir / "rocketd.log").read_text()[-3000:]
     finally:
@@ -143,6 +170,11 @@ async def test_readme_flow_on_embedded_postgres_and_restart(data_dir: Path) -> N
                 {"email": "admin@localhost", "password": "changeme"},
             )
             assert status == 200, body
+            token = body["data"]["access_token"]
+            async with http.get(
+                server.base + "/api/shop/note", headers={"Authorization": f"Bearer {token}"}
+            ) as resp:
+                assert [r["text"] for r in (await resp.json())["data"]] == ["hello"]
         assert server.terminate() == 0
     finally:
         server.kill()
