@@ -10,10 +10,12 @@ from collections.abc import Callable
 
 from bench.harness import Bench
 from bench.report import ScenarioResult
-from bench.scenarios import foundation
+from bench.scenarios import data_api, foundation, permissions
 
 Scenario = Callable[[Bench], ScenarioResult]
 
 SETS: dict[str, dict[str, Scenario]] = {
     "foundation": foundation.SCENARIOS,
+    "data-api": data_api.SCENARIOS,
+    "permissions": permissions.SCENARIOS,
 }

@@ -13,6 +13,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from rocketd.actors.base import Actor
 from rocketd.auth.accounts import APP_TABLES, AccountService
+from rocketd.auth.users import UserStates
 from rocketd.config import Settings
 from rocketd.db.app_schema import APP_PLAN
 from rocketd.db.migrations import apply_plan
@@ -36,6 +37,7 @@ class AppActor(Actor):
         self._settings = settings
         self._pool: AsyncConnectionPool[Any] | None = None
         self._accounts: AccountService | None = None
+        self._users: UserStates | None = None
         self.reloads = 0
         self.snapshot: AppSnapshot = EMPTY_SNAPSHOT
 
@@ -50,6 +52,18 @@ class AppActor(Actor):
         if self._accounts is None:
             raise RuntimeError(f"app {self.app_name} is not started")
         return self._accounts
+
+    @property
+    def users(self) -> UserStates:
+        """Whether a token's user still exists and is active (cached briefly, see auth.users)."""
+        if self._users is None:
+            raise RuntimeError(f"app {self.app_name} is not started")
+        return self._users
+
+    def forget_users(self, user_id: str | None = None) -> None:
+        """Drop cached user state (one user, or all); nothing to do when not started."""
+        if self._users is not None:
+            self._users.invalidate(user_id)
 
     async def on_start(self) -> None:
         dsn = self._settings.database.dsn(self.db_name)
@@ -74,6 +88,7 @@ class AppActor(Actor):
             token_policy(self._settings),
             seeded_password=self._settings.auth.app_admin_password,
         )
+        self._users = UserStates(pool, APP_TABLES.users)
         await self._reload()
         log.info("app started", app=self.app_name, entities=len(self.registry.entities))
 
@@ -105,4 +120,5 @@ class AppActor(Actor):
             await self._pool.close()
             self._pool = None
             self._accounts = None
+            self._users = None
         log.info("app stopped", app=self.app_name)

@@ -19,6 +19,7 @@ from psycopg_pool import AsyncConnectionPool
 from rocketd.actors.app import RELOAD, AppActor
 from rocketd.actors.listener import MetadataListener
 from rocketd.actors.supervisor import Supervisor
+from rocketd.auth.users import USERS_NOTIFY_PREFIX
 from rocketd.config import Settings
 from rocketd.engine import apps
 from rocketd.errors import ServiceUnavailable
@@ -103,7 +104,7 @@ class AppDirectory:
         listener = MetadataListener(
             self._settings.database.dsn(row.db_name),
             on_notify=functools.partial(self._reload_on_notify, actor),
-            on_reconnect=functools.partial(self._reload, actor),
+            on_reconnect=functools.partial(self._reload_on_reconnect, actor),
             name=f"metadata-listener:{row.name}",
         )
         await self._supervisor.add(listener)
@@ -113,7 +114,17 @@ class AppDirectory:
         return actor
 
     @classmethod
-    async def _reload_on_notify(cls, actor: AppActor, _payload: str) -> None:
+    async def _reload_on_notify(cls, actor: AppActor, payload: str) -> None:
+        if payload.startswith(USERS_NOTIFY_PREFIX):
+            # A user changed (users admin): forget its cached state, no metadata reload.
+            actor.forget_users(payload[len(USERS_NOTIFY_PREFIX) :] or None)
+            return
+        await cls._reload(actor)
+
+    @classmethod
+    async def _reload_on_reconnect(cls, actor: AppActor) -> None:
+        # Notifications sent while disconnected are lost: user changes among them too.
+        actor.forget_users()
         await cls._reload(actor)
 
     @staticmethod

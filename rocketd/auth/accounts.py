@@ -185,6 +185,11 @@ class AccountService:
             if row is not None and row[0] is not None:
                 await conn.execute(self._q_delete_family, (row[0],))
 
+    async def issue_for(self, user_id: Any, roles: list[str]) -> TokenPair:
+        """A token pair in a new refresh family for a user who proved who they are another way
+        (an accepted invite)."""
+        return await self._issue(user_id, roles, uuid.uuid4(), False)
+
     async def purge_expired_refresh_tokens(self) -> int:
         async with self._pool.connection() as conn:
             cur = await conn.execute(self._q_purge)

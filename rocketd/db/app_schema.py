@@ -135,5 +135,26 @@ APP_PLAN = plan(
                 "create index if not exists idx_invites_email on _invites(email)",
             ),
         ),
+        Step(
+            5,
+            "outbox for state-machine webhooks and events",
+            statements(
+                # Written in the write transaction (committed or rolled back with the record);
+                # drained by the webhook and instrumentation workers.
+                """
+                create table if not exists _outbox (
+                  id            uuid primary key default gen_random_uuid(),
+                  kind          text not null,
+                  payload       jsonb not null,
+                  status        text not null default 'pending',
+                  attempts      int not null default 0,
+                  created_at    timestamptz not null default now(),
+                  available_at  timestamptz not null default now()
+                )
+                """,
+                "create index if not exists idx_outbox_pending on _outbox(kind, available_at)"
+                " where status = 'pending'",
+            ),
+        ),
     ],
 )

@@ -386,12 +386,21 @@ def _filter_conditions(shape: Sequence[tuple[str, str]]) -> list[sql.Composable]
     return conditions
 
 
+def _wrap_extra(extra_where: sql.Composable) -> tuple[list[sql.Composable], bytes | None]:
+    return [sql.SQL("(") + extra_where + sql.SQL(")")], extra_where.as_bytes(None)
+
+
+# Permission row filters reuse one Composable per filter shape: wrap and key each once.
+_EXTRAS: Final = sc.IdentityCache(_wrap_extra, max_size=1024)
+
+
 def _extra(
     conn: Connection, extra_where: sql.Composable | None
 ) -> tuple[list[sql.Composable], bytes | None]:
+    """`extra_where` as a condition list and its text (part of the statement cache key)."""
     if extra_where is None:
         return [], None
-    return [sql.SQL("(") + extra_where + sql.SQL(")")], extra_where.as_bytes(conn)
+    return _EXTRAS.get(extra_where)
 
 
 async def _fetch_all(
@@ -410,6 +419,7 @@ async def list_records(
     *,
     extra_where: sql.Composable | None = None,
     extra_params: Sequence[Any] = (),
+    include_where: IncludeWhere | None = None,
 ) -> tuple[list[dict[str, Any]], int]:
     """(records of the page with includes attached, total matching rows).
 
@@ -450,7 +460,15 @@ async def list_records(
         total = 0
     records = _encode_rows(reader.names, reader.encoders, rows)
     if query.includes and records:
-        await _attach(conn, registry, entity, _tuple_keys(reader, rows), records, query.includes)
+        await _attach(
+            conn,
+            registry,
+            entity,
+            _tuple_keys(reader, rows),
+            records,
+            query.includes,
+            include_where,
+        )
     return records, total
 
 
@@ -542,6 +560,7 @@ async def get_record(
     *,
     extra_where: sql.Composable | None = None,
     extra_params: Sequence[Any] = (),
+    include_where: IncludeWhere | None = None,
 ) -> dict[str, Any]:
     """The encoded record addressed by a path id, with includes; 404 NOT_FOUND otherwise."""
     row = await fetch_record(
@@ -549,7 +568,7 @@ async def get_record(
     )
     if row is None:
         raise NotFound(f"{entity.name} with id {raw_id} not found")
-    return await _record_with_includes(conn, registry, entity, row, includes)
+    return await _record_with_includes(conn, registry, entity, row, includes, include_where)
 
 
 async def get_record_by_pk(
@@ -573,16 +592,21 @@ async def _record_with_includes(
     entity: Entity,
     row: Mapping[str, Any],
     includes: Sequence[IncludeSpec],
+    include_where: IncludeWhere | None = None,
 ) -> dict[str, Any]:
     record = encode_record(entity, row)
     if includes:
-        await attach_includes(conn, registry, entity, [row], [record], includes)
+        await attach_includes(conn, registry, entity, [row], [record], includes, include_where)
     return record
 
 
 # --- includes ------------------------------------------------------------------------------------
 
 KeysOf = Callable[[str], list[Any]]
+# Per included entity: an extra condition on its rows (`%s` placeholders) and its parameters, or
+# None; the second argument is the table alias the condition must qualify columns with (None:
+# unqualified). The hook for permission row filters on includes.
+IncludeWhere = Callable[[Entity, str | None], tuple[sql.Composable, Sequence[Any]] | None]
 
 
 def _tuple_keys(reader: _Reader, rows: Sequence[Sequence[Any]]) -> KeysOf:
@@ -600,16 +624,18 @@ async def attach_includes(
     rows: Sequence[Mapping[str, Any]],
     records: list[dict[str, Any]],
     includes: Sequence[IncludeSpec],
+    include_where: IncludeWhere | None = None,
 ) -> None:
     """Attach every include to `records` (encoded, in place); `rows` are the same records as
-    DB rows (the keys are matched on DB values, before encoding)."""
+    DB rows (the keys are matched on DB values, before encoding). `include_where` adds a
+    condition per included entity (permission row filters)."""
     if not includes or not records:
         return
 
     def keys_of(column: str) -> list[Any]:
         return [row.get(column) for row in rows]
 
-    await _attach(conn, registry, entity, keys_of, records, includes)
+    await _attach(conn, registry, entity, keys_of, records, includes, include_where)
 
 
 def _include_key(spec: IncludeSpec) -> Hashable:
@@ -623,13 +649,14 @@ async def _attach(
     keys_of: KeysOf,
     records: list[dict[str, Any]],
     includes: Sequence[IncludeSpec],
+    include_where: IncludeWhere | None = None,
 ) -> None:
     # Two names for the same relation (an alias and an eager include) share one statement.
     loaded: dict[Hashable, tuple[list[Any], dict[Any, list[dict[str, Any]]]]] = {}
     for spec in includes:
         key = _include_key(spec)
         if key not in loaded:
-            loaded[key] = await _load_include(conn, entity, spec, keys_of)
+            loaded[key] = await _load_include(conn, entity, spec, keys_of, include_where)
         parent_keys, children = loaded[key]
         relation = spec.ref.relation
         many = spec.ref.forward and not relation.one_to_one
@@ -642,13 +669,21 @@ async def _attach(
 
 
 async def _load_include(
-    conn: Connection, entity: Entity, spec: IncludeSpec, keys_of: KeysOf
+    conn: Connection,
+    entity: Entity,
+    spec: IncludeSpec,
+    keys_of: KeysOf,
+    include_where: IncludeWhere | None = None,
 ) -> tuple[list[Any], dict[Any, list[dict[str, Any]]]]:
     """(the parent-side key of every record, children grouped by that key)."""
     relation = spec.ref.relation
     target = spec.target
     reader = _reader(target)
     es = reader.sql
+    through = spec.ref.forward and relation.many_to_many
+    extra = include_where(target, "_t" if through else None) if include_where else None
+    extra_where, extra_params = extra if extra is not None else (None, ())
+    extra_conditions, extra_key = _extra(conn, extra_where)
     if spec.ref.forward:
         # Forward includes match the parent's primary key (spec), not `source_key`.
         parent_keys = keys_of(entity.primary_key.field)
@@ -658,7 +693,7 @@ async def _load_include(
             source_join_key = relation.source_join_key or ""
             target_join_key = relation.target_join_key or ""
             statement = es.statements.render(
-                ("through", join_table, source_join_key, target_join_key),
+                ("through", join_table, source_join_key, target_join_key, extra_key),
                 conn,
                 lambda: sc.build_select_through_join(
                     target,
@@ -666,31 +701,44 @@ async def _load_include(
                     source_join_key=source_join_key,
                     target_join_key=target_join_key,
                     columns=reader.declared_names,
+                    conditions=extra_conditions,
                 ),
             )
         else:
-            statement = _by_keys_statement(conn, target, relation.target_key or "")
+            statement = _by_keys_statement(
+                conn, target, relation.target_key or "", extra_conditions, extra_key
+            )
     else:
         # Reverse: this entity is the target; its `target_key` points at the source's
         # `source_key`.
         parent_keys = keys_of(relation.target_key or "")
         per_parent = 1
-        statement = _by_keys_statement(conn, target, relation.source_key)
+        statement = _by_keys_statement(
+            conn, target, relation.source_key, extra_conditions, extra_key
+        )
     wanted = list(dict.fromkeys(k for k in parent_keys if k is not None))
     children: dict[Any, list[dict[str, Any]]] = {}
     if not wanted:
         return parent_keys, children
-    rows = await _fetch_all(conn, statement, [wanted, Int8(per_parent)])
+    rows = await _fetch_all(conn, statement, [wanted, *extra_params, Int8(per_parent)])
     records = _encode_rows(reader.declared_names, reader.declared_encoders, rows)
     for row, record in zip(rows, records, strict=True):
         children.setdefault(row[-1], []).append(record)
     return parent_keys, children
 
 
-def _by_keys_statement(conn: Connection, target: Entity, key_column: str) -> bytes:
+def _by_keys_statement(
+    conn: Connection,
+    target: Entity,
+    key_column: str,
+    conditions: Sequence[sql.Composable] = (),
+    extra_key: bytes | None = None,
+) -> bytes:
     reader = _reader(target)
     return reader.sql.statements.render(
-        ("by_keys", key_column),
+        ("by_keys", key_column, extra_key),
         conn,
-        lambda: sc.build_select_by_keys(target, key_column, columns=reader.declared_names),
+        lambda: sc.build_select_by_keys(
+            target, key_column, columns=reader.declared_names, conditions=conditions
+        ),
     )

@@ -5,21 +5,28 @@ This is where the pieces meet: the read path (`query`), the write planner and ex
 (`write_stages`: rules, state machines, ...), and database-error mapping. Every function takes the
 AppSnapshot the request started with and the caller.
 
-Order of a write: plan (parse, split, field validation: pure, before BEGIN) -> BEGIN -> lock the
-stored row (update) -> before_write stages -> parent and nested SQL -> after_write stages ->
-COMMIT -> re-read.
+Order of a write: permission grant (403) -> plan (parse, split, field validation: pure, before
+BEGIN) -> BEGIN -> lock the stored row (update) -> permission conditions on the stored row (403)
+-> before_write stages -> parent and nested SQL (each nested child checked for its own entity and
+action) -> re-read -> permission `check` on the resulting row (403, rolled back) -> after_write
+stages -> COMMIT.
+
+Permissions (`rocketd.engine.permissions`): reads get the caller's row filter as an extra WHERE on
+the list, its count, get-by-id and every include, so a row the caller may not see is absent
+(get-by-id: 404, like a missing id).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any
 
 import psycopg
 from psycopg_pool import AsyncConnectionPool
 
 from rocketd.auth.principal import Principal
-from rocketd.engine import query, write_stages, writes
+from rocketd.engine import permissions, query, write_stages, writes
 from rocketd.engine.deletes import delete_record
 from rocketd.engine.snapshot import AppSnapshot
 from rocketd.errors import NotFound, UnknownEntity
@@ -50,11 +57,26 @@ async def list_page(
 ) -> dict[str, Any]:
     registry = snapshot.registry
     entity = require_entity(registry, entity_name)
+    access = permissions.Access(snapshot.permissions, principal)
+    grant = access.grant(entity.name, "read")
     spec = query.parse_list_query(
         registry, entity, params, max_per_page=max_per_page, default_per_page=default_per_page
     )
+    row_filter = access.read_filter(grant, entity)
+    where, where_params = row_filter if row_filter is not None else (None, ())
+    if spec.includes and not access.bypass:
+        raw_include = dict(params.items()).get("include")  # the last value, as parsed
+        spec = replace(spec, includes=access.readable_includes(spec.includes, raw_include))
     async with pool.connection() as conn:
-        rows, total = await query.list_records(conn, registry, entity, spec)
+        rows, total = await query.list_records(
+            conn,
+            registry,
+            entity,
+            spec,
+            extra_where=where,
+            extra_params=where_params,
+            include_where=access.include_where(),
+        )
     return {
         "data": rows,
         "meta": {"page": spec.page, "per_page": spec.per_page, "total": total},
@@ -71,9 +93,24 @@ async def get_one(
 ) -> dict[str, Any]:
     registry = snapshot.registry
     entity = require_entity(registry, entity_name)
-    includes = query.parse_includes(registry, entity, include, strict=True)
+    access = permissions.Access(snapshot.permissions, principal)
+    grant = access.grant(entity.name, "read")
+    includes = access.readable_includes(
+        query.parse_includes(registry, entity, include, strict=True), include
+    )
+    row_filter = access.read_filter(grant, entity)
+    where, where_params = row_filter if row_filter is not None else (None, ())
     async with pool.connection() as conn:
-        return await query.get_record(conn, registry, entity, raw_id, includes)
+        return await query.get_record(
+            conn,
+            registry,
+            entity,
+            raw_id,
+            includes,
+            extra_where=where,
+            extra_params=where_params,
+            include_where=access.include_where(),
+        )
 
 
 async def create(
@@ -85,6 +122,8 @@ async def create(
 ) -> dict[str, Any]:
     registry = snapshot.registry
     entity = require_entity(registry, entity_name)
+    access = permissions.Access(snapshot.permissions, principal)
+    scope = access.create_scope(access.grant(entity.name, "create"))
     plan = writes.plan_create(registry, entity, body)  # fully validated before BEGIN
     async with pool.connection() as conn:
         try:
@@ -92,8 +131,9 @@ async def create(
                 plan = await write_stages.before_write(
                     conn, snapshot, principal, entity, "create", plan, None
                 )
-                pk = await writes.execute_create(conn, registry, plan)
+                pk = await writes.execute_create(conn, registry, plan, access.guard())
                 record = await query.get_record_by_pk(conn, registry, entity, pk)
+                access.check_result(scope, "create", entity, record)  # 403 rolls back
                 await write_stages.after_write(
                     conn, snapshot, principal, entity, "create", record, None
                 )
@@ -112,6 +152,8 @@ async def update(
 ) -> dict[str, Any]:
     registry = snapshot.registry
     entity = require_entity(registry, entity_name)
+    access = permissions.Access(snapshot.permissions, principal)
+    grant = access.grant(entity.name, "update")
     plan = writes.plan_update(registry, entity, body)
     async with pool.connection() as conn:
         try:
@@ -119,12 +161,15 @@ async def update(
                 stored = await query.fetch_record(conn, registry, entity, raw_id, for_update=True)
                 if stored is None:
                     raise _not_found(entity, raw_id)
+                # Conditions hold on the row as stored and locked: no concurrent change between.
+                scope = access.stored_scope(grant, entity, stored)
                 pk = stored[entity.primary_key.field]
                 plan = await write_stages.before_write(
                     conn, snapshot, principal, entity, "update", plan, stored
                 )
-                await writes.execute_update(conn, registry, plan, pk)
+                await writes.execute_update(conn, registry, plan, pk, access.guard())
                 record = await query.get_record_by_pk(conn, registry, entity, pk)
+                access.check_result(scope, "update", entity, record)  # 403 rolls back
                 await write_stages.after_write(
                     conn, snapshot, principal, entity, "update", record, stored
                 )
@@ -142,12 +187,15 @@ async def delete(
 ) -> dict[str, Any]:
     registry = snapshot.registry
     entity = require_entity(registry, entity_name)
+    access = permissions.Access(snapshot.permissions, principal)
+    grant = access.grant(entity.name, "delete")
     async with pool.connection() as conn:
         try:
             async with conn.transaction():
                 stored = await query.fetch_record(conn, registry, entity, raw_id, for_update=True)
                 if stored is None:
                     raise _not_found(entity, raw_id)
+                access.stored_scope(grant, entity, stored)  # 403 unless a policy's conditions hold
                 await write_stages.before_delete(conn, snapshot, principal, entity, stored)
                 await delete_record(conn, registry, entity, stored)
         except psycopg.Error as exc:

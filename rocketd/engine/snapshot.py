@@ -13,17 +13,22 @@ from typing import Any
 from psycopg import AsyncConnection
 
 from rocketd.engine.metadata_admin import load_registry
+from rocketd.engine.permissions import EMPTY_PERMISSIONS, PermissionSet, load_permissions
+from rocketd.engine.rules_admin import load_rule_book
 from rocketd.metadata.registry import EMPTY_REGISTRY, Registry
+from rocketd.metadata.rules import EMPTY_RULE_BOOK, RuleBook
 
 
 @dataclass(frozen=True)
 class AppSnapshot:
     registry: Registry
+    rules: RuleBook = EMPTY_RULE_BOOK  # rules and state machines by entity
+    permissions: PermissionSet = EMPTY_PERMISSIONS  # `_permissions` by (entity, action)
 
     @property
     def problems(self) -> tuple[str, ...]:
         """Invalid metadata skipped while loading (logged by the AppActor)."""
-        return self.registry.problems
+        return self.registry.problems + self.rules.problems
 
 
 EMPTY_SNAPSHOT = AppSnapshot(registry=EMPTY_REGISTRY)
@@ -31,4 +36,6 @@ EMPTY_SNAPSHOT = AppSnapshot(registry=EMPTY_REGISTRY)
 
 async def load_snapshot(conn: AsyncConnection[Any]) -> AppSnapshot:
     registry = await load_registry(conn)
-    return AppSnapshot(registry=registry)
+    rules = await load_rule_book(conn, registry)
+    permissions = await load_permissions(conn)
+    return AppSnapshot(registry=registry, rules=rules, permissions=permissions)

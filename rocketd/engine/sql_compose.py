@@ -281,12 +281,17 @@ def build_lookup(
 
 
 def build_select_by_keys(
-    entity: Entity, key_column: str, *, columns: Sequence[str] | None = None
+    entity: Entity,
+    key_column: str,
+    *,
+    columns: Sequence[str] | None = None,
+    conditions: Sequence[sql.Composable] = (),
 ) -> sql.Composed:
     """Live rows whose `key_column` is in an array, at most N per key value, lowest PK first;
     the key value comes back as the last column.
 
-    Parameters: the key array (list), N. Used for includes: one statement for all parents.
+    Parameters: the key array (list), those of `conditions` (ANDed before the per-key limit, e.g.
+    a permission row filter), N. Used for includes: one statement for all parents.
     """
     es = entity_sql(entity)
     key = ident(key_column)
@@ -298,7 +303,7 @@ def build_select_by_keys(
         key=key,
         pk=ident(entity.primary_key.field),
         table=es.table,
-    ) + where_clause([sql.SQL("{} = ANY(%s)").format(key), es.live])
+    ) + where_clause([sql.SQL("{} = ANY(%s)").format(key), es.live, *conditions])
     return (
         sql.SQL("SELECT ")
         + column_list(es.output_columns if columns is None else columns)
@@ -315,11 +320,13 @@ def build_select_through_join(
     source_join_key: str,
     target_join_key: str,
     columns: Sequence[str] | None = None,
+    conditions: Sequence[sql.Composable] = (),
 ) -> sql.Composed:
     """Live target rows linked through a join table to any of an array of source keys, at most N
     per source key, lowest target PK first; the source key comes back as the last column.
 
-    Parameters: the source key array (list), N.
+    Parameters: the source key array (list), those of `conditions` (on target columns qualified
+    with `_t`), N.
     """
     es = entity_sql(target)
     names = es.output_columns if columns is None else tuple(columns)
@@ -337,7 +344,11 @@ def build_select_through_join(
         table=es.table,
         tkey=ident(target_join_key, "_j"),
     ) + where_clause(
-        [sql.SQL("{} = ANY(%s)").format(source_key), live_condition(target, qualifier="_t")]
+        [
+            sql.SQL("{} = ANY(%s)").format(source_key),
+            live_condition(target, qualifier="_t"),
+            *conditions,
+        ]
     )
     return (
         sql.SQL("SELECT ")

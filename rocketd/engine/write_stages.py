@@ -6,7 +6,10 @@
     after_write:   after_write rules, outbox rows (webhooks, events, workflow instances)
     before_delete: before_delete rules
 
-Today the data API has none of those capabilities, so each stage returns the plan unchanged.
+`before_write` runs right after the stored row is locked, so `old` is the current row and nothing
+has been written yet: a violation (422) or a refused transition (403) rolls the transaction back
+with nothing changed. State-machine actions run here too; `create_record` goes through these same
+stages for the record it creates (its own rules and machines).
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from typing import Any, Literal
 from psycopg import AsyncConnection
 
 from rocketd.auth.principal import Principal
+from rocketd.engine import query, rules, state_machines, writes
 from rocketd.engine.snapshot import AppSnapshot
 from rocketd.engine.writes import WritePlan
 from rocketd.metadata.model import Entity
@@ -34,7 +38,21 @@ async def before_write(
     old: Mapping[str, Any] | None,
 ) -> WritePlan:
     """Runs after the stored row is locked and before any SQL write; may return a new plan."""
-    return plan
+    book = snapshot.rules.for_entity(entity.name)
+    if not book.before_write and not book.machines:
+        return plan
+    registry = snapshot.registry
+    state = rules.RecordState.for_write(entity, action, plan.values, old, principal)
+    await rules.check_rules(conn, registry, book.before_write, state)
+    if book.machines:
+        decision = state_machines.decide(book.machines, state, principal)
+        state_machines.apply_initial_states(decision, state)
+
+        async def create_record(target: Entity, body: dict[str, Any]) -> dict[str, Any]:
+            return await _create_through_pipeline(conn, snapshot, principal, target, body)
+
+        await state_machines.run_actions(conn, registry, decision, state, create_record)
+    return state.apply_to(plan)
 
 
 async def after_write(
@@ -47,6 +65,12 @@ async def after_write(
     old: Mapping[str, Any] | None,
 ) -> None:
     """Runs after the parent and nested writes, before COMMIT."""
+    after = snapshot.rules.for_entity(entity.name).after_write
+    if not after:
+        return
+    row = rules.decode_record(entity, record)
+    state = rules.RecordState.for_record(entity, action, row, old, principal)
+    await rules.check_rules(conn, snapshot.registry, after, state)
 
 
 async def before_delete(
@@ -57,3 +81,25 @@ async def before_delete(
     stored: Mapping[str, Any],
 ) -> None:
     """Runs after the stored row is locked and before the delete and its cascades."""
+    checks = snapshot.rules.for_entity(entity.name).before_delete
+    if not checks:
+        return
+    state = rules.RecordState.for_record(entity, "delete", stored, stored, principal)
+    await rules.check_rules(conn, snapshot.registry, checks, state)
+
+
+async def _create_through_pipeline(
+    conn: AsyncConnection[Any],
+    snapshot: AppSnapshot,
+    principal: Principal,
+    entity: Entity,
+    body: dict[str, Any],
+) -> dict[str, Any]:
+    """A `create_record` action: the same stages as a POST, inside the caller's transaction."""
+    registry = snapshot.registry
+    plan = writes.plan_create(registry, entity, body)
+    plan = await before_write(conn, snapshot, principal, entity, "create", plan, None)
+    pk = await writes.execute_create(conn, registry, plan)
+    record = await query.get_record_by_pk(conn, registry, entity, pk)
+    await after_write(conn, snapshot, principal, entity, "create", record, None)
+    return record

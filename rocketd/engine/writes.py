@@ -23,7 +23,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import Any, Final, Literal
+from typing import Any, Final, Literal, Protocol
 
 import psycopg
 from psycopg import AsyncConnection
@@ -31,7 +31,7 @@ from psycopg import errors as pg_errors
 
 from rocketd.engine import nested_writes as nested
 from rocketd.engine.deletes import delete_record
-from rocketd.engine.nested_writes import ChildWrite, RelationWrite
+from rocketd.engine.nested_writes import ChildAction, ChildWrite, RelationWrite
 from rocketd.engine.slugs import slugify, store_with_unique_slug
 from rocketd.engine.sql_compose import (
     build_insert,
@@ -369,16 +369,37 @@ class _Planner:
 # Execution (inside the caller's transaction)
 
 
-async def execute_create(conn: AsyncConnection[Any], registry: Registry, plan: WritePlan) -> Any:
+class ChildGuard(Protocol):
+    """A hook around every nested child write (permissions): it may raise to refuse one, and the
+    caller's transaction then rolls back. `pk` is the child's key (after the insert for inserts)."""
+
+    async def before_child(
+        self, conn: AsyncConnection[Any], action: ChildAction, target: Entity, pk: Any
+    ) -> None: ...
+
+    async def after_child(
+        self, conn: AsyncConnection[Any], action: ChildAction, target: Entity, pk: Any
+    ) -> None: ...
+
+    async def before_links(self, conn: AsyncConnection[Any], write: RelationWrite) -> None: ...
+
+
+async def execute_create(
+    conn: AsyncConnection[Any], registry: Registry, plan: WritePlan, guard: ChildGuard | None = None
+) -> Any:
     """INSERT the record and its nested writes; return the new primary key."""
-    return await _Executor(conn, registry).insert(plan, "", _EMPTY)
+    return await _Executor(conn, registry, guard).insert(plan, "", _EMPTY)
 
 
 async def execute_update(
-    conn: AsyncConnection[Any], registry: Registry, plan: WritePlan, pk: Any
+    conn: AsyncConnection[Any],
+    registry: Registry,
+    plan: WritePlan,
+    pk: Any,
+    guard: ChildGuard | None = None,
 ) -> None:
     """UPDATE the record `pk` (already locked by the caller) and run its nested writes."""
-    await _Executor(conn, registry).update(plan, pk, "")
+    await _Executor(conn, registry, guard).update(plan, pk, "")
 
 
 def _not_found(entity: Entity, pk: Any) -> NotFound:
@@ -386,9 +407,12 @@ def _not_found(entity: Entity, pk: Any) -> NotFound:
 
 
 class _Executor:
-    def __init__(self, conn: AsyncConnection[Any], registry: Registry) -> None:
+    def __init__(
+        self, conn: AsyncConnection[Any], registry: Registry, guard: ChildGuard | None = None
+    ) -> None:
         self.conn = conn
         self.registry = registry
+        self.guard = guard
 
     async def insert(self, plan: WritePlan, path: str, extra: Mapping[str, Any]) -> Any:
         entity = plan.entity
@@ -476,6 +500,8 @@ class _Executor:
     async def _relations(self, plan: WritePlan, parent_pk: Any, *, new_parent: bool) -> None:
         for write in plan.relations:
             if write.relation.many_to_many:
+                if self.guard is not None:
+                    await self.guard.before_links(self.conn, write)
                 try:
                     await nested.apply_links(self.conn, write, parent_pk)
                 except psycopg.Error as exc:
@@ -492,15 +518,22 @@ class _Executor:
             current = await nested.current_children(
                 self.conn, write.relation, write.target, parent_pk
             )
+        guard = self.guard
         for step in nested.child_steps(write, current):
+            if guard is not None:
+                await guard.before_child(self.conn, step.action, write.target, step.pk)
             if step.action == "delete":
                 await self._delete_child(write.target, step.pk, step.path)
-            elif step.plan is None:  # pragma: no cover - child_steps always attaches a plan
+                continue
+            if step.plan is None:  # pragma: no cover - child_steps always attaches a plan
                 raise InternalError(f"No plan for {step.path}")
-            elif step.action == "insert":
-                await self.insert(step.plan, step.path, {fk: parent_pk})
+            if step.action == "insert":
+                pk = await self.insert(step.plan, step.path, {fk: parent_pk})
             else:
-                await self.update(step.plan, step.pk, step.path)
+                pk = step.pk
+                await self.update(step.plan, pk, step.path)
+            if guard is not None:
+                await guard.after_child(self.conn, step.action, write.target, pk)
 
     async def _delete_child(self, target: Entity, pk: Any, path: str) -> None:
         try:

@@ -9,14 +9,19 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from rocketd.auth.accounts import PLATFORM_TABLES
+from rocketd.auth.users import UserStates
 from rocketd.http import (
     routes_admin_metadata,
+    routes_admin_permissions,
+    routes_admin_rules,
+    routes_admin_users,
     routes_app_auth,
     routes_data,
     routes_health,
     routes_platform,
 )
-from rocketd.http.keys import SERVICES
+from rocketd.http.keys import PLATFORM_USERS, SERVICES
 from rocketd.http.middlewares import auth_middleware, body_limit_middleware, trace_middleware
 from rocketd.services import Services
 
@@ -30,9 +35,13 @@ def create_app(services: Services) -> web.Application:
         handler_args={"max_line_size": 65536},
     )
     app[SERVICES] = services
+    app[PLATFORM_USERS] = UserStates(services.management_pool, PLATFORM_TABLES.users)
     routes_health.add_routes(app)
     routes_platform.add_routes(app)
     routes_app_auth.add_routes(app)
     routes_admin_metadata.add_routes(app)
+    routes_admin_users.add_routes(app)
+    routes_admin_permissions.add_routes(app)
+    routes_admin_rules.add_routes(app)
     routes_data.add_routes(app)  # last: `{entity}` must not shadow fixed segments
     return app

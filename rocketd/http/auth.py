@@ -4,6 +4,11 @@ Each handler declares its policy with a decorator (`public`, `platform`, `app_to
 `app_admin`); the auth middleware reads it from the matched route and authenticates before the
 handler runs. App routes accept an app token (the app's secret) or a platform token (the platform
 secret, and only with role `platform_admin`: upstream-gaps S9), which counts as an app admin.
+
+A valid signature is not the end of it: `confirm_user` then checks, through a short-lived cache
+(`rocketd.auth.users.UserStates`), that the token's user still exists and is active (app users in
+the app's `_users`, platform users in `_platform_users`), and drops roles the user no longer
+holds, so deleting, deactivating or demoting a user bites within seconds, not at token expiry.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ from aiohttp import web
 
 from rocketd.auth.principal import ADMIN_ROLE, Principal
 from rocketd.auth.tokens import Claims, decode_access_token
+from rocketd.auth.users import UserStates
 from rocketd.errors import Forbidden, Unauthorized
 from rocketd.http.keys import PRINCIPAL
 
@@ -86,6 +92,24 @@ def authenticate_app(request: web.Request, app_secret: str, platform_secret: str
     if principal is None:
         raise Unauthorized("Invalid or expired token")
     return principal
+
+
+async def confirm_user(principal: Principal, users: UserStates) -> Principal:
+    """The principal as its user stands now (S9, S13): 401 `Invalid or expired token` when the
+    user is gone or inactive; roles the token claims but the user no longer holds are dropped
+    (added roles count from the next refresh). A platform user must still be `platform_admin`;
+    the app-admin role that platform admins get in every app is theirs by that, not by a row."""
+    state = await users.get(principal.user_id)
+    if state is None or not state.active:
+        raise Unauthorized("Invalid or expired token")
+    held = state.roles
+    granted = ADMIN_ROLE if principal.via_platform else None
+    roles = tuple(r for r in principal.roles if r in held or r == granted)
+    if principal.via_platform and PLATFORM_ADMIN_ROLE not in roles:
+        raise Unauthorized("Invalid or expired token")
+    if len(roles) == len(principal.roles):
+        return principal
+    return Principal(principal.user_id, roles, principal.via_platform)
 
 
 def require_admin(principal: Principal) -> None:

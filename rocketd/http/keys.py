@@ -9,9 +9,12 @@ from aiohttp import web
 if TYPE_CHECKING:
     from rocketd.actors.app import AppActor
     from rocketd.auth.principal import Principal
+    from rocketd.auth.users import UserStates
     from rocketd.services import Services
 
 SERVICES: web.AppKey[Services] = web.AppKey("rocketd.services")
+# Existence/active state of platform users, checked for every platform token (S9).
+PLATFORM_USERS: web.AppKey[UserStates] = web.AppKey("rocketd.platform_users")
 # The AppActor of the `{app}` in the path, set by the auth middleware.
 APP_ACTOR: web.RequestKey[AppActor] = web.RequestKey("rocketd.app_actor")
 # Who is calling, set by the auth middleware on every authenticated route.

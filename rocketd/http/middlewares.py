@@ -5,7 +5,9 @@
    `error_middleware`   - any failure becomes the contract's error body; a 500 never leaks details.
 2. `body_limit_middleware` - refuses a declared body above `server.max_body_size` before reading
                           (a body that lies about its size is stopped by aiohttp's reader: 413 too).
-3. `auth_middleware`    - resolves `{app}` (404 `APP_NOT_FOUND`), then applies the route's policy.
+3. `auth_middleware`    - resolves `{app}` (404 `APP_NOT_FOUND`), then applies the route's policy:
+                          token signature and claims, then the user's current state (exists,
+                          active, roles still held: `auth.confirm_user`), then the admin check.
 """
 
 from __future__ import annotations
@@ -30,10 +32,11 @@ from rocketd.http.auth import (
     Policy,
     authenticate_app,
     authenticate_platform,
+    confirm_user,
     policy_of,
     require_admin,
 )
-from rocketd.http.keys import APP_ACTOR, PRINCIPAL, SERVICES
+from rocketd.http.keys import APP_ACTOR, PLATFORM_USERS, PRINCIPAL, SERVICES
 from rocketd.http.responses import json_body
 from rocketd.logging import get_logger
 
@@ -133,9 +136,12 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
     policy = policy_of(request.match_info.handler)
     if policy is Policy.PLATFORM:
         principal = authenticate_platform(request, services.platform_secret)
+        principal = await confirm_user(principal, request.app[PLATFORM_USERS])
     elif policy in (Policy.APP_TOKEN, Policy.APP_ADMIN):
         actor = request[APP_ACTOR]
         principal = authenticate_app(request, actor.jwt_secret, services.platform_secret)
+        users = request.app[PLATFORM_USERS] if principal.via_platform else actor.users
+        principal = await confirm_user(principal, users)
         if policy is Policy.APP_ADMIN:
             require_admin(principal)
     else:
