@@ -124,6 +124,7 @@ async def create(
     entity = require_entity(registry, entity_name)
     access = permissions.Access(snapshot.permissions, principal)
     scope = access.create_scope(access.grant(entity.name, "create"))
+    body = write_stages.with_initial_states(snapshot, entity, body)
     plan = writes.plan_create(registry, entity, body)  # fully validated before BEGIN
     async with pool.connection() as conn:
         try:

@@ -28,6 +28,18 @@ from rocketd.metadata.model import Entity
 Action = Literal["create", "update"]
 
 
+def with_initial_states(
+    snapshot: AppSnapshot, entity: Entity, body: Mapping[str, Any]
+) -> dict[str, Any]:
+    """The create body with each state machine's `initial` filled in where the state field is
+    absent, before field validation, so a required state field need not be sent."""
+    filled = dict(body)
+    for machine in snapshot.rules.for_entity(entity.name).machines:
+        if machine.initial is not None and filled.get(machine.field) is None:
+            filled[machine.field] = machine.initial
+    return filled
+
+
 async def before_write(
     conn: AsyncConnection[Any],
     snapshot: AppSnapshot,
@@ -97,7 +109,7 @@ async def _create_through_pipeline(
 ) -> dict[str, Any]:
     """A `create_record` action: the same stages as a POST, inside the caller's transaction."""
     registry = snapshot.registry
-    plan = writes.plan_create(registry, entity, body)
+    plan = writes.plan_create(registry, entity, with_initial_states(snapshot, entity, body))
     plan = await before_write(conn, snapshot, principal, entity, "create", plan, None)
     pk = await writes.execute_create(conn, registry, plan)
     record = await query.get_record_by_pk(conn, registry, entity, pk)

@@ -222,6 +222,22 @@ async def test_initial_state_on_create(client: Any) -> None:
     ]
 
 
+async def test_required_state_field_without_default_gets_the_initial_state(
+    client: Any,
+) -> None:
+    app = await new_app(client)
+    strict = {
+        **TICKET,
+        "fields": [
+            {**f, "required": True} if f["name"] == "status" else f for f in TICKET["fields"]
+        ],
+    }
+    await app.load_schema({"entities": [strict, AUDIT]})
+    await app.ok("POST", "_admin/state-machines", MACHINE, 201)
+    ticket = (await app.ok("POST", "ticket", {"title": "no status sent"}, 201))["data"]
+    assert ticket["status"] == "open"
+
+
 async def test_transitions_guards_and_set_field_actions(client: Any) -> None:
     app = await helpdesk(client)
     ticket = (await app.ok("POST", "ticket", {"title": "t"}, 201))["data"]
