@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import time
+from collections.abc import Callable
 from typing import Any
 
 from psycopg_pool import AsyncConnectionPool
@@ -22,11 +23,13 @@ from rocketd.actors.supervisor import Supervisor
 from rocketd.auth.users import USERS_NOTIFY_PREFIX
 from rocketd.config import Settings
 from rocketd.engine import apps
+from rocketd.engine.signals import parse_signal
 from rocketd.errors import ServiceUnavailable
 from rocketd.logging import get_logger
 
 log = get_logger("rocketd.actors.directory")
 
+SignalHandler = Callable[[str], None]
 NEGATIVE_CACHE_SECONDS = 2.0
 MAX_NEGATIVE_ENTRIES = 10_000
 
@@ -41,6 +44,7 @@ class AppDirectory:
         self._actors: dict[str, AppActor] = {}
         self._locks: dict[str, asyncio.Lock] = {}
         self._listeners: dict[str, MetadataListener] = {}
+        self._signal_handlers: dict[str, SignalHandler] = {}
         self._missing: dict[str, float] = {}
 
     @property
@@ -113,13 +117,23 @@ class AppDirectory:
         self._missing.pop(row.name, None)
         return actor
 
-    @classmethod
-    async def _reload_on_notify(cls, actor: AppActor, payload: str) -> None:
+    def add_signal_handler(self, name: str, handler: SignalHandler) -> None:
+        """Call `handler(app_name)` whenever a committed write sends signal `name` (any
+        instance's write: the signal is a NOTIFY on the app database)."""
+        self._signal_handlers[name] = handler
+
+    async def _reload_on_notify(self, actor: AppActor, payload: str) -> None:
+        signal = parse_signal(payload)
+        if signal is not None:
+            handler = self._signal_handlers.get(signal)
+            if handler is not None:
+                handler(actor.app_name)
+            return
         if payload.startswith(USERS_NOTIFY_PREFIX):
             # A user changed (users admin): forget its cached state, no metadata reload.
             actor.forget_users(payload[len(USERS_NOTIFY_PREFIX) :] or None)
             return
-        await cls._reload(actor)
+        await self._reload(actor)
 
     @classmethod
     async def _reload_on_reconnect(cls, actor: AppActor) -> None:
