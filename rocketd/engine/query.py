@@ -239,19 +239,18 @@ def _include_spec(
     target = registry.entity(ref.other)
     if target is None:
         return None
-    if ref.forward:
-        if relation.many_to_many:
-            complete = bool(
-                relation.join_table and relation.source_join_key and relation.target_join_key
-            )
-        else:
-            complete = bool(relation.target_key) and relation.target_key in target.field_map
+    if relation.many_to_many:
+        # Both directions go through the join table (reverse: with its keys swapped).
+        complete = bool(
+            relation.join_table and relation.source_join_key and relation.target_join_key
+        )
+    elif ref.forward:
+        complete = bool(relation.target_key) and relation.target_key in target.field_map
     else:
         complete = (
             relation.source_key in target.field_map
             and bool(relation.target_key)
             and relation.target_key in entity.field_map
-            and not relation.many_to_many
         )
     return IncludeSpec(name, ref, target) if complete else None
 
@@ -659,7 +658,7 @@ async def _attach(
             loaded[key] = await _load_include(conn, entity, spec, keys_of, include_where)
         parent_keys, children = loaded[key]
         relation = spec.ref.relation
-        many = spec.ref.forward and not relation.one_to_one
+        many = relation.many_to_many or (spec.ref.forward and not relation.one_to_one)
         for record, parent_key in zip(records, parent_keys, strict=True):
             found = children.get(parent_key) if parent_key is not None else None
             if many:
@@ -680,18 +679,19 @@ async def _load_include(
     target = spec.target
     reader = _reader(target)
     es = reader.sql
-    through = spec.ref.forward and relation.many_to_many
+    through = relation.many_to_many
     extra = include_where(target, "_t" if through else None) if include_where else None
     extra_where, extra_params = extra if extra is not None else (None, ())
     extra_conditions, extra_key = _extra(conn, extra_where)
-    if spec.ref.forward:
-        # Forward includes match the parent's primary key (spec), not `source_key`.
+    if spec.ref.forward or relation.many_to_many:
+        # Forward includes match the parent's primary key (spec), not `source_key`; so do
+        # reverse many-to-many ones, through the join table read from the other side.
         parent_keys = keys_of(entity.primary_key.field)
         per_parent = 1 if relation.one_to_one else INCLUDE_LIMIT_PER_PARENT
         if relation.many_to_many:
             join_table = relation.join_table or ""
-            source_join_key = relation.source_join_key or ""
-            target_join_key = relation.target_join_key or ""
+            near, far = relation.source_join_key or "", relation.target_join_key or ""
+            source_join_key, target_join_key = (near, far) if spec.ref.forward else (far, near)
             statement = es.statements.render(
                 ("through", join_table, source_join_key, target_join_key, extra_key),
                 conn,

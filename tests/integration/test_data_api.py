@@ -405,3 +405,19 @@ async def test_unknown_entity_and_non_object_bodies(shop: AppClient) -> None:
 async def test_data_routes_require_a_token(shop: AppClient) -> None:
     resp = await shop.client.get(shop.url("invoice"))
     assert resp.status == 401
+
+
+async def test_reverse_many_to_many_include_lists_the_linked_sources(shop: AppClient) -> None:
+    tag = (await shop.ok("POST", "tag", {"label": "urgent"}, 201))["data"]
+    unused = (await shop.ok("POST", "tag", {"label": "unused"}, 201))["data"]
+    for number in ("M-1", "M-2"):
+        await shop.ok(
+            "POST", "invoice", {"number": number, "tags": {"data": [{"id": tag["id"]}]}}, 201
+        )
+    await shop.ok("POST", "invoice", {"number": "M-3"}, 201)
+    rows = (await shop.ok("GET", "tag?include=invoice&sort=label"))["data"]
+    by_label = {r["label"]: r for r in rows}
+    assert sorted(i["number"] for i in by_label["urgent"]["invoice"]) == ["M-1", "M-2"]
+    assert by_label["unused"]["invoice"] == []
+    got = (await shop.ok("GET", f"tag/{unused['id']}?include=invoice_tags"))["data"]
+    assert got["invoice_tags"] == []
