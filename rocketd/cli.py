@@ -1,4 +1,5 @@
-"""The `rocketd` command line: serve, check-config, version, apps list|create|delete.
+"""The `rocketd` command line: serve, check-config, version, apps list|create|delete, export,
+import.
 
 `apps` commands talk to the management database directly (not over HTTP), so they work while the
 server is down. With no database configured they use the embedded PostgreSQL in `data_dir`,
@@ -45,6 +46,11 @@ def _parser() -> argparse.ArgumentParser:
     delete = apps_sub.add_parser("delete", help="delete an app and drop its database")
     delete.add_argument("name")
     delete.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+    export = sub.add_parser("export", help="print an app's schema document (JSON) to stdout")
+    export.add_argument("app")
+    imp = sub.add_parser("import", help="import a schema document into an app (all or nothing)")
+    imp.add_argument("app")
+    imp.add_argument("file", help="the document (JSON); - reads stdin")
     # `--config` is accepted after the subcommand too (`rocketd serve --config x.yaml`).
     for p in (*sub.choices.values(), *apps_sub.choices.values()):
         p.add_argument("--config", dest="config_sub", default=None, help=argparse.SUPPRESS)
@@ -89,6 +95,8 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
         if not _confirm(f"Delete app {args.name} and drop its database? [y/N] "):
             print("aborted (use --yes to skip this question)", file=sys.stderr)
             return 2
+    if args.command in ("export", "import"):
+        return _run(_schema_command(settings, args, out))
     return _run(_apps_command(settings, args, out))
 
 
@@ -178,4 +186,52 @@ async def _apps_command(settings: Settings, args: argparse.Namespace, out: TextI
         except ApiError as err:
             print(f"rocketd: {err.message}", file=sys.stderr)
             return 1
+    return 0
+
+
+async def _schema_command(settings: Settings, args: argparse.Namespace, out: TextIO) -> int:
+    """`export APP` / `import APP FILE`, against the app's database directly (the server, if
+    running, hears about an import through the metadata notification)."""
+    import json
+
+    import psycopg
+    from psycopg_pool import AsyncConnectionPool
+
+    from rocketd.db.app_schema import APP_PLAN
+    from rocketd.db.migrations import apply_plan
+    from rocketd.engine import apps, schema_io
+
+    doc: object = None
+    if args.command == "import":
+        try:
+            text = sys.stdin.read() if args.file == "-" else Path(args.file).read_text("utf-8")
+            doc = json.loads(text)
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+            print(f"rocketd: cannot read {args.file}: {err}", file=sys.stderr)
+            return 1
+    async with _management(settings) as (settings, pool):
+        try:
+            row = await apps.get_app(pool, args.app)
+            dsn = settings.database.dsn(row.db_name)
+            async with await psycopg.AsyncConnection.connect(dsn) as conn:
+                await apply_plan(conn, APP_PLAN)
+                await conn.commit()
+            app_pool: AsyncConnectionPool[Any] = AsyncConnectionPool(
+                dsn, min_size=1, max_size=1, kwargs={"autocommit": True}, open=False
+            )
+            await app_pool.open(wait=True)
+            try:
+                if args.command == "export":
+                    result = await schema_io.export_app(app_pool)
+                else:
+                    env_prefix = settings.webhooks.env_prefix
+                    result = await schema_io.import_document(app_pool, row.name, doc, env_prefix)
+            finally:
+                await app_pool.close()
+        except ApiError as err:
+            print(f"rocketd: {err.message}", file=sys.stderr)
+            for detail in err.details or []:
+                print(f"  {detail.message}", file=sys.stderr)
+            return 1
+    print(json.dumps(result, indent=2, ensure_ascii=False, default=str), file=out)
     return 0

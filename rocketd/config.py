@@ -8,7 +8,7 @@ exactly one place:
 
     @dataclass(frozen=True, repr=False)
     class WebhookSettings(_Section):
-        allow_networks: tuple[str, ...] = _key(())
+        allow_networks: tuple[str, ...] = _key((), check=_networks)
 
     class Settings(_Section):
         ...
@@ -48,6 +48,7 @@ __all__ = [
     "ServerSettings",
     "Settings",
     "StorageSettings",
+    "WebhookSettings",
     "load_settings",
 ]
 
@@ -56,7 +57,8 @@ CONFIG_ENV: Final = "ROCKET_CONFIG"
 # Looked up in the working directory when neither the caller nor ROCKET_CONFIG names a file.
 DEFAULT_CONFIG_FILES: Final = ("etc/rocket.yaml", "app.yaml")
 # ROCKET_* names that are never keys (test fixtures share the prefix).
-_NOT_KEY_ENV_PREFIXES: Final = ("ROCKET_TEST_",)
+# (`ROCKET_WEBHOOK_*` is the default prefix of variables webhook headers may send.)
+_NOT_KEY_ENV_PREFIXES: Final = ("ROCKET_TEST_", "ROCKET_WEBHOOK_")
 
 
 class ConfigError(Exception):
@@ -144,6 +146,17 @@ def _one_of(*choices: str) -> Check:
 def _not_empty(value: Any) -> Any:
     if not str(value).strip():
         raise _Invalid("must not be empty")
+    return value
+
+
+def _networks(value: Any) -> Any:
+    import ipaddress
+
+    for text in value:
+        try:
+            ipaddress.ip_network(text, strict=False)
+        except ValueError:
+            raise _Invalid(f"{text!r} is not a CIDR network (e.g. 127.0.0.0/8)") from None
     return value
 
 
@@ -318,6 +331,25 @@ class AISettings(_Section):
 
 
 @dataclass(frozen=True, repr=False)
+class WebhookSettings(_Section):
+    # CIDRs opened to delivery although loopback/private/link-local/metadata (S16).
+    allow_networks: tuple[str, ...] = _key((), check=_networks)
+    # `{{env.NAME}}` in headers resolves only names with this prefix (S14).
+    env_prefix: str = _key("ROCKET_WEBHOOK_", check=_not_empty)
+    connect_timeout: float = _key(5.0, check=_greater_than(0))
+    timeout: float = _key(30.0, check=_greater_than(0))  # whole async attempt
+    sync_timeout: float = _key(5.0, check=_greater_than(0))  # before_* hooks (P6)
+    max_response_bytes: int = _key(65_536, check=_at_least(0))
+    retry_base_seconds: float = _key(30.0, check=_greater_than(0))
+    sweep_interval: float = _key(10.0, check=_between(0.05, 30))
+    concurrency: int = _key(16, check=_at_least(1))
+    breaker_threshold: int = _key(5, check=_at_least(1))
+    breaker_cooldown: float = _key(30.0, check=_greater_than(0))
+    # HMAC-SHA256 key for the X-Rocket-Signature header; empty: requests are not signed.
+    secret: str = _key("", secret=True)
+
+
+@dataclass(frozen=True, repr=False)
 class Settings(_Section):
     server: ServerSettings = field(default_factory=ServerSettings)
     database: DatabaseSettings = field(default_factory=DatabaseSettings)
@@ -327,7 +359,10 @@ class Settings(_Section):
     api: ApiSettings = field(default_factory=ApiSettings)
     instrumentation: InstrumentationSettings = field(default_factory=InstrumentationSettings)
     ai: AISettings = field(default_factory=AISettings)
+    webhooks: WebhookSettings = field(default_factory=WebhookSettings)
     app_pool_size: int = _key(5, check=_at_least(1))
+    # Seconds between workflow timeout / resume sweeps (spec: at least every 60 s).
+    workflow_tick_seconds: float = _key(5.0, check=_between(0.01, 60))
     # Unused in multi-app mode (every app has its own secret); kept so upstream app.yaml loads.
     jwt_secret: str = _key("", secret=True)
     # Empty: generated on first boot and kept in the management database.

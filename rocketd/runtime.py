@@ -23,6 +23,7 @@ from psycopg import sql
 from psycopg_pool import AsyncConnectionPool
 
 from rocketd import __version__
+from rocketd.actors import workflows as workflow_runner
 from rocketd.actors.directory import AppDirectory
 from rocketd.actors.listener import MetadataListener
 from rocketd.actors.scheduler import Scheduler
@@ -38,6 +39,8 @@ from rocketd.http.app import create_app
 from rocketd.logging import get_logger
 from rocketd.services import Services
 from rocketd.systemd import SystemdNotifier
+from rocketd.webhooks import outbox
+from rocketd.webhooks.dispatcher import WebhookDispatcher, start_webhooks, sweep_webhooks
 
 log = get_logger("rocketd.runtime")
 
@@ -140,6 +143,7 @@ class Runtime:
         self.listener: MetadataListener | None = None
         self.notifier = SystemdNotifier()
         self._watchdog: asyncio.Task[None] | None = None
+        self.webhooks: WebhookDispatcher | None = None
 
     async def start(self, *, http: bool = True) -> None:
         """Bring everything up; `http=False` leaves the listening socket to the caller (tests)."""
@@ -194,8 +198,15 @@ class Runtime:
             on_reconnect=directory.on_reconnect,
         )
         await supervisor.add(self.listener)
+        dispatcher = self.webhooks = await start_webhooks(settings, directory, supervisor)
         scheduler = Scheduler(settings.database.dsn())
         scheduler.add_job("purge-refresh-tokens", REFRESH_PURGE_INTERVAL, self._purge_tokens)
+        await workflow_runner.install(
+            supervisor, directory, scheduler, settings.workflow_tick_seconds
+        )
+        scheduler.add_job(
+            "webhook-sweep", settings.webhooks.sweep_interval, sweep_webhooks(directory, dispatcher)
+        )
         await supervisor.add(scheduler)
         if not http:
             return
@@ -237,6 +248,7 @@ class Runtime:
         if self.services is not None:
             await self.services.directory.stop_all()
             await self.services.supervisor.stop_all()
+            await outbox.OUTBOUND.sync_sender.close()
             await self.services.management_pool.close()
             self.services = None
         if self.embedded is not None and self.embedded.owned:

@@ -10,7 +10,7 @@ from collections.abc import Callable
 
 from bench.harness import Bench
 from bench.report import ScenarioResult
-from bench.scenarios import data_api, foundation, permissions
+from bench.scenarios import data_api, files, foundation, permissions, rules, webhooks, workflows
 
 Scenario = Callable[[Bench], ScenarioResult]
 
@@ -18,4 +18,8 @@ SETS: dict[str, dict[str, Scenario]] = {
     "foundation": foundation.SCENARIOS,
     "data-api": data_api.SCENARIOS,
     "permissions": permissions.SCENARIOS,
+    "workflows": workflows.SCENARIOS,
+    "files": files.SCENARIOS,
+    "webhooks": webhooks.SCENARIOS,
+    "rules": rules.SCENARIOS,
 }

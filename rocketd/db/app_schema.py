@@ -156,5 +156,136 @@ APP_PLAN = plan(
                 " where status = 'pending'",
             ),
         ),
+        Step(
+            6,
+            "webhooks and their delivery log (the webhook outbox)",
+            statements(
+                """
+                create table if not exists _webhooks (
+                  id          uuid primary key default gen_random_uuid(),
+                  entity      text not null,
+                  hook        text not null default 'after_write',
+                  url         text not null,
+                  method      text not null default 'POST',
+                  headers     jsonb default '{}',
+                  condition   text default '',
+                  async       boolean not null default true,
+                  retry       jsonb default '{"max_attempts": 3, "backoff": "exponential"}',
+                  active      boolean not null default true,
+                  created_at  timestamptz default now(),
+                  updated_at  timestamptz default now()
+                )
+                """,
+                # Each row is one delivery (the outbox row), updated on every attempt. Additive:
+                # `webhook_id` is null for state-machine/workflow actions (`source` says which),
+                # `backoff` is the webhook's retry.backoff at enqueue time.
+                """
+                create table if not exists _webhook_logs (
+                  id               uuid primary key default gen_random_uuid(),
+                  webhook_id       uuid references _webhooks(id) on delete cascade,
+                  entity           text not null,
+                  hook             text not null,
+                  url              text not null,
+                  method           text not null,
+                  request_headers  jsonb default '{}',
+                  request_body     jsonb default '{}',
+                  response_status  int,
+                  response_body    text default '',
+                  status           text not null default 'pending',
+                  attempt          int not null default 0,
+                  max_attempts     int not null default 3,
+                  next_retry_at    timestamptz,
+                  error            text default '',
+                  idempotency_key  text not null,
+                  created_at       timestamptz default now(),
+                  updated_at       timestamptz default now(),
+                  source           text not null default 'webhook',
+                  backoff          text not null default 'exponential',
+                  duration_ms      int
+                )
+                """,
+                "create index if not exists idx_webhook_logs_status on _webhook_logs(status)",
+                "create index if not exists idx_webhook_logs_retry on _webhook_logs(next_retry_at)"
+                " where status = 'retrying'",
+                "create index if not exists idx_webhook_logs_due on _webhook_logs(next_retry_at)"
+                " where status in ('pending', 'retrying')",
+                "create index if not exists idx_webhook_logs_webhook on _webhook_logs(webhook_id)",
+            ),
+        ),
+        Step(
+            7,
+            "workflow definitions and instances",
+            statements(
+                """
+                create table if not exists _workflows (
+                  id          uuid primary key default gen_random_uuid(),
+                  name        text not null unique,
+                  trigger     jsonb not null,
+                  context     jsonb not null default '{}',
+                  steps       jsonb not null default '[]',
+                  active      boolean not null default true,
+                  created_at  timestamptz default now(),
+                  updated_at  timestamptz default now()
+                )
+                """,
+                # Additive columns: `waiting` (paused at an approval step), `assignees` (a
+                # relation assignee resolved on entry), and the trigger's entity and record.
+                """
+                create table if not exists _workflow_instances (
+                  id                     uuid primary key default gen_random_uuid(),
+                  workflow_id            uuid not null references _workflows(id)
+                                         on delete cascade,
+                  workflow_name          text not null,
+                  status                 text not null default 'running',
+                  current_step           text,
+                  current_step_deadline  timestamptz,
+                  context                jsonb not null default '{}',
+                  history                jsonb not null default '[]',
+                  created_at             timestamptz default now(),
+                  updated_at             timestamptz default now(),
+                  waiting                boolean not null default false,
+                  assignees              text[],
+                  trigger_entity         text,
+                  trigger_record_id      text
+                )
+                """,
+                "create index if not exists idx_workflow_instances_runnable"
+                " on _workflow_instances(created_at) where status = 'running' and not waiting",
+                "create index if not exists idx_workflow_instances_due"
+                " on _workflow_instances(current_step_deadline)"
+                " where status = 'running' and waiting",
+                "create index if not exists idx_workflow_instances_workflow"
+                " on _workflow_instances(workflow_id)",
+            ),
+        ),
+        Step(
+            8,
+            "files and UI configs",
+            statements(
+                """
+                create table if not exists _files (
+                  id            uuid primary key default gen_random_uuid(),
+                  filename      text not null,
+                  storage_path  text not null,
+                  mime_type     text not null default 'application/octet-stream',
+                  size          bigint not null default 0,
+                  uploaded_by   uuid,
+                  created_at    timestamptz default now()
+                )
+                """,
+                "create index if not exists idx_files_created on _files(created_at)",
+                """
+                create table if not exists _ui_configs (
+                  id          uuid primary key default gen_random_uuid(),
+                  entity      text not null,
+                  scope       text not null default 'default',
+                  config      jsonb not null default '{}',
+                  created_at  timestamptz default now(),
+                  updated_at  timestamptz default now(),
+                  unique (entity, scope)
+                )
+                """,
+            ),
+        ),
     ],
 )

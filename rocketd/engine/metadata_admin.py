@@ -34,6 +34,16 @@ from rocketd.metadata.registry import Registry
 _LOCK_KEY = "rocketd:metadata"
 
 
+async def lock_metadata(conn: AsyncConnection[Any]) -> None:
+    """Take the app's metadata lock for the rest of the caller's transaction."""
+    await _lock(conn)
+
+
+async def notify_metadata(conn: AsyncConnection[Any], app_name: str) -> None:
+    """Announce a metadata change (delivered at commit)."""
+    await _notify(conn, app_name)
+
+
 async def load_registry(conn: AsyncConnection[Any]) -> Registry:
     """Build a Registry from the metadata rows (invalid rows are skipped and listed)."""
     cur = await conn.execute("select name, definition from _entities order by name")
@@ -141,13 +151,18 @@ async def create_entity(pool: AsyncConnectionPool[Any], app_name: str, body: obj
         if await cur.fetchone() is not None:
             raise Conflict(f"Entity already exists: {entity.name}")
         _check(entity_problems_in(registry, entity))
-        await conn.execute(
-            "insert into _entities (name, table_name, definition) values (%s, %s, %s)",
-            (entity.name, entity.table, Jsonb(entity.to_json())),
-        )
-        await migrate_entity(conn, None, entity)
+        await insert_entity(conn, entity)
         await _notify(conn, app_name)
     return entity
+
+
+async def insert_entity(conn: AsyncConnection[Any], entity: Entity) -> None:
+    """Store a validated new entity and create its table, in the caller's transaction."""
+    await conn.execute(
+        "insert into _entities (name, table_name, definition) values (%s, %s, %s)",
+        (entity.name, entity.table, Jsonb(entity.to_json())),
+    )
+    await migrate_entity(conn, None, entity)
 
 
 async def update_entity(
@@ -218,10 +233,18 @@ async def create_relation(pool: AsyncConnectionPool[Any], app_name: str, body: o
         if await cur.fetchone() is not None:
             raise Conflict(f"Relation already exists: {relation.name}")
         _check(relation_problems_in(registry, relation))
-        await _save_relation(conn, relation, insert=True)
-        await migrate_relation(conn, registry.with_relation(relation), relation)
+        await insert_relation(conn, registry, relation)
         await _notify(conn, app_name)
     return relation
+
+
+async def insert_relation(
+    conn: AsyncConnection[Any], registry: Registry, relation: Relation
+) -> None:
+    """Store a validated new relation and create what it needs (join table, FK index), in the
+    caller's transaction; `registry` holds the entities it connects."""
+    await _save_relation(conn, relation, insert=True)
+    await migrate_relation(conn, registry.with_relation(relation), relation)
 
 
 async def update_relation(

@@ -116,23 +116,29 @@ async def create_permission(
 ) -> dict[str, Any]:
     fields = parse_policy_body(body)
     async with pool.connection() as conn, conn.transaction():
-        cur = conn.cursor(row_factory=dict_row)
-        await cur.execute(
-            "insert into _permissions (entity, action, roles, conditions, checks)"
-            " values (%s, %s, %s, %s, %s)"
-            " returning id, entity, action, roles, conditions, checks, created_at, updated_at",
-            (
-                fields.entity,
-                fields.action,
-                list(fields.roles),
-                _jsonb(fields.conditions),
-                _jsonb(fields.check),
-            ),
-        )
-        row = await cur.fetchone()
+        row = await insert_permission(conn, fields)
         await _notify(conn, app_name)
-    assert row is not None
     return permission_json(row)
+
+
+async def insert_permission(conn: AsyncConnection[Any], fields: PolicyFields) -> dict[str, Any]:
+    """Insert a validated policy in the caller's transaction; the new row."""
+    cur = conn.cursor(row_factory=dict_row)
+    await cur.execute(
+        "insert into _permissions (entity, action, roles, conditions, checks)"
+        " values (%s, %s, %s, %s, %s)"
+        " returning id, entity, action, roles, conditions, checks, created_at, updated_at",
+        (
+            fields.entity,
+            fields.action,
+            list(fields.roles),
+            _jsonb(fields.conditions),
+            _jsonb(fields.check),
+        ),
+    )
+    row = await cur.fetchone()
+    assert row is not None
+    return row
 
 
 async def update_permission(

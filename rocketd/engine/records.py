@@ -5,7 +5,7 @@ This is where the pieces meet: the read path (`query`), the write planner and ex
 (`write_stages`: rules, state machines, ...), and database-error mapping. Every function takes the
 AppSnapshot the request started with and the caller.
 
-Order of a write: permission grant (403) -> plan (parse, split, field validation: pure, before
+Order of a write: permission grant (403) -> file ids in `file` fields resolved (404) -> plan (parse, split, field validation: pure, before
 BEGIN) -> BEGIN -> lock the stored row (update) -> permission conditions on the stored row (403)
 -> before_write stages -> parent and nested SQL (each nested child checked for its own entity and
 action) -> re-read -> permission `check` on the resulting row (403, rolled back) -> after_write
@@ -26,7 +26,7 @@ import psycopg
 from psycopg_pool import AsyncConnectionPool
 
 from rocketd.auth.principal import Principal
-from rocketd.engine import permissions, query, write_stages, writes
+from rocketd.engine import files, permissions, query, write_stages, writes
 from rocketd.engine.deletes import delete_record
 from rocketd.engine.snapshot import AppSnapshot
 from rocketd.errors import NotFound, UnknownEntity
@@ -43,6 +43,17 @@ def require_entity(registry: Registry, name: str) -> Entity:
 
 def _not_found(entity: Entity, raw_id: str) -> NotFound:
     return NotFound(f"{entity.name} with id {raw_id} not found")
+
+
+async def _resolve_files(
+    pool: AsyncConnectionPool[Any], registry: Registry, entity: Entity, body: dict[str, Any]
+) -> dict[str, Any]:
+    """File ids in `file` fields (and in nested children's) become the files' metadata before
+    planning (404 for an id of no file of this app)."""
+    if not files.has_file_fields(registry, entity):
+        return body
+    async with pool.connection() as conn:
+        return await files.resolve_file_ids(conn, registry, entity, body)
 
 
 async def list_page(
@@ -125,6 +136,7 @@ async def create(
     access = permissions.Access(snapshot.permissions, principal)
     scope = access.create_scope(access.grant(entity.name, "create"))
     body = write_stages.with_initial_states(snapshot, entity, body)
+    body = await _resolve_files(pool, registry, entity, body)
     plan = writes.plan_create(registry, entity, body)  # fully validated before BEGIN
     async with pool.connection() as conn:
         try:
@@ -155,6 +167,7 @@ async def update(
     entity = require_entity(registry, entity_name)
     access = permissions.Access(snapshot.permissions, principal)
     grant = access.grant(entity.name, "update")
+    body = await _resolve_files(pool, registry, entity, body)
     plan = writes.plan_update(registry, entity, body)
     async with pool.connection() as conn:
         try:
@@ -199,6 +212,7 @@ async def delete(
                 access.stored_scope(grant, entity, stored)  # 403 unless a policy's conditions hold
                 await write_stages.before_delete(conn, snapshot, principal, entity, stored)
                 await delete_record(conn, registry, entity, stored)
+                await write_stages.after_delete(conn, snapshot, principal, entity, stored)
         except psycopg.Error as exc:
             raise writes.map_database_error(exc, entity, "") from exc
     return {"id": raw_id}

@@ -151,11 +151,17 @@ async def _create(
         _check(table.problems(await load_registry(conn), item))
         if unique is not None:
             await unique(conn, item, None)
-        cur = await conn.execute(table.insert(), table.values(item))
-        row = await cur.fetchone()
+        new_id = await insert_item(conn, table, item)
         await _notify(conn, app_name)
+    return replace(item, id=new_id)
+
+
+async def insert_item(conn: AsyncConnection[Any], table: _Table[_Item], item: _Item) -> str:
+    """Insert a validated rule or state machine in the caller's transaction; its new id."""
+    cur = await conn.execute(table.insert(), table.values(item))
+    row = await cur.fetchone()
     assert row is not None  # INSERT ... RETURNING always yields the row
-    return replace(item, id=str(row[0]))
+    return str(row[0])
 
 
 async def _update(

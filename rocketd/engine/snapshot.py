@@ -15,8 +15,11 @@ from psycopg import AsyncConnection
 from rocketd.engine.metadata_admin import load_registry
 from rocketd.engine.permissions import EMPTY_PERMISSIONS, PermissionSet, load_permissions
 from rocketd.engine.rules_admin import load_rule_book
+from rocketd.engine.workflows_admin import EMPTY_WORKFLOW_BOOK, WorkflowBook, load_workflow_book
 from rocketd.metadata.registry import EMPTY_REGISTRY, Registry
 from rocketd.metadata.rules import EMPTY_RULE_BOOK, RuleBook
+from rocketd.webhooks.admin import load_webhook_book
+from rocketd.webhooks.model import EMPTY_WEBHOOKS, WebhookBook
 
 
 @dataclass(frozen=True)
@@ -24,11 +27,18 @@ class AppSnapshot:
     registry: Registry
     rules: RuleBook = EMPTY_RULE_BOOK  # rules and state machines by entity
     permissions: PermissionSet = EMPTY_PERMISSIONS  # `_permissions` by (entity, action)
+    webhooks: WebhookBook = EMPTY_WEBHOOKS  # active `_webhooks` by (entity, hook)
+    workflows: WorkflowBook = EMPTY_WORKFLOW_BOOK  # valid `_workflows`, compiled
 
     @property
     def problems(self) -> tuple[str, ...]:
         """Invalid metadata skipped while loading (logged by the AppActor)."""
-        return self.registry.problems + self.rules.problems
+        return (
+            self.registry.problems
+            + self.rules.problems
+            + self.webhooks.problems
+            + self.workflows.problems
+        )
 
 
 EMPTY_SNAPSHOT = AppSnapshot(registry=EMPTY_REGISTRY)
@@ -38,4 +48,12 @@ async def load_snapshot(conn: AsyncConnection[Any]) -> AppSnapshot:
     registry = await load_registry(conn)
     rules = await load_rule_book(conn, registry)
     permissions = await load_permissions(conn)
-    return AppSnapshot(registry=registry, rules=rules, permissions=permissions)
+    webhooks = await load_webhook_book(conn)
+    workflows = await load_workflow_book(conn, registry)
+    return AppSnapshot(
+        registry=registry,
+        rules=rules,
+        permissions=permissions,
+        webhooks=webhooks,
+        workflows=workflows,
+    )

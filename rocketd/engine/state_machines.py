@@ -5,9 +5,8 @@ state field (set the initial state, check it, or pick a transition), enforces th
 roles (403, admins bypass: upstream-gaps S7) and guard, and collects every violation into one 422.
 `run_actions` then runs the chosen transitions' actions in order: `set_field` changes the write
 itself; `create_record` inserts through the whole write pipeline (its own rules and machines);
-`webhook` and `send_event` write rows into `_outbox` in the same transaction, so they exist only
-if the write commits (C12). Delivery of outbox rows belongs to the webhook and instrumentation
-capabilities.
+`webhook` writes a delivery row into the webhook outbox (`_webhook_logs`) and `send_event` a row
+into `_outbox`, both in the same transaction, so they exist only if the write commits (C12).
 """
 
 from __future__ import annotations
@@ -30,6 +29,7 @@ from rocketd.errors import ErrorDetail, Forbidden, InternalError, ValidationFail
 from rocketd.metadata.model import Entity, Field
 from rocketd.metadata.registry import Registry
 from rocketd.metadata.rules import NOW, Action, ActionValue, StateMachine, Transition
+from rocketd.webhooks import outbox
 
 RULE: Final = "state_machine"
 OUTBOX_INSERT: Final = "insert into _outbox (kind, payload) values (%s, %s)"
@@ -222,14 +222,16 @@ async def _run_action(
             raise InternalError(f"create_record into unknown entity {action.entity}")
         await create_record(other, _data(action, state, where))
     elif action.type == "webhook":
-        payload = {
+        # Through the webhook outbox (`_webhook_logs`, source 'state_machine'): delivered after
+        # commit by the WebhookDispatcher, logged and retried like a registered webhook (C12).
+        body = {
             "source": "state_machine",
-            "url": action.url,
-            "method": action.method,
             **_event_source(firing, state),
             "data": json_value(_data(action, state, where)),
         }
-        await write_outbox(conn, "webhook", payload)
+        await outbox.enqueue_direct(
+            conn, "state_machine", state.entity.name, action.url, action.method, body
+        )
     elif action.type == "send_event":
         payload = {
             "source": "state_machine",

@@ -262,8 +262,7 @@ def coerce_write_value(field: Field, value: Any) -> Any:
             raise ValueProblem(
                 "type",
                 field.name,
-                "must be a file object; file ids are resolved by the files API, "
-                "which is not available yet",
+                "must be a file object; file ids are resolved by the files API before this point",
             )
         if not isinstance(value, dict):
             raise ValueProblem("type", field.name, "must be a file object")

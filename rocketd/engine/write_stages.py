@@ -3,8 +3,10 @@
 `records` calls these at fixed points; capabilities add their work here, in contract order:
 
     before_write:  rules (field -> expression -> computed) -> state machines     (no SQL yet)
+                   -> sync before_write webhooks
     after_write:   after_write rules, outbox rows (webhooks, events, workflow instances)
     before_delete: before_delete rules
+    after_delete:  sync before_delete webhooks (the row is gone), after_delete outbox rows
 
 `before_write` runs right after the stored row is locked, so `old` is the current row and nothing
 has been written yet: a violation (422) or a refused transition (403) rolls the transaction back
@@ -20,10 +22,11 @@ from typing import Any, Literal
 from psycopg import AsyncConnection
 
 from rocketd.auth.principal import Principal
-from rocketd.engine import query, rules, state_machines, writes
+from rocketd.engine import query, rules, state_machines, workflows, writes
 from rocketd.engine.snapshot import AppSnapshot
 from rocketd.engine.writes import WritePlan
 from rocketd.metadata.model import Entity
+from rocketd.webhooks import outbox
 
 Action = Literal["create", "update"]
 
@@ -50,6 +53,24 @@ async def before_write(
     old: Mapping[str, Any] | None,
 ) -> WritePlan:
     """Runs after the stored row is locked and before any SQL write; may return a new plan."""
+    plan = await _rules_and_machines(conn, snapshot, principal, entity, action, plan, old)
+    if snapshot.webhooks.matching(entity.name, "before_write"):
+        written = rules.RecordState.for_write(entity, action, plan.values, old, principal).payload
+        await outbox.call_sync(
+            conn, snapshot.webhooks, "before_write", entity.name, action, written, old, principal
+        )
+    return plan
+
+
+async def _rules_and_machines(
+    conn: AsyncConnection[Any],
+    snapshot: AppSnapshot,
+    principal: Principal,
+    entity: Entity,
+    action: Action,
+    plan: WritePlan,
+    old: Mapping[str, Any] | None,
+) -> WritePlan:
     book = snapshot.rules.for_entity(entity.name)
     if not book.before_write and not book.machines:
         return plan
@@ -78,11 +99,16 @@ async def after_write(
 ) -> None:
     """Runs after the parent and nested writes, before COMMIT."""
     after = snapshot.rules.for_entity(entity.name).after_write
-    if not after:
-        return
-    row = rules.decode_record(entity, record)
-    state = rules.RecordState.for_record(entity, action, row, old, principal)
-    await rules.check_rules(conn, snapshot.registry, after, state)
+    if after:
+        row = rules.decode_record(entity, record)
+        state = rules.RecordState.for_record(entity, action, row, old, principal)
+        await rules.check_rules(conn, snapshot.registry, after, state)
+    if snapshot.webhooks.matching(entity.name, "after_write"):  # API writes only (spec)
+        await outbox.enqueue_async(
+            conn, snapshot.webhooks, "after_write", entity.name, action, record, old, principal
+        )
+    if snapshot.workflows.for_entity(entity.name):  # instance rows commit with the write
+        await workflows.start_instances(conn, snapshot, entity, record, old)
 
 
 async def before_delete(
@@ -98,6 +124,25 @@ async def before_delete(
         return
     state = rules.RecordState.for_record(entity, "delete", stored, stored, principal)
     await rules.check_rules(conn, snapshot.registry, checks, state)
+
+
+async def after_delete(
+    conn: AsyncConnection[Any],
+    snapshot: AppSnapshot,
+    principal: Principal,
+    entity: Entity,
+    stored: Mapping[str, Any],
+) -> None:
+    """Runs right after the row and its cascades are deleted, before COMMIT: sync
+    `before_delete` webhooks (a refusal rolls the delete back), then `after_delete` outbox rows."""
+    book = snapshot.webhooks
+    name = entity.name
+    if book.matching(name, "before_delete"):
+        await outbox.call_sync(conn, book, "before_delete", name, "delete", stored, None, principal)
+    if book.matching(name, "after_delete"):
+        await outbox.enqueue_async(
+            conn, book, "after_delete", name, "delete", stored, None, principal
+        )
 
 
 async def _create_through_pipeline(

@@ -15,11 +15,16 @@ from rocketd.http import (
     routes_admin_metadata,
     routes_admin_permissions,
     routes_admin_rules,
+    routes_admin_schema,
     routes_admin_users,
+    routes_admin_webhooks,
     routes_app_auth,
     routes_data,
+    routes_files,
     routes_health,
     routes_platform,
+    routes_ui_configs,
+    routes_workflows,
 )
 from rocketd.http.keys import PLATFORM_USERS, SERVICES
 from rocketd.http.middlewares import auth_middleware, body_limit_middleware, trace_middleware
@@ -43,5 +48,10 @@ def create_app(services: Services) -> web.Application:
     routes_admin_users.add_routes(app)
     routes_admin_permissions.add_routes(app)
     routes_admin_rules.add_routes(app)
+    routes_workflows.add_routes(app)
+    routes_admin_webhooks.add_routes(app)
+    routes_admin_schema.add_routes(app)
+    routes_files.add_routes(app)
+    routes_ui_configs.add_routes(app)
     routes_data.add_routes(app)  # last: `{entity}` must not shadow fixed segments
     return app

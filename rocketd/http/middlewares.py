@@ -5,6 +5,7 @@
    `error_middleware`   - any failure becomes the contract's error body; a 500 never leaks details.
 2. `body_limit_middleware` - refuses a declared body above `server.max_body_size` before reading
                           (a body that lies about its size is stopped by aiohttp's reader: 413 too).
+                          File uploads are exempt: they stream, limited by `storage.max_file_size`.
 3. `auth_middleware`    - resolves `{app}` (404 `APP_NOT_FOUND`), then applies the route's policy:
                           token signature and claims, then the user's current state (exists,
                           active, roles still held: `auth.confirm_user`), then the admin check.
@@ -116,6 +117,8 @@ async def trace_middleware(request: web.Request, handler: Handler) -> web.Stream
 
 @web.middleware
 async def body_limit_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    if getattr(request.match_info.handler, "__rocketd_streams_body__", False):
+        return await handler(request)  # limited by the handler while streaming (file uploads)
     declared = request.content_length
     limit = request.app[SERVICES].settings.server.max_body_size
     if declared is not None and declared > limit:

@@ -24,7 +24,9 @@ pytestmark = pytest.mark.e2e
 
 
 class Instance:
-    def __init__(self, dsn: str, port: int, log_path: Path) -> None:
+    def __init__(
+        self, dsn: str, port: int, log_path: Path, extra_env: dict[str, str] | None = None
+    ) -> None:
         env = {k: v for k, v in os.environ.items() if not k.startswith("ROCKET_")}
         env.pop("DATABASE_URL", None)
         env.update(
@@ -34,6 +36,7 @@ class Instance:
             ROCKET_AUTH_BCRYPT_COST="4",
             ROCKET_LOG_FORMAT="json",
         )
+        env.update(extra_env or {})
         self.log = log_path.open("w")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "rocketd", "serve"],

@@ -391,25 +391,29 @@ async def test_webhook_and_event_actions_write_outbox_rows_with_the_write(
     )
     ticket = (await app.ok("POST", "ticket", {"title": "printer", "status": "open"}, 201))["data"]
     assert app_rows(pg_dsn, app, "select * from _outbox") == []  # no actions on create
+    assert app_rows(pg_dsn, app, "select * from _webhook_logs") == []
 
     status, payload = await move(app, ticket, "assigned")
     assert status == 200, payload
     rows = app_rows(pg_dsn, app, "select * from _outbox order by kind")
-    assert [(r["kind"], r["status"]) for r in rows] == [
-        ("event", "pending"),
-        ("webhook", "pending"),
-    ]
-    event, webhook = (r["payload"] for r in rows)
-    assert webhook["url"] == "https://hooks.example.com/t" and webhook["method"] == "POST"
+    assert [(r["kind"], r["status"]) for r in rows] == [("event", "pending")]
+    event = rows[0]["payload"]
+    # The webhook action goes through the webhook outbox (delivered after commit, logged).
+    (log,) = app_rows(pg_dsn, app, "select * from _webhook_logs")
+    assert (log["source"], log["webhook_id"], log["entity"]) == ("state_machine", None, "ticket")
+    assert log["url"] == "https://hooks.example.com/t" and log["method"] == "POST"
+    webhook = log["request_body"]
     assert webhook["record"]["status"] == "assigned" and webhook["record_id"] == ticket["id"]
     assert (webhook["from"], webhook["to"], webhook["field"]) == ("open", "assigned", "status")
+    assert webhook["idempotency_key"] == log["idempotency_key"]
     assert event["event"] == "ticket.assigned" and event["data"] == {"title": "printer"}
     assert event["entity"] == "ticket"
 
     # The create_record action fails its rule: the whole write, outbox rows included, rolls back.
     status, payload = await move(app, ticket, "closed")
     assert status == 422, payload
-    assert len(app_rows(pg_dsn, app, "select * from _outbox")) == 2
+    assert len(app_rows(pg_dsn, app, "select * from _outbox")) == 1
+    assert len(app_rows(pg_dsn, app, "select * from _webhook_logs")) == 1
     assert (await app.ok("GET", f"ticket/{ticket['id']}"))["data"]["status"] == "assigned"
 
 
@@ -571,10 +575,9 @@ async def test_docs_page_example(client: Any, pg_dsn: str) -> None:
     paid = (await app.ok("PUT", f"invoice/{invoice['id']}", {"status": "paid"}))["data"]
     assert paid["status"] == "paid"
     rows = app_rows(pg_dsn, app, "select kind, payload from _outbox order by kind")
-    assert [(r["kind"], r["payload"].get("event"), r["payload"].get("url")) for r in rows] == [
-        ("event", "invoice.paid", None),
-        ("webhook", None, "https://hooks.example.com/paid"),
-    ]
+    assert [(r["kind"], r["payload"].get("event")) for r in rows] == [("event", "invoice.paid")]
+    hooks = app_rows(pg_dsn, app, "select source, url from _webhook_logs")
+    assert hooks == [{"source": "state_machine", "url": "https://hooks.example.com/paid"}]
     assert rows[0]["payload"]["data"] == {"number": "INV-1"}
     assert [t["label"] for t in (await app.ok("GET", "tag"))["data"]] == ["paid INV-1"]
 

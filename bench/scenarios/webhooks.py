@@ -1,0 +1,282 @@
+"""The `webhooks` set: what an async webhook costs a write, and how fast deliveries drain.
+
+write_cost: one rocketd, app `benchhooks`. Entity `hooked` has one async `after_write` webhook
+            pointing at a local receiver (an aiohttp server in the harness process, 127.0.0.1,
+            opened with `webhooks.allow_networks`); entity `plain` is identical with none. wrk
+            POSTs to each in alternating rounds (16 connections); the ratio is the median of
+            hooked / plain (target >= 0.85). The outbox row and its NOTIFY are the whole cost
+            inside the write; delivery runs in the same process concurrently.
+deliveries: after the rounds (and every delivery they caused is checked `delivered`), 5,000
+            due rows are inserted in one transaction with the commit signal; reported is the
+            sustained delivery rate: rows delivered / seconds until none is left.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import statistics
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+import psycopg
+from aiohttp import web
+
+from bench.harness import SETTLE_S, Bench
+from bench.loadgen import WrkRun, run_wrk
+from bench.processes import ServerProcess, http_json
+from bench.report import Measurement, Ratio, ScenarioResult
+from rocketd.actors.listener import METADATA_CHANNEL
+from rocketd.engine.signals import SIGNAL_PREFIX
+from rocketd.webhooks.outbox import SIGNAL
+
+APP_NAME = "benchhooks"
+APP_DB = f"rocket_{APP_NAME}"
+CONNECTIONS = 16
+ROUNDS = 3
+TARGET = 0.85
+DRAIN_TIMEOUT_S = 300.0
+BACKLOG = 5000
+PLATFORM_CREDENTIALS = {"email": "platform@localhost", "password": "changeme"}
+ADMIN_CREDENTIALS = {"email": "admin@localhost", "password": "changeme"}
+BODY = json.dumps({"title": "bench", "status": "open", "amount": 12.5})
+
+
+def _entity(name: str, table: str) -> dict[str, Any]:
+    return {
+        "name": name,
+        "table": table,
+        "primary_key": {"field": "id", "type": "uuid", "generated": True},
+        "fields": [
+            {"name": "id", "type": "uuid"},
+            {"name": "title", "type": "string"},
+            {"name": "status", "type": "string"},
+            {"name": "amount", "type": "decimal"},
+        ],
+    }
+
+
+class _Receiver:
+    """A counting webhook receiver on its own thread and event loop."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.port = 0
+        self._loop = asyncio.new_event_loop()
+        self._ready = threading.Event()
+        self._stop: asyncio.Event | None = None
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    async def _handle(self, request: web.Request) -> web.Response:
+        await request.read()
+        self.count += 1
+        return web.Response(text="ok")
+
+    async def _serve(self) -> None:
+        app = web.Application()
+        app.router.add_post("/hook", self._handle)
+        runner = web.AppRunner(app, access_log=None)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        server: Any = site._server
+        self.port = server.sockets[0].getsockname()[1]
+        self._stop = asyncio.Event()
+        self._ready.set()
+        await self._stop.wait()
+        await runner.cleanup()
+
+    def _run(self) -> None:
+        self._loop.run_until_complete(self._serve())
+
+    def __enter__(self) -> _Receiver:
+        self._thread.start()
+        self._ready.wait(10)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        stop = self._stop
+        if stop is not None:
+            self._loop.call_soon_threadsafe(stop.set)
+        self._thread.join(10)
+
+
+def _ok(status: int, body: Any, expected: tuple[int, ...], what: str) -> Any:
+    if status not in expected:
+        raise RuntimeError(f"{what} failed: {status} {body}")
+    return body
+
+
+def _setup(port: int, receiver_url: str) -> str:
+    ptoken = _ok(
+        *http_json(port, "POST", "/api/_platform/auth/login", PLATFORM_CREDENTIALS),
+        (200,),
+        "platform login",
+    )["data"]["access_token"]
+    _ok(
+        *http_json(port, "POST", "/api/_platform/apps", {"name": APP_NAME}, token=ptoken),
+        (201,),
+        "creating the app",
+    )
+    token = str(
+        _ok(
+            *http_json(port, "POST", f"/api/{APP_NAME}/auth/login", ADMIN_CREDENTIALS),
+            (200,),
+            "app login",
+        )["data"]["access_token"]
+    )
+    for name, table in (("hooked", "hooked"), ("plain", "plain")):
+        _ok(
+            *http_json(
+                port, "POST", f"/api/{APP_NAME}/_admin/entities", _entity(name, table), token=token
+            ),
+            (201,),
+            f"creating {name}",
+        )
+    hook = {"entity": "hooked", "hook": "after_write", "url": receiver_url}
+    _ok(
+        *http_json(port, "POST", f"/api/{APP_NAME}/_admin/webhooks", hook, token=token),
+        (201,),
+        "creating the webhook",
+    )
+    return token
+
+
+def _post(bench: Bench, server: ServerProcess, entity: str, token: str, name: str) -> Measurement:
+    run = WrkRun(
+        url=server.url(f"/api/{APP_NAME}/{entity}"),
+        duration_s=bench.config.duration_s,
+        connections=CONNECTIONS,
+        body=BODY,
+        headers={"Authorization": f"Bearer {token}"},
+    )
+    measurement = run_wrk(run, name=name)
+    if measurement.errors:
+        bench.failures.append(f"{name}: {measurement.errors} errors")
+    return measurement
+
+
+def _undelivered(bench: Bench) -> tuple[int, int]:
+    with psycopg.connect(bench.dsn(APP_DB), autocommit=True) as conn:
+        row = conn.execute(
+            "select count(*) filter (where status <> 'delivered'), count(*) from _webhook_logs"
+        ).fetchone()
+    assert row is not None
+    return int(row[0]), int(row[1])
+
+
+def _wait_delivered(bench: Bench) -> int:
+    started = time.monotonic()
+    while True:
+        left, _ = _undelivered(bench)
+        if left == 0 or time.monotonic() - started > DRAIN_TIMEOUT_S:
+            return left
+        time.sleep(0.05)
+
+
+def _make_backlog(bench: Bench) -> float:
+    """BACKLOG copies of a delivered row, due now, then the commit signal; returns the time."""
+    with psycopg.connect(bench.dsn(APP_DB)) as conn:
+        conn.execute(
+            "insert into _webhook_logs (webhook_id, source, entity, hook, url, method,"
+            " request_headers, request_body, status, attempt, max_attempts, backoff,"
+            " next_retry_at, idempotency_key)"
+            " select webhook_id, source, entity, hook, url, method, request_headers,"
+            " request_body, 'pending', 0, 3, backoff, now(), 'wh_bench_' || g"
+            " from (select * from _webhook_logs limit 1) l, generate_series(1, %s) g",
+            (BACKLOG,),
+        )
+        conn.execute("select pg_notify(%s, %s)", (METADATA_CHANNEL, SIGNAL_PREFIX + SIGNAL))
+        conn.commit()
+    return time.monotonic()
+
+
+def write_cost(bench: Bench) -> ScenarioResult:
+    result = ScenarioResult(
+        "write_cost",
+        "POST with one async after_write webhook vs none; sustained deliveries/s",
+    )
+    with (
+        _Receiver() as receiver,
+        bench.rocketd(webhooks_allow_networks="127.0.0.0/8", auth_access_token_ttl=3600) as server,
+    ):
+        token = _setup(server.port, f"http://127.0.0.1:{receiver.port}/hook")
+        # Warm-up for both entities, then alternate.
+        warm = WrkRun(
+            url=server.url(f"/api/{APP_NAME}/plain"),
+            duration_s=bench.config.warmup_s,
+            connections=CONNECTIONS,
+            body=BODY,
+            headers={"Authorization": f"Bearer {token}"},
+        )
+        if bench.config.warmup_s > 0:
+            run_wrk(warm, name="warm-up plain")
+            run_wrk(
+                WrkRun(**{**warm.__dict__, "url": server.url(f"/api/{APP_NAME}/hooked")}),
+                name="warm-up hooked",
+            )
+            time.sleep(SETTLE_S)
+        ratios: list[float] = []
+        for n in range(1, ROUNDS + 1):
+            plain = _post(bench, server, "plain", token, f"POST plain (no webhook), round {n}")
+            time.sleep(SETTLE_S)
+            hooked = _post(bench, server, "hooked", token, f"POST hooked (1 webhook), round {n}")
+            time.sleep(SETTLE_S)
+            result.measurements += [plain, hooked]
+            ratios.append(hooked.rate / plain.rate if plain.rate else 0.0)
+        left = _wait_delivered(bench)
+        _, during = _undelivered(bench)
+        # Sustained deliveries: a backlog of BACKLOG due rows, one wake-up, time to drain it.
+        delivered_before = receiver.count
+        started = _make_backlog(bench)
+        left = _wait_delivered(bench)
+        drain_s = time.monotonic() - started
+        drained = receiver.count - delivered_before
+        bench.stop(server)
+    if left:
+        result.failures.append(f"{left} deliveries not done after {DRAIN_TIMEOUT_S:.0f} s")
+    rate = drained / drain_s if drain_s > 0 else 0.0
+    result.measurements.append(
+        Measurement(
+            f"deliveries to a local receiver ({BACKLOG} due rows drained)",
+            "python",
+            rate,
+            "deliveries/s",
+            drained,
+            1000.0 / rate if rate else 0.0,
+            None,
+            None,
+            left,
+            {"backlog": BACKLOG, "seconds": round(drain_s, 2)},
+        )
+    )
+    total = during
+    median = statistics.median(ratios)
+    result.ratios = [
+        Ratio(
+            "hooked / plain (median of rounds)",
+            "POST hooked",
+            "POST plain",
+            median,
+            f"write throughput kept with one async webhook; target >= {TARGET}; rounds: "
+            + ", ".join(f"{r:.3f}" for r in ratios),
+        )
+    ]
+    if median < TARGET:
+        result.failures.append(f"hooked / plain = {median:.3f} < {TARGET}")
+    result.notes = [
+        f"wrk: 1 thread, {CONNECTIONS} connections, {bench.config.duration_s} s per round, "
+        f"{ROUNDS} alternating rounds after a warm-up of each entity.",
+        "Deliveries run in the same rocketd process during the hooked rounds (dispatcher "
+        "concurrency 16), so the ratio includes their CPU cost, not only the outbox insert.",
+        "The receiver is an aiohttp server in the harness process answering 200 at once.",
+        f"Every delivery was checked: all {total} `_webhook_logs` rows delivered."
+        if not left
+        else f"{left} of {total} rows were not delivered in time.",
+    ]
+    return result
+
+
+SCENARIOS: dict[str, Callable[[Bench], ScenarioResult]] = {"write_cost": write_cost}

@@ -1,0 +1,1 @@
+"""Webhooks on a transactional outbox: registrations, outbox rows, outbound HTTP, the dispatcher."""

@@ -1,0 +1,227 @@
+"""Webhook reliability with real rocketd processes and a real receiver on 127.0.0.1.
+
+* 1,000 writes while the receiver fails 30 % of requests and the only rocketd process is killed
+  (-9) and replaced in the middle: every committed write is delivered at least once, and each
+  idempotency key only ever carries one event (duplicates are retries of the same event).
+* Three instances on one database: every event is delivered exactly once (no instance sends a
+  row another one has claimed).
+
+The slow sync receiver (rolls the write back, leaves no outbox row) is in
+tests/integration/test_webhooks_api.py::test_sync_hooks_gate_the_write.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import defaultdict
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import psycopg
+import pytest
+
+from tests.conftest import dsn_for, unique_name
+from tests.e2e.test_serve_embedded import free_port
+from tests.e2e.test_two_instances import Instance, call, ready
+from tests.helpers import wait_until
+from tests.receiver import Receiver
+
+pytestmark = pytest.mark.e2e
+
+WEBHOOK_ENV = {
+    "ROCKET_WEBHOOKS_ALLOW_NETWORKS": "127.0.0.0/8",
+    "ROCKET_WEBHOOKS_RETRY_BASE_SECONDS": "0.2",
+    "ROCKET_WEBHOOKS_SWEEP_INTERVAL": "0.5",
+    "ROCKET_WEBHOOKS_TIMEOUT": "2",
+    "ROCKET_WEBHOOKS_BREAKER_COOLDOWN": "0.3",
+}
+NOTE = {
+    "name": "note",
+    "table": "notes",
+    "primary_key": {"field": "id", "type": "uuid", "generated": True},
+    "fields": [{"name": "id", "type": "uuid"}, {"name": "n", "type": "integer"}],
+}
+
+
+class Cluster:
+    def __init__(self, dsn: str, tmp_path: Path) -> None:
+        self.dsn = dsn
+        self.tmp_path = tmp_path
+        self.instances: list[Instance] = []
+
+    def start(self) -> Instance:
+        n = len(self.instances)
+        inst = Instance(self.dsn, free_port(), self.tmp_path / f"rocketd-{n}.log", WEBHOOK_ENV)
+        self.instances.append(inst)
+        return inst
+
+    def logs(self) -> list[str]:
+        return [p.read_text()[-3000:] for p in self.tmp_path.glob("*.log")]
+
+
+@pytest.fixture
+def cluster(pg_dsn: str, management_db: str, tmp_path: Path) -> Any:
+    c = Cluster(dsn_for(pg_dsn, management_db), tmp_path)
+    yield c
+    for inst in c.instances:
+        inst.stop()
+
+
+@pytest.fixture
+async def http() -> AsyncIterator[aiohttp.ClientSession]:
+    async with aiohttp.ClientSession() as session:
+        yield session
+
+
+async def setup_app(http: aiohttp.ClientSession, base: str, receiver: Receiver) -> tuple[str, str]:
+    status, body = await call(
+        http,
+        "POST",
+        base + "/api/_platform/auth/login",
+        body={"email": "platform@localhost", "password": "changeme"},
+    )
+    assert status == 200, body
+    app = unique_name("hooks")
+    status, body = await call(
+        http, "POST", base + "/api/_platform/apps", body["data"]["access_token"], {"name": app}
+    )
+    assert status == 201, body
+    status, body = await call(
+        http,
+        "POST",
+        base + f"/api/{app}/auth/login",
+        body={"email": "admin@localhost", "password": "changeme"},
+    )
+    token = body["data"]["access_token"]
+    status, body = await call(http, "POST", base + f"/api/{app}/_admin/entities", token, NOTE)
+    assert status == 201, body
+    hook = {"entity": "note", "url": receiver.url, "retry": {"max_attempts": 20}}
+    status, body = await call(http, "POST", base + f"/api/{app}/_admin/webhooks", token, hook)
+    assert status == 201, body
+    return app, token
+
+
+def stored_ids(dsn: str, app: str) -> set[str]:
+    with psycopg.connect(dsn) as conn:
+        return {str(r[0]) for r in conn.execute("select id from notes").fetchall()}
+
+
+def app_dsn(cluster: Cluster, app: str) -> str:
+    base, _, _ = cluster.dsn.rpartition("/")
+    return f"{base}/rocket_{app}"
+
+
+async def test_nothing_lost_with_failures_and_a_kill(
+    cluster: Cluster, http: aiohttp.ClientSession
+) -> None:
+    receiver = await Receiver(fail_ratio=0.3, delay=0.005).start()
+    try:
+        first = cluster.start()
+        await wait_until(lambda: ready(http, first), "instance ready", timeout=60)
+        app, token = await setup_app(http, first.base, receiver)
+        current = [first]
+        acknowledged: set[str] = set()
+        failed_writes = 0
+        total, workers = 1000, 16
+        counter = iter(range(total))
+
+        up = asyncio.Event()
+        up.set()
+
+        async def writer() -> None:
+            nonlocal failed_writes
+            for n in counter:
+                if n == total // 2:
+                    up.clear()
+                    first.proc.kill()  # -9, in the middle of writes and deliveries
+                    await asyncio.to_thread(first.proc.wait, 10)
+                    second = cluster.start()
+                    await wait_until(lambda s=second: ready(http, s), "restart", timeout=60)
+                    current[0] = second
+                    up.set()
+                await up.wait()
+                base = current[0].base
+                try:
+                    status, body = await call(
+                        http, "POST", base + f"/api/{app}/note", token, {"n": n}
+                    )
+                except (aiohttp.ClientError, OSError):
+                    failed_writes += 1
+                    continue
+                if status == 201:
+                    acknowledged.add(body["data"]["id"])
+                else:
+                    failed_writes += 1
+
+        await asyncio.gather(*(writer() for _ in range(workers)))
+        assert len(acknowledged) >= total - workers * 2, failed_writes
+
+        def delivered_ids() -> dict[str, set[str]]:
+            by_key: dict[str, set[str]] = defaultdict(set)
+            for got in receiver.received:
+                payload = got.json
+                by_key[payload["idempotency_key"]].add(payload["record"]["id"])
+            return by_key
+
+        committed = stored_ids(app_dsn(cluster, app), app)
+        assert acknowledged <= committed
+
+        def all_delivered() -> bool:
+            successes = {
+                got.json["record"]["id"]
+                for got, status in zip(receiver.received, receiver.statuses, strict=True)
+                if 200 <= status < 300
+            }
+            return committed <= successes
+
+        await wait_until(all_delivered, "every committed write delivered", 120, 0.25)
+        by_key = delivered_ids()
+        # One event per key: duplicates are only retries of the same event.
+        assert all(len(ids) == 1 for ids in by_key.values())
+        # Every committed write has exactly one key (no event enqueued twice), none lost.
+        assert sorted(next(iter(ids)) for ids in by_key.values()) == sorted(committed)
+        assert len(receiver.received) > len(committed)  # the 30 % failures were retried
+    finally:
+        await receiver.stop()
+    codes = [inst.stop() for inst in cluster.instances]
+    assert codes[-1] == 0, cluster.logs()
+
+
+async def test_three_instances_never_deliver_an_event_twice(
+    cluster: Cluster, http: aiohttp.ClientSession
+) -> None:
+    receiver = await Receiver(delay=0.05).start()
+    try:
+        nodes = [cluster.start() for _ in range(3)]
+        for node in nodes:
+            await wait_until(lambda node=node: ready(http, node), "instance ready", timeout=60)
+        app, token = await setup_app(http, nodes[0].base, receiver)
+        total = 300
+
+        async def wait_for_hook(node: Instance) -> bool:
+            s, body = await call(http, "GET", node.base + f"/api/{app}/_admin/webhooks", token)
+            return s == 200 and len(body["data"]) == 1
+
+        for node in nodes:
+            await wait_until(lambda node=node: wait_for_hook(node), "hook loaded", timeout=10)
+
+        async def write(n: int) -> None:
+            base = nodes[n % 3].base
+            status, body = await call(http, "POST", base + f"/api/{app}/note", token, {"n": n})
+            assert status == 201, body
+
+        for chunk in range(0, total, 30):
+            await asyncio.gather(*(write(n) for n in range(chunk, chunk + 30)))
+        started = time.monotonic()
+        await wait_until(lambda: len(receiver.received) >= total, "deliveries", 60, 0.05)
+        await asyncio.sleep(1.0)  # room for any duplicate to show up
+        keys = [got.json["idempotency_key"] for got in receiver.received]
+        assert len(keys) == total and len(set(keys)) == total, len(keys)
+        assert time.monotonic() - started < 60
+    finally:
+        await receiver.stop()
+    codes = [inst.stop() for inst in cluster.instances]
+    assert codes == [0, 0, 0], cluster.logs()

@@ -1,0 +1,446 @@
+"""Workflows over HTTP: admin CRUD and save-time validation, instances created in the write
+transaction, steps run after commit, approvals (assignee, stale and double decisions), timeouts,
+and every action type."""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import json
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+
+from rocketd.config import Settings
+from tests.apps import AppClient, new_app
+from tests.conftest import dsn_for
+from tests.helpers import wait_until
+from tests.integration.test_state_machines_api import grant_writes, user_client
+
+UPSTREAM = Path(__file__).resolve().parents[3] / "shared" / "upstream-examples"
+PK = {"field": "id", "type": "uuid", "generated": True}
+LEAVE = {
+    "name": "leave_request",
+    "table": "leave_requests",
+    "primary_key": PK,
+    "soft_delete": True,
+    "fields": [
+        {"name": "id", "type": "uuid"},
+        {"name": "days", "type": "int"},
+        {"name": "manager_id", "type": "string"},
+        {"name": "status", "type": "string"},
+        {"name": "decided_at", "type": "timestamp"},
+        {"name": "updated_at", "type": "timestamp", "auto": "update"},
+    ],
+}
+NOTE = {
+    "name": "note",
+    "table": "notes",
+    "primary_key": PK,
+    "fields": [{"name": "id", "type": "uuid"}, {"name": "text", "type": "string"}],
+}
+
+
+def set_status(value: str) -> dict[str, Any]:
+    return {
+        "type": "set_field",
+        "entity": "leave_request",
+        "record_id": "context.record_id",
+        "field": "status",
+        "value": value,
+    }
+
+
+LEAVE_FLOW: dict[str, Any] = {
+    "name": "leave_approval",
+    "trigger": {
+        "type": "state_change",
+        "entity": "leave_request",
+        "field": "status",
+        "to": "pending",
+    },
+    "context": {"record_id": "record.id", "days": "record.days", "manager": "record.manager_id"},
+    "steps": [
+        {
+            "id": "check_days",
+            "type": "condition",
+            "expression": "context.days > 5",
+            "on_true": {"goto": "manager_review"},
+            "on_false": {"goto": "auto_approve"},
+        },
+        {
+            "id": "manager_review",
+            "type": "approval",
+            "assignee": {"type": "role", "role": "manager"},
+            "timeout": "48h",
+            "on_approve": {"goto": "hr_review"},
+            "on_reject": {"goto": "reject_leave"},
+            "on_timeout": {"goto": "reject_leave"},
+        },
+        {
+            "id": "hr_review",
+            "type": "approval",
+            "assignee": {"type": "relation", "path": "context.manager"},
+            "on_approve": {"goto": "auto_approve"},
+            "on_reject": {"goto": "reject_leave"},
+        },
+        {
+            "id": "auto_approve",
+            "type": "action",
+            "actions": [
+                set_status("approved"),
+                {
+                    "type": "set_field",
+                    "entity": "leave_request",
+                    "record_id": "context.record_id",
+                    "field": "decided_at",
+                    "value": "now",
+                },
+            ],
+            "then": "end",
+        },
+        {
+            "id": "reject_leave",
+            "type": "action",
+            "actions": [set_status("rejected")],
+            "then": "end",
+        },
+    ],
+    "active": True,
+}
+
+
+@pytest.fixture
+def settings(settings: Settings) -> Settings:
+    return dataclasses.replace(settings, workflow_tick_seconds=0.2)
+
+
+async def leave_app(client: Any, flow: dict[str, Any] | None = LEAVE_FLOW) -> AppClient:
+    app = await new_app(client)
+    await app.load_schema({"entities": [LEAVE, NOTE]})
+    if flow is not None:
+        await app.ok("POST", "_admin/workflows", flow, 201)
+    return app
+
+
+def db(pg_dsn: str, app: AppClient) -> psycopg.Connection[Any]:
+    return psycopg.connect(dsn_for(pg_dsn, f"rocket_{app.name}"), autocommit=True)
+
+
+async def instances_of(app: AppClient) -> list[dict[str, Any]]:
+    return list((await app.ok("GET", "_workflows/pending"))["data"])
+
+
+async def finished(app: AppClient, instance_id: str) -> dict[str, Any]:
+    result: dict[str, Any] = {}
+
+    async def done() -> bool:
+        got = (await app.ok("GET", f"_workflows/{instance_id}"))["data"]
+        result.update(got)
+        return bool(got["status"] != "running" or got["current_step_deadline"] is not None)
+
+    await wait_until(done, "the instance to finish or wait", timeout=10)
+    return result
+
+
+def instance_ids(pg_dsn: str, app: AppClient) -> list[str]:
+    with db(pg_dsn, app) as conn:
+        rows = conn.execute("select id from _workflow_instances order by created_at").fetchall()
+    return [str(r[0]) for r in rows]
+
+
+def problems(payload: dict[str, Any]) -> str:
+    assert payload["error"]["code"] == "VALIDATION_FAILED", payload
+    return str(payload["error"]["message"])
+
+
+# ------------------------------------------------------------------------------------- admin
+
+
+async def test_workflow_crud(client: Any) -> None:
+    app = await leave_app(client, None)
+    created = (await app.ok("POST", "_admin/workflows", LEAVE_FLOW, 201))["data"]
+    wf_id = created.pop("id")
+    assert created == LEAVE_FLOW
+    row = (await app.ok("GET", f"_admin/workflows/{wf_id}"))["data"]
+    assert set(row) == {
+        "id",
+        "name",
+        "trigger",
+        "context",
+        "steps",
+        "active",
+        "created_at",
+        "updated_at",
+    }
+    listed = (await app.ok("GET", "_admin/workflows"))["data"]
+    assert [w["id"] for w in listed] == [wf_id]
+    updated = (await app.ok("PUT", f"_admin/workflows/{wf_id}", {"active": False}))["data"]
+    assert updated["active"] is False and updated["steps"] == LEAVE_FLOW["steps"]
+    status, body = await app.call("POST", "_admin/workflows", LEAVE_FLOW)
+    assert status == 409 and body["error"]["code"] == "CONFLICT"
+    deleted = (await app.ok("DELETE", f"_admin/workflows/{wf_id}"))["data"]
+    assert deleted == {"id": wf_id, "deleted": True}
+    status, body = await app.call("GET", f"_admin/workflows/{wf_id}")
+    assert status == 404 and body["error"]["message"] == f"Workflow not found: {wf_id}"
+    status, _ = await app.call("GET", "_admin/workflows/not-a-uuid")
+    assert status == 404
+
+
+async def test_save_time_validation(client: Any) -> None:
+    app = await leave_app(client, None)
+
+    async def rejected(change: dict[str, Any]) -> str:
+        flow = {**copy.deepcopy(LEAVE_FLOW), **change}
+        status, body = await app.call("POST", "_admin/workflows", flow)
+        assert status == 422, body
+        return problems(body)
+
+    trigger = LEAVE_FLOW["trigger"]
+    assert "unsupported trigger type: cron" in await rejected(
+        {"trigger": {**trigger, "type": "cron"}}
+    )
+    assert "trigger entity is required" in await rejected({"trigger": {**trigger, "entity": ""}})
+    assert "unknown entity: nope" in await rejected({"trigger": {**trigger, "entity": "nope"}})
+    assert "workflow name is required" in await rejected({"name": ""})
+    assert "at least one step is required" in await rejected({"steps": []})
+    steps = copy.deepcopy(LEAVE_FLOW["steps"])
+    steps[1]["id"] = "check_days"
+    assert "duplicate step id: check_days" in await rejected({"steps": steps})
+    steps = copy.deepcopy(LEAVE_FLOW["steps"])
+    steps[0]["on_true"] = {"goto": "nowhere"}
+    assert "goto target not found: nowhere" in await rejected({"steps": steps})
+    steps = copy.deepcopy(LEAVE_FLOW["steps"])
+    steps[0]["expression"] = "context.days >"
+    assert "invalid expression" in await rejected({"steps": steps})
+    steps = copy.deepcopy(LEAVE_FLOW["steps"])
+    steps[0]["type"] = "wait"
+    assert "invalid step type: wait" in await rejected({"steps": steps})
+    steps = copy.deepcopy(LEAVE_FLOW["steps"])
+    steps[1]["timeout"] = "soon"
+    assert "invalid timeout: soon" in await rejected({"steps": steps})
+    steps = copy.deepcopy(LEAVE_FLOW["steps"])
+    steps[3]["then"] = {"goto": "check_days"}  # auto_approve -> check_days -> auto_approve
+    assert "cycle without an approval step" in await rejected({"steps": steps})
+
+    # A loop through an approval waits every time round: accepted. Unreachable steps warn.
+    steps = copy.deepcopy(LEAVE_FLOW["steps"])
+    steps[4]["then"] = {"goto": "manager_review"}
+    steps.append({"id": "orphan", "type": "action", "actions": []})
+    flow = {**copy.deepcopy(LEAVE_FLOW), "steps": steps}
+    saved = (await app.ok("POST", "_admin/workflows", flow, 201))["data"]
+    assert saved["warnings"] == ["step orphan is unreachable"]
+
+
+@pytest.mark.parametrize("name", ["content-management", "employee-management"])
+async def test_upstream_example_workflows_are_accepted(client: Any, name: str) -> None:
+    path = UPSTREAM / f"{name}.json"
+    if not path.exists():
+        pytest.skip("../shared/upstream-examples is not present")
+    schema = json.loads(path.read_text())
+    app = await new_app(client)
+    await app.load_schema(schema)
+    for flow in schema["workflows"]:
+        await app.ok("POST", "_admin/workflows", flow, 201)
+    assert len((await app.ok("GET", "_admin/workflows"))["data"]) == len(schema["workflows"])
+
+
+# ---------------------------------------------------------------------------------- execution
+
+
+async def test_short_leave_is_approved_after_commit(client: Any, pg_dsn: str) -> None:
+    app = await leave_app(client)
+    leave = (await app.ok("POST", "leave_request", {"days": 2, "status": "draft"}, 201))["data"]
+    assert instance_ids(pg_dsn, app) == []  # no change to "pending": nothing started
+    await app.ok("PUT", f"leave_request/{leave['id']}", {"status": "pending"})
+    [instance_id] = instance_ids(pg_dsn, app)
+    got = await finished(app, instance_id)
+    assert got["status"] == "completed" and got["current_step"] is None
+    assert [(h["step"], h["status"]) for h in got["history"]] == [
+        ("check_days", "on_false"),
+        ("auto_approve", "completed"),
+    ]
+    assert got["context"] == {"record_id": leave["id"], "days": 2, "manager": None}
+    record = (await app.ok("GET", f"leave_request/{leave['id']}"))["data"]
+    assert record["status"] == "approved" and record["decided_at"] is not None
+    assert record["updated_at"] is not None  # a system write keeps auto timestamps
+    # The system write did not re-trigger anything; writing "pending" again does nothing either.
+    await app.ok("PUT", f"leave_request/{leave['id']}", {"days": 3})
+    assert len(instance_ids(pg_dsn, app)) == 1
+
+
+async def test_a_rolled_back_write_leaves_no_instance(client: Any, pg_dsn: str) -> None:
+    app = await leave_app(client)
+    rule = {
+        "entity": "leave_request",
+        "hook": "after_write",
+        "type": "expression",
+        "definition": {"expression": "record.days > 100", "message": "too long"},
+    }
+    await app.ok("POST", "_admin/rules", rule, 201)
+    status, _ = await app.call("POST", "leave_request", {"days": 500, "status": "pending"})
+    assert status == 422
+    assert instance_ids(pg_dsn, app) == []
+    await app.ok("POST", "leave_request", {"days": 1, "status": "pending"}, 201)  # create fires
+    assert len(instance_ids(pg_dsn, app)) == 1
+
+
+async def test_approvals_assignees_and_stale_decisions(client: Any, pg_dsn: str) -> None:
+    app = await leave_app(client)
+    manager, manager_id = await user_client(client, pg_dsn, app, "manager")
+    hr, hr_id = await user_client(client, pg_dsn, app, "hr")
+    grant_writes(pg_dsn, app, "leave_request", "hr")
+    await app.ok("POST", "_admin/entities", {**NOTE, "name": "memo", "table": "memos"}, 201)
+    body = {"days": 8, "status": "pending", "manager_id": hr_id}
+    leave = (await hr.ok("POST", "leave_request", body, 201))["data"]
+    [instance_id] = instance_ids(pg_dsn, app)
+    got = await finished(app, instance_id)
+    assert got["current_step"] == "manager_review" and got["current_step_deadline"] is not None
+    assert [h["step"] for h in got["history"]] == ["check_days"]  # entering adds no entry
+
+    assert [i["id"] for i in await instances_of(manager)] == [instance_id]
+    assert await instances_of(hr) == []  # hr is not the manager_review assignee
+    status, body = await hr.call("POST", f"_workflows/{instance_id}/approve", {})
+    assert status == 403, body
+    resp = await client.post(
+        manager.url(f"_workflows/{instance_id}/approve"),
+        json={"comment": "ok by me"},
+        headers={**manager.headers, "X-User-ID": "spoofed"},  # never trusted
+    )
+    assert resp.status == 200, await resp.text()
+    data = (await resp.json())["data"]
+    assert data["current_step"] == "hr_review"
+    entry = data["history"][-1]
+    assert entry["status"] == "approved" and entry["by"] == manager_id
+    assert entry["comment"] == "ok by me"
+
+    # The same approval again, or one naming a step that is no longer current: INVALID_STATE.
+    status, body = await manager.call(
+        "POST", f"_workflows/{instance_id}/approve", {"step": "manager_review"}
+    )
+    assert status == 422 and body["error"]["code"] == "INVALID_STATE", body
+    # hr_review's assignee is the relation path: the user named in the record.
+    assert [i["id"] for i in await instances_of(hr)] == [instance_id]
+    status, _ = await manager.call("POST", f"_workflows/{instance_id}/reject", {})
+    assert status == 403
+    status, body = await hr.call("POST", f"_workflows/{instance_id}/reject", {"comment": "no"})
+    assert status == 200, body
+    assert body["data"]["status"] == "completed"
+    assert [h["status"] for h in body["data"]["history"]] == [
+        "on_true",
+        "approved",
+        "rejected",
+        "completed",
+    ]
+    record = (await app.ok("GET", f"leave_request/{leave['id']}"))["data"]
+    assert record["status"] == "rejected"
+    status, body = await app.call("POST", f"_workflows/{instance_id}/approve", {})
+    assert status == 422 and body["error"]["code"] == "INVALID_STATE"
+    assert body["error"]["message"] == "workflow instance is not running (status: completed)"
+
+    missing = "00000000-0000-0000-0000-000000000000"
+    status, body = await app.call("POST", f"_workflows/{missing}/approve", {})
+    assert status == 404
+    status, body = await app.call("GET", f"_workflows/{missing}")
+    assert status == 404
+    assert (await app.ok("DELETE", f"_workflows/{missing}"))["data"] == {"deleted": True}
+    assert (await app.ok("DELETE", f"_workflows/{instance_id}"))["data"] == {"deleted": True}
+    assert instance_ids(pg_dsn, app) == []
+
+
+async def test_timeouts_follow_on_timeout(client: Any, pg_dsn: str) -> None:
+    flow = copy.deepcopy(LEAVE_FLOW)
+    flow["steps"][1]["timeout"] = "1s"
+    app = await leave_app(client, flow)
+    leave = (await app.ok("POST", "leave_request", {"days": 9, "status": "pending"}, 201))["data"]
+    [instance_id] = instance_ids(pg_dsn, app)
+
+    async def timed_out() -> bool:
+        got = (await app.ok("GET", f"_workflows/{instance_id}"))["data"]
+        return bool(got["status"] == "completed")
+
+    await wait_until(timed_out, "the timeout to fire", timeout=15)
+    got = (await app.ok("GET", f"_workflows/{instance_id}"))["data"]
+    assert [h["status"] for h in got["history"]] == ["on_true", "timed_out", "completed"]
+    record = (await app.ok("GET", f"leave_request/{leave['id']}"))["data"]
+    assert record["status"] == "rejected"
+
+
+async def test_timeout_without_on_timeout_fails(client: Any, pg_dsn: str) -> None:
+    flow = copy.deepcopy(LEAVE_FLOW)
+    flow["steps"][1]["timeout"] = "500ms"
+    del flow["steps"][1]["on_timeout"]
+    app = await leave_app(client, flow)
+    await app.ok("POST", "leave_request", {"days": 9, "status": "pending"}, 201)
+    [instance_id] = instance_ids(pg_dsn, app)
+
+    async def failed() -> bool:
+        got = (await app.ok("GET", f"_workflows/{instance_id}"))["data"]
+        return bool(got["status"] == "failed")
+
+    await wait_until(failed, "the instance to fail on its timeout", timeout=15)
+
+
+async def test_every_action_type(client: Any, pg_dsn: str) -> None:
+    flow = {
+        "name": "all_actions",
+        "trigger": {
+            "type": "state_change",
+            "entity": "leave_request",
+            "field": "status",
+            "to": "filed",
+        },
+        "context": {"record_id": "trigger.record_id", "days": "trigger.record.days"},
+        "steps": [
+            {
+                "id": "act",
+                "type": "action",
+                "actions": [
+                    {
+                        "type": "create_record",
+                        "entity": "note",
+                        "data": {"text": "context.record_id"},
+                    },
+                    {"type": "webhook", "url": "https://example.com/hook", "method": "put"},
+                    {"type": "send_event", "event": "leave.filed"},
+                    set_status("archived"),
+                ],
+            }
+        ],
+    }
+    app = await leave_app(client, flow)
+    leave = (await app.ok("POST", "leave_request", {"days": 4, "status": "filed"}, 201))["data"]
+    [instance_id] = instance_ids(pg_dsn, app)
+    got = await finished(app, instance_id)
+    assert got["status"] == "completed", got
+    notes = (await app.ok("GET", "note"))["data"]
+    assert [n["text"] for n in notes] == [leave["id"]]
+    with db(pg_dsn, app) as conn:
+        rows = conn.execute(
+            "select kind, payload from _outbox where payload->>'source' = 'workflow' order by kind"
+        ).fetchall()
+    assert [r[0] for r in rows] == ["event", "webhook"]
+    assert rows[0][1]["event"] == "leave.filed"
+    assert rows[1][1]["method"] == "PUT" and rows[1][1]["data"]["days"] == 4
+    record = (await app.ok("GET", f"leave_request/{leave['id']}"))["data"]
+    assert record["status"] == "archived"
+
+
+async def test_failed_action_fails_the_instance_and_rolls_back_its_step(
+    client: Any, pg_dsn: str
+) -> None:
+    flow = copy.deepcopy(LEAVE_FLOW)
+    flow["steps"][3]["actions"] = [
+        {"type": "create_record", "entity": "note", "data": {"text": "made"}},
+        {**set_status("approved"), "record_id": "context.missing"},
+    ]
+    app = await leave_app(client, flow)
+    await app.ok("POST", "leave_request", {"days": 1, "status": "pending"}, 201)
+    [instance_id] = instance_ids(pg_dsn, app)
+    got = await finished(app, instance_id)
+    assert got["status"] == "failed"
+    assert got["history"][-1]["step"] == "auto_approve"
+    assert "resolved to null" in got["history"][-1]["error"]
+    assert (await app.ok("GET", "note"))["data"] == []  # the step's first action rolled back
