@@ -8,8 +8,10 @@ set on the same day overwrites both; a run with failures writes `...-failed.md/.
 from __future__ import annotations
 
 import json
+import statistics
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 
 @dataclass
@@ -37,6 +39,35 @@ class Ratio:
     denominator: str
     value: float
     meaning: str
+
+
+def combine_runs(name: str, runs: list[Measurement], connections: int, **extra: Any) -> Measurement:
+    """One wrk measurement from several rounds of the same load: mean rate and latencies,
+    summed counts, and the per-round rates kept in `params` (plus `extra`)."""
+
+    def mean(values: list[float | None]) -> float | None:
+        known = [v for v in values if v is not None]
+        return statistics.fmean(known) if known else None
+
+    return Measurement(
+        name=name,
+        tool="wrk",
+        rate=statistics.fmean(m.rate for m in runs),
+        unit="req/s",
+        requests=sum(m.requests for m in runs),
+        avg_ms=statistics.fmean(m.avg_ms for m in runs),
+        p50_ms=mean([m.p50_ms for m in runs]),
+        p99_ms=mean([m.p99_ms for m in runs]),
+        errors=sum(m.errors for m in runs),
+        params={
+            "connections": connections,
+            "threads": 1,
+            "duration_s": runs[0].params.get("duration_s"),
+            "runs": len(runs),
+            "run_rates": [round(m.rate) for m in runs],
+            **extra,
+        },
+    )
 
 
 def ratio(name: str, num: Measurement, den: Measurement, meaning: str) -> Ratio:

@@ -39,7 +39,7 @@ import jwt
 from bench.harness import SETTLE_S, Bench
 from bench.loadgen import BENCH_DIR, find_wrk, parse_wrk
 from bench.processes import ServerProcess, http_json
-from bench.report import Measurement, Ratio, ScenarioResult
+from bench.report import Measurement, Ratio, ScenarioResult, combine_runs
 
 APP_NAME = "benchperm"
 APP_DB = f"rocket_{APP_NAME}"
@@ -295,31 +295,12 @@ def _run_wrk(
 
 
 def _combine(name: str, runs: list[Measurement]) -> Measurement:
-    """The rounds of one side as one: mean rate and latencies, summed counts."""
-
-    def mean(values: list[float | None]) -> float | None:
-        known = [v for v in values if v is not None]
-        return statistics.fmean(known) if known else None
-
     cpu = _cpu_per_request(runs)
-    return Measurement(
-        name=name,
-        tool="wrk",
-        rate=statistics.fmean(m.rate for m in runs),
-        unit="req/s",
-        requests=sum(m.requests for m in runs),
-        avg_ms=statistics.fmean(m.avg_ms for m in runs),
-        p50_ms=mean([m.p50_ms for m in runs]),
-        p99_ms=mean([m.p99_ms for m in runs]),
-        errors=sum(m.errors for m in runs),
-        params={
-            "connections": CONNECTIONS,
-            "threads": 1,
-            "duration_s": runs[0].params.get("duration_s"),
-            "runs": len(runs),
-            "run_rates": [round(m.rate) for m in runs],
-            "rocketd_cpu_us_per_request": None if cpu is None else round(cpu),
-        },
+    return combine_runs(
+        name,
+        runs,
+        CONNECTIONS,
+        rocketd_cpu_us_per_request=None if cpu is None else round(cpu),
     )
 
 
