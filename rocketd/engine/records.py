@@ -18,11 +18,13 @@ the list, its count, get-by-id and every include, so a row the caller may not se
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
 from dataclasses import replace
 from typing import Any
 
 import psycopg
+from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool
 
 from rocketd.auth.principal import Principal
@@ -43,6 +45,38 @@ def require_entity(registry: Registry, name: str) -> Entity:
 
 def _not_found(entity: Entity, raw_id: str) -> NotFound:
     return NotFound(f"{entity.name} with id {raw_id} not found")
+
+
+@asynccontextmanager
+async def _write_transaction(
+    pool: AsyncConnectionPool[Any], entity: Entity
+) -> AsyncIterator[AsyncConnection[Any]]:
+    """One write transaction; a database error anywhere in it becomes the contract's error."""
+    async with pool.connection() as conn:
+        try:
+            async with conn.transaction():
+                yield conn
+        except psycopg.Error as exc:
+            raise writes.map_database_error(exc, entity, "") from exc
+
+
+async def _finish_write(
+    conn: AsyncConnection[Any],
+    snapshot: AppSnapshot,
+    principal: Principal,
+    access: permissions.Access,
+    scope: permissions.Scope,
+    entity: Entity,
+    pk: Any,
+    stored: Mapping[str, Any] | None,
+) -> dict[str, Any]:
+    """After the SQL of a create (`stored` None) or update: re-read the record, check the
+    permission `check` list on it (403 rolls back), run the after_write stages."""
+    action: write_stages.Action = "create" if stored is None else "update"
+    record = await query.get_record_by_pk(conn, snapshot.registry, entity, pk)
+    access.check_result(scope, action, entity, record)
+    await write_stages.after_write(conn, snapshot, principal, entity, action, record, stored)
+    return record
 
 
 async def _resolve_files(
@@ -138,21 +172,12 @@ async def create(
     body = write_stages.with_initial_states(snapshot, entity, body)
     body = await _resolve_files(pool, registry, entity, body)
     plan = writes.plan_create(registry, entity, body)  # fully validated before BEGIN
-    async with pool.connection() as conn:
-        try:
-            async with conn.transaction():
-                plan = await write_stages.before_write(
-                    conn, snapshot, principal, entity, "create", plan, None
-                )
-                pk = await writes.execute_create(conn, registry, plan, access.guard())
-                record = await query.get_record_by_pk(conn, registry, entity, pk)
-                access.check_result(scope, "create", entity, record)  # 403 rolls back
-                await write_stages.after_write(
-                    conn, snapshot, principal, entity, "create", record, None
-                )
-        except psycopg.Error as exc:
-            raise writes.map_database_error(exc, entity, "") from exc
-    return record
+    async with _write_transaction(pool, entity) as conn:
+        plan = await write_stages.before_write(
+            conn, snapshot, principal, entity, "create", plan, None
+        )
+        pk = await writes.execute_create(conn, registry, plan, access.guard())
+        return await _finish_write(conn, snapshot, principal, access, scope, entity, pk, None)
 
 
 async def update(
@@ -169,27 +194,18 @@ async def update(
     grant = access.grant(entity.name, "update")
     body = await _resolve_files(pool, registry, entity, body)
     plan = writes.plan_update(registry, entity, body)
-    async with pool.connection() as conn:
-        try:
-            async with conn.transaction():
-                stored = await query.fetch_record(conn, registry, entity, raw_id, for_update=True)
-                if stored is None:
-                    raise _not_found(entity, raw_id)
-                # Conditions hold on the row as stored and locked: no concurrent change between.
-                scope = access.stored_scope(grant, entity, stored)
-                pk = stored[entity.primary_key.field]
-                plan = await write_stages.before_write(
-                    conn, snapshot, principal, entity, "update", plan, stored
-                )
-                await writes.execute_update(conn, registry, plan, pk, access.guard())
-                record = await query.get_record_by_pk(conn, registry, entity, pk)
-                access.check_result(scope, "update", entity, record)  # 403 rolls back
-                await write_stages.after_write(
-                    conn, snapshot, principal, entity, "update", record, stored
-                )
-        except psycopg.Error as exc:
-            raise writes.map_database_error(exc, entity, "") from exc
-    return record
+    async with _write_transaction(pool, entity) as conn:
+        stored = await query.fetch_record(conn, registry, entity, raw_id, for_update=True)
+        if stored is None:
+            raise _not_found(entity, raw_id)
+        # Conditions hold on the row as stored and locked: no concurrent change between.
+        scope = access.stored_scope(grant, entity, stored)
+        pk = stored[entity.primary_key.field]
+        plan = await write_stages.before_write(
+            conn, snapshot, principal, entity, "update", plan, stored
+        )
+        await writes.execute_update(conn, registry, plan, pk, access.guard())
+        return await _finish_write(conn, snapshot, principal, access, scope, entity, pk, stored)
 
 
 async def delete(
@@ -203,16 +219,12 @@ async def delete(
     entity = require_entity(registry, entity_name)
     access = permissions.Access(snapshot.permissions, principal)
     grant = access.grant(entity.name, "delete")
-    async with pool.connection() as conn:
-        try:
-            async with conn.transaction():
-                stored = await query.fetch_record(conn, registry, entity, raw_id, for_update=True)
-                if stored is None:
-                    raise _not_found(entity, raw_id)
-                access.stored_scope(grant, entity, stored)  # 403 unless a policy's conditions hold
-                await write_stages.before_delete(conn, snapshot, principal, entity, stored)
-                await delete_record(conn, registry, entity, stored)
-                await write_stages.after_delete(conn, snapshot, principal, entity, stored)
-        except psycopg.Error as exc:
-            raise writes.map_database_error(exc, entity, "") from exc
+    async with _write_transaction(pool, entity) as conn:
+        stored = await query.fetch_record(conn, registry, entity, raw_id, for_update=True)
+        if stored is None:
+            raise _not_found(entity, raw_id)
+        access.stored_scope(grant, entity, stored)  # 403 unless a policy's conditions hold
+        await write_stages.before_delete(conn, snapshot, principal, entity, stored)
+        await delete_record(conn, registry, entity, stored)
+        await write_stages.after_delete(conn, snapshot, principal, entity, stored)
     return {"id": raw_id}
