@@ -34,10 +34,36 @@ def issue_access_token(secret: str, subject: str, roles: list[str], ttl_seconds:
     return jwt.encode(payload, secret, algorithm=ALGORITHM)
 
 
+# Verified tokens -> (the secret that verified them, their claims), so a token is checked by
+# HMAC once and then looked up until it expires: a client sends the same access token with every
+# request. Only successful verifications are stored (a forged or garbled token pays the full check
+# every time), the key is the whole token including its signature, and an entry answers only for
+# the secret that verified it (another secret cannot also have signed it: that would be an HMAC
+# forgery), so a rotated app secret invalidates its tokens at once. Bounded: the oldest entries go.
+_VERIFIED: dict[str, tuple[str, Claims]] = {}
+VERIFIED_CACHE_SIZE = 10_000
+
+
 def decode_access_token(secret: str, token: str) -> Claims | None:
     """The token's claims when it is an unexpired HS256 token signed with `secret`, else None."""
     if not secret:
         return None
+    cached = _VERIFIED.get(token)
+    if cached is not None:
+        signer, claims = cached
+        if time.time() >= claims.exp:
+            del _VERIFIED[token]
+            return None
+        return claims if signer == secret else None
+    verified = _verify(secret, token)
+    if verified is not None:
+        if len(_VERIFIED) >= VERIFIED_CACHE_SIZE:
+            del _VERIFIED[next(iter(_VERIFIED))]
+        _VERIFIED[token] = (secret, verified)
+    return verified
+
+
+def _verify(secret: str, token: str) -> Claims | None:
     try:
         payload = jwt.decode(
             token,

@@ -422,8 +422,8 @@ async def list_records(
 ) -> tuple[list[dict[str, Any]], int]:
     """(records of the page with includes attached, total matching rows).
 
-    One statement returns the page and the total (`count(*) OVER ()`); a separate count runs only
-    when the page is empty past the first page. `extra_where` (with `%s` placeholders taking
+    One statement returns the page and the total (`sql_compose.build_page`); a separate count runs
+    only when the page is empty past the first page. `extra_where` (with `%s` placeholders taking
     `extra_params`) is ANDed: the hook for permission row filters.
     """
     reader = _reader(entity)
@@ -434,13 +434,8 @@ async def list_records(
     statement = es.statements.render(
         ("list", shape, order, extra_key),
         conn,
-        lambda: sc.build_select(
-            entity,
-            conditions=[*_filter_conditions(shape), *extra_conditions],
-            order=order,
-            limit=True,
-            offset=True,
-            with_total=True,
+        lambda: sc.build_page(
+            entity, conditions=[*_filter_conditions(shape), *extra_conditions], order=order
         ),
     )
     where_params = [*params, *extra_params]

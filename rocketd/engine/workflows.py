@@ -319,9 +319,8 @@ async def _set_field(
     stored = await query.fetch_record(conn, registry, entity, str(record_id), for_update=True)
     if stored is None:
         raise StepFailed(f"set_field: {name} with id {record_id} not found")
-    pk = stored[entity.primary_key.field]
-    await writes.execute_update(conn, registry, plan, pk)
-    record = await query.get_record_by_pk(conn, registry, entity, pk)
+    row = await writes.execute_update(conn, registry, plan, stored[entity.primary_key.field])
+    record = await writes.written_record(conn, registry, plan, stored if row is None else row)
     await _after_system_write(conn, snapshot, entity, "update", record, stored)
 
 
@@ -342,8 +341,8 @@ async def _create_record(
     body = {key: _context_value(v, context, moment) for key, v in data.items()}
     body = write_stages.with_initial_states(snapshot, entity, body)
     plan = writes.plan_create(registry, entity, body)
-    pk = await writes.execute_create(conn, registry, plan)
-    record = await query.get_record_by_pk(conn, registry, entity, pk)
+    row = await writes.execute_create(conn, registry, plan)
+    record = await writes.written_record(conn, registry, plan, row)
     await _after_system_write(conn, snapshot, entity, "create", record, None)
 
 

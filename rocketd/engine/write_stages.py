@@ -22,13 +22,29 @@ from typing import Any, Literal
 from psycopg import AsyncConnection
 
 from rocketd.auth.principal import Principal
-from rocketd.engine import query, rules, state_machines, workflows, writes
+from rocketd.engine import rules, state_machines, workflows, writes
 from rocketd.engine.snapshot import AppSnapshot
 from rocketd.engine.writes import WritePlan
 from rocketd.metadata.model import Entity
 from rocketd.webhooks import outbox
 
 Action = Literal["create", "update"]
+
+
+def has_work(snapshot: AppSnapshot, entity: Entity) -> bool:
+    """Whether `before_write` or `after_write` would do anything for a write of `entity`.
+
+    False lets `records` write a plain record as one autocommit statement, so whatever a stage
+    below starts doing must be named here too (tests/integration/test_write_paths.py checks each
+    kind of stage takes the transactional path)."""
+    name = entity.name
+    book = snapshot.rules.for_entity(name)
+    if book.before_write or book.machines or book.after_write:
+        return True
+    hooks = snapshot.webhooks
+    if hooks.matching(name, "before_write") or hooks.matching(name, "after_write"):
+        return True
+    return bool(snapshot.workflows.for_entity(name))
 
 
 def with_initial_states(
@@ -156,7 +172,7 @@ async def _create_through_pipeline(
     registry = snapshot.registry
     plan = writes.plan_create(registry, entity, with_initial_states(snapshot, entity, body))
     plan = await before_write(conn, snapshot, principal, entity, "create", plan, None)
-    pk = await writes.execute_create(conn, registry, plan)
-    record = await query.get_record_by_pk(conn, registry, entity, pk)
+    row = await writes.execute_create(conn, registry, plan)
+    record = await writes.written_record(conn, registry, plan, row)
     await after_write(conn, snapshot, principal, entity, "create", record, None)
     return record

@@ -30,6 +30,7 @@ from psycopg import AsyncConnection
 from psycopg import errors as pg_errors
 
 from rocketd.engine import nested_writes as nested
+from rocketd.engine import query
 from rocketd.engine.deletes import delete_record
 from rocketd.engine.nested_writes import ChildAction, ChildWrite, RelationWrite
 from rocketd.engine.slugs import slugify, store_with_unique_slug
@@ -386,8 +387,10 @@ class ChildGuard(Protocol):
 
 async def execute_create(
     conn: AsyncConnection[Any], registry: Registry, plan: WritePlan, guard: ChildGuard | None = None
-) -> Any:
-    """INSERT the record and its nested writes; return the new primary key."""
+) -> dict[str, Any]:
+    """INSERT the record and its nested writes; return the row as the INSERT stored it (column ->
+    DB value). Nested writes run after that INSERT: a caller that needs the row as the whole
+    write left it re-reads when `plan.relations` is not empty."""
     return await _Executor(conn, registry, guard).insert(plan, "", _EMPTY)
 
 
@@ -397,9 +400,21 @@ async def execute_update(
     plan: WritePlan,
     pk: Any,
     guard: ChildGuard | None = None,
-) -> None:
-    """UPDATE the record `pk` (already locked by the caller) and run its nested writes."""
-    await _Executor(conn, registry, guard).update(plan, pk, "")
+) -> dict[str, Any] | None:
+    """UPDATE the record `pk` (already locked by the caller) and run its nested writes; return the
+    row as the UPDATE left it, or None when there was nothing to set (no UPDATE ran)."""
+    return await _Executor(conn, registry, guard).update(plan, pk, "")
+
+
+async def written_record(
+    conn: AsyncConnection[Any], registry: Registry, plan: WritePlan, row: Mapping[str, Any]
+) -> dict[str, Any]:
+    """The record a write of `plan` produced: `row` (what its INSERT or UPDATE returned, or the
+    stored row when no UPDATE ran) encoded, or a re-read when nested writes ran after it."""
+    entity = plan.entity
+    if plan.relations:
+        return await query.get_record_by_pk(conn, registry, entity, row[entity.pk.name])
+    return query.encode_record(entity, row)
 
 
 def _not_found(entity: Entity, pk: Any) -> NotFound:
@@ -414,15 +429,15 @@ class _Executor:
         self.registry = registry
         self.guard = guard
 
-    async def insert(self, plan: WritePlan, path: str, extra: Mapping[str, Any]) -> Any:
+    async def insert(self, plan: WritePlan, path: str, extra: Mapping[str, Any]) -> dict[str, Any]:
         entity = plan.entity
         values = {**plan.values, **extra}
         slug = plan.slug
         try:
             if slug is None:
-                pk = await self._insert_row(entity, values)
+                row = await self._insert_row(entity, values)
             else:
-                pk = await store_with_unique_slug(
+                row = await store_with_unique_slug(
                     self.conn,
                     slug.base,
                     lambda candidate: self._insert_row(entity, {**values, slug.field: candidate}),
@@ -431,15 +446,15 @@ class _Executor:
                 )
         except psycopg.Error as exc:
             raise map_database_error(exc, entity, path) from exc
-        await self._relations(plan, pk, new_parent=True)
-        return pk
+        await self._relations(plan, row[entity.pk.name], new_parent=True)
+        return row
 
-    async def update(self, plan: WritePlan, pk: Any, path: str) -> None:
+    async def update(self, plan: WritePlan, pk: Any, path: str) -> dict[str, Any] | None:
         entity = plan.entity
         slug = plan.slug
         try:
             if slug is not None and await self._source_changed(entity, slug, pk):
-                await store_with_unique_slug(
+                row = await store_with_unique_slug(
                     self.conn,
                     slug.base,
                     lambda candidate: self._update_row(
@@ -449,44 +464,57 @@ class _Executor:
                     field=_join(path, slug.field),
                 )
             else:
-                await self._update_row(entity, plan.values, pk)
+                row = await self._update_row(entity, plan.values, pk)
         except psycopg.Error as exc:
             raise map_database_error(exc, entity, path) from exc
         await self._relations(plan, pk, new_parent=False)
+        return row
 
-    async def _insert_row(self, entity: Entity, values: Mapping[str, Any]) -> Any:
+    async def _insert_row(self, entity: Entity, values: Mapping[str, Any]) -> dict[str, Any]:
         columns = tuple(values)
         autos = tuple(f.name for f in entity.fields if f.auto and f.name not in values)
-        query = entity_sql(entity).statements.render(
+        es = entity_sql(entity)
+        query = es.statements.render(
             ("writes.insert", columns),
             self.conn,
             lambda: build_insert(
-                entity.table, columns, now_columns=autos, returning=(entity.pk.name,)
+                entity.table, columns, now_columns=autos, returning=es.output_columns
             ),
         )
-        cur = await self.conn.execute(query, tuple(values.values()))
+        cur = await self.conn.execute(query, tuple(values.values()), binary=True)
         row = await cur.fetchone()
         if row is None:  # pragma: no cover - INSERT ... RETURNING always yields the row
             raise InternalError(f"INSERT into {entity.table} returned nothing")
-        return row[0]
+        return dict(zip(es.output_columns, row, strict=True))
 
-    async def _update_row(self, entity: Entity, values: Mapping[str, Any], pk: Any) -> None:
+    async def _update_row(
+        self, entity: Entity, values: Mapping[str, Any], pk: Any
+    ) -> dict[str, Any] | None:
         columns = tuple(values)
         autos = tuple(f.name for f in entity.fields if f.auto == "update" and f.name not in values)
         if not columns and not autos:
-            return  # nothing to set (spec: the UPDATE is skipped)
+            return None  # nothing to set (spec: the UPDATE is skipped)
         conditions = [condition(entity.pk.name)]
         live = live_condition(entity)
         if live is not None:
             conditions.append(live)
-        query = entity_sql(entity).statements.render(
+        es = entity_sql(entity)
+        query = es.statements.render(
             ("writes.update", columns),
             self.conn,
-            lambda: build_update(entity.table, columns, now_columns=autos, conditions=conditions),
+            lambda: build_update(
+                entity.table,
+                columns,
+                now_columns=autos,
+                conditions=conditions,
+                returning=es.output_columns,
+            ),
         )
-        cur = await self.conn.execute(query, (*values.values(), pk))
-        if cur.rowcount == 0:
+        cur = await self.conn.execute(query, (*values.values(), pk), binary=True)
+        row = await cur.fetchone()
+        if row is None:
             raise _not_found(entity, pk)
+        return dict(zip(es.output_columns, row, strict=True))
 
     async def _source_changed(self, entity: Entity, slug: SlugRequest, pk: Any) -> bool:
         query = build_select(entity, columns=(slug.source,), conditions=[condition(entity.pk.name)])
@@ -528,7 +556,9 @@ class _Executor:
             if step.plan is None:  # pragma: no cover - child_steps always attaches a plan
                 raise InternalError(f"No plan for {step.path}")
             if step.action == "insert":
-                pk = await self.insert(step.plan, step.path, {fk: parent_pk})
+                pk = (await self.insert(step.plan, step.path, {fk: parent_pk}))[
+                    write.target.pk.name
+                ]
             else:
                 pk = step.pk
                 await self.update(step.plan, pk, step.path)

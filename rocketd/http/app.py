@@ -1,8 +1,9 @@
 """The aiohttp application factory: middlewares in contract order, then the route families.
 
-Route precedence matters (spec): `/api/_platform/...` is registered before any `/api/{app}/...`
-route, and inside an app the fixed segments (`auth`, `_admin`, ...) come before the dynamic
-entity routes that later capabilities add.
+Route precedence matters (spec): `/api/_platform/...` and the fixed segments inside an app
+(`auth`, `_admin`, ...) must win over the dynamic entity routes. Here that holds by pattern rather
+than by order: `{app}` never matches `_platform` and `{entity}` never matches a fixed segment
+(`rocketd.http.paths`), so the data routes are registered first, where aiohttp finds them fastest.
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ def create_app(services: Services) -> web.Application:
     app[SERVICES] = services
     app[PLATFORM_USERS] = UserStates(services.management_pool, PLATFORM_TABLES.users)
     routes_health.add_routes(app)
+    routes_data.add_routes(app)  # first: the hot path; `{entity}` never matches a fixed segment
     routes_platform.add_routes(app)
     routes_app_auth.add_routes(app)
     routes_admin_metadata.add_routes(app)
@@ -53,5 +55,4 @@ def create_app(services: Services) -> web.Application:
     routes_admin_schema.add_routes(app)
     routes_files.add_routes(app)
     routes_ui_configs.add_routes(app)
-    routes_data.add_routes(app)  # last: `{entity}` must not shadow fixed segments
     return app

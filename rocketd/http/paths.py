@@ -5,5 +5,8 @@ from __future__ import annotations
 # `{app}`: app names are lowercase letters, digits, `_` (and `-` in legacy upstream names, which
 # then simply do not exist here). `_platform` never matches, so platform routes stay separate.
 APP_PATH = "/api/{app:[a-z][a-z0-9_-]*}"
-# `{entity}`: entity names; fixed segments (`auth`, `_admin`, ...) never match it.
-ENTITY_PATH = APP_PATH + "/{entity:[a-z][a-z0-9_]*}"
+# `{entity}`: entity names. Fixed segments never match it: those starting with `_` by the first
+# character, `auth` (the one reserved name without `_`) by the lookahead. So the data routes can
+# be registered first: aiohttp tries the `/api/...` resources in registration order, and the hot
+# routes then resolve in one or two regex matches instead of after every admin route.
+ENTITY_PATH = APP_PATH + "/{entity:(?!auth(?![a-z0-9_]))[a-z][a-z0-9_]*}"

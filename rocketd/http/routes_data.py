@@ -1,6 +1,7 @@
 """The dynamic data API: `/api/{app}/{entity}[/{id}]` for every entity of every app.
 
-Registered last, after every fixed segment (`auth`, `_admin`, ...), as the contract requires.
+Registered first: the patterns (`rocketd.http.paths`) never match a fixed segment (`auth`,
+`_admin`, ...), so the fixed routes still win, and the hot routes resolve without trying them.
 Handlers read the app's Registry snapshot once and hand it to the engine.
 """
 

@@ -152,9 +152,12 @@ def _entity(name: str) -> Entity:
 
 
 async def create(conn: AsyncConnection[Any], entity: str, body: dict[str, Any]) -> Any:
-    plan = plan_create(REGISTRY, _entity(entity), body)
+    """The new row's primary key (the INSERT returns the whole row: checked below)."""
+    target = _entity(entity)
+    plan = plan_create(REGISTRY, target, body)
     async with conn.transaction():
-        return await execute_create(conn, REGISTRY, plan)
+        row = await execute_create(conn, REGISTRY, plan)
+    return row[target.pk.name]
 
 
 async def update(conn: AsyncConnection[Any], entity: str, pk: Any, body: dict[str, Any]) -> None:
@@ -218,6 +221,37 @@ async def test_update_sets_only_given_fields_and_bumps_auto_update(
     assert (after["status"], after["customer_email"]) == ("paid", "a@b.c")
     assert after["created_at"] == before["created_at"]
     assert after["updated_at"] > before["updated_at"]
+
+
+async def test_insert_and_update_return_the_row_as_stored(conn: AsyncConnection[Any]) -> None:
+    """The record of a write comes from RETURNING, not a re-read: it must be the stored row."""
+    entity = _entity("invoice")
+    async with conn.transaction():
+        created = await execute_create(
+            conn, REGISTRY, plan_create(REGISTRY, entity, {"number": "INV-9"})
+        )
+    (stored,) = await rows(conn, "SELECT * FROM invoices")
+    assert created == {name: stored[name] for name in entity.output_columns}
+    async with conn.transaction():
+        updated = await execute_update(
+            conn, REGISTRY, plan_update(REGISTRY, entity, {"status": "sent"}), created["id"]
+        )
+        nothing = await execute_update(
+            conn, REGISTRY, plan_update(REGISTRY, entity, {}), created["id"]
+        )
+    (stored,) = await rows(conn, "SELECT * FROM invoices")
+    assert updated == {name: stored[name] for name in entity.output_columns}
+    assert updated is not None and updated["status"] == "sent"
+    assert updated["updated_at"] > created["updated_at"]
+    # An update that sets nothing runs no UPDATE and returns nothing; `updated_at` is `auto`
+    # here, so pick an entity without one.
+    tag = await create(conn, "tag", {"name": "t"})
+    async with conn.transaction():
+        assert (
+            await execute_update(conn, REGISTRY, plan_update(REGISTRY, _entity("tag"), {}), tag)
+            is None
+        )
+    assert nothing is not None  # invoice has `updated_at` (auto): its UPDATE always runs
 
 
 async def test_update_with_nothing_to_set_writes_nothing(conn: AsyncConnection[Any]) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 
 import jwt
+import pytest
 
 from rocketd.auth import passwords, tokens
 
@@ -54,3 +55,34 @@ async def test_password_round_trip_and_rehash_detection() -> None:
     assert not passwords.needs_rehash(stored, 4)
     assert passwords.needs_rehash(stored, 10)
     assert not await passwords.verify_password("x", "not-a-bcrypt-hash", 4)
+
+
+def test_a_verified_token_answers_only_for_its_secret_and_until_it_expires(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    now = int(time.time())
+    token = jwt.encode({"sub": "u", "roles": ["r"], "iat": now, "exp": now + 60}, "k" * 64)
+    claims = tokens.decode_access_token("k" * 64, token)
+    assert claims is not None and claims.roles == ("r",)
+    assert token in tokens._VERIFIED  # the second use is a lookup
+    assert tokens.decode_access_token("k" * 64, token) == claims
+    # Another secret (a rotated app secret, the platform secret) never accepts it.
+    assert tokens.decode_access_token("x" * 64, token) is None
+    monkeypatch.setattr(tokens.time, "time", lambda: now + 60.0)
+    assert tokens.decode_access_token("k" * 64, token) is None
+    assert token not in tokens._VERIFIED
+
+
+def test_refused_tokens_are_not_remembered_and_the_cache_is_bounded(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    now = int(time.time())
+    forged = jwt.encode({"sub": "u", "roles": [], "iat": now, "exp": now + 60}, "x" * 64)
+    assert tokens.decode_access_token("k" * 64, forged) is None
+    assert forged not in tokens._VERIFIED
+    monkeypatch.setattr(tokens, "VERIFIED_CACHE_SIZE", 3)
+    monkeypatch.setattr(tokens, "_VERIFIED", {})
+    issued = [tokens.issue_access_token("k" * 64, f"u{i}", [], 60) for i in range(5)]
+    for token in issued:
+        assert tokens.decode_access_token("k" * 64, token) is not None
+    assert list(tokens._VERIFIED) == issued[2:]
