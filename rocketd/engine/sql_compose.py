@@ -227,49 +227,6 @@ def build_select(
     return sql.Composed(parts)
 
 
-def build_page(
-    entity: Entity,
-    *,
-    conditions: Sequence[sql.Composable] = (),
-    order: Sequence[tuple[str, bool]] = (),
-) -> sql.Composed:
-    """One page of live rows and the number of all matching rows, in one statement: the record
-    columns, then the total as the last column. Parameters: those of `conditions`, the limit,
-    the offset.
-
-    A deferred join: the inner query finds the page's keys, carrying only the primary key and the
-    sort columns through `count(*) OVER ()` and the top-N sort; the outer one joins the page's
-    rows back by primary key. PostgreSQL then scans the matches once and sorts narrow tuples,
-    which costs it less than sorting whole rows, or than a page query plus a separate COUNT(*)
-    that scans the matches twice (docs/benchmarks.md has the measurements).
-    """
-    es = entity_sql(entity)
-    pk = entity.primary_key.field
-    carried = [pk, *dict.fromkeys(name for name, _ in order if name != pk)]
-    inner = (
-        sql.SQL("SELECT ")
-        + column_list(carried)
-        + sql.SQL(", count(*) OVER () AS _total FROM ")
-        + es.table
-        + where_clause([es.live, *conditions])
-        + order_by(order)
-        + sql.SQL(" LIMIT %s OFFSET %s")
-    )
-    return (
-        sql.SQL("SELECT ")
-        + column_list(es.output_columns, qualifier="_r")
-        + sql.SQL(", _p._total FROM (")
-        + inner
-        + sql.SQL(") AS _p JOIN ")
-        + es.table
-        + sql.SQL(" AS _r ON ")
-        + ident(pk, "_r")
-        + sql.SQL(" = ")
-        + ident(pk, "_p")
-        + order_by(order, qualifier="_p")
-    )
-
-
 def build_count(
     target: Entity | str, conditions: Sequence[sql.Composable] = (), *, live: bool = True
 ) -> sql.Composed:

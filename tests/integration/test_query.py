@@ -216,6 +216,23 @@ async def test_filter_sort_and_page_with_total(conn: Any) -> None:
     assert titles(records) == ["Alpha"] and total == 2
 
 
+@pytest.mark.parametrize(
+    ("per_page", "page", "count", "total"),
+    [
+        (3, 1, 3, 4),  # full page: counted
+        (3, 2, 1, 4),  # the short last page: offset + rows, no count needed
+        (2, 2, 2, 4),  # a full last page: counted
+        (5, 1, 4, 4),  # one short page holds everything
+        (1, 4, 1, 4),
+    ],
+)
+async def test_totals_of_full_short_and_last_pages(
+    conn: Any, per_page: int, page: int, count: int, total: int
+) -> None:
+    records, got = await listing(conn, POST, {"per_page": str(per_page), "page": str(page)})
+    assert (len(records), got) == (count, total)
+
+
 async def test_page_past_the_end_still_counts(conn: Any) -> None:
     records, total = await listing(conn, POST, {"per_page": "2", "page": "3"})
     assert records == [] and total == 4

@@ -182,7 +182,9 @@ async def test_slugs_and_nested_writes_keep_the_transaction(client: Any, paths: 
     paths.clear()
     created = (await app.ok("POST", "note", {"title": "Hello World"}, 201))["data"]
     assert created["code"] == "hello-world"
-    nested = (await app.ok("POST", "note", {"title": "n", "lines": {"data": [{}, {}]}}, 201))["data"]
+    nested = (await app.ok("POST", "note", {"title": "n", "lines": {"data": [{}, {}]}}, 201))[
+        "data"
+    ]
     assert paths == [False, False]
     by_slug = (await app.ok("PUT", "note/hello-world", {"amount": 2}))["data"]
     assert by_slug["id"] == created["id"] and by_slug["amount"] == "2.00"

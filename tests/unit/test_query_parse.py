@@ -342,25 +342,19 @@ def test_identifiers_outside_the_name_syntax_never_reach_sql() -> None:
             sc.ident(name)
 
 
-def test_list_page_for_a_soft_delete_entity() -> None:
-    statement = sc.build_page(
+def test_list_select_for_a_soft_delete_entity() -> None:
+    statement = sc.build_select(
         POST,
         conditions=[sc.condition("views", "gte")],
         order=[("views", True), ("id", False)],
+        limit=True,
+        offset=True,
     )
     assert sc.render(statement) == (
-        'SELECT "_r"."id", "_r"."title", "_r"."views", "_r"."price", "_r"."published",'
-        ' "_r"."meta", "_r"."author_id", "_r"."deleted_at", _p._total FROM ('
-        'SELECT "id", "views", count(*) OVER () AS _total FROM "posts"'
-        ' WHERE "deleted_at" IS NULL AND "views" >= %s ORDER BY "views" DESC, "id"'
-        ' LIMIT %s OFFSET %s) AS _p JOIN "posts" AS _r ON "_r"."id" = "_p"."id"'
-        ' ORDER BY "_p"."views" DESC, "_p"."id"'
+        'SELECT "id", "title", "views", "price", "published", "meta", "author_id", "deleted_at"'
+        ' FROM "posts" WHERE "deleted_at" IS NULL AND "views" >= %s'
+        ' ORDER BY "views" DESC, "id" LIMIT %s OFFSET %s'
     )
-
-
-def test_list_page_without_a_sort_carries_only_the_key() -> None:
-    statement = sc.build_page(POST)
-    assert 'FROM (SELECT "id", count(*) OVER () AS _total FROM "posts"' in sc.render(statement)
 
 
 def test_lookup_prefers_the_first_column() -> None:
