@@ -31,7 +31,6 @@ from rocketd.auth.principal import Principal
 from rocketd.engine import files, permissions, query, write_stages, writes
 from rocketd.engine.deletes import delete_record
 from rocketd.engine.snapshot import AppSnapshot
-from rocketd.engine.values import parse_pk
 from rocketd.errors import NotFound, UnknownEntity
 from rocketd.metadata.model import Entity
 from rocketd.metadata.registry import Registry
@@ -50,36 +49,19 @@ def _not_found(entity: Entity, raw_id: str) -> NotFound:
 
 @asynccontextmanager
 async def _write_transaction(
-    pool: AsyncConnectionPool[Any], entity: Entity, *, single_statement: bool = False
+    pool: AsyncConnectionPool[Any], entity: Entity
 ) -> AsyncIterator[AsyncConnection[Any]]:
     """One write transaction; a database error anywhere in it becomes the contract's error.
 
-    `single_statement`: the write is one SQL statement and nothing else, so the pool's
-    autocommit connection makes it atomic by itself, without BEGIN and COMMIT (two round trips
-    saved). Only for writes `_single_statement` says so of."""
+    Every write takes one, plain or not: a plain write as a lone autocommit statement is about
+    1.8x faster, but adding a rule, webhook or workflow would then halve an entity's write
+    throughput at once (docs/benchmarks.md, "The single-statement path")."""
     async with pool.connection() as conn:
         try:
-            if single_statement:
+            async with conn.transaction():
                 yield conn
-            else:
-                async with conn.transaction():
-                    yield conn
         except psycopg.Error as exc:
             raise writes.map_database_error(exc, entity, "") from exc
-
-
-def _single_statement(
-    snapshot: AppSnapshot, entity: Entity, plan: writes.WritePlan, scope: permissions.Scope
-) -> bool:
-    """Whether a write of `plan` is its one INSERT or UPDATE ... RETURNING and nothing else: no
-    nested writes, no pipeline stage with work (`write_stages.has_work`), no permission `check`
-    on the result (that needs the row before COMMIT), no slug (candidates retry in savepoints)."""
-    return (
-        not plan.relations
-        and plan.slug is None
-        and scope is None
-        and not write_stages.has_work(snapshot, entity)
-    )
 
 
 async def _finish_write(
@@ -196,8 +178,7 @@ async def create(
     body = write_stages.with_initial_states(snapshot, entity, body)
     body = await _resolve_files(pool, registry, entity, body)
     plan = writes.plan_create(registry, entity, body)  # fully validated before BEGIN
-    single = _single_statement(snapshot, entity, plan, scope)
-    async with _write_transaction(pool, entity, single_statement=single) as conn:
+    async with _write_transaction(pool, entity) as conn:
         plan = await write_stages.before_write(
             conn, snapshot, principal, entity, "create", plan, None
         )
@@ -219,10 +200,6 @@ async def update(
     grant = access.grant(entity.name, "update")
     body = await _resolve_files(pool, registry, entity, body)
     plan = writes.plan_update(registry, entity, body)
-    if grant.unchecked and entity.slug is None and _single_statement(snapshot, entity, plan, None):
-        unlocked = await _update_by_pk(pool, registry, entity, plan, raw_id)
-        if unlocked is not None:
-            return unlocked
     async with _write_transaction(pool, entity) as conn:
         stored = await query.fetch_record(conn, registry, entity, raw_id, for_update=True)
         if stored is None:
@@ -237,28 +214,6 @@ async def update(
         return await _finish_write(
             conn, snapshot, principal, access, scope, plan, stored if row is None else row, stored
         )
-
-
-async def _update_by_pk(
-    pool: AsyncConnectionPool[Any],
-    registry: Registry,
-    entity: Entity,
-    plan: writes.WritePlan,
-    raw_id: str,
-) -> dict[str, Any] | None:
-    """An update that needs nothing of the stored row (no stage, no permission condition or
-    check, no slug lookup, no nested write) as its one `UPDATE ... RETURNING`, in autocommit:
-    the record, 404 when no live row has that key, or None when the plan sets nothing (the
-    caller then answers with the stored row)."""
-    pk = parse_pk(entity, raw_id)
-    if pk is None:
-        raise _not_found(entity, raw_id)
-    async with _write_transaction(pool, entity, single_statement=True) as conn:
-        try:
-            row = await writes.execute_update(conn, registry, plan, pk)
-        except NotFound:
-            raise _not_found(entity, raw_id) from None
-    return None if row is None else query.encode_record(entity, row)
 
 
 async def delete(

@@ -31,22 +31,6 @@ from rocketd.webhooks import outbox
 Action = Literal["create", "update"]
 
 
-def has_work(snapshot: AppSnapshot, entity: Entity) -> bool:
-    """Whether `before_write` or `after_write` would do anything for a write of `entity`.
-
-    False lets `records` write a plain record as one autocommit statement, so whatever a stage
-    below starts doing must be named here too (tests/integration/test_write_paths.py checks each
-    kind of stage takes the transactional path)."""
-    name = entity.name
-    book = snapshot.rules.for_entity(name)
-    if book.before_write or book.machines or book.after_write:
-        return True
-    hooks = snapshot.webhooks
-    if hooks.matching(name, "before_write") or hooks.matching(name, "after_write"):
-        return True
-    return bool(snapshot.workflows.for_entity(name))
-
-
 def with_initial_states(
     snapshot: AppSnapshot, entity: Entity, body: Mapping[str, Any]
 ) -> dict[str, Any]:
