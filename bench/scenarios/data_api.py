@@ -160,8 +160,8 @@ OPERATIONS: dict[str, Operation] = {
         "list: one filter + sort + page of 25 on 10,000 orders, vs page query + COUNT(*)",
         f"rocketd GET {ORDER_PATH}?{LIST_QUERY}",
         "pgbench page query + COUNT(*) (2 statements)",
-        "one statement: the page keys with `count(*) OVER ()` as the total, joined back to"
-        " their rows by primary key (a deferred join)",
+        "the page query, then COUNT(*) with the same conditions (a full page cannot tell the"
+        " total)",
     ),
     "get": Operation(
         "get",
@@ -175,7 +175,7 @@ OPERATIONS: dict[str, Operation] = {
         "create flat: one order, vs one INSERT ... RETURNING",
         f"rocketd POST {ORDER_PATH}",
         "pgbench INSERT ... RETURNING",
-        "one INSERT ... RETURNING the record, in autocommit (no write stage applies)",
+        "BEGIN, INSERT ... RETURNING the record, COMMIT",
     ),
     "nested": Operation(
         "nested",
@@ -189,8 +189,7 @@ OPERATIONS: dict[str, Operation] = {
         "update by id: status of a random seeded order, vs one UPDATE ... RETURNING",
         f"rocketd PUT {ORDER_PATH}/<id>",
         "pgbench UPDATE ... RETURNING",
-        "one UPDATE ... RETURNING the record, in autocommit (no write stage or permission"
-        " condition needs the stored row)",
+        "BEGIN, SELECT ... FOR UPDATE, UPDATE ... RETURNING the record, COMMIT",
     ),
 }
 
