@@ -1,6 +1,7 @@
 """Post-commit signals: wake a background actor once a write transaction commits.
 
-Code inside a write transaction calls `send_signal(conn, "webhooks")`. It is a NOTIFY on the app
+Code inside a write transaction calls `send_signal(conn, "webhooks")`, or appends
+`RETURNING_SIGNAL` to the INSERT of the row the signal is about. It is a NOTIFY on the app
 database, so PostgreSQL delivers it only if the transaction commits, to every rocketd instance
 listening on that database. Each instance's AppDirectory passes it to the handler registered for
 that name (e.g. the WebhookDispatcher), which then claims the pending rows (`FOR UPDATE SKIP
@@ -20,7 +21,17 @@ SIGNAL_PREFIX = "signal:"
 
 
 async def send_signal(conn: AsyncConnection[Any], name: str) -> None:
-    await conn.execute("select pg_notify(%s, %s)", (METADATA_CHANNEL, SIGNAL_PREFIX + name))
+    await conn.execute("select pg_notify(%s, %s)", signal_params(name))
+
+
+# Appended to an INSERT of one row, this sends the signal in that same statement (one round trip
+# less than `send_signal`); its parameters come after the INSERT's (`signal_params`). PostgreSQL
+# delivers identical notifications of one transaction once, so several such rows wake once.
+RETURNING_SIGNAL = " returning pg_notify(%s, %s)"
+
+
+def signal_params(name: str) -> tuple[str, str]:
+    return (METADATA_CHANNEL, SIGNAL_PREFIX + name)
 
 
 def parse_signal(payload: str) -> str | None:

@@ -44,7 +44,7 @@ from rocketd.engine import query, write_stages, writes
 from rocketd.engine.expressions import EvaluationError
 from rocketd.engine.metadata_admin import _iso
 from rocketd.engine.rules import json_value
-from rocketd.engine.signals import send_signal
+from rocketd.engine.signals import RETURNING_SIGNAL, signal_params
 from rocketd.engine.snapshot import AppSnapshot
 from rocketd.engine.state_machines import state_text, write_outbox
 from rocketd.errors import ApiError, Forbidden, InvalidState, NotFound
@@ -203,7 +203,7 @@ async def start_instances(
 ) -> int:
     """Inside the write transaction: one instance per active workflow whose trigger field changed
     to its `to` value (upstream-gaps C13: the stored field, state machine or not)."""
-    started = runnable_now = 0
+    started = 0
     moment = _now()
     for workflow in snapshot.workflows.for_entity(entity.name):
         name = workflow.trigger.field
@@ -214,25 +214,25 @@ async def start_instances(
             continue
         context = build_context(workflow, entity, record)
         position = _position(workflow, workflow.first_step, context, moment)
+        waiting = position["waiting"]
+        # An instance waiting at its first (approval) step needs no runner: no signal.
         await conn.execute(
-            INSERT_INSTANCE,
+            INSERT_INSTANCE if waiting else INSERT_INSTANCE + RETURNING_SIGNAL,
             (
                 workflow.id,
                 workflow.name,
                 position["status"],
                 position["current_step"],
                 position["current_step_deadline"],
-                position["waiting"],
+                waiting,
                 position["assignees"],
                 Jsonb(context),
                 entity.name,
                 state_text(record.get(entity.primary_key.field)),
+                *(() if waiting else signal_params(SIGNAL)),
             ),
         )
         started += 1
-        runnable_now += not position["waiting"]
-    if runnable_now:  # an instance waiting at its first (approval) step needs no runner
-        await send_signal(conn, SIGNAL)
     return started
 
 

@@ -2,7 +2,8 @@
 
 A delivery row *is* the spec's log row. It is inserted with `status = 'pending'` and
 `next_retry_at = now()` in the same transaction as the write, so it exists exactly when the write
-commits; `send_signal(conn, "webhooks")` then wakes the dispatcher of every instance on commit.
+commits; the same INSERT signals `webhooks` (`RETURNING pg_notify`), which wakes the dispatcher
+of every instance on commit.
 Sync (`before_*`) webhooks are called here too, inside the transaction, with a short timeout.
 
 `request_headers` keeps the header *templates* (`{{env.NAME}}` unresolved), never resolved
@@ -24,7 +25,7 @@ from rocketd.auth.principal import Principal
 from rocketd.config import WebhookSettings
 from rocketd.engine.expressions import EvaluationError
 from rocketd.engine.rules import json_value, user_variable
-from rocketd.engine.signals import send_signal
+from rocketd.engine.signals import RETURNING_SIGNAL, signal_params
 from rocketd.errors import ErrorDetail, InternalError, ValidationFailed
 from rocketd.logging import get_logger
 from rocketd.webhooks.model import WebhookBook
@@ -142,7 +143,7 @@ async def enqueue_async(
                 log.warning("webhook condition failed; skipped", webhook=hook.id, error=str(exc))
                 continue
         await conn.execute(
-            INSERT_LOG,
+            INSERT_LOG + RETURNING_SIGNAL,
             (
                 hook.id,
                 "webhook",
@@ -158,11 +159,10 @@ async def enqueue_async(
                 hook.retry.backoff,
                 datetime.now(UTC),
                 key,
+                *signal_params(SIGNAL),
             ),
         )
         written += 1
-    if written:
-        await send_signal(conn, SIGNAL)
     return written
 
 
@@ -179,7 +179,7 @@ async def enqueue_direct(
     """A state-machine or workflow `webhook` action: the same logged, retried outbox (C12)."""
     key = new_idempotency_key()
     await conn.execute(
-        INSERT_LOG,
+        INSERT_LOG + RETURNING_SIGNAL,
         (
             None,
             source,
@@ -195,9 +195,9 @@ async def enqueue_direct(
             "exponential",
             datetime.now(UTC),
             key,
+            *signal_params(SIGNAL),
         ),
     )
-    await send_signal(conn, SIGNAL)
 
 
 async def call_sync(
