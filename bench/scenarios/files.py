@@ -18,7 +18,7 @@ import os
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -333,4 +333,7 @@ def import_schema(bench: Bench) -> ScenarioResult:
     return result
 
 
-SCENARIOS = {"transfer": transfer, "import": import_schema}
+SCENARIOS: dict[str, Callable[[Bench], ScenarioResult]] = {
+    "transfer": transfer,
+    "import": import_schema,
+}

@@ -73,7 +73,7 @@ def _set(stage: int) -> dict[str, Any]:
 
 
 AUDIT_ROW = {"type": "create_record", "entity": "audit", "data": {"order_id": "context.record_id"}}
-WORKFLOW = {
+WORKFLOW: dict[str, Any] = {
     "name": "fulfil",
     "trigger": {"type": "state_change", "entity": "order", "field": "status", "to": "placed"},
     "context": {"record_id": "record.id", "amount": "record.amount"},
@@ -90,7 +90,7 @@ WORKFLOW = {
         {"id": "s5", "type": "action", "actions": [AUDIT_ROW], "then": "end"},
     ],
 }
-HOLD = {
+HOLD: dict[str, Any] = {
     "name": "hold",
     "trigger": {"type": "state_change", "entity": "held_order", "field": "status", "to": "placed"},
     "context": {"record_id": "record.id"},
