@@ -363,6 +363,9 @@ class Settings(_Section):
     app_pool_size: int = _key(5, check=_at_least(1))
     # Seconds between workflow timeout / resume sweeps (spec: at least every 60 s).
     workflow_tick_seconds: float = _key(5.0, check=_between(0.01, 60))
+    # Finished workflow instances (any status but running) older than this many days, by their
+    # last change, are deleted by an hourly job; 0 keeps them (the spec's default).
+    workflow_retention_days: float = _key(0.0, check=_at_least(0))
     # Unused in multi-app mode (every app has its own secret); kept so upstream app.yaml loads.
     jwt_secret: str = _key("", secret=True)
     # Empty: generated on first boot and kept in the management database.

@@ -202,7 +202,11 @@ class Runtime:
         scheduler = Scheduler(settings.database.dsn())
         scheduler.add_job("purge-refresh-tokens", REFRESH_PURGE_INTERVAL, self._purge_tokens)
         await workflow_runner.install(
-            supervisor, directory, scheduler, settings.workflow_tick_seconds
+            supervisor,
+            directory,
+            scheduler,
+            settings.workflow_tick_seconds,
+            settings.workflow_retention_days,
         )
         scheduler.add_job(
             "webhook-sweep", settings.webhooks.sweep_interval, sweep_webhooks(directory, dispatcher)

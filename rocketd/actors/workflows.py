@@ -5,7 +5,8 @@ only on commit, to every rocketd instance): it drains the app's runnable instanc
 claims its instance row with `FOR UPDATE SKIP LOCKED`, so instances woken together share the work
 and never run a step twice (engine.workflows). Two scheduler jobs cover what a signal cannot:
 `workflow-resume` picks up instances left behind by a crash or a lost notification, and
-`workflow-timeouts` fires due approval timeouts.
+`workflow-timeouts` fires due approval timeouts. With `workflow_retention_days` set, the hourly
+`workflow-retention` job deletes finished instances older than that.
 """
 
 from __future__ import annotations
@@ -24,14 +25,16 @@ from rocketd.logging import get_logger
 log = get_logger("rocketd.actors.workflows")
 
 CONCURRENCY = 4  # instances advanced at once per app (each holds one pool connection)
+RETENTION_INTERVAL = 3600.0  # seconds between retention sweeps
 
 
 class WorkflowRunner(Actor):
     crash_on_error = False
 
-    def __init__(self, directory: AppDirectory) -> None:
+    def __init__(self, directory: AppDirectory, retention_days: float = 0.0) -> None:
         super().__init__("workflow-runner")
         self._directory = directory
+        self._retention_days = retention_days
         self._queued: set[str] = set()
 
     def wake(self, app_name: str) -> None:
@@ -66,6 +69,16 @@ class WorkflowRunner(Actor):
             if resumed:
                 await drain(actor)
 
+    async def purge(self) -> None:
+        """Scheduler job: delete finished instances past the retention period in every app."""
+        for actor in self._directory.actors.values():
+            if not actor.running:
+                continue
+            async with actor.pool.connection() as conn:
+                deleted = await workflows.purge_finished(conn, self._retention_days)
+            if deleted:
+                log.info("finished workflow instances deleted", app=actor.app_name, count=deleted)
+
 
 async def drain(actor: AppActor) -> None:
     """Advance runnable instances of one app until none is left unclaimed."""
@@ -92,11 +105,17 @@ async def drain(actor: AppActor) -> None:
 
 
 async def install(
-    supervisor: Supervisor, directory: AppDirectory, scheduler: Scheduler, tick_seconds: float
+    supervisor: Supervisor,
+    directory: AppDirectory,
+    scheduler: Scheduler,
+    tick_seconds: float,
+    retention_days: float = 0.0,
 ) -> WorkflowRunner:
-    runner = WorkflowRunner(directory)
+    runner = WorkflowRunner(directory, retention_days)
     await supervisor.add(runner)
     directory.add_signal_handler(workflows.SIGNAL, runner.wake)
     scheduler.add_job("workflow-timeouts", tick_seconds, runner.timeouts)
     scheduler.add_job("workflow-resume", tick_seconds, runner.resume_all)
+    if retention_days > 0:
+        scheduler.add_job("workflow-retention", RETENTION_INTERVAL, runner.purge)
     return runner

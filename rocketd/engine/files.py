@@ -18,11 +18,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Final
 
-from psycopg import AsyncConnection
+from psycopg import AsyncConnection, sql
 from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool
 
-from rocketd.errors import ErrorDetail, NotFound, ValidationFailed
+from rocketd.engine.sql_compose import ident, live_condition
+from rocketd.errors import Conflict, ErrorDetail, NotFound, ValidationFailed
 from rocketd.metadata.model import Entity
 from rocketd.metadata.registry import Registry
 from rocketd.storage.base import Storage
@@ -215,18 +216,64 @@ async def list_files(pool: AsyncConnectionPool[Any]) -> list[dict[str, Any]]:
     ]
 
 
-async def delete_file(pool: AsyncConnectionPool[Any], storage: Storage, raw_id: str) -> None:
-    """The row goes first (committed), then the bytes: a crash between leaves only bytes without
-    a row, which the sweep removes."""
+async def delete_file(
+    pool: AsyncConnectionPool[Any],
+    storage: Storage,
+    registry: Registry,
+    raw_id: str,
+    *,
+    force: bool = False,
+) -> None:
+    """Delete a file unless a live record's `file` field still holds it (409 naming the first
+    such entity and field; upstream-gaps C37); `force` deletes anyway, and such records keep
+    their copy of the metadata (the spec's behaviour). The row goes first (committed), then the
+    bytes: a crash between leaves only bytes without a row, which the sweep removes."""
     key = is_file_id(raw_id)
     if key is None:
         raise not_found(raw_id)
     async with pool.connection() as conn:
+        if not force:
+            holder = await _first_reference(conn, registry, raw_id)
+            if holder is not None:
+                entity, field = holder
+                message = (
+                    f"File {raw_id} is referenced by {entity}.{field};"
+                    " delete with ?force=true to remove it anyway"
+                )
+                raise Conflict(message, [ErrorDetail(message, f"{entity}.{field}", "referenced")])
         cur = await conn.execute("delete from _files where id = %s returning storage_path", (key,))
         row = await cur.fetchone()
     if row is None:
         raise not_found(raw_id)
     await storage.delete(str(row[0]))
+
+
+async def _first_reference(
+    conn: AsyncConnection[Any], registry: Registry, file_id: str
+) -> tuple[str, str] | None:
+    """(entity, field) of the first live record whose `file` field holds `file_id`, or None.
+    One statement: a `LIMIT 1` probe per file field, stopped at the first hit."""
+    probes: list[sql.Composable] = []
+    params: list[Any] = []
+    for entity in registry.entities.values():
+        live = live_condition(entity)
+        for field in entity.fields:
+            if field.base_type != "file":
+                continue
+            probes.append(
+                sql.SQL("(SELECT %s, %s FROM {} WHERE {} ->> 'id' = %s{} LIMIT 1)").format(
+                    ident(entity.table),
+                    ident(field.name),
+                    sql.SQL("") if live is None else sql.SQL(" AND ") + live,
+                )
+            )
+            params += [entity.name, field.name, file_id]
+    if not probes:
+        return None
+    statement = sql.SQL(" UNION ALL ").join(probes) + sql.SQL(" LIMIT 1")
+    cur = await conn.execute(statement, params)
+    row = await cur.fetchone()
+    return None if row is None else (str(row[0]), str(row[1]))
 
 
 async def sweep_orphans(

@@ -236,6 +236,24 @@ async def start_instances(
     return started
 
 
+PURGE_BATCH: Final = 1000
+PURGE_FINISHED: Final = (
+    "delete from _workflow_instances where id in (select id from _workflow_instances"
+    " where status <> 'running' and updated_at < now() - make_interval(secs => %s) limit %s)"
+)
+
+
+async def purge_finished(conn: AsyncConnection[Any], older_than_days: float) -> int:
+    """Delete finished instances (any status but `running`) last changed more than
+    `older_than_days` ago, in batches (short statements, short locks); the number deleted."""
+    deleted = 0
+    while True:
+        cur = await conn.execute(PURGE_FINISHED, (older_than_days * 86_400, PURGE_BATCH))
+        deleted += cur.rowcount
+        if cur.rowcount < PURGE_BATCH:
+            return deleted
+
+
 # ------------------------------------------------------------------------------------- steps
 
 

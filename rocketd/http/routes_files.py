@@ -145,7 +145,16 @@ async def list_files(request: web.Request) -> web.StreamResponse:
 @app_admin
 async def delete_file(request: web.Request) -> web.StreamResponse:
     actor = request[APP_ACTOR]
-    await files.delete_file(actor.pool, request.app[STORAGE], request.match_info["id"])
+    force = request.rel_url.query.get("force", "false")
+    if force not in ("true", "false"):
+        raise InvalidPayload("force must be true or false")
+    await files.delete_file(
+        actor.pool,
+        request.app[STORAGE],
+        actor.snapshot.registry,
+        request.match_info["id"],
+        force=force == "true",
+    )
     return data({"deleted": True})
 
 

@@ -329,3 +329,46 @@ async def test_file_field_resolution(client: Any) -> None:
     assert status == 404 and error_of(err)["message"] == f"File {body['data']['id']} not found"
     total = await app.ok("GET", "doc")
     assert total["meta"]["total"] == 2
+
+
+async def test_delete_refuses_a_file_a_record_holds_unless_forced(
+    client: Any, settings: Settings
+) -> None:
+    app = await new_app(client)
+    soft_pages = {**PAGE_ENTITY, "soft_delete": True}
+    await app.load_schema({"entities": [FILE_ENTITY, soft_pages], "relations": [PAGES]})
+    _, body = await upload(app, form(PNG, "scan.png", "image/png"))
+    held = body["data"]["id"]
+    _, body = await upload(app, form(b"free", "free.txt"))
+    free = body["data"]["id"]
+    _, body = await upload(app, form(b"page", "page.txt"))
+    paged = body["data"]["id"]
+    doc = (await app.ok("POST", "doc", {"title": "a", "attachment": held}, 201))["data"]
+    page = (await app.ok("POST", "page", {"scan": paged}, 201))["data"]
+
+    status, err = await app.call("DELETE", f"_files/{held}")
+    message = (
+        f"File {held} is referenced by doc.attachment; delete with ?force=true to remove it anyway"
+    )
+    assert status == 409 and error_of(err) == {
+        "code": "CONFLICT",
+        "message": message,
+        "details": [{"message": message, "field": "doc.attachment", "rule": "referenced"}],
+    }
+    status, err = await app.call("DELETE", f"_files/{held}?force=yes")
+    assert status == 400 and error_of(err)["code"] == "INVALID_PAYLOAD"
+    assert {f["id"] for f in (await app.ok("GET", "_files"))["data"]} == {held, free, paged}
+
+    # Unreferenced: deleted. Referenced only by a soft-deleted record: deleted too.
+    assert (await app.ok("DELETE", f"_files/{free}"))["data"] == {"deleted": True}
+    status, _ = await app.call("DELETE", f"_files/{paged}")
+    assert status == 409
+    await app.ok("DELETE", f"page/{page['id']}")
+    assert (await app.ok("DELETE", f"_files/{paged}"))["data"] == {"deleted": True}
+
+    # Forced: gone, and the record keeps its copy of the metadata (the spec's behaviour).
+    assert (await app.ok("DELETE", f"_files/{held}?force=true"))["data"] == {"deleted": True}
+    assert (await app.ok("GET", f"doc/{doc['id']}"))["data"]["attachment"]["id"] == held
+    status, _ = await app.call("GET", f"_files/{held}")
+    assert status == 404
+    assert (await app.ok("GET", "_files"))["data"] == []

@@ -13,7 +13,9 @@ from typing import Any
 import psycopg
 import pytest
 
+from rocketd.actors.workflows import WorkflowRunner
 from rocketd.config import Settings
+from rocketd.engine import workflows
 from tests.apps import AppClient, new_app
 from tests.conftest import dsn_for
 from tests.helpers import wait_until
@@ -444,3 +446,55 @@ async def test_failed_action_fails_the_instance_and_rolls_back_its_step(
     assert got["history"][-1]["step"] == "auto_approve"
     assert "resolved to null" in got["history"][-1]["error"]
     assert (await app.ok("GET", "note"))["data"] == []  # the step's first action rolled back
+
+
+# ------------------------------------------------------------------------------- retention
+
+
+async def test_retention_deletes_only_old_finished_instances(
+    client: Any, runtime: Any, pg_dsn: str
+) -> None:
+    app = await leave_app(client)
+    ids: dict[str, str] = {}
+    for name, days in (("old_done", 2), ("new_done", 1), ("old_waiting", 9)):
+        leave = await app.ok("POST", "leave_request", {"days": days, "status": "draft"}, 201)
+        await app.ok("PUT", f"leave_request/{leave['data']['id']}", {"status": "pending"})
+        ids[name] = instance_ids(pg_dsn, app)[-1]
+        await finished(app, ids[name])
+    with db(pg_dsn, app) as conn:
+        conn.execute(
+            "update _workflow_instances set updated_at = now() - interval '40 days'"
+            " where id = any(%s::uuid[])",
+            ([ids["old_done"], ids["old_waiting"]],),
+        )
+        statuses = dict(conn.execute("select id::text, status from _workflow_instances").fetchall())
+    assert statuses == {
+        ids["old_done"]: "completed",
+        ids["new_done"]: "completed",
+        ids["old_waiting"]: "running",  # waiting at its approval step
+    }
+    # The scheduler job as `workflow_retention_days: 30` installs it.
+    runner = WorkflowRunner(runtime.services.directory, retention_days=30)
+    await runner.purge()
+    assert sorted(instance_ids(pg_dsn, app)) == sorted([ids["new_done"], ids["old_waiting"]])
+    await runner.purge()  # nothing left to delete: no error, nothing else touched
+    assert len(instance_ids(pg_dsn, app)) == 2
+
+
+async def test_purge_works_in_batches(client: Any, pg_dsn: str, monkeypatch: Any) -> None:
+    app = await leave_app(client)
+    with db(pg_dsn, app) as conn:
+        (workflow_id,) = conn.execute("select id from _workflows").fetchone() or (None,)
+        conn.execute(
+            "insert into _workflow_instances (workflow_id, workflow_name, status, updated_at)"
+            " select %s, 'leave_approval', 'failed', now() - interval '2 days'"
+            " from generate_series(1, 7)",
+            (workflow_id,),
+        )
+    monkeypatch.setattr(workflows, "PURGE_BATCH", 3)
+    async with await psycopg.AsyncConnection.connect(
+        dsn_for(pg_dsn, f"rocket_{app.name}"), autocommit=True
+    ) as conn:
+        assert await workflows.purge_finished(conn, 3) == 0  # not old enough
+        assert await workflows.purge_finished(conn, 1) == 7  # batches of 3, 3, 1
+    assert instance_ids(pg_dsn, app) == []

@@ -270,6 +270,7 @@ ENV_OVERRIDES = [
     ("ROCKET_WEBHOOKS_SECRET", "k", "webhooks.secret", "k"),
     ("ROCKET_APP_POOL_SIZE", "7", "app_pool_size", 7),
     ("ROCKET_WORKFLOW_TICK_SECONDS", "0.5", "workflow_tick_seconds", 0.5),
+    ("ROCKET_WORKFLOW_RETENTION_DAYS", "30", "workflow_retention_days", 30.0),
     ("ROCKET_JWT_SECRET", "j", "jwt_secret", "j"),
     ("ROCKET_PLATFORM_JWT_SECRET", "pj", "platform_jwt_secret", "pj"),
     ("ROCKET_DATA_DIR", "/var/lib/rocket", "data_dir", "/var/lib/rocket"),
