@@ -53,17 +53,17 @@ class WorkflowRunner(Actor):
             await drain(actor)
         return None
 
+    def _running(self) -> list[AppActor]:
+        return [actor for actor in self._directory.actors.values() if actor.running]
+
     async def resume_all(self) -> None:
         """Scheduler job: run every app's runnable instances (after a crash or lost signal)."""
-        for actor in self._directory.actors.values():
-            if actor.running:
-                await drain(actor)
+        for actor in self._running():
+            await drain(actor)
 
     async def timeouts(self) -> None:
         """Scheduler job: fire due approval timeouts in every app, then run what they resumed."""
-        for actor in self._directory.actors.values():
-            if not actor.running:
-                continue
+        for actor in self._running():
             async with actor.pool.connection() as conn:
                 resumed = await workflows.fire_timeouts(conn, actor.snapshot)
             if resumed:
@@ -71,9 +71,7 @@ class WorkflowRunner(Actor):
 
     async def purge(self) -> None:
         """Scheduler job: delete finished instances past the retention period in every app."""
-        for actor in self._directory.actors.values():
-            if not actor.running:
-                continue
+        for actor in self._running():
             async with actor.pool.connection() as conn:
                 deleted = await workflows.purge_finished(conn, self._retention_days)
             if deleted:
