@@ -233,7 +233,7 @@ async def delete_file(
         raise not_found(raw_id)
     async with pool.connection() as conn:
         if not force:
-            holder = await _first_reference(conn, registry, raw_id)
+            holder = await _first_reference(conn, registry, str(key))
             if holder is not None:
                 entity, field = holder
                 message = (
@@ -251,8 +251,9 @@ async def delete_file(
 async def _first_reference(
     conn: AsyncConnection[Any], registry: Registry, file_id: str
 ) -> tuple[str, str] | None:
-    """(entity, field) of the first live record whose `file` field holds `file_id`, or None.
-    One statement: a `LIMIT 1` probe per file field, stopped at the first hit."""
+    """(entity, field) of the first live record whose `file` field holds `file_id` (canonical
+    lowercase, as stored), or None. One statement: a `LIMIT 1` probe per file field, stopped at
+    the first hit."""
     probes: list[sql.Composable] = []
     params: list[Any] = []
     for entity in registry.entities.values():

@@ -355,6 +355,9 @@ async def test_delete_refuses_a_file_a_record_holds_unless_forced(
         "message": message,
         "details": [{"message": message, "field": "doc.attachment", "rule": "referenced"}],
     }
+    # The path id may be upper case (any case is the file's id); records hold it lower case.
+    status, err = await app.call("DELETE", f"_files/{held.upper()}")
+    assert status == 409 and error_of(err)["details"][0]["field"] == "doc.attachment"
     status, err = await app.call("DELETE", f"_files/{held}?force=yes")
     assert status == 400 and error_of(err)["code"] == "INVALID_PAYLOAD"
     assert {f["id"] for f in (await app.ok("GET", "_files"))["data"]} == {held, free, paged}
