@@ -160,8 +160,9 @@ OPERATIONS: dict[str, Operation] = {
         "list: one filter + sort + page of 25 on 10,000 orders, vs page query + COUNT(*)",
         f"rocketd GET {ORDER_PATH}?{LIST_QUERY}",
         "pgbench page query + COUNT(*) (2 statements)",
-        "the page query, then COUNT(*) with the same conditions (a full page cannot tell the"
-        " total)",
+        "one statement: no index serves the sort on created_at, so the matches are scanned once"
+        " into a MATERIALIZED CTE that is counted and top-N sorted, and PostgreSQL writes each"
+        " record's JSON (rocketd/engine/sql_compose.py build_list_page, engine/wire_sql.py)",
     ),
     "get": Operation(
         "get",

@@ -24,7 +24,7 @@ Decisions beyond the spec:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Hashable, Mapping, Sequence
+from collections.abc import Callable, Collection, Hashable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final, Protocol
 
@@ -34,6 +34,7 @@ from psycopg.rows import tuple_row
 from psycopg.types.numeric import Int8
 
 from rocketd.engine import sql_compose as sc
+from rocketd.engine import wire_sql
 from rocketd.engine.values import (
     TEXT_TYPES,
     ValueProblem,
@@ -410,6 +411,47 @@ async def _fetch_all(
     return await cursor.fetchall()
 
 
+async def _page_rows(
+    conn: Connection,
+    entity: Entity,
+    query: ListQuery,
+    extra_where: sql.Composable | None,
+    extra_params: Sequence[Any],
+    indexed: Collection[str],
+    wire: tuple[Hashable, sql.Composable] | None = None,
+) -> tuple[list[tuple[Any, ...]], int]:
+    """(the page's rows, the total) from one `build_list_page` statement; `wire` = (cache key,
+    `record_json`) asks for each record's JSON bytes instead of its columns."""
+    es = sc.entity_sql(entity)
+    params, shape = _filter_params(query.filters)
+    extra_conditions, extra_key = _extra(conn, extra_where)
+    order = tuple((k.field, k.descending) for k in query.sort)
+    scan_once = order[0][0] not in indexed
+    statement = es.statements.render(
+        ("list", shape, order, extra_key, scan_once, None if wire is None else wire[0]),
+        conn,
+        lambda: sc.build_list_page(
+            entity,
+            conditions=[*_filter_conditions(shape), *extra_conditions],
+            order=order,
+            scan_once=scan_once,
+            record_json=None if wire is None else wire[1],
+        ),
+    )
+    where_params = [*params, *extra_params]
+    if not scan_once:
+        where_params += where_params
+    rows = await _fetch_all(
+        conn, statement, [*where_params, Int8(query.per_page), Int8(query.offset)]
+    )
+    empty = (
+        rows[0][0] is None
+        if wire is not None
+        else rows[0][_reader(entity).index[entity.primary_key.field]] is None
+    )
+    return ([] if empty else rows), int(rows[0][-1])
+
+
 async def list_records(
     conn: Connection,
     registry: RegistryView,
@@ -419,45 +461,18 @@ async def list_records(
     extra_where: sql.Composable | None = None,
     extra_params: Sequence[Any] = (),
     include_where: IncludeWhere | None = None,
+    indexed: Collection[str] = (),
 ) -> tuple[list[dict[str, Any]], int]:
-    """(records of the page with includes attached, total matching rows).
+    """(records of the page with includes attached, total matching rows), in one statement.
 
-    The page query, then `COUNT(*)` with the same conditions only when the page cannot tell the
-    total: a page that is neither full nor empty is the last one, so the total is its offset plus
-    its rows. Two plain statements rather than one with `count(*) OVER ()` (or a CTE of the
-    matches): PostgreSQL can answer the page from an index on the sort column and count with an
-    index-only scan, where a window has to collect and sort every match first; on a million rows
-    with an index that is 48 ms against 123-158 ms (docs/benchmarks.md). `extra_where` (with `%s`
+    `indexed` names the entity's columns that lead a btree index (the snapshot's sort indexes).
+    When the first sort key is one of them, the page can come from the index and the statement
+    counts and pages separately; otherwise every match has to be visited to sort anyway, and
+    one scan both counts and pages (`sql_compose.build_list_page`). `extra_where` (with `%s`
     placeholders taking `extra_params`) is ANDed: the hook for permission row filters.
     """
     reader = _reader(entity)
-    es = reader.sql
-    params, shape = _filter_params(query.filters)
-    extra_conditions, extra_key = _extra(conn, extra_where)
-    order = tuple((k.field, k.descending) for k in query.sort)
-    statement = es.statements.render(
-        ("list", shape, order, extra_key),
-        conn,
-        lambda: sc.build_select(
-            entity,
-            conditions=[*_filter_conditions(shape), *extra_conditions],
-            order=order,
-            limit=True,
-            offset=True,
-        ),
-    )
-    where_params = [*params, *extra_params]
-    offset = query.offset
-    rows = await _fetch_all(conn, statement, [*where_params, Int8(query.per_page), Int8(offset)])
-    if 0 < len(rows) < query.per_page or (not rows and offset == 0):
-        total = offset + len(rows)
-    else:
-        count = es.statements.render(
-            ("count", shape, extra_key),
-            conn,
-            lambda: sc.build_count(entity, [*_filter_conditions(shape), *extra_conditions]),
-        )
-        total = int((await _fetch_all(conn, count, where_params))[0][0])
+    rows, total = await _page_rows(conn, entity, query, extra_where, extra_params, indexed)
     records = _encode_rows(reader.names, reader.encoders, rows)
     if query.includes and records:
         await _attach(
@@ -470,6 +485,52 @@ async def list_records(
             include_where,
         )
     return records, total
+
+
+WirePlan = tuple[Hashable, sql.Composable]
+ColumnTypes = tuple[tuple[str, str], ...]
+
+
+def _no_plans(entity: Entity) -> dict[ColumnTypes, WirePlan | None]:
+    return {}
+
+
+# Per Entity object: the wire plan for each set of column types seen (None: not covered).
+_WIRE_PLANS: Final[sc.IdentityCache[Entity, dict[ColumnTypes, WirePlan | None]]] = sc.IdentityCache(
+    _no_plans
+)
+
+
+def _wire_plan(entity: Entity, columns: ColumnTypes) -> WirePlan | None:
+    plans = _WIRE_PLANS.get(entity)
+    if columns not in plans:
+        if len(plans) >= 8:
+            plans.clear()
+        record_json = wire_sql.record_json(entity, dict(columns), "_p")
+        plans[columns] = None if record_json is None else (columns, record_json)
+    return plans[columns]
+
+
+async def list_records_json(
+    conn: Connection,
+    entity: Entity,
+    query: ListQuery,
+    column_types: tuple[tuple[str, str], ...],
+    *,
+    extra_where: sql.Composable | None = None,
+    extra_params: Sequence[Any] = (),
+    indexed: Collection[str] = (),
+) -> tuple[list[bytes], int] | None:
+    """Like `list_records` for a query without includes, with PostgreSQL writing each record's
+    wire JSON (`wire_sql`): (the records as JSON bytes, total). None when a column's database
+    type (`column_types`, from the snapshot) is not covered: use `list_records` then."""
+    if query.includes:
+        raise ValueError("list_records_json does not attach includes")
+    wire = _wire_plan(entity, column_types)
+    if wire is None:
+        return None
+    rows, total = await _page_rows(conn, entity, query, extra_where, extra_params, indexed, wire)
+    return [row[0] for row in rows], total
 
 
 async def fetch_record(

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import psycopg
@@ -28,7 +28,7 @@ from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool
 
 from rocketd.auth.principal import Principal
-from rocketd.engine import files, permissions, query, write_stages, writes
+from rocketd.engine import commit_batch, files, permissions, query, write_stages, writes
 from rocketd.engine.deletes import delete_record
 from rocketd.engine.snapshot import AppSnapshot
 from rocketd.errors import NotFound, UnknownEntity
@@ -55,10 +55,11 @@ async def _write_transaction(
 
     Every write takes one, plain or not: a plain write as a lone autocommit statement is about
     1.8x faster, but adding a rule, webhook or workflow would then halve an entity's write
-    throughput at once (docs/benchmarks.md, "The single-statement path")."""
+    throughput at once (docs/benchmarks.md, "The single-statement path"). The outbox rows and
+    workflow instances a write adds are sent with its COMMIT (`commit_batch`)."""
     async with pool.connection() as conn:
         try:
-            async with conn.transaction():
+            async with commit_batch.write_transaction(conn):
                 yield conn
         except psycopg.Error as exc:
             raise writes.map_database_error(exc, entity, "") from exc
@@ -96,6 +97,16 @@ async def _resolve_files(
         return await files.resolve_file_ids(conn, registry, entity, body)
 
 
+@dataclass(frozen=True)
+class ListPage:
+    """One list answer: the records either as dicts (`records`) or as the wire JSON PostgreSQL
+    wrote for each (`encoded`, a page without includes), and the paging meta."""
+
+    meta: dict[str, int]
+    records: list[dict[str, Any]] = field(default_factory=list)
+    encoded: list[bytes] | None = None
+
+
 async def list_page(
     pool: AsyncConnectionPool[Any],
     snapshot: AppSnapshot,
@@ -105,7 +116,7 @@ async def list_page(
     *,
     max_per_page: int,
     default_per_page: int,
-) -> dict[str, Any]:
+) -> ListPage:
     registry = snapshot.registry
     entity = require_entity(registry, entity_name)
     access = permissions.Access(snapshot.permissions, principal)
@@ -118,7 +129,21 @@ async def list_page(
     if spec.includes and not access.bypass:
         raw_include = dict(params.items()).get("include")  # the last value, as parsed
         spec = replace(spec, includes=access.readable_includes(spec.includes, raw_include))
+    meta = {"page": spec.page, "per_page": spec.per_page}
+    indexed = snapshot.indexed_columns(entity.table)
     async with pool.connection() as conn:
+        if not spec.includes:
+            answer = await query.list_records_json(
+                conn,
+                entity,
+                spec,
+                snapshot.table_columns(entity.table),
+                extra_where=where,
+                extra_params=where_params,
+                indexed=indexed,
+            )
+            if answer is not None:
+                return ListPage({**meta, "total": answer[1]}, encoded=answer[0])
         rows, total = await query.list_records(
             conn,
             registry,
@@ -127,11 +152,9 @@ async def list_page(
             extra_where=where,
             extra_params=where_params,
             include_where=access.include_where(),
+            indexed=indexed,
         )
-    return {
-        "data": rows,
-        "meta": {"page": spec.page, "per_page": spec.per_page, "total": total},
-    }
+    return ListPage({**meta, "total": total}, records=rows)
 
 
 async def get_one(

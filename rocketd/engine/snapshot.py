@@ -7,11 +7,13 @@ now; rules, state machines and permissions as they land), loaded in `load_snapsh
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 from psycopg import AsyncConnection
 
+from rocketd.db.introspect import column_types, index_leading_columns
 from rocketd.engine.metadata_admin import load_registry
 from rocketd.engine.permissions import EMPTY_PERMISSIONS, PermissionSet, load_permissions
 from rocketd.engine.rules_admin import load_rule_book
@@ -29,6 +31,18 @@ class AppSnapshot:
     permissions: PermissionSet = EMPTY_PERMISSIONS  # `_permissions` by (entity, action)
     webhooks: WebhookBook = EMPTY_WEBHOOKS  # active `_webhooks` by (entity, hook)
     workflows: WorkflowBook = EMPTY_WORKFLOW_BOOK  # valid `_workflows`, compiled
+    # table -> columns leading a btree index, read at load time (list pages choose their SQL
+    # by it; an index created by hand is seen from the next reload on).
+    sort_indexes: Mapping[str, frozenset[str]] = field(default_factory=dict)
+    # table -> ((column, type name), ...) as the database has them at load time: list pages
+    # have PostgreSQL write the records' JSON only for columns of the types rocketd expects.
+    column_types: Mapping[str, tuple[tuple[str, str], ...]] = field(default_factory=dict)
+
+    def indexed_columns(self, table: str) -> frozenset[str]:
+        return self.sort_indexes.get(table, frozenset())
+
+    def table_columns(self, table: str) -> tuple[tuple[str, str], ...]:
+        return self.column_types.get(table, ())
 
     @property
     def problems(self) -> tuple[str, ...]:
@@ -50,10 +64,14 @@ async def load_snapshot(conn: AsyncConnection[Any]) -> AppSnapshot:
     permissions = await load_permissions(conn)
     webhooks = await load_webhook_book(conn)
     workflows = await load_workflow_book(conn, registry)
+    sort_indexes = await index_leading_columns(conn)
+    types = await column_types(conn)
     return AppSnapshot(
         registry=registry,
         rules=rules,
         permissions=permissions,
         webhooks=webhooks,
         workflows=workflows,
+        sort_indexes=sort_indexes,
+        column_types={table: tuple(sorted(columns.items())) for table, columns in types.items()},
     )

@@ -242,6 +242,72 @@ def build_count(
     return sql.SQL("SELECT count(*) FROM ") + table + where_clause(all_conditions)
 
 
+def build_list_page(
+    entity: Entity,
+    *,
+    conditions: Sequence[sql.Composable] = (),
+    order: Sequence[tuple[str, bool]] = (),
+    scan_once: bool = False,
+    record_json: sql.Composable | None = None,
+) -> sql.Composed:
+    """One statement for a list page and its total: the page's rows, each followed by the total
+    as its last column; an empty page is one row of NULLs carrying the total.
+
+    `scan_once=False` (the sort can come from an index): `(SELECT count(*) ...) LEFT JOIN LATERAL
+    (page)`, so PostgreSQL plans the count and the page as it would two statements (the page
+    walks the index and stops after LIMIT rows). `scan_once=True` (no index serves the sort, so
+    the page has to visit every match anyway): the matches are collected once in a MATERIALIZED
+    CTE that is counted and top-N sorted, one scan instead of two (docs/benchmarks.md has the
+    measurements of both forms).
+
+    With `record_json` (`wire_sql.record_json(..., "_p")`) each row is the record's wire JSON as
+    UTF-8 bytes (NULL for the empty page's row) instead of its columns.
+
+    Parameters: those of `conditions` (twice when `scan_once` is false: count, then page), then
+    the limit, then the offset.
+    """
+    es = entity_sql(entity)
+    where = where_clause([es.live, *conditions])
+    if scan_once:
+        head: list[sql.Composable] = [
+            sql.SQL("WITH _m AS MATERIALIZED (SELECT "),
+            es.select_list,
+            sql.SQL(" FROM "),
+            es.table,
+            where,
+            sql.SQL(") "),
+        ]
+        counted: list[sql.Composable] = [sql.SQL("_m")]
+        paged: list[sql.Composable] = [sql.SQL("SELECT * FROM _m")]
+    else:
+        head = []
+        counted = [es.table, where]
+        paged = [sql.SQL("SELECT "), es.select_list, sql.SQL(" FROM "), es.table, where]
+    if record_json is None:
+        columns: sql.Composable = sql.SQL("_p.*")
+        lateral: list[sql.Composable] = []
+    else:
+        columns = sql.SQL(
+            "CASE WHEN {} IS NULL THEN NULL ELSE convert_to(row_to_json(_r)::text, 'UTF8') END"
+        ).format(ident(entity.primary_key.field, "_p"))
+        lateral = [sql.SQL(", LATERAL "), record_json, sql.SQL(" AS _r")]
+    return sql.Composed(
+        [
+            *head,
+            sql.SQL("SELECT "),
+            columns,
+            sql.SQL(", _c._total FROM (SELECT count(*) AS _total FROM "),
+            *counted,
+            sql.SQL(") AS _c LEFT JOIN LATERAL ("),
+            *paged,
+            order_by(order),
+            sql.SQL(" LIMIT %s OFFSET %s) AS _p ON TRUE"),
+            *lateral,
+            order_by(order, qualifier="_p"),
+        ]
+    )
+
+
 def build_lookup(
     entity: Entity,
     columns: Sequence[str],

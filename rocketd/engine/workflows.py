@@ -41,6 +41,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from rocketd.auth.principal import Principal
 from rocketd.engine import query, write_stages, writes
+from rocketd.engine.commit_batch import execute_at_commit
 from rocketd.engine.expressions import EvaluationError
 from rocketd.engine.metadata_admin import _iso
 from rocketd.engine.rules import json_value
@@ -216,7 +217,8 @@ async def start_instances(
         position = _position(workflow, workflow.first_step, context, moment)
         waiting = position["waiting"]
         # An instance waiting at its first (approval) step needs no runner: no signal.
-        await conn.execute(
+        await execute_at_commit(
+            conn,
             INSERT_INSTANCE if waiting else INSERT_INSTANCE + RETURNING_SIGNAL,
             (
                 workflow.id,

@@ -32,6 +32,17 @@ def json_body(
     )
 
 
+def page(
+    records: list[dict[str, Any]], meta: dict[str, int], encoded: list[bytes] | None = None
+) -> web.Response:
+    """`{"data": [...], "meta": {...}}`; `encoded` holds records already in their JSON form
+    (written by PostgreSQL), which are joined as they are."""
+    if encoded is None:
+        return json_body({"data": records, "meta": meta})
+    body = b"".join((b'{"data":[', b",".join(encoded), b'],"meta":', dumps(meta), b"}"))
+    return web.Response(body=body, content_type="application/json")
+
+
 def data(value: Any, status: int = 200) -> web.Response:
     """`{"data": value}`: every single-object and unpaged-list response."""
     return json_body({"data": value}, status)

@@ -10,11 +10,12 @@ from __future__ import annotations
 from aiohttp import web
 
 from rocketd.engine import records
+from rocketd.http import responses
 from rocketd.http.auth import app_token, principal_of
 from rocketd.http.bodies import read_json_object
 from rocketd.http.keys import APP_ACTOR, SERVICES
 from rocketd.http.paths import ENTITY_PATH
-from rocketd.http.responses import data, json_body
+from rocketd.http.responses import data
 
 
 @app_token
@@ -30,7 +31,7 @@ async def list_records(request: web.Request) -> web.StreamResponse:
         max_per_page=api.max_per_page,
         default_per_page=api.default_per_page,
     )
-    return json_body(page)
+    return responses.page(page.records, page.meta, page.encoded)
 
 
 @app_token

@@ -17,7 +17,6 @@ that target are pushed back without spending an attempt, with `error` saying so;
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
@@ -54,7 +53,8 @@ update _webhook_logs l
    set next_retry_at = now() + make_interval(secs => %s)
   from due
  where l.id = due.id
-returning l.id, l.url, l.method, l.request_headers, l.request_body, l.attempt, l.max_attempts,
+returning l.id, l.url, l.method, l.request_headers, l.request_body::text as request_body,
+          l.attempt, l.max_attempts,
           l.backoff, l.idempotency_key, l.status, l.next_retry_at
 """
 FINISH: Final = """
@@ -208,7 +208,7 @@ class WebhookDispatcher(Actor):
                 row["id"],
                 row["next_retry_at"],
             )
-        body = json.dumps(row["request_body"], separators=(",", ":")).encode()
+        body = row["request_body"].encode()  # the stored JSON as PostgreSQL prints it
         async with self._slots:
             outcome = await self._sender.send(
                 row["method"],

@@ -23,6 +23,7 @@ from psycopg.types.json import Jsonb
 
 from rocketd.auth.principal import Principal
 from rocketd.config import WebhookSettings
+from rocketd.engine.commit_batch import execute_at_commit
 from rocketd.engine.expressions import EvaluationError
 from rocketd.engine.rules import json_value, user_variable
 from rocketd.engine.signals import RETURNING_SIGNAL, signal_params
@@ -142,7 +143,8 @@ async def enqueue_async(
             except EvaluationError as exc:
                 log.warning("webhook condition failed; skipped", webhook=hook.id, error=str(exc))
                 continue
-        await conn.execute(
+        await execute_at_commit(
+            conn,
             INSERT_LOG + RETURNING_SIGNAL,
             (
                 hook.id,

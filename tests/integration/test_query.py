@@ -13,13 +13,20 @@ from collections.abc import AsyncIterator, Iterator
 from decimal import Decimal
 from typing import Any
 
+import orjson
 import psycopg
 import pytest
 from psycopg import sql
 
+from rocketd.db.introspect import column_types, index_leading_columns
 from rocketd.engine import query
 from rocketd.engine import sql_compose as sc
-from rocketd.engine.query import list_records, parse_includes, parse_list_query
+from rocketd.engine.query import (
+    list_records,
+    list_records_json,
+    parse_includes,
+    parse_list_query,
+)
 from rocketd.errors import NotFound
 from rocketd.metadata.model import Entity, Field, PrimaryKey, Relation, SlugConfig
 from rocketd.metadata.registry import Registry
@@ -187,10 +194,33 @@ async def conn(database: str) -> AsyncIterator[psycopg.AsyncConnection[Any]]:
         yield c
 
 
+_LIST_FORM = {"form": "one scan"}
+
+
+@pytest.fixture(params=["one scan", "index", "wire json"], autouse=True)
+def list_form(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Every list test runs three ways: with both statements of `build_list_page` (as if no
+    index served the sort: one scan counts and pages; as if every column led an index: count,
+    then page), and with PostgreSQL writing the records' JSON (`list_records_json`, decoded
+    here, so the same assertions hold it to the Python encoders' output)."""
+    _LIST_FORM["form"] = request.param
+    yield
+    _LIST_FORM["form"] = "one scan"
+
+
 async def listing(
     conn: psycopg.AsyncConnection[Any], entity: Entity, params: dict[str, str], **kw: Any
 ) -> tuple[list[dict[str, Any]], int]:
     spec = parse_list_query(REGISTRY, entity, params)
+    form = _LIST_FORM["form"]
+    if form == "index":
+        kw.setdefault("indexed", frozenset(f.name for f in entity.fields))
+    if form == "wire json" and not spec.includes and "include_where" not in kw:
+        types = (await column_types(conn)).get(entity.table, {})
+        answer = await list_records_json(conn, entity, spec, tuple(sorted(types.items())), **kw)
+        assert answer is not None, f"{entity.name}: a column type is not covered"
+        encoded, total = answer
+        return [orjson.loads(item) for item in encoded], total
     return await list_records(conn, REGISTRY, entity, spec, **kw)
 
 
@@ -479,3 +509,30 @@ async def test_get_with_extra_where(conn: Any) -> None:
         conn, REGISTRY, POST, "alpha", extra_where=hidden, extra_params=("Beta",)
     )
     assert record["title"] == "Alpha"
+
+
+# --- the list statement's form --------------------------------------------------------------------
+
+
+async def test_index_leading_columns_sees_btree_leads_only(conn: Any) -> None:
+    await conn.execute("create index on posts (views, title)")
+    await conn.execute("create index on posts (title) where views > 0")  # partial: not a sort
+    await conn.execute("create index on posts using hash (published)")  # hash: no order
+    leading = await index_leading_columns(conn)
+    assert leading["posts"] == {"id", "slug", "views"}  # the key, the unique slug, a lead
+    assert leading["post_tags"] == {"post_id"}
+    assert leading["categories"] == {"code", "slug"}
+
+
+@pytest.mark.parametrize(
+    ("indexed", "scan_once"), [(frozenset(), True), (frozenset({"views"}), False)]
+)
+async def test_list_form_follows_the_index_of_the_first_sort_key(
+    conn: Any, indexed: frozenset[str], scan_once: bool
+) -> None:
+    spec = parse_list_query(REGISTRY, POST, {"sort": "-views", "filter[published]": "t"})
+    records, total = await list_records(conn, REGISTRY, POST, spec, indexed=indexed)
+    assert total == len(records) > 1
+    assert [r["views"] for r in records] == sorted((r["views"] for r in records), reverse=True)
+    keys = list(sc.entity_sql(POST).statements._items)  # the statement cache is the witness
+    assert any(k[0] == "list" and k[4] is scan_once and k[2][0] == ("views", True) for k in keys)

@@ -1,0 +1,107 @@
+"""Write transactions whose last statements travel with their COMMIT, in one round trip.
+
+A data-API write that has a webhook or a workflow ends with INSERTs nothing in the transaction
+reads back: the outbox rows (`_webhook_logs`) and the workflow instances it starts. Sent one by
+one, each costs a round trip to PostgreSQL, and on this kind of machine a round trip costs the
+Python process more than the SQL costs the database. `write_transaction` collects them instead
+(`execute_at_commit`) and sends `INSERT ...; INSERT ...; COMMIT` as one simple query when the
+block ends, so a hooked write takes as many round trips as a plain one.
+
+What holds:
+- the statements still run inside the transaction, just before COMMIT: they commit with the
+  write or not at all; a failing one aborts the rest of the batch and the transaction is rolled
+  back, as if it had failed in place;
+- only statements whose results nobody needs may be deferred (their results are discarded);
+  their NOTIFYs (`RETURNING pg_notify`) are delivered on commit as before;
+- parameters are bound client-side by psycopg (`AsyncClientCursor`: the driver quotes each value
+  as a literal for the connection's encoding), because a simple query carries no parameters;
+- only the connection and task that opened the transaction defer, and only outside savepoints;
+  anywhere else (`execute_at_commit` outside a `write_transaction`, in a workflow step, inside a
+  nested `conn.transaction()`) the statement runs at once, so a savepoint that rolls back takes
+  its statements with it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass, field
+from typing import Any, LiteralString
+
+import psycopg
+from psycopg import AsyncClientCursor, AsyncConnection
+from psycopg.pq import TransactionStatus
+
+from rocketd.logging import get_logger
+
+log = get_logger("rocketd.engine.commit_batch")
+
+
+@dataclass
+class _Batch:
+    conn: AsyncConnection[Any]
+    queries: list[LiteralString] = field(default_factory=list)
+    params: list[Any] = field(default_factory=list)
+
+
+_OPEN: ContextVar[_Batch | None] = ContextVar("rocketd_commit_batch", default=None)
+
+
+async def execute_at_commit(
+    conn: AsyncConnection[Any], query: LiteralString, params: Sequence[Any]
+) -> None:
+    """Run `query` (with `%s` placeholders, no literal `%`) just before this write's COMMIT when
+    `conn` is in a `write_transaction` of this task; else run it now."""
+    batch = _OPEN.get()
+    if batch is None or batch.conn is not conn or _in_savepoint(conn):
+        await conn.execute(query, params)
+        return
+    batch.queries.append(query)
+    batch.params.extend(params)
+
+
+def _in_savepoint(conn: AsyncConnection[Any]) -> bool:
+    # psycopg counts its open `transaction()` blocks; inside a write_transaction (a manual BEGIN)
+    # any open block is a savepoint, whose rollback must take its statements with it. Without
+    # the counter (another psycopg), assume a savepoint: the statement then simply runs now.
+    return bool(getattr(conn, "_num_transactions", 1))
+
+
+@asynccontextmanager
+async def write_transaction(conn: AsyncConnection[Any]) -> AsyncIterator[None]:
+    """BEGIN ... COMMIT on an autocommit connection; deferred statements go with the COMMIT.
+
+    Nested `conn.transaction()` blocks inside become savepoints, as with psycopg's own
+    transaction block."""
+    if _OPEN.get() is not None:
+        raise RuntimeError("write transactions do not nest")
+    batch = _Batch(conn)
+    token = _OPEN.set(batch)
+    reset = False
+    try:
+        await conn.execute("BEGIN")
+        try:
+            yield
+            _OPEN.reset(token)  # from here on nothing defers: the batch is being sent
+            reset = True
+            if batch.queries:
+                async with AsyncClientCursor(conn) as cur:
+                    await cur.execute("; ".join([*batch.queries, "COMMIT"]), batch.params)
+            else:
+                await conn.execute("COMMIT")
+        except BaseException:
+            if conn.info.transaction_status in (
+                TransactionStatus.INTRANS,
+                TransactionStatus.INERROR,
+            ):
+                try:
+                    await conn.execute("ROLLBACK")
+                except psycopg.Error:
+                    # A broken connection: the original error is the one to report, and the
+                    # pool discards a connection it gets back in a transaction.
+                    log.warning("rollback failed after a failed write", exc_info=True)
+            raise
+    finally:
+        if not reset:
+            _OPEN.reset(token)
