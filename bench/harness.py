@@ -103,11 +103,12 @@ class Bench:
 
     # --- servers -----------------------------------------------------------------------------
 
-    def rocketd(self, **settings: str | int) -> ServerProcess:
+    def rocketd(self, *, nice: int = 0, **settings: str | int) -> ServerProcess:
         """A `rocketd serve` process (not started yet: use it as a context manager).
 
         `settings` are configuration keys in environment form without the prefix, e.g.
-        `auth_bcrypt_cost=12` becomes ROCKET_AUTH_BCRYPT_COST=12.
+        `auth_bcrypt_cost=12` becomes ROCKET_AUTH_BCRYPT_COST=12. `nice` > 0 runs the process
+        under `nice -n <nice>` (e.g. a background instance that must yield to the API one).
         """
         port = free_port()
         env = self._child_env()
@@ -121,7 +122,9 @@ class Bench:
             "ROCKET_STORAGE_LOCAL_PATH": str(self.workdir / "uploads"),
         }
         env |= {f"ROCKET_{key.upper()}": str(value) for key, value in settings.items()}
-        return self._server("rocketd", [_rocketd_executable(), "serve"], port, env, "/ready")
+        name = f"rocketd-nice{nice}" if nice else "rocketd"
+        argv = [_rocketd_executable(), "serve"]
+        return self._server(name, argv, port, env, "/ready", nice=nice)
 
     def hello(self) -> ServerProcess:
         """The bare aiohttp baseline (bench/hello_server.py)."""
@@ -131,7 +134,14 @@ class Bench:
         return self._server("bare-aiohttp", argv, port, env, "/health")
 
     def _server(
-        self, name: str, argv: list[str], port: int, env: dict[str, str], ready_path: str
+        self,
+        name: str,
+        argv: list[str],
+        port: int,
+        env: dict[str, str],
+        ready_path: str,
+        *,
+        nice: int = 0,
     ) -> ServerProcess:
         self._servers += 1
         log_path = self.workdir / f"{self._servers:02d}-{name}.log"
@@ -143,6 +153,7 @@ class Bench:
             cwd=self.workdir,
             log_path=log_path,
             ready_path=ready_path,
+            nice=nice,
         )
 
     def _child_env(self) -> dict[str, str]:

@@ -1,13 +1,17 @@
 """Server processes under test: start on a free loopback port, wait until ready, stop with SIGTERM.
 
 Every server is a real child process (never in-process), so what is measured is what `rocketd
-serve` does in production: its own event loop, its own logging, its own shutdown path.
+serve` does in production: its own event loop, its own logging, its own shutdown path. A server
+may run at a lower CPU priority (`nice`): its command is then prefixed with `nice -n N`, which
+execs it, so the process signalled and waited for is still the server itself.
 """
 
 from __future__ import annotations
 
 import http.client
 import json
+import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -68,9 +72,14 @@ class ServerProcess:
         cwd: Path,
         log_path: Path,
         ready_path: str,
+        nice: int = 0,
     ) -> None:
+        """`nice` > 0 starts the server that much lower in CPU priority (`nice -n`)."""
+        if nice < 0:
+            raise ValueError(f"nice must be >= 0 (raising priority needs privileges), got {nice}")
         self.name = name
         self.argv = argv
+        self.nice = nice
         self.port = port
         self.env = dict(env)
         self.cwd = cwd
@@ -82,10 +91,29 @@ class ServerProcess:
     def url(self, path: str) -> str:
         return f"http://{HOST}:{self.port}{path}"
 
+    def command(self) -> list[str]:
+        """The argv actually started: `argv`, behind `nice -n N` when `nice` is set."""
+        if not self.nice:
+            return list(self.argv)
+        nice = shutil.which("nice")
+        if nice is None:
+            raise RuntimeError("`nice` (coreutils) is not on the PATH")
+        return [nice, "-n", str(self.nice), *self.argv]
+
+    @property
+    def pid(self) -> int | None:
+        return None if self._proc is None else self._proc.pid
+
+    def niceness(self) -> int:
+        """The running server's niceness as the kernel reports it (for the notes)."""
+        if self._proc is None:
+            raise RuntimeError(f"{self.name} was not started")
+        return os.getpriority(os.PRIO_PROCESS, self._proc.pid)
+
     def start(self, timeout: float = READY_TIMEOUT_S) -> None:
         with self.log_path.open("ab") as log:
             self._proc = subprocess.Popen(
-                self.argv,
+                self.command(),
                 cwd=self.cwd,
                 env=self.env,
                 stdin=subprocess.DEVNULL,

@@ -66,7 +66,8 @@ def _summary(settings: Settings) -> str:
     source = settings.config_path or "defaults (no file)"
     return (
         f"config OK: file={source} listen={settings.server.host}:{settings.server.port} "
-        f"database={db} data_dir={settings.data_dir}"
+        f"database={db} data_dir={settings.data_dir} "
+        f"background_work={'on' if settings.background_work else 'off'}"
     )
 
 

@@ -366,6 +366,10 @@ class Settings(_Section):
     # Finished workflow instances (any status but running) older than this many days, by their
     # last change, are deleted by an hourly job; 0 keeps them (the spec's default).
     workflow_retention_days: float = _key(0.0, check=_at_least(0))
+    # Whether this instance runs the background work: webhook deliveries (the dispatcher), the
+    # workflow runner and the scheduler's jobs. False makes an API-only instance; at least one
+    # instance on the database must keep it on, or outbox rows and workflow instances wait.
+    background_work: bool = _key(True)
     # Unused in multi-app mode (every app has its own secret); kept so upstream app.yaml loads.
     jwt_secret: str = _key("", secret=True)
     # Empty: generated on first boot and kept in the management database.

@@ -2,7 +2,8 @@
 
 Start: embedded PostgreSQL (only when no database is configured) -> management database (created
 if missing) and its schema -> platform secret and seeded admin -> repair of half-made apps ->
-supervisor, app actors, metadata listener, scheduler -> HTTP server -> `READY=1`.
+supervisor, app actors, metadata listener -> background work (webhook dispatcher, workflow runner,
+scheduler; skipped with `background_work: false`) -> HTTP server -> `READY=1`.
 Stop (SIGTERM/SIGINT): `STOPPING=1` -> stop accepting and finish in-flight requests (bounded by
 `server.shutdown_timeout`) -> stop actors -> close pools -> stop the embedded PostgreSQL -> exit 0.
 """
@@ -198,6 +199,31 @@ class Runtime:
             on_reconnect=directory.on_reconnect,
         )
         await supervisor.add(self.listener)
+        # Every role needs the outbound policy: sync `before_*` webhooks are called inside the
+        # write transaction by whichever instance serves the write.
+        outbox.OUTBOUND.configure(settings.webhooks)
+        if settings.background_work:
+            await self._start_background(directory, supervisor)
+        else:
+            log.info(
+                "background work is off on this instance (background_work: false): webhook"
+                " deliveries, workflow steps and scheduled jobs run on instances that have it on"
+            )
+        if not http:
+            return
+        await self._start_http()
+        self.notifier.ready(f"listening on {settings.server.host}:{settings.server.port}")
+        if self.notifier.watchdog_interval() is not None:
+            self._watchdog = asyncio.create_task(self.notifier.run_watchdog(self._healthy))
+
+    async def _start_background(self, directory: AppDirectory, supervisor: Supervisor) -> None:
+        """The dispatcher, the workflow runner and the scheduler with every periodic job.
+
+        None of them serves a request: writes only insert outbox and instance rows and send their
+        signal, which any instance with background work picks up (approve/reject advance their
+        instance in the request itself). So an API-only instance skips all of this.
+        """
+        settings = self.settings
         dispatcher = self.webhooks = await start_webhooks(settings, directory, supervisor)
         scheduler = Scheduler(settings.database.dsn())
         scheduler.add_job("purge-refresh-tokens", REFRESH_PURGE_INTERVAL, self._purge_tokens)
@@ -212,12 +238,6 @@ class Runtime:
             "webhook-sweep", settings.webhooks.sweep_interval, sweep_webhooks(directory, dispatcher)
         )
         await supervisor.add(scheduler)
-        if not http:
-            return
-        await self._start_http()
-        self.notifier.ready(f"listening on {settings.server.host}:{settings.server.port}")
-        if self.notifier.watchdog_interval() is not None:
-            self._watchdog = asyncio.create_task(self.notifier.run_watchdog(self._healthy))
 
     async def _start_http(self) -> None:
         assert self.services is not None

@@ -204,6 +204,15 @@ class AppDirectory:
                 await self.forget(name)
             else:
                 self._actors[name].tell(RELOAD)
+        # Apps created meanwhile: served here too, as `on_notify` would have done. An instance
+        # that only does background work gets no request that would start them lazily.
+        for row in known.values():
+            if row.status != apps.STATUS_ACTIVE or row.name in self._actors:
+                continue
+            try:
+                await self._start(row)
+            except Exception:
+                log.error("app failed to start; skipped", app=row.name, exc_info=True)
 
     async def stop_all(self) -> None:
         for name in list(self._actors):

@@ -89,6 +89,10 @@ class Supervisor:
         """Whether every supervised actor is running now (false while one waits to restart)."""
         return not self.not_running()
 
+    def names(self) -> list[str]:
+        """Names of every supervised actor, running or not, in start order."""
+        return list(self._children)
+
     def not_running(self) -> list[str]:
         """Names of the supervised actors not running now, in start order (for /ready)."""
         return [name for name, child in self._children.items() if not child.actor.running]

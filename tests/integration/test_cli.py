@@ -42,6 +42,10 @@ def test_check_config_accepts_the_shipped_file_and_reports_embedded(tmp_path: Pa
     assert out.returncode == 0, out.stderr
     assert out.stdout.startswith("config OK:")
     assert "embedded PostgreSQL" in out.stdout
+    assert "background_work=on" in out.stdout
+    out = rocketd("check-config", env={"ROCKET_BACKGROUND_WORK": "false"})
+    assert out.returncode == 0, out.stderr
+    assert "background_work=off" in out.stdout
 
 
 def test_check_config_names_the_bad_key_in_one_line(tmp_path: Path) -> None:

@@ -271,6 +271,7 @@ ENV_OVERRIDES = [
     ("ROCKET_APP_POOL_SIZE", "7", "app_pool_size", 7),
     ("ROCKET_WORKFLOW_TICK_SECONDS", "0.5", "workflow_tick_seconds", 0.5),
     ("ROCKET_WORKFLOW_RETENTION_DAYS", "30", "workflow_retention_days", 30.0),
+    ("ROCKET_BACKGROUND_WORK", "false", "background_work", False),
     ("ROCKET_JWT_SECRET", "j", "jwt_secret", "j"),
     ("ROCKET_PLATFORM_JWT_SECRET", "pj", "platform_jwt_secret", "pj"),
     ("ROCKET_DATA_DIR", "/var/lib/rocket", "data_dir", "/var/lib/rocket"),
@@ -336,6 +337,24 @@ def test_env_wins_over_the_file(tmp_path: Path) -> None:
 def test_env_booleans_accept_common_spellings(empty_cwd: Path, text: str, expected: bool) -> None:
     settings = load_settings(environ={"ROCKET_INSTRUMENTATION_ENABLED": text})
     assert settings.instrumentation.enabled is expected
+
+
+def test_background_work_is_on_by_default_and_read_from_file_and_env(
+    tmp_path: Path, empty_cwd: Path
+) -> None:
+    assert load_settings(environ={}).background_work is True
+    path = write(tmp_path, "background_work: false\n")
+    assert load_settings(path, environ={}).background_work is False
+    assert load_settings(path, environ={"ROCKET_BACKGROUND_WORK": "on"}).background_work is True
+    assert load_settings(environ={"ROCKET_BACKGROUND_WORK": "0"}).background_work is False
+
+
+def test_background_work_must_be_a_boolean(tmp_path: Path, empty_cwd: Path) -> None:
+    message = error_of(environ={"ROCKET_BACKGROUND_WORK": "api"})
+    assert message.startswith("background_work: expected a boolean")
+    assert message.endswith("(from ROCKET_BACKGROUND_WORK)")
+    path = write(tmp_path, 'background_work: "false"\n')
+    assert error_of(path).startswith("background_work: expected a boolean, got 'false'")
 
 
 @dataclasses.dataclass(frozen=True, repr=False)

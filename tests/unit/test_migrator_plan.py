@@ -160,7 +160,7 @@ def test_hostile_string_default_becomes_one_escaped_literal() -> None:
         (Field("n", "decimal", precision=2, default="19.90"), "DEFAULT CAST(19.90 AS numeric(18,2))"),
         (Field("b", "boolean", default=False), "DEFAULT CAST(false AS boolean)"),
         (Field("d", "date", default="2024-02-29"), "DEFAULT CAST('2024-02-29'::date AS date)"),
-        (Field("j", "json", default={"k": "it's"}), """DEFAULT CAST('{"k": "it''s"}'::jsonb AS jsonb)"""),
+        (Field("j", "json", default={"k": "it's"}), """DEFAULT CAST('{"k":"it''s"}'::jsonb AS jsonb)"""),
     ],
 )  # fmt: skip
 def test_defaults_are_typed_literals(field: Field, expected: str) -> None:
