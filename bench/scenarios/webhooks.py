@@ -48,6 +48,7 @@ DRAIN_TIMEOUT_S = 300.0
 BACKLOG = 5000
 BACKGROUND_NICE = 10
 SPLIT = f"split (API-only + background nice {BACKGROUND_NICE})"
+DEFERRED = "write path only (API-only, deliveries after the rounds)"
 PLATFORM_CREDENTIALS = {"email": "platform@localhost", "password": "changeme"}
 ADMIN_CREDENTIALS = {"email": "admin@localhost", "password": "changeme"}
 BODY = json.dumps({"title": "bench", "status": "open", "amount": 12.5})
@@ -323,6 +324,67 @@ def _split(bench: Bench, receiver: _Receiver, result: ScenarioResult) -> list[fl
     return ratios
 
 
+def _write_path_only(bench: Bench, receiver: _Receiver, result: ScenarioResult) -> list[float]:
+    """API-only rocketd with no background instance during the rounds: what the webhook costs
+    the write itself (the outbox row, sent with the COMMIT), with no delivery sharing the two
+    cores. A background instance then starts and drains the outbox; returns hooked / plain."""
+    bench.query(APP_DB, "truncate hooked, plain, _webhook_logs")
+    with _rocketd(bench, background_work=False) as api:
+        token = _app_token(api.port)
+        _warm_up(bench, api, token)
+        time.sleep(SETTLE_S)
+        ratios: list[float] = []
+        for n in range(1, ROUNDS + 1):
+            plain = _post(bench, api, "plain", token, f"{DEFERRED}: POST plain, round {n}")
+            time.sleep(SETTLE_S)
+            hooked = _post(bench, api, "hooked", token, f"{DEFERRED}: POST hooked, round {n}")
+            if n < ROUNDS:
+                time.sleep(SETTLE_S)
+            result.measurements += [plain, hooked]
+            ratios.append(hooked.rate / plain.rate if plain.rate else 0.0)
+        waiting, total = _undelivered(bench)
+        delivered_before = receiver.count
+        with _rocketd(bench, background_work=True) as background:
+            started = time.monotonic()
+            left = _wait_delivered(bench)
+            drain_s = time.monotonic() - started
+            bench.stop(background)
+        bench.stop(api)
+    drained = receiver.count - delivered_before
+    if left:
+        result.failures.append(f"{DEFERRED}: {left} of {total} deliveries not done in time")
+    result.measurements.append(
+        Measurement(
+            f"{DEFERRED}: outbox drained by a background instance started after the rounds",
+            "python",
+            drained / drain_s if drain_s > 0 else 0.0,
+            "deliveries/s",
+            drained,
+            0.0,
+            None,
+            None,
+            left,
+            {"waiting_at_start": waiting, "seconds_from_start": round(drain_s, 2)},
+        )
+    )
+    result.ratios.append(
+        Ratio(
+            f"{DEFERRED}: hooked / plain (median of rounds)",
+            f"{DEFERRED}: POST hooked",
+            f"{DEFERRED}: POST plain",
+            statistics.median(ratios),
+            f"what the outbox row costs the write, no delivery running; target >= {TARGET}; "
+            "rounds: " + ", ".join(f"{r:.3f}" for r in ratios),
+        )
+    )
+    result.notes.append(
+        f"{DEFERRED}: the API-only instance ran alone during the rounds, so {waiting:,} outbox "
+        f"rows waited; a background instance started afterwards delivered all of them in "
+        f"{drain_s:.1f} s (counting its start-up)."
+    )
+    return ratios
+
+
 def _single_process(bench: Bench, receiver: _Receiver, result: ScenarioResult) -> list[float]:
     """One rocketd doing everything; returns the per-round hooked / plain."""
     with bench.rocketd(webhooks_allow_networks="127.0.0.0/8", auth_access_token_ttl=3600) as server:
@@ -401,7 +463,8 @@ def write_cost(bench: Bench) -> ScenarioResult:
     with _Receiver() as receiver:
         single = statistics.median(_single_process(bench, receiver, result))
         split = statistics.median(_split(bench, receiver, result))
-    verdicts = {"single process": single, SPLIT: split}
+        deferred = statistics.median(_write_path_only(bench, receiver, result))
+    verdicts = {"single process": single, SPLIT: split, DEFERRED: deferred}
     met = [name for name, value in verdicts.items() if value >= TARGET]
     result.notes.append(
         f"target hooked / plain >= {TARGET}: "
@@ -409,12 +472,14 @@ def write_cost(bench: Bench) -> ScenarioResult:
             f"{name} {value:.3f} {'meets' if value >= TARGET else 'MISSES'} it"
             for name, value in verdicts.items()
         )
-        + (f" (met by: {', '.join(met)})." if met else " (met by neither deployment).")
+        + (f" (met by: {', '.join(met)})." if met else " (met by none).")
     )
-    if not met:
+    concurrent = {name: verdicts[name] for name in ("single process", SPLIT)}
+    if all(value < TARGET for value in concurrent.values()):
+        # Deliveries running on the same two cores as the writes are what the issue measures.
         result.failures.append(
-            f"hooked / plain below {TARGET} in both deployments: "
-            + ", ".join(f"{name} {value:.3f}" for name, value in verdicts.items())
+            f"hooked / plain below {TARGET} with deliveries running: "
+            + ", ".join(f"{name} {value:.3f}" for name, value in concurrent.items())
         )
     return result
 

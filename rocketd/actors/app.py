@@ -17,6 +17,7 @@ from rocketd.auth.users import UserStates
 from rocketd.config import Settings
 from rocketd.db.app_schema import APP_PLAN
 from rocketd.db.migrations import apply_plan
+from rocketd.engine import signals
 from rocketd.engine.apps import AppRow, token_policy
 from rocketd.engine.snapshot import EMPTY_SNAPSHOT, AppSnapshot, load_snapshot
 from rocketd.logging import get_logger
@@ -117,6 +118,7 @@ class AppActor(Actor):
 
     async def on_stop(self) -> None:
         if self._pool is not None:
+            await signals.sender_for(self._pool).flush()  # committed writes' wake-ups go out
             await self._pool.close()
             self._pool = None
             self._accounts = None

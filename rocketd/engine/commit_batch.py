@@ -12,7 +12,9 @@ What holds:
   write or not at all; a failing one aborts the rest of the batch and the transaction is rolled
   back, as if it had failed in place;
 - only statements whose results nobody needs may be deferred (their results are discarded);
-  their NOTIFYs (`RETURNING pg_notify`) are delivered on commit as before;
+- the signals those rows need (`signal_after_commit`) are not sent inside the transaction: a
+  NOTIFY there makes PostgreSQL serialise the commit with every other notifying commit, so
+  they go to `on_commit` (the app's `signals.SignalSender`) once the COMMIT succeeded;
 - parameters are bound client-side by psycopg (`AsyncClientCursor`: the driver quotes each value
   as a literal for the connection's encoding), because a simple query carries no parameters;
 - only the connection and task that opened the transaction defer, and only outside savepoints;
@@ -23,7 +25,7 @@ What holds:
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
@@ -43,6 +45,7 @@ class _Batch:
     conn: AsyncConnection[Any]
     queries: list[LiteralString] = field(default_factory=list)
     params: list[Any] = field(default_factory=list)
+    signals: set[str] = field(default_factory=set)
 
 
 _OPEN: ContextVar[_Batch | None] = ContextVar("rocketd_commit_batch", default=None)
@@ -61,6 +64,17 @@ async def execute_at_commit(
     batch.params.extend(params)
 
 
+def signal_after_commit(conn: AsyncConnection[Any], name: str) -> bool:
+    """Ask for signal `name` once this write commits (`signals.SignalSender`, outside the write's
+    own transaction). False when `conn` is not in a `write_transaction` of this task (or is in a
+    savepoint): the caller then sends the signal inside its transaction (`RETURNING_SIGNAL`)."""
+    batch = _OPEN.get()
+    if batch is None or batch.conn is not conn or _in_savepoint(conn):
+        return False
+    batch.signals.add(name)
+    return True
+
+
 def _in_savepoint(conn: AsyncConnection[Any]) -> bool:
     # psycopg counts its open `transaction()` blocks; inside a write_transaction (a manual BEGIN)
     # any open block is a savepoint, whose rollback must take its statements with it. Without
@@ -69,8 +83,11 @@ def _in_savepoint(conn: AsyncConnection[Any]) -> bool:
 
 
 @asynccontextmanager
-async def write_transaction(conn: AsyncConnection[Any]) -> AsyncIterator[None]:
-    """BEGIN ... COMMIT on an autocommit connection; deferred statements go with the COMMIT.
+async def write_transaction(
+    conn: AsyncConnection[Any], on_commit: Callable[[set[str]], None] | None = None
+) -> AsyncIterator[None]:
+    """BEGIN ... COMMIT on an autocommit connection; deferred statements go with the COMMIT,
+    and `on_commit` gets the signals asked for (`signal_after_commit`) once it succeeded.
 
     Nested `conn.transaction()` blocks inside become savepoints, as with psycopg's own
     transaction block."""
@@ -105,3 +122,5 @@ async def write_transaction(conn: AsyncConnection[Any]) -> AsyncIterator[None]:
     finally:
         if not reset:
             _OPEN.reset(token)
+    if batch.signals and on_commit is not None:
+        on_commit(batch.signals)

@@ -28,7 +28,15 @@ from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool
 
 from rocketd.auth.principal import Principal
-from rocketd.engine import commit_batch, files, permissions, query, write_stages, writes
+from rocketd.engine import (
+    commit_batch,
+    files,
+    permissions,
+    query,
+    signals,
+    write_stages,
+    writes,
+)
 from rocketd.engine.deletes import delete_record
 from rocketd.engine.snapshot import AppSnapshot
 from rocketd.errors import NotFound, UnknownEntity
@@ -59,7 +67,7 @@ async def _write_transaction(
     workflow instances a write adds are sent with its COMMIT (`commit_batch`)."""
     async with pool.connection() as conn:
         try:
-            async with commit_batch.write_transaction(conn):
+            async with commit_batch.write_transaction(conn, signals.sender_for(pool).signal):
                 yield conn
         except psycopg.Error as exc:
             raise writes.map_database_error(exc, entity, "") from exc

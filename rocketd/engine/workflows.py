@@ -41,7 +41,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from rocketd.auth.principal import Principal
 from rocketd.engine import query, write_stages, writes
-from rocketd.engine.commit_batch import execute_at_commit
+from rocketd.engine.commit_batch import execute_at_commit, signal_after_commit
 from rocketd.engine.expressions import EvaluationError
 from rocketd.engine.metadata_admin import _iso
 from rocketd.engine.rules import json_value
@@ -216,10 +216,12 @@ async def start_instances(
         context = build_context(workflow, entity, record)
         position = _position(workflow, workflow.first_step, context, moment)
         waiting = position["waiting"]
-        # An instance waiting at its first (approval) step needs no runner: no signal.
+        # An instance waiting at its first (approval) step needs no runner: no signal. Others
+        # signal after the commit, or inside the transaction outside a data-API write.
+        inline_signal = not waiting and not signal_after_commit(conn, SIGNAL)
         await execute_at_commit(
             conn,
-            INSERT_INSTANCE if waiting else INSERT_INSTANCE + RETURNING_SIGNAL,
+            INSERT_INSTANCE + RETURNING_SIGNAL if inline_signal else INSERT_INSTANCE,
             (
                 workflow.id,
                 workflow.name,
@@ -231,7 +233,7 @@ async def start_instances(
                 Jsonb(context),
                 entity.name,
                 state_text(record.get(entity.primary_key.field)),
-                *(() if waiting else signal_params(SIGNAL)),
+                *(signal_params(SIGNAL) if inline_signal else ()),
             ),
         )
         started += 1

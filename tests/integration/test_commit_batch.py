@@ -16,8 +16,11 @@ import pytest
 from psycopg import sql
 from psycopg.pq import TransactionStatus
 from psycopg.types.json import Jsonb
+from psycopg_pool import AsyncConnectionPool
 
-from rocketd.engine.commit_batch import execute_at_commit, write_transaction
+from rocketd.actors.listener import METADATA_CHANNEL
+from rocketd.engine import signals
+from rocketd.engine.commit_batch import execute_at_commit, signal_after_commit, write_transaction
 from tests.conftest import drop_databases, dsn_for
 
 DDL = """
@@ -147,3 +150,40 @@ async def test_write_transactions_do_not_nest(conn: Any) -> None:
         with pytest.raises(RuntimeError, match="do not nest"):
             async with write_transaction(conn):
                 pass
+
+
+async def test_signals_go_to_on_commit_after_a_successful_commit_only(conn: Any) -> None:
+    seen: list[set[str]] = []
+    with pytest.raises(RuntimeError):
+        async with write_transaction(conn, seen.append):
+            assert signal_after_commit(conn, "webhooks")
+            raise RuntimeError("refused")
+    async with write_transaction(conn, seen.append):
+        assert signal_after_commit(conn, "webhooks")
+        assert signal_after_commit(conn, "workflows")
+        assert signal_after_commit(conn, "webhooks")
+        async with conn.transaction():  # a savepoint: the caller must signal in place
+            assert not signal_after_commit(conn, "webhooks")
+    assert seen == [{"webhooks", "workflows"}]
+    assert not signal_after_commit(conn, "webhooks")  # no write transaction open
+
+
+async def test_the_signal_sender_coalesces_into_few_notifications(database: str) -> None:
+    pool = AsyncConnectionPool(
+        database, min_size=1, max_size=2, kwargs={"autocommit": True}, open=False
+    )
+    await pool.open(wait=True)
+    try:
+        async with await psycopg.AsyncConnection.connect(database, autocommit=True) as listener:
+            await listener.execute(sql.SQL("listen {}").format(sql.Identifier(METADATA_CHANNEL)))
+            sender = signals.sender_for(pool)
+            assert signals.sender_for(pool) is sender
+            for _ in range(50):
+                sender.signal({"webhooks"})
+            sender.signal({"workflows"})
+            await sender.flush()
+            payloads = [n.payload async for n in listener.notifies(timeout=0.5) if n.channel]
+    finally:
+        await pool.close()
+    assert sorted(set(payloads)) == ["signal:webhooks", "signal:workflows"]
+    assert len(payloads) <= 4  # 51 requests, sent in one or two rounds
