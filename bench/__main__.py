@@ -17,7 +17,14 @@ import psycopg
 
 from bench.harness import DEFAULT_PG_URL, Bench, BenchConfig, machine_info
 from bench.loadgen import ToolMissing, find_pgbench, find_wrk
-from bench.report import Machine, Report, ScenarioResult, measurement_table, ratio_table
+from bench.report import (
+    Machine,
+    Report,
+    ScenarioResult,
+    measurement_table,
+    merge_repeats,
+    ratio_table,
+)
 from bench.scenarios import SETS, Scenario
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
@@ -30,6 +37,9 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--warmup", type=int, default=2, help="seconds of wrk warm-up per run")
     parser.add_argument("--pg-url", default=DEFAULT_PG_URL, help="PostgreSQL server URL")
     parser.add_argument("--results-dir", type=Path, default=RESULTS_DIR)
+    parser.add_argument(
+        "--repeat", type=int, default=1, help="run each scenario N times; report the medians"
+    )
     parser.add_argument("--list", action="store_true", help="list sets and scenarios, then exit")
     return parser
 
@@ -86,12 +96,18 @@ def _print_result(result: ScenarioResult) -> None:
 
 
 def run_set(
-    label: str, scenarios: dict[str, Scenario], config: BenchConfig, machine: Machine, out: Path
+    label: str,
+    scenarios: dict[str, Scenario],
+    config: BenchConfig,
+    machine: Machine,
+    out: Path,
+    repeat: int = 1,
 ) -> Report:
     command = shlex.join([".venv/bin/python", "-m", "bench", *sys.argv[1:]])
     report = Report(label, machine, command)
     for name, scenario in scenarios.items():
-        report.scenarios.append(run_scenario(name, scenario, config))
+        runs = [run_scenario(name, scenario, config) for _ in range(max(1, repeat))]
+        report.scenarios.append(merge_repeats(runs))
     md, js = report.write(out)
     print(f"wrote {md} and {js.name}", flush=True)
     return report
@@ -117,7 +133,9 @@ def main(argv: list[str] | None = None) -> int:
     failures: list[str] = []
     for set_name, picked in chosen.items():
         scenarios = {name: SETS[set_name][name] for name in picked}
-        report = run_set(_label(set_name, picked), scenarios, config, machine, args.results_dir)
+        report = run_set(
+            _label(set_name, picked), scenarios, config, machine, args.results_dir, args.repeat
+        )
         failures += report.failures
     for failure in failures:
         print(f"FAILED: {failure}", file=sys.stderr)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import statistics
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -192,3 +192,34 @@ def _machine_markdown(machine: Machine, command: str) -> list[str]:
         f"- command: `{command}`",
         "",
     ]
+
+
+def merge_repeats(results: list[ScenarioResult]) -> ScenarioResult:
+    """Several runs of one scenario as one result: every run's measurements and ratios under
+    `run k: `, then each ratio's median over the runs (the figure to quote on a noisy machine),
+    the last run's notes and every run's failures."""
+    if len(results) == 1:
+        return results[0]
+    first = results[0]
+    merged = ScenarioResult(first.name, f"{first.title} ({len(results)} runs)")
+    for k, result in enumerate(results, 1):
+        merged.measurements += [replace(m, name=f"run {k}: {m.name}") for m in result.measurements]
+        merged.ratios += [replace(r, name=f"run {k}: {r.name}") for r in result.ratios]
+        merged.failures += [f"run {k}: {failure}" for failure in result.failures]
+    for ratio in first.ratios:
+        values = [r.value for result in results for r in result.ratios if r.name == ratio.name]
+        merged.ratios.append(
+            replace(
+                ratio,
+                name=f"median of {len(values)} runs: {ratio.name}",
+                value=statistics.median(values),
+                meaning=f"{ratio.meaning}; runs: " + ", ".join(f"{v:.3f}" for v in values),
+            )
+        )
+    merged.notes = [
+        f"{len(results)} runs of the whole scenario one after the other (`--repeat`); the "
+        "notes below are the last run's, the per-run verdicts in them apply to that run only, "
+        "and the medians above are the figures to compare with the targets.",
+        *results[-1].notes,
+    ]
+    return merged

@@ -172,14 +172,17 @@ select t.relname, a.attname
   join pg_class ic on ic.oid = i.indexrelid
   join pg_am am on am.oid = ic.relam
   join pg_attribute a on a.attrelid = t.oid and a.attnum = i.indkey[0]
- where n.nspname = %(schema)s and am.amname = 'btree' and i.indpred is null and i.indisvalid
+ where n.nspname = %(schema)s and t.relname = any(%(tables)s)
+   and am.amname = 'btree' and i.indpred is null and i.indisvalid
 """
 
 
-async def index_leading_columns(conn: AsyncConnection[Any]) -> dict[str, frozenset[str]]:
-    """Per table of the schema: the columns that lead a valid, non-partial btree index, i.e.
-    the columns an ORDER BY can be answered from an index for."""
-    cur = await conn.execute(_LEADING_SQL, {"schema": SCHEMA})
+async def index_leading_columns(
+    conn: AsyncConnection[Any], tables: Collection[str]
+) -> dict[str, frozenset[str]]:
+    """Per table of `tables`: the columns that lead a valid, non-partial btree index, i.e. the
+    columns an ORDER BY can be answered from an index for."""
+    cur = await conn.execute(_LEADING_SQL, {"schema": SCHEMA, "tables": list(tables)})
     leading: dict[str, set[str]] = {}
     for table, column in await cur.fetchall():
         leading.setdefault(table, set()).add(column)
@@ -191,14 +194,17 @@ select c.relname, a.attname, a.atttypid::regtype::text
   from pg_attribute a
   join pg_class c on c.oid = a.attrelid
   join pg_namespace n on n.oid = c.relnamespace
- where n.nspname = %(schema)s and c.relkind in ('r', 'p') and a.attnum > 0 and not a.attisdropped
+ where n.nspname = %(schema)s and c.relname = any(%(tables)s) and c.relkind in ('r', 'p')
+   and a.attnum > 0 and not a.attisdropped
 """
 
 
-async def column_types(conn: AsyncConnection[Any]) -> dict[str, dict[str, str]]:
-    """Per table of the schema: column -> type name without modifiers (`numeric`,
+async def column_types(
+    conn: AsyncConnection[Any], tables: Collection[str]
+) -> dict[str, dict[str, str]]:
+    """Per table of `tables`: column -> type name without modifiers (`numeric`,
     `timestamp with time zone`, `character varying`, ...)."""
-    cur = await conn.execute(_ALL_COLUMN_TYPES_SQL, {"schema": SCHEMA})
+    cur = await conn.execute(_ALL_COLUMN_TYPES_SQL, {"schema": SCHEMA, "tables": list(tables)})
     types: dict[str, dict[str, str]] = {}
     for table, column, type_name in await cur.fetchall():
         types.setdefault(table, {})[column] = type_name

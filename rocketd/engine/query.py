@@ -24,6 +24,7 @@ Decisions beyond the spec:
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Callable, Collection, Hashable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final, Protocol
@@ -132,6 +133,45 @@ def parse_list_query(
         per_page=per_page,
         includes=parse_includes(registry, entity, last.get("include"), strict=True),
     )
+
+
+PARSED_PER_ENTITY: Final = 256
+_ParsedShapes = OrderedDict[Hashable, tuple[RegistryView, "ListQuery"]]
+
+
+def _no_shapes(entity: Entity) -> _ParsedShapes:
+    return OrderedDict()
+
+
+# Per Entity object: parsed list queries by their raw parameters (the same list URL is asked for
+# again and again); each entry remembers the registry it was resolved against.
+_PARSED: Final[sc.IdentityCache[Entity, _ParsedShapes]] = sc.IdentityCache(_no_shapes)
+
+
+def parse_list_query_cached(
+    registry: RegistryView,
+    entity: Entity,
+    params: Mapping[str, str],
+    *,
+    max_per_page: int = MAX_PER_PAGE,
+    default_per_page: int = DEFAULT_PER_PAGE,
+) -> ListQuery:
+    """`parse_list_query`, remembered per entity for the last PARSED_PER_ENTITY parameter sets
+    (a ListQuery is immutable). Errors are not remembered: a bad query is parsed, and refused,
+    every time."""
+    key = (tuple(params.items()), max_per_page, default_per_page)
+    shapes = _PARSED.get(entity)
+    hit = shapes.get(key)
+    if hit is not None and hit[0] is registry:
+        shapes.move_to_end(key)
+        return hit[1]
+    spec = parse_list_query(
+        registry, entity, params, max_per_page=max_per_page, default_per_page=default_per_page
+    )
+    shapes[key] = (registry, spec)
+    if len(shapes) > PARSED_PER_ENTITY:
+        shapes.popitem(last=False)
+    return spec
 
 
 def _positive_int(raw: str | None) -> int | None:

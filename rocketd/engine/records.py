@@ -129,7 +129,7 @@ async def list_page(
     entity = require_entity(registry, entity_name)
     access = permissions.Access(snapshot.permissions, principal)
     grant = access.grant(entity.name, "read")
-    spec = query.parse_list_query(
+    spec = query.parse_list_query_cached(
         registry, entity, params, max_per_page=max_per_page, default_per_page=default_per_page
     )
     row_filter = access.read_filter(grant, entity)

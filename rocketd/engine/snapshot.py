@@ -64,8 +64,9 @@ async def load_snapshot(conn: AsyncConnection[Any]) -> AppSnapshot:
     permissions = await load_permissions(conn)
     webhooks = await load_webhook_book(conn)
     workflows = await load_workflow_book(conn, registry)
-    sort_indexes = await index_leading_columns(conn)
-    types = await column_types(conn)
+    tables = [entity.table for entity in registry.entities.values()]
+    sort_indexes = await index_leading_columns(conn, tables)
+    types = await column_types(conn, tables)
     return AppSnapshot(
         registry=registry,
         rules=rules,

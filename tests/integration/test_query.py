@@ -216,7 +216,7 @@ async def listing(
     if form == "index":
         kw.setdefault("indexed", frozenset(f.name for f in entity.fields))
     if form == "wire json" and not spec.includes and "include_where" not in kw:
-        types = (await column_types(conn)).get(entity.table, {})
+        types = (await column_types(conn, [entity.table])).get(entity.table, {})
         answer = await list_records_json(conn, entity, spec, tuple(sorted(types.items())), **kw)
         assert answer is not None, f"{entity.name}: a column type is not covered"
         encoded, total = answer
@@ -518,7 +518,7 @@ async def test_index_leading_columns_sees_btree_leads_only(conn: Any) -> None:
     await conn.execute("create index on posts (views, title)")
     await conn.execute("create index on posts (title) where views > 0")  # partial: not a sort
     await conn.execute("create index on posts using hash (published)")  # hash: no order
-    leading = await index_leading_columns(conn)
+    leading = await index_leading_columns(conn, ["posts", "post_tags", "categories"])
     assert leading["posts"] == {"id", "slug", "views"}  # the key, the unique slug, a lead
     assert leading["post_tags"] == {"post_id"}
     assert leading["categories"] == {"code", "slug"}

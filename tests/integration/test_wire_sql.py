@@ -99,7 +99,7 @@ async def conn(database: str, request: pytest.FixtureRequest) -> AsyncIterator[A
 
 
 async def _types(conn: Any) -> tuple[tuple[str, str], ...]:
-    return tuple(sorted((await column_types(conn))["things"].items()))
+    return tuple(sorted((await column_types(conn, ["things"]))["things"].items()))
 
 
 @pytest.mark.parametrize(

@@ -10,6 +10,7 @@ import pytest
 from multidict import MultiDict
 from psycopg import sql
 
+from rocketd.engine import query as query_module
 from rocketd.engine import sql_compose as sc
 from rocketd.engine.query import (
     FILTER_OPERATORS,
@@ -424,3 +425,28 @@ def test_statement_cache_renders_once_per_shape() -> None:
     cache.render("b", None, build)  # over the bound: rendered, not kept
     cache.render("b", None, build)
     assert len(calls) == 3 and len(cache) == 1
+
+
+def test_cached_parse_answers_the_same_query_for_the_same_parameters() -> None:
+    params = MultiDict({"filter[title]": "x", "sort": "-title"})
+    first = query_module.parse_list_query_cached(REGISTRY, POST, params)
+    assert first == parse_list_query(REGISTRY, POST, params)
+    assert query_module.parse_list_query_cached(REGISTRY, POST, MultiDict(params)) is first
+    other = query_module.parse_list_query_cached(REGISTRY, POST, params, max_per_page=10)
+    assert other is not first  # the caps are part of the key
+
+
+def test_cached_parse_is_per_registry_and_never_remembers_errors() -> None:
+    params = MultiDict({"sort": "title"})
+    first = query_module.parse_list_query_cached(REGISTRY, POST, params)
+    reloaded = Registry(dict(REGISTRY.entities), dict(REGISTRY.relations))
+    assert query_module.parse_list_query_cached(reloaded, POST, params) is not first
+    for _ in range(2):
+        with pytest.raises(UnknownField):
+            query_module.parse_list_query_cached(REGISTRY, POST, MultiDict({"sort": "nope"}))
+
+
+def test_cached_parse_keeps_a_bounded_number_of_shapes() -> None:
+    for n in range(query_module.PARSED_PER_ENTITY + 50):
+        query_module.parse_list_query_cached(REGISTRY, TAG, MultiDict({"page": str(n + 1)}))
+    assert len(query_module._PARSED.get(TAG)) == query_module.PARSED_PER_ENTITY
