@@ -10,7 +10,8 @@ from __future__ import annotations
 import os
 import secrets
 import tempfile
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -67,6 +68,23 @@ def drop_databases(server_dsn: str, names: list[str]) -> None:
             conn.execute(
                 sql.SQL("drop database if exists {} with (force)").format(sql.Identifier(name))
             )
+
+
+@contextmanager
+def scratch_database(
+    server_dsn: str, prefix: str, setup: Callable[[psycopg.Connection[Any]], None]
+) -> Iterator[str]:
+    """A new database `<prefix>_<hex>` prepared by `setup` (autocommit), dropped afterwards;
+    yields its DSN."""
+    name = f"{prefix}_{secrets.token_hex(5)}"
+    with psycopg.connect(server_dsn, autocommit=True) as admin:
+        admin.execute(sql.SQL("create database {}").format(sql.Identifier(name)))
+    try:
+        with psycopg.connect(dsn_for(server_dsn, name), autocommit=True) as conn:
+            setup(conn)
+        yield dsn_for(server_dsn, name)
+    finally:
+        drop_databases(server_dsn, [name])
 
 
 def app_databases(server_dsn: str, management_db: str) -> list[str]:

@@ -227,12 +227,7 @@ def _measure_operation(bench: Bench, op: Operation) -> ScenarioResult:
     _require_no_app_db(bench)
     ids_file = bench.workdir / "order-ids.txt"
     with bench.rocketd(auth_access_token_ttl=ACCESS_TOKEN_TTL_S) as server:
-        token = _create_app(server.port)
-        _create_schema(server.port, token)
-        _seed(bench)
-        _write_ids(bench, ids_file)
-        CHECKS[op.name](bench, server.port, token, result)
-        _reset(bench)
+        token = _prepare(bench, server, op, ids_file, result)
         warm, rocket = _wrk_data(bench, server, op, token, ids_file)
         bench.stop(server)
     _check_rocketd_writes(bench, op.name, warm.requests + rocket.requests, result)
@@ -278,6 +273,19 @@ def _measure_operation(bench: Bench, op: Operation) -> ScenarioResult:
     return result
 
 
+def _prepare(
+    bench: Bench, server: ServerProcess, op: Operation, ids_file: Path, result: ScenarioResult
+) -> str:
+    """App, schema, seeded rows, the ids file and the answer check; returns the admin token."""
+    token = _create_app(server.port)
+    _create_schema(server.port, token)
+    _seed(bench)
+    _write_ids(bench, ids_file)
+    CHECKS[op.name](bench, server.port, token, result)
+    _reset(bench)
+    return token
+
+
 def _measure_list(bench: Bench, op: Operation) -> ScenarioResult:
     """list in LIST_ROUNDS alternating rounds (rocketd, then pgbench, the server idle beside it);
     the ratio is the median of the per-round ratios. Reads change nothing, so both sides can
@@ -289,12 +297,7 @@ def _measure_list(bench: Bench, op: Operation) -> ScenarioResult:
     rockets: list[Measurement] = []
     baselines: list[Measurement] = []
     with bench.rocketd(auth_access_token_ttl=ACCESS_TOKEN_TTL_S) as server:
-        token = _create_app(server.port)
-        _create_schema(server.port, token)
-        _seed(bench)
-        _write_ids(bench, ids_file)
-        CHECKS[op.name](bench, server.port, token, result)
-        _reset(bench)
+        token = _prepare(bench, server, op, ids_file, result)
         env = _wrk_env(op, token, ids_file)
         _run_wrk(server, env, bench.config.warmup_s, f"{op.rocketd_name} (warm-up)")
         for n in range(1, LIST_ROUNDS + 1):

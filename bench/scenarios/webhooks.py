@@ -230,6 +230,26 @@ def _warm_up(bench: Bench, server: ServerProcess, token: str) -> None:
     )
 
 
+def _rounds(
+    bench: Bench,
+    server: ServerProcess,
+    token: str,
+    result: ScenarioResult,
+    names: tuple[str, str],
+) -> list[float]:
+    """ROUNDS alternating runs, plain then hooked (`names` format `{n}` into each run's name);
+    returns the per-round hooked / plain and adds the runs to `result`."""
+    ratios: list[float] = []
+    for n in range(1, ROUNDS + 1):
+        plain = _post(bench, server, "plain", token, names[0].format(n=n))
+        time.sleep(SETTLE_S)
+        hooked = _post(bench, server, "hooked", token, names[1].format(n=n))
+        time.sleep(SETTLE_S)
+        result.measurements += [plain, hooked]
+        ratios.append(hooked.rate / plain.rate if plain.rate else 0.0)
+    return ratios
+
+
 def _rocketd(bench: Bench, *, background_work: bool, nice: int = 0) -> ServerProcess:
     return bench.rocketd(
         nice=nice,
@@ -253,18 +273,11 @@ def _split(bench: Bench, receiver: _Receiver, result: ScenarioResult) -> list[fl
         if _wait_delivered(bench):
             result.failures.append(f"{SPLIT}: the warm-up's deliveries did not drain")
         time.sleep(SETTLE_S)
-        ratios: list[float] = []
         _, rows_before = _undelivered(bench)
         delivered_before = receiver.count
         rounds_started = time.monotonic()
-        for n in range(1, ROUNDS + 1):
-            plain = _post(bench, api, "plain", token, f"{SPLIT}: POST plain, round {n}")
-            time.sleep(SETTLE_S)
-            hooked = _post(bench, api, "hooked", token, f"{SPLIT}: POST hooked, round {n}")
-            if n < ROUNDS:
-                time.sleep(SETTLE_S)
-            result.measurements += [plain, hooked]
-            ratios.append(hooked.rate / plain.rate if plain.rate else 0.0)
+        names = (f"{SPLIT}: POST plain, round {{n}}", f"{SPLIT}: POST hooked, round {{n}}")
+        ratios = _rounds(bench, api, token, result, names)
         rounds_ended = time.monotonic()
         during = receiver.count - delivered_before
         backlog, total = _undelivered(bench)
@@ -333,15 +346,8 @@ def _write_path_only(bench: Bench, receiver: _Receiver, result: ScenarioResult) 
         token = _app_token(api.port)
         _warm_up(bench, api, token)
         time.sleep(SETTLE_S)
-        ratios: list[float] = []
-        for n in range(1, ROUNDS + 1):
-            plain = _post(bench, api, "plain", token, f"{DEFERRED}: POST plain, round {n}")
-            time.sleep(SETTLE_S)
-            hooked = _post(bench, api, "hooked", token, f"{DEFERRED}: POST hooked, round {n}")
-            if n < ROUNDS:
-                time.sleep(SETTLE_S)
-            result.measurements += [plain, hooked]
-            ratios.append(hooked.rate / plain.rate if plain.rate else 0.0)
+        names = (f"{DEFERRED}: POST plain, round {{n}}", f"{DEFERRED}: POST hooked, round {{n}}")
+        ratios = _rounds(bench, api, token, result, names)
         waiting, total = _undelivered(bench)
         delivered_before = receiver.count
         with _rocketd(bench, background_work=True) as background:
@@ -393,14 +399,8 @@ def _single_process(bench: Bench, receiver: _Receiver, result: ScenarioResult) -
         _warm_up(bench, server, token)
         if bench.config.warmup_s > 0:
             time.sleep(SETTLE_S)
-        ratios: list[float] = []
-        for n in range(1, ROUNDS + 1):
-            plain = _post(bench, server, "plain", token, f"POST plain (no webhook), round {n}")
-            time.sleep(SETTLE_S)
-            hooked = _post(bench, server, "hooked", token, f"POST hooked (1 webhook), round {n}")
-            time.sleep(SETTLE_S)
-            result.measurements += [plain, hooked]
-            ratios.append(hooked.rate / plain.rate if plain.rate else 0.0)
+        names = ("POST plain (no webhook), round {n}", "POST hooked (1 webhook), round {n}")
+        ratios = _rounds(bench, server, token, result, names)
         left_rounds = _wait_delivered(bench)
         _, total = _undelivered(bench)
         # Sustained deliveries: a backlog of BACKLOG due rows, one wake-up, time to drain it.

@@ -21,7 +21,7 @@ from psycopg_pool import AsyncConnectionPool
 from rocketd.actors.listener import METADATA_CHANNEL
 from rocketd.engine import signals
 from rocketd.engine.commit_batch import execute_at_commit, signal_after_commit, write_transaction
-from tests.conftest import drop_databases, dsn_for
+from tests.conftest import scratch_database
 
 DDL = """
 create table items (id serial primary key, label text not null);
@@ -33,15 +33,8 @@ INSERT_EVENT = "insert into events (label, doc, at, tags, ref, n) values (%s, %s
 
 @pytest.fixture(scope="module")
 def database(pg_dsn: str) -> Iterator[str]:
-    name = f"rkt_cb_{secrets.token_hex(5)}"
-    with psycopg.connect(pg_dsn, autocommit=True) as admin:
-        admin.execute(sql.SQL("create database {}").format(sql.Identifier(name)))
-    try:
-        with psycopg.connect(dsn_for(pg_dsn, name), autocommit=True) as conn:
-            conn.execute(DDL)
-        yield dsn_for(pg_dsn, name)
-    finally:
-        drop_databases(pg_dsn, [name])
+    with scratch_database(pg_dsn, "rkt_cb", lambda conn: conn.execute(DDL)) as dsn:
+        yield dsn
 
 
 @pytest.fixture

@@ -7,7 +7,6 @@ only read, so they share it.
 
 from __future__ import annotations
 
-import secrets
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from decimal import Decimal
@@ -30,7 +29,7 @@ from rocketd.engine.query import (
 from rocketd.errors import NotFound
 from rocketd.metadata.model import Entity, Field, PrimaryKey, Relation, SlugConfig
 from rocketd.metadata.registry import Registry
-from tests.conftest import drop_databases, dsn_for
+from tests.conftest import scratch_database
 
 
 def uid(n: int) -> uuid.UUID:
@@ -175,15 +174,8 @@ def seed(conn: psycopg.Connection[Any]) -> None:
 
 @pytest.fixture(scope="module")
 def database(pg_dsn: str) -> Iterator[str]:
-    name = f"rkt_q_{secrets.token_hex(5)}"
-    with psycopg.connect(pg_dsn, autocommit=True) as admin:
-        admin.execute(sql.SQL("create database {}").format(sql.Identifier(name)))
-    try:
-        with psycopg.connect(dsn_for(pg_dsn, name), autocommit=True) as conn:
-            seed(conn)
-        yield dsn_for(pg_dsn, name)
-    finally:
-        drop_databases(pg_dsn, [name])
+    with scratch_database(pg_dsn, "rkt_q", seed) as dsn:
+        yield dsn
 
 
 @pytest.fixture

@@ -9,7 +9,6 @@ same page read through `list_records` (Python decodes and encodes) and `list_rec
 
 from __future__ import annotations
 
-import secrets
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
@@ -24,7 +23,7 @@ from rocketd.engine.query import list_records, list_records_json, parse_list_que
 from rocketd.http.responses import dumps
 from rocketd.metadata.model import Entity, Field, PrimaryKey
 from rocketd.metadata.registry import Registry
-from tests.conftest import drop_databases, dsn_for
+from tests.conftest import scratch_database
 
 THING = Entity(
     "thing",
@@ -80,15 +79,8 @@ line "quoted" \\ back', 'v', 1, 9223372036854775807, 0.1, 1.5, 12.50, 7, true,
 
 @pytest.fixture(scope="module")
 def database(pg_dsn: str) -> Iterator[str]:
-    name = f"rkt_wire_{secrets.token_hex(5)}"
-    with psycopg.connect(pg_dsn, autocommit=True) as admin:
-        admin.execute(sql.SQL("create database {}").format(sql.Identifier(name)))
-    try:
-        with psycopg.connect(dsn_for(pg_dsn, name), autocommit=True) as conn:
-            conn.execute(DDL)
-        yield dsn_for(pg_dsn, name)
-    finally:
-        drop_databases(pg_dsn, [name])
+    with scratch_database(pg_dsn, "rkt_wire", lambda conn: conn.execute(DDL)) as dsn:
+        yield dsn
 
 
 @pytest.fixture(params=["UTC", "Asia/Kolkata", "America/St_Johns"])
