@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from psycopg_pool import AsyncConnectionPool
@@ -148,7 +148,11 @@ class AppDirectory:
 
     async def start_existing(self) -> None:
         """Start every active app; one that fails is logged and skipped, not fatal."""
-        for row in await apps.list_apps(self._pool):
+        await self._start_active(await apps.list_apps(self._pool))
+
+    async def _start_active(self, rows: Iterable[apps.AppRow]) -> None:
+        """Start the active apps among `rows` not served yet; a failure is logged and skipped."""
+        for row in rows:
             if row.status != apps.STATUS_ACTIVE or row.name in self._actors:
                 continue
             try:
@@ -206,13 +210,7 @@ class AppDirectory:
                 self._actors[name].tell(RELOAD)
         # Apps created meanwhile: served here too, as `on_notify` would have done. An instance
         # that only does background work gets no request that would start them lazily.
-        for row in known.values():
-            if row.status != apps.STATUS_ACTIVE or row.name in self._actors:
-                continue
-            try:
-                await self._start(row)
-            except Exception:
-                log.error("app failed to start; skipped", app=row.name, exc_info=True)
+        await self._start_active(known.values())
 
     async def stop_all(self) -> None:
         for name in list(self._actors):

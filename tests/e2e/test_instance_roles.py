@@ -19,9 +19,9 @@ import aiohttp
 import psycopg
 import pytest
 
-from tests.conftest import dsn_for, unique_name
+from tests.conftest import dsn_for
 from tests.e2e.test_serve_embedded import free_port
-from tests.e2e.test_two_instances import Instance, call, ready
+from tests.e2e.test_two_instances import Instance, call, new_app_admin, ready
 from tests.helpers import wait_until
 from tests.receiver import Receiver
 
@@ -113,26 +113,7 @@ async def http() -> AsyncIterator[aiohttp.ClientSession]:
 async def setup_app(
     http: aiohttp.ClientSession, base: str, hooks: Receiver, gate: Receiver
 ) -> tuple[str, str]:
-    status, body = await call(
-        http,
-        "POST",
-        base + "/api/_platform/auth/login",
-        body={"email": "platform@localhost", "password": "changeme"},
-    )
-    assert status == 200, body
-    app = unique_name("roles")
-    status, body = await call(
-        http, "POST", base + "/api/_platform/apps", body["data"]["access_token"], {"name": app}
-    )
-    assert status == 201, body
-    status, body = await call(
-        http,
-        "POST",
-        base + f"/api/{app}/auth/login",
-        body={"email": "admin@localhost", "password": "changeme"},
-    )
-    assert status == 200, body
-    token = body["data"]["access_token"]
+    app, token = await new_app_admin(http, base, "roles")
     admin = base + f"/api/{app}/_admin"
     for e in (entity("note", "text"), entity("gated", "text"), entity("request", "status")):
         status, body = await call(http, "POST", admin + "/entities", token, e)

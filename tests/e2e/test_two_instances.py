@@ -88,6 +88,30 @@ async def call(
         return resp.status, await resp.json()
 
 
+async def new_app_admin(http: aiohttp.ClientSession, base: str, prefix: str) -> tuple[str, str]:
+    """A new app created through the platform API of the server at `base`: (name, admin token)."""
+    status, body = await call(
+        http,
+        "POST",
+        base + "/api/_platform/auth/login",
+        body={"email": "platform@localhost", "password": "changeme"},
+    )
+    assert status == 200, body
+    app = unique_name(prefix)
+    status, body = await call(
+        http, "POST", base + "/api/_platform/apps", body["data"]["access_token"], {"name": app}
+    )
+    assert status == 201, body
+    status, body = await call(
+        http,
+        "POST",
+        base + f"/api/{app}/auth/login",
+        body={"email": "admin@localhost", "password": "changeme"},
+    )
+    assert status == 200, body
+    return app, body["data"]["access_token"]
+
+
 async def test_entity_created_on_a_is_served_by_b(instances: list[Instance]) -> None:
     a, b = instances
     async with aiohttp.ClientSession() as http:

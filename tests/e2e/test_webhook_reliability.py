@@ -23,9 +23,9 @@ import aiohttp
 import psycopg
 import pytest
 
-from tests.conftest import dsn_for, unique_name
+from tests.conftest import dsn_for
 from tests.e2e.test_serve_embedded import free_port
-from tests.e2e.test_two_instances import Instance, call, ready
+from tests.e2e.test_two_instances import Instance, call, new_app_admin, ready
 from tests.helpers import wait_until
 from tests.receiver import Receiver
 
@@ -77,25 +77,7 @@ async def http() -> AsyncIterator[aiohttp.ClientSession]:
 
 
 async def setup_app(http: aiohttp.ClientSession, base: str, receiver: Receiver) -> tuple[str, str]:
-    status, body = await call(
-        http,
-        "POST",
-        base + "/api/_platform/auth/login",
-        body={"email": "platform@localhost", "password": "changeme"},
-    )
-    assert status == 200, body
-    app = unique_name("hooks")
-    status, body = await call(
-        http, "POST", base + "/api/_platform/apps", body["data"]["access_token"], {"name": app}
-    )
-    assert status == 201, body
-    status, body = await call(
-        http,
-        "POST",
-        base + f"/api/{app}/auth/login",
-        body={"email": "admin@localhost", "password": "changeme"},
-    )
-    token = body["data"]["access_token"]
+    app, token = await new_app_admin(http, base, "hooks")
     status, body = await call(http, "POST", base + f"/api/{app}/_admin/entities", token, NOTE)
     assert status == 201, body
     hook = {"entity": "note", "url": receiver.url, "retry": {"max_attempts": 20}}
