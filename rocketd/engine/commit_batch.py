@@ -12,9 +12,10 @@ What holds:
   write or not at all; a failing one aborts the rest of the batch and the transaction is rolled
   back, as if it had failed in place;
 - only statements whose results nobody needs may be deferred (their results are discarded);
-- the signals those rows need (`signal_after_commit`) are not sent inside the transaction: a
-  NOTIFY there makes PostgreSQL serialise the commit with every other notifying commit, so
-  they go to `on_commit` (the app's `signals.SignalSender`) once the COMMIT succeeded;
+- the signals those rows need (`execute_at_commit(..., signal=)`, `signal_after_commit`) are
+  not sent inside the transaction: a NOTIFY there makes PostgreSQL serialise the commit with
+  every other notifying commit, so they go to `on_commit` (the app's `signals.SignalSender`)
+  once the COMMIT succeeded;
 - parameters are bound client-side by psycopg (`AsyncClientCursor`: the driver quotes each value
   as a literal for the connection's encoding), because a simple query carries no parameters;
 - only the connection and task that opened the transaction defer, and only outside savepoints;
@@ -35,6 +36,7 @@ import psycopg
 from psycopg import AsyncClientCursor, AsyncConnection
 from psycopg.pq import TransactionStatus
 
+from rocketd.engine.signals import RETURNING_SIGNAL, signal_params
 from rocketd.logging import get_logger
 
 log = get_logger("rocketd.engine.commit_batch")
@@ -51,25 +53,46 @@ class _Batch:
 _OPEN: ContextVar[_Batch | None] = ContextVar("rocketd_commit_batch", default=None)
 
 
-async def execute_at_commit(
-    conn: AsyncConnection[Any], query: LiteralString, params: Sequence[Any]
-) -> None:
-    """Run `query` (with `%s` placeholders, no literal `%`) just before this write's COMMIT when
-    `conn` is in a `write_transaction` of this task; else run it now."""
+def _open_batch(conn: AsyncConnection[Any]) -> _Batch | None:
+    """This task's batch when `conn` is in its `write_transaction` and not in a savepoint."""
     batch = _OPEN.get()
     if batch is None or batch.conn is not conn or _in_savepoint(conn):
+        return None
+    return batch
+
+
+async def execute_at_commit(
+    conn: AsyncConnection[Any],
+    query: LiteralString,
+    params: Sequence[Any],
+    *,
+    signal: str | None = None,
+) -> None:
+    """Run `query` (with `%s` placeholders, no literal `%`) just before this write's COMMIT when
+    `conn` is in a `write_transaction` of this task; else run it now.
+
+    `signal` names the signal the row needs: deferred, it is asked for after the commit
+    (`signal_after_commit`); run now, the INSERT sends it itself (`RETURNING_SIGNAL`, inside
+    its transaction)."""
+    batch = _open_batch(conn)
+    if batch is None:
+        if signal is not None:
+            query += RETURNING_SIGNAL
+            params = (*params, *signal_params(signal))
         await conn.execute(query, params)
         return
     batch.queries.append(query)
     batch.params.extend(params)
+    if signal is not None:
+        batch.signals.add(signal)
 
 
 def signal_after_commit(conn: AsyncConnection[Any], name: str) -> bool:
     """Ask for signal `name` once this write commits (`signals.SignalSender`, outside the write's
     own transaction). False when `conn` is not in a `write_transaction` of this task (or is in a
     savepoint): the caller then sends the signal inside its transaction (`RETURNING_SIGNAL`)."""
-    batch = _OPEN.get()
-    if batch is None or batch.conn is not conn or _in_savepoint(conn):
+    batch = _open_batch(conn)
+    if batch is None:
         return False
     batch.signals.add(name)
     return True

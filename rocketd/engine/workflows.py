@@ -41,11 +41,10 @@ from psycopg_pool import AsyncConnectionPool
 
 from rocketd.auth.principal import Principal
 from rocketd.engine import query, write_stages, writes
-from rocketd.engine.commit_batch import execute_at_commit, signal_after_commit
+from rocketd.engine.commit_batch import execute_at_commit
 from rocketd.engine.expressions import EvaluationError
 from rocketd.engine.metadata_admin import _iso
 from rocketd.engine.rules import json_value
-from rocketd.engine.signals import RETURNING_SIGNAL, signal_params
 from rocketd.engine.snapshot import AppSnapshot
 from rocketd.engine.state_machines import state_text, write_outbox
 from rocketd.errors import ApiError, Forbidden, InvalidState, NotFound
@@ -216,12 +215,10 @@ async def start_instances(
         context = build_context(workflow, entity, record)
         position = _position(workflow, workflow.first_step, context, moment)
         waiting = position["waiting"]
-        # An instance waiting at its first (approval) step needs no runner: no signal. Others
-        # signal after the commit, or inside the transaction outside a data-API write.
-        inline_signal = not waiting and not signal_after_commit(conn, SIGNAL)
+        # An instance waiting at its first (approval) step needs no runner: no signal.
         await execute_at_commit(
             conn,
-            INSERT_INSTANCE + RETURNING_SIGNAL if inline_signal else INSERT_INSTANCE,
+            INSERT_INSTANCE,
             (
                 workflow.id,
                 workflow.name,
@@ -233,8 +230,8 @@ async def start_instances(
                 Jsonb(context),
                 entity.name,
                 state_text(record.get(entity.primary_key.field)),
-                *(signal_params(SIGNAL) if inline_signal else ()),
             ),
+            signal=None if waiting else SIGNAL,
         )
         started += 1
     return started

@@ -23,7 +23,7 @@ from psycopg.types.json import Jsonb
 
 from rocketd.auth.principal import Principal
 from rocketd.config import WebhookSettings
-from rocketd.engine.commit_batch import execute_at_commit, signal_after_commit
+from rocketd.engine.commit_batch import execute_at_commit
 from rocketd.engine.expressions import EvaluationError
 from rocketd.engine.rules import json_value, user_variable
 from rocketd.engine.signals import RETURNING_SIGNAL, signal_params
@@ -143,10 +143,9 @@ async def enqueue_async(
             except EvaluationError as exc:
                 log.warning("webhook condition failed; skipped", webhook=hook.id, error=str(exc))
                 continue
-        signal_later = signal_after_commit(conn, SIGNAL)
         await execute_at_commit(
             conn,
-            INSERT_LOG if signal_later else INSERT_LOG + RETURNING_SIGNAL,
+            INSERT_LOG,
             (
                 hook.id,
                 "webhook",
@@ -162,8 +161,8 @@ async def enqueue_async(
                 hook.retry.backoff,
                 datetime.now(UTC),
                 key,
-                *(() if signal_later else signal_params(SIGNAL)),
             ),
+            signal=SIGNAL,
         )
         written += 1
     return written

@@ -180,3 +180,19 @@ async def test_the_signal_sender_coalesces_into_few_notifications(database: str)
         await pool.close()
     assert sorted(set(payloads)) == ["signal:webhooks", "signal:workflows"]
     assert len(payloads) <= 4  # 51 requests, sent in one or two rounds
+
+
+async def test_a_signal_named_with_the_statement_follows_where_the_statement_runs(
+    conn: Any, database: str
+) -> None:
+    query = "insert into items (label) values (%s)"
+    seen: list[set[str]] = []
+    async with write_transaction(conn, seen.append):
+        await execute_at_commit(conn, query, ("deferred",), signal="webhooks")
+    assert seen == [{"webhooks"}]  # asked for after the commit, not sent by the INSERT
+    async with await psycopg.AsyncConnection.connect(database, autocommit=True) as listener:
+        await listener.execute(sql.SQL("listen {}").format(sql.Identifier(METADATA_CHANNEL)))
+        await execute_at_commit(conn, query, ("now",), signal="webhooks")  # no write open
+        received = [n.payload async for n in listener.notifies(timeout=2.0, stop_after=1)]
+    assert received == ["signal:webhooks"]  # the INSERT sent it itself
+    assert await _count(conn, "items") == 2
