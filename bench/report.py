@@ -223,3 +223,17 @@ def merge_repeats(results: list[ScenarioResult]) -> ScenarioResult:
         *results[-1].notes,
     ]
     return merged
+
+
+def verdict_note(label: str, target: float, verdicts: dict[str, float]) -> str:
+    """`target <label> >= T: <name> <value> meets|MISSES it; ... (met by: ...).`, one line for a
+    ratio measured in several deployments."""
+    met = [name for name, value in verdicts.items() if value >= target]
+    return (
+        f"target {label} >= {target}: "
+        + "; ".join(
+            f"{name} {value:.3f} {'meets' if value >= target else 'MISSES'} it"
+            for name, value in verdicts.items()
+        )
+        + (f" (met by: {', '.join(met)})." if met else " (met by none).")
+    )

@@ -34,7 +34,7 @@ from aiohttp import web
 from bench.harness import SETTLE_S, Bench
 from bench.loadgen import WrkRun, run_wrk
 from bench.processes import ServerProcess, http_json
-from bench.report import Measurement, Ratio, ScenarioResult
+from bench.report import Measurement, Ratio, ScenarioResult, verdict_note
 from rocketd.actors.listener import METADATA_CHANNEL
 from rocketd.engine.signals import SIGNAL_PREFIX
 from rocketd.webhooks.outbox import SIGNAL
@@ -164,15 +164,18 @@ def _app_token(port: int) -> str:
     )
 
 
-def _post(bench: Bench, server: ServerProcess, entity: str, token: str, name: str) -> Measurement:
-    run = WrkRun(
+def _posts(server: ServerProcess, entity: str, token: str, seconds: int) -> WrkRun:
+    return WrkRun(
         url=server.url(f"/api/{APP_NAME}/{entity}"),
-        duration_s=bench.config.duration_s,
+        duration_s=seconds,
         connections=CONNECTIONS,
         body=BODY,
         headers={"Authorization": f"Bearer {token}"},
     )
-    measurement = run_wrk(run, name=name)
+
+
+def _post(bench: Bench, server: ServerProcess, entity: str, token: str, name: str) -> Measurement:
+    measurement = run_wrk(_posts(server, entity, token, bench.config.duration_s), name=name)
     if measurement.errors:
         bench.failures.append(f"{name}: {measurement.errors} errors")
     return measurement
@@ -216,18 +219,8 @@ def _make_backlog(bench: Bench) -> float:
 def _warm_up(bench: Bench, server: ServerProcess, token: str) -> None:
     if bench.config.warmup_s <= 0:
         return
-    warm = WrkRun(
-        url=server.url(f"/api/{APP_NAME}/plain"),
-        duration_s=bench.config.warmup_s,
-        connections=CONNECTIONS,
-        body=BODY,
-        headers={"Authorization": f"Bearer {token}"},
-    )
-    run_wrk(warm, name="warm-up plain")
-    run_wrk(
-        WrkRun(**{**warm.__dict__, "url": server.url(f"/api/{APP_NAME}/hooked")}),
-        name="warm-up hooked",
-    )
+    for entity in ("plain", "hooked"):
+        run_wrk(_posts(server, entity, token, bench.config.warmup_s), name=f"warm-up {entity}")
 
 
 def _rounds(
@@ -465,15 +458,7 @@ def write_cost(bench: Bench) -> ScenarioResult:
         split = statistics.median(_split(bench, receiver, result))
         deferred = statistics.median(_write_path_only(bench, receiver, result))
     verdicts = {"single process": single, SPLIT: split, DEFERRED: deferred}
-    met = [name for name, value in verdicts.items() if value >= TARGET]
-    result.notes.append(
-        f"target hooked / plain >= {TARGET}: "
-        + "; ".join(
-            f"{name} {value:.3f} {'meets' if value >= TARGET else 'MISSES'} it"
-            for name, value in verdicts.items()
-        )
-        + (f" (met by: {', '.join(met)})." if met else " (met by none).")
-    )
+    result.notes.append(verdict_note("hooked / plain", TARGET, verdicts))
     concurrent = {name: verdicts[name] for name in ("single process", SPLIT)}
     if all(value < TARGET for value in concurrent.values()):
         # Deliveries running on the same two cores as the writes are what the issue measures.

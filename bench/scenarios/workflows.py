@@ -34,7 +34,7 @@ from typing import Any
 from bench.harness import SETTLE_S, Bench
 from bench.loadgen import WrkRun, run_wrk
 from bench.processes import ServerProcess, http_json
-from bench.report import Measurement, Ratio, ScenarioResult
+from bench.report import Measurement, Ratio, ScenarioResult, verdict_note
 
 APP_NAME = "benchwf"
 APP_DB = f"rocket_{APP_NAME}"
@@ -422,15 +422,7 @@ def trigger_cost(bench: Bench) -> ScenarioResult:
         "single process": statistics.median(values["held"]),
         SPLIT: statistics.median(split["held"]),
     }
-    met = [name for name, value in verdicts.items() if value >= TARGET]
-    result.notes.append(
-        f"target held_order / plain_order >= {TARGET}: "
-        + "; ".join(
-            f"{name} {value:.3f} {'meets' if value >= TARGET else 'MISSES'} it"
-            for name, value in verdicts.items()
-        )
-        + (f" (met by: {', '.join(met)})." if met else " (met by neither deployment).")
-    )
+    result.notes.append(verdict_note("held_order / plain_order", TARGET, verdicts))
     return result
 
 
