@@ -16,7 +16,7 @@ from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any
 
-from rocketd.engine.expressions import clear_compile_cache, compile_expression
+from rocketd.expressions import clear_compile_cache, compile_expression
 
 ENV: Mapping[str, Any] = {
     "record": {

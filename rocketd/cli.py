@@ -168,7 +168,7 @@ async def _management(settings: Settings) -> AsyncIterator[Any]:
 
 
 async def _apps_command(settings: Settings, args: argparse.Namespace, out: TextIO) -> int:
-    from rocketd.engine import apps
+    from rocketd.platform import apps
 
     async with _management(settings) as (settings, pool):
         try:
@@ -198,9 +198,10 @@ async def _schema_command(settings: Settings, args: argparse.Namespace, out: Tex
     import psycopg
     from psycopg_pool import AsyncConnectionPool
 
+    from rocketd.capabilities.schema_io import document as schema_io
     from rocketd.db.app_schema import APP_PLAN
     from rocketd.db.migrations import apply_plan
-    from rocketd.engine import apps, schema_io
+    from rocketd.platform import apps
 
     doc: object = None
     if args.command == "import":

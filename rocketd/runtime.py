@@ -24,24 +24,28 @@ from psycopg import sql
 from psycopg_pool import AsyncConnectionPool
 
 from rocketd import __version__
-from rocketd.actors import workflows as workflow_runner
 from rocketd.actors.directory import AppDirectory
 from rocketd.actors.listener import MetadataListener
 from rocketd.actors.scheduler import Scheduler
 from rocketd.actors.supervisor import Supervisor
 from rocketd.auth.accounts import PLATFORM_TABLES, AccountService
 from rocketd.auth.tokens import new_app_secret
+from rocketd.capabilities.webhooks import outbox
+from rocketd.capabilities.webhooks.dispatcher import (
+    WebhookDispatcher,
+    start_webhooks,
+    sweep_webhooks,
+)
+from rocketd.capabilities.workflows import runner as workflow_runner
 from rocketd.config import DatabaseSettings, Settings
 from rocketd.db.embedded import EmbeddedPostgres
 from rocketd.db.management_schema import MANAGEMENT_PLAN
 from rocketd.db.migrations import apply_plan
-from rocketd.engine import apps
 from rocketd.http.app import create_app
 from rocketd.logging import get_logger
+from rocketd.platform import apps
 from rocketd.services import Services
 from rocketd.systemd import SystemdNotifier
-from rocketd.webhooks import outbox
-from rocketd.webhooks.dispatcher import WebhookDispatcher, start_webhooks, sweep_webhooks
 
 log = get_logger("rocketd.runtime")
 

@@ -36,8 +36,8 @@ from bench.loadgen import WrkRun, run_wrk
 from bench.processes import ServerProcess, http_json
 from bench.report import Measurement, Ratio, ScenarioResult, verdict_note
 from rocketd.actors.listener import METADATA_CHANNEL
+from rocketd.capabilities.webhooks.outbox import SIGNAL
 from rocketd.engine.signals import SIGNAL_PREFIX
-from rocketd.webhooks.outbox import SIGNAL
 
 APP_NAME = "benchhooks"
 APP_DB = f"rocket_{APP_NAME}"

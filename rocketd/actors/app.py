@@ -13,15 +13,15 @@ from psycopg_pool import AsyncConnectionPool
 
 from rocketd.actors.base import Actor
 from rocketd.auth.accounts import APP_TABLES, AccountService
-from rocketd.auth.users import UserStates
+from rocketd.capabilities.users.users import UserStates
 from rocketd.config import Settings
 from rocketd.db.app_schema import APP_PLAN
 from rocketd.db.migrations import apply_plan
 from rocketd.engine import signals
-from rocketd.engine.apps import AppRow, token_policy
 from rocketd.engine.snapshot import EMPTY_SNAPSHOT, AppSnapshot, load_snapshot
 from rocketd.logging import get_logger
 from rocketd.metadata.registry import Registry
+from rocketd.platform.apps import AppRow, token_policy
 
 log = get_logger("rocketd.actors.app")
 

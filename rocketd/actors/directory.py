@@ -20,12 +20,12 @@ from psycopg_pool import AsyncConnectionPool
 from rocketd.actors.app import RELOAD, AppActor
 from rocketd.actors.listener import MetadataListener
 from rocketd.actors.supervisor import Supervisor
-from rocketd.auth.users import USERS_NOTIFY_PREFIX
+from rocketd.capabilities.users.users import USERS_NOTIFY_PREFIX
 from rocketd.config import Settings
-from rocketd.engine import apps
 from rocketd.engine.signals import parse_signal
 from rocketd.errors import ServiceUnavailable
 from rocketd.logging import get_logger
+from rocketd.platform import apps
 
 log = get_logger("rocketd.actors.directory")
 

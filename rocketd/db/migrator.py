@@ -46,8 +46,8 @@ from rocketd.db.introspect import (
     introspect_table,
     relation_names_in_use,
 )
-from rocketd.engine.values import ValueProblem, coerce_write_value
 from rocketd.errors import ErrorDetail, ValidationFailed
+from rocketd.metadata.field_types import ValueProblem, coerce_write_value
 from rocketd.metadata.model import DELETED_AT, Entity, Field, Relation
 
 __all__ = [

@@ -28,17 +28,14 @@ from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool
 
 from rocketd.auth.principal import Principal
-from rocketd.engine import (
-    commit_batch,
-    files,
-    permissions,
-    query,
-    signals,
-    write_stages,
-    writes,
-)
-from rocketd.engine.deletes import delete_record
+from rocketd.capabilities.files import files
+from rocketd.capabilities.permissions import access as permissions
+from rocketd.engine import signals, write_stages
+from rocketd.engine.read import query
 from rocketd.engine.snapshot import AppSnapshot
+from rocketd.engine.write import transaction as commit_batch
+from rocketd.engine.write import writes
+from rocketd.engine.write.deletes import delete_record
 from rocketd.errors import NotFound, UnknownEntity
 from rocketd.metadata.model import Entity
 from rocketd.metadata.registry import Registry

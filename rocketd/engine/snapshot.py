@@ -13,15 +13,23 @@ from typing import Any
 
 from psycopg import AsyncConnection
 
+from rocketd.capabilities.permissions.access import (
+    EMPTY_PERMISSIONS,
+    PermissionSet,
+    load_permissions,
+)
+from rocketd.capabilities.rules.admin import load_rule_book
+from rocketd.capabilities.rules.model import EMPTY_RULE_BOOK, RuleBook
+from rocketd.capabilities.webhooks.admin import load_webhook_book
+from rocketd.capabilities.webhooks.model import EMPTY_WEBHOOKS, WebhookBook
+from rocketd.capabilities.workflows.admin import (
+    EMPTY_WORKFLOW_BOOK,
+    WorkflowBook,
+    load_workflow_book,
+)
 from rocketd.db.introspect import column_types, index_leading_columns
 from rocketd.engine.metadata_admin import load_registry
-from rocketd.engine.permissions import EMPTY_PERMISSIONS, PermissionSet, load_permissions
-from rocketd.engine.rules_admin import load_rule_book
-from rocketd.engine.workflows_admin import EMPTY_WORKFLOW_BOOK, WorkflowBook, load_workflow_book
 from rocketd.metadata.registry import EMPTY_REGISTRY, Registry
-from rocketd.metadata.rules import EMPTY_RULE_BOOK, RuleBook
-from rocketd.webhooks.admin import load_webhook_book
-from rocketd.webhooks.model import EMPTY_WEBHOOKS, WebhookBook
 
 
 @dataclass(frozen=True)

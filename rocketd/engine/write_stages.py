@@ -22,11 +22,14 @@ from typing import Any, Literal
 from psycopg import AsyncConnection
 
 from rocketd.auth.principal import Principal
-from rocketd.engine import rules, state_machines, workflows, writes
+from rocketd.capabilities.state_machines import decide as state_machines
+from rocketd.capabilities.webhooks import outbox
+from rocketd.capabilities.workflows import instances as workflows
+from rocketd.engine import record_state as rules
 from rocketd.engine.snapshot import AppSnapshot
-from rocketd.engine.writes import WritePlan
+from rocketd.engine.write import writes
+from rocketd.engine.write.writes import WritePlan
 from rocketd.metadata.model import Entity
-from rocketd.webhooks import outbox
 
 Action = Literal["create", "update"]
 

@@ -11,24 +11,32 @@ from __future__ import annotations
 from aiohttp import web
 
 from rocketd.auth.accounts import PLATFORM_TABLES
-from rocketd.auth.users import UserStates
-from rocketd.http import (
-    routes_admin_metadata,
-    routes_admin_permissions,
-    routes_admin_rules,
-    routes_admin_schema,
-    routes_admin_users,
-    routes_admin_webhooks,
-    routes_app_auth,
-    routes_data,
-    routes_files,
-    routes_health,
-    routes_platform,
-    routes_ui_configs,
-    routes_workflows,
-)
+from rocketd.capabilities.files import routes as routes_files
+from rocketd.capabilities.permissions import routes as routes_admin_permissions
+from rocketd.capabilities.rules import routes as routes_admin_rules
+from rocketd.capabilities.schema_io import routes as routes_admin_schema
+from rocketd.capabilities.ui_configs import routes as routes_ui_configs
+from rocketd.capabilities.users import routes as routes_admin_users
+from rocketd.capabilities.users.users import UserStates
+from rocketd.capabilities.webhooks import routes as routes_admin_webhooks
+from rocketd.capabilities.workflows import routes as routes_workflows
 from rocketd.http.keys import PLATFORM_USERS, SERVICES
 from rocketd.http.middlewares import auth_middleware, body_limit_middleware, trace_middleware
+from rocketd.http.routes import (
+    admin_metadata as routes_admin_metadata,
+)
+from rocketd.http.routes import (
+    app_auth as routes_app_auth,
+)
+from rocketd.http.routes import (
+    data as routes_data,
+)
+from rocketd.http.routes import (
+    health as routes_health,
+)
+from rocketd.http.routes import (
+    platform as routes_platform,
+)
 from rocketd.services import Services
 
 

@@ -9,7 +9,7 @@ from aiohttp import web
 if TYPE_CHECKING:
     from rocketd.actors.app import AppActor
     from rocketd.auth.principal import Principal
-    from rocketd.auth.users import UserStates
+    from rocketd.capabilities.users.users import UserStates
     from rocketd.services import Services
 
 SERVICES: web.AppKey[Services] = web.AppKey("rocketd.services")

@@ -28,7 +28,8 @@ from rocketd.errors import (
     NotFound,
     PayloadTooLarge,
 )
-from rocketd.http.auth import (
+from rocketd.http.keys import APP_ACTOR, PLATFORM_USERS, PRINCIPAL, SERVICES
+from rocketd.http.policy import (
     Handler,
     Policy,
     authenticate_app,
@@ -37,7 +38,6 @@ from rocketd.http.auth import (
     policy_of,
     require_admin,
 )
-from rocketd.http.keys import APP_ACTOR, PLATFORM_USERS, PRINCIPAL, SERVICES
 from rocketd.http.responses import json_body
 from rocketd.logging import get_logger
 

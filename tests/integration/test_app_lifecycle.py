@@ -10,7 +10,7 @@ import pytest
 from psycopg import sql
 
 from rocketd.config import Settings
-from rocketd.engine import apps
+from rocketd.platform import apps
 from rocketd.runtime import Runtime
 from tests.conftest import dsn_for, unique_name
 from tests.helpers import bearer, error_of, platform_login, wait_until

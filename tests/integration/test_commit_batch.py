@@ -20,7 +20,11 @@ from psycopg_pool import AsyncConnectionPool
 
 from rocketd.actors.listener import METADATA_CHANNEL
 from rocketd.engine import signals
-from rocketd.engine.commit_batch import execute_at_commit, signal_after_commit, write_transaction
+from rocketd.engine.write.transaction import (
+    execute_at_commit,
+    signal_after_commit,
+    write_transaction,
+)
 from tests.conftest import scratch_database
 
 DDL = """

@@ -15,7 +15,7 @@ import pytest
 from psycopg import AsyncConnection, sql
 from psycopg.rows import dict_row
 
-from rocketd.engine.deletes import delete_record
+from rocketd.engine.write.deletes import delete_record
 from rocketd.errors import Conflict, NotFound
 from rocketd.metadata.model import Entity, Field, PrimaryKey, Relation
 from rocketd.metadata.registry import Registry

@@ -7,9 +7,9 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
+from rocketd.capabilities.webhooks import outbox
 from rocketd.config import Settings, WebhookSettings
 from rocketd.runtime import Runtime
-from rocketd.webhooks import outbox
 from tests.conftest import unique_name
 from tests.helpers import wait_until
 

@@ -23,7 +23,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from rocketd.http.auth import POLICY_ATTR, Policy
+from rocketd.http.policy import POLICY_ATTR, Policy
 from tests.apps import AppClient, new_app
 from tests.conftest import dsn_for
 from tests.helpers import bearer

@@ -18,14 +18,14 @@ import pytest
 from psycopg import sql
 
 from rocketd.db.introspect import column_types, index_leading_columns
-from rocketd.engine import query
-from rocketd.engine import sql_compose as sc
-from rocketd.engine.query import (
+from rocketd.engine.read import query
+from rocketd.engine.read.query import (
     list_records,
     list_records_json,
     parse_includes,
     parse_list_query,
 )
+from rocketd.engine.sql import compose as sc
 from rocketd.errors import NotFound
 from rocketd.metadata.model import Entity, Field, PrimaryKey, Relation, SlugConfig
 from rocketd.metadata.registry import Registry

@@ -18,8 +18,8 @@ import pytest
 from psycopg import sql
 
 from rocketd.db.introspect import column_types
-from rocketd.engine import wire_sql
-from rocketd.engine.query import list_records, list_records_json, parse_list_query
+from rocketd.engine.read import wire_sql
+from rocketd.engine.read.query import list_records, list_records_json, parse_list_query
 from rocketd.http.responses import dumps
 from rocketd.metadata.model import Entity, Field, PrimaryKey
 from rocketd.metadata.registry import Registry

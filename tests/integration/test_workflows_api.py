@@ -13,9 +13,9 @@ from typing import Any
 import psycopg
 import pytest
 
-from rocketd.actors.workflows import WorkflowRunner
+from rocketd.capabilities.workflows import instances as workflows
+from rocketd.capabilities.workflows.runner import WorkflowRunner
 from rocketd.config import Settings
-from rocketd.engine import workflows
 from tests.apps import AppClient, new_app
 from tests.conftest import dsn_for
 from tests.helpers import wait_until

@@ -16,7 +16,12 @@ import pytest
 from psycopg import AsyncConnection, sql
 from psycopg.rows import dict_row
 
-from rocketd.engine.writes import execute_create, execute_update, plan_create, plan_update
+from rocketd.engine.write.writes import (
+    execute_create,
+    execute_update,
+    plan_create,
+    plan_update,
+)
 from rocketd.errors import ApiError, Conflict, NotFound, ValidationFailed
 from rocketd.metadata.model import Entity, Field, PrimaryKey, Relation, SlugConfig
 from rocketd.metadata.registry import Registry

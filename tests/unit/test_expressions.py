@@ -14,7 +14,8 @@ from typing import Any
 
 import pytest
 
-from rocketd.engine.expressions import (
+from rocketd.errors import ValidationFailed
+from rocketd.expressions import (
     EvaluationError,
     Expression,
     ExpressionError,
@@ -22,7 +23,6 @@ from rocketd.engine.expressions import (
     compile_expression,
     truthy,
 )
-from rocketd.errors import ValidationFailed
 
 EXAMPLES = Path(__file__).resolve().parents[2].parent / "shared" / "upstream-examples"
 EXAMPLE_FILES = sorted(EXAMPLES.glob("*.json")) if EXAMPLES.is_dir() else []

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from rocketd.engine.expressions import (
+from rocketd.expressions import (
     MAX_COLLECTION,
     MAX_DEPTH,
     MAX_NODES,

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from rocketd.engine.files import clean_filename, effective_mime, is_file_id, sniff
-from rocketd.http.routes_files import content_disposition
+from rocketd.capabilities.files.files import clean_filename, effective_mime, is_file_id, sniff
+from rocketd.capabilities.files.routes import content_disposition
 from rocketd.storage import open_storage
 from rocketd.storage.base import TooLarge
 

@@ -9,10 +9,8 @@ from typing import Any
 import pytest
 
 from rocketd.auth.principal import Principal
-from rocketd.engine.permissions import Access, PermissionSet, holds, text_form
-from rocketd.errors import Forbidden, InvalidPayload, ValidationFailed
-from rocketd.metadata.parse import parse_entity
-from rocketd.metadata.permissions import (
+from rocketd.capabilities.permissions.access import Access, PermissionSet, holds, text_form
+from rocketd.capabilities.permissions.model import (
     NEVER,
     Condition,
     Policy,
@@ -20,6 +18,8 @@ from rocketd.metadata.permissions import (
     parse_policy_body,
     policy_from_row,
 )
+from rocketd.errors import Forbidden, InvalidPayload, ValidationFailed
+from rocketd.metadata.parse import parse_entity
 
 TICKET = parse_entity(
     {

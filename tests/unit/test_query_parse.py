@@ -10,9 +10,8 @@ import pytest
 from multidict import MultiDict
 from psycopg import sql
 
-from rocketd.engine import query as query_module
-from rocketd.engine import sql_compose as sc
-from rocketd.engine.query import (
+from rocketd.engine.read import query as query_module
+from rocketd.engine.read.query import (
     FILTER_OPERATORS,
     MAX_LIST_VALUES,
     MAX_OFFSET,
@@ -22,6 +21,7 @@ from rocketd.engine.query import (
     parse_includes,
     parse_list_query,
 )
+from rocketd.engine.sql import compose as sc
 from rocketd.errors import ApiError, InvalidPayload, UnknownField
 from rocketd.metadata.model import Entity, Field, PrimaryKey, Relation
 from rocketd.metadata.registry import Registry

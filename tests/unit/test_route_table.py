@@ -11,9 +11,17 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import make_mocked_request
 
-from rocketd.http import routes_app_auth, routes_data, routes_platform
 from rocketd.http.app import create_app
 from rocketd.http.paths import ENTITY_PATH
+from rocketd.http.routes import (
+    app_auth as routes_app_auth,
+)
+from rocketd.http.routes import (
+    data as routes_data,
+)
+from rocketd.http.routes import (
+    platform as routes_platform,
+)
 from rocketd.metadata import RESERVED_ENTITY_NAMES
 
 _ENTITY_RE = re.compile(ENTITY_PATH.split("{entity:", 1)[1][:-1])

@@ -7,10 +7,7 @@ from typing import Any
 
 import pytest
 
-from rocketd.errors import InvalidPayload, ValidationFailed
-from rocketd.metadata.model import Entity, Field, PrimaryKey, Relation
-from rocketd.metadata.registry import Registry
-from rocketd.metadata.rules import (
+from rocketd.capabilities.rules.model import (
     ComputedRule,
     ExpressionRule,
     FieldRule,
@@ -19,6 +16,9 @@ from rocketd.metadata.rules import (
     parse_rule,
     rule_problems_in,
 )
+from rocketd.errors import InvalidPayload, ValidationFailed
+from rocketd.metadata.model import Entity, Field, PrimaryKey, Relation
+from rocketd.metadata.registry import Registry
 
 PK = PrimaryKey("id", "uuid", generated=True)
 INVOICE = Entity(

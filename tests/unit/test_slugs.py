@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-from rocketd.engine.slugs import (
+from rocketd.engine.write.slugs import (
     LAST_NUMBERED_SUFFIX,
     RANDOM_SUFFIX_ATTEMPTS,
     slug_candidates,

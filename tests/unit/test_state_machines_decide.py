@@ -8,11 +8,11 @@ from typing import Any
 import pytest
 
 from rocketd.auth.principal import Principal
-from rocketd.engine.rules import RecordState
-from rocketd.engine.state_machines import apply_initial_states, decide, state_text
+from rocketd.capabilities.rules.model import StateMachine, parse_state_machine
+from rocketd.capabilities.state_machines.decide import apply_initial_states, decide, state_text
+from rocketd.engine.record_state import RecordState
 from rocketd.errors import Forbidden, ValidationFailed
 from rocketd.metadata.model import Entity, Field, PrimaryKey
-from rocketd.metadata.rules import StateMachine, parse_state_machine
 
 TICKET = Entity(
     "ticket",

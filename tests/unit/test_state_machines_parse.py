@@ -7,10 +7,14 @@ from typing import Any
 
 import pytest
 
+from rocketd.capabilities.rules.model import (
+    RuleBook,
+    parse_state_machine,
+    state_machine_problems_in,
+)
 from rocketd.errors import InvalidPayload, ValidationFailed
 from rocketd.metadata.model import Entity, Field, PrimaryKey
 from rocketd.metadata.registry import Registry
-from rocketd.metadata.rules import RuleBook, parse_state_machine, state_machine_problems_in
 
 PK = PrimaryKey("id", "uuid", generated=True)
 TICKET = Entity(

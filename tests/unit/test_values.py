@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from psycopg.types.json import Jsonb
 
-from rocketd.engine.values import (
+from rocketd.metadata.field_types import (
     ValueProblem,
     coerce_filter_value,
     coerce_write_value,

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
+from rocketd.capabilities.webhooks.dispatcher import Breakers, retry_delay
+from rocketd.capabilities.webhooks.model import parse_webhook
+from rocketd.capabilities.webhooks.outbound import Policy, RefusedTarget, Sender
 from rocketd.config import WebhookSettings
-from rocketd.webhooks.dispatcher import Breakers, retry_delay
-from rocketd.webhooks.model import parse_webhook
-from rocketd.webhooks.outbound import Policy, RefusedTarget, Sender
 from tests.receiver import Receiver
 
 

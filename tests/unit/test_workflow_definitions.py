@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
+from rocketd.capabilities.workflows.model import parse_duration, parse_workflow, resolve_path
 from rocketd.metadata.parse import MetadataError
-from rocketd.metadata.workflows import parse_duration, parse_workflow, resolve_path
 
 TRIGGER = {"type": "state_change", "entity": "doc", "field": "status", "to": "sent"}
 

@@ -7,9 +7,9 @@ from typing import Any
 
 import pytest
 
-from rocketd.engine import nested_writes
-from rocketd.engine.nested_writes import ChildWrite, RelationWrite, child_steps
-from rocketd.engine.writes import WritePlan, plan_create, plan_update
+from rocketd.engine.write import nested as nested_writes
+from rocketd.engine.write.nested import ChildWrite, RelationWrite, child_steps
+from rocketd.engine.write.writes import WritePlan, plan_create, plan_update
 from rocketd.errors import InvalidPayload, ValidationFailed
 from rocketd.metadata.model import Entity, Field, PrimaryKey, Relation, SlugConfig
 from rocketd.metadata.registry import Registry

@@ -1,0 +1,1 @@
+"""Capabilities: one package each; `INSTALLED` lists them."""

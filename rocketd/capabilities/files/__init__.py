@@ -1,0 +1,1 @@
+"""Files: uploads, downloads, `file` fields."""

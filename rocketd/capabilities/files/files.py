@@ -1,0 +1,423 @@
+"""Uploaded files: `_files` rows plus bytes in a `Storage` backend, and `file` field resolution.
+
+Consistency between the row and the bytes: an upload writes the bytes first (under a temporary
+name, renamed when complete) and inserts the row after; a failed insert removes the bytes. A
+delete removes the row first and the bytes after. Either way a crash in between can only leave
+bytes without a row, never a row pointing at bytes that were never written; `sweep_orphans`
+removes such bytes once they are older than a grace period (so uploads still in flight are left
+alone). It runs lazily after uploads (at most once per interval per app) and on demand.
+"""
+
+from __future__ import annotations
+
+import time
+import unicodedata
+import uuid
+from collections.abc import AsyncIterable, Mapping
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Final
+
+from psycopg import AsyncConnection, sql
+from psycopg.rows import dict_row
+from psycopg_pool import AsyncConnectionPool
+
+from rocketd.engine.sql.compose import ident, live_condition
+from rocketd.errors import Conflict, ErrorDetail, NotFound, ValidationFailed
+from rocketd.metadata.model import Entity
+from rocketd.metadata.registry import Registry
+from rocketd.storage.base import Storage
+
+MAX_FILENAME: Final = 255
+DEFAULT_MIME: Final = "application/octet-stream"
+SWEEP_GRACE_SECONDS: Final = 3600.0
+
+# Types a browser would execute or render as a document: always served as attachments.
+ACTIVE_TYPES: Final = frozenset(
+    {
+        "text/html",
+        "application/xhtml+xml",
+        "image/svg+xml",
+        "text/xml",
+        "application/xml",
+        "text/javascript",
+        "application/javascript",
+    }
+)
+
+# (signature at offset 0, type). Checked against the first bytes of the upload.
+_SIGNATURES: Final[tuple[tuple[bytes, str], ...]] = (
+    (b"\x89PNG\r\n\x1a\n", "image/png"),
+    (b"\xff\xd8\xff", "image/jpeg"),
+    (b"GIF87a", "image/gif"),
+    (b"GIF89a", "image/gif"),
+    (b"%PDF-", "application/pdf"),
+    (b"PK\x03\x04", "application/zip"),
+    (b"\x1f\x8b", "application/gzip"),
+    (b"BM", "image/bmp"),
+)
+# Declared types a ZIP signature legitimately carries (office documents, archives).
+_ZIP_FAMILY: Final = (
+    "application/zip",
+    "application/vnd.",
+    "application/epub+zip",
+    "application/java-archive",
+)
+
+
+def sniff(head: bytes) -> str | None:
+    """The type the bytes announce, when they carry a known signature."""
+    for signature, mime in _SIGNATURES:
+        if head.startswith(signature):
+            return mime
+    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        return "image/webp"
+    text = head.lstrip()[:256].lower()
+    if text.startswith((b"<!doctype html", b"<html", b"<script")):
+        return "text/html"
+    if text.startswith(b"<svg") or (text.startswith(b"<?xml") and b"<svg" in text):
+        return "image/svg+xml"
+    return None
+
+
+def effective_mime(declared: str | None, head: bytes) -> str:
+    """The stored type: the declared one unless the bytes carry a signature that contradicts it,
+    in which case the signature wins (an `image/png` that is really HTML is stored as HTML and
+    therefore served as an attachment)."""
+    declared_clean = (declared or "").split(";")[0].strip().lower() or DEFAULT_MIME
+    if len(declared_clean) > 127 or any(c in declared_clean for c in "\r\n\x00"):
+        declared_clean = DEFAULT_MIME
+    found = sniff(head)
+    if found is None or found == declared_clean:
+        return declared_clean
+    if found == "application/zip" and declared_clean.startswith(_ZIP_FAMILY):
+        return declared_clean
+    return found
+
+
+def clean_filename(raw: str | None) -> str:
+    """The name kept in `_files.filename`: the last path component, without control characters
+    (NUL included), NFC-normalised, at most 255 characters (the extension kept); "file" when
+    nothing is left. It is never used for a path on disk."""
+    name = raw or ""
+    name = name.replace("\\", "/").rsplit("/", 1)[-1]
+    name = unicodedata.normalize("NFC", name)
+    name = "".join(c for c in name if unicodedata.category(c)[0] != "C").strip()
+    if name in ("", ".", ".."):
+        return "file"
+    if len(name) > MAX_FILENAME:
+        stem, dot, ext = name.rpartition(".")
+        if dot and 0 < len(ext) <= 16:
+            name = stem[: MAX_FILENAME - len(ext) - 1] + "." + ext
+        else:
+            name = name[:MAX_FILENAME]
+    return name
+
+
+def is_file_id(value: str) -> uuid.UUID | None:
+    """A UUID in its canonical text form (any case), else None."""
+    if len(value) != 36:
+        return None
+    try:
+        parsed = uuid.UUID(value)
+    except ValueError:
+        return None
+    return parsed if str(parsed) == value.lower() else None
+
+
+def _iso(value: datetime | None) -> str | None:
+    return None if value is None else value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def file_url(app: str, file_id: str) -> str:
+    return f"/api/{app}/_files/{file_id}"
+
+
+def not_found(raw_id: str) -> NotFound:
+    shown = raw_id if len(raw_id) <= 100 else raw_id[:100] + "..."
+    return NotFound(f"File {shown} not found")
+
+
+async def store_upload(
+    pool: AsyncConnectionPool[Any],
+    storage: Storage,
+    app: str,
+    *,
+    filename: str | None,
+    declared_type: str | None,
+    chunks: AsyncIterable[bytes],
+    limit: int,
+    uploaded_by: str | None,
+) -> dict[str, Any]:
+    """Stream the bytes to storage, then record them. `TooLarge` propagates (nothing kept)."""
+    file_id = str(uuid.uuid4())
+    stored = await storage.put(app, file_id, chunks, limit)
+    name = clean_filename(filename)
+    mime = effective_mime(declared_type, stored.head)
+    try:
+        async with pool.connection() as conn:
+            await conn.execute(
+                "insert into _files (id, filename, storage_path, mime_type, size, uploaded_by)"
+                " values (%s, %s, %s, %s, %s, %s)",
+                (file_id, name, stored.key, mime, stored.size, _user_uuid(uploaded_by)),
+            )
+    except BaseException:
+        await storage.delete(stored.key)
+        raise
+    return {
+        "id": file_id,
+        "filename": name,
+        "size": stored.size,
+        "mime_type": mime,
+        "url": file_url(app, file_id),
+    }
+
+
+def _user_uuid(raw: str | None) -> uuid.UUID | None:
+    if raw is None:
+        return None
+    try:
+        return uuid.UUID(raw)
+    except ValueError:
+        return None  # platform callers have ids of another table; not an app user
+
+
+async def get_file(pool: AsyncConnectionPool[Any], raw_id: str) -> dict[str, Any]:
+    key = is_file_id(raw_id)
+    if key is None:
+        raise not_found(raw_id)
+    async with pool.connection() as conn:
+        cur = conn.cursor(row_factory=dict_row)
+        await cur.execute("select * from _files where id = %s", (key,))
+        row = await cur.fetchone()
+    if row is None:
+        raise not_found(raw_id)
+    return dict(row)
+
+
+async def list_files(pool: AsyncConnectionPool[Any]) -> list[dict[str, Any]]:
+    async with pool.connection() as conn:
+        cur = conn.cursor(row_factory=dict_row)
+        await cur.execute(
+            "select id, filename, mime_type, size, uploaded_by, created_at from _files"
+            " order by created_at desc, id"
+        )
+        rows = await cur.fetchall()
+    return [
+        {
+            "id": str(r["id"]),
+            "filename": r["filename"],
+            "mime_type": r["mime_type"],
+            "size": r["size"],
+            "uploaded_by": None if r["uploaded_by"] is None else str(r["uploaded_by"]),
+            "created_at": _iso(r["created_at"]),
+        }
+        for r in rows
+    ]
+
+
+async def delete_file(
+    pool: AsyncConnectionPool[Any],
+    storage: Storage,
+    registry: Registry,
+    raw_id: str,
+    *,
+    force: bool = False,
+) -> None:
+    """Delete a file unless a live record's `file` field still holds it (409 naming the first
+    such entity and field; upstream-gaps C37); `force` deletes anyway, and such records keep
+    their copy of the metadata (the spec's behaviour). The row goes first (committed), then the
+    bytes: a crash between leaves only bytes without a row, which the sweep removes."""
+    key = is_file_id(raw_id)
+    if key is None:
+        raise not_found(raw_id)
+    async with pool.connection() as conn:
+        if not force:
+            holder = await _first_reference(conn, registry, str(key))
+            if holder is not None:
+                entity, field = holder
+                message = (
+                    f"File {raw_id} is referenced by {entity}.{field};"
+                    " delete with ?force=true to remove it anyway"
+                )
+                raise Conflict(message, [ErrorDetail(message, f"{entity}.{field}", "referenced")])
+        cur = await conn.execute("delete from _files where id = %s returning storage_path", (key,))
+        row = await cur.fetchone()
+    if row is None:
+        raise not_found(raw_id)
+    await storage.delete(str(row[0]))
+
+
+async def _first_reference(
+    conn: AsyncConnection[Any], registry: Registry, file_id: str
+) -> tuple[str, str] | None:
+    """(entity, field) of the first live record whose `file` field holds `file_id` (canonical
+    lowercase, as stored), or None. One statement: a `LIMIT 1` probe per file field, stopped at
+    the first hit."""
+    probes: list[sql.Composable] = []
+    params: list[Any] = []
+    for entity in registry.entities.values():
+        live = live_condition(entity)
+        for field in entity.fields:
+            if field.base_type != "file":
+                continue
+            probes.append(
+                sql.SQL("(SELECT %s, %s FROM {} WHERE {} ->> 'id' = %s{} LIMIT 1)").format(
+                    ident(entity.table),
+                    ident(field.name),
+                    sql.SQL("") if live is None else sql.SQL(" AND ") + live,
+                )
+            )
+            params += [entity.name, field.name, file_id]
+    if not probes:
+        return None
+    statement = sql.SQL(" UNION ALL ").join(probes) + sql.SQL(" LIMIT 1")
+    cur = await conn.execute(statement, params)
+    row = await cur.fetchone()
+    return None if row is None else (str(row[0]), str(row[1]))
+
+
+async def sweep_orphans(
+    pool: AsyncConnectionPool[Any],
+    storage: Storage,
+    app: str,
+    *,
+    grace_seconds: float = SWEEP_GRACE_SECONDS,
+) -> dict[str, Any]:
+    """Remove stored objects without a `_files` row (older than the grace period), and report rows
+    whose bytes are missing (kept: serving them answers 404)."""
+    on_disk = storage.keys(app)
+    async with pool.connection() as conn:
+        cur = await conn.execute("select id, storage_path from _files")
+        rows = {str(r[0]): str(r[1]) for r in await cur.fetchall()}
+    removed: list[str] = []
+    cutoff = time.time() - grace_seconds
+    for file_id, key in on_disk.items():
+        if file_id in rows:
+            continue
+        try:
+            mtime = Path(key).parent.stat().st_mtime
+        except OSError:
+            mtime = 0.0
+        if mtime <= cutoff:
+            await storage.delete(key)
+            removed.append(file_id)
+    missing = sorted(fid for fid, key in rows.items() if storage.local_file(key) is None)
+    return {"removed": sorted(removed), "missing_bytes": missing}
+
+
+# ------------------------------------------------------------------------ file field values
+
+
+def file_value(row: Mapping[str, Any]) -> dict[str, Any]:
+    return {
+        "id": str(row["id"]),
+        "filename": row["filename"],
+        "size": row["size"],
+        "mime_type": row["mime_type"],
+    }
+
+
+def _collect_ids(
+    registry: Registry, entity: Entity, body: Mapping[str, Any], found: set[uuid.UUID]
+) -> None:
+    for name, value in body.items():
+        field = entity.field_map.get(name)
+        if field is not None:
+            if field.base_type == "file" and isinstance(value, str):
+                parsed = is_file_id(value)
+                if parsed is not None:
+                    found.add(parsed)
+            continue
+        ref = registry.resolve(entity.name, name, for_write=True)
+        child = registry.entity(ref.other) if ref is not None else None
+        if child is None or not isinstance(value, Mapping):
+            continue
+        items = value.get("data")
+        if isinstance(items, list):
+            for item in items:
+                if isinstance(item, Mapping):
+                    _collect_ids(registry, child, item, found)
+
+
+def _replace_ids(
+    registry: Registry,
+    entity: Entity,
+    body: Mapping[str, Any],
+    files: Mapping[uuid.UUID, dict[str, Any]],
+) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for name, value in body.items():
+        field = entity.field_map.get(name)
+        if field is not None:
+            if field.base_type == "file" and isinstance(value, str):
+                parsed = is_file_id(value)
+                if parsed is not None:
+                    if parsed not in files:
+                        raise not_found(value)
+                    value = files[parsed]
+                else:
+                    raise ValidationFailed(
+                        "Validation failed",
+                        [
+                            ErrorDetail(
+                                f"{name} must be a file id (UUID) or a file object",
+                                name,
+                                "file",
+                            )
+                        ],
+                    )
+            out[name] = value
+            continue
+        ref = registry.resolve(entity.name, name, for_write=True)
+        child = registry.entity(ref.other) if ref is not None else None
+        if child is not None and isinstance(value, Mapping) and isinstance(value.get("data"), list):
+            value = {
+                **value,
+                "data": [
+                    _replace_ids(registry, child, item, files)
+                    if isinstance(item, Mapping)
+                    else item
+                    for item in value["data"]
+                ],
+            }
+        out[name] = value
+    return out
+
+
+def has_file_fields(registry: Registry, entity: Entity) -> bool:
+    """Whether a write to `entity` (nested children included) can carry a `file` field."""
+    seen: set[str] = set()
+    pending = [entity.name]
+    while pending:
+        name = pending.pop()
+        if name in seen:
+            continue
+        seen.add(name)
+        current = registry.entity(name)
+        if current is None:
+            continue
+        if any(f.base_type == "file" for f in current.fields):
+            return True
+        pending.extend(r.target for r in registry.relations_from(name))
+    return False
+
+
+async def resolve_file_ids(
+    conn: AsyncConnection[Any], registry: Registry, entity: Entity, body: dict[str, Any]
+) -> dict[str, Any]:
+    """The body with every file id in a `file` field (the record's and its nested children's)
+    replaced by the file's metadata. An unknown id is 404 `File {id} not found`; another string
+    is 422 with rule `file`. Objects and null pass unchanged."""
+    if not has_file_fields(registry, entity):
+        return body
+    ids: set[uuid.UUID] = set()
+    _collect_ids(registry, entity, body, ids)
+    files: dict[uuid.UUID, dict[str, Any]] = {}
+    if ids:
+        cur = conn.cursor(row_factory=dict_row)
+        await cur.execute(
+            "select id, filename, size, mime_type from _files where id = any(%s)", (list(ids),)
+        )
+        files = {r["id"]: file_value(r) for r in await cur.fetchall()}
+    return _replace_ids(registry, entity, body, files)

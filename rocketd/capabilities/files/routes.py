@@ -1,0 +1,224 @@
+"""`/api/{app}/_files`: upload (streamed to storage, limit enforced while streaming), serve
+(sendfile, Range, ETag, safe Content-Disposition), list, delete, and the orphan sweep.
+
+The upload route is exempt from `server.max_body_size` (it is marked `streams_body`); its limit is
+`storage.max_file_size`, checked against the declared length up front (with room for the
+multipart framing) and against the bytes as they arrive.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from typing import Any, Final
+from urllib.parse import quote
+
+from aiohttp import BodyPartReader, MultipartReader, web
+
+from rocketd.capabilities.files import files
+from rocketd.errors import ErrorDetail, FileTooLarge, InvalidPayload, NotFound
+from rocketd.http.keys import APP_ACTOR, PRINCIPAL, SERVICES
+from rocketd.http.paths import APP_PATH
+from rocketd.http.policy import app_admin, app_token
+from rocketd.http.responses import data
+from rocketd.logging import get_logger
+from rocketd.storage import Storage, open_storage
+from rocketd.storage.base import TooLarge
+
+log = get_logger("rocketd.files")
+
+STORAGE: web.AppKey[Storage] = web.AppKey("rocketd.storage")
+_LAST_SWEEP: web.AppKey[dict[str, float]] = web.AppKey("rocketd.files.last_sweep")
+_SWEEP_TASKS: web.AppKey[set[asyncio.Task[Any]]] = web.AppKey("rocketd.files.sweep_tasks")
+
+STREAMS_BODY_ATTR: Final = "__rocketd_streams_body__"
+CHUNK: Final = 256 * 1024
+MULTIPART_SLACK: Final = 64 * 1024  # framing and the other small parts a form may carry
+SWEEP_INTERVAL: Final = 3600.0
+MISSING_FILE: Final = "Missing file in form data"
+
+
+def _too_large(size: int, limit: int) -> FileTooLarge:
+    return FileTooLarge(f"File too large: {size} bytes (max {limit})")
+
+
+async def _file_part(request: web.Request) -> tuple[MultipartReader, BodyPartReader]:
+    if not request.content_type.startswith("multipart/"):
+        raise InvalidPayload(MISSING_FILE, [ErrorDetail("body must be multipart/form-data")])
+    try:
+        reader = await request.multipart()
+        while True:
+            part = await reader.next()
+            if part is None:
+                raise InvalidPayload(MISSING_FILE, [ErrorDetail("no part named file")])
+            if isinstance(part, BodyPartReader) and part.name == "file":
+                return reader, part
+            await part.release()
+    except InvalidPayload:
+        raise
+    except Exception as exc:  # malformed framing, truncated body
+        raise InvalidPayload("Malformed multipart body") from exc
+
+
+async def _chunks(reader: MultipartReader, part: BodyPartReader) -> AsyncIterator[bytes]:
+    """The file part's bytes; then the rest of the form is read through to its closing
+    boundary, so a body cut short (a Content-Length smaller than the form) fails the upload
+    instead of storing a truncated file."""
+    while True:
+        chunk = await part.read_chunk(CHUNK)
+        if not chunk:
+            break
+        yield chunk
+    while True:
+        rest = await reader.next()
+        if rest is None:
+            return
+        await rest.release()
+
+
+@app_token
+async def upload(request: web.Request) -> web.StreamResponse:
+    actor = request[APP_ACTOR]
+    limit = request.app[SERVICES].settings.storage.max_file_size
+    declared = request.content_length
+    if declared is not None and declared > limit + MULTIPART_SLACK:
+        raise _too_large(declared, limit)
+    reader, part = await _file_part(request)
+    try:
+        body = await files.store_upload(
+            actor.pool,
+            request.app[STORAGE],
+            actor.app_name,
+            filename=part.filename,
+            declared_type=part.headers.get("Content-Type"),
+            chunks=_chunks(reader, part),
+            limit=limit,
+            uploaded_by=request[PRINCIPAL].user_id,
+        )
+    except TooLarge as exc:
+        raise _too_large(exc.seen, limit) from exc
+    except (ValueError, ConnectionError, asyncio.IncompleteReadError) as exc:
+        raise InvalidPayload("Malformed multipart body") from exc
+    _maybe_sweep(request, actor.app_name)
+    return data(body, 201)
+
+
+setattr(upload, STREAMS_BODY_ATTR, True)
+
+
+def content_disposition(filename: str, mime_type: str) -> str:
+    """RFC 6266: an ASCII fallback in `filename` (quotes, backslashes and non-ASCII replaced)
+    plus the exact name in `filename*`. Active types are attachments, never rendered inline."""
+    kind = "attachment" if mime_type in files.ACTIVE_TYPES else "inline"
+    fallback = "".join(c if 0x20 <= ord(c) < 0x7F and c not in '"\\%' else "_" for c in filename)
+    return f"{kind}; filename=\"{fallback}\"; filename*=UTF-8''{quote(filename, safe='')}"
+
+
+@app_token
+async def serve(request: web.Request) -> web.StreamResponse:
+    actor = request[APP_ACTOR]
+    raw_id = request.match_info["id"]
+    row = await files.get_file(actor.pool, raw_id)
+    path = request.app[STORAGE].local_file(row["storage_path"])
+    if path is None:
+        raise NotFound(f"File {raw_id} not found on disk")
+    mime = str(row["mime_type"])
+    return web.FileResponse(
+        path,
+        chunk_size=CHUNK,
+        headers={
+            "Content-Type": mime,
+            "Content-Disposition": content_disposition(str(row["filename"]), mime),
+            "X-Content-Type-Options": "nosniff",
+            "Content-Security-Policy": "default-src 'none'; sandbox",
+            "Cache-Control": "private, max-age=0, must-revalidate",
+        },
+    )
+
+
+@app_admin
+async def list_files(request: web.Request) -> web.StreamResponse:
+    return data(await files.list_files(request[APP_ACTOR].pool))
+
+
+@app_admin
+async def delete_file(request: web.Request) -> web.StreamResponse:
+    actor = request[APP_ACTOR]
+    force = request.rel_url.query.get("force", "false")
+    if force not in ("true", "false"):
+        raise InvalidPayload("force must be true or false")
+    await files.delete_file(
+        actor.pool,
+        request.app[STORAGE],
+        actor.snapshot.registry,
+        request.match_info["id"],
+        force=force == "true",
+    )
+    return data({"deleted": True})
+
+
+@app_admin
+async def sweep(request: web.Request) -> web.StreamResponse:
+    """Remove stored bytes that have no `_files` row (older than `grace_seconds`, default 3600)."""
+    actor = request[APP_ACTOR]
+    raw = request.query.get("grace_seconds", str(files.SWEEP_GRACE_SECONDS))
+    try:
+        grace = float(raw)
+    except ValueError:
+        grace = -1.0
+    if not grace >= 0:
+        raise InvalidPayload(
+            "Invalid query", [ErrorDetail("grace_seconds must be a number >= 0", "grace_seconds")]
+        )
+    report = await files.sweep_orphans(
+        actor.pool, request.app[STORAGE], actor.app_name, grace_seconds=grace
+    )
+    return data(report)
+
+
+def _maybe_sweep(request: web.Request, app_name: str) -> None:
+    """After an upload, sweep the app's orphans in the background at most once per interval."""
+    last = request.app[_LAST_SWEEP]
+    now = time.monotonic()
+    if now - last.get(app_name, -SWEEP_INTERVAL) < SWEEP_INTERVAL:
+        return
+    last[app_name] = now
+    pool = request[APP_ACTOR].pool
+    storage = request.app[STORAGE]
+
+    async def run() -> None:
+        try:
+            report = await files.sweep_orphans(pool, storage, app_name)
+            if report["removed"]:
+                log.info("orphan files removed", app=app_name, count=len(report["removed"]))
+        except Exception:
+            log.exception("orphan sweep failed", app=app_name)
+
+    tasks = request.app[_SWEEP_TASKS]
+    task = asyncio.get_running_loop().create_task(run())
+    tasks.add(task)
+    task.add_done_callback(tasks.discard)
+
+
+async def _stop_sweeps(app: web.Application) -> None:
+    pending: set[asyncio.Task[Any]] = app[_SWEEP_TASKS]
+    tasks = [*pending]
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+
+
+def add_routes(app: web.Application) -> None:
+    settings = app[SERVICES].settings.storage
+    app[STORAGE] = open_storage(settings.driver, settings.local_path)
+    app[_LAST_SWEEP] = {}
+    app[_SWEEP_TASKS] = set()
+    app.on_cleanup.append(_stop_sweeps)
+    r = app.router
+    base = f"{APP_PATH}/_files"
+    r.add_post(base + "/upload", upload)
+    r.add_get(base, list_files)
+    r.add_get(base + "/{id}", serve)
+    r.add_delete(base + "/{id}", delete_file)
+    r.add_post(f"{APP_PATH}/_admin/files/sweep", sweep)

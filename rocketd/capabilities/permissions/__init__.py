@@ -1,0 +1,1 @@
+"""Row-level permissions: policies, the access policy, its stages."""

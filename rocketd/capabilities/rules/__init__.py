@@ -1,0 +1,1 @@
+"""Validation rules (field, expression, computed)."""

@@ -1,0 +1,1 @@
+"""Schema export and import."""

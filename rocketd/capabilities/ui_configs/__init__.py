@@ -1,0 +1,1 @@
+"""UI configs: per-entity client configuration."""

@@ -1,0 +1,1 @@
+"""Durable workflows: definitions, instances, the runner, approvals."""

@@ -1,0 +1,1 @@
+"""The read path: list queries, lookups, includes, and the records' wire JSON."""

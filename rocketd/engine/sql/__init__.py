@@ -1,0 +1,1 @@
+"""SQL composition for entities: identifiers, statements and their caches."""

@@ -1,0 +1,1 @@
+"""The write path: plans, the executor, nested writes, deletes, slugs, transactions."""

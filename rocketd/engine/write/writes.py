@@ -1,0 +1,630 @@
+"""The write pipeline's planner and executor for one record and its nested writes, any depth.
+
+Planning (`plan_create`, `plan_update`) is pure: it splits a body into declared fields and relation
+writes, validates everything (children exactly like top-level records, upstream-gaps C17) and
+returns a tree of frozen `WritePlan`s carrying coerced values, or raises one 422 listing every
+problem. Unknown keys (anywhere in the tree) and malformed nested envelopes are reported alone,
+before field validation, as the spec's example shows. Execution (`execute_create`,
+`execute_update`) runs inside the caller's transaction and validates nothing; database errors are
+mapped to API errors naming the field and the nested path (`map_database_error`).
+
+Body keys that exist but are not writable (a generated PK on create, the PK on update, `auto`
+fields, `deleted_at` whether declared or engine-managed) are silently ignored, as the spec says;
+so is a child's own FK to its parent, which is always the parent's PK. Set a required field to
+null or "" on update and you get 422 `required` rather than a NOT NULL error. A required field
+with a `default` may be left out on create (the default is written); sending null or "" for it
+is still 422 `required`.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from types import MappingProxyType
+from typing import Any, Final, Literal, Protocol
+
+import psycopg
+from psycopg import AsyncConnection
+from psycopg import errors as pg_errors
+
+from rocketd.engine.read import query
+from rocketd.engine.sql.compose import (
+    build_insert,
+    build_select,
+    build_update,
+    condition,
+    entity_sql,
+    live_condition,
+)
+from rocketd.engine.write import nested
+from rocketd.engine.write.deletes import delete_record
+from rocketd.engine.write.nested import ChildAction, ChildWrite, RelationWrite
+from rocketd.engine.write.slugs import slugify, store_with_unique_slug
+from rocketd.errors import (
+    ApiError,
+    Conflict,
+    ErrorDetail,
+    InternalError,
+    InvalidPayload,
+    NotFound,
+    ValidationFailed,
+)
+from rocketd.metadata.field_types import ValueProblem, coerce_write_value
+from rocketd.metadata.model import DELETED_AT, Entity, Field, Relation
+from rocketd.metadata.registry import Registry
+
+Operation = Literal["create", "update"]
+
+_EMPTY: Final[Mapping[str, Any]] = MappingProxyType({})
+_KEY_IN_DETAIL: Final = re.compile(r"Key \(([^)]*)\)=")
+
+
+@dataclass(frozen=True)
+class SlugRequest:
+    """Slug generation left for execution (uniqueness needs the database).
+
+    On update the slug is regenerated only when `source_text` differs from the stored source value.
+    """
+
+    field: str
+    source: str
+    base: str  # slugify(source value)
+    source_text: str
+
+
+@dataclass(frozen=True)
+class WritePlan:
+    """A validated write of one record: coerced column values, a pending slug, nested writes."""
+
+    entity: Entity
+    operation: Operation
+    values: Mapping[str, Any]
+    slug: SlugRequest | None = None
+    relations: tuple[RelationWrite, ...] = ()
+
+
+# ---------------------------------------------------------------------------------------------
+# Planning (pure)
+
+
+def plan_create(registry: Registry, entity: Entity, body: Mapping[str, Any]) -> WritePlan:
+    """Validate a create body; 422 VALIDATION_FAILED with every problem, or the plan."""
+    return _plan(registry, entity, body, "create")
+
+
+def plan_update(registry: Registry, entity: Entity, body: Mapping[str, Any]) -> WritePlan:
+    """Validate a partial update body; 422 VALIDATION_FAILED with every problem, or the plan."""
+    return _plan(registry, entity, body, "update")
+
+
+def _plan(
+    registry: Registry, entity: Entity, body: Mapping[str, Any], operation: Operation
+) -> WritePlan:
+    if not isinstance(body, Mapping):
+        raise InvalidPayload("Request body must be a JSON object")
+    planner = _Planner(registry)
+    plan = planner.record(entity, body, operation, path="", depth=0)
+    if planner.structure:
+        raise ValidationFailed(details=planner.structure)
+    if planner.problems:
+        raise ValidationFailed(details=planner.problems)
+    return plan
+
+
+def _join(path: str, name: str) -> str:
+    return f"{path}.{name}" if path else name
+
+
+def _as_text(value: Any) -> str:
+    """A JSON value as the text enum checks and slug sources compare (`true`, `2`, `2.5`)."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    if isinstance(value, int | float):
+        return str(value)
+    return json.dumps(value, separators=(",", ":"), sort_keys=True, default=str)
+
+
+def _blank(value: Any) -> bool:
+    return value is None or value == ""
+
+
+def _default_of(field: Field) -> Any:
+    try:
+        return coerce_write_value(field, field.default)
+    except ValueProblem:
+        return field.default  # metadata validation owns defaults; let PostgreSQL judge it
+
+
+def plan_fields(
+    entity: Entity,
+    fields: Mapping[str, Any],
+    operation: Operation,
+    path: str = "",
+    propagated: str | None = None,
+) -> tuple[dict[str, Any], SlugRequest | None, list[ErrorDetail]]:
+    """Validate the declared-field part of a body: required, enum, type, all problems at once.
+
+    Returns the coerced values to write (on create: with defaults for absent fields), the slug to
+    generate, and the problems. `propagated` is a child's FK to its parent: never taken from the
+    body, never required. Pure.
+    """
+    creating = operation == "create"
+    writable = set(entity.writable_on_create if creating else entity.writable_on_update)
+    writable.discard(DELETED_AT)
+    if propagated:
+        writable.discard(propagated)
+    slug_config = entity.slug
+    derived_slug = slug_config.field if slug_config and slug_config.source else None
+
+    values: dict[str, Any] = {}
+    problems: list[ErrorDetail] = []
+    for field in entity.fields:
+        if field.name not in writable:
+            continue
+        where = _join(path, field.name)
+        present = field.name in fields
+        value = fields.get(field.name)
+        derived_here = creating and field.name == derived_slug
+        # An absent required field with a default is satisfied by it (the row is the one the
+        # client would get by sending the default); an explicit null or "" is still missing.
+        defaulted = creating and not present and field.has_default
+        missing = present or (creating and not defaulted)
+        if field.is_required and _blank(value) and missing and not derived_here:
+            problems.append(ErrorDetail(f"{where} is required", where, "required"))
+            continue
+        if not present:
+            if creating and field.has_default:
+                values[field.name] = _default_of(field)
+            continue
+        if value is None:
+            values[field.name] = None
+            continue
+        if derived_here and value == "":
+            continue
+        if field.enum and _as_text(value) not in field.enum:
+            message = f"{where} must be one of: {', '.join(field.enum)}"
+            problems.append(ErrorDetail(message, where, "enum"))
+            continue
+        try:
+            values[field.name] = coerce_write_value(field, value)
+        except ValueProblem as problem:
+            problems.append(ErrorDetail(f"{where} {problem.expectation}", where, problem.rule))
+
+    slug: SlugRequest | None = None
+    if slug_config is not None and slug_config.source and derived_slug is not None:
+        if _blank(fields.get(derived_slug)):
+            source_value = fields.get(slug_config.source)
+            text = "" if _blank(source_value) else _as_text(source_value)
+            base = slugify(text) if text else ""
+            wanted = creating or (slug_config.regenerate_on_update and slug_config.source in fields)
+            if wanted and base:
+                slug = SlugRequest(derived_slug, slug_config.source, base, text)
+                values.pop(derived_slug, None)
+            elif creating and entity.field_map[derived_slug].is_required:
+                where = _join(path, derived_slug)
+                source = _join(path, slug_config.source)
+                message = f"{where} is required (give it, or a {source} to derive it from)"
+                problems.append(ErrorDetail(message, where, "required"))
+    return values, slug, problems
+
+
+class _Planner:
+    """One planning pass: collects problems over the whole tree and counts nested items."""
+
+    def __init__(self, registry: Registry) -> None:
+        self.registry = registry
+        self.structure: list[ErrorDetail] = []  # unknown keys, bad envelopes, depth
+        self.problems: list[ErrorDetail] = []  # field validation
+        self.items = 0
+
+    def record(
+        self,
+        entity: Entity,
+        body: Mapping[str, Any],
+        operation: Operation,
+        *,
+        path: str,
+        depth: int,
+    ) -> WritePlan:
+        fields, relation_keys = self._split(entity, body, path, child=False)
+        values, slug, problems = plan_fields(entity, fields, operation, path)
+        self.problems.extend(problems)
+        relations = self._relations(entity, relation_keys, path, depth)
+        return WritePlan(entity, operation, MappingProxyType(values), slug, relations)
+
+    def _split(
+        self, entity: Entity, body: Mapping[str, Any], path: str, *, child: bool
+    ) -> tuple[dict[str, Any], list[tuple[str, Relation, Any]]]:
+        fields: dict[str, Any] = {}
+        relations: list[tuple[str, Relation, Any]] = []
+        for key, value in body.items():
+            if key in entity.field_map:
+                fields[key] = value
+                continue
+            if key == DELETED_AT and entity.soft_delete:
+                continue  # the engine-managed column, echoed in records: ignored like other auto columns
+            if child and key == nested.DELETE_KEY:
+                continue
+            ref = self.registry.resolve(entity.name, key, for_write=True)
+            if ref is not None and ref.forward:
+                relations.append((key, ref.relation, value))
+                continue
+            where = _join(path, key)
+            self.structure.append(
+                ErrorDetail(f"Unknown field or relation: {where}", where, "unknown")
+            )
+        return fields, relations
+
+    def _relations(
+        self,
+        entity: Entity,
+        relation_keys: list[tuple[str, Relation, Any]],
+        path: str,
+        depth: int,
+    ) -> tuple[RelationWrite, ...]:
+        writes: list[RelationWrite] = []
+        for key, relation, value in relation_keys:
+            where = _join(path, key)
+            if depth + 1 > nested.MAX_NESTING_DEPTH:
+                message = (
+                    f"{where}: nested writes go at most {nested.MAX_NESTING_DEPTH} levels deep"
+                )
+                self.structure.append(ErrorDetail(message, where, "depth"))
+                continue
+            envelope, problems = nested.read_envelope(relation, value, where)
+            if envelope is None:
+                self.structure.extend(problems)
+                continue
+            self._count(len(envelope.items), where)
+            target = self.registry.entity(relation.target)
+            if target is None:
+                raise InternalError(
+                    f"Relation {relation.name} targets unknown entity {relation.target}"
+                )
+            if relation.many_to_many:
+                links, problems = nested.plan_links(target, envelope, where)
+                self.problems.extend(problems)
+                writes.append(
+                    RelationWrite(key, where, relation, target, envelope.mode, links=links)
+                )
+                continue
+            if not relation.target_key:
+                raise InternalError(f"Relation {relation.name} has no target_key")
+            children = tuple(
+                self._child(
+                    target, relation.target_key, envelope.mode, index, item, where, depth + 1
+                )
+                for index, item in enumerate(envelope.items)
+            )
+            write = RelationWrite(key, where, relation, target, envelope.mode, children=children)
+            self.problems.extend(nested.repeated_children(write))
+            writes.append(write)
+        return tuple(writes)
+
+    def _count(self, items: int, where: str) -> None:
+        self.items += items
+        if self.items > nested.MAX_NESTED_ITEMS:
+            message = f"A request may carry at most {nested.MAX_NESTED_ITEMS} nested items"
+            raise ValidationFailed(details=[ErrorDetail(message, where, "limit")])
+
+    def _child(
+        self,
+        target: Entity,
+        fk: str,
+        mode: str,
+        index: int,
+        item: Mapping[str, Any],
+        relation_path: str,
+        depth: int,
+    ) -> ChildWrite:
+        path = f"{relation_path}[{index}]"
+        pk_name = target.pk.name
+        raw_pk = item.get(pk_name)
+        pk: Any = None
+        if raw_pk is not None:
+            pk, problem = nested.coerce_pk(target, raw_pk, path)
+            if problem is not None:
+                self.problems.append(problem)
+                return ChildWrite(index)
+        if nested.wants_delete(item):
+            if pk is None and mode != "append":
+                message = f"{path} has _delete but no {pk_name} of the child to delete"
+                self.problems.append(ErrorDetail(message, _join(path, pk_name), "required"))
+            return ChildWrite(index, pk, delete=True)
+        if pk is not None and mode == "append" and target.primary_key.generated:
+            return ChildWrite(index, pk)  # skipped at execution; nothing to validate
+
+        fields, relation_keys = self._split(target, item, path, child=True)
+        relations = self._relations(target, relation_keys, path, depth)
+        if pk is None:
+            values, slug, problems = plan_fields(target, fields, "create", path, fk)
+            self.problems.extend(problems)
+            create = WritePlan(target, "create", MappingProxyType(values), slug, relations)
+            return ChildWrite(index, create=create)
+
+        update: WritePlan | None = None
+        if mode != "append":
+            values, slug, problems = plan_fields(target, fields, "update", path, fk)
+            self.problems.extend(problems)
+            update = WritePlan(target, "update", MappingProxyType(values), slug, relations)
+        create_plan: WritePlan | None = None
+        create_problems: tuple[ErrorDetail, ...] = ()
+        if not target.primary_key.generated:
+            # A client-supplied PK that is not a current child makes a new child: keep a create
+            # plan, or the reasons it cannot be one, until execution knows which it is.
+            values, slug, problems = plan_fields(target, fields, "create", path, fk)
+            if problems:
+                create_problems = tuple(problems)
+            else:
+                create_plan = WritePlan(target, "create", MappingProxyType(values), slug, relations)
+        return ChildWrite(index, pk, False, update, create_plan, create_problems)
+
+
+# ---------------------------------------------------------------------------------------------
+# Execution (inside the caller's transaction)
+
+
+class ChildGuard(Protocol):
+    """A hook around every nested child write (permissions): it may raise to refuse one, and the
+    caller's transaction then rolls back. `pk` is the child's key (after the insert for inserts)."""
+
+    async def before_child(
+        self, conn: AsyncConnection[Any], action: ChildAction, target: Entity, pk: Any
+    ) -> None: ...
+
+    async def after_child(
+        self, conn: AsyncConnection[Any], action: ChildAction, target: Entity, pk: Any
+    ) -> None: ...
+
+    async def before_links(self, conn: AsyncConnection[Any], write: RelationWrite) -> None: ...
+
+
+async def execute_create(
+    conn: AsyncConnection[Any], registry: Registry, plan: WritePlan, guard: ChildGuard | None = None
+) -> dict[str, Any]:
+    """INSERT the record and its nested writes; return the row as the INSERT stored it (column ->
+    DB value). Nested writes run after that INSERT: a caller that needs the row as the whole
+    write left it re-reads when `plan.relations` is not empty."""
+    return await _Executor(conn, registry, guard).insert(plan, "", _EMPTY)
+
+
+async def execute_update(
+    conn: AsyncConnection[Any],
+    registry: Registry,
+    plan: WritePlan,
+    pk: Any,
+    guard: ChildGuard | None = None,
+) -> dict[str, Any] | None:
+    """UPDATE the record `pk` (already locked by the caller) and run its nested writes; return the
+    row as the UPDATE left it, or None when there was nothing to set (no UPDATE ran)."""
+    return await _Executor(conn, registry, guard).update(plan, pk, "")
+
+
+async def written_record(
+    conn: AsyncConnection[Any], registry: Registry, plan: WritePlan, row: Mapping[str, Any]
+) -> dict[str, Any]:
+    """The record a write of `plan` produced: `row` (what its INSERT or UPDATE returned, or the
+    stored row when no UPDATE ran) encoded, or a re-read when nested writes ran after it."""
+    entity = plan.entity
+    if plan.relations:
+        return await query.get_record_by_pk(conn, registry, entity, row[entity.pk.name])
+    return query.encode_record(entity, row)
+
+
+def _not_found(entity: Entity, pk: Any) -> NotFound:
+    return NotFound(f"{entity.name} with id {pk} not found")
+
+
+class _Executor:
+    def __init__(
+        self, conn: AsyncConnection[Any], registry: Registry, guard: ChildGuard | None = None
+    ) -> None:
+        self.conn = conn
+        self.registry = registry
+        self.guard = guard
+
+    async def insert(self, plan: WritePlan, path: str, extra: Mapping[str, Any]) -> dict[str, Any]:
+        entity = plan.entity
+        values = {**plan.values, **extra}
+        slug = plan.slug
+        try:
+            if slug is None:
+                row = await self._insert_row(entity, values)
+            else:
+                row = await store_with_unique_slug(
+                    self.conn,
+                    slug.base,
+                    lambda candidate: self._insert_row(entity, {**values, slug.field: candidate}),
+                    is_slug_collision=lambda exc: violated_column(exc, entity) == slug.field,
+                    field=_join(path, slug.field),
+                )
+        except psycopg.Error as exc:
+            raise map_database_error(exc, entity, path) from exc
+        await self._relations(plan, row[entity.pk.name], new_parent=True)
+        return row
+
+    async def update(self, plan: WritePlan, pk: Any, path: str) -> dict[str, Any] | None:
+        entity = plan.entity
+        slug = plan.slug
+        try:
+            if slug is not None and await self._source_changed(entity, slug, pk):
+                row = await store_with_unique_slug(
+                    self.conn,
+                    slug.base,
+                    lambda candidate: self._update_row(
+                        entity, {**plan.values, slug.field: candidate}, pk
+                    ),
+                    is_slug_collision=lambda exc: violated_column(exc, entity) == slug.field,
+                    field=_join(path, slug.field),
+                )
+            else:
+                row = await self._update_row(entity, plan.values, pk)
+        except psycopg.Error as exc:
+            raise map_database_error(exc, entity, path) from exc
+        await self._relations(plan, pk, new_parent=False)
+        return row
+
+    async def _insert_row(self, entity: Entity, values: Mapping[str, Any]) -> dict[str, Any]:
+        columns = tuple(values)
+        autos = tuple(f.name for f in entity.fields if f.auto and f.name not in values)
+        es = entity_sql(entity)
+        query = es.statements.render(
+            ("writes.insert", columns),
+            self.conn,
+            lambda: build_insert(
+                entity.table, columns, now_columns=autos, returning=es.output_columns
+            ),
+        )
+        cur = await self.conn.execute(query, tuple(values.values()), binary=True)
+        row = await cur.fetchone()
+        if row is None:  # pragma: no cover - INSERT ... RETURNING always yields the row
+            raise InternalError(f"INSERT into {entity.table} returned nothing")
+        return dict(zip(es.output_columns, row, strict=True))
+
+    async def _update_row(
+        self, entity: Entity, values: Mapping[str, Any], pk: Any
+    ) -> dict[str, Any] | None:
+        columns = tuple(values)
+        autos = tuple(f.name for f in entity.fields if f.auto == "update" and f.name not in values)
+        if not columns and not autos:
+            return None  # nothing to set (spec: the UPDATE is skipped)
+        conditions = [condition(entity.pk.name)]
+        live = live_condition(entity)
+        if live is not None:
+            conditions.append(live)
+        es = entity_sql(entity)
+        query = es.statements.render(
+            ("writes.update", columns),
+            self.conn,
+            lambda: build_update(
+                entity.table,
+                columns,
+                now_columns=autos,
+                conditions=conditions,
+                returning=es.output_columns,
+            ),
+        )
+        cur = await self.conn.execute(query, (*values.values(), pk), binary=True)
+        row = await cur.fetchone()
+        if row is None:
+            raise _not_found(entity, pk)
+        return dict(zip(es.output_columns, row, strict=True))
+
+    async def _source_changed(self, entity: Entity, slug: SlugRequest, pk: Any) -> bool:
+        query = build_select(entity, columns=(slug.source,), conditions=[condition(entity.pk.name)])
+        cur = await self.conn.execute(query, (pk,))
+        row = await cur.fetchone()
+        if row is None:
+            raise _not_found(entity, pk)
+        stored = row[0]
+        return stored is None or _as_text(stored) != slug.source_text
+
+    async def _relations(self, plan: WritePlan, parent_pk: Any, *, new_parent: bool) -> None:
+        for write in plan.relations:
+            if write.relation.many_to_many:
+                if self.guard is not None:
+                    await self.guard.before_links(self.conn, write)
+                try:
+                    await nested.apply_links(self.conn, write, parent_pk)
+                except psycopg.Error as exc:
+                    raise map_database_error(exc, write.target, write.path) from exc
+            else:
+                await self._children(write, parent_pk, new_parent=new_parent)
+
+    async def _children(self, write: RelationWrite, parent_pk: Any, *, new_parent: bool) -> None:
+        fk = write.relation.target_key
+        if not fk:
+            raise InternalError(f"Relation {write.relation.name} has no target_key")
+        current: list[Any] = []
+        if not new_parent:
+            current = await nested.current_children(
+                self.conn, write.relation, write.target, parent_pk
+            )
+        guard = self.guard
+        for step in nested.child_steps(write, current):
+            if guard is not None:
+                await guard.before_child(self.conn, step.action, write.target, step.pk)
+            if step.action == "delete":
+                await self._delete_child(write.target, step.pk, step.path)
+                continue
+            if step.plan is None:  # pragma: no cover - child_steps always attaches a plan
+                raise InternalError(f"No plan for {step.path}")
+            if step.action == "insert":
+                pk = (await self.insert(step.plan, step.path, {fk: parent_pk}))[
+                    write.target.pk.name
+                ]
+            else:
+                pk = step.pk
+                await self.update(step.plan, pk, step.path)
+            if guard is not None:
+                await guard.after_child(self.conn, step.action, write.target, pk)
+
+    async def _delete_child(self, target: Entity, pk: Any, path: str) -> None:
+        try:
+            await delete_record(self.conn, self.registry, target, {target.pk.name: pk})
+        except Conflict as exc:
+            raise Conflict(exc.message, [ErrorDetail(exc.message, path, "restrict")]) from exc
+        except psycopg.Error as exc:
+            raise map_database_error(exc, target, path) from exc
+
+
+# ---------------------------------------------------------------------------------------------
+# Database errors -> API errors
+
+
+def violated_column(exc: psycopg.Error, entity: Entity) -> str | None:
+    """The column a constraint violation is about, when it can be told.
+
+    From the error's column, else the constraint name (`idx_{table}_{field}` for unique fields,
+    `{table}_pkey`), else PostgreSQL's detail (`Key (email)=(a@b.c) already exists.`).
+    """
+    diag = exc.diag
+    if diag.column_name:
+        return diag.column_name
+    constraint = diag.constraint_name or ""
+    if constraint == f"{entity.table}_pkey":
+        return entity.pk.name
+    prefix = f"idx_{entity.table}_"
+    if constraint.startswith(prefix) and constraint[len(prefix) :] in entity.field_map:
+        return constraint[len(prefix) :]
+    match = _KEY_IN_DETAIL.match(diag.message_detail or "")
+    if match:
+        columns = [c.strip() for c in match.group(1).split(",")]
+        if len(columns) == 1:
+            return columns[0]
+    return None
+
+
+def map_database_error(exc: psycopg.Error, entity: Entity, path_prefix: str = "") -> ApiError:
+    """A PostgreSQL error of a write of `entity` as the API error to answer with.
+
+    Unique violation -> 409 CONFLICT (detail rule `unique`); NOT NULL -> 422 `required`; check
+    constraints and bad values (out of range, invalid text for the type) -> 422 `type`; foreign
+    keys -> 422 `exists` (writing) or 409 (still referenced). Anything else -> 500 INTERNAL_ERROR
+    (raise it `from exc` so the log keeps the cause). Detail fields are `{path_prefix}.{column}`.
+    """
+    column = violated_column(exc, entity)
+    where = _join(path_prefix, column) if column else path_prefix
+    subject = where or entity.name
+    if isinstance(exc, pg_errors.UniqueViolation):
+        message = f"{subject} must be unique: another {entity.name} record has this value"
+        return Conflict(
+            "A record with this value already exists", [ErrorDetail(message, where, "unique")]
+        )
+    if isinstance(exc, pg_errors.NotNullViolation):
+        return ValidationFailed(details=[ErrorDetail(f"{subject} is required", where, "required")])
+    if isinstance(exc, pg_errors.ForeignKeyViolation):
+        if "still referenced" in (exc.diag.message_detail or ""):
+            return Conflict(f"Other records still reference this {entity.name}")
+        message = f"{subject} refers to a record that does not exist"
+        return ValidationFailed(details=[ErrorDetail(message, where, "exists")])
+    if isinstance(exc, pg_errors.CheckViolation | psycopg.DataError):
+        reason = exc.diag.message_primary or "invalid value"
+        return ValidationFailed(details=[ErrorDetail(f"{subject}: {reason}", where, "type")])
+    return InternalError()

@@ -1,0 +1,42 @@
+"""`GET /health` (the process is alive) and `GET /ready` (it can serve: database and actors)."""
+
+from __future__ import annotations
+
+import asyncio
+
+from aiohttp import web
+
+from rocketd.http.keys import SERVICES
+from rocketd.http.policy import public
+from rocketd.http.responses import json_body
+
+READY_TIMEOUT = 2.0
+
+
+@public
+async def health(request: web.Request) -> web.StreamResponse:
+    return json_body({"status": "ok"})
+
+
+@public
+async def ready(request: web.Request) -> web.StreamResponse:
+    services = request.app[SERVICES]
+    checks: dict[str, str] = {}
+    try:
+        async with asyncio.timeout(READY_TIMEOUT):
+            async with services.management_pool.connection() as conn:
+                await conn.execute("select 1")
+        checks["database"] = "ok"
+    except Exception as exc:  # any failure means "not ready", reported by class name only
+        checks["database"] = f"unavailable ({type(exc).__name__})"
+    down = services.supervisor.not_running()
+    checks["actors"] = "ok" if not down else "not running: " + ", ".join(sorted(down))
+    ok = all(v == "ok" for v in checks.values())
+    return json_body(
+        {"status": "ready" if ok else "unavailable", "checks": checks}, 200 if ok else 503
+    )
+
+
+def add_routes(app: web.Application) -> None:
+    app.router.add_get("/health", health)
+    app.router.add_get("/ready", ready)

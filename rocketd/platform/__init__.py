@@ -1,0 +1,1 @@
+"""Platform: the lifecycle of apps (create, list, delete, repair) and app names."""

@@ -1,1 +1,0 @@
-"""Webhooks on a transactional outbox: registrations, outbox rows, outbound HTTP, the dispatcher."""
