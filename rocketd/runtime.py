@@ -2,8 +2,9 @@
 
 Start: embedded PostgreSQL (only when no database is configured) -> management database (created
 if missing) and its schema -> platform secret and seeded admin -> repair of half-made apps ->
-supervisor, app actors, metadata listener -> background work (webhook dispatcher, workflow runner,
-scheduler; skipped with `background_work: false`) -> HTTP server -> `READY=1`.
+supervisor, app actors (with what the installed capabilities contribute), metadata listener ->
+each capability's `start` (services; background work such as the webhook dispatcher and the
+workflow runner only with `background_work` on) -> scheduler -> HTTP server -> `READY=1`.
 Stop (SIGTERM/SIGINT): `STOPPING=1` -> stop accepting and finish in-flight requests (bounded by
 `server.shutdown_timeout`) -> stop actors -> close pools -> stop the embedded PostgreSQL -> exit 0.
 """
@@ -30,17 +31,14 @@ from rocketd.actors.scheduler import Scheduler
 from rocketd.actors.supervisor import Supervisor
 from rocketd.auth.accounts import PLATFORM_TABLES, AccountService
 from rocketd.auth.tokens import new_app_secret
-from rocketd.capabilities.webhooks import outbox
-from rocketd.capabilities.webhooks.dispatcher import (
-    WebhookDispatcher,
-    start_webhooks,
-    sweep_webhooks,
-)
-from rocketd.capabilities.workflows import runner as workflow_runner
+from rocketd.capabilities import INSTALLED
 from rocketd.config import DatabaseSettings, Settings
 from rocketd.db.embedded import EmbeddedPostgres
 from rocketd.db.management_schema import MANAGEMENT_PLAN
 from rocketd.db.migrations import apply_plan
+from rocketd.engine.installation import Installation
+from rocketd.engine.read.scope import ReadHooks
+from rocketd.extensions import Capability, NoticeHandler, StartContext
 from rocketd.http.app import create_app
 from rocketd.logging import get_logger
 from rocketd.platform import apps
@@ -137,18 +135,48 @@ async def resolve_platform_secret(settings: Settings, pool: AsyncConnectionPool[
     return str(row[0])
 
 
+def build_installation(capabilities: tuple[Capability, ...]) -> Installation:
+    """What the installed capabilities give every app: parts, stages, read hooks, plans."""
+    observers = [c.stage_observer for c in capabilities if c.stage_observer is not None]
+    if len(observers) > 1:
+        raise ValueError("more than one capability installs a stage observer")
+    return Installation(
+        parts=tuple(part for c in capabilities for part in c.snapshot_parts),
+        stages=tuple(stage for c in capabilities for stage in c.stages),
+        observer=observers[0] if observers else None,
+        read_hooks=ReadHooks.combine(
+            (c.name, c.read_hooks) for c in capabilities if c.read_hooks is not None
+        ),
+        schema_plans=tuple(c.schema for c in capabilities if c.schema is not None),
+    )
+
+
+def notice_handlers(capabilities: tuple[Capability, ...]) -> dict[type[Any], NoticeHandler]:
+    handlers: dict[type[Any], NoticeHandler] = {}
+    for capability in capabilities:
+        for kind, handler in capability.notices.items():
+            if kind in handlers:
+                raise ValueError(f"notice {kind.__name__} is handled twice")
+            handlers[kind] = handler
+    return handlers
+
+
 class Runtime:
     """One rocketd process: owns the embedded database (if any), pools, actors and HTTP."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(
+        self, settings: Settings, capabilities: tuple[Capability, ...] = INSTALLED
+    ) -> None:
         self.settings = settings
+        self.capabilities = capabilities
+        self.installation = build_installation(capabilities)
+        self.started: StartContext | None = None
         self.embedded: EmbeddedPostgres | None = None
         self.services: Services | None = None
         self.http_runner: web.AppRunner | None = None
         self.listener: MetadataListener | None = None
         self.notifier = SystemdNotifier()
         self._watchdog: asyncio.Task[None] | None = None
-        self.webhooks: WebhookDispatcher | None = None
 
     async def start(self, *, http: bool = True) -> None:
         """Bring everything up; `http=False` leaves the listening socket to the caller (tests)."""
@@ -187,7 +215,13 @@ class Runtime:
             )
         await apps.repair_incomplete_apps(settings, pool)
         supervisor = Supervisor()
-        directory = AppDirectory(settings, pool, supervisor)
+        directory = AppDirectory(
+            settings,
+            pool,
+            supervisor,
+            self.installation,
+            notice_handlers(self.capabilities),
+        )
         self.services = Services(
             settings=settings,
             management_pool=pool,
@@ -195,6 +229,7 @@ class Runtime:
             directory=directory,
             supervisor=supervisor,
             platform_secret=platform_secret,
+            capabilities=self.capabilities,
         )
         await directory.start_existing()
         self.listener = MetadataListener(
@@ -203,16 +238,7 @@ class Runtime:
             on_reconnect=directory.on_reconnect,
         )
         await supervisor.add(self.listener)
-        # Every role needs the outbound policy: sync `before_*` webhooks are called inside the
-        # write transaction by whichever instance serves the write.
-        outbox.OUTBOUND.configure(settings.webhooks)
-        if settings.background_work:
-            await self._start_background(directory, supervisor)
-        else:
-            log.info(
-                "background work is off on this instance (background_work: false): webhook"
-                " deliveries, workflow steps and scheduled jobs run on instances that have it on"
-            )
+        await self._start_capabilities(directory, supervisor)
         if not http:
             return
         await self._start_http()
@@ -220,27 +246,36 @@ class Runtime:
         if self.notifier.watchdog_interval() is not None:
             self._watchdog = asyncio.create_task(self.notifier.run_watchdog(self._healthy))
 
-    async def _start_background(self, directory: AppDirectory, supervisor: Supervisor) -> None:
-        """The dispatcher, the workflow runner and the scheduler with every periodic job.
+    async def _start_capabilities(self, directory: AppDirectory, supervisor: Supervisor) -> None:
+        """Each capability's `start`: the services every instance needs, and the background
+        work (dispatcher, workflow runner, scheduled jobs) on instances with `background_work`.
 
-        None of them serves a request: writes only insert outbox and instance rows and send their
-        signal, which any instance with background work picks up (approve/reject advance their
-        instance in the request itself). So an API-only instance skips all of this.
+        None of the background work serves a request: writes only insert outbox and instance
+        rows and send their signal, which any instance with background work picks up
+        (approve/reject advance their instance in the request itself). So an API-only instance
+        skips all of it.
         """
         settings = self.settings
-        dispatcher = self.webhooks = await start_webhooks(settings, directory, supervisor)
-        scheduler = Scheduler(settings.database.dsn())
+        background = settings.background_work
+        scheduler = Scheduler(settings.database.dsn()) if background else None
+        ctx = self.started = StartContext(
+            settings=settings,
+            supervisor=supervisor,
+            directory=directory,
+            scheduler=scheduler,
+            background=background,
+            services=self.installation.services,
+        )
+        for capability in self.capabilities:
+            if capability.start is not None:
+                await capability.start(ctx)
+        if scheduler is None:
+            log.info(
+                "background work is off on this instance (background_work: false): webhook"
+                " deliveries, workflow steps and scheduled jobs run on instances that have it on"
+            )
+            return
         scheduler.add_job("purge-refresh-tokens", REFRESH_PURGE_INTERVAL, self._purge_tokens)
-        await workflow_runner.install(
-            supervisor,
-            directory,
-            scheduler,
-            settings.workflow_tick_seconds,
-            settings.workflow_retention_days,
-        )
-        scheduler.add_job(
-            "webhook-sweep", settings.webhooks.sweep_interval, sweep_webhooks(directory, dispatcher)
-        )
         await supervisor.add(scheduler)
 
     async def _start_http(self) -> None:
@@ -276,7 +311,9 @@ class Runtime:
         if self.services is not None:
             await self.services.directory.stop_all()
             await self.services.supervisor.stop_all()
-            await outbox.OUTBOUND.sync_sender.close()
+            if self.started is not None:
+                await self.started.stop()
+                self.started = None
             await self.services.management_pool.close()
             self.services = None
         if self.embedded is not None and self.embedded.owned:

@@ -17,6 +17,7 @@ from rocketd.config import Settings
 if TYPE_CHECKING:
     from rocketd.actors.directory import AppDirectory
     from rocketd.actors.supervisor import Supervisor
+    from rocketd.extensions import Capability
 
 
 @dataclass
@@ -27,3 +28,5 @@ class Services:
     directory: AppDirectory
     supervisor: Supervisor
     platform_secret: str = field(repr=False, default="")
+    # the installed capabilities (their routes, their metadata kinds)
+    capabilities: tuple[Capability, ...] = ()

@@ -35,9 +35,8 @@ from bench.harness import SETTLE_S, Bench
 from bench.loadgen import WrkRun, run_wrk
 from bench.processes import ServerProcess, http_json
 from bench.report import Measurement, Ratio, ScenarioResult, verdict_note
-from rocketd.actors.listener import METADATA_CHANNEL
 from rocketd.capabilities.webhooks.outbox import SIGNAL
-from rocketd.engine.signals import SIGNAL_PREFIX
+from rocketd.db.notify import Signal, notify_params
 
 APP_NAME = "benchhooks"
 APP_DB = f"rocket_{APP_NAME}"
@@ -211,7 +210,7 @@ def _make_backlog(bench: Bench) -> float:
             " from (select * from _webhook_logs limit 1) l, generate_series(1, %s) g",
             (BACKLOG,),
         )
-        conn.execute("select pg_notify(%s, %s)", (METADATA_CHANNEL, SIGNAL_PREFIX + SIGNAL))
+        conn.execute("select pg_notify(%s, %s)", notify_params(Signal(SIGNAL)))
         conn.commit()
     return time.monotonic()
 

@@ -1,7 +1,8 @@
-"""AppActor: one per app. Owns the app's connection pool, its auth service and its Registry
-snapshot (the app's metadata, parsed and immutable). Requests read these attributes directly (no
-mailbox on the hot path) and keep the snapshot they started with; the mailbox carries `reload`,
-which rebuilds the Registry from the database and swaps it in one assignment.
+"""AppActor: one per app. Owns the app's connection pool, its auth service, its signal sender
+and its snapshot (the app's metadata, parsed and immutable) with the `AppContext` built on it.
+Requests read `context` directly (no mailbox on the hot path) and keep the one they started with;
+the mailbox carries `reload`, which rebuilds the snapshot from the database (with the installed
+capabilities' parts) and swaps the context in one assignment.
 """
 
 from __future__ import annotations
@@ -13,11 +14,13 @@ from psycopg_pool import AsyncConnectionPool
 
 from rocketd.actors.base import Actor
 from rocketd.auth.accounts import APP_TABLES, AccountService
-from rocketd.capabilities.users.users import UserStates
+from rocketd.auth.user_states import UserStates
 from rocketd.config import Settings
 from rocketd.db.app_schema import APP_PLAN
 from rocketd.db.migrations import apply_plan
-from rocketd.engine import signals
+from rocketd.engine.installation import BARE_KERNEL, Installation
+from rocketd.engine.pipeline import AppContext
+from rocketd.engine.signals import SignalSender
 from rocketd.engine.snapshot import EMPTY_SNAPSHOT, AppSnapshot, load_snapshot
 from rocketd.logging import get_logger
 from rocketd.metadata.registry import Registry
@@ -30,7 +33,9 @@ POOL_OPEN_TIMEOUT = 10.0
 
 
 class AppActor(Actor):
-    def __init__(self, row: AppRow, settings: Settings) -> None:
+    def __init__(
+        self, row: AppRow, settings: Settings, installation: Installation = BARE_KERNEL
+    ) -> None:
         super().__init__(f"app:{row.name}")
         self.app_name = row.name
         self.db_name = row.db_name
@@ -39,6 +44,9 @@ class AppActor(Actor):
         self._pool: AsyncConnectionPool[Any] | None = None
         self._accounts: AccountService | None = None
         self._users: UserStates | None = None
+        self._signals: SignalSender | None = None
+        self._context: AppContext | None = None
+        self._installation = installation
         self.reloads = 0
         self.snapshot: AppSnapshot = EMPTY_SNAPSHOT
 
@@ -47,6 +55,19 @@ class AppActor(Actor):
         if self._pool is None:
             raise RuntimeError(f"app {self.app_name} is not started")
         return self._pool
+
+    @property
+    def context(self) -> AppContext:
+        """The app as of the current snapshot (what a request starting now works with)."""
+        if self._context is None:
+            raise RuntimeError(f"app {self.app_name} is not started")
+        return self._context
+
+    @property
+    def signals(self) -> SignalSender:
+        if self._signals is None:
+            raise RuntimeError(f"app {self.app_name} is not started")
+        return self._signals
 
     @property
     def accounts(self) -> AccountService:
@@ -71,6 +92,8 @@ class AppActor(Actor):
         # Upgrade the app's system tables to this release (idempotent, versioned).
         async with await psycopg.AsyncConnection.connect(dsn) as conn:
             await apply_plan(conn, APP_PLAN)
+            for plan in self._installation.schema_plans:
+                await apply_plan(conn, plan)
             await conn.commit()
         pool: AsyncConnectionPool[Any] = AsyncConnectionPool(
             dsn,
@@ -82,6 +105,7 @@ class AppActor(Actor):
         )
         await pool.open(wait=True, timeout=POOL_OPEN_TIMEOUT)
         self._pool = pool
+        self._signals = SignalSender(pool)
         self._accounts = AccountService(
             pool,
             APP_TABLES,
@@ -101,10 +125,12 @@ class AppActor(Actor):
 
     async def _reload(self) -> None:
         async with self.pool.connection() as conn:
-            snapshot = await load_snapshot(conn)
+            snapshot = await load_snapshot(conn, self._installation.parts)
         for problem in snapshot.problems:
             log.warning("invalid metadata skipped", app=self.app_name, problem=problem)
-        self.snapshot = snapshot  # one reference swap: requests in flight keep theirs
+        # one reference swap each: requests in flight keep theirs
+        self._context = self._installation.context(self.app_name, self.pool, snapshot, self.signals)
+        self.snapshot = snapshot
         self.reloads += 1
 
     @property
@@ -118,9 +144,12 @@ class AppActor(Actor):
 
     async def on_stop(self) -> None:
         if self._pool is not None:
-            await signals.sender_for(self._pool).flush()  # committed writes' wake-ups go out
+            if self._signals is not None:
+                await self._signals.flush()  # committed writes' wake-ups go out
             await self._pool.close()
             self._pool = None
+            self._signals = None
+            self._context = None
             self._accounts = None
             self._users = None
         log.info("app stopped", app=self.app_name)

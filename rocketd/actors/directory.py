@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any
 
 from psycopg_pool import AsyncConnectionPool
@@ -20,9 +20,16 @@ from psycopg_pool import AsyncConnectionPool
 from rocketd.actors.app import RELOAD, AppActor
 from rocketd.actors.listener import MetadataListener
 from rocketd.actors.supervisor import Supervisor
-from rocketd.capabilities.users.users import USERS_NOTIFY_PREFIX
 from rocketd.config import Settings
-from rocketd.engine.signals import parse_signal
+from rocketd.db.notify import (
+    AppChanged,
+    MetadataChanged,
+    Notice,
+    NoticeCodec,
+    Signal,
+    UserChanged,
+)
+from rocketd.engine.installation import BARE_KERNEL, Installation
 from rocketd.errors import ServiceUnavailable
 from rocketd.logging import get_logger
 from rocketd.platform import apps
@@ -30,15 +37,25 @@ from rocketd.platform import apps
 log = get_logger("rocketd.actors.directory")
 
 SignalHandler = Callable[[str], None]
+# A capability's handler of its own notice type, received on an app database.
+NoticeHandler = Callable[[AppActor, Notice], Awaitable[None]]
 NEGATIVE_CACHE_SECONDS = 2.0
 MAX_NEGATIVE_ENTRIES = 10_000
 
 
 class AppDirectory:
     def __init__(
-        self, settings: Settings, pool: AsyncConnectionPool[Any], supervisor: Supervisor
+        self,
+        settings: Settings,
+        pool: AsyncConnectionPool[Any],
+        supervisor: Supervisor,
+        installation: Installation = BARE_KERNEL,
+        notice_handlers: Mapping[type[Notice], NoticeHandler] | None = None,
     ) -> None:
         self._settings = settings
+        self._installation = installation
+        self._notice_handlers = dict(notice_handlers or {})
+        self._codec = NoticeCodec(self._notice_handlers)
         self._pool = pool
         self._supervisor = supervisor
         self._actors: dict[str, AppActor] = {}
@@ -100,7 +117,7 @@ class AppDirectory:
             return await self._start_locked(row)
 
     async def _start_locked(self, row: apps.AppRow) -> AppActor:
-        actor = AppActor(row, self._settings)
+        actor = AppActor(row, self._settings, self._installation)
         await self._supervisor.add(actor)
         # NOTIFY is per database: metadata changes are announced inside the app database's own
         # transaction, so each app gets a listener on its database (the management listener
@@ -123,17 +140,20 @@ class AppDirectory:
         self._signal_handlers[name] = handler
 
     async def _reload_on_notify(self, actor: AppActor, payload: str) -> None:
-        signal = parse_signal(payload)
-        if signal is not None:
-            handler = self._signal_handlers.get(signal)
+        """A notice on the app's database: a signal for a background actor, a user change, a
+        capability's own notice, or (anything else) a metadata change."""
+        notice = self._codec.decode(payload)
+        if isinstance(notice, Signal):
+            handler = self._signal_handlers.get(notice.value)
             if handler is not None:
                 handler(actor.app_name)
-            return
-        if payload.startswith(USERS_NOTIFY_PREFIX):
+        elif isinstance(notice, UserChanged):
             # A user changed (users admin): forget its cached state, no metadata reload.
-            actor.forget_users(payload[len(USERS_NOTIFY_PREFIX) :] or None)
-            return
-        await self._reload(actor)
+            actor.forget_users(notice.value or None)
+        elif isinstance(notice, MetadataChanged | AppChanged):
+            await self._reload(actor)
+        else:
+            await self._notice_handlers[type(notice)](actor, notice)
 
     @classmethod
     async def _reload_on_reconnect(cls, actor: AppActor) -> None:
@@ -184,8 +204,9 @@ class AppDirectory:
     async def on_notify(self, payload: str) -> None:
         """A `rocket_metadata` notification on the management database: `_apps:<name>` for app
         lifecycle (an app name alone is also accepted and reloads that app)."""
-        if payload.startswith(apps.APPS_NOTIFY_PREFIX):
-            name = payload[len(apps.APPS_NOTIFY_PREFIX) :]
+        notice = self._codec.decode(payload)
+        if isinstance(notice, AppChanged):
+            name = notice.value
             self._missing.pop(name, None)
             row = await apps.find_app(self._pool, name)
             if row is None or row.status != apps.STATUS_ACTIVE:
@@ -194,8 +215,8 @@ class AppDirectory:
                 # Created on another instance: serve it here too (background jobs cover it).
                 await self.resolve(name)
             return
-        actor = self._actors.get(payload)
-        if actor is not None:
+        actor = self._actors.get(notice.value)
+        if isinstance(notice, MetadataChanged) and actor is not None:
             actor.tell(RELOAD)
 
     async def on_reconnect(self) -> None:

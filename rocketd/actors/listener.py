@@ -22,24 +22,14 @@ from rocketd.actors.base import (
     ExponentialBackoff,
     open_autocommit_connection,
 )
+from rocketd.db.notify import CHANNEL
 from rocketd.logging import get_logger
 
 log = get_logger("rocketd.actors.listener")
 
-METADATA_CHANNEL = "rocket_metadata"
-
-
-async def notify_metadata(conn: psycopg.AsyncConnection[Any], app_name: str) -> None:
-    """Announce that the metadata of `app_name` changed.
-
-    Run it in the transaction that writes the metadata: PostgreSQL delivers the notification
-    only when that transaction commits, and drops it if it rolls back.
-    """
-    await conn.execute("SELECT pg_notify(%s, %s)", (METADATA_CHANNEL, app_name))
-
 
 class MetadataListener(Actor):
-    """Listens on `METADATA_CHANNEL` and forwards each payload to `on_notify`.
+    """Listens on `CHANNEL` and forwards each payload to `on_notify`.
 
     `on_notify` is awaited in arrival order before the next notification is read, so it should
     be quick (tell an actor, do not reload inline). An exception from either callback is logged
@@ -87,7 +77,7 @@ class MetadataListener(Actor):
                 await self._listening.wait()
         except TimeoutError:
             raise TimeoutError(
-                f"{self.name!r} was not listening on {METADATA_CHANNEL!r} within {timeout} s; "
+                f"{self.name!r} was not listening on {CHANNEL!r} within {timeout} s; "
                 "check that the database is reachable (the listener logs each failed attempt)"
             ) from None
 
@@ -114,13 +104,13 @@ class MetadataListener(Actor):
         """Connect, LISTEN, then deliver notifications until the connection fails (it raises)."""
         connection = await open_autocommit_connection(self._connect)
         self._connection = connection
-        await connection.execute(sql.SQL("LISTEN {}").format(sql.Identifier(METADATA_CHANNEL)))
+        await connection.execute(sql.SQL("LISTEN {}").format(sql.Identifier(CHANNEL)))
         self._listening.set()
         self._backoff.reset()
         log.info(
             "metadata listener listening",
             actor=self.name,
-            channel=METADATA_CHANNEL,
+            channel=CHANNEL,
             backend_pid=connection.info.backend_pid,
         )
         if self._has_listened:

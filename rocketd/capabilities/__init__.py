@@ -1,1 +1,36 @@
-"""Capabilities: one package each; `INSTALLED` lists them."""
+"""The installed capabilities, in order.
+
+The runtime, the HTTP factory, the snapshot loader, export/import and the notice dispatcher
+iterate `INSTALLED`: a new capability is one package under `rocketd/capabilities/` exporting a
+`CAPABILITY` (see `rocketd/extensions.py`) plus one line here. The order is the order of their
+metadata in export/import and of their routes; stages are ordered by their own `order`.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+from rocketd.capabilities import (
+    files,
+    permissions,
+    rules,
+    schema_io,
+    state_machines,
+    ui_configs,
+    users,
+    webhooks,
+    workflows,
+)
+from rocketd.extensions import Capability
+
+INSTALLED: Final[tuple[Capability, ...]] = (
+    permissions.CAPABILITY,
+    users.CAPABILITY,
+    rules.CAPABILITY,
+    state_machines.CAPABILITY,
+    workflows.CAPABILITY,
+    webhooks.CAPABILITY,
+    files.CAPABILITY,
+    ui_configs.CAPABILITY,
+    schema_io.CAPABILITY,
+)

@@ -18,8 +18,9 @@ from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
 
-from rocketd.actors.listener import METADATA_CHANNEL
+from rocketd.db import notify
 from rocketd.db.migrator import migrate_entity, migrate_relation
+from rocketd.db.notify import MetadataChanged
 from rocketd.errors import Conflict, InvalidPayload, NotFound
 from rocketd.metadata.model import Entity, Relation
 from rocketd.metadata.parse import (
@@ -60,7 +61,7 @@ async def _lock(conn: AsyncConnection[Any]) -> None:
 
 
 async def _notify(conn: AsyncConnection[Any], app_name: str) -> None:
-    await conn.execute("select pg_notify(%s, %s)", (METADATA_CHANNEL, app_name))
+    await notify.send(conn, MetadataChanged(app_name))
 
 
 def _iso(value: datetime | None) -> str | None:

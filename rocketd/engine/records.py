@@ -1,44 +1,56 @@
-"""The five record operations of the data API, each one transaction.
+"""The five record operations of the data API, and the one write path every writer takes.
 
-This is where the pieces meet: the read path (`query`), the write planner and executor
-(`writes`), deletes with cascades (`deletes`), the pipeline stages of other capabilities
-(`write_stages`: rules, state machines, ...), and database-error mapping. Every function takes the
-AppSnapshot the request started with and the caller.
+Reads (`list_page`, `get_one`) apply the caller's `ReadScope` (from the installed read hooks) as
+an extra WHERE on the list, its count, get-by-id and every include, so a row the caller may not
+see is absent (get-by-id: 404, like a missing id).
 
-Order of a write: permission grant (403) -> file ids in `file` fields resolved (404) -> plan (parse, split, field validation: pure, before
-BEGIN) -> BEGIN -> lock the stored row (update) -> permission conditions on the stored row (403)
--> before_write stages -> parent and nested SQL (each nested child checked for its own entity and
-action) -> re-read -> permission `check` on the resulting row (403, rolled back) -> after_write
-stages -> COMMIT.
+Writes run the pipeline (`engine/pipeline.py`) around the planner and executor:
 
-Permissions (`rocketd.engine.permissions`): reads get the caller's row filter as an extra WHERE on
-the list, its count, get-by-id and every include, so a row the caller may not see is absent
-(get-by-id: 404, like a missing id).
+    PREPARE stages (before BEGIN, on the body; for nested bodies too when a stage asks)
+    -> plan (parse, split, field validation: pure) -> BEGIN
+    -> lock the stored row (update/delete; 404) -> BEFORE_WRITE / BEFORE_DELETE stages
+    -> parent and nested SQL (each child runs its own entity's child stages around its SQL;
+       many-to-many links run BEFORE_LINKS) -> the written record
+    -> AFTER_WRITE / AFTER_DELETE stages -> COMMIT -> AFTER_COMMIT stages
+
+API requests use `create`/`update`/`delete` (one transaction each). Writes rocketd makes itself
+(workflow actions, state-machine `create_record`, imported sample data) use the `*_in` forms
+inside the caller's transaction, in `WriteMode.SYSTEM` or `IMPORT`: the same stages run, minus
+the API-only ones. The kernel names no capability; which stages exist is the installation's
+business.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 import psycopg
 from psycopg import AsyncConnection
-from psycopg_pool import AsyncConnectionPool
 
-from rocketd.auth.principal import Principal
-from rocketd.capabilities.files import files
-from rocketd.capabilities.permissions import access as permissions
-from rocketd.engine import signals, write_stages
+from rocketd.engine.caller import Caller
+from rocketd.engine.pipeline import (
+    AppContext,
+    EntityStages,
+    WriteAction,
+    WriteContext,
+    WriteMode,
+)
 from rocketd.engine.read import query
-from rocketd.engine.snapshot import AppSnapshot
-from rocketd.engine.write import transaction as commit_batch
-from rocketd.engine.write import writes
+from rocketd.engine.write import transaction, writes
 from rocketd.engine.write.deletes import delete_record
+from rocketd.engine.write.nested import DATA_KEY
+from rocketd.engine.write.plan import ChildAction, RelationWrite, WritePlan
 from rocketd.errors import NotFound, UnknownEntity
+from rocketd.logging import get_logger
 from rocketd.metadata.model import Entity
 from rocketd.metadata.registry import Registry
+
+log = get_logger("rocketd.engine.records")
+
+AfterCommit = list[Callable[[], Awaitable[None]]]
 
 
 def require_entity(registry: Registry, name: str) -> Entity:
@@ -52,54 +64,7 @@ def _not_found(entity: Entity, raw_id: str) -> NotFound:
     return NotFound(f"{entity.name} with id {raw_id} not found")
 
 
-@asynccontextmanager
-async def _write_transaction(
-    pool: AsyncConnectionPool[Any], entity: Entity
-) -> AsyncIterator[AsyncConnection[Any]]:
-    """One write transaction; a database error anywhere in it becomes the contract's error.
-
-    Every write takes one, plain or not: a plain write as a lone autocommit statement is about
-    1.8x faster, but adding a rule, webhook or workflow would then halve an entity's write
-    throughput at once (docs/benchmarks.md, "The single-statement path"). The outbox rows and
-    workflow instances a write adds are sent with its COMMIT (`commit_batch`)."""
-    async with pool.connection() as conn:
-        try:
-            async with commit_batch.write_transaction(conn, signals.sender_for(pool).signal):
-                yield conn
-        except psycopg.Error as exc:
-            raise writes.map_database_error(exc, entity, "") from exc
-
-
-async def _finish_write(
-    conn: AsyncConnection[Any],
-    snapshot: AppSnapshot,
-    principal: Principal,
-    access: permissions.Access,
-    scope: permissions.Scope,
-    plan: writes.WritePlan,
-    row: Mapping[str, Any],
-    stored: Mapping[str, Any] | None,
-) -> dict[str, Any]:
-    """After the SQL of a create (`stored` None) or update: the record (as the INSERT or UPDATE
-    returned it; re-read when nested writes ran after it), the permission `check` list on it (403
-    rolls back), the after_write stages."""
-    entity = plan.entity
-    action: write_stages.Action = "create" if stored is None else "update"
-    record = await writes.written_record(conn, snapshot.registry, plan, row)
-    access.check_result(scope, action, entity, record)
-    await write_stages.after_write(conn, snapshot, principal, entity, action, record, stored)
-    return record
-
-
-async def _resolve_files(
-    pool: AsyncConnectionPool[Any], registry: Registry, entity: Entity, body: dict[str, Any]
-) -> dict[str, Any]:
-    """File ids in `file` fields (and in nested children's) become the files' metadata before
-    planning (404 for an id of no file of this app)."""
-    if not files.has_file_fields(registry, entity):
-        return body
-    async with pool.connection() as conn:
-        return await files.resolve_file_ids(conn, registry, entity, body)
+# ------------------------------------------------------------------------------------------ reads
 
 
 @dataclass(frozen=True)
@@ -112,32 +77,42 @@ class ListPage:
     encoded: list[bytes] | None = None
 
 
+def _project(records: list[dict[str, Any]], visible: frozenset[str] | None) -> None:
+    """Drop the fields the caller does not see (the read hooks' projection), in place."""
+    if visible is None:
+        return
+    for record in records:
+        for key in [k for k in record if k not in visible]:
+            del record[key]
+
+
 async def list_page(
-    pool: AsyncConnectionPool[Any],
-    snapshot: AppSnapshot,
-    principal: Principal,
+    app: AppContext,
+    caller: Caller,
     entity_name: str,
     params: Mapping[str, str],
     *,
     max_per_page: int,
     default_per_page: int,
 ) -> ListPage:
+    snapshot = app.snapshot
     registry = snapshot.registry
     entity = require_entity(registry, entity_name)
-    access = permissions.Access(snapshot.permissions, principal)
-    grant = access.grant(entity.name, "read")
+    hooks = app.read_hooks
+    scope = hooks.scope(snapshot, caller)
+    row_filter = scope.row_filter(entity)
     spec = query.parse_list_query_cached(
         registry, entity, params, max_per_page=max_per_page, default_per_page=default_per_page
     )
-    row_filter = access.read_filter(grant, entity)
     where, where_params = row_filter if row_filter is not None else (None, ())
-    if spec.includes and not access.bypass:
+    if spec.includes:
         raw_include = dict(params.items()).get("include")  # the last value, as parsed
-        spec = replace(spec, includes=access.readable_includes(spec.includes, raw_include))
+        spec = replace(spec, includes=scope.includes(spec.includes, raw_include))
+    visible = hooks.visible_fields(snapshot, caller, entity)
     meta = {"page": spec.page, "per_page": spec.per_page}
     indexed = snapshot.indexed_columns(entity.table)
-    async with pool.connection() as conn:
-        if not spec.includes:
+    async with app.pool.connection() as conn:
+        if not spec.includes and visible is None:
             answer = await query.list_records_json(
                 conn,
                 entity,
@@ -156,31 +131,29 @@ async def list_page(
             spec,
             extra_where=where,
             extra_params=where_params,
-            include_where=access.include_where(),
+            include_where=scope.include_where(),
             indexed=indexed,
         )
+    _project(rows, visible)
     return ListPage({**meta, "total": total}, records=rows)
 
 
 async def get_one(
-    pool: AsyncConnectionPool[Any],
-    snapshot: AppSnapshot,
-    principal: Principal,
+    app: AppContext,
+    caller: Caller,
     entity_name: str,
     raw_id: str,
     include: str | None,
 ) -> dict[str, Any]:
+    snapshot = app.snapshot
     registry = snapshot.registry
     entity = require_entity(registry, entity_name)
-    access = permissions.Access(snapshot.permissions, principal)
-    grant = access.grant(entity.name, "read")
-    includes = access.readable_includes(
-        query.parse_includes(registry, entity, include, strict=True), include
-    )
-    row_filter = access.read_filter(grant, entity)
+    scope = app.read_hooks.scope(snapshot, caller)
+    row_filter = scope.row_filter(entity)
+    includes = scope.includes(query.parse_includes(registry, entity, include, strict=True), include)
     where, where_params = row_filter if row_filter is not None else (None, ())
-    async with pool.connection() as conn:
-        return await query.get_record(
+    async with app.pool.connection() as conn:
+        record = await query.get_record(
             conn,
             registry,
             entity,
@@ -188,79 +161,363 @@ async def get_one(
             includes,
             extra_where=where,
             extra_params=where_params,
-            include_where=access.include_where(),
+            include_where=scope.include_where(),
         )
+    _project([record], app.read_hooks.visible_fields(snapshot, caller, entity))
+    return record
+
+
+# ----------------------------------------------------------------------------------------- writes
+
+
+@asynccontextmanager
+async def _write_transaction(
+    app: AppContext, entity: Entity
+) -> AsyncIterator[AsyncConnection[Any]]:
+    """One write transaction; a database error anywhere in it becomes the contract's error.
+
+    Every write takes one, plain or not: a plain write as a lone autocommit statement is about
+    1.8x faster, but adding a rule, webhook or workflow would then halve an entity's write
+    throughput at once (docs/benchmarks.md, "The single-statement path"). The outbox rows and
+    workflow instances a write adds are sent with its COMMIT (`transaction`)."""
+    async with app.pool.connection() as conn:
+        try:
+            async with transaction.write_transaction(conn, app.signals.signal):
+                yield conn
+        except psycopg.Error as exc:
+            raise writes.map_database_error(exc, entity, "") from exc
+
+
+def _context(
+    app: AppContext,
+    caller: Caller,
+    mode: WriteMode,
+    entity: Entity,
+    action: WriteAction,
+    body: dict[str, Any] | None = None,
+    deferred: AfterCommit | None = None,
+) -> WriteContext:
+    return WriteContext(
+        app=app,
+        caller=caller,
+        mode=mode,
+        entity=entity,
+        action=action,
+        body=body,
+        deferred=[] if deferred is None else deferred,
+        _load_row=_load_row,
+        _read_record=_read_record,
+    )
+
+
+async def _after_commit(app: AppContext, stages: EntityStages, ctx: WriteContext) -> None:
+    """The write committed: its AFTER_COMMIT stages, then the work stages deferred to now
+    (business events, system writes' own after-commit stages). Never fails the write."""
+    await app.stages.run_after_commit(stages.after_commit, ctx)
+    for work in ctx.deferred:
+        try:
+            await work()
+        except Exception:
+            log.error("after-commit work failed", entity=ctx.entity.name, exc_info=True)
+
+
+async def _load_row(
+    conn: AsyncConnection[Any], entity: Entity, pk: Any, for_update: bool
+) -> Mapping[str, Any] | None:
+    return await query.fetch_record_by_pk(conn, entity, pk, for_update=for_update)
+
+
+async def _read_record(
+    conn: AsyncConnection[Any], entity: Entity, pk: Any
+) -> Mapping[str, Any] | None:
+    row = await query.fetch_record_by_pk(conn, entity, pk)
+    return None if row is None else query.encode_record(entity, row)
 
 
 async def create(
-    pool: AsyncConnectionPool[Any],
-    snapshot: AppSnapshot,
-    principal: Principal,
+    app: AppContext,
+    caller: Caller,
     entity_name: str,
     body: dict[str, Any],
+    *,
+    mode: WriteMode = WriteMode.API,
 ) -> dict[str, Any]:
-    registry = snapshot.registry
-    entity = require_entity(registry, entity_name)
-    access = permissions.Access(snapshot.permissions, principal)
-    scope = access.create_scope(access.grant(entity.name, "create"))
-    body = write_stages.with_initial_states(snapshot, entity, body)
-    body = await _resolve_files(pool, registry, entity, body)
-    plan = writes.plan_create(registry, entity, body)  # fully validated before BEGIN
-    async with _write_transaction(pool, entity) as conn:
-        plan = await write_stages.before_write(
-            conn, snapshot, principal, entity, "create", plan, None
-        )
-        row = await writes.execute_create(conn, registry, plan, access.guard())
-        return await _finish_write(conn, snapshot, principal, access, scope, plan, row, None)
+    entity = require_entity(app.registry, entity_name)
+    ctx = _context(app, caller, mode, entity, "create", body)
+    stages = app.stages.for_entity(entity, mode)
+    await _prepare(ctx, stages)
+    ctx.plan = writes.plan_create(app.registry, entity, _body(ctx))  # validated before BEGIN
+    async with _write_transaction(app, entity) as conn:
+        ctx.conn = conn
+        record = await _write_created(ctx, stages)
+    await _after_commit(app, stages, ctx)
+    return record
 
 
 async def update(
-    pool: AsyncConnectionPool[Any],
-    snapshot: AppSnapshot,
-    principal: Principal,
+    app: AppContext,
+    caller: Caller,
     entity_name: str,
     raw_id: str,
     body: dict[str, Any],
+    *,
+    mode: WriteMode = WriteMode.API,
 ) -> dict[str, Any]:
-    registry = snapshot.registry
-    entity = require_entity(registry, entity_name)
-    access = permissions.Access(snapshot.permissions, principal)
-    grant = access.grant(entity.name, "update")
-    body = await _resolve_files(pool, registry, entity, body)
-    plan = writes.plan_update(registry, entity, body)
-    async with _write_transaction(pool, entity) as conn:
-        stored = await query.fetch_record(conn, registry, entity, raw_id, for_update=True)
-        if stored is None:
-            raise _not_found(entity, raw_id)
-        # Conditions hold on the row as stored and locked: no concurrent change between.
-        scope = access.stored_scope(grant, entity, stored)
-        pk = stored[entity.primary_key.field]
-        plan = await write_stages.before_write(
-            conn, snapshot, principal, entity, "update", plan, stored
-        )
-        row = await writes.execute_update(conn, registry, plan, pk, access.guard())
-        return await _finish_write(
-            conn, snapshot, principal, access, scope, plan, stored if row is None else row, stored
-        )
+    entity = require_entity(app.registry, entity_name)
+    ctx = _context(app, caller, mode, entity, "update", body)
+    stages = app.stages.for_entity(entity, mode)
+    await _prepare(ctx, stages)
+    ctx.plan = writes.plan_update(app.registry, entity, _body(ctx))
+    async with _write_transaction(app, entity) as conn:
+        ctx.conn = conn
+        await _lock_stored(ctx, raw_id)
+        record = await _write_updated(ctx, stages)
+    await _after_commit(app, stages, ctx)
+    return record
 
 
 async def delete(
-    pool: AsyncConnectionPool[Any],
-    snapshot: AppSnapshot,
-    principal: Principal,
+    app: AppContext,
+    caller: Caller,
     entity_name: str,
     raw_id: str,
+    *,
+    mode: WriteMode = WriteMode.API,
 ) -> dict[str, Any]:
-    registry = snapshot.registry
-    entity = require_entity(registry, entity_name)
-    access = permissions.Access(snapshot.permissions, principal)
-    grant = access.grant(entity.name, "delete")
-    async with _write_transaction(pool, entity) as conn:
-        stored = await query.fetch_record(conn, registry, entity, raw_id, for_update=True)
-        if stored is None:
-            raise _not_found(entity, raw_id)
-        access.stored_scope(grant, entity, stored)  # 403 unless a policy's conditions hold
-        await write_stages.before_delete(conn, snapshot, principal, entity, stored)
-        await delete_record(conn, registry, entity, stored)
-        await write_stages.after_delete(conn, snapshot, principal, entity, stored)
+    entity = require_entity(app.registry, entity_name)
+    ctx = _context(app, caller, mode, entity, "delete")
+    stages = app.stages.for_entity(entity, mode)
+    await app.stages.run(stages.prepare, ctx)
+    async with _write_transaction(app, entity) as conn:
+        ctx.conn = conn
+        await _lock_stored(ctx, raw_id)
+        await _delete_stored(ctx, stages)
+    await _after_commit(app, stages, ctx)
     return {"id": raw_id}
+
+
+# --- inside the caller's transaction (system writes, imports, bulk) -----------------------------
+
+
+async def create_in(
+    conn: AsyncConnection[Any],
+    app: AppContext,
+    caller: Caller,
+    entity: Entity,
+    body: dict[str, Any],
+    *,
+    mode: WriteMode,
+    after_commit: AfterCommit,
+) -> dict[str, Any]:
+    """A create inside `conn`'s open transaction; its AFTER_COMMIT stages are appended to
+    `after_commit` for the transaction's owner to run once it committed."""
+    ctx = _context(app, caller, mode, entity, "create", body, after_commit)
+    stages = app.stages.for_entity(entity, mode)
+    await _prepare(ctx, stages)
+    ctx.plan = writes.plan_create(app.registry, entity, _body(ctx))
+    ctx.conn = conn
+    record = await _write_created(ctx, stages)
+    _defer(app, stages, ctx, after_commit)
+    return record
+
+
+async def update_in(
+    conn: AsyncConnection[Any],
+    app: AppContext,
+    caller: Caller,
+    entity: Entity,
+    raw_id: str,
+    body: dict[str, Any],
+    *,
+    mode: WriteMode,
+    after_commit: AfterCommit,
+) -> dict[str, Any]:
+    """An update inside `conn`'s open transaction (see `create_in`)."""
+    ctx = _context(app, caller, mode, entity, "update", body, after_commit)
+    stages = app.stages.for_entity(entity, mode)
+    await _prepare(ctx, stages)
+    ctx.plan = writes.plan_update(app.registry, entity, _body(ctx))
+    ctx.conn = conn
+    await _lock_stored(ctx, raw_id)
+    record = await _write_updated(ctx, stages)
+    _defer(app, stages, ctx, after_commit)
+    return record
+
+
+def _defer(
+    app: AppContext, stages: EntityStages, ctx: WriteContext, after_commit: AfterCommit
+) -> None:
+    if stages.after_commit:
+        after_commit.append(lambda: app.stages.run_after_commit(stages.after_commit, ctx))
+
+
+# --- the steps --------------------------------------------------------------------------------
+
+
+def _body(ctx: WriteContext) -> dict[str, Any]:
+    if ctx.body is None:  # pragma: no cover - creates and updates always carry one
+        raise RuntimeError("a write without a body")
+    return ctx.body
+
+
+async def _prepare(ctx: WriteContext, stages: EntityStages) -> None:
+    """PREPARE: the request's stages on its body, then each nested body's own child stages."""
+    book = ctx.app.stages
+    await book.run(stages.prepare, ctx)
+    if not book.has_child_prepare or ctx.body is None:
+        return
+    for entity, item, path, creating in _nested_bodies(ctx.registry, ctx.entity, ctx.body, ""):
+        child_stages = book.for_entity(entity, ctx.mode, child=True).prepare
+        if not child_stages:
+            continue
+        child = ctx.child(entity, "create" if creating else "update", path, body=item)
+        await book.run(child_stages, child)
+        if child.body is not item and child.body is not None:
+            item.clear()
+            item.update(child.body)
+
+
+def _nested_bodies(
+    registry: Registry, entity: Entity, body: dict[str, Any], path: str
+) -> Iterator[tuple[Entity, dict[str, Any], str, bool]]:
+    """Each child item of the nested one-to-many / one-to-one writes in `body`, any depth, as
+    (its entity, the item, its path, whether it is a new child: no primary key given).
+    Malformed envelopes are skipped: the planner reports them."""
+    for key, value in body.items():
+        if key in entity.field_map or not isinstance(value, dict):
+            continue
+        ref = registry.resolve(entity.name, key, for_write=True)
+        if ref is None or not ref.forward or ref.relation.many_to_many:
+            continue
+        target = registry.entity(ref.relation.target)
+        items = value.get(DATA_KEY)
+        if target is None or not isinstance(items, list):
+            continue
+        where = f"{path}.{key}" if path else key
+        for index, item in enumerate(items):
+            if isinstance(item, dict):
+                item_path = f"{where}[{index}]"
+                yield target, item, item_path, item.get(target.pk.name) is None
+                yield from _nested_bodies(registry, target, item, item_path)
+
+
+async def _lock_stored(ctx: WriteContext, raw_id: str) -> None:
+    """Lock the addressed row (404 when there is none): the stages see it as `ctx.stored`."""
+    stored = await query.fetch_record(
+        ctx.connection(), ctx.registry, ctx.entity, raw_id, for_update=True
+    )
+    if stored is None:
+        raise _not_found(ctx.entity, raw_id)
+    ctx.stored = stored
+    ctx.pk = stored[ctx.entity.primary_key.field]
+
+
+async def _write_created(ctx: WriteContext, stages: EntityStages) -> dict[str, Any]:
+    book = ctx.app.stages
+    conn = ctx.connection()
+    await book.run(stages.before_write, ctx)
+    plan = _plan(ctx)
+    row = await writes.execute_create(conn, ctx.registry, plan, _children(ctx, plan))
+    ctx.pk = row[ctx.entity.pk.name]
+    record = await writes.written_record(conn, ctx.registry, plan, row)
+    ctx.record = record
+    await book.run(stages.after_write, ctx)
+    return record
+
+
+async def _write_updated(ctx: WriteContext, stages: EntityStages) -> dict[str, Any]:
+    book = ctx.app.stages
+    conn = ctx.connection()
+    await book.run(stages.before_write, ctx)
+    plan = _plan(ctx)
+    row = await writes.execute_update(conn, ctx.registry, plan, ctx.pk, _children(ctx, plan))
+    stored = ctx.stored if row is None else row
+    if stored is None:  # pragma: no cover - `_lock_stored` ran first
+        raise RuntimeError("update without a stored row")
+    record = await writes.written_record(conn, ctx.registry, plan, stored)
+    ctx.record = record
+    await book.run(stages.after_write, ctx)
+    return record
+
+
+async def _delete_stored(ctx: WriteContext, stages: EntityStages) -> None:
+    book = ctx.app.stages
+    stored = ctx.stored
+    if stored is None:  # pragma: no cover - `_lock_stored` ran first
+        raise RuntimeError("delete without a stored row")
+    await book.run(stages.before_delete, ctx)
+    await delete_record(ctx.connection(), ctx.registry, ctx.entity, stored)
+    await book.run(stages.after_delete, ctx)
+
+
+def _plan(ctx: WriteContext) -> WritePlan:
+    if ctx.plan is None:  # pragma: no cover - planned before BEGIN
+        raise RuntimeError("a write without a plan")
+    return ctx.plan
+
+
+def _children(ctx: WriteContext, plan: WritePlan) -> ChildStages | None:
+    return ChildStages(ctx) if plan.relations else None
+
+
+_CHILD_WRITE_ACTIONS: dict[ChildAction, WriteAction] = {
+    "insert": "create",
+    "update": "update",
+    "delete": "delete",
+}
+
+
+class ChildStages:
+    """The executor's hooks around each nested child: the child's own entity's stages (those
+    marked `children=True`), with a context of their own; BEFORE_LINKS around link writes.
+
+    The executor calls `before_child` and `after_child` in pairs around each child's SQL, with
+    the child's own nested writes in between, so the open child contexts form a stack."""
+
+    def __init__(self, parent: WriteContext) -> None:
+        self.parent = parent
+        self.book = parent.app.stages
+        self._open: list[WriteContext | None] = []
+
+    def _stages(self, entity: Entity) -> EntityStages:
+        return self.book.for_entity(entity, self.parent.mode, child=True)
+
+    async def before_child(
+        self,
+        conn: AsyncConnection[Any],
+        action: ChildAction,
+        target: Entity,
+        pk: Any,
+        plan: WritePlan | None,
+        path: str,
+    ) -> WritePlan | None:
+        stages = self._stages(target)
+        if stages.empty:
+            self._open.append(None)
+            return plan
+        ctx = self.parent.child(target, _CHILD_WRITE_ACTIONS[action], path, pk=pk, plan=plan)
+        ctx.conn = conn
+        self._open.append(ctx)
+        await self.book.run(
+            stages.before_delete if action == "delete" else stages.before_write, ctx
+        )
+        return ctx.plan
+
+    async def after_child(
+        self, conn: AsyncConnection[Any], action: ChildAction, target: Entity, pk: Any
+    ) -> None:
+        ctx = self._open.pop()
+        if ctx is None:
+            return
+        ctx.pk = pk
+        stages = self._stages(target)
+        await self.book.run(stages.after_delete if action == "delete" else stages.after_write, ctx)
+
+    async def before_links(self, conn: AsyncConnection[Any], write: RelationWrite) -> None:
+        stages = self._stages(write.target).before_links
+        if not stages:
+            return
+        ctx = self.parent.child(write.target, "update", write.path)
+        ctx.conn = conn
+        ctx.links = write
+        await self.book.run(stages, ctx)

@@ -24,7 +24,6 @@ Two ways to send one:
 from __future__ import annotations
 
 import asyncio
-import weakref
 from collections.abc import Iterable
 from typing import Any, Final
 
@@ -32,12 +31,10 @@ import psycopg
 from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool
 
-from rocketd.actors.listener import METADATA_CHANNEL
+from rocketd.db.notify import Signal, notify_params
 from rocketd.logging import get_logger
 
 log = get_logger("rocketd.engine.signals")
-
-SIGNAL_PREFIX = "signal:"
 
 
 async def send_signal(conn: AsyncConnection[Any], name: str) -> None:
@@ -51,12 +48,7 @@ RETURNING_SIGNAL = " returning pg_notify(%s, %s)"
 
 
 def signal_params(name: str) -> tuple[str, str]:
-    return (METADATA_CHANNEL, SIGNAL_PREFIX + name)
-
-
-def parse_signal(payload: str) -> str | None:
-    """The signal name of a notification payload, or None when it is not a signal."""
-    return payload[len(SIGNAL_PREFIX) :] if payload.startswith(SIGNAL_PREFIX) else None
+    return notify_params(Signal(name))
 
 
 COALESCE_SECONDS: Final = 0.002  # how long a signal waits for others to share its NOTIFY
@@ -100,16 +92,3 @@ class SignalSender:
         """Wait until every signal asked for so far is sent (tests, shutdown)."""
         while self._task is not None and not self._task.done():
             await asyncio.shield(self._task)
-
-
-_SENDERS: Final[weakref.WeakKeyDictionary[AsyncConnectionPool[Any], SignalSender]] = (
-    weakref.WeakKeyDictionary()
-)
-
-
-def sender_for(pool: AsyncConnectionPool[Any]) -> SignalSender:
-    """The SignalSender of this pool (one per app pool, made on first use)."""
-    sender = _SENDERS.get(pool)
-    if sender is None:
-        sender = _SENDERS[pool] = SignalSender(pool)
-    return sender

@@ -1,50 +1,71 @@
 """AppSnapshot: everything a request needs to know about an app's metadata, immutable.
 
 The AppActor builds one on every reload and swaps it in one assignment; a request keeps the
-snapshot it started with. Each capability adds its own frozen part here (entities and relations
-now; rules, state machines and permissions as they land), loaded in `load_snapshot`.
+snapshot it started with. The kernel's own part is the Registry (entities and relations) plus two
+catalog reads (which columns lead an index, each table's column types). Every capability adds
+its part under a typed `SnapshotKey` (like aiohttp's `web.AppKey`): `snapshot[RULE_BOOK]` is a
+`RuleBook`, and a part that is not installed reads as its key's `empty` value. The kernel never
+names a part: capabilities declare `SnapshotPart`s and the loader runs the installed ones.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from psycopg import AsyncConnection
 
-from rocketd.capabilities.permissions.access import (
-    EMPTY_PERMISSIONS,
-    PermissionSet,
-    load_permissions,
-)
-from rocketd.capabilities.rules.admin import load_rule_book
-from rocketd.capabilities.rules.model import EMPTY_RULE_BOOK, RuleBook
-from rocketd.capabilities.webhooks.admin import load_webhook_book
-from rocketd.capabilities.webhooks.model import EMPTY_WEBHOOKS, WebhookBook
-from rocketd.capabilities.workflows.admin import (
-    EMPTY_WORKFLOW_BOOK,
-    WorkflowBook,
-    load_workflow_book,
-)
 from rocketd.db.introspect import column_types, index_leading_columns
 from rocketd.engine.metadata_admin import load_registry
 from rocketd.metadata.registry import EMPTY_REGISTRY, Registry
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, eq=False)
+class SnapshotKey(Generic[T]):
+    """The typed name of one part of the snapshot; `empty` is its value when nothing is loaded.
+
+    Keys compare by identity: declare each once, in its capability's package."""
+
+    name: str
+    empty: T
+
+    def __repr__(self) -> str:
+        return f"<SnapshotKey {self.name}>"
+
+
+def no_problems(part: Any) -> tuple[str, ...]:
+    return ()
+
+
+@dataclass(frozen=True)
+class SnapshotPart(Generic[T]):
+    """How a capability loads its part: `load` reads its rows (after the Registry is built) and
+    returns the frozen part; `problems` lists what it skipped as invalid (logged at reload)."""
+
+    key: SnapshotKey[T]
+    load: Callable[[AsyncConnection[Any], Registry], Awaitable[T]]
+    problems: Callable[[T], tuple[str, ...]] = no_problems
 
 
 @dataclass(frozen=True)
 class AppSnapshot:
     registry: Registry
-    rules: RuleBook = EMPTY_RULE_BOOK  # rules and state machines by entity
-    permissions: PermissionSet = EMPTY_PERMISSIONS  # `_permissions` by (entity, action)
-    webhooks: WebhookBook = EMPTY_WEBHOOKS  # active `_webhooks` by (entity, hook)
-    workflows: WorkflowBook = EMPTY_WORKFLOW_BOOK  # valid `_workflows`, compiled
+    parts: Mapping[SnapshotKey[Any], Any] = field(default_factory=dict)
     # table -> columns leading a btree index, read at load time (list pages choose their SQL
     # by it; an index created by hand is seen from the next reload on).
     sort_indexes: Mapping[str, frozenset[str]] = field(default_factory=dict)
     # table -> ((column, type name), ...) as the database has them at load time: list pages
     # have PostgreSQL write the records' JSON only for columns of the types rocketd expects.
     column_types: Mapping[str, tuple[tuple[str, str], ...]] = field(default_factory=dict)
+    # Invalid metadata skipped while loading (logged by the AppActor).
+    problems: tuple[str, ...] = ()
+
+    def __getitem__(self, key: SnapshotKey[T]) -> T:
+        value: T = self.parts.get(key, key.empty)
+        return value
 
     def indexed_columns(self, table: str) -> frozenset[str]:
         return self.sort_indexes.get(table, frozenset())
@@ -52,35 +73,28 @@ class AppSnapshot:
     def table_columns(self, table: str) -> tuple[tuple[str, str], ...]:
         return self.column_types.get(table, ())
 
-    @property
-    def problems(self) -> tuple[str, ...]:
-        """Invalid metadata skipped while loading (logged by the AppActor)."""
-        return (
-            self.registry.problems
-            + self.rules.problems
-            + self.webhooks.problems
-            + self.workflows.problems
-        )
-
 
 EMPTY_SNAPSHOT = AppSnapshot(registry=EMPTY_REGISTRY)
 
 
-async def load_snapshot(conn: AsyncConnection[Any]) -> AppSnapshot:
+async def load_snapshot(
+    conn: AsyncConnection[Any], parts: Sequence[SnapshotPart[Any]] = ()
+) -> AppSnapshot:
+    """Read the app's metadata and build its snapshot with the installed `parts`."""
     registry = await load_registry(conn)
-    rules = await load_rule_book(conn, registry)
-    permissions = await load_permissions(conn)
-    webhooks = await load_webhook_book(conn)
-    workflows = await load_workflow_book(conn, registry)
+    loaded: dict[SnapshotKey[Any], Any] = {}
+    problems = list(registry.problems)
+    for part in parts:
+        value = await part.load(conn, registry)
+        loaded[part.key] = value
+        problems.extend(part.problems(value))
     tables = [entity.table for entity in registry.entities.values()]
     sort_indexes = await index_leading_columns(conn, tables)
     types = await column_types(conn, tables)
     return AppSnapshot(
         registry=registry,
-        rules=rules,
-        permissions=permissions,
-        webhooks=webhooks,
-        workflows=workflows,
+        parts=loaded,
         sort_indexes=sort_indexes,
         column_types={table: tuple(sorted(columns.items())) for table, columns in types.items()},
+        problems=tuple(problems),
     )

@@ -11,32 +11,10 @@ from __future__ import annotations
 from aiohttp import web
 
 from rocketd.auth.accounts import PLATFORM_TABLES
-from rocketd.capabilities.files import routes as routes_files
-from rocketd.capabilities.permissions import routes as routes_admin_permissions
-from rocketd.capabilities.rules import routes as routes_admin_rules
-from rocketd.capabilities.schema_io import routes as routes_admin_schema
-from rocketd.capabilities.ui_configs import routes as routes_ui_configs
-from rocketd.capabilities.users import routes as routes_admin_users
-from rocketd.capabilities.users.users import UserStates
-from rocketd.capabilities.webhooks import routes as routes_admin_webhooks
-from rocketd.capabilities.workflows import routes as routes_workflows
+from rocketd.auth.user_states import UserStates
 from rocketd.http.keys import PLATFORM_USERS, SERVICES
 from rocketd.http.middlewares import auth_middleware, body_limit_middleware, trace_middleware
-from rocketd.http.routes import (
-    admin_metadata as routes_admin_metadata,
-)
-from rocketd.http.routes import (
-    app_auth as routes_app_auth,
-)
-from rocketd.http.routes import (
-    data as routes_data,
-)
-from rocketd.http.routes import (
-    health as routes_health,
-)
-from rocketd.http.routes import (
-    platform as routes_platform,
-)
+from rocketd.http.routes import admin_metadata, app_auth, data, health, platform
 from rocketd.services import Services
 
 
@@ -50,17 +28,12 @@ def create_app(services: Services) -> web.Application:
     )
     app[SERVICES] = services
     app[PLATFORM_USERS] = UserStates(services.management_pool, PLATFORM_TABLES.users)
-    routes_health.add_routes(app)
-    routes_data.add_routes(app)  # first: the hot path; `{entity}` never matches a fixed segment
-    routes_platform.add_routes(app)
-    routes_app_auth.add_routes(app)
-    routes_admin_metadata.add_routes(app)
-    routes_admin_users.add_routes(app)
-    routes_admin_permissions.add_routes(app)
-    routes_admin_rules.add_routes(app)
-    routes_workflows.add_routes(app)
-    routes_admin_webhooks.add_routes(app)
-    routes_admin_schema.add_routes(app)
-    routes_files.add_routes(app)
-    routes_ui_configs.add_routes(app)
+    health.add_routes(app)
+    data.add_routes(app)  # first: the hot path; `{entity}` never matches a fixed segment
+    platform.add_routes(app)
+    app_auth.add_routes(app)
+    admin_metadata.add_routes(app)
+    for capability in services.capabilities:  # rocketd.capabilities.INSTALLED, in order
+        if capability.add_routes is not None:
+            capability.add_routes(app)
     return app

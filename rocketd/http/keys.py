@@ -9,7 +9,7 @@ from aiohttp import web
 if TYPE_CHECKING:
     from rocketd.actors.app import AppActor
     from rocketd.auth.principal import Principal
-    from rocketd.capabilities.users.users import UserStates
+    from rocketd.auth.user_states import UserStates
     from rocketd.services import Services
 
 SERVICES: web.AppKey[Services] = web.AppKey("rocketd.services")
@@ -19,3 +19,5 @@ PLATFORM_USERS: web.AppKey[UserStates] = web.AppKey("rocketd.platform_users")
 APP_ACTOR: web.RequestKey[AppActor] = web.RequestKey("rocketd.app_actor")
 # Who is calling, set by the auth middleware on every authenticated route.
 PRINCIPAL: web.RequestKey[Principal] = web.RequestKey("rocketd.principal")
+# The request's trace id (the accepted `X-Trace-ID`, or a new one), set by the trace middleware.
+TRACE_ID: web.RequestKey[str] = web.RequestKey("rocketd.trace_id")

@@ -28,7 +28,7 @@ from rocketd.errors import (
     NotFound,
     PayloadTooLarge,
 )
-from rocketd.http.keys import APP_ACTOR, PLATFORM_USERS, PRINCIPAL, SERVICES
+from rocketd.http.keys import APP_ACTOR, PLATFORM_USERS, PRINCIPAL, SERVICES, TRACE_ID
 from rocketd.http.policy import (
     Handler,
     Policy,
@@ -99,6 +99,7 @@ async def trace_middleware(request: web.Request, handler: Handler) -> web.Stream
     if request.path in _QUIET_PATHS:
         return await error_middleware(request, handler)
     trace_id = _trace_id(request)
+    request[TRACE_ID] = trace_id
     structlog.contextvars.clear_contextvars()
     # Every line logged during the request carries these three (filled in as they become known).
     structlog.contextvars.bind_contextvars(trace_id=trace_id, app=None, user_id=None)

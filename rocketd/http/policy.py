@@ -6,7 +6,7 @@ handler runs. App routes accept an app token (the app's secret) or a platform to
 secret, and only with role `platform_admin`: upstream-gaps S9), which counts as an app admin.
 
 A valid signature is not the end of it: `confirm_user` then checks, through a short-lived cache
-(`rocketd.auth.users.UserStates`), that the token's user still exists and is active (app users in
+(`rocketd.auth.user_states.UserStates`), that the token's user still exists and is active (app users in
 the app's `_users`, platform users in `_platform_users`), and drops roles the user no longer
 holds, so deleting, deactivating or demoting a user bites within seconds, not at token expiry.
 """
@@ -15,15 +15,16 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from enum import Enum
-from typing import Any
+from typing import Any, Final
 
 from aiohttp import web
 
 from rocketd.auth.principal import ADMIN_ROLE, Principal
 from rocketd.auth.tokens import Claims, decode_access_token
-from rocketd.capabilities.users.users import UserStates
+from rocketd.auth.user_states import UserStates
+from rocketd.engine.caller import Caller
 from rocketd.errors import Forbidden, Unauthorized
-from rocketd.http.keys import PRINCIPAL
+from rocketd.http.keys import PRINCIPAL, TRACE_ID
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -122,3 +123,17 @@ def principal_of(request: web.Request) -> Principal:
     if not isinstance(principal, Principal):
         raise Unauthorized("Authentication required")
     return principal
+
+
+MAX_USER_AGENT: Final = 512
+
+
+def caller_of(request: web.Request) -> Caller:
+    """The authenticated caller with what the request tells about them (for the engine)."""
+    agent = request.headers.get("User-Agent")
+    return Caller(
+        principal_of(request),
+        ip=request.remote,
+        user_agent=None if agent is None else agent[:MAX_USER_AGENT],
+        trace_id=request.get(TRACE_ID),
+    )

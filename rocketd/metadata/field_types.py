@@ -11,6 +11,7 @@ This module is pure: no SQL, no I/O, no knowledge of HTTP.
 
 from __future__ import annotations
 
+import json
 import math
 import re
 import uuid
@@ -48,6 +49,37 @@ FALSE_SPELLINGS: Final = frozenset({"0", "f", "F", "false", "FALSE", "False"})
 INT_TYPES: Final = frozenset({"int", "integer", "bigint"})
 TEXT_TYPES: Final = frozenset({"string", "text"})
 JSON_TYPES: Final = frozenset({"json", "file"})
+
+
+def value_text(value: Any) -> str:
+    """The one text form values are compared by: enum entries, permission conditions, state
+    names, workflow triggers, slug sources, change detection.
+
+    null is `""`; booleans `true`/`false`; a number that is integral has no fraction (`2.0` and
+    `2` are both `"2"`, as JSON does not tell them apart); other floats as Python prints them;
+    decimals in plain notation; times in RFC 3339 (UTC, `Z`); UUIDs in their canonical form;
+    anything else as compact JSON with sorted keys.
+    """
+    if value is None:
+        return ""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    if isinstance(value, int | float):
+        return str(value)
+    if isinstance(value, Decimal):
+        return format(value, "f")
+    if isinstance(value, datetime):
+        aware = value if value.tzinfo else value.replace(tzinfo=UTC)
+        return aware.astimezone(UTC).replace(tzinfo=None).isoformat() + "Z"
+    if isinstance(value, date | uuid.UUID):
+        return str(value)
+    if isinstance(value, Jsonb):
+        value = value.obj
+    return json.dumps(value, separators=(",", ":"), sort_keys=True, default=str)
 
 
 class ValueProblem(Exception):

@@ -19,6 +19,7 @@ from datetime import date, datetime
 from typing import TYPE_CHECKING, Any, Final
 
 from rocketd.errors import ErrorDetail, ValidationFailed
+from rocketd.metadata.field_types import value_text
 from rocketd.metadata.model import (
     AUTO_MODES,
     DELETED_AT,
@@ -360,13 +361,6 @@ def _parse_auto(
     return auto
 
 
-def _enum_text(value: Any) -> str:
-    """How a value compares with enum entries (enums are compared as strings)."""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    return str(value)
-
-
 def _parse_default(
     raw: Any,
     field_type: str,
@@ -385,8 +379,8 @@ def _parse_default(
     if problem:
         problems.add(key_path, f"{label}: default {problem}")
         return raw
-    if enum and _enum_text(value) not in enum:
-        problems.add(key_path, f'{label}: default "{_enum_text(value)}" is not one of its enum')
+    if enum and value_text(value) not in enum:
+        problems.add(key_path, f'{label}: default "{value_text(value)}" is not one of its enum')
     return value
 
 

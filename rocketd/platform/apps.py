@@ -24,8 +24,10 @@ from psycopg_pool import AsyncConnectionPool
 from rocketd.auth.accounts import APP_TABLES, AccountService, TokenPolicy
 from rocketd.auth.tokens import new_app_secret
 from rocketd.config import Settings
+from rocketd.db import notify
 from rocketd.db.app_schema import APP_PLAN
 from rocketd.db.migrations import apply_plan
+from rocketd.db.notify import AppChanged
 from rocketd.errors import Conflict, InternalError, NotFound, ValidationFailed
 from rocketd.logging import get_logger
 from rocketd.platform.app_names import db_name_for, validate_app_name
@@ -35,8 +37,6 @@ log = get_logger("rocketd.apps")
 STATUS_ACTIVE = "active"
 STATUS_PROVISIONING = "provisioning"
 STATUS_DELETING = "deleting"
-
-APPS_NOTIFY_PREFIX = "_apps:"
 
 
 @dataclass(frozen=True)
@@ -211,7 +211,7 @@ async def provision_database(settings: Settings, pool: AsyncConnectionPool[Any],
             "update _apps set status = %s, updated_at = now() where name = %s",
             (STATUS_ACTIVE, name),
         )
-        await conn.execute("select pg_notify('rocket_metadata', %s)", (APPS_NOTIFY_PREFIX + name,))
+        await notify.send(conn, AppChanged(name))
     log.info("app created", app=name, db_name=db_name)
 
 
@@ -262,7 +262,7 @@ async def _delete_locked(settings: Settings, pool: AsyncConnectionPool[Any], nam
         found = await cur.fetchone()
         if found is None:
             raise NotFound("App not found or failed to delete: no such app")
-        await conn.execute("select pg_notify('rocket_metadata', %s)", (APPS_NOTIFY_PREFIX + name,))
+        await notify.send(conn, AppChanged(name))
     row = await find_app(pool, name)
     assert row is not None
     await finish_delete(settings, pool, row)
@@ -286,7 +286,7 @@ async def _drop_database(settings: Settings, db_name: str) -> None:
 async def _delete_row(pool: AsyncConnectionPool[Any], name: str) -> None:
     async with pool.connection() as conn:
         await conn.execute("delete from _apps where name = %s", (name,))
-        await conn.execute("select pg_notify('rocket_metadata', %s)", (APPS_NOTIFY_PREFIX + name,))
+        await notify.send(conn, AppChanged(name))
 
 
 async def repair_incomplete_apps(settings: Settings, pool: AsyncConnectionPool[Any]) -> list[str]:

@@ -18,7 +18,7 @@ from psycopg.pq import TransactionStatus
 from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
 
-from rocketd.actors.listener import METADATA_CHANNEL
+from rocketd.db.notify import CHANNEL as METADATA_CHANNEL
 from rocketd.engine import signals
 from rocketd.engine.write.transaction import (
     execute_at_commit,
@@ -173,8 +173,7 @@ async def test_the_signal_sender_coalesces_into_few_notifications(database: str)
     try:
         async with await psycopg.AsyncConnection.connect(database, autocommit=True) as listener:
             await listener.execute(sql.SQL("listen {}").format(sql.Identifier(METADATA_CHANNEL)))
-            sender = signals.sender_for(pool)
-            assert signals.sender_for(pool) is sender
+            sender = signals.SignalSender(pool)
             for _ in range(50):
                 sender.signal({"webhooks"})
             sender.signal({"workflows"})

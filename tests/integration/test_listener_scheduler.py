@@ -13,9 +13,10 @@ from psycopg import sql
 from psycopg.conninfo import make_conninfo
 from structlog.testing import capture_logs
 
-from rocketd.actors.listener import MetadataListener, notify_metadata
+from rocketd.actors.listener import MetadataListener
 from rocketd.actors.scheduler import Scheduler, job_lock_key
 from rocketd.actors.supervisor import Supervisor
+from rocketd.db.notify import MetadataChanged, send
 from tests.helpers import wait_until
 
 # Set by the autouse fixture below from the harness's server (env, local, or embedded).
@@ -114,7 +115,7 @@ async def test_listener_receives_notify_and_recovers_after_its_backend_is_termin
     assert listener.connected
 
     async with await psycopg.AsyncConnection.connect(database_dsn, autocommit=True) as other:
-        await notify_metadata(other, "shop")
+        await send(other, MetadataChanged("shop"))
         await wait_until(lambda: recorder.payloads == ["shop"], "the first notification")
         assert recorder.reconnects == 0
 
@@ -125,7 +126,7 @@ async def test_listener_receives_notify_and_recovers_after_its_backend_is_termin
 
         assert listener.connected
         assert listener.backend_pid not in (None, killed_pid)
-        await notify_metadata(other, "crm")
+        await send(other, MetadataChanged("crm"))
         await wait_until(lambda: recorder.payloads == ["shop", "crm"], "the later notification")
 
     # The listener recovered inside its own run: no crash, no restart.
@@ -134,16 +135,16 @@ async def test_listener_receives_notify_and_recovers_after_its_backend_is_termin
     assert not listener.connected
 
 
-async def test_notify_metadata_is_delivered_only_when_its_transaction_commits(
+async def test_a_notice_is_delivered_only_when_its_transaction_commits(
     database_dsn: str, supervisor: Supervisor
 ) -> None:
     recorder = Recorder()
     await start_listener(database_dsn, supervisor, recorder)
 
     async with await psycopg.AsyncConnection.connect(database_dsn) as writer:
-        await notify_metadata(writer, "rolled-back")
+        await send(writer, MetadataChanged("rolled-back"))
         await writer.rollback()
-        await notify_metadata(writer, "committed")
+        await send(writer, MetadataChanged("committed"))
         await writer.commit()
 
     await wait_until(lambda: "committed" in recorder.payloads, "the committed notification")
@@ -158,8 +159,8 @@ async def test_listener_survives_a_failing_callback(
 
     with capture_logs() as logs:
         async with await psycopg.AsyncConnection.connect(database_dsn, autocommit=True) as other:
-            await notify_metadata(other, "broken-app")
-            await notify_metadata(other, "good-app")
+            await send(other, MetadataChanged("broken-app"))
+            await send(other, MetadataChanged("good-app"))
             await wait_until(lambda: recorder.payloads == ["good-app"], "the next notification")
 
     failed = [e for e in logs if e["event"] == "metadata notification handler failed"]

@@ -14,6 +14,7 @@ import psycopg
 import pytest
 from psycopg.rows import dict_row
 
+from rocketd.engine.business_events import BUSINESS_EVENTS, BusinessEvent
 from tests.apps import AppClient, example_schema, new_app
 from tests.conftest import dsn_for
 
@@ -293,7 +294,11 @@ async def test_transition_roles_are_enforced(client: Any, pg_dsn: str) -> None:
     assert payload["data"]["closed_by"] == agent_id
 
 
-async def test_create_record_action_runs_the_targets_own_rules(client: Any, pg_dsn: str) -> None:
+async def test_create_record_action_is_a_system_write_without_the_targets_rules(
+    client: Any, pg_dsn: str
+) -> None:
+    """The created record is a system write (issue 14): the target's rules are API-only, so they
+    do not judge it; the transition and the record commit together."""
     machine = {
         "entity": "ticket",
         "field": "status",
@@ -332,22 +337,33 @@ async def test_create_record_action_runs_the_targets_own_rules(client: Any, pg_d
     )
     short = (await app.ok("POST", "ticket", {"title": "ab", "status": "open"}, 201))["data"]
     status, payload = await move(app, short, "assigned")
+    assert status == 200, payload
+    assert (await app.ok("GET", f"ticket/{short['id']}"))["data"]["status"] == "assigned"
+    assert [r["note"] for r in app_rows(pg_dsn, app, "select note from audits")] == ["ab"]
+    # the same record sent by a client is judged by the rule
+    status, payload = await app.call("POST", "audit", {"ticket_id": short["id"], "note": "ab"})
     assert status == 422
     assert details(payload) == [
         {"message": "note too short", "field": "note", "rule": "min_length"}
     ]
-    assert (await app.ok("GET", f"ticket/{short['id']}"))["data"]["status"] == "open"
-    assert app_rows(pg_dsn, app, "select * from audits") == []
 
     ticket = (await app.ok("POST", "ticket", {"title": "printer", "status": "open"}, 201))["data"]
     assert (await move(app, ticket, "assigned"))[0] == 200
-    (audit,) = app_rows(pg_dsn, app, "select * from audits")
-    assert str(audit["ticket_id"]) == ticket["id"] and audit["note"] == "printer"
+    (audit,) = app_rows(pg_dsn, app, "select * from audits where note = 'printer'")
+    assert str(audit["ticket_id"]) == ticket["id"]
 
 
-async def test_webhook_and_event_actions_write_outbox_rows_with_the_write(
-    client: Any, pg_dsn: str
+async def test_webhook_and_event_actions_commit_with_the_write(
+    client: Any, runtime: Any, pg_dsn: str
 ) -> None:
+    """A `webhook` action is a row of the webhook outbox (delivered after commit); `send_event`
+    is a business event, handed to the installed sink once the transition is decided."""
+    events: list[BusinessEvent] = []
+
+    async def sink(app: Any, event: BusinessEvent) -> None:
+        events.append(event)
+
+    runtime.installation.services[BUSINESS_EVENTS] = sink
     machine = {
         "entity": "ticket",
         "field": "status",
@@ -371,33 +387,26 @@ async def test_webhook_and_event_actions_write_outbox_rows_with_the_write(
                     "actions": [
                         {"type": "webhook", "url": "https://hooks.example.com/t", "method": "put"},
                         {"type": "send_event", "event": "ticket.closed"},
-                        {"type": "create_record", "entity": "audit", "data": {"note": "x"}},
+                        {"type": "create_record", "entity": "audit", "data": {"note": ""}},
                     ],
                 },
             ]
         },
     }
     app = await helpdesk(client, machine)
-    await app.ok(
-        "POST",
-        "_admin/rules",
-        {
-            "entity": "audit",
-            "hook": "before_write",
-            "type": "expression",
-            "definition": {"expression": "len(record.note) < 3", "message": "note too short"},
-        },
-        201,
-    )
     ticket = (await app.ok("POST", "ticket", {"title": "printer", "status": "open"}, 201))["data"]
-    assert app_rows(pg_dsn, app, "select * from _outbox") == []  # no actions on create
+    assert events == []  # no actions on create
     assert app_rows(pg_dsn, app, "select * from _webhook_logs") == []
 
     status, payload = await move(app, ticket, "assigned")
     assert status == 200, payload
-    rows = app_rows(pg_dsn, app, "select * from _outbox order by kind")
-    assert [(r["kind"], r["status"]) for r in rows] == [("event", "pending")]
-    event = rows[0]["payload"]
+    (event,) = events
+    assert (event.action, event.source, event.entity) == (
+        "ticket.assigned",
+        "state_machine",
+        "ticket",
+    )
+    assert event.record_id == ticket["id"]
     # The webhook action goes through the webhook outbox (delivered after commit, logged).
     (log,) = app_rows(pg_dsn, app, "select * from _webhook_logs")
     assert (log["source"], log["webhook_id"], log["entity"]) == ("state_machine", None, "ticket")
@@ -406,14 +415,16 @@ async def test_webhook_and_event_actions_write_outbox_rows_with_the_write(
     assert webhook["record"]["status"] == "assigned" and webhook["record_id"] == ticket["id"]
     assert (webhook["from"], webhook["to"], webhook["field"]) == ("open", "assigned", "status")
     assert webhook["idempotency_key"] == log["idempotency_key"]
-    assert event["event"] == "ticket.assigned" and event["data"] == {"title": "printer"}
-    assert event["entity"] == "ticket"
+    assert event.metadata["data"] == {"title": "printer"}
+    assert (event.metadata["from"], event.metadata["to"]) == ("open", "assigned")
+    assert app_rows(pg_dsn, app, "select * from _outbox") == []  # nothing writes it any more
 
-    # The create_record action fails its rule: the whole write, outbox rows included, rolls back.
+    # The create_record action fails (its required note is empty): the whole write, outbox rows
+    # included, rolls back.
     status, payload = await move(app, ticket, "closed")
     assert status == 422, payload
-    assert len(app_rows(pg_dsn, app, "select * from _outbox")) == 1
     assert len(app_rows(pg_dsn, app, "select * from _webhook_logs")) == 1
+    assert [e.action for e in events] == ["ticket.assigned"]  # ticket.closed never committed
     assert (await app.ok("GET", f"ticket/{ticket['id']}"))["data"]["status"] == "assigned"
 
 
@@ -520,7 +531,13 @@ async def test_upstream_leave_request_rules_and_machine(client: Any) -> None:
 # ----------------------------------------------------------------------- docs/state-machines.md
 
 
-async def test_docs_page_example(client: Any, pg_dsn: str) -> None:
+async def test_docs_page_example(client: Any, runtime: Any, pg_dsn: str) -> None:
+    events: list[BusinessEvent] = []
+
+    async def sink(app: Any, event: BusinessEvent) -> None:
+        events.append(event)
+
+    runtime.installation.services[BUSINESS_EVENTS] = sink
     app = await new_app(client)
     await app.load_schema(example_schema("invoicing"))
     machine = {
@@ -574,11 +591,10 @@ async def test_docs_page_example(client: Any, pg_dsn: str) -> None:
     assert (await app.ok("PUT", f"invoice/{invoice['id']}", body))["data"]["status"] == "sent"
     paid = (await app.ok("PUT", f"invoice/{invoice['id']}", {"status": "paid"}))["data"]
     assert paid["status"] == "paid"
-    rows = app_rows(pg_dsn, app, "select kind, payload from _outbox order by kind")
-    assert [(r["kind"], r["payload"].get("event")) for r in rows] == [("event", "invoice.paid")]
+    assert [(e.action, e.entity) for e in events] == [("invoice.paid", "invoice")]
     hooks = app_rows(pg_dsn, app, "select source, url from _webhook_logs")
     assert hooks == [{"source": "state_machine", "url": "https://hooks.example.com/paid"}]
-    assert rows[0]["payload"]["data"] == {"number": "INV-1"}
+    assert events[0].metadata["data"] == {"number": "INV-1"}
     assert [t["label"] for t in (await app.ok("GET", "tag"))["data"]] == ["paid INV-1"]
 
     other = (await app.ok("POST", "invoice", {"number": "INV-2"}, 201))["data"]

@@ -15,11 +15,13 @@ import pytest
 
 from rocketd.capabilities.workflows import instances as workflows
 from rocketd.capabilities.workflows.runner import WorkflowRunner
-from rocketd.config import Settings
+from rocketd.config import Settings, WebhookSettings
+from rocketd.engine.business_events import BUSINESS_EVENTS, BusinessEvent
 from tests.apps import AppClient, new_app
 from tests.conftest import dsn_for
 from tests.helpers import wait_until
 from tests.integration.test_state_machines_api import grant_writes, user_client
+from tests.receiver import Receiver
 
 UPSTREAM = Path(__file__).resolve().parents[3] / "shared" / "upstream-examples"
 PK = {"field": "id", "type": "uuid", "generated": True}
@@ -116,7 +118,9 @@ LEAVE_FLOW: dict[str, Any] = {
 
 @pytest.fixture
 def settings(settings: Settings) -> Settings:
-    return dataclasses.replace(settings, workflow_tick_seconds=0.2)
+    # workflow `webhook` actions are delivered to a receiver on loopback
+    hooks = WebhookSettings(allow_networks=("127.0.0.0/8",), retry_base_seconds=0.2, timeout=3.0)
+    return dataclasses.replace(settings, workflow_tick_seconds=0.2, webhooks=hooks)
 
 
 async def leave_app(client: Any, flow: dict[str, Any] | None = LEAVE_FLOW) -> AppClient:
@@ -385,7 +389,17 @@ async def test_timeout_without_on_timeout_fails(client: Any, pg_dsn: str) -> Non
     await wait_until(failed, "the instance to fail on its timeout", timeout=15)
 
 
-async def test_every_action_type(client: Any, pg_dsn: str) -> None:
+async def test_every_action_type(client: Any, runtime: Any, pg_dsn: str) -> None:
+    """Each action does its job end to end: the webhook reaches a real receiver through the
+    webhook dispatcher (logged as `source = workflow`), the event reaches the business-event
+    sink after the step commits."""
+    events: list[BusinessEvent] = []
+
+    async def sink(app: Any, event: BusinessEvent) -> None:
+        events.append(event)
+
+    runtime.installation.services[BUSINESS_EVENTS] = sink
+    receiver = await Receiver().start()
     flow = {
         "name": "all_actions",
         "trigger": {
@@ -405,29 +419,42 @@ async def test_every_action_type(client: Any, pg_dsn: str) -> None:
                         "entity": "note",
                         "data": {"text": "context.record_id"},
                     },
-                    {"type": "webhook", "url": "https://example.com/hook", "method": "put"},
+                    {"type": "webhook", "url": receiver.url, "method": "put"},
                     {"type": "send_event", "event": "leave.filed"},
                     set_status("archived"),
                 ],
             }
         ],
     }
-    app = await leave_app(client, flow)
-    leave = (await app.ok("POST", "leave_request", {"days": 4, "status": "filed"}, 201))["data"]
-    [instance_id] = instance_ids(pg_dsn, app)
-    got = await finished(app, instance_id)
-    assert got["status"] == "completed", got
-    notes = (await app.ok("GET", "note"))["data"]
-    assert [n["text"] for n in notes] == [leave["id"]]
-    with db(pg_dsn, app) as conn:
-        rows = conn.execute(
-            "select kind, payload from _outbox where payload->>'source' = 'workflow' order by kind"
-        ).fetchall()
-    assert [r[0] for r in rows] == ["event", "webhook"]
-    assert rows[0][1]["event"] == "leave.filed"
-    assert rows[1][1]["method"] == "PUT" and rows[1][1]["data"]["days"] == 4
-    record = (await app.ok("GET", f"leave_request/{leave['id']}"))["data"]
-    assert record["status"] == "archived"
+    try:
+        app = await leave_app(client, flow)
+        leave = (await app.ok("POST", "leave_request", {"days": 4, "status": "filed"}, 201))["data"]
+        [instance_id] = instance_ids(pg_dsn, app)
+        got = await finished(app, instance_id)
+        assert got["status"] == "completed", got
+        notes = (await app.ok("GET", "note"))["data"]
+        assert [n["text"] for n in notes] == [leave["id"]]
+        await wait_until(lambda: len(receiver.received) == 1, "the webhook delivery")
+        (delivery,) = receiver.received
+        assert delivery.method == "PUT"
+        assert delivery.json["source"] == "workflow" and delivery.json["data"]["days"] == 4
+        with db(pg_dsn, app) as conn:
+            logs = conn.execute(
+                "select source, status, url from _webhook_logs where source = 'workflow'"
+            ).fetchall()
+        assert [(r[0], r[2]) for r in logs] == [("workflow", receiver.url)]
+        await wait_until(lambda: events != [], "the business event")
+        (event,) = events
+        assert (event.action, event.source, event.entity) == (
+            "leave.filed",
+            "workflow",
+            "leave_request",
+        )
+        assert event.record_id == leave["id"] and event.metadata["data"]["days"] == 4
+        record = (await app.ok("GET", f"leave_request/{leave['id']}"))["data"]
+        assert record["status"] == "archived"
+    finally:
+        await receiver.stop()
 
 
 async def test_failed_action_fails_the_instance_and_rolls_back_its_step(

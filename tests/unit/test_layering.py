@@ -47,7 +47,13 @@ ALLOWED: dict[str, tuple[str, ...]] = {
         "rocketd.platform",
         "rocketd.config",
     ),
-    "rocketd.services": ("rocketd.config", "rocketd.auth", "rocketd.actors", "rocketd.storage"),
+    "rocketd.services": (
+        "rocketd.config",
+        "rocketd.auth",
+        "rocketd.actors",
+        "rocketd.storage",
+        "rocketd.extensions",
+    ),
     "rocketd.extensions": (
         "rocketd.engine",
         "rocketd.actors",

@@ -12,6 +12,7 @@ from typing import Any
 from psycopg.types.json import Jsonb
 
 from rocketd.auth.principal import Principal
+from rocketd.capabilities.rules.evaluate import evaluate_rules, field_rule_passes
 from rocketd.capabilities.rules.model import (
     FieldRule,
     RelatedLoad,
@@ -19,13 +20,8 @@ from rocketd.capabilities.rules.model import (
     compile_pattern,
     parse_rule,
 )
-from rocketd.engine.record_state import (
-    RecordState,
-    decode_record,
-    evaluate_rules,
-    field_rule_passes,
-)
-from rocketd.engine.write.writes import WritePlan
+from rocketd.engine.record_state import RecordState, decode_record
+from rocketd.engine.write.plan import WritePlan
 from rocketd.metadata.model import Entity, Field, PrimaryKey, SlugConfig
 
 PK = PrimaryKey("id", "uuid", generated=True)
@@ -196,7 +192,7 @@ def test_computed_values_are_coerced_and_errors_reported_per_field() -> None:
 
 
 def test_assigned_values_reach_the_plan_and_an_explicit_slug_stops_generation() -> None:
-    from rocketd.engine.write.writes import SlugRequest
+    from rocketd.engine.write.plan import SlugRequest
 
     plan = WritePlan(
         INVOICE, "create", {"number": "A 1"}, SlugRequest("slug", "number", "a-1", "A 1")

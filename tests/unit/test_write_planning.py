@@ -8,8 +8,9 @@ from typing import Any
 import pytest
 
 from rocketd.engine.write import nested as nested_writes
-from rocketd.engine.write.nested import ChildWrite, RelationWrite, child_steps
-from rocketd.engine.write.writes import WritePlan, plan_create, plan_update
+from rocketd.engine.write.nested import child_steps
+from rocketd.engine.write.plan import ChildWrite, RelationWrite, WritePlan
+from rocketd.engine.write.writes import plan_create, plan_update
 from rocketd.errors import InvalidPayload, ValidationFailed
 from rocketd.metadata.model import Entity, Field, PrimaryKey, Relation, SlugConfig
 from rocketd.metadata.registry import Registry

@@ -1,1 +1,38 @@
-"""Row-level permissions: policies, the access policy, its stages."""
+"""Row-level permissions: policies (`_permissions`), the read scope, and the write stages.
+
+Public API for other capabilities: `PERMISSIONS` (the snapshot part), `access_of` (one write's
+`Access`), `AccessScope`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from psycopg import AsyncConnection
+
+from rocketd.capabilities.permissions import routes
+from rocketd.capabilities.permissions.access import PermissionSet, load_permissions
+from rocketd.capabilities.permissions.stages import (
+    PERMISSIONS,
+    STAGES,
+    AccessScope,
+    access_of,
+    read_scope,
+)
+from rocketd.extensions import Capability, ReadHooks, SnapshotPart
+from rocketd.metadata.registry import Registry
+
+
+async def _load(conn: AsyncConnection[Any], registry: Registry) -> PermissionSet:
+    return await load_permissions(conn)
+
+
+CAPABILITY = Capability(
+    name="permissions",
+    snapshot_parts=(SnapshotPart(PERMISSIONS, _load),),
+    stages=STAGES,
+    read_hooks=ReadHooks(row_scope=read_scope),
+    add_routes=routes.add_routes,
+)
+
+__all__ = ["CAPABILITY", "PERMISSIONS", "AccessScope", "access_of"]

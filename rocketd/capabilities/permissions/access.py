@@ -30,7 +30,6 @@ away with them on the next reload.
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -48,9 +47,13 @@ from rocketd.capabilities.permissions.model import (
 )
 from rocketd.engine.read import query
 from rocketd.engine.sql import compose as sc
-from rocketd.engine.write.nested import ChildAction, RelationWrite, identity
 from rocketd.errors import Forbidden
-from rocketd.metadata.field_types import JSON_TYPES, ValueProblem, coerce_filter_value
+from rocketd.metadata.field_types import (
+    JSON_TYPES,
+    ValueProblem,
+    coerce_filter_value,
+    value_text,
+)
 from rocketd.metadata.model import Entity, Field
 
 Action = Literal["read", "create", "update", "delete"]
@@ -195,7 +198,7 @@ def _resolve(target: Field, op: str, raw: Any, user_id: str | None) -> tuple[str
         if value == USER_ID_PLACEHOLDER and user_id is not None:
             value = user_id
         try:
-            return True, coerce_filter_value(target, text_form(value))
+            return True, coerce_filter_value(target, value_text(value))
         except ValueProblem:
             return False, None
 
@@ -294,19 +297,6 @@ class _FilterPlan:
 # --- conditions on records (Python, the spec's operator table) -----------------------------------
 
 
-def text_form(value: Any) -> str:
-    """A JSON value's string form as the operator table compares it (`true`, `2`, `2.5`)."""
-    if isinstance(value, str):
-        return value
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, float) and value.is_integer():
-        return str(int(value))
-    if isinstance(value, int | float):
-        return str(value)
-    return json.dumps(value, separators=(",", ":"), sort_keys=True, default=str)
-
-
 def _number(value: Any) -> float:
     if isinstance(value, bool):
         return 0.0
@@ -314,7 +304,7 @@ def _number(value: Any) -> float:
         number = float(value)
     else:
         try:
-            number = float(text_form(value).strip())
+            number = float(value_text(value).strip())
         except (ValueError, OverflowError):
             return 0.0
     return number if math.isfinite(number) else 0.0
@@ -335,13 +325,13 @@ def holds(condition: Condition, record: Mapping[str, Any], user_id: str) -> bool
     if op in LIST_OPERATORS:
         if not isinstance(condition.value, tuple):
             return False
-        found = text_form(actual) in {text_form(value_of(v)) for v in condition.value}
+        found = value_text(actual) in {value_text(value_of(v)) for v in condition.value}
         return found if op == "in" else not found
     expected = value_of(condition.value)
     if op == "eq":
-        return text_form(actual) == text_form(expected)
+        return value_text(actual) == value_text(expected)
     if op == "neq":
-        return text_form(actual) != text_form(expected)
+        return value_text(actual) != value_text(expected)
     left, right = _number(actual), _number(expected)
     if op == "gt":
         return left > right
@@ -440,52 +430,3 @@ class Access:
             return
         if not any(all_hold(p.check, record, self.user_id) for p in scope):
             raise denied(action, entity.name)
-
-    def guard(self) -> NestedGuard | None:
-        return None if self.bypass else NestedGuard(self)
-
-
-class NestedGuard:
-    """The write executor's hook for nested children: each child needs the permission for its
-    own entity and action, with its conditions against the stored child row and its `check`
-    against the written child row; many-to-many links need `read` on the linked entity."""
-
-    def __init__(self, access: Access) -> None:
-        self.access = access
-        self._scopes: dict[tuple[str, str], Scope] = {}
-
-    async def before_child(
-        self, conn: AsyncConnection[Any], action: ChildAction, target: Entity, pk: Any
-    ) -> None:
-        perm = _CHILD_ACTIONS[action]
-        grant = self.access.grant(target.name, perm)
-        if action == "insert":
-            return
-        scope: Scope = None
-        if not grant.unchecked:
-            stored = await query.fetch_record_by_pk(conn, target, pk, for_update=True)
-            if stored is None:
-                return  # the executor answers 404 for it
-            scope = self.access.stored_scope(grant, target, stored)
-        if action == "update":
-            self._scopes[(target.name, identity(target, pk))] = scope
-
-    async def after_child(
-        self, conn: AsyncConnection[Any], action: ChildAction, target: Entity, pk: Any
-    ) -> None:
-        if action == "insert":
-            scope = self.access.create_scope(self.access.grant(target.name, "create"))
-        elif action == "update":
-            scope = self._scopes.pop((target.name, identity(target, pk)), None)
-        else:
-            return
-        if scope is None:
-            return
-        row = await query.fetch_record_by_pk(conn, target, pk)
-        if row is None:
-            return
-        record = query.encode_record(target, row)
-        self.access.check_result(scope, _CHILD_ACTIONS[action], target, record)
-
-    async def before_links(self, conn: AsyncConnection[Any], write: RelationWrite) -> None:
-        self.access.grant(write.target.name, "read")

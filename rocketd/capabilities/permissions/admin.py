@@ -23,13 +23,14 @@ from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
 
-from rocketd.actors.listener import METADATA_CHANNEL
 from rocketd.capabilities.permissions.model import (
     Condition,
     PolicyFields,
     parse_policy_body,
     stored_conditions,
 )
+from rocketd.db import notify
+from rocketd.db.notify import MetadataChanged
 from rocketd.errors import NotFound
 
 _SELECT: Final = (
@@ -88,7 +89,7 @@ def _not_found(raw_id: str) -> NotFound:
 
 
 async def _notify(conn: AsyncConnection[Any], app_name: str) -> None:
-    await conn.execute("select pg_notify(%s, %s)", (METADATA_CHANNEL, app_name))
+    await notify.send(conn, MetadataChanged(app_name))
 
 
 async def list_permissions(pool: AsyncConnectionPool[Any]) -> list[dict[str, Any]]:

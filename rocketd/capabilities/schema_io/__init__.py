@@ -1,1 +1,10 @@
-"""Schema export and import."""
+"""Schema export and import: one JSON document with an app's metadata (and sample data)."""
+
+from __future__ import annotations
+
+from rocketd.capabilities.schema_io import routes
+from rocketd.extensions import Capability
+
+CAPABILITY = Capability(name="schema_io", add_routes=routes.add_routes)
+
+__all__ = ["CAPABILITY"]

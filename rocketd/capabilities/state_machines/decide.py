@@ -4,53 +4,42 @@
 state field (set the initial state, check it, or pick a transition), enforces the transition's
 roles (403, admins bypass: upstream-gaps S7) and guard, and collects every violation into one 422.
 `run_actions` then runs the chosen transitions' actions in order: `set_field` changes the write
-itself; `create_record` inserts through the whole write pipeline (its own rules and machines);
-`webhook` writes a delivery row into the webhook outbox (`_webhook_logs`) and `send_event` a row
-into `_outbox`, both in the same transaction, so they exist only if the write commits (C12).
+itself; `create_record` inserts through the write pipeline as a system write; `webhook` writes a
+delivery row into the webhook outbox (`_webhook_logs`), in the same transaction, so it exists only
+if the write commits (C12); `send_event` announces a business event (`engine/business_events.py`).
 """
 
 from __future__ import annotations
 
-import json
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Final
 
 from psycopg import AsyncConnection
-from psycopg.types.json import Jsonb
 
 from rocketd.auth.principal import Principal
 from rocketd.capabilities.rules.model import NOW, Action, ActionValue, StateMachine, Transition
-from rocketd.capabilities.webhooks import outbox
+from rocketd.capabilities.webhooks import enqueue_direct
 from rocketd.engine.read.query import encode_record
 from rocketd.engine.record_state import RecordState, json_value
 from rocketd.errors import ErrorDetail, Forbidden, InternalError, ValidationFailed
 from rocketd.expressions import EvaluationError
-from rocketd.metadata.field_types import ValueProblem, coerce_write_value
+from rocketd.metadata.field_types import ValueProblem, coerce_write_value, value_text
 from rocketd.metadata.model import Entity, Field
 from rocketd.metadata.registry import Registry
 
 RULE: Final = "state_machine"
-OUTBOX_INSERT: Final = "insert into _outbox (kind, payload) values (%s, %s)"
 
 # Inserts a record of another entity through the write pipeline; returns the encoded record.
 CreateRecord = Callable[[Entity, dict[str, Any]], Awaitable[dict[str, Any]]]
+# Announces a business event (name, metadata).
+SendEvent = Callable[[str, dict[str, Any]], Awaitable[None]]
 
 
 def state_text(value: Any) -> str:
-    """A state value as the text transitions name (`""` for null)."""
-    if value is None:
-        return ""
-    if isinstance(value, str):
-        return value
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, float) and value.is_integer():
-        return str(int(value))
-    if isinstance(value, int | float):
-        return str(value)
-    return json.dumps(json_value(value), separators=(",", ":"), sort_keys=True)
+    """A state value as the text transitions name (`""` for null): the canonical value text."""
+    return value_text(json_value(value))
 
 
 @dataclass(frozen=True)
@@ -192,12 +181,15 @@ async def run_actions(
     decision: Decision,
     state: RecordState,
     create_record: CreateRecord,
+    send_event: SendEvent,
 ) -> None:
     """Run every firing's actions in order; values set by `set_field` go into `state`."""
     for firing in decision.firings:
         for index, action in enumerate(firing.transition.actions):
             where = f"{firing.machine.field} '{firing.old}' -> '{firing.new}' action {index}"
-            await _run_action(conn, registry, firing, action, state, create_record, where)
+            await _run_action(
+                conn, registry, firing, action, state, create_record, send_event, where
+            )
 
 
 async def _run_action(
@@ -207,6 +199,7 @@ async def _run_action(
     action: Action,
     state: RecordState,
     create_record: CreateRecord,
+    send_event: SendEvent,
     where: str,
 ) -> None:
     if action.type == "set_field":
@@ -229,19 +222,12 @@ async def _run_action(
             **_event_source(firing, state),
             "data": json_value(_data(action, state, where)),
         }
-        await outbox.enqueue_direct(
+        await enqueue_direct(
             conn, "state_machine", state.entity.name, action.url, action.method, body
         )
     elif action.type == "send_event":
-        payload = {
-            "source": "state_machine",
-            "event": action.event,
+        metadata = {
             **_event_source(firing, state),
             "data": json_value(_data(action, state, where)),
         }
-        await write_outbox(conn, "event", payload)
-
-
-async def write_outbox(conn: AsyncConnection[Any], kind: str, payload: Mapping[str, Any]) -> None:
-    """One `_outbox` row in the caller's transaction (committed or rolled back with it)."""
-    await conn.execute(OUTBOX_INSERT, (kind, Jsonb(dict(payload))))
+        await send_event(action.event or "", metadata)

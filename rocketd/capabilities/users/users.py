@@ -10,113 +10,34 @@ Admin operations (spec auth-permissions.md "Users admin"):
   NULL into `active` and `[]` into `roles`); `password` changes only when a non-empty one is sent;
 - DELETE is a hard delete (refresh tokens go with it by FK cascade);
 - deactivating a user or changing their password also revokes their refresh tokens;
-- every change announces `users:<id>` on the app database's metadata channel in its own
-  transaction, so every instance drops that user from its `UserStates` cache at commit.
-
-`UserStates` is that cache: (active, roles) per user id, kept `USER_STATE_TTL_SECONDS` at most.
-The auth middleware asks it on every authenticated request, so a deleted or deactivated user's
-access token stops working at once on the instance that made the change, within the notification
-latency on the others, and within the TTL even if a notification were lost. Roles removed from a
-user stop counting the same way (the token's roles are intersected with the stored ones); roles
-added count from the next token refresh.
+- every change announces `UserChanged(<id>)` on the app database's notice channel in its own
+  transaction, so every instance drops that user from its `UserStates` cache
+  (`rocketd/auth/user_states.py`) at commit.
 """
 
 from __future__ import annotations
 
-import time
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Final
 
-from psycopg import AsyncConnection, sql
+from psycopg import AsyncConnection
 from psycopg import errors as pg_errors
 from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool
 
-from rocketd.actors.listener import METADATA_CHANNEL
 from rocketd.auth import passwords
 from rocketd.capabilities.permissions.model import Problems, parse_roles, reject_unknown
+from rocketd.db import notify
+from rocketd.db.notify import UserChanged
 from rocketd.errors import Conflict, NotFound
 
-USER_STATE_TTL_SECONDS: Final = 5.0
-USERS_NOTIFY_PREFIX: Final = "users:"
 MAX_EMAIL_LENGTH: Final = 254
 USER_KEYS: Final = ("email", "password", "roles", "active")
 READ_ONLY_KEYS: Final = frozenset({"id", "created_at", "updated_at"})
 EMAIL_TAKEN: Final = "A user with this email already exists"
-
-
-# --- the per-request user check ------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class UserState:
-    active: bool
-    roles: frozenset[str]
-
-
-class UserStates:
-    """(active, roles) of the users of one accounts table, cached briefly.
-
-    `get` answers None for a user that does not exist (or an id that cannot be one). Entries
-    expire after `ttl` seconds; `invalidate` drops one user (or all) at once, and a load that was
-    already running when it did is not stored, so a change is never hidden by a slow read.
-    """
-
-    def __init__(
-        self,
-        pool: AsyncConnectionPool[Any],
-        table: str,
-        *,
-        ttl: float = USER_STATE_TTL_SECONDS,
-        max_entries: int = 10_000,
-    ) -> None:
-        self._pool = pool
-        self._ttl = ttl
-        self._max_entries = max_entries
-        self._query = sql.SQL("select active, roles from {} where id = %s").format(
-            sql.Identifier(table)
-        )
-        self._entries: dict[str, tuple[float, UserState | None]] = {}
-        self._generation = 0
-
-    async def get(self, user_id: str) -> UserState | None:
-        hit = self._entries.get(user_id)
-        now = time.monotonic()
-        if hit is not None and hit[0] > now:
-            return hit[1]
-        key = _uuid(user_id)
-        if key is None:
-            return None
-        generation = self._generation
-        async with self._pool.connection() as conn:
-            cur = await conn.execute(self._query, (key,))
-            row = await cur.fetchone()
-        state = None if row is None else UserState(row[0] is not False, frozenset(row[1] or ()))
-        if generation == self._generation:
-            self._store(user_id, now + self._ttl, state)
-        return state
-
-    def _store(self, user_id: str, until: float, state: UserState | None) -> None:
-        if len(self._entries) >= self._max_entries:
-            now = time.monotonic()
-            self._entries = {k: v for k, v in self._entries.items() if v[0] > now}
-            if len(self._entries) >= self._max_entries:
-                self._entries.clear()
-        self._entries[user_id] = (until, state)
-
-    def invalidate(self, user_id: str | None = None) -> None:
-        """Forget one user (None: everyone); loads in flight are not stored."""
-        self._generation += 1
-        if user_id is None:
-            self._entries.clear()
-        else:
-            self._entries.pop(user_id, None)
-            canonical = _uuid(user_id)
-            if canonical is not None:
-                self._entries.pop(str(canonical), None)
 
 
 def _uuid(raw: str) -> uuid.UUID | None:
@@ -130,9 +51,7 @@ def _uuid(raw: str) -> uuid.UUID | None:
 
 async def announce_user_change(conn: AsyncConnection[Any], user_id: Any) -> None:
     """Tell every instance (at commit) to forget the cached state of `user_id`."""
-    await conn.execute(
-        "select pg_notify(%s, %s)", (METADATA_CHANNEL, f"{USERS_NOTIFY_PREFIX}{user_id}")
-    )
+    await notify.send(conn, UserChanged(str(user_id)))
 
 
 # --- validation ----------------------------------------------------------------------------------

@@ -33,7 +33,7 @@ from rocketd.actors.directory import AppDirectory
 from rocketd.actors.scheduler import JobFunction
 from rocketd.actors.supervisor import Supervisor
 from rocketd.capabilities.webhooks.outbound import Outcome, Policy, Sender
-from rocketd.capabilities.webhooks.outbox import OUTBOUND, SIGNAL
+from rocketd.capabilities.webhooks.outbox import SIGNAL
 from rocketd.config import Settings, WebhookSettings
 from rocketd.logging import get_logger
 
@@ -271,8 +271,7 @@ def _counts_as_failure(outcome: Outcome) -> bool:
 async def start_webhooks(
     settings: Settings, directory: AppDirectory, supervisor: Supervisor
 ) -> WebhookDispatcher:
-    """Configure outbound safety, start the dispatcher and route the `webhooks` signal to it."""
-    OUTBOUND.configure(settings.webhooks)
+    """Start the dispatcher and route the `webhooks` signal to it."""
 
     async def pool_of(app_name: str) -> AsyncConnectionPool[Any] | None:
         actor = directory.actors.get(app_name) or await directory.resolve(app_name)

@@ -25,6 +25,8 @@ from rocketd.auth.principal import Principal
 from rocketd.capabilities.webhooks.model import WebhookBook
 from rocketd.capabilities.webhooks.outbound import Policy, Sender
 from rocketd.config import WebhookSettings
+from rocketd.engine.changes import Changes
+from rocketd.engine.pipeline import ServiceKey
 from rocketd.engine.record_state import json_value, user_variable
 from rocketd.engine.signals import RETURNING_SIGNAL, signal_params
 from rocketd.engine.write.transaction import execute_at_commit
@@ -42,19 +44,19 @@ INSERT_LOG: Final = (
 )
 
 
-class _Outbound:
-    """The process-wide outbound policy and the sender sync hooks use (set by the runtime)."""
+class Outbound:
+    """The process-wide outbound policy and the sender sync hooks use: one per process,
+    provided by the webhooks capability at start (`OUTBOUND`), closed at shutdown."""
 
-    def __init__(self) -> None:
-        self.policy = Policy(WebhookSettings())
-        self.sync_sender = Sender(self.policy)
-
-    def configure(self, settings: WebhookSettings) -> None:
+    def __init__(self, settings: WebhookSettings) -> None:
         self.policy = Policy(settings)
         self.sync_sender = Sender(self.policy)
 
+    async def close(self) -> None:
+        await self.sync_sender.close()
 
-OUTBOUND: Final = _Outbound()
+
+OUTBOUND: Final[ServiceKey[Outbound]] = ServiceKey("webhooks.outbound")
 
 
 def new_idempotency_key() -> str:
@@ -65,37 +67,27 @@ def _now_text() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def _string_form(value: Any) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, str):
-        return value
-    return json.dumps(value, sort_keys=True, default=str)
-
-
 def build_payload(
     event: str,
     entity: str,
     action: str,
-    record: Mapping[str, Any],
-    old: Mapping[str, Any] | None,
+    changes: Changes,
     principal: Principal | None,
     idempotency_key: str,
 ) -> dict[str, Any]:
     """The spec's payload. `old` is omitted on create (the Go form); `changes` accompanies it,
     and a create lists every field with `old: null` (as the spec says)."""
-    rec = json_value(dict(record))
-    payload: dict[str, Any] = {"event": event, "entity": entity, "action": action, "record": rec}
-    if action == "update" and old is not None:
-        before = json_value(dict(old))
-        payload["old"] = before
-        payload["changes"] = {
-            key: {"old": before.get(key), "new": value}
-            for key, value in rec.items()
-            if _string_form(value) != _string_form(before.get(key))
-        }
+    payload: dict[str, Any] = {
+        "event": event,
+        "entity": entity,
+        "action": action,
+        "record": dict(changes.record),
+    }
+    if action == "update" and changes.old is not None:
+        payload["old"] = dict(changes.old)
+        payload["changes"] = changes.to_json()
     elif action == "create":
-        payload["changes"] = {key: {"old": None, "new": value} for key, value in rec.items()}
+        payload["changes"] = changes.to_json()
     if principal is not None and principal.user_id:
         payload["user"] = json_value(user_variable(principal))
     payload["timestamp"] = _now_text()
@@ -121,8 +113,7 @@ async def enqueue_async(
     event: str,
     entity: str,
     action: str,
-    record: Mapping[str, Any],
-    old: Mapping[str, Any] | None,
+    changes: Changes,
     principal: Principal | None,
 ) -> int:
     """Outbox rows for every matching async webhook (`after_write`/`after_delete`)."""
@@ -130,7 +121,7 @@ async def enqueue_async(
     if not hooks:
         return 0
     key = new_idempotency_key()  # one per event, shared by its webhooks, kept on retries
-    payload = build_payload(event, entity, action, record, old, principal, key)
+    payload = build_payload(event, entity, action, changes, principal, key)
     env = _condition_env(payload)
     written = 0
     for hook in hooks:
@@ -204,12 +195,12 @@ async def enqueue_direct(
 
 async def call_sync(
     conn: AsyncConnection[Any],
+    outbound: Outbound,
     book: WebhookBook,
     event: str,
     entity: str,
     action: str,
-    record: Mapping[str, Any],
-    old: Mapping[str, Any] | None,
+    changes: Changes,
     principal: Principal | None,
 ) -> None:
     """Sync `before_*` webhooks inside the transaction; a failure rolls the write back (422)."""
@@ -217,10 +208,9 @@ async def call_sync(
     if not hooks:
         return
     key = new_idempotency_key()
-    payload = build_payload(event, entity, action, record, old, principal, key)
+    payload = build_payload(event, entity, action, changes, principal, key)
     env = _condition_env(payload)
     body = json.dumps(payload, separators=(",", ":")).encode()
-    outbound = OUTBOUND
     for hook in hooks:
         if hook.compiled is not None:
             try:

@@ -2,12 +2,12 @@
 
 Lifecycle of an instance:
 
-- **Start** (`start_instances`, called from `write_stages.after_write`): the row is inserted inside
+- **Start** (`start_instances`, the workflows' AFTER_WRITE stage): the row is inserted inside
   the write transaction that changed the trigger field, so a commit always has its instance and a
   rollback never does; the same transaction sends the `workflows` signal, delivered on commit.
 - **Steps** (`advance`): each step runs in its own transaction that first claims the instance row
   with `FOR UPDATE SKIP LOCKED`, runs the step (every workflow action is a write to this same
-  database: a record update or insert, an `_outbox` row) and persists the new position with its
+  database: a record update or insert, a webhook outbox row) and persists the new position with its
   history entry, then commits. A step's effects and its transition commit together or not at all,
   so a crash anywhere re-runs nothing that committed and loses nothing that did not: the instance
   is still `running` at the step it had reached, and the next sweep resumes it there.
@@ -19,11 +19,12 @@ Lifecycle of an instance:
   `timed_out`, follow `on_timeout`; the deadline is cleared in the same transaction, so each
   timeout fires once across any number of instances.
 
-`set_field` and `create_record` are *system writes*: the workflow is the authority, so they skip
-permissions, validation rules (`_rules`) and state-machine transition checks, but go through the
-normal planner and executor (field types, auto timestamps, slugs; soft-deleted rows are not
-found) and queue the entity's `after_write` webhooks. They never start workflows, so a
-workflow cannot trigger itself.
+`set_field` and `create_record` are *system writes* through the write pipeline
+(`records.update_in` / `create_in` in `WriteMode.SYSTEM`): the workflow is the authority, so the
+API-only stages (permissions, validation rules, state-machine transition checks, workflow
+starts) do not run, while the planner and executor (field types, auto timestamps, slugs;
+soft-deleted rows are not found), initial states and the entity's `after_write` webhooks do.
+Workflow start is API-only, so a workflow cannot trigger itself.
 """
 
 from __future__ import annotations
@@ -40,8 +41,9 @@ from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
 
 from rocketd.auth.principal import Principal
-from rocketd.capabilities.state_machines.decide import state_text, write_outbox
-from rocketd.capabilities.webhooks import outbox
+from rocketd.capabilities.state_machines import state_text
+from rocketd.capabilities.webhooks import enqueue_direct
+from rocketd.capabilities.workflows.book import WORKFLOWS
 from rocketd.capabilities.workflows.model import (
     Step,
     Workflow,
@@ -49,12 +51,13 @@ from rocketd.capabilities.workflows.model import (
     parse_workflow,
     resolve_path,
 )
-from rocketd.engine import write_stages
+from rocketd.engine import records
+from rocketd.engine.business_events import BusinessEvent, emit_business_event
+from rocketd.engine.caller import SYSTEM_CALLER
 from rocketd.engine.metadata_admin import _iso
-from rocketd.engine.read import query
+from rocketd.engine.pipeline import AppContext, WriteMode
 from rocketd.engine.record_state import json_value
 from rocketd.engine.snapshot import AppSnapshot
-from rocketd.engine.write import writes
 from rocketd.engine.write.transaction import execute_at_commit
 from rocketd.errors import ApiError, Forbidden, InvalidState, NotFound
 from rocketd.expressions import EvaluationError
@@ -213,7 +216,7 @@ async def start_instances(
     to its `to` value (upstream-gaps C13: the stored field, state machine or not)."""
     started = 0
     moment = _now()
-    for workflow in snapshot.workflows.for_entity(entity.name):
+    for workflow in snapshot[WORKFLOWS].for_entity(entity.name):
         name = workflow.trigger.field
         new = state_text(record.get(name))
         if new == "" or new != workflow.trigger.to:
@@ -284,7 +287,7 @@ async def _definition(
     conn: AsyncConnection[Any], snapshot: AppSnapshot, workflow_id: Any
 ) -> Workflow | None:
     """The snapshot's definition, or the stored one when this instance has not reloaded yet."""
-    found = snapshot.workflows.by_id.get(str(workflow_id))
+    found = snapshot[WORKFLOWS].by_id.get(str(workflow_id))
     if found is not None:
         return found
     cur = conn.cursor(row_factory=dict_row)
@@ -310,31 +313,19 @@ def _context_value(value: Any, context: Mapping[str, Any], moment: datetime) -> 
     return value
 
 
-async def _after_system_write(
-    conn: AsyncConnection[Any],
-    snapshot: AppSnapshot,
-    entity: Entity,
-    action: Literal["create", "update"],
-    record: Mapping[str, Any],
-    old: Mapping[str, Any] | None,
-) -> None:
-    """A system write's `after_write` webhooks (outbox rows); no rules, no workflow triggers."""
-    if snapshot.webhooks.matching(entity.name, "after_write"):
-        await outbox.enqueue_async(
-            conn, snapshot.webhooks, "after_write", entity.name, action, record, old, None
-        )
+AfterCommit = list[Any]
 
 
 async def _set_field(
     conn: AsyncConnection[Any],
-    snapshot: AppSnapshot,
+    app: AppContext,
     action: WorkflowAction,
     context: Mapping[str, Any],
     moment: datetime,
+    after_commit: AfterCommit,
 ) -> None:
-    registry = snapshot.registry
     name = str(action.get("entity") or "")
-    entity = registry.entity(name)
+    entity = app.registry.entity(name)
     if entity is None:
         raise StepFailed(f"set_field: unknown entity {name}")
     record_id = resolve_path({"context": context}, str(action.get("record_id")))
@@ -342,44 +333,49 @@ async def _set_field(
         raise StepFailed(f"set_field: record_id {action.get('record_id')} resolved to null")
     value = action.get("value")
     value = _stamp(moment) if value == "now" else value
-    plan = writes.plan_update(registry, entity, {str(action.get("field")): value})
-    stored = await query.fetch_record(conn, registry, entity, str(record_id), for_update=True)
-    if stored is None:
-        raise StepFailed(f"set_field: {name} with id {record_id} not found")
-    row = await writes.execute_update(conn, registry, plan, stored[entity.primary_key.field])
-    record = await writes.written_record(conn, registry, plan, stored if row is None else row)
-    await _after_system_write(conn, snapshot, entity, "update", record, stored)
+    try:
+        await records.update_in(
+            conn,
+            app,
+            SYSTEM_CALLER,
+            entity,
+            str(record_id),
+            {str(action.get("field")): value},
+            mode=WriteMode.SYSTEM,
+            after_commit=after_commit,
+        )
+    except NotFound:
+        raise StepFailed(f"set_field: {name} with id {record_id} not found") from None
 
 
 async def _create_record(
     conn: AsyncConnection[Any],
-    snapshot: AppSnapshot,
+    app: AppContext,
     action: WorkflowAction,
     context: Mapping[str, Any],
     moment: datetime,
+    after_commit: AfterCommit,
 ) -> None:
-    registry = snapshot.registry
     name = str(action.get("entity") or "")
-    entity = registry.entity(name)
+    entity = app.registry.entity(name)
     if entity is None:
         raise StepFailed(f"create_record: unknown entity {name}")
     raw = action.get("data") if action.get("data") is not None else action.get("value")
     data = raw if isinstance(raw, Mapping) else {}
     body = {key: _context_value(v, context, moment) for key, v in data.items()}
-    body = write_stages.with_initial_states(snapshot, entity, body)
-    plan = writes.plan_create(registry, entity, body)
-    row = await writes.execute_create(conn, registry, plan)
-    record = await writes.written_record(conn, registry, plan, row)
-    await _after_system_write(conn, snapshot, entity, "create", record, None)
+    await records.create_in(
+        conn, app, SYSTEM_CALLER, entity, body, mode=WriteMode.SYSTEM, after_commit=after_commit
+    )
 
 
 async def _run_action(
     conn: AsyncConnection[Any],
-    snapshot: AppSnapshot,
+    app: AppContext,
     row: Mapping[str, Any],
     step: Step,
     action: WorkflowAction,
     moment: datetime,
+    after_commit: AfterCommit,
 ) -> None:
     context: Mapping[str, Any] = row["context"]
     source = {
@@ -391,23 +387,48 @@ async def _run_action(
         "at": _stamp(moment),
     }
     if action.type == "set_field":
-        await _set_field(conn, snapshot, action, context, moment)
+        await _set_field(conn, app, action, context, moment, after_commit)
     elif action.type == "create_record":
-        await _create_record(conn, snapshot, action, context, moment)
+        await _create_record(conn, app, action, context, moment, after_commit)
     elif action.type == "webhook":
+        # Delivered by the webhook dispatcher like a registered webhook: logged, retried,
+        # signed, SSRF-guarded; the row commits with the step.
         method = str(action.get("method") or "POST").upper()
-        payload = {**source, "url": action.get("url"), "method": method, "data": dict(context)}
-        await write_outbox(conn, "webhook", payload)
+        body = {**source, "data": dict(context)}
+        entity = str(row.get("trigger_entity") or "")
+        await enqueue_direct(conn, "workflow", entity, str(action.get("url") or ""), method, body)
     elif action.type == "send_event":
-        payload = {**source, "event": action.get("event"), "data": dict(context)}
-        await write_outbox(conn, "event", payload)
+        event = BusinessEvent(
+            action=str(action.get("event") or ""),
+            source="workflow",
+            entity=row.get("trigger_entity"),
+            record_id=row.get("trigger_record_id"),
+            metadata={**source, "data": dict(context)},
+        )
+        # announced once the step committed: a step that fails announces nothing
+        after_commit.append(lambda: emit_business_event(app, event))
 
 
 async def _run_step(
-    conn: AsyncConnection[Any], snapshot: AppSnapshot, instance_id: Any, wait: bool
+    conn: AsyncConnection[Any], app: AppContext, instance_id: Any, wait: bool
 ) -> bool:
     """Claim the instance and run its current step in one transaction; False when there is
     nothing (more) to run here: finished, waiting, or (unless `wait`) locked by someone else."""
+    after_commit: AfterCommit = []
+    more = await _run_step_in(conn, app, instance_id, wait, after_commit)
+    for work in after_commit:  # the step committed: its system writes' after-commit work
+        await work()
+    return more
+
+
+async def _run_step_in(
+    conn: AsyncConnection[Any],
+    app: AppContext,
+    instance_id: Any,
+    wait: bool,
+    after_commit: AfterCommit,
+) -> bool:
+    snapshot = app.snapshot
     async with conn.transaction():
         cur = conn.cursor(row_factory=dict_row)
         await cur.execute(CLAIM_WAIT if wait else CLAIM_SKIP, (instance_id,))
@@ -425,8 +446,9 @@ async def _run_step(
             return False
         try:
             async with conn.transaction():  # a savepoint: a failed action leaves nothing behind
-                target, status = await _execute(conn, snapshot, row, step, moment)
+                target, status = await _execute(conn, app, row, step, moment, after_commit)
         except (StepFailed, ApiError, psycopg.Error) as exc:
+            after_commit.clear()
             if isinstance(exc, psycopg.OperationalError):
                 raise  # transient (connection, deadlock): the step is retried by a later sweep
             message = exc.message if isinstance(exc, ApiError) else str(exc).strip()
@@ -443,15 +465,16 @@ async def _run_step(
 
 async def _execute(
     conn: AsyncConnection[Any],
-    snapshot: AppSnapshot,
+    app: AppContext,
     row: Mapping[str, Any],
     step: Step,
     moment: datetime,
+    after_commit: AfterCommit,
 ) -> tuple[str | None, str]:
     """Run one action or condition step: (next step or None for end, history status)."""
     if step.type == "action":
         for action in step.actions:
-            await _run_action(conn, snapshot, row, step, action, moment)
+            await _run_action(conn, app, row, step, action, moment, after_commit)
         return step.goto("then"), "completed"
     if step.type == "condition":
         if step.expression is None:
@@ -466,13 +489,13 @@ async def _execute(
 
 
 async def advance(
-    conn: AsyncConnection[Any], snapshot: AppSnapshot, instance_id: Any, *, wait: bool = False
+    conn: AsyncConnection[Any], app: AppContext, instance_id: Any, *, wait: bool = False
 ) -> None:
     """Run steps until the instance finishes or waits. Workers (`wait=False`) leave an instance
     someone else holds to them; a request (`wait=True`) waits for the lock, then re-checks, so
     it can answer with the advanced instance (a step still runs once: the claim re-reads it)."""
     for _ in range(MAX_STEPS_PER_ADVANCE):
-        if not await _run_step(conn, snapshot, instance_id, wait):
+        if not await _run_step(conn, app, instance_id, wait):
             return
     async with conn.transaction():
         cur = conn.cursor(row_factory=dict_row)
@@ -596,8 +619,7 @@ async def pending(
 
 
 async def decide(
-    pool: AsyncConnectionPool[Any],
-    snapshot: AppSnapshot,
+    app: AppContext,
     principal: Principal,
     raw_id: str,
     verdict: Verdict,
@@ -612,7 +634,8 @@ async def decide(
     row_id = _instance_id(raw_id)
     comment = body.get("comment")
     expected = body.get("step")
-    async with pool.connection() as conn:
+    snapshot = app.snapshot
+    async with app.pool.connection() as conn:
         async with conn.transaction():
             cur = conn.cursor(row_factory=dict_row)
             await cur.execute(
@@ -644,7 +667,7 @@ async def decide(
             position = _position(workflow, step.goto(key), row["context"], moment)
             await _save(conn, row_id, position, history)
         if position["status"] == "running" and not position["waiting"]:
-            await advance(conn, snapshot, row_id, wait=True)
+            await advance(conn, app, row_id, wait=True)
         cur = conn.cursor(row_factory=dict_row)
         await cur.execute("select * from _workflow_instances where id = %s", (row_id,))
         final = await cur.fetchone()

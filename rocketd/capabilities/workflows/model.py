@@ -18,6 +18,7 @@ from typing import Any, Final
 
 from rocketd.errors import ErrorDetail
 from rocketd.expressions import Expression, ExpressionError, compile_expression
+from rocketd.metadata.field_types import value_text
 from rocketd.metadata.parse import MetadataError
 from rocketd.metadata.registry import Registry
 
@@ -388,7 +389,7 @@ def parse_workflow(body: object) -> Workflow:
     if problems.items:
         raise MetadataError(problems.items)
     assert isinstance(name, str)
-    to_text = to if isinstance(to, str) else _state_text(to)
+    to_text = to if isinstance(to, str) else value_text(to)
     return Workflow(
         name=name,
         trigger=Trigger("state_change", entity, trigger_field, to_text),
@@ -401,14 +402,6 @@ def parse_workflow(body: object) -> Workflow:
         id=str(body["id"]) if body.get("id") is not None else None,
         _by_id=by_id,
     )
-
-
-def _state_text(value: object) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, float) and value.is_integer():
-        return str(int(value))
-    return str(value)
 
 
 def workflow_problems_in(registry: Registry, workflow: Workflow) -> list[ErrorDetail]:

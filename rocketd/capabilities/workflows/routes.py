@@ -93,7 +93,7 @@ async def _decide(request: web.Request, verdict: Verdict) -> web.StreamResponse:
     actor = request[APP_ACTOR]
     body = await _optional_body(request)
     instance = await workflows.decide(
-        actor.pool, actor.snapshot, principal_of(request), request.match_info["id"], verdict, body
+        actor.context, principal_of(request), request.match_info["id"], verdict, body
     )
     return data(instance)
 

@@ -86,7 +86,7 @@ async def drain(actor: AppActor) -> None:
         async with limit:
             try:
                 async with actor.pool.connection() as conn:
-                    await workflows.advance(conn, actor.snapshot, instance_id)
+                    await workflows.advance(conn, actor.context, instance_id)
             except Exception:
                 log.exception("workflow advance failed", app=actor.app_name)
 

@@ -36,6 +36,7 @@ from psycopg.types.numeric import Int8
 
 from rocketd.engine.read import wire_sql
 from rocketd.engine.sql import compose as sc
+from rocketd.engine.sql.compose import IncludeWhere
 from rocketd.errors import ErrorDetail, InvalidPayload, NotFound, UnknownField
 from rocketd.metadata.field_types import (
     TEXT_TYPES,
@@ -704,10 +705,6 @@ async def _record_with_includes(
 # --- includes ------------------------------------------------------------------------------------
 
 KeysOf = Callable[[str], list[Any]]
-# Per included entity: an extra condition on its rows (`%s` placeholders) and its parameters, or
-# None; the second argument is the table alias the condition must qualify columns with (None:
-# unqualified). The hook for permission row filters on includes.
-IncludeWhere = Callable[[Entity, str | None], tuple[sql.Composable, Sequence[Any]] | None]
 
 
 def _tuple_keys(reader: _Reader, rows: Sequence[Sequence[Any]]) -> KeysOf:

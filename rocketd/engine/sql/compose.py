@@ -20,7 +20,7 @@ import re
 from collections import OrderedDict
 from collections.abc import Callable, Hashable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Final, Generic, LiteralString, TypeVar
+from typing import Any, Final, Generic, LiteralString, TypeVar
 
 from psycopg import sql
 from psycopg.abc import AdaptContext
@@ -54,6 +54,14 @@ OPERATORS: Final = frozenset(_VALUE_OPERATORS) | frozenset(_NULL_OPERATORS)
 
 _K = TypeVar("_K")
 _V = TypeVar("_V")
+
+
+# An extra condition on an entity's rows (`%s` placeholders) and its parameters: a caller's row
+# filter, applied to lists, counts, lookups and includes.
+RowFilter = tuple[sql.Composable, Sequence[Any]]
+# Per included entity: its row filter, or None; the second argument is the table alias the
+# condition must qualify columns with (None: unqualified).
+IncludeWhere = Callable[[Entity, str | None], RowFilter | None]
 
 
 def ident(name: str, qualifier: str | None = None) -> sql.Identifier:

@@ -28,7 +28,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Final, Literal
+from typing import Any, Final
 
 from psycopg import AsyncConnection, sql
 
@@ -40,70 +40,16 @@ from rocketd.engine.sql.compose import (
     ident,
     where_clause,
 )
+from rocketd.engine.write.plan import ChildStep, LinkWrite, RelationWrite
 from rocketd.errors import ErrorDetail, InternalError, ValidationFailed
 from rocketd.metadata.field_types import ValueProblem, coerce_write_value
 from rocketd.metadata.model import WRITE_MODES, Entity, Relation
-
-if TYPE_CHECKING:
-    from rocketd.engine.write.writes import WritePlan
 
 MAX_NESTING_DEPTH: Final = 5  # relation levels below the top-level record
 MAX_NESTED_ITEMS: Final = 1000  # items in all `data` arrays of one request
 WRITE_MODE_KEY: Final = "_write_mode"
 DELETE_KEY: Final = "_delete"
 DATA_KEY: Final = "data"
-
-ChildAction = Literal["insert", "update", "delete"]
-
-
-@dataclass(frozen=True)
-class ChildWrite:
-    """One item of a one-to-many / one-to-one write, validated for every way it may be used.
-
-    `pk` is the coerced PK the item names (None: a new child). `update` is the plan used when the
-    PK names a current child; `create` the plan used when the item becomes a new child. When the
-    item could become a new child only by naming a client-supplied PK, `create` may be None and
-    `create_problems` says why it could not be inserted (raised only if that path is taken).
-    """
-
-    index: int
-    pk: Any = None
-    delete: bool = False
-    update: WritePlan | None = None
-    create: WritePlan | None = None
-    create_problems: tuple[ErrorDetail, ...] = ()
-
-
-@dataclass(frozen=True)
-class LinkWrite:
-    """One many-to-many item: link (or, with `unlink`, unlink) the target with `target_id`."""
-
-    index: int
-    target_id: Any
-    unlink: bool = False
-
-
-@dataclass(frozen=True)
-class RelationWrite:
-    """A validated write of one relation key of a record (children or links, never both)."""
-
-    key: str  # the body key as the client wrote it (name or alias)
-    path: str  # full path of the key from the top-level record, e.g. `items[0].lines`
-    relation: Relation
-    target: Entity
-    mode: str
-    children: tuple[ChildWrite, ...] = ()
-    links: tuple[LinkWrite, ...] = ()
-
-
-@dataclass(frozen=True)
-class ChildStep:
-    """One thing to do to a child row, decided against the current children."""
-
-    action: ChildAction
-    path: str
-    pk: Any = None
-    plan: WritePlan | None = None
 
 
 @dataclass(frozen=True)

@@ -18,12 +18,10 @@ is still 422 `required`.
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
 from types import MappingProxyType
-from typing import Any, Final, Literal, Protocol
+from typing import Any, Final, Protocol
 
 import psycopg
 from psycopg import AsyncConnection
@@ -40,7 +38,14 @@ from rocketd.engine.sql.compose import (
 )
 from rocketd.engine.write import nested
 from rocketd.engine.write.deletes import delete_record
-from rocketd.engine.write.nested import ChildAction, ChildWrite, RelationWrite
+from rocketd.engine.write.plan import (
+    ChildAction,
+    ChildWrite,
+    Operation,
+    RelationWrite,
+    SlugRequest,
+    WritePlan,
+)
 from rocketd.engine.write.slugs import slugify, store_with_unique_slug
 from rocketd.errors import (
     ApiError,
@@ -51,38 +56,12 @@ from rocketd.errors import (
     NotFound,
     ValidationFailed,
 )
-from rocketd.metadata.field_types import ValueProblem, coerce_write_value
+from rocketd.metadata.field_types import ValueProblem, coerce_write_value, value_text
 from rocketd.metadata.model import DELETED_AT, Entity, Field, Relation
 from rocketd.metadata.registry import Registry
 
-Operation = Literal["create", "update"]
-
 _EMPTY: Final[Mapping[str, Any]] = MappingProxyType({})
 _KEY_IN_DETAIL: Final = re.compile(r"Key \(([^)]*)\)=")
-
-
-@dataclass(frozen=True)
-class SlugRequest:
-    """Slug generation left for execution (uniqueness needs the database).
-
-    On update the slug is regenerated only when `source_text` differs from the stored source value.
-    """
-
-    field: str
-    source: str
-    base: str  # slugify(source value)
-    source_text: str
-
-
-@dataclass(frozen=True)
-class WritePlan:
-    """A validated write of one record: coerced column values, a pending slug, nested writes."""
-
-    entity: Entity
-    operation: Operation
-    values: Mapping[str, Any]
-    slug: SlugRequest | None = None
-    relations: tuple[RelationWrite, ...] = ()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -115,19 +94,6 @@ def _plan(
 
 def _join(path: str, name: str) -> str:
     return f"{path}.{name}" if path else name
-
-
-def _as_text(value: Any) -> str:
-    """A JSON value as the text enum checks and slug sources compare (`true`, `2`, `2.5`)."""
-    if isinstance(value, str):
-        return value
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, float) and value.is_integer():
-        return str(int(value))
-    if isinstance(value, int | float):
-        return str(value)
-    return json.dumps(value, separators=(",", ":"), sort_keys=True, default=str)
 
 
 def _blank(value: Any) -> bool:
@@ -187,7 +153,7 @@ def plan_fields(
             continue
         if derived_here and value == "":
             continue
-        if field.enum and _as_text(value) not in field.enum:
+        if field.enum and value_text(value) not in field.enum:
             message = f"{where} must be one of: {', '.join(field.enum)}"
             problems.append(ErrorDetail(message, where, "enum"))
             continue
@@ -200,7 +166,7 @@ def plan_fields(
     if slug_config is not None and slug_config.source and derived_slug is not None:
         if _blank(fields.get(derived_slug)):
             source_value = fields.get(slug_config.source)
-            text = "" if _blank(source_value) else _as_text(source_value)
+            text = "" if _blank(source_value) else value_text(source_value)
             base = slugify(text) if text else ""
             wanted = creating or (slug_config.regenerate_on_update and slug_config.source in fields)
             if wanted and base:
@@ -370,13 +336,21 @@ class _Planner:
 # Execution (inside the caller's transaction)
 
 
-class ChildGuard(Protocol):
-    """A hook around every nested child write (permissions): it may raise to refuse one, and the
-    caller's transaction then rolls back. `pk` is the child's key (after the insert for inserts)."""
+class ChildHooks(Protocol):
+    """Hooks around every nested child write (the pipeline's child stages). `before_child` runs
+    before the child's SQL and may return a new plan for it (None for deletes); `after_child`
+    after it and after the child's own nested writes; either may raise to refuse the child,
+    rolling the caller's transaction back. `pk` is the child's key (None before an insert)."""
 
     async def before_child(
-        self, conn: AsyncConnection[Any], action: ChildAction, target: Entity, pk: Any
-    ) -> None: ...
+        self,
+        conn: AsyncConnection[Any],
+        action: ChildAction,
+        target: Entity,
+        pk: Any,
+        plan: WritePlan | None,
+        path: str,
+    ) -> WritePlan | None: ...
 
     async def after_child(
         self, conn: AsyncConnection[Any], action: ChildAction, target: Entity, pk: Any
@@ -386,12 +360,12 @@ class ChildGuard(Protocol):
 
 
 async def execute_create(
-    conn: AsyncConnection[Any], registry: Registry, plan: WritePlan, guard: ChildGuard | None = None
+    conn: AsyncConnection[Any], registry: Registry, plan: WritePlan, hooks: ChildHooks | None = None
 ) -> dict[str, Any]:
     """INSERT the record and its nested writes; return the row as the INSERT stored it (column ->
     DB value). Nested writes run after that INSERT: a caller that needs the row as the whole
     write left it re-reads when `plan.relations` is not empty."""
-    return await _Executor(conn, registry, guard).insert(plan, "", _EMPTY)
+    return await _Executor(conn, registry, hooks).insert(plan, "", _EMPTY)
 
 
 async def execute_update(
@@ -399,11 +373,11 @@ async def execute_update(
     registry: Registry,
     plan: WritePlan,
     pk: Any,
-    guard: ChildGuard | None = None,
+    hooks: ChildHooks | None = None,
 ) -> dict[str, Any] | None:
     """UPDATE the record `pk` (already locked by the caller) and run its nested writes; return the
     row as the UPDATE left it, or None when there was nothing to set (no UPDATE ran)."""
-    return await _Executor(conn, registry, guard).update(plan, pk, "")
+    return await _Executor(conn, registry, hooks).update(plan, pk, "")
 
 
 async def written_record(
@@ -423,11 +397,11 @@ def _not_found(entity: Entity, pk: Any) -> NotFound:
 
 class _Executor:
     def __init__(
-        self, conn: AsyncConnection[Any], registry: Registry, guard: ChildGuard | None = None
+        self, conn: AsyncConnection[Any], registry: Registry, hooks: ChildHooks | None = None
     ) -> None:
         self.conn = conn
         self.registry = registry
-        self.guard = guard
+        self.hooks = hooks
 
     async def insert(self, plan: WritePlan, path: str, extra: Mapping[str, Any]) -> dict[str, Any]:
         entity = plan.entity
@@ -523,13 +497,13 @@ class _Executor:
         if row is None:
             raise _not_found(entity, pk)
         stored = row[0]
-        return stored is None or _as_text(stored) != slug.source_text
+        return stored is None or value_text(stored) != slug.source_text
 
     async def _relations(self, plan: WritePlan, parent_pk: Any, *, new_parent: bool) -> None:
         for write in plan.relations:
             if write.relation.many_to_many:
-                if self.guard is not None:
-                    await self.guard.before_links(self.conn, write)
+                if self.hooks is not None:
+                    await self.hooks.before_links(self.conn, write)
                 try:
                     await nested.apply_links(self.conn, write, parent_pk)
                 except psycopg.Error as exc:
@@ -546,24 +520,25 @@ class _Executor:
             current = await nested.current_children(
                 self.conn, write.relation, write.target, parent_pk
             )
-        guard = self.guard
+        hooks = self.hooks
         for step in nested.child_steps(write, current):
-            if guard is not None:
-                await guard.before_child(self.conn, step.action, write.target, step.pk)
+            plan = step.plan
+            if hooks is not None:
+                plan = await hooks.before_child(
+                    self.conn, step.action, write.target, step.pk, plan, step.path
+                )
             if step.action == "delete":
                 await self._delete_child(write.target, step.pk, step.path)
-                continue
-            if step.plan is None:  # pragma: no cover - child_steps always attaches a plan
+                pk = step.pk
+            elif plan is None:  # pragma: no cover - child_steps always attaches a plan
                 raise InternalError(f"No plan for {step.path}")
-            if step.action == "insert":
-                pk = (await self.insert(step.plan, step.path, {fk: parent_pk}))[
-                    write.target.pk.name
-                ]
+            elif step.action == "insert":
+                pk = (await self.insert(plan, step.path, {fk: parent_pk}))[write.target.pk.name]
             else:
                 pk = step.pk
-                await self.update(step.plan, pk, step.path)
-            if guard is not None:
-                await guard.after_child(self.conn, step.action, write.target, pk)
+                await self.update(plan, pk, step.path)
+            if hooks is not None:
+                await hooks.after_child(self.conn, step.action, write.target, pk)
 
     async def _delete_child(self, target: Entity, pk: Any, path: str) -> None:
         try:

@@ -2,7 +2,7 @@
 
 Registered first: the patterns (`rocketd.http.paths`) never match a fixed segment (`auth`,
 `_admin`, ...), so the fixed routes still win, and the hot routes resolve without trying them.
-Handlers read the app's Registry snapshot once and hand it to the engine.
+Handlers take the app's context (its snapshot as of now) once and hand it to the engine.
 """
 
 from __future__ import annotations
@@ -14,18 +14,16 @@ from rocketd.http import responses
 from rocketd.http.bodies import read_json_object
 from rocketd.http.keys import APP_ACTOR, SERVICES
 from rocketd.http.paths import ENTITY_PATH
-from rocketd.http.policy import app_token, principal_of
+from rocketd.http.policy import app_token, caller_of
 from rocketd.http.responses import data
 
 
 @app_token
 async def list_records(request: web.Request) -> web.StreamResponse:
-    actor = request[APP_ACTOR]
     api = request.app[SERVICES].settings.api
     page = await records.list_page(
-        actor.pool,
-        actor.snapshot,
-        principal_of(request),
+        request[APP_ACTOR].context,
+        caller_of(request),
         request.match_info["entity"],
         request.rel_url.query,
         max_per_page=api.max_per_page,
@@ -36,11 +34,9 @@ async def list_records(request: web.Request) -> web.StreamResponse:
 
 @app_token
 async def get_record(request: web.Request) -> web.StreamResponse:
-    actor = request[APP_ACTOR]
     record = await records.get_one(
-        actor.pool,
-        actor.snapshot,
-        principal_of(request),
+        request[APP_ACTOR].context,
+        caller_of(request),
         request.match_info["entity"],
         request.match_info["id"],
         request.rel_url.query.get("include"),
@@ -50,42 +46,28 @@ async def get_record(request: web.Request) -> web.StreamResponse:
 
 @app_token
 async def create_record(request: web.Request) -> web.StreamResponse:
-    actor = request[APP_ACTOR]
-    snapshot = actor.snapshot
-    records.require_entity(snapshot.registry, request.match_info["entity"])  # 404 before the body
+    app = request[APP_ACTOR].context
+    entity = request.match_info["entity"]
+    records.require_entity(app.registry, entity)  # 404 before the body
     body = await read_json_object(request)
-    return data(
-        await records.create(
-            actor.pool, snapshot, principal_of(request), request.match_info["entity"], body
-        ),
-        201,
-    )
+    return data(await records.create(app, caller_of(request), entity, body), 201)
 
 
 @app_token
 async def update_record(request: web.Request) -> web.StreamResponse:
-    actor = request[APP_ACTOR]
-    snapshot = actor.snapshot
-    records.require_entity(snapshot.registry, request.match_info["entity"])
+    app = request[APP_ACTOR].context
+    entity = request.match_info["entity"]
+    records.require_entity(app.registry, entity)
     body = await read_json_object(request)
-    record = await records.update(
-        actor.pool,
-        snapshot,
-        principal_of(request),
-        request.match_info["entity"],
-        request.match_info["id"],
-        body,
-    )
+    record = await records.update(app, caller_of(request), entity, request.match_info["id"], body)
     return data(record)
 
 
 @app_token
 async def delete_record(request: web.Request) -> web.StreamResponse:
-    actor = request[APP_ACTOR]
     result = await records.delete(
-        actor.pool,
-        actor.snapshot,
-        principal_of(request),
+        request[APP_ACTOR].context,
+        caller_of(request),
         request.match_info["entity"],
         request.match_info["id"],
     )
