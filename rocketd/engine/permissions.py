@@ -405,6 +405,20 @@ class Access:
             kept.append(spec)
         return tuple(kept)
 
+    async def may_read(self, conn: AsyncConnection[Any], entity: Entity, pk: Any) -> bool:
+        """Whether `pk` names a live row of `entity` that the caller may read: a read grant and
+        its row filter, exactly as `GET /{entity}/{id}` would decide."""
+        try:
+            grant = self.grant(entity.name, "read")
+        except Forbidden:
+            return False
+        row_filter = self.read_filter(grant, entity)
+        where, params = row_filter if row_filter is not None else (None, ())
+        row = await query.fetch_record_by_pk(
+            conn, entity, pk, extra_where=where, extra_params=params
+        )
+        return row is not None
+
     def include_where(self) -> IncludeWhere | None:
         """The row filter of each included entity (called per include statement)."""
         if self.bypass:
