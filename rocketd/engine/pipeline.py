@@ -165,6 +165,9 @@ class WriteContext:
     parent: WriteContext | None = None
     pk: Any = None
     links: RelationWrite | None = None
+    # BEFORE_LINKS: the condition (qualified with `write.nested.TARGET_ALIAS`) the linked and
+    # unlinked target rows must meet; a stage narrows it, None lets every live row through
+    link_filter: tuple[Any, Any] | None = None
     events: list[DomainEvent] = field(default_factory=list)
     # work to run once the write's transaction committed (AFTER_COMMIT stages of system writes
     # made inside it); shared by the request's contexts

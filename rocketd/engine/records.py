@@ -41,9 +41,9 @@ from rocketd.engine.pipeline import (
 from rocketd.engine.read import query
 from rocketd.engine.write import transaction, writes
 from rocketd.engine.write.deletes import delete_record
-from rocketd.engine.write.nested import DATA_KEY
+from rocketd.engine.write.nested import DATA_KEY, TargetFilter
 from rocketd.engine.write.plan import ChildAction, RelationWrite, WritePlan
-from rocketd.errors import NotFound, UnknownEntity
+from rocketd.errors import Forbidden, NotFound, UnknownEntity
 from rocketd.logging import get_logger
 from rocketd.metadata.model import Entity
 from rocketd.metadata.registry import Registry
@@ -165,6 +165,20 @@ async def get_one(
         )
     _project([record], app.read_hooks.visible_fields(snapshot, caller, entity))
     return record
+
+
+async def may_read(
+    conn: AsyncConnection[Any], app: AppContext, caller: Caller, entity: Entity, pk: Any
+) -> bool:
+    """Whether `pk` names a live row of `entity` the caller may read, decided as
+    `GET /{entity}/{id}` would (the read scope's grant and row filter)."""
+    try:
+        row_filter = app.read_hooks.scope(app.snapshot, caller).row_filter(entity)
+    except Forbidden:
+        return False
+    where, params = row_filter if row_filter is not None else (None, ())
+    row = await query.fetch_record_by_pk(conn, entity, pk, extra_where=where, extra_params=params)
+    return row is not None
 
 
 # ----------------------------------------------------------------------------------------- writes
@@ -513,11 +527,14 @@ class ChildStages:
         stages = self._stages(target)
         await self.book.run(stages.after_delete if action == "delete" else stages.after_write, ctx)
 
-    async def before_links(self, conn: AsyncConnection[Any], write: RelationWrite) -> None:
+    async def before_links(
+        self, conn: AsyncConnection[Any], write: RelationWrite
+    ) -> TargetFilter | None:
         stages = self._stages(write.target).before_links
         if not stages:
-            return
+            return None
         ctx = self.parent.child(write.target, "update", write.path)
         ctx.conn = conn
         ctx.links = write
         await self.book.run(stages, ctx)
+        return ctx.link_filter

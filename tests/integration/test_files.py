@@ -12,10 +12,13 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import psycopg
 import pytest
 
 from rocketd.config import Settings, StorageSettings
 from tests.apps import AppClient, new_app
+from tests.conftest import dsn_for
+from tests.perms import cond, grant, user_client
 
 
 def error_of(body: Any) -> dict[str, Any]:
@@ -305,9 +308,19 @@ async def test_file_field_resolution(client: Any) -> None:
     assert updated["attachment"] == expected
     cleared = (await app.ok("PUT", f"doc/{created['id']}", {"attachment": None}))["data"]
     assert cleared["attachment"] is None
-    given = {"id": "x", "filename": "given.txt"}
-    kept = (await app.ok("PUT", f"doc/{created['id']}", {"attachment": given}))["data"]
-    assert kept["attachment"] == given
+    # An object is the file it names, with the stored metadata, never the caller's values.
+    kept = (await app.ok("PUT", f"doc/{created['id']}", {"attachment": info}))["data"]
+    assert kept["attachment"] == expected
+    given = {"id": info["id"], "filename": "given.txt"}
+    status, err = await app.call("PUT", f"doc/{created['id']}", {"attachment": given})
+    assert status == 422 and error_of(err)["details"] == [
+        {
+            "message": "attachment filename does not match the stored file"
+            " (send the file id alone to set it)",
+            "field": "attachment",
+            "rule": "file",
+        }
+    ]
 
     nested = await app.ok(
         "POST", "doc", {"title": "n", "pages": {"data": [{"scan": info["id"]}]}}, 201
@@ -375,3 +388,93 @@ async def test_delete_refuses_a_file_a_record_holds_unless_forced(
     status, _ = await app.call("GET", f"_files/{held}")
     assert status == 404
     assert (await app.ok("GET", "_files"))["data"] == []
+
+
+def app_rows(pg_dsn: str, app: AppClient, query: str) -> list[tuple[Any, ...]]:
+    with psycopg.connect(dsn_for(pg_dsn, f"rocket_{app.name}")) as conn:
+        return list(conn.execute(query).fetchall())
+
+
+async def test_file_fields_store_only_the_metadata_of_this_apps_files(
+    client: Any, pg_dsn: str
+) -> None:
+    """A non-admin writer cannot plant names, URLs or keys in a `file` field, nor point it at a
+    file of another app or no file at all: only a file id of this app (or the file object as
+    the API returned it) is accepted, and what is stored is `_files`' own metadata."""
+    app = await new_app(client)
+    await app.load_schema({"entities": [FILE_ENTITY, PAGE_ENTITY], "relations": [PAGES]})
+    # A writer whose read policy hides some documents (none of them matter here).
+    await grant(app, "doc", "read", ["writer"], [cond("title", "neq", "hidden")])
+    for entity, action in (("doc", "create"), ("doc", "update"), ("page", "read")):
+        await grant(app, entity, action, ["writer"])
+    await grant(app, "page", "create", ["writer"])
+    writer = await user_client(app, "writer@x.io", ["writer"])
+    colleague = await user_client(app, "colleague@x.io", ["writer"])
+    _, body = await upload(writer, form(PNG, "scan.png", "image/png"))
+    mine = body["data"]
+    _, body = await upload(colleague, form(b"notes", "notes.txt", "text/plain"))
+    theirs = body["data"]
+    _, body = await upload(await new_app(client), form(b"elsewhere", "e.txt", "text/plain"))
+    foreign = body["data"]["id"]
+    made_up = str(uuid.uuid4())
+
+    def canonical(file_id: str) -> dict[str, Any]:
+        [row] = app_rows(
+            pg_dsn, app, f"select id, filename, size, mime_type from _files where id = '{file_id}'"
+        )
+        return {"id": str(row[0]), "filename": row[1], "size": row[2], "mime_type": row[3]}
+
+    hostile = {"url": "javascript:alert(1)", "filename": "<img src=x onerror=alert(1)>"}
+    base = canonical(mine["id"])
+    refused: list[tuple[Any, int]] = [
+        (hostile, 422),
+        ({**hostile, "id": mine["id"]}, 422),
+        ({**base, "filename": "<img src=x onerror=alert(1)>"}, 422),
+        ({**base, "url": "javascript:alert(1)"}, 422),
+        ({**base, "storage_path": "/etc/passwd"}, 422),
+        ({**base, "size": str(base["size"])}, 422),
+        ({**base, "mime_type": "text/html"}, 422),
+        ({"id": 12}, 422),
+        ([mine["id"]], 422),
+        (42, 422),
+        (foreign, 404),
+        ({"id": foreign}, 404),
+        (made_up, 404),
+        ({**base, "id": made_up}, 404),
+    ]
+    kept = (await writer.ok("POST", "doc", {"title": "kept", "attachment": mine["id"]}, 201))[
+        "data"
+    ]
+    before = app_rows(pg_dsn, app, "select id, attachment from docs")
+    for value, status in refused:
+        for method, path, body_of in (
+            ("POST", "doc", lambda v: {"title": "x", "attachment": v}),
+            ("PUT", f"doc/{kept['id']}", lambda v: {"attachment": v}),
+            ("POST", "doc", lambda v: {"title": "x", "pages": {"data": [{"scan": v}]}}),
+            ("PUT", f"doc/{kept['id']}", lambda v: {"pages": {"data": [{"scan": v}]}}),
+        ):
+            got, answer = await writer.call(method, path, body_of(value))
+            assert got == status, (value, method, path, answer)
+            error = error_of(answer)
+            assert error["code"] == ("NOT_FOUND" if status == 404 else "VALIDATION_FAILED")
+            if status == 422:
+                assert error["details"][0]["rule"] == "file", answer
+    assert app_rows(pg_dsn, app, "select id, attachment from docs") == before
+    assert app_rows(pg_dsn, app, "select * from pages") == []
+
+    # Accepted: an id (any case), the upload's answer, the record's value, a colleague's file;
+    # each stores exactly `_files`' metadata.
+    stored = canonical(mine["id"])
+    for value in (mine["id"], mine["id"].upper(), mine, kept["attachment"], {"id": mine["id"]}):
+        got = (await writer.ok("PUT", f"doc/{kept['id']}", {"attachment": value}))["data"]
+        assert got["attachment"] == stored, value
+        [(row,)] = app_rows(pg_dsn, app, f"select attachment from docs where id = '{kept['id']}'")
+        assert row == stored, value
+    got = (await writer.ok("PUT", f"doc/{kept['id']}", {"attachment": theirs}))["data"]
+    assert got["attachment"] == canonical(theirs["id"])
+    nested = {"title": "n", "pages": {"data": [{"scan": mine}, {"scan": theirs["id"]}]}}
+    await writer.ok("POST", "doc", nested, 201)
+    scans = [r[0] for r in app_rows(pg_dsn, app, "select scan from pages order by scan->>'size'")]
+    assert sorted(scans, key=lambda s: s["size"]) == sorted(
+        [stored, canonical(theirs["id"])], key=lambda s: s["size"]
+    )

@@ -10,6 +10,7 @@ alone). It runs lazily after uploads (at most once per interval per app) and on 
 
 from __future__ import annotations
 
+import re
 import time
 import unicodedata
 import uuid
@@ -318,23 +319,103 @@ def file_value(row: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
+# The keys of a file object as the API hands it out: a record's `file` field holds the first four,
+# the upload answer adds `url`. A file object sent back may carry no others.
+FILE_OBJECT_KEYS: Final = ("id", "filename", "size", "mime_type", "url")
+_DOWNLOAD_PATH: Final = re.compile(r"/api/[a-z][a-z0-9_]*/_files/([0-9a-fA-F-]{36})")
+
+
+def _refused(path: str, message: str) -> ValidationFailed:
+    return ValidationFailed("Validation failed", [ErrorDetail(f"{path} {message}", path, "file")])
+
+
+def _named_id(value: Any) -> uuid.UUID | None:
+    """The file id a `file` field value names: the string itself, or an object's `id`."""
+    if isinstance(value, str):
+        return is_file_id(value)
+    if isinstance(value, Mapping) and isinstance(value.get("id"), str):
+        return is_file_id(value["id"])
+    return None
+
+
+def _same(given: Any, stored: Any) -> bool:
+    """Equal values of the same JSON type (`true` is not `1`, `"48"` is not `48`)."""
+    return type(given) is type(stored) and given == stored
+
+
+def _file_field_value(
+    path: str, value: Any, files: Mapping[uuid.UUID, dict[str, Any]]
+) -> dict[str, Any] | None:
+    """What a `file` field stores for `value`: None for null, else the `_files` metadata of the
+    file it names. A string must be a file id of this app (404 otherwise); an object must be a
+    file object as the API returned it, naming a file of this app, every value it carries equal
+    to the stored one (422 otherwise). Caller-supplied names, types, sizes or URLs are never
+    stored."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        file_id = is_file_id(value)
+        if file_id is None:
+            raise _refused(path, "must be a file id (UUID) or a file object")
+        if file_id not in files:
+            raise not_found(value)
+        return files[file_id]
+    if not isinstance(value, Mapping):
+        raise _refused(path, "must be a file id (UUID) or a file object")
+    unknown = sorted(str(k) for k in value if k not in FILE_OBJECT_KEYS)
+    if unknown:
+        keys = ", ".join(FILE_OBJECT_KEYS)
+        raise _refused(path, f"has keys a file object does not have: {', '.join(unknown)} ({keys})")
+    file_id = _named_id(value)
+    if file_id is None:
+        raise _refused(path, "must name a file by its id (the id an upload answered)")
+    stored = files.get(file_id)
+    if stored is None:
+        raise not_found(str(value["id"]))
+    for key, given in value.items():
+        if key == "id":
+            continue
+        if key == "url":
+            match = _DOWNLOAD_PATH.fullmatch(given) if isinstance(given, str) else None
+            matches = match is not None and is_file_id(match.group(1)) == file_id
+        else:
+            matches = _same(given, stored[key])
+        if not matches:
+            raise _refused(
+                path, f"{key} does not match the stored file (send the file id alone to set it)"
+            )
+    return stored
+
+
+def _file_relations(
+    registry: Registry, entity: Entity, name: str, value: Any
+) -> tuple[Entity, list[Any]] | None:
+    """(child entity, items) when `name` is a nested write of children (not many-to-many links,
+    whose items write nothing but the join table)."""
+    ref = registry.resolve(entity.name, name, for_write=True)
+    if ref is None or ref.relation.many_to_many or not isinstance(value, Mapping):
+        return None
+    child = registry.entity(ref.other)
+    items = value.get("data")
+    if child is None or not isinstance(items, list):
+        return None
+    return child, items
+
+
 def _collect_ids(
     registry: Registry, entity: Entity, body: Mapping[str, Any], found: set[uuid.UUID]
 ) -> None:
     for name, value in body.items():
         field = entity.field_map.get(name)
         if field is not None:
-            if field.base_type == "file" and isinstance(value, str):
-                parsed = is_file_id(value)
-                if parsed is not None:
-                    found.add(parsed)
+            if field.base_type == "file":
+                file_id = _named_id(value)
+                if file_id is not None:
+                    found.add(file_id)
             continue
-        ref = registry.resolve(entity.name, name, for_write=True)
-        child = registry.entity(ref.other) if ref is not None else None
-        if child is None or not isinstance(value, Mapping):
-            continue
-        items = value.get("data")
-        if isinstance(items, list):
+        nested = _file_relations(registry, entity, name, value)
+        if nested is not None:
+            child, items = nested
             for item in items:
                 if isinstance(item, Mapping):
                     _collect_ids(registry, child, item, found)
@@ -345,40 +426,27 @@ def _replace_ids(
     entity: Entity,
     body: Mapping[str, Any],
     files: Mapping[uuid.UUID, dict[str, Any]],
+    path: str = "",
 ) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for name, value in body.items():
+        where = f"{path}.{name}" if path else name
         field = entity.field_map.get(name)
         if field is not None:
-            if field.base_type == "file" and isinstance(value, str):
-                parsed = is_file_id(value)
-                if parsed is not None:
-                    if parsed not in files:
-                        raise not_found(value)
-                    value = files[parsed]
-                else:
-                    raise ValidationFailed(
-                        "Validation failed",
-                        [
-                            ErrorDetail(
-                                f"{name} must be a file id (UUID) or a file object",
-                                name,
-                                "file",
-                            )
-                        ],
-                    )
+            if field.base_type == "file":
+                value = _file_field_value(where, value, files)
             out[name] = value
             continue
-        ref = registry.resolve(entity.name, name, for_write=True)
-        child = registry.entity(ref.other) if ref is not None else None
-        if child is not None and isinstance(value, Mapping) and isinstance(value.get("data"), list):
+        nested = _file_relations(registry, entity, name, value)
+        if nested is not None:
+            child, items = nested
             value = {
                 **value,
                 "data": [
-                    _replace_ids(registry, child, item, files)
+                    _replace_ids(registry, child, item, files, f"{where}[{index}]")
                     if isinstance(item, Mapping)
                     else item
-                    for item in value["data"]
+                    for index, item in enumerate(items)
                 ],
             }
         out[name] = value
@@ -406,9 +474,10 @@ def has_file_fields(registry: Registry, entity: Entity) -> bool:
 async def resolve_file_ids(
     conn: AsyncConnection[Any], registry: Registry, entity: Entity, body: dict[str, Any]
 ) -> dict[str, Any]:
-    """The body with every file id in a `file` field (the record's and its nested children's)
-    replaced by the file's metadata. An unknown id is 404 `File {id} not found`; another string
-    is 422 with rule `file`. Objects and null pass unchanged."""
+    """The body with every `file` field value (the record's and its nested children's) replaced
+    by the `_files` metadata of the file it names (`_file_field_value`): 404 `File {id} not
+    found` for an id of no file of this app, 422 rule `file` for anything else that is not a
+    file id or the file object as the API returned it. Null passes unchanged."""
     if not has_file_fields(registry, entity):
         return body
     ids: set[uuid.UUID] = set()

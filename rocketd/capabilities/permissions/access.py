@@ -8,7 +8,8 @@ The model (spec auth-permissions.md, with upstream-gaps S4, S5, S6):
 - the policies whose roles match the caller are ORed: one of them is enough;
 - read: each matching policy's `conditions` (ANDed) is a row filter; the filters of the
   matching policies are ORed; a matching policy without conditions means no filter. The filter is
-  one parameterised SQL condition added to list, count, get-by-id and include statements;
+  one parameterised SQL condition added to list, count, get-by-id and include statements, and
+  to the lookup of many-to-many link targets (a hidden row cannot be linked or unlinked);
 - update / delete: a policy counts only when all its `conditions` hold on the *stored* row, read
   in the write transaction with `FOR UPDATE` (create ignores conditions, as the spec says);
 - create / update: of the policies that count, at least one must have its `check` list hold on
@@ -393,6 +394,20 @@ class Access:
                 continue
             kept.append(spec)
         return tuple(kept)
+
+    async def may_read(self, conn: AsyncConnection[Any], entity: Entity, pk: Any) -> bool:
+        """Whether `pk` names a live row of `entity` that the caller may read: a read grant and
+        its row filter, exactly as `GET /{entity}/{id}` would decide."""
+        try:
+            grant = self.grant(entity.name, "read")
+        except Forbidden:
+            return False
+        row_filter = self.read_filter(grant, entity)
+        where, params = row_filter if row_filter is not None else (None, ())
+        row = await query.fetch_record_by_pk(
+            conn, entity, pk, extra_where=where, extra_params=params
+        )
+        return row is not None
 
     def include_where(self) -> IncludeWhere | None:
         """The row filter of each included entity (called per include statement)."""

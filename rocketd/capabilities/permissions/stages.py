@@ -29,6 +29,7 @@ from rocketd.capabilities.permissions.access import (
 from rocketd.engine.read.query import IncludeSpec
 from rocketd.engine.snapshot import AppSnapshot
 from rocketd.engine.sql.compose import IncludeWhere, RowFilter
+from rocketd.engine.write.nested import TARGET_ALIAS
 from rocketd.extensions import Caller, Phase, ReadScope, SnapshotKey, Stage, WriteContext
 from rocketd.extensions import WriteMode as Mode
 from rocketd.metadata.model import Entity
@@ -88,8 +89,12 @@ async def check(ctx: WriteContext) -> None:
 
 
 async def links(ctx: WriteContext) -> None:
-    """Links of a many-to-many write: the caller must be able to read the linked entity."""
-    access_of(ctx).grant(ctx.entity.name, "read")
+    """Links of a many-to-many write: the caller must be able to read the linked entity (403),
+    and only rows its read filter shows can be linked or unlinked; a hidden id then answers
+    exactly like a missing one."""
+    access = access_of(ctx)
+    found = access.grant(ctx.entity.name, "read")
+    ctx.link_filter = access.read_filter(found, ctx.entity, TARGET_ALIAS)
 
 
 class AccessScope:

@@ -356,7 +356,13 @@ class ChildHooks(Protocol):
         self, conn: AsyncConnection[Any], action: ChildAction, target: Entity, pk: Any
     ) -> None: ...
 
-    async def before_links(self, conn: AsyncConnection[Any], write: RelationWrite) -> None: ...
+    async def before_links(
+        self, conn: AsyncConnection[Any], write: RelationWrite
+    ) -> TargetFilter | None:
+        """Before a many-to-many write: may refuse it (raise), and returns the condition the
+        linked and unlinked target rows must meet (qualified with `nested.TARGET_ALIAS`; the
+        caller's read filter), or None for every live row."""
+        ...
 
 
 async def execute_create(
@@ -502,10 +508,11 @@ class _Executor:
     async def _relations(self, plan: WritePlan, parent_pk: Any, *, new_parent: bool) -> None:
         for write in plan.relations:
             if write.relation.many_to_many:
-                if self.hooks is not None:
-                    await self.hooks.before_links(self.conn, write)
+                readable = (
+                    None if self.hooks is None else await self.hooks.before_links(self.conn, write)
+                )
                 try:
-                    await nested.apply_links(self.conn, write, parent_pk)
+                    await nested.apply_links(self.conn, write, parent_pk, readable)
                 except psycopg.Error as exc:
                     raise map_database_error(exc, write.target, write.path) from exc
             else:
