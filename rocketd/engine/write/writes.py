@@ -358,7 +358,7 @@ class ChildHooks(Protocol):
 
     async def before_links(
         self, conn: AsyncConnection[Any], write: RelationWrite
-    ) -> TargetFilter | None:
+    ) -> nested.TargetFilter | None:
         """Before a many-to-many write: may refuse it (raise), and returns the condition the
         linked and unlinked target rows must meet (qualified with `nested.TARGET_ALIAS`; the
         caller's read filter), or None for every live row."""
