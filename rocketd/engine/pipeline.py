@@ -370,9 +370,11 @@ class StageBook:
 def located(exc: ApiError, path: str) -> ApiError:
     """`exc` with every detail's field placed under `path` (a nested child's location).
 
-    A detail already under `path` (the planner reports nested paths itself) is kept as it is;
-    an error without details gets one naming the child.
+    A detail already under `path` (the planner reports nested paths itself) is kept as it is; an
+    error without details (a 403) keeps its message alone, as for a top-level record.
     """
+    if not exc.details:
+        return exc
     details = [
         detail
         if detail.field == path or detail.field.startswith((path + ".", path + "["))
@@ -382,7 +384,7 @@ def located(exc: ApiError, path: str) -> ApiError:
             detail.rule,
         )
         for detail in exc.details
-    ] or [ErrorDetail(exc.message, path, "")]
+    ]
     clone = type(exc).__new__(type(exc))
     clone.__dict__.update(exc.__dict__)
     clone.details = details
