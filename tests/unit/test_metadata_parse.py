@@ -516,6 +516,15 @@ def test_default_is_compared_with_the_enum_as_text() -> None:
     assert entity.field_map["level"].default == 2
 
 
+def test_an_integral_float_default_matches_its_enum_as_a_body_value_does() -> None:
+    """`2.0` is `"2"` to enum checks, whether it is a default or a value in a body (issue 14:
+    the default used to be compared as `"2.0"` and refused)."""
+    entity = parse_entity(
+        with_field({"name": "level", "type": "decimal", "enum": ["1", "2"], "default": 2.0})
+    )
+    assert entity.field_map["level"].enum == ("1", "2")
+
+
 def test_deleted_at_must_be_a_nullable_timestamp() -> None:
     problems = entity_problems(with_field({"name": "deleted_at", "type": "date", "required": True}))
     assert problems == [

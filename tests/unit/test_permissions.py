@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from rocketd.auth.principal import Principal
-from rocketd.capabilities.permissions.access import Access, PermissionSet, holds, text_form
+from rocketd.capabilities.permissions.access import Access, PermissionSet, holds
 from rocketd.capabilities.permissions.model import (
     NEVER,
     Condition,
@@ -153,17 +153,6 @@ def test_operator_table(record_value: Any, operator: str, value: Any, expected: 
 def test_missing_field_does_not_hold() -> None:
     assert holds(Condition("f", "neq", "x"), {"g": 1}, USER) is False
     assert holds(NEVER, {"": 1}, USER) is False
-
-
-def test_text_form() -> None:
-    assert [text_form(v) for v in ("a", True, False, 2, 2.0, 2.5)] == [
-        "a",
-        "true",
-        "false",
-        "2",
-        "2",
-        "2.5",
-    ]
 
 
 # --- grants and row filters ------------------------------------------------------------------------

@@ -322,3 +322,27 @@ def test_looks_like_pk_follows_the_slug_lookup_rule() -> None:
     assert not looks_like_pk(entity("int"), "-42")
     assert not looks_like_pk(entity("bigint"), "post-42")
     assert not looks_like_pk(entity("string"), "42")
+
+
+def test_value_text_is_the_one_comparison_form() -> None:
+    from datetime import UTC, date, datetime
+    from decimal import Decimal
+    from uuid import UUID
+
+    from rocketd.metadata.field_types import value_text
+
+    cases = [
+        (None, ""),
+        ("a", "a"),
+        (True, "true"),
+        (False, "false"),
+        (2, "2"),
+        (2.0, "2"),
+        (2.5, "2.5"),
+        (Decimal("2.50"), "2.50"),
+        (date(2026, 1, 2), "2026-01-02"),
+        (datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC), "2026-01-02T03:04:05Z"),
+        (UUID("0ec26bf9-bda1-4171-8a93-16daf9a8e9b4"), "0ec26bf9-bda1-4171-8a93-16daf9a8e9b4"),
+    ]
+    assert [value_text(value) for value, _ in cases] == [text for _, text in cases]
+    assert value_text({"b": 1, "a": [1, 2.0]}) == '{"a":[1,2.0],"b":1}'
