@@ -22,13 +22,12 @@ from rocketd.db import notify
 from rocketd.db.migrator import migrate_entity, migrate_relation
 from rocketd.db.notify import MetadataChanged
 from rocketd.errors import Conflict, InvalidPayload, NotFound
+from rocketd.metadata.consistency import entity_problems_in, relation_problems_in
 from rocketd.metadata.model import Entity, Relation
 from rocketd.metadata.parse import (
     MetadataError,
-    entity_problems_in,
     parse_entity,
     parse_relation,
-    relation_problems_in,
 )
 from rocketd.metadata.registry import Registry
 

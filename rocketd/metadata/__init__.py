@@ -1,6 +1,7 @@
 """App metadata: the typed model (entities, fields, relations), parsing and validating it from
 JSON, and the Registry that holds one app's metadata with its lookups."""
 
+from rocketd.metadata.consistency import entity_problems_in, relation_problems_in
 from rocketd.metadata.model import (
     AUTO_MODES,
     DELETED_AT,
@@ -25,11 +26,9 @@ from rocketd.metadata.parse import (
     NAME_RULE,
     RESERVED_ENTITY_NAMES,
     MetadataError,
-    entity_problems_in,
     is_valid_name,
     parse_entity,
     parse_relation,
-    relation_problems_in,
 )
 from rocketd.metadata.registry import EMPTY_REGISTRY, Registry
 

@@ -11,6 +11,7 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import make_mocked_request
 
+from rocketd.capabilities import INSTALLED
 from rocketd.http.app import create_app
 from rocketd.http.paths import ENTITY_PATH
 from rocketd.http.routes import (
@@ -30,6 +31,7 @@ _ENTITY_RE = re.compile(ENTITY_PATH.split("{entity:", 1)[1][:-1])
 @pytest.fixture
 def app(tmp_path: Path) -> web.Application:
     services = mock.MagicMock()
+    services.capabilities = INSTALLED
     services.settings.storage.driver = "local"
     services.settings.storage.local_path = str(tmp_path)
     return create_app(services)

@@ -1,7 +1,8 @@
 """Row-level permissions: policies (`_permissions`), the read scope, and the write stages.
 
 Public API for other capabilities: `PERMISSIONS` (the snapshot part), `access_of` (one write's
-`Access`), `AccessScope`.
+`Access`), `AccessScope`; role names (`parse_roles`, `reject_unknown`, `Problems`) for the users
+capability.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from psycopg import AsyncConnection
 
 from rocketd.capabilities.permissions import routes
 from rocketd.capabilities.permissions.access import PermissionSet, load_permissions
+from rocketd.capabilities.permissions.model import Problems, parse_roles, reject_unknown
 from rocketd.capabilities.permissions.stages import (
     PERMISSIONS,
     STAGES,
@@ -35,4 +37,12 @@ CAPABILITY = Capability(
     add_routes=routes.add_routes,
 )
 
-__all__ = ["CAPABILITY", "PERMISSIONS", "AccessScope", "access_of"]
+__all__ = [
+    "CAPABILITY",
+    "PERMISSIONS",
+    "AccessScope",
+    "Problems",
+    "access_of",
+    "parse_roles",
+    "reject_unknown",
+]

@@ -50,13 +50,9 @@ from rocketd.engine.metadata_admin import (
     notify_metadata,
 )
 from rocketd.errors import ApiError, ErrorDetail, InvalidPayload, ValidationFailed
+from rocketd.metadata.consistency import entity_problems_in, relation_problems_in
 from rocketd.metadata.model import Entity, Relation
-from rocketd.metadata.parse import (
-    entity_problems_in,
-    parse_entity,
-    parse_relation,
-    relation_problems_in,
-)
+from rocketd.metadata.parse import parse_entity, parse_relation
 from rocketd.metadata.registry import Registry
 
 VERSION: Final = 1

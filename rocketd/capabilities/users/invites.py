@@ -27,7 +27,7 @@ from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool
 
 from rocketd.auth import passwords
-from rocketd.capabilities.permissions.model import Problems, parse_roles, reject_unknown
+from rocketd.capabilities.permissions import Problems, parse_roles, reject_unknown
 from rocketd.capabilities.users.users import (
     EMAIL_TAKEN,
     PasswordPolicy,

@@ -13,7 +13,7 @@ from rocketd.capabilities.users import invites, users
 from rocketd.http.bodies import read_json_object
 from rocketd.http.keys import APP_ACTOR, SERVICES
 from rocketd.http.paths import APP_PATH
-from rocketd.http.policy import app_admin, principal_of
+from rocketd.http.policy import app_admin, principal_of, public
 from rocketd.http.responses import data
 
 
@@ -84,8 +84,19 @@ async def delete_invite(request: web.Request) -> web.StreamResponse:
     return data(await invites.delete_invite(request[APP_ACTOR].pool, request.match_info["id"]))
 
 
+@public
+async def accept_invite(request: web.Request) -> web.StreamResponse:
+    """201 with a token pair and the new user: the invitee is logged in (spec)."""
+    actor = request[APP_ACTOR]
+    body = await read_json_object(request)  # not JSON: 400 `Invalid JSON body` (spec)
+    user = await invites.accept_invite(actor.pool, body, password_policy(request))
+    pair = await actor.accounts.issue_for(user.id, list(user.roles))
+    return data({**pair.to_json(), "user": user.to_json()}, 201)
+
+
 def add_routes(app: web.Application) -> None:
     r = app.router
+    r.add_post(APP_PATH + "/auth/accept-invite", accept_invite)
     base = APP_PATH + "/_admin/users"
     r.add_get(base, list_users)
     r.add_post(base, create_user)

@@ -29,7 +29,7 @@ from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool
 
 from rocketd.auth import passwords
-from rocketd.capabilities.permissions.model import Problems, parse_roles, reject_unknown
+from rocketd.capabilities.permissions import Problems, parse_roles, reject_unknown
 from rocketd.db import notify
 from rocketd.db.notify import UserChanged
 from rocketd.errors import Conflict, NotFound
