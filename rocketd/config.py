@@ -45,6 +45,7 @@ __all__ = [
     "DatabaseSettings",
     "InstrumentationSettings",
     "LogSettings",
+    "OutboundSettings",
     "ServerSettings",
     "Settings",
     "StorageSettings",
@@ -331,6 +332,14 @@ class AISettings(_Section):
 
 
 @dataclass(frozen=True, repr=False)
+class OutboundSettings(_Section):
+    # CIDRs that connections to tenant-configured hosts (webhook targets, and later SMTP
+    # servers, identity providers, connectors) may reach although loopback, private,
+    # link-local, metadata or reserved (upstream-gaps S16): one policy for all of them.
+    allow_networks: tuple[str, ...] = _key((), check=_networks)
+
+
+@dataclass(frozen=True, repr=False)
 class WebhookSettings(_Section):
     # CIDRs opened to delivery although loopback/private/link-local/metadata (S16).
     allow_networks: tuple[str, ...] = _key((), check=_networks)
@@ -359,6 +368,7 @@ class Settings(_Section):
     api: ApiSettings = field(default_factory=ApiSettings)
     instrumentation: InstrumentationSettings = field(default_factory=InstrumentationSettings)
     ai: AISettings = field(default_factory=AISettings)
+    outbound: OutboundSettings = field(default_factory=OutboundSettings)
     webhooks: WebhookSettings = field(default_factory=WebhookSettings)
     app_pool_size: int = _key(5, check=_at_least(1))
     # Seconds between workflow timeout / resume sweeps (spec: at least every 60 s).

@@ -252,6 +252,12 @@ ENV_OVERRIDES = [
     ("ROCKET_AI_API_KEY", "sk-1", "ai.api_key", "sk-1"),
     ("ROCKET_AI_MODEL", "m", "ai.model", "m"),
     (
+        "ROCKET_OUTBOUND_ALLOW_NETWORKS",
+        "10.1.0.0/16",
+        "outbound.allow_networks",
+        ("10.1.0.0/16",),
+    ),
+    (
         "ROCKET_WEBHOOKS_ALLOW_NETWORKS",
         "127.0.0.0/8,10.0.0.0/8",
         "webhooks.allow_networks",

@@ -27,6 +27,7 @@ ALLOWED: dict[str, tuple[str, ...]] = {
     "rocketd.expressions": (),
     "rocketd.config": ("rocketd.capabilities.*.settings",),
     "rocketd.systemd": (),
+    "rocketd.net": (),
     "rocketd.metadata": ("rocketd.expressions", "rocketd.config"),
     "rocketd.db": ("rocketd.metadata", "rocketd.expressions", "rocketd.config"),
     "rocketd.storage": ("rocketd.config",),

@@ -28,7 +28,7 @@ async def _load(conn: AsyncConnection[Any], registry: Registry) -> WebhookBook:
 async def start(ctx: StartContext) -> None:
     """Every instance needs the outbound policy (sync hooks run in the request that writes);
     only instances with background work run the dispatcher and its sweep."""
-    outbound = Outbound(ctx.settings.webhooks)
+    outbound = Outbound(ctx.settings.webhooks, ctx.settings.outbound.allow_networks)
     ctx.provide(OUTBOUND, outbound)
     ctx.on_stop(outbound.close)
     if ctx.scheduler is None:

@@ -131,12 +131,13 @@ class WebhookDispatcher(Actor):
         settings: WebhookSettings,
         pool_of: PoolLookup,
         *,
+        allow_networks: tuple[str, ...] = (),
         name: str = "webhook-dispatcher",
     ) -> None:
         super().__init__(name)
         self._settings = settings
         self._pool_of = pool_of  # async (app name) -> pool or None
-        self._sender = Sender(Policy(settings))
+        self._sender = Sender(Policy(settings, allow_networks))
         self._slots = asyncio.Semaphore(settings.concurrency)
         self._breakers = Breakers(settings.breaker_threshold, settings.breaker_cooldown)
         self._drains: dict[str, asyncio.Task[None]] = {}
@@ -277,7 +278,9 @@ async def start_webhooks(
         actor = directory.actors.get(app_name) or await directory.resolve(app_name)
         return None if actor is None else actor.pool
 
-    dispatcher = WebhookDispatcher(settings.webhooks, pool_of)
+    dispatcher = WebhookDispatcher(
+        settings.webhooks, pool_of, allow_networks=settings.outbound.allow_networks
+    )
     await supervisor.add(dispatcher)
 
     def on_signal(app_name: str) -> None:

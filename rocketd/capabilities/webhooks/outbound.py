@@ -1,9 +1,8 @@
 """One outbound webhook request, with the safety rules of upstream-gaps S14-S16.
 
-* The target is vetted on the address actually connected to: host names are resolved here (a
-  custom aiohttp resolver), every resolved address must be global or inside
-  `webhooks.allow_networks`, and aiohttp then connects to the vetted address (TLS still checks the
-  name). Literal IP hosts are vetted before the request. Saving a webhook never resolves anything.
+* The target goes through the one outbound policy (`rocketd/net/outbound.py`): every address it
+  resolves to must be global or inside `outbound.allow_networks` / `webhooks.allow_networks`, and
+  the connection goes to the vetted address. Saving a webhook never resolves anything.
 * Redirects are not followed; at most `max_response_bytes` of the response body are read.
 * `{{env.NAME}}` resolves only names starting with `webhooks.env_prefix` (others become "").
 * With `webhooks.secret` set, the body is signed: `X-Rocket-Signature: sha256=<hex HMAC-SHA256>`.
@@ -13,30 +12,21 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import ipaddress
 import os
-import socket
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 from urllib.parse import urlsplit
 
 import aiohttp
-from aiohttp.abc import AbstractResolver, ResolveResult
-from aiohttp.resolver import DefaultResolver
 
 from rocketd.capabilities.webhooks.model import ENV_TEMPLATE
 from rocketd.config import WebhookSettings
+from rocketd.net.outbound import AddressPolicy, RefusedTarget
 
 SIGNATURE_HEADER: Final = "X-Rocket-Signature"
 IDEMPOTENCY_HEADER: Final = "X-Rocket-Idempotency-Key"
-IpNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
-IpAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
-
-
-class RefusedTarget(OSError):
-    """The target resolves to an address webhooks may not reach."""
 
 
 @dataclass(frozen=True)
@@ -52,25 +42,16 @@ class Outcome:
 
 
 class Policy:
-    """What outbound requests may reach and how they are sent (from `webhooks.*` settings)."""
+    """What webhook requests may reach and how they are sent (from `webhooks.*` settings)."""
 
-    def __init__(self, settings: WebhookSettings) -> None:
+    def __init__(self, settings: WebhookSettings, allow_networks: Iterable[str] = ()) -> None:
         self.settings = settings
-        self.allowed: tuple[IpNetwork, ...] = tuple(
-            ipaddress.ip_network(text, strict=False) for text in settings.allow_networks
+        self.addresses = AddressPolicy(
+            (*allow_networks, *settings.allow_networks), hint="outbound.allow_networks"
         )
 
     def check_address(self, text: str) -> None:
-        address: IpAddress = ipaddress.ip_address(text.split("%", 1)[0])
-        if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-            address = address.ipv4_mapped
-        if any(address in network for network in self.allowed):
-            return
-        if not address.is_global or address.is_multicast:
-            raise RefusedTarget(
-                f"refused: {text} is a loopback, private, link-local, metadata or reserved "
-                "address (allow it with webhooks.allow_networks)"
-            )
+        self.addresses.check_address(text)
 
     def resolve_headers(self, headers: Mapping[str, str]) -> dict[str, str]:
         prefix = self.settings.env_prefix
@@ -88,26 +69,6 @@ class Policy:
         return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
 
 
-class VettingResolver(AbstractResolver):
-    """Resolves like aiohttp's default resolver, then drops nothing silently: one refused
-    address refuses the whole name (a name pointing at both is an attack, not a fallback)."""
-
-    def __init__(self, policy: Policy) -> None:
-        self._policy = policy
-        self._inner = DefaultResolver()
-
-    async def resolve(
-        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
-    ) -> list[ResolveResult]:
-        results = await self._inner.resolve(host, port, family)
-        for result in results:
-            self._policy.check_address(result["host"])
-        return results
-
-    async def close(self) -> None:
-        await self._inner.close()
-
-
 class Sender:
     """An aiohttp session with the vetting resolver; one per dispatcher (and one for sync)."""
 
@@ -117,9 +78,7 @@ class Sender:
 
     def _get_session(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
-            connector = aiohttp.TCPConnector(
-                resolver=VettingResolver(self.policy), limit=0, ttl_dns_cache=10
-            )
+            connector = self.policy.addresses.connector(limit=0, ttl_dns_cache=10)
             self._session = aiohttp.ClientSession(connector=connector, auto_decompress=True)
         return self._session
 
@@ -150,11 +109,7 @@ class Sender:
         if signature is not None:
             request_headers[SIGNATURE_HEADER] = signature
         try:
-            host = urlsplit(url).hostname or ""
-            try:
-                self.policy.check_address(host)  # a literal IP skips the resolver
-            except ValueError:
-                pass  # a name: vetted by the resolver on connect
+            self.policy.addresses.check_host(urlsplit(url).hostname or "")
             client_timeout = aiohttp.ClientTimeout(
                 total=timeout, connect=min(timeout, settings.connect_timeout)
             )

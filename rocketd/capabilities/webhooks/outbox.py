@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any, Final
 
@@ -48,8 +48,8 @@ class Outbound:
     """The process-wide outbound policy and the sender sync hooks use: one per process,
     provided by the webhooks capability at start (`OUTBOUND`), closed at shutdown."""
 
-    def __init__(self, settings: WebhookSettings) -> None:
-        self.policy = Policy(settings)
+    def __init__(self, settings: WebhookSettings, allow_networks: Iterable[str] = ()) -> None:
+        self.policy = Policy(settings, allow_networks)
         self.sync_sender = Sender(self.policy)
 
     async def close(self) -> None:

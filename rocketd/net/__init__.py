@@ -1,0 +1,1 @@
+"""Network primitives shared by every capability that connects to a tenant-configured host."""
