@@ -421,3 +421,40 @@ async def test_reverse_many_to_many_include_lists_the_linked_sources(shop: AppCl
     assert by_label["unused"]["invoice"] == []
     got = (await shop.ok("GET", f"tag/{unused['id']}?include=invoice_tags"))["data"]
     assert got["invoice_tags"] == []
+
+
+async def test_substring_operators_take_their_value_literally(client: Any) -> None:
+    """`contains`, `starts_with` and `ends_with` (issue 14): case-insensitive, and `%`, `_`, `\\`
+    in the value match only themselves."""
+    app = await new_app(client)
+    note = {
+        "name": "note",
+        "table": "notes",
+        "primary_key": {"field": "id", "type": "uuid", "generated": True},
+        "fields": [{"name": "id", "type": "uuid"}, {"name": "text", "type": "string"}],
+    }
+    await app.ok("POST", "_admin/entities", note, 201)
+    for text in ("Sale 50% off", "Sale 500 off", "a_b", "axb", "back\\slash", "backxslash"):
+        await app.ok("POST", "note", {"text": text}, 201)
+
+    async def texts(op: str, value: str) -> list[str]:
+        resp = await app.client.get(
+            app.url("note"),
+            params={f"filter[text.{op}]": value, "sort": "text"},
+            headers=app.headers,
+        )
+        assert resp.status == 200, await resp.text()
+        return [r["text"] for r in (await resp.json())["data"]]
+
+    assert await texts("contains", "50%") == ["Sale 50% off"]
+    assert await texts("contains", "SALE") == ["Sale 50% off", "Sale 500 off"]
+    assert await texts("starts_with", "a_") == ["a_b"]
+    assert await texts("ends_with", "\\slash") == ["back\\slash"]
+    assert await texts("starts_with", "%") == []
+    resp = await app.client.get(
+        app.url("note"), params={"filter[id.contains]": "a"}, headers=app.headers
+    )
+    assert resp.status == 400
+    assert (
+        "contains applies only to string and text fields" in (await resp.json())["error"]["message"]
+    )

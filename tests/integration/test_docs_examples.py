@@ -415,6 +415,7 @@ async def test_querying_page(shop: AppClient) -> None:
         "code": "UNKNOWN_FIELD",
         "message": "Unknown filter field: colour",
     }
+    assert await q(shop, "invoice", **{"filter[number.ends_with]": "-2002"}) == ["INV-2002"]
     err = await q(shop, "invoice", **{"filter[status.startswith]": "d"})
     assert err["code"] == "INVALID_PAYLOAD"
     assert err["message"].startswith("Unknown filter operator: startswith")

@@ -521,6 +521,26 @@ async def test_many_to_many_diff_replace_and_append(conn: AsyncConnection[Any]) 
     assert len(await rows(conn, "SELECT * FROM tags")) == 3  # targets are never written
 
 
+async def test_append_ignores_delete_marks_on_links(conn: AsyncConnection[Any]) -> None:
+    """Spec (data-api.md, nested writes): append ignores `_delete` - it neither unlinks nor
+    fails, even for an id that names no tag or repeats a linked one (it was a 422)."""
+    a, b = [str(await create(conn, "tag", {"name": n})) for n in "ab"]
+    invoice = await create(conn, "invoice", {"number": "I", "invoice_tags": {"data": [{"id": a}]}})
+    body = {
+        "invoice_tags": {
+            "_write_mode": "append",
+            "data": [
+                {"id": a, "_delete": True},
+                {"id": b},
+                {"id": b, "_delete": True},
+                {"id": str(uuid.uuid4()), "_delete": True},
+            ],
+        }
+    }
+    await update(conn, "invoice", invoice, body)
+    assert await linked(conn, invoice) == ["a", "b"]
+
+
 async def test_linking_a_missing_target_is_422_and_rolls_back(conn: AsyncConnection[Any]) -> None:
     a = str(await create(conn, "tag", {"name": "a"}))
     missing = str(uuid.uuid4())

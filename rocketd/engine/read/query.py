@@ -13,6 +13,9 @@ Decisions beyond the spec:
   at most `MAX_LIST_VALUES` items, else 400;
 - unknown operators are 400 INVALID_PAYLOAD (C27); `ilike` is an additive operator; `like` and
   `ilike` only apply to string/text fields; json/file fields cannot be filtered (400);
+- `contains`, `starts_with` and `ends_with` (advertised by existing Rocket client tools) are
+  case-insensitive substring matches: the value is taken literally (`%`, `_` and `\` escaped)
+  and run as `ILIKE`; string/text fields only;
 - `page` is capped so that the offset never exceeds `MAX_OFFSET` (the effective page is echoed
   in `meta.page`, like `per_page`); invalid values are ignored, as the spec says;
 - the order always ends with the primary key, so pages are stable (C26);
@@ -53,9 +56,29 @@ MAX_PER_PAGE: Final = 100
 MAX_OFFSET: Final = 1_000_000
 MAX_LIST_VALUES: Final = 1000
 INCLUDE_LIMIT_PER_PARENT: Final = 1000
-FILTER_OPERATORS: Final = ("eq", "neq", "gt", "gte", "lt", "lte", "in", "not_in", "like", "ilike")
+FILTER_OPERATORS: Final = (
+    "eq",
+    "neq",
+    "gt",
+    "gte",
+    "lt",
+    "lte",
+    "in",
+    "not_in",
+    "like",
+    "ilike",
+    "contains",
+    "starts_with",
+    "ends_with",
+)
+# substring operators: (what goes before, what goes after) the escaped value in an ILIKE pattern
+_SUBSTRING_OPERATORS: Final[Mapping[str, tuple[str, str]]] = {
+    "contains": ("%", "%"),
+    "starts_with": ("", "%"),
+    "ends_with": ("%", ""),
+}
 _LIST_OPERATORS: Final = frozenset({"in", "not_in"})
-_PATTERN_OPERATORS: Final = frozenset({"like", "ilike"})
+_PATTERN_OPERATORS: Final = frozenset({"like", "ilike", *_SUBSTRING_OPERATORS})
 _FILTER_PREFIX: Final = "filter["
 
 
@@ -216,6 +239,12 @@ def _coerce(field: Field, raw: str) -> Any:
         raise _bad_value(field, f"{_short(raw)!r} {problem.expectation}", problem.rule) from None
 
 
+def escape_like(text: str) -> str:
+    """`text` as a literal inside a LIKE pattern (PostgreSQL's default escape character is the
+    backslash)."""
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
 def parse_filter(entity: Entity, key_inside: str, raw: str) -> Filter:
     """One `filter[<key_inside>]=<raw>` parameter."""
     name, dot, op = key_inside.partition(".")
@@ -235,6 +264,10 @@ def parse_filter(entity: Entity, key_inside: str, raw: str) -> Filter:
         if len(items) > MAX_LIST_VALUES:
             raise _bad_value(field, f"at most {MAX_LIST_VALUES} values", "range")
         return Filter(field, op, tuple(_coerce(field, item.strip()) for item in items))
+    substring = _SUBSTRING_OPERATORS.get(op)
+    if substring is not None:
+        before, after = substring
+        return Filter(field, "ilike", before + escape_like(str(_coerce(field, raw))) + after)
     return Filter(field, op, _coerce(field, raw))
 
 

@@ -17,7 +17,8 @@ Decisions that differ from upstream (spec data-api.md "Nested writes", upstream-
 - `_delete` is honoured in `replace` mode; in `append` mode an item marked `_delete` is skipped;
 - `_delete: true` without a PK is a 422 (there is nothing to delete), and so is an item naming
   the same child PK as an earlier item of the same write;
-- many-to-many: an item without a target id is a 422 (upstream skips it: links never create
+- many-to-many: in `append` mode an item marked `_delete` is ignored, as the spec says (it
+  neither unlinks nor is checked); an item without a target id is a 422 (upstream skips it: links never create
   targets, so the client must be told); ids are de-duplicated (first occurrence wins; the same id
   both linked and unlinked is a 422); every id, linked or unlinked, must name a live target row
   the caller may read (the contract checks nothing), else 422 `exists` with the same message
@@ -144,6 +145,8 @@ def plan_links(
     problems: list[ErrorDetail] = []
     for index, item in enumerate(envelope.items):
         where = f"{path}[{index}]"
+        if envelope.mode == "append" and wants_delete(item):
+            continue  # spec: append ignores `_delete` (it only ever adds links)
         raw = item.get(pk_name)
         if raw is None:
             raw = item.get("id")
