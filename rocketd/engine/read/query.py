@@ -14,7 +14,7 @@ Decisions beyond the spec:
 - unknown operators are 400 INVALID_PAYLOAD (C27); `ilike` is an additive operator; `like` and
   `ilike` only apply to string/text fields; json/file fields cannot be filtered (400);
 - `contains`, `starts_with` and `ends_with` (advertised by existing Rocket client tools) are
-  case-insensitive substring matches: the value is taken literally (`%`, `_` and `\` escaped)
+  case-insensitive substring matches: the value is taken literally (`%`, `_` and backslash escaped)
   and run as `ILIKE`; string/text fields only;
 - `page` is capped so that the offset never exceeds `MAX_OFFSET` (the effective page is echoed
   in `meta.page`, like `per_page`); invalid values are ignored, as the spec says;
