@@ -123,6 +123,12 @@ class FileTooLarge(ApiError):
     default_message = "File too large"
 
 
+class UnsupportedMediaType(ApiError):
+    code = "UNSUPPORTED_MEDIA_TYPE"
+    status = 415
+    default_message = "Unsupported media type"
+
+
 class ValidationFailed(ApiError):
     code = "VALIDATION_FAILED"
     status = 422
@@ -145,6 +151,12 @@ class ServiceUnavailable(ApiError):
     code = "SERVICE_UNAVAILABLE"
     status = 503
     default_message = "Service unavailable"
+
+
+class Timeout(ApiError):
+    code = "TIMEOUT"
+    status = 504
+    default_message = "The request took too long"
 
 
 class InternalError(ApiError):

@@ -10,3 +10,8 @@ APP_PATH = "/api/{app:[a-z][a-z0-9_-]*}"
 # be registered first: aiohttp tries the `/api/...` resources in registration order, and the hot
 # routes then resolve in one or two regex matches instead of after every admin route.
 ENTITY_PATH = APP_PATH + "/{entity:(?!auth(?![a-z0-9_]))[a-z][a-z0-9_]*}"
+# `{id}` of a record: anything but a segment starting with `_`, which is left to the entity's
+# sub-routes (`/{entity}/_bulk`, `/_export`, `/_aggregate`, ...) that capabilities register
+# after the data routes. Ids and slugs that start with `_` are refused when written (422), so no
+# record can ever be addressed by one.
+RECORD_PATH = ENTITY_PATH + "/{id:[^_/][^/]*}"

@@ -458,3 +458,34 @@ async def test_substring_operators_take_their_value_literally(client: Any) -> No
     assert (
         "contains applies only to string and text fields" in (await resp.json())["error"]["message"]
     )
+
+
+async def test_paths_starting_with_an_underscore_belong_to_entity_sub_routes(client: Any) -> None:
+    """`/{entity}/_...` never reaches get-by-id (capabilities hang `_bulk`, `_export`, ...
+    there), and no id or slug may start with `_`, so no record is ever shadowed (issue 14)."""
+    app = await new_app(client)
+    page = {
+        "name": "page",
+        "table": "pages",
+        "primary_key": {"field": "code", "type": "string"},
+        "slug": {"field": "slug"},
+        "fields": [
+            {"name": "code", "type": "string"},
+            {"name": "slug", "type": "string", "unique": True},
+        ],
+    }
+    await app.ok("POST", "_admin/entities", page, 201)
+    status, payload = await app.call("POST", "page", {"code": "_bulk", "slug": "ok"})
+    assert status == 422, payload
+    assert payload["error"]["details"][0]["rule"] == "reserved"
+    status, payload = await app.call("POST", "page", {"code": "a", "slug": "_export"})
+    assert status == 422, payload
+    assert payload["error"]["details"][0]["field"] == "slug"
+    await app.ok("POST", "page", {"code": "home", "slug": "home-page"}, 201)
+    status, payload = await app.call("GET", "page/_bulk")
+    assert status == 404 and payload["error"]["code"] == "NOT_FOUND", payload
+    assert (
+        "route" in payload["error"]["message"].lower()
+        or "not found" in payload["error"]["message"].lower()
+    )
+    assert (await app.ok("GET", "page/home-page"))["data"]["code"] == "home"

@@ -130,6 +130,8 @@ def plan_fields(
 
     values: dict[str, Any] = {}
     problems: list[ErrorDetail] = []
+    # the fields a record is addressed by in a path (`/{entity}/{id}`: its key or its slug)
+    addresses = {entity.pk.name, *((slug_config.field,) if slug_config else ())}
     for field in entity.fields:
         if field.name not in writable:
             continue
@@ -158,9 +160,16 @@ def plan_fields(
             problems.append(ErrorDetail(message, where, "enum"))
             continue
         try:
-            values[field.name] = coerce_write_value(field, value)
+            coerced = coerce_write_value(field, value)
         except ValueProblem as problem:
             problems.append(ErrorDetail(f"{where} {problem.expectation}", where, problem.rule))
+            continue
+        if field.name in addresses and isinstance(coerced, str) and coerced.startswith("_"):
+            # `/{entity}/_...` belongs to the entity's sub-routes: no record may be named so
+            message = f"{where} may not start with _ (paths starting with _ are reserved)"
+            problems.append(ErrorDetail(message, where, "reserved"))
+            continue
+        values[field.name] = coerced
 
     slug: SlugRequest | None = None
     if slug_config is not None and slug_config.source and derived_slug is not None:

@@ -13,7 +13,7 @@ from rocketd.engine import records
 from rocketd.http import responses
 from rocketd.http.bodies import read_json_object
 from rocketd.http.keys import APP_ACTOR, SERVICES
-from rocketd.http.paths import ENTITY_PATH
+from rocketd.http.paths import ENTITY_PATH, RECORD_PATH
 from rocketd.http.policy import app_token, caller_of
 from rocketd.http.responses import data
 
@@ -78,6 +78,6 @@ def add_routes(app: web.Application) -> None:
     r = app.router
     r.add_get(ENTITY_PATH, list_records)
     r.add_post(ENTITY_PATH, create_record)
-    r.add_get(ENTITY_PATH + "/{id}", get_record)
-    r.add_put(ENTITY_PATH + "/{id}", update_record)
-    r.add_delete(ENTITY_PATH + "/{id}", delete_record)
+    r.add_get(RECORD_PATH, get_record)
+    r.add_put(RECORD_PATH, update_record)
+    r.add_delete(RECORD_PATH, delete_record)
