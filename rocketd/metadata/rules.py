@@ -22,6 +22,7 @@ from typing import Any, Final, TypeVar
 
 import regex
 
+from rocketd.engine import patterns
 from rocketd.engine.expressions import Expression, ExpressionError, compile_expression
 from rocketd.engine.values import ValueProblem, coerce_write_value
 from rocketd.errors import ErrorDetail, InvalidPayload
@@ -67,9 +68,6 @@ ACTION_KEYS: Final = frozenset(
     {"type", "field", "value", "url", "method", "event", "entity", "data", "values"}
 )
 
-# A `pattern` rule gives up (and fails) after this long: catastrophic backtracking cannot stall
-# a write. The `regex` engine enforces the timeout inside the match loop.
-PATTERN_TIMEOUT_SECONDS: Final = 0.05
 # The `value` "now" of a set_field action.
 NOW: Final = "now"
 _STATE_TYPES_EXCLUDED: Final = frozenset({"json", "file"})
@@ -296,8 +294,9 @@ def compile_checked(source: object, path: str, problems: _Problems) -> Expressio
 
 
 def compile_pattern(source: str) -> regex.Pattern[str]:
-    """A `pattern` rule's regex (Python syntax); raises `regex.error`."""
-    return regex.compile(source)
+    """A `pattern` rule's regex (Python syntax), within the pattern limits; raises
+    `patterns.PatternError`."""
+    return patterns.compile_pattern(source)
 
 
 def _message(data: Mapping[str, Any], path: str, problems: _Problems) -> str:
@@ -432,9 +431,11 @@ def _parse_field_rule(definition: Mapping[str, Any], problems: _Problems) -> Fie
         else:
             try:
                 pattern = compile_pattern(value)
-            except regex.error as exc:
-                at = f" at position {exc.pos}" if exc.pos is not None else ""
-                problems.add(where, f"invalid pattern: {exc.msg}{at}")
+            except patterns.PatternError as exc:
+                at = f" at position {exc.position}" if exc.position is not None else ""
+                problems.add(where, f"invalid pattern: {exc.reason}{at}")
+            except patterns.PatternTimeout as exc:  # only inside a write's budget
+                problems.add(where, f"invalid pattern: {exc}")
     elif operator == "required":
         if value is not None and value is not True:
             problems.add(where, "required takes no value (or true)")

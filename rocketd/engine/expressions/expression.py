@@ -12,6 +12,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from rocketd.engine import patterns
 from rocketd.engine.expressions.errors import EvaluationError, ExpressionError
 from rocketd.engine.expressions.evaluator import build
 from rocketd.engine.expressions.operations import truthy
@@ -36,9 +37,11 @@ class Expression:
         return self._names
 
     def evaluate(self, env: Mapping[str, Any]) -> Any:
-        """The expression's value in `env`. Raises `EvaluationError` only."""
+        """The expression's value in `env`. Raises `EvaluationError` only. Its regular
+        expressions share the running write's time budget, or one of their own."""
         try:
-            return self._run(env)
+            with patterns.time_budget():
+                return self._run(env)
         except EvaluationError:
             raise
         except RecursionError:
