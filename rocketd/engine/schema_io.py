@@ -28,6 +28,7 @@ from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
 
+from rocketd.db.json_codec import encode
 from rocketd.engine import rules_admin, ui_configs
 from rocketd.engine.metadata_admin import (
     insert_entity,
@@ -50,9 +51,9 @@ from rocketd.metadata.registry import Registry
 from rocketd.metadata.rules import (
     Rule,
     StateMachine,
+    new_rule_problems_in,
     parse_rule,
     parse_state_machine,
-    rule_problems_in,
     state_machine_problems_in,
 )
 from rocketd.metadata.workflows import Workflow, parse_workflow, workflow_problems_in
@@ -87,7 +88,7 @@ def _now() -> str:
 
 
 def _canonical(value: Any) -> bytes:
-    return orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
+    return encode(value, option=orjson.OPT_SORT_KEYS)
 
 
 # ------------------------------------------------------------------------------------ export
@@ -294,7 +295,7 @@ async def _plan(
         if key in rule_keys:
             plan.skip("rules", f"{rule.entity}/{rule.hook}/{rule.type}")
             continue
-        rule_details = rule_problems_in(registry, rule)
+        rule_details = new_rule_problems_in(registry, rule)
         if rule_details:
             for d in rule_details:
                 plan.problem(

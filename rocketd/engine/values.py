@@ -102,6 +102,30 @@ def _check_decimal(field: Field, value: Decimal, *, check_width: bool = True) ->
     return value
 
 
+def range_problem(field: Field, number: int | float) -> str | None:
+    """Why `number` lies outside what `field`'s column can hold ("must be between ..."), or None;
+    only numeric fields have a range. Unlike `coerce_write_value` any number is the right kind:
+    a `min` of 0.5 for an int field is in range. Metadata values (rule bounds) are checked with
+    it when they are saved."""
+    kind = field.base_type
+    if kind in INT_TYPES:
+        low, high = _int_bounds(kind)
+        return None if low <= number <= high else f"must be between {low} and {high}"
+    if kind == "float":
+        try:
+            finite = math.isfinite(float(number))
+        except OverflowError:
+            finite = False
+        return None if finite else "must be a finite number within the range of a float"
+    if kind == "decimal":
+        try:
+            exact = Decimal(repr(number)) if isinstance(number, float) else Decimal(number)
+            _check_decimal(field, exact)
+        except ValueProblem as problem:
+            return problem.expectation
+    return None
+
+
 def _decimal_from_text(field: Field, text: str, *, check_width: bool = True) -> Decimal:
     if not _NUMBER_RE.fullmatch(text):
         raise ValueProblem("type", field.name, "must be a decimal number")

@@ -18,6 +18,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import date, datetime
 from typing import TYPE_CHECKING, Any, Final
 
+from rocketd.engine.values import ValueProblem, coerce_write_value
 from rocketd.errors import ErrorDetail, ValidationFailed
 from rocketd.metadata.model import (
     AUTO_MODES,
@@ -105,6 +106,7 @@ _INT_RANGES: Final[Mapping[str, tuple[int, int]]] = {
     "bigint": (-(2**63), 2**63 - 1),
 }
 _MAX_PRECISION: Final = 18
+_NUMBER_TYPES: Final = frozenset({*_INT_RANGES, "float", "decimal"})
 _INT_TEXT: Final = re.compile(r"[+-]?\d+")
 _NUMBER_TEXT: Final = re.compile(r"[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?")
 
@@ -291,7 +293,9 @@ def _parse_field(data: Mapping[str, Any], path: str, problems: _Problems) -> Fie
     auto = _parse_auto(data, field_type, path, label, problems)
     default: Any = NO_DEFAULT
     if "default" in data:
-        default = _parse_default(data["default"], field_type, enum, path, label, problems)
+        default = _parse_default(
+            data["default"], field_type, enum, precision, path, label, problems
+        )
     if name == DELETED_AT:
         if field_type and field_type != "timestamp":
             problems.add(
@@ -371,17 +375,24 @@ def _parse_default(
     raw: Any,
     field_type: str,
     enum: tuple[str, ...],
+    precision: int,
     path: str,
     label: str,
     problems: _Problems,
 ) -> Any:
-    """Type-check a default; returns it normalised (see `_coerce_default`)."""
+    """Type-check a default; returns it normalised (see `_coerce_default`). A number must fit
+    the column: the range of an int, a finite float, a decimal's digits."""
     if raw is None:
         return None  # SQL NULL is a legitimate default for any type
     if not field_type:
         return raw  # the type itself is already reported
     value, problem = _coerce_default(raw, field_type)
     key_path = _join(path, "default")
+    if not problem and field_type in _NUMBER_TYPES:
+        try:
+            coerce_write_value(Field("default", field_type, precision=precision), value)
+        except ValueProblem as out_of_range:
+            problem = out_of_range.expectation
     if problem:
         problems.add(key_path, f"{label}: default {problem}")
         return raw

@@ -479,6 +479,38 @@ def test_default_must_match_the_field_type(field_type: str, default: object, mes
 
 
 @pytest.mark.parametrize(
+    ("field_type", "default", "precision", "message"),
+    [
+        # An integer too large for a double (it reaches the parser from files and from jsonb).
+        ("float", 10**400, None, "default must be a finite number"),
+        ("decimal", "1e20", 2, "default must have at most 16 digits before the decimal point"),
+        ("decimal", 1e20, 2, "default must have at most 16 digits before the decimal point"),
+        ("decimal", "1e5000", None, "default is out of range for a decimal"),
+    ],
+)
+def test_a_numeric_default_must_fit_the_column(
+    field_type: str, default: object, precision: int | None, message: str
+) -> None:
+    field: dict[str, Any] = {"name": "value", "type": field_type, "default": default}
+    if precision is not None:
+        field["precision"] = precision
+    (problem,) = entity_problems(with_field(field))
+    assert problem == f'field "value": {message}'
+
+
+def test_the_largest_finite_numbers_are_valid_defaults() -> None:
+    data = entity_json()
+    data["fields"] += [
+        {"name": "big", "type": "float", "default": 1e308},
+        {"name": "huge", "type": "float", "default": 10**308},  # jsonb gives 1e308 back so
+        {"name": "wide", "type": "decimal", "precision": 2, "default": "9999999999999999.99"},
+    ]
+    entity = parse_entity(data)
+    assert entity.field_map["big"].default == 1e308
+    assert entity.field_map["huge"].default == 10**308
+
+
+@pytest.mark.parametrize(
     ("field_type", "default", "stored"),
     [
         ("int", "42", 42),
