@@ -17,11 +17,12 @@ import uuid
 from collections.abc import Callable
 from datetime import UTC, date, datetime
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation, localcontext
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from psycopg.types.json import Jsonb
 
-from rocketd.metadata.model import Entity, Field
+if TYPE_CHECKING:  # annotations only: metadata parsing imports this module
+    from rocketd.metadata.model import Entity, Field
 
 INT32_MIN: Final = -(2**31)
 INT32_MAX: Final = 2**31 - 1

@@ -25,6 +25,7 @@ from rocketd.metadata.model import (
     DELETED_AT,
     FETCH_MODES,
     FIELD_TYPES,
+    MAX_COLUMNS,
     NO_DEFAULT,
     ON_DELETE_POLICIES,
     OWNERSHIPS,
@@ -228,6 +229,7 @@ def parse_entity(data: object) -> Entity:
     soft_delete = _flag(data, "soft_delete", "", problems)
     fields = _parse_fields(data.get("fields"), problems)
     by_name = {f.name: f for f in fields if f.name}
+    _check_column_count(len(fields), soft_delete and DELETED_AT not in by_name, problems)
     primary_key = _parse_primary_key(data.get("primary_key"), by_name, problems)
     slug = _parse_slug(data.get("slug"), by_name, problems)
     problems.raise_if_any()
@@ -239,6 +241,19 @@ def parse_entity(data: object) -> Entity:
         soft_delete=soft_delete,
         slug=slug,
     )
+
+
+def _check_column_count(fields: int, hidden_deleted_at: bool, problems: _Problems) -> None:
+    """The table gets a column per field, plus `deleted_at` for soft delete when no field
+    declares it; PostgreSQL refuses a table with more than `MAX_COLUMNS`."""
+    columns = fields + (1 if hidden_deleted_at else 0)
+    if columns > MAX_COLUMNS:
+        extra = " plus the deleted_at column of soft delete" if hidden_deleted_at else ""
+        problems.add(
+            "fields",
+            f"too many fields: the table would have {columns} columns ({fields} fields{extra});"
+            f" PostgreSQL allows at most {MAX_COLUMNS}",
+        )
 
 
 def _parse_fields(raw: object, problems: _Problems) -> list[Field]:

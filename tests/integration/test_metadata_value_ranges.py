@@ -169,3 +169,55 @@ async def test_a_workflow_timeout_beyond_ten_years_is_a_422(client: Any) -> None
     flow = copy.deepcopy(LEAVE_FLOW)
     flow["steps"][1]["timeout"] = "3650d"
     await app.ok("POST", "_admin/workflows", flow, 201)
+
+
+# --------------------------------------------------------------------- PostgreSQL's 1,600 columns
+
+
+def wide(count: int, prefix: str = "f", **extra: Any) -> dict[str, Any]:
+    """An entity whose table has `count` columns: the key and count - 1 int fields."""
+    fields = [{"name": "id", "type": "uuid"}]
+    fields += [{"name": f"{prefix}{n}", "type": "int"} for n in range(count - 1)]
+    return {"name": "wide", "table": "wides", "primary_key": PK, "fields": fields, **extra}
+
+
+async def test_an_entity_with_more_columns_than_postgresql_allows_is_a_422(client: Any) -> None:
+    app = await new_app(client)
+    for body in (wide(1601), wide(1600, soft_delete=True)):
+        status, answer = await app.call("POST", "_admin/entities", body)
+        (detail,) = problems(status, answer)
+        assert detail["field"] == "fields"
+        assert "the table would have 1601 columns" in detail["message"]
+    assert (await app.ok("GET", "_admin/entities"))["data"] == []
+    await app.ok("POST", "_admin/entities", wide(1600), 201)
+
+
+async def test_an_update_past_1600_columns_is_a_422_and_changes_nothing(client: Any) -> None:
+    app = await new_app(client)
+    await app.ok("POST", "_admin/entities", wide(900), 201)
+    # Removed fields keep their columns: 900 of them plus 800 new ones would be 1,700.
+    status, answer = await app.call("PUT", "_admin/entities/wide", wide(801, prefix="g"))
+    (detail,) = problems(status, answer)
+    assert detail["message"] == (
+        "table wides would have 1700 columns: it has 900 (the columns of removed fields are"
+        " kept) and the entity adds 800; PostgreSQL allows at most 1600"
+    )
+    assert detail["field"] == "fields"
+    shown = (await app.ok("GET", "_admin/entities/wide"))["data"]
+    assert len(shown["definition"]["fields"]) == 900
+
+
+async def test_the_slots_of_columns_dropped_outside_rocketd_count_too(
+    client: Any, pg_dsn: str
+) -> None:
+    app = await new_app(client)
+    await app.ok("POST", "_admin/entities", wide(2), 201)
+    names = [f"x{n}" for n in range(1598)]
+    with psycopg.connect(dsn_for(pg_dsn, f"rocket_{app.name}"), autocommit=True) as conn:
+        # PostgreSQL never reuses the place of a dropped column: the table is full.
+        conn.execute("alter table wides " + ", ".join(f"add column {n} int" for n in names))
+        conn.execute("alter table wides " + ", ".join(f"drop column {n}" for n in names))
+    status, answer = await app.call("PUT", "_admin/entities/wide", wide(3))
+    (detail,) = problems(status, answer)
+    assert detail["message"] == "f1: tables can have at most 1600 columns"
+    assert detail["field"] == "f1"

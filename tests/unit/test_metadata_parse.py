@@ -937,3 +937,26 @@ def test_upstream_example_metadata_parses_and_cross_checks_cleanly(path: Path) -
         assert relation_problems_in(growing, relation) == []
         growing = growing.with_relation(relation)
     assert growing == registry
+
+
+def many_fields(count: int) -> list[dict[str, Any]]:
+    return [{"name": "id", "type": "uuid"}] + [
+        {"name": f"f{n}", "type": "int"} for n in range(count - 1)
+    ]
+
+
+def test_an_entity_may_have_as_many_columns_as_postgresql_allows() -> None:
+    assert len(parse_entity(entity_json(fields=many_fields(1600))).fields) == 1600
+    declared = [*many_fields(1599), {"name": "deleted_at", "type": "timestamp"}]
+    parse_entity(entity_json(fields=declared, soft_delete=True))
+
+
+def test_more_columns_than_postgresql_allows_are_refused() -> None:
+    assert entity_problems(entity_json(fields=many_fields(1601))) == [
+        "too many fields: the table would have 1601 columns (1601 fields); PostgreSQL allows"
+        " at most 1600"
+    ]
+    assert entity_problems(entity_json(fields=many_fields(1600), soft_delete=True)) == [
+        "too many fields: the table would have 1601 columns (1600 fields plus the deleted_at"
+        " column of soft delete); PostgreSQL allows at most 1600"
+    ]
