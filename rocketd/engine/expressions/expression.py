@@ -39,9 +39,9 @@ class Expression:
     def evaluate(self, env: Mapping[str, Any]) -> Any:
         """The expression's value in `env`. Raises `EvaluationError` only. Its regular
         expressions share the running write's time budget, or one of their own."""
+        budget = patterns.start_budget()
         try:
-            with patterns.time_budget():
-                return self._run(env)
+            return self._run(env)
         except EvaluationError:
             raise
         except RecursionError:
@@ -49,6 +49,8 @@ class Expression:
         except Exception as exc:
             # A defect here must still be a 422 naming the expression, never a 500.
             raise EvaluationError(f"cannot evaluate {self.source!r}: {exc}") from exc
+        finally:
+            patterns.end_budget(budget)
 
     def test(self, env: Mapping[str, Any]) -> bool:
         """The truthiness of `evaluate(env)`: what rules, guards and conditions use."""
