@@ -28,7 +28,6 @@ from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
 
-from rocketd.db.json_codec import encode
 from rocketd.engine import rules_admin, ui_configs
 from rocketd.engine.metadata_admin import (
     insert_entity,
@@ -39,6 +38,7 @@ from rocketd.engine.metadata_admin import (
 )
 from rocketd.engine.permissions_admin import insert_permission
 from rocketd.errors import ApiError, ErrorDetail, InvalidPayload, ValidationFailed
+from rocketd.json_encoding import encode
 from rocketd.metadata.model import Entity, Relation
 from rocketd.metadata.parse import (
     entity_problems_in,

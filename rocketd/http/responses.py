@@ -8,7 +8,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from rocketd.db.json_codec import encode
+from rocketd.json_encoding import encode
 
 
 def _default(value: Any) -> Any:

@@ -1,17 +1,15 @@
-"""JSON encoding (`rocketd.db.json_codec`): psycopg's dump function and `encode`, orjson with
-integers beyond 64 bits written exactly, which the API's responses use too."""
+"""psycopg's JSON dump function (`rocketd.db.json_codec`): orjson, with the standard library
+for what orjson refuses."""
 
 from __future__ import annotations
 
 import json
 from decimal import Decimal
 
-import orjson
 import pytest
 from psycopg.types.json import Jsonb, _JsonDumper
 
 from rocketd.db import json_codec
-from rocketd.http import responses
 
 
 def test_installed_for_psycopg_when_rocketd_db_is_imported() -> None:
@@ -46,29 +44,3 @@ def test_unknown_objects_are_refused() -> None:
 def test_jsonb_parameters_use_it() -> None:
     dumper = _JsonDumper(Jsonb)
     assert bytes(dumper.dump(Jsonb({"d": Decimal("1.5")}))) == b'{"d":"1.5"}'
-
-
-def test_encode_writes_integers_beyond_64_bits_exactly() -> None:
-    # jsonb keeps numbers as exact decimals: a stored 1e308 reads back as a 309-digit integer.
-    value = {"default": 10**308, "list": [-(10**20), 2**64 - 1, 2**64], "ok": 1.5, "t": (10**19,)}
-    encoded = json_codec.encode(value)
-    assert json.loads(encoded) == {
-        "default": 10**308,
-        "list": [-(10**20), 2**64 - 1, 2**64],
-        "ok": 1.5,
-        "t": [10**19],
-    }
-    assert encoded.startswith(b'{"default":1000000000')
-
-
-def test_encode_keeps_options_and_default_on_the_retry() -> None:
-    encoded = json_codec.encode(
-        {"b": Decimal("1.5"), "a": 10**30}, default=str, option=orjson.OPT_SORT_KEYS
-    )
-    assert encoded == b'{"a":1000000000000000000000000000000,"b":"1.5"}'
-
-
-def test_responses_encode_big_integers_instead_of_failing() -> None:
-    assert json.loads(responses.dumps({"data": {"default": 10**308}})) == {
-        "data": {"default": 10**308}
-    }
