@@ -44,6 +44,7 @@ from rocketd.engine.write.deletes import delete_record
 from rocketd.engine.write.nested import DATA_KEY, TargetFilter
 from rocketd.engine.write.plan import ChildAction, RelationWrite, WritePlan
 from rocketd.errors import Forbidden, NotFound, UnknownEntity
+from rocketd.expressions import patterns
 from rocketd.logging import get_logger
 from rocketd.metadata.model import Entity
 from rocketd.metadata.registry import Registry
@@ -193,11 +194,14 @@ async def _write_transaction(
     Every write takes one, plain or not: a plain write as a lone autocommit statement is about
     1.8x faster, but adding a rule, webhook or workflow would then halve an entity's write
     throughput at once (docs/benchmarks.md, "The single-statement path"). The outbox rows and
-    workflow instances a write adds are sent with its COMMIT (`transaction`)."""
+    workflow instances a write adds are sent with its COMMIT (`transaction`). The regular
+    expressions of its stages share one time budget (`patterns.time_budget`), nested records
+    included."""
     async with app.pool.connection() as conn:
         try:
             async with transaction.write_transaction(conn, app.signals.signal):
-                yield conn
+                with patterns.time_budget():
+                    yield conn
         except psycopg.Error as exc:
             raise writes.map_database_error(exc, entity, "") from exc
 

@@ -17,13 +17,14 @@ ROOT = Path(__file__).resolve().parents[2]
 PACKAGE = ROOT / "rocketd"
 
 # Everyone may use these (they import nothing of rocketd but each other).
-SHARED = ("rocketd.errors", "rocketd.logging")
+SHARED = ("rocketd.errors", "rocketd.logging", "rocketd.json_encoding")
 
 # layer (module prefix) -> the prefixes it may import, besides SHARED and itself.
 # The first matching prefix (longest) decides a module's layer.
 ALLOWED: dict[str, tuple[str, ...]] = {
     "rocketd.errors": (),
     "rocketd.logging": (),
+    "rocketd.json_encoding": (),
     "rocketd.expressions": (),
     "rocketd.config": ("rocketd.capabilities.*.settings",),
     "rocketd.systemd": (),
@@ -66,6 +67,7 @@ ALLOWED: dict[str, tuple[str, ...]] = {
         "rocketd.storage",
     ),
     "rocketd.http": (
+        "rocketd.net",
         "rocketd.engine",
         "rocketd.auth",
         "rocketd.platform",
@@ -78,6 +80,7 @@ ALLOWED: dict[str, tuple[str, ...]] = {
         "rocketd.storage",
     ),
     "rocketd.capabilities": (
+        "rocketd.net",
         "rocketd.engine",
         "rocketd.metadata",
         "rocketd.db",

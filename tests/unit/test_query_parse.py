@@ -18,6 +18,7 @@ from rocketd.engine.read.query import (
     Filter,
     ListQuery,
     SortKey,
+    parse_filter,
     parse_includes,
     parse_list_query,
 )
@@ -93,7 +94,12 @@ def test_no_params_gives_defaults_ordered_by_pk_with_eager_includes() -> None:
     assert [i.name for i in q.includes] == ["post_tags"]  # fetch: eager
 
 
-@pytest.mark.parametrize("op", [o for o in FILTER_OPERATORS if o not in ("in", "not_in")])
+SUBSTRING = ("contains", "starts_with", "ends_with")
+
+
+@pytest.mark.parametrize(
+    "op", [o for o in FILTER_OPERATORS if o not in ("in", "not_in", *SUBSTRING)]
+)
 def test_every_single_value_operator_parses(op: str) -> None:
     field = "title" if op in ("like", "ilike") else "views"
     raw = "%abc%" if op in ("like", "ilike") else "5"
@@ -320,7 +326,11 @@ def test_include_with_missing_key_column_is_unknown() -> None:
 
 
 def test_condition_covers_every_filter_operator() -> None:
-    rendered = {op: sc.render(sc.condition("views", op)) for op in FILTER_OPERATORS}
+    # the substring operators are parsed into `ilike` patterns (test_substring_operators...)
+    substring = {"contains", "starts_with", "ends_with"}
+    rendered = {
+        op: sc.render(sc.condition("views", op)) for op in FILTER_OPERATORS if op not in substring
+    }
     assert rendered == {
         "eq": '"views" = %s',
         "neq": '"views" <> %s',
@@ -450,3 +460,14 @@ def test_cached_parse_keeps_a_bounded_number_of_shapes() -> None:
     for n in range(query_module.PARSED_PER_ENTITY + 50):
         query_module.parse_list_query_cached(REGISTRY, TAG, MultiDict({"page": str(n + 1)}))
     assert len(query_module._PARSED.get(TAG)) == query_module.PARSED_PER_ENTITY
+
+
+def test_substring_operators_become_escaped_ilike_patterns() -> None:
+    cases = {
+        "contains": "%50\\%\\_a\\\\b%",
+        "starts_with": "50\\%\\_a\\\\b%",
+        "ends_with": "%50\\%\\_a\\\\b",
+    }
+    for op, pattern in cases.items():
+        found = parse_filter(POST, f"title.{op}", "50%_a\\b")
+        assert (found.op, found.value) == ("ilike", pattern)

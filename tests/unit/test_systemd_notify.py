@@ -210,12 +210,20 @@ async def test_run_watchdog_skips_pings_while_unhealthy(
             healthy.set()
         return healthy.is_set()
 
+    failures = 0
+    failed_enough = asyncio.Event()
+
     async def flaky() -> bool:
+        nonlocal failures
+        failures += 1
+        if failures >= 4:
+            failed_enough.set()
         raise RuntimeError("database unreachable")
 
-    # An always-raising health check never lets a ping through.
+    # An always-raising health check never lets a ping through: after four failed checks
+    # (polled by count, not by time) nothing was sent.
     failing = asyncio.create_task(notifier.run_watchdog(flaky))
-    await asyncio.sleep(0.05)
+    await asyncio.wait_for(failed_enough.wait(), RECV_TIMEOUT)
     failing.cancel()
     with pytest.raises(asyncio.CancelledError):
         await failing

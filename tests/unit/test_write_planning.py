@@ -387,8 +387,20 @@ def test_many_to_many_item_without_an_id_is_422() -> None:
 
 
 def test_many_to_many_same_id_linked_and_unlinked_is_422() -> None:
-    body = {"invoice_tags": {"data": [{"code": "a"}, {"code": "a", "_delete": True}]}}
+    body = {
+        "invoice_tags": {
+            "_write_mode": "diff",
+            "data": [{"code": "a"}, {"code": "a", "_delete": True}],
+        }
+    }
     assert _fields(_invalid(INVOICE, body, update=True)) == [("invoice_tags[1]", "conflict")]
+
+
+def test_many_to_many_append_drops_delete_marks_before_any_check() -> None:
+    """This relation's default mode is append: `_delete` items are ignored there (spec)."""
+    body = {"invoice_tags": {"data": [{"code": "a"}, {"code": "a", "_delete": True}]}}
+    (write,) = plan_update(REGISTRY, INVOICE, body).relations
+    assert [(link.target_id, link.unlink) for link in write.links] == [("a", False)]
 
 
 # --- slugs -----------------------------------------------------------------------------------------

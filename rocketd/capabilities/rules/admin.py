@@ -24,9 +24,9 @@ from rocketd.capabilities.rules.model import (
     Rule,
     RuleBook,
     StateMachine,
+    new_rule_problems_in,
     parse_rule,
     parse_state_machine,
-    rule_problems_in,
     state_machine_problems_in,
 )
 from rocketd.engine.metadata_admin import _iso, _lock, _notify, load_registry
@@ -210,7 +210,7 @@ RULES: _Table[Rule] = _Table(
     columns=("entity", "hook", "type", "definition", "priority", "active"),
     order=("entity", "priority", "created_at", "id"),
     parse=parse_rule,
-    problems=rule_problems_in,
+    problems=new_rule_problems_in,
     values=lambda r: (
         r.entity,
         r.hook,

@@ -19,7 +19,6 @@ from psycopg.rows import tuple_row
 from psycopg.types.numeric import Int8
 
 from rocketd.capabilities.rules.model import (
-    PATTERN_TIMEOUT_SECONDS,
     ComputedRule,
     ExpressionRule,
     FieldRule,
@@ -34,7 +33,7 @@ from rocketd.engine.record_state import (
 )
 from rocketd.engine.sql import compose as sc
 from rocketd.errors import ErrorDetail, InternalError, ValidationFailed
-from rocketd.expressions import EvaluationError
+from rocketd.expressions import EvaluationError, patterns
 from rocketd.metadata.field_types import (
     INT_TYPES,
     ValueProblem,
@@ -109,8 +108,8 @@ def field_rule_passes(spec: FieldRule, subject: Mapping[str, Any], action: str) 
         if spec.pattern is None:
             return False
         try:
-            return spec.pattern.search(value, timeout=PATTERN_TIMEOUT_SECONDS) is not None
-        except TimeoutError:
+            return patterns.search(spec.pattern, value)
+        except patterns.PatternTimeout:
             return False
     if operator == "enum":
         return any(_same(value, allowed) for allowed in spec.value)

@@ -34,9 +34,9 @@ from rocketd.capabilities.rules import admin as rules_admin
 from rocketd.capabilities.rules.model import (
     Rule,
     StateMachine,
+    new_rule_problems_in,
     parse_rule,
     parse_state_machine,
-    rule_problems_in,
     state_machine_problems_in,
 )
 from rocketd.capabilities.ui_configs import ui_configs
@@ -50,6 +50,7 @@ from rocketd.engine.metadata_admin import (
     notify_metadata,
 )
 from rocketd.errors import ApiError, ErrorDetail, InvalidPayload, ValidationFailed
+from rocketd.json_encoding import encode
 from rocketd.metadata.consistency import entity_problems_in, relation_problems_in
 from rocketd.metadata.model import Entity, Relation
 from rocketd.metadata.parse import parse_entity, parse_relation
@@ -84,7 +85,7 @@ def _now() -> str:
 
 
 def _canonical(value: Any) -> bytes:
-    return orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
+    return encode(value, option=orjson.OPT_SORT_KEYS)
 
 
 # ------------------------------------------------------------------------------------ export
@@ -291,7 +292,7 @@ async def _plan(
         if key in rule_keys:
             plan.skip("rules", f"{rule.entity}/{rule.hook}/{rule.type}")
             continue
-        rule_details = rule_problems_in(registry, rule)
+        rule_details = new_rule_problems_in(registry, rule)
         if rule_details:
             for d in rule_details:
                 plan.problem(
