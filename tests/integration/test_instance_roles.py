@@ -19,7 +19,7 @@ BACKGROUND_ACTORS = {"webhook-dispatcher", "workflow-runner", "scheduler"}
 async def test_default_runtime_starts_the_background_actors(runtime: Any) -> None:
     names = set(runtime.services.supervisor.names())
     assert BACKGROUND_ACTORS <= names
-    assert runtime.webhooks is not None
+    assert runtime.started is not None and runtime.started.scheduler is not None
 
 
 async def test_api_only_runtime_starts_none_but_configures_the_outbound_policy(
@@ -36,9 +36,11 @@ async def test_api_only_runtime_starts_none_but_configures_the_outbound_policy(
         names = rt.services.supervisor.names()
         assert not BACKGROUND_ACTORS & set(names), names
         assert "metadata-listener" in names and f"app:{app}" in names
-        assert rt.webhooks is None
-        # Sync before_* hooks run inside this instance's writes: they need the policy.
-        assert outbox.OUTBOUND.policy.settings is webhooks
+        assert rt.started is not None and rt.started.scheduler is None
+        # Sync before_* hooks run inside this instance's writes: they need the policy, which
+        # every app context reaches as a service.
+        context = rt.services.directory.actors[app].context
+        assert context.service(outbox.OUTBOUND).policy.settings is webhooks
     finally:
         await rt.stop()
 
