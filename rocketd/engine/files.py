@@ -295,9 +295,7 @@ async def sweep_orphans(
         if entry.age_seconds >= grace_seconds:
             await storage.delete(entry.key)
             removed.append(file_id)
-    missing = sorted(
-        fid for fid in rows if fid not in stored or not stored[fid].complete
-    )
+    missing = sorted(fid for fid in rows if fid not in stored or not stored[fid].complete)
     return {"removed": sorted(removed), "missing_bytes": missing}
 
 

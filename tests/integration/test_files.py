@@ -427,3 +427,19 @@ async def test_delete_refuses_a_file_a_record_holds_unless_forced(
     status, _ = await app.call("GET", f"_files/{held}")
     assert status == 404
     assert (await app.ok("GET", "_files"))["data"] == []
+
+
+async def test_empty_file(client: Any, settings: Settings) -> None:
+    app = await new_app(client)
+    status, body = await upload(app, form(b"", "empty.txt", "text/plain"))
+    assert status == 201 and body["data"]["size"] == 0
+    file_id = body["data"]["id"]
+    resp = await client.get(app.url(f"_files/{file_id}"), headers=app.headers)
+    assert resp.status == 200 and await resp.read() == b""
+    assert resp.headers["Content-Length"] == "0"
+    resp = await client.get(
+        app.url(f"_files/{file_id}"), headers={**app.headers, "Range": "bytes=0-"}
+    )
+    assert resp.status == 416 and resp.headers["Content-Range"] == "bytes */0"
+    report = (await app.ok("POST", "_admin/files/sweep?grace_seconds=0"))["data"]
+    assert report == {"removed": [], "missing_bytes": []}
