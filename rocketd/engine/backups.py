@@ -527,10 +527,14 @@ async def _check_targets(
                 "drop it yourself or restore under another name (--as)"
             )
     if existing and not force:
+        which = (
+            f"app {existing[0]} exists"
+            if len(existing) == 1
+            else (f"apps {', '.join(existing)} exist")
+        )
         raise BackupError(
-            f"app {', '.join(existing)} exists already; nothing was restored. Use --force to "
-            "replace it (it is deleted first, database and all), or --as to restore under "
-            "another name"
+            f"{which} already; nothing was restored. Use --force to replace it (it is deleted "
+            "first, database and all), or --as to restore under another name"
         )
     return existing
 
