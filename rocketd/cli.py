@@ -309,6 +309,7 @@ async def _backup_command(settings: Settings, args: argparse.Namespace, out: Tex
     servers learn of restored apps through the app notification)."""
     from rocketd.db.dump_tools import DumpToolsError
     from rocketd.engine import backups
+    from rocketd.engine.backup_archive import BackupError
 
     async with _management(settings) as (settings, pool):
         try:
@@ -359,7 +360,7 @@ async def _backup_command(settings: Settings, args: argparse.Namespace, out: Tex
                         f" {result.platform_settings} settings written",
                         file=out,
                     )
-        except (backups.BackupError, DumpToolsError) as err:
+        except (BackupError, DumpToolsError) as err:
             print(f"rocketd: {err}", file=sys.stderr)
             return 1
         except ApiError as err:

@@ -1,19 +1,11 @@
-"""Backup archives of apps (`rocketd backup`) and restoring them (`rocketd restore`).
+"""Backing apps up (`rocketd backup`) and restoring them (`rocketd restore`); the archive format
+itself is `rocketd.engine.backup_archive`.
 
-An archive is one uncompressed tar file, written with mode 0600 (it holds secrets):
+Backup: per app, the dump and the list of local files come from one exported snapshot, so the
+archive holds exactly the files the dumped `_files` table names; files of the `postgres` driver
+are rows of the app database and travel inside the dump.
 
-    manifest.json               what is inside: versions, apps, and every member's SHA-256 and size
-    manifest.json.sha256        the SHA-256 of manifest.json
-    apps/<app>/app.json         the app's management row, its JWT secret included
-    apps/<app>/database.dump    `pg_dump --format=custom` of the app database
-    apps/<app>/files/<file id>  bytes of the app's files kept by the `local` storage driver
-    platform.json               (`--all` only) platform users (password hashes) and settings
-
-Files of the `postgres` driver are rows of the app database, so they are in the dump. The dump
-and the list of local files come from one exported snapshot: the archive holds exactly the files
-the dumped `_files` table names.
-
-Restoring checks every checksum before it changes anything, refuses to replace an existing app
+Restore checks every checksum before it changes anything, refuses to replace an existing app
 unless forced, and then per app: inserts the `_apps` row as `restoring` (never served, and left
 alone by the startup repair), creates the database and fills it with `pg_restore` in a single
 transaction, writes the archived files through the configured storage driver (so an archive of
@@ -24,21 +16,15 @@ as "serve this app". A failure at any step removes what that app's restore creat
 
 from __future__ import annotations
 
-import hashlib
-import io
 import json
 import os
-import re
 import shutil
-import tarfile
 import tempfile
-import time
-from collections.abc import AsyncIterator, Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import IO, Any, Final
+from typing import Any, Final
 
 import psycopg
 from psycopg import errors as pg_errors
@@ -54,6 +40,16 @@ from rocketd.db.dump_tools import DumpTools, find_dump_tools, server_major
 from rocketd.db.migrations import apply_plan
 from rocketd.engine import apps
 from rocketd.engine.app_names import db_name_for, validate_app_name
+from rocketd.engine.backup_archive import (
+    FORMAT,
+    FORMAT_VERSION,
+    PLATFORM,
+    Archive,
+    ArchiveWriter,
+    BackupError,
+    app_member,
+    verified_archive,
+)
 from rocketd.errors import ApiError, NotFound
 from rocketd.logging import get_logger
 from rocketd.storage import LocalDriver, open_storage, write_object
@@ -61,22 +57,7 @@ from rocketd.storage.postgres import file_id_of
 
 log = get_logger("rocketd.backups")
 
-FORMAT: Final = "rocketd-backup"
-FORMAT_VERSION: Final = 1
-MANIFEST: Final = "manifest.json"
-MANIFEST_SUM: Final = "manifest.json.sha256"
-PLATFORM: Final = "platform.json"
 STATUS_RESTORING: Final = "restoring"
-READ_SIZE: Final = 1024 * 1024
-_MEMBER_RE: Final = re.compile(
-    r"^(platform\.json"
-    r"|apps/[a-z][a-z0-9_]*/(app\.json|database\.dump"
-    r"|files/[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}))$"
-)
-
-
-class BackupError(Exception):
-    """A backup or restore that cannot be done; the text says why and what to do."""
 
 
 def _now_iso() -> str:
@@ -91,83 +72,6 @@ def default_archive_name(names: list[str], everything: bool) -> str:
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     what = "all" if everything else names[0] if len(names) == 1 else f"{len(names)}-apps"
     return f"rocketd-backup-{what}-{stamp}.tar"
-
-
-# --------------------------------------------------------------------------------- writing
-
-
-class _Hashing(io.RawIOBase):
-    """A reader that hashes what passes through it (tarfile reads members from file objects)."""
-
-    def __init__(self, source: IO[bytes]) -> None:
-        self._source = source
-        self.digest = hashlib.sha256()
-
-    def readable(self) -> bool:
-        return True
-
-    def read(self, size: int = -1) -> bytes:
-        data = self._source.read(size)
-        self.digest.update(data)
-        return data
-
-
-class _ArchiveWriter:
-    """A tar written to `<path>.part` (0600, never over an existing file) and renamed into
-    place by `finish`; `discard` removes it."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self.partial = path.with_name(path.name + ".part")
-        if path.exists():
-            raise BackupError(f"{path} exists already; choose another --output")
-        try:
-            fd = os.open(self.partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        except FileExistsError:
-            raise BackupError(
-                f"{self.partial} exists (another backup writing it, or a leftover): remove it"
-            ) from None
-        except OSError as exc:
-            raise BackupError(f"cannot write {self.partial}: {exc.strerror}") from None
-        os.fchmod(fd, 0o600)
-        self._file = os.fdopen(fd, "wb")
-        self._tar = tarfile.open(fileobj=self._file, mode="w", format=tarfile.PAX_FORMAT)
-        self.members: dict[str, dict[str, Any]] = {}
-
-    def _info(self, name: str, size: int) -> tarfile.TarInfo:
-        info = tarfile.TarInfo(name)
-        info.size = size
-        info.mode = 0o600
-        info.mtime = int(time.time())
-        return info
-
-    def add_bytes(self, name: str, data: bytes) -> None:
-        self._tar.addfile(self._info(name, len(data)), io.BytesIO(data))
-        self.members[name] = {"sha256": hashlib.sha256(data).hexdigest(), "size": len(data)}
-
-    def add_file(self, name: str, path: Path) -> None:
-        with path.open("rb") as source:
-            size = os.fstat(source.fileno()).st_size
-            hashing = _Hashing(source)
-            self._tar.addfile(self._info(name, size), hashing)
-        self.members[name] = {"sha256": hashing.digest.hexdigest(), "size": size}
-
-    def finish(self, manifest: dict[str, Any]) -> None:
-        manifest["members"] = dict(sorted(self.members.items()))
-        text = json.dumps(manifest, indent=2, sort_keys=True).encode()
-        self._tar.addfile(self._info(MANIFEST, len(text)), io.BytesIO(text))
-        checksum = (hashlib.sha256(text).hexdigest() + "\n").encode()
-        self._tar.addfile(self._info(MANIFEST_SUM, len(checksum)), io.BytesIO(checksum))
-        self._tar.close()
-        self._file.flush()
-        os.fsync(self._file.fileno())
-        self._file.close()
-        os.replace(self.partial, self.path)
-
-    def discard(self) -> None:
-        self._tar.close()
-        self._file.close()
-        self.partial.unlink(missing_ok=True)
 
 
 @dataclass
@@ -209,7 +113,7 @@ async def backup(
                 raise BackupError(f"no app named {name} (see `rocketd apps list`)") from None
     version = await server_version(pool)
     tools = find_dump_tools(version, pg_bindir)
-    writer = _ArchiveWriter(output)
+    writer = ArchiveWriter(output)
     work = Path(tempfile.mkdtemp(prefix=".rocketd-backup-", dir=output.parent))
     try:
         entries = []
@@ -254,7 +158,7 @@ def _json(value: Any) -> bytes:
 
 
 async def _backup_app(
-    settings: Settings, row: apps.AppRow, tools: DumpTools, writer: _ArchiveWriter, work: Path
+    settings: Settings, row: apps.AppRow, tools: DumpTools, writer: ArchiveWriter, work: Path
 ) -> dict[str, Any]:
     dsn = settings.database.dsn(row.db_name)
     dump = work / f"{row.name}.dump"
@@ -280,9 +184,8 @@ async def _backup_app(
         cur = await conn.execute("select id::text, storage_path from _files order by id")
         files = await cur.fetchall()
         await conn.rollback()
-    base = f"apps/{row.name}"
     writer.add_bytes(
-        f"{base}/app.json",
+        app_member(row.name, "app.json"),
         _json(
             {
                 "name": row.name,
@@ -293,7 +196,7 @@ async def _backup_app(
             }
         ),
     )
-    writer.add_file(f"{base}/database.dump", dump)
+    writer.add_file(app_member(row.name, "database.dump"), dump)
     dump.unlink()
     local = LocalDriver(settings.storage.local_path).for_app(row.name)
     on_disk = in_database = 0
@@ -307,7 +210,7 @@ async def _backup_app(
             missing.append(file_id)
             log.warning("file bytes missing; not in the backup", app=row.name, file_id=file_id)
             continue
-        writer.add_file(f"{base}/files/{file_id}", path)
+        writer.add_file(app_member(row.name, f"files/{file_id}"), path)
         on_disk += 1
     return {
         "name": row.name,
@@ -339,103 +242,6 @@ async def _platform_rows(pool: AsyncConnectionPool[Any]) -> dict[str, Any]:
 
 
 # --------------------------------------------------------------------------------- reading
-
-
-@dataclass
-class Archive:
-    """An open archive; after `verify_archive`, every member is present, unaltered and named as
-    expected, and the restore reads from this same open file."""
-
-    path: Path
-    tar: tarfile.TarFile = field(repr=False)
-    members: dict[str, tarfile.TarInfo] = field(repr=False)
-    manifest: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def app_names(self) -> list[str]:
-        return [str(a["name"]) for a in self.manifest["apps"]]
-
-    def read(self, name: str) -> bytes:
-        handle = self.tar.extractfile(self.members[name])
-        assert handle is not None
-        return handle.read()
-
-    def stream(self, name: str) -> Iterator[bytes]:
-        handle = self.tar.extractfile(self.members[name])
-        assert handle is not None
-        while chunk := handle.read(READ_SIZE):
-            yield chunk
-
-
-def _corrupt(path: Path, problem: str) -> BackupError:
-    return BackupError(f"{path} is not a usable rocketd backup: {problem}; nothing was restored")
-
-
-@contextmanager
-def verified_archive(path: Path) -> Iterator[Archive]:
-    """Open the archive and check it whole: manifest checksum, every member's SHA-256 and size,
-    and no member the manifest does not list. Raises `BackupError` on any difference."""
-    try:
-        tar = tarfile.open(path, mode="r:")
-    except FileNotFoundError:
-        raise BackupError(f"{path} does not exist") from None
-    except (tarfile.TarError, OSError) as exc:
-        raise _corrupt(path, f"not a tar archive ({exc})") from None
-    with tar:
-        try:
-            found = {m.name: m for m in tar.getmembers()}
-        except (tarfile.TarError, OSError, EOFError) as exc:
-            raise _corrupt(path, f"the archive is damaged ({exc})") from None
-        for name, member in found.items():
-            if not member.isreg():
-                raise _corrupt(path, f"{name} is not a regular file")
-        if MANIFEST not in found or MANIFEST_SUM not in found:
-            raise _corrupt(path, "no manifest")
-        archive = Archive(path, tar, found)
-        try:
-            _verify(archive)
-        except (tarfile.TarError, OSError, EOFError) as exc:
-            raise _corrupt(path, f"the archive is damaged ({exc})") from None
-        yield archive
-
-
-def _verify(archive: Archive) -> None:
-    path = archive.path
-    text = archive.read(MANIFEST)
-    expected = archive.read(MANIFEST_SUM).decode("ascii", "replace").strip()
-    if hashlib.sha256(text).hexdigest() != expected:
-        raise _corrupt(path, "the manifest does not match its checksum")
-    try:
-        manifest = json.loads(text)
-    except ValueError:
-        raise _corrupt(path, "the manifest is not JSON") from None
-    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
-        raise _corrupt(path, "the manifest is not a rocketd backup manifest")
-    if manifest.get("format_version") != FORMAT_VERSION:
-        raise BackupError(
-            f"{path} has backup format {manifest.get('format_version')}; this rocketd "
-            f"({__version__}) reads format {FORMAT_VERSION}"
-        )
-    listed: dict[str, dict[str, Any]] = manifest["members"]
-    extra = sorted(set(archive.members) - set(listed) - {MANIFEST, MANIFEST_SUM})
-    if extra:
-        raise _corrupt(path, f"members not in the manifest: {', '.join(extra[:5])}")
-    for name, expect in listed.items():
-        if not _MEMBER_RE.match(name):
-            raise _corrupt(path, f"unexpected member name {name!r}")
-        member = archive.members.get(name)
-        if member is None:
-            raise _corrupt(path, f"{name} is missing")
-        digest = hashlib.sha256()
-        for chunk in archive.stream(name):
-            digest.update(chunk)
-        if member.size != expect["size"] or digest.hexdigest() != expect["sha256"]:
-            raise _corrupt(path, f"{name} does not match its checksum")
-    for app in manifest["apps"]:
-        for part in ("app.json", "database.dump"):
-            if f"apps/{app['name']}/{part}" not in listed:
-                raise _corrupt(path, f"apps/{app['name']}/{part} is missing")
-    archive.manifest = manifest
 
 
 # --------------------------------------------------------------------------------- restoring
@@ -547,7 +353,7 @@ async def _restore_app(
     source: str,
     target: str,
 ) -> int:
-    saved = json.loads(archive.read(f"apps/{source}/app.json"))
+    saved = json.loads(archive.read(app_member(source, "app.json")))
     # The same name keeps its secret (tokens issued before still work); a copy under another
     # name gets its own, so the two apps never accept each other's tokens.
     secret = saved["jwt_secret"] if target == source else new_app_secret()
@@ -616,7 +422,7 @@ async def _restore_database(
         dump = work / "database.dump"
         fd = os.open(dump, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "wb") as out:
-            for chunk in archive.stream(f"apps/{source}/database.dump"):
+            for chunk in archive.stream(app_member(source, "database.dump")):
                 out.write(chunk)
         dsn = settings.database.dsn(db_name)
         await tools.run(
@@ -637,7 +443,7 @@ async def _restore_files(
 ) -> list[str]:
     """Write the archived local files through the configured driver and point their rows at
     the new keys; return the keys written."""
-    prefix = f"apps/{source}/files/"
+    prefix = app_member(source, "files/")
     names = sorted(n for n in archive.members if n.startswith(prefix))
     if not names:
         return []
