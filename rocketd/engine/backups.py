@@ -181,8 +181,12 @@ async def _backup_app(
             ],
             dsn,
         )
-        cur = await conn.execute("select id::text, storage_path from _files order by id")
-        files = await cur.fetchall()
+        files: list[tuple[str, str]] = []
+        cur = await conn.execute("select to_regclass('_files') is not null")
+        has_files = await cur.fetchone()
+        if has_files and has_files[0]:  # an app database of a release before files has none
+            cur = await conn.execute("select id::text, storage_path from _files order by id")
+            files = [(str(r[0]), str(r[1])) for r in await cur.fetchall()]
         await conn.rollback()
     writer.add_bytes(
         app_member(row.name, "app.json"),
