@@ -185,7 +185,7 @@ async def test_backup_delete_restore_round_trip(
     assert f"restored app {app.name}" in out.stdout
     # The running server hears of the app (NOTIFY) and serves it; the old token still works,
     # because the app keeps its JWT secret.
-    await wait_until(lambda: served(app), "the restored app to be served")
+    await wait_until(lambda: served(app), "the restored app to be served", timeout=30)
     assert await snapshot(app) == before
 
     resp = await client.get(app.url(f"_files/{file_id}"), headers=app.headers)
@@ -217,7 +217,7 @@ async def test_backup_delete_restore_round_trip(
         status, body = await app.call("GET", f"customer/{customer}")
         return status == 200 and body["data"]["name"] == "Ada"
 
-    await wait_until(original_name, "the replaced app to be served with the backup's data")
+    await wait_until(original_name, "the replaced app to be served with the backup's data", 30)
 
 
 async def test_restore_as_another_name_gets_its_own_secret_and_the_configured_driver(
@@ -338,7 +338,7 @@ async def test_all_round_trip_of_two_apps_and_the_platform_rows(
     out = await run_cli(settings, "restore", str(archive))
     assert out.returncode == 0, out.stderr
     for app, before in ((first, first_before), (second, second_before)):
-        await wait_until(lambda app=app: served(app), f"{app.name} to be served")
+        await wait_until(lambda app=app: served(app), f"{app.name} to be served", 30)
         assert await snapshot(app) == before
 
     # A new management database (a new server): --platform brings the platform users, their

@@ -268,7 +268,7 @@ async def test_two_instances_share_files_through_the_database(
         client_b = await aiohttp_client(create_app(rt_b.services))
         app_a = await new_app(client_a)
         await wait_until(
-            lambda: app_a.name in rt_b.services.directory.actors, "B to serve the new app"
+            lambda: app_a.name in rt_b.services.directory.actors, "B to serve the new app", 30
         )
         app_b = AppClient(client_b, app_a.name, app_a.token)
         content = pattern(5, 700_000)
@@ -358,10 +358,10 @@ async def test_stalled_uploads_hold_no_connection_and_leave_no_chunks(
     async def all_cleaned() -> bool:
         return await chunked_files() == 0
 
-    await wait_until(all_stalled, "every stalled upload's chunks")
+    await wait_until(all_stalled, "every stalled upload's chunks", timeout=30)
     # A hang here would mean the stalled uploads hold the pool's connections.
     listing = await asyncio.wait_for(app.ok("GET", "_files"), timeout=20)
     assert listing["data"] == []
     for writer in writers:
         writer.close()
-    await wait_until(all_cleaned, "the aborted uploads' chunks to be deleted")
+    await wait_until(all_cleaned, "the aborted uploads' chunks to be deleted", timeout=30)
