@@ -12,7 +12,6 @@ most once per interval per app) and on demand.
 from __future__ import annotations
 
 import re
-import time
 import unicodedata
 import uuid
 from collections.abc import AsyncIterable, Mapping
