@@ -304,9 +304,11 @@ class AuthSettings(_Section):
 
 @dataclass(frozen=True, repr=False)
 class StorageSettings(_Section):
-    driver: str = _key("local", check=_one_of("local"))
+    driver: str = _key("local", check=_one_of("local", "postgres"))
     local_path: str = _key("./uploads", check=_not_empty)
     max_file_size: int = _key(10_485_760, check=_at_least(1))
+    # Bytes per `_file_chunks` row of the postgres driver (what one upload or download holds).
+    chunk_size: int = _key(1_048_576, check=_between(65_536, 16_777_216))
 
 
 @dataclass(frozen=True, repr=False)

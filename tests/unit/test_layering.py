@@ -40,7 +40,13 @@ ALLOWED: dict[str, tuple[str, ...]] = {
         "rocketd.auth.principal",
         "rocketd.config",
     ),
-    "rocketd.platform": ("rocketd.db", "rocketd.auth", "rocketd.config", "rocketd.metadata"),
+    "rocketd.platform": (
+        "rocketd.db",
+        "rocketd.auth",
+        "rocketd.config",
+        "rocketd.metadata",
+        "rocketd.storage",
+    ),
     "rocketd.actors": (
         "rocketd.engine",
         "rocketd.auth",
@@ -174,8 +180,8 @@ def edge_problem(importer: str, target: str) -> str | None:
         if target != target_capability:
             return "reach another capability through its __init__"
         return None
-    if any(_matches(target, s) for s in SHARED) or _matches(target, layer):
-        return None
+    if target == "rocketd" or any(_matches(target, s) for s in SHARED) or _matches(target, layer):
+        return None  # the package root only holds __version__
     if target.startswith("rocketd.http") and own_capability:
         return None if importer.endswith(".routes") else "only a capability's routes.py uses http"
     if any(_matches(target, allowed) for allowed in ALLOWED[layer]):

@@ -1,22 +1,21 @@
 """Uploaded files: `_files` rows plus bytes in a `Storage` backend, and `file` field resolution.
 
-Consistency between the row and the bytes: an upload writes the bytes first (under a temporary
-name, renamed when complete) and inserts the row after; a failed insert removes the bytes. A
-delete removes the row first and the bytes after. Either way a crash in between can only leave
-bytes without a row, never a row pointing at bytes that were never written; `sweep_orphans`
-removes such bytes once they are older than a grace period (so uploads still in flight are left
-alone). It runs lazily after uploads (at most once per interval per app) and on demand.
+Consistency between the row and the bytes, whatever the storage driver: an upload writes the bytes
+first (committed only when complete: a renamed file, or chunks whose file has no row yet) and
+inserts the row after; a failed insert removes the bytes. A delete removes the row first and the
+bytes after. Either way a crash in between can only leave bytes without a row, never a row
+pointing at bytes that were never written; `sweep_orphans` removes such bytes once they are older
+than a grace period (so uploads still in flight are left alone). It runs lazily after uploads (at
+most once per interval per app) and on demand.
 """
 
 from __future__ import annotations
 
 import re
-import time
 import unicodedata
 import uuid
 from collections.abc import AsyncIterable, Mapping
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any, Final
 
 from psycopg import AsyncConnection, sql
@@ -27,7 +26,7 @@ from rocketd.engine.sql.compose import ident, live_condition
 from rocketd.errors import Conflict, ErrorDetail, NotFound, ValidationFailed
 from rocketd.metadata.model import Entity
 from rocketd.metadata.registry import Registry
-from rocketd.storage.base import Storage
+from rocketd.storage.base import Storage, write_object
 
 MAX_FILENAME: Final = 255
 DEFAULT_MIME: Final = "application/octet-stream"
@@ -152,7 +151,7 @@ async def store_upload(
 ) -> dict[str, Any]:
     """Stream the bytes to storage, then record them. `TooLarge` propagates (nothing kept)."""
     file_id = str(uuid.uuid4())
-    stored = await storage.put(app, file_id, chunks, limit)
+    stored = await write_object(storage, file_id, chunks, limit)
     name = clean_filename(filename)
     mime = effective_mime(declared_type, stored.head)
     try:
@@ -281,29 +280,23 @@ async def _first_reference(
 async def sweep_orphans(
     pool: AsyncConnectionPool[Any],
     storage: Storage,
-    app: str,
     *,
     grace_seconds: float = SWEEP_GRACE_SECONDS,
 ) -> dict[str, Any]:
     """Remove stored objects without a `_files` row (older than the grace period), and report rows
     whose bytes are missing (kept: serving them answers 404)."""
-    on_disk = storage.keys(app)
+    stored = await storage.objects()
     async with pool.connection() as conn:
-        cur = await conn.execute("select id, storage_path from _files")
-        rows = {str(r[0]): str(r[1]) for r in await cur.fetchall()}
+        cur = await conn.execute("select id from _files")
+        rows = {str(r[0]) for r in await cur.fetchall()}
     removed: list[str] = []
-    cutoff = time.time() - grace_seconds
-    for file_id, key in on_disk.items():
+    for file_id, entry in stored.items():
         if file_id in rows:
             continue
-        try:
-            mtime = Path(key).parent.stat().st_mtime
-        except OSError:
-            mtime = 0.0
-        if mtime <= cutoff:
-            await storage.delete(key)
+        if entry.age_seconds >= grace_seconds:
+            await storage.delete(entry.key)
             removed.append(file_id)
-    missing = sorted(fid for fid, key in rows.items() if storage.local_file(key) is None)
+    missing = sorted(fid for fid in rows if fid not in stored or not stored[fid].complete)
     return {"removed": sorted(removed), "missing_bytes": missing}
 
 
