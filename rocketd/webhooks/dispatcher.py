@@ -4,9 +4,12 @@ It is told an app name whenever a committed write signals `webhooks` (any instan
 on every scheduler sweep. For that app it drains what is due: it *claims* a batch with
 `FOR UPDATE SKIP LOCKED` in one statement that also pushes the rows' `next_retry_at` out by a
 lease (longer than an attempt can take), so no other instance takes them while they are in
-flight; the lease time is the claim token. After the attempt the row is updated only if it still
-carries that token. A process killed mid-attempt leaves the lease to expire and another sweep
-re-sends the row: at-least-once, with the same idempotency key.
+flight; the lease time is the claim token. Each attempt is recorded as soon as it completes, in
+its own short statement and before its concurrency slot is released (never per batch, and no
+transaction is open during the HTTP call); the row is updated only if it still carries its token.
+A process killed mid-attempt leaves the lease to expire and another sweep re-sends the row:
+at-least-once, with the same idempotency key, and a crash repeats at most the attempts that were
+in flight, that is at most `webhooks.concurrency` per instance.
 
 Attempts run concurrently (bounded by `webhooks.concurrency`). A per-target circuit breaker
 (scheme, host, port) opens after `breaker_threshold` consecutive failures: while open, rows for
@@ -178,8 +181,7 @@ class WebhookDispatcher(Actor):
                 await asyncio.sleep(COALESCE_SECONDS)
                 claimed = await self._claim(pool)
                 if claimed:
-                    results = await asyncio.gather(*(self._deliver(row) for row in claimed))
-                    await self._save(pool, results)
+                    await asyncio.gather(*(self._attempt(pool, row) for row in claimed))
                     continue
                 if app_name in self._again:
                     self._again.discard(app_name)
@@ -197,17 +199,24 @@ class WebhookDispatcher(Actor):
             rows: list[dict[str, Any]] = await cur.fetchall()
             return rows
 
-    async def _deliver(self, row: Mapping[str, Any]) -> tuple[str, tuple[Any, ...]]:
-        """One attempt; returns the statement and parameters that record it."""
+    async def _attempt(self, pool: AsyncConnectionPool[Any], row: Mapping[str, Any]) -> None:
+        """Send one claimed row and record the outcome.
+
+        The outcome is written before the concurrency slot is released: a request the receiver
+        may have seen and whose outcome is not recorded yet always holds a slot, which is what
+        bounds the repeats after a crash by `webhooks.concurrency`.
+        """
         target = Breakers.target(row["url"])
         wait = self._breakers.allow(target, time.monotonic())
         if wait is not None:
-            return POSTPONE, (
+            postponed = (
                 datetime.now(UTC) + timedelta(seconds=wait),
                 f"circuit open for {target}: not sent",
                 row["id"],
                 row["next_retry_at"],
             )
+            await self._record(pool, POSTPONE, postponed)
+            return
         body = row["request_body"].encode()  # the stored JSON as PostgreSQL prints it
         async with self._slots:
             outcome = await self._sender.send(
@@ -218,7 +227,11 @@ class WebhookDispatcher(Actor):
                 row["idempotency_key"],
                 timeout=self._settings.timeout,
             )
-        self._breakers.record(target, _counts_as_failure(outcome), time.monotonic())
+            self._breakers.record(target, _counts_as_failure(outcome), time.monotonic())
+            await self._record(pool, FINISH, self._finished(row, outcome))
+
+    def _finished(self, row: Mapping[str, Any], outcome: Outcome) -> tuple[Any, ...]:
+        """The FINISH parameters recording `outcome` as the row's next attempt."""
         attempt = int(row["attempt"]) + 1
         if outcome.ok:
             status, next_at = "delivered", None
@@ -237,7 +250,7 @@ class WebhookDispatcher(Actor):
                 error=outcome.error,
                 next=status,
             )
-        return FINISH, (
+        return (
             status,
             attempt,
             outcome.status,
@@ -249,19 +262,15 @@ class WebhookDispatcher(Actor):
             row["next_retry_at"],
         )
 
-    async def _save(
-        self, pool: AsyncConnectionPool[Any], results: list[tuple[str, tuple[Any, ...]]]
-    ) -> None:
-        """Record a batch of attempts in one pipelined round trip per statement kind."""
+    @staticmethod
+    async def _record(pool: AsyncConnectionPool[Any], query: str, params: tuple[Any, ...]) -> None:
+        """One attempt's outcome, committed on its own (a short transaction, no HTTP inside)."""
         try:
-            async with pool.connection() as conn, conn.cursor() as cur:
-                for query in (FINISH, POSTPONE):
-                    params = [args for q, args in results if q is query]
-                    if params:
-                        await cur.executemany(query.encode(), params)
+            async with pool.connection() as conn:
+                await conn.execute(query.encode(), params)
         except psycopg.Error:
-            # The leases expire and the rows are sent again: at-least-once, same idempotency key.
-            log.exception("could not record webhook attempts")
+            # The lease expires and the row is sent again: at-least-once, same idempotency key.
+            log.exception("could not record a webhook attempt", id=params[-2])
 
 
 def _counts_as_failure(outcome: Outcome) -> bool:
