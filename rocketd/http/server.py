@@ -144,7 +144,9 @@ class Connection(web.RequestHandler):
             raise ConnectionError("the response has started; no room for an error body")
         if isinstance(exc, HttpProcessingError):
             err = self._parser_error(exc)
-            log.info(
+            # Limits hit are worth an operator's eye; garbage (scanners, TLS on the HTTP port) not.
+            emit = log.debug if isinstance(err, BadRequest) else log.info
+            emit(
                 "malformed HTTP request refused",
                 peer=request.remote,
                 status=err.status,

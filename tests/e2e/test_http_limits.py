@@ -49,6 +49,7 @@ def server(pg_dsn: str, management_db: str, server_log: Path) -> Iterator[Instan
         "ROCKET_SERVER_MAX_HEADER_SIZE": str(MAX_HEADER_SIZE),
         "ROCKET_SERVER_MAX_HEADERS": str(MAX_HEADERS),
         "ROCKET_SERVER_MAX_REQUEST_LINE": str(MAX_REQUEST_LINE),
+        "ROCKET_LOG_LEVEL": "debug",  # every line that could leak a header value is written
     }
     inst = Instance(dsn_for(pg_dsn, management_db), free_port(), server_log, env)
     try:
