@@ -228,6 +228,12 @@ class ServerSettings(_Section):
     port: int = _key(8080, check=_between(1, 65535))
     max_body_size: int = _key(1_048_576, check=_at_least(1))
     shutdown_timeout: float = _key(10.0, check=_at_least(0))
+    # Parsed by aiohttp before any middleware (rocketd.http.server answers in the error shape).
+    max_request_line: int = _key(65_536, check=_at_least(1024))
+    max_header_size: int = _key(8190, check=_at_least(1024))
+    max_headers: int = _key(128, check=_at_least(16))
+    header_timeout: float = _key(10.0, check=_greater_than(0))
+    keepalive_timeout: float = _key(75.0, check=_greater_than(0))
 
 
 @dataclass(frozen=True, repr=False)

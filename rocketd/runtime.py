@@ -40,6 +40,7 @@ from rocketd.engine.installation import Installation
 from rocketd.engine.read.scope import ReadHooks
 from rocketd.extensions import Capability, NoticeHandler, StartContext
 from rocketd.http.app import create_app
+from rocketd.http.server import HttpRunner
 from rocketd.logging import get_logger
 from rocketd.platform import apps
 from rocketd.services import Services
@@ -281,10 +282,7 @@ class Runtime:
     async def _start_http(self) -> None:
         assert self.services is not None
         settings = self.settings
-        app = create_app(self.services)
-        runner = web.AppRunner(
-            app, access_log=None, shutdown_timeout=settings.server.shutdown_timeout
-        )
+        runner = HttpRunner(create_app(self.services), settings.server)
         await runner.setup()
         site = web.TCPSite(runner, settings.server.host, settings.server.port, reuse_port=True)
         await site.start()

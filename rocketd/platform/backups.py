@@ -37,9 +37,9 @@ from rocketd.auth.tokens import new_app_secret
 from rocketd.config import Settings
 from rocketd.db import notify
 from rocketd.db.app_schema import APP_PLAN
-from rocketd.db.notify import AppChanged
 from rocketd.db.dump_tools import DumpTools, find_dump_tools, server_major
 from rocketd.db.migrations import apply_plan
+from rocketd.db.notify import AppChanged
 from rocketd.errors import ApiError, NotFound
 from rocketd.logging import get_logger
 from rocketd.platform import apps
