@@ -256,10 +256,11 @@ async def test_two_instances_share_files_through_the_database(
 ) -> None:
     """Upload through instance A, download through instance B (each with its own local disk).
     With the `local` driver B cannot see the bytes: that is why the postgres driver exists."""
-    storage_a = replace(settings.storage, driver=driver)
+    storage_a = replace(settings.storage, driver=driver, local_path=str(tmp_path / "host-a"))
     storage_b = replace(settings.storage, driver=driver, local_path=str(tmp_path / "host-b"))
-    rt_a = runtime
-    rt_a.services.settings = replace(rt_a.services.settings, storage=storage_a)
+    rt_a = Runtime(dataclasses.replace(settings, storage=storage_a))
+    await rt_a.start(http=False)
+    assert rt_a.services is not None
     client_a = await aiohttp_client(create_app(rt_a.services))
     rt_b = Runtime(dataclasses.replace(settings, storage=storage_b))
     await rt_b.start(http=False)
@@ -291,34 +292,45 @@ async def test_two_instances_share_files_through_the_database(
         assert chunks == [(0,)]
     finally:
         await rt_b.stop()
+        await rt_a.stop()
 
 
 async def test_files_stay_readable_after_a_change_of_driver(
-    runtime: Any, settings: Settings, aiohttp_client: Any
+    settings: Settings, aiohttp_client: Any
 ) -> None:
-    """Uploaded under `local`, then the instance runs with `postgres`: the old file is still
+    """Uploaded under `local`, then the instance restarts with `postgres`: the old file is still
     served from disk (the key names its backend) and deleted there; new uploads go to chunks."""
     local = replace(settings.storage, driver="local")
-    runtime.services.settings = replace(runtime.services.settings, storage=local)
-    before = await aiohttp_client(create_app(runtime.services))
-    app = await new_app(before)
-    old_content = pattern(7, 100_000)
-    old_id = await upload_bytes(app, old_content)
+    first = Runtime(dataclasses.replace(settings, storage=local))
+    await first.start(http=False)
+    try:
+        assert first.services is not None
+        before = await aiohttp_client(create_app(first.services))
+        app = await new_app(before)
+        old_content = pattern(7, 100_000)
+        old_id = await upload_bytes(app, old_content)
+    finally:
+        await first.stop()
     on_disk = Path(local.local_path) / app.name / old_id / "content"
     assert on_disk.read_bytes() == old_content
 
-    runtime.services.settings = replace(runtime.services.settings, storage=settings.storage)
-    after = await aiohttp_client(create_app(runtime.services))
-    moved = AppClient(after, app.name, app.token)
-    resp = await after.get(moved.url(f"_files/{old_id}"), headers=moved.headers)
-    assert resp.status == 200 and await resp.read() == old_content
-    new_id = await upload_bytes(moved, b"new bytes")
-    rows = await app_rows(settings, app.name, "select distinct file_id::text from _file_chunks")
-    assert rows == [(new_id,)]
-    report = (await moved.ok("POST", "_admin/files/sweep?grace_seconds=0"))["data"]
-    assert report == {"removed": [], "missing_bytes": []}
-    assert (await moved.ok("DELETE", f"_files/{old_id}"))["data"] == {"deleted": True}
-    assert not on_disk.parent.exists()
+    second = Runtime(settings)  # the postgres driver of this module's settings
+    await second.start(http=False)
+    try:
+        assert second.services is not None
+        after = await aiohttp_client(create_app(second.services))
+        moved = AppClient(after, app.name, app.token)
+        resp = await after.get(moved.url(f"_files/{old_id}"), headers=moved.headers)
+        assert resp.status == 200 and await resp.read() == old_content
+        new_id = await upload_bytes(moved, b"new bytes")
+        rows = await app_rows(settings, app.name, "select distinct file_id::text from _file_chunks")
+        assert rows == [(new_id,)]
+        report = (await moved.ok("POST", "_admin/files/sweep?grace_seconds=0"))["data"]
+        assert report == {"removed": [], "missing_bytes": []}
+        assert (await moved.ok("DELETE", f"_files/{old_id}"))["data"] == {"deleted": True}
+        assert not on_disk.parent.exists()
+    finally:
+        await second.stop()
 
 
 async def test_stalled_uploads_hold_no_connection_and_leave_no_chunks(

@@ -10,7 +10,6 @@ multipart framing) and against the bytes as they arrive.
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import AsyncIterator
 from typing import Any, Final
 from urllib.parse import quote
@@ -18,6 +17,7 @@ from urllib.parse import quote
 from aiohttp import BodyPartReader, MultipartReader, web
 
 from rocketd.capabilities.files import files
+from rocketd.capabilities.files.service import STORAGE
 from rocketd.errors import ErrorDetail, FileTooLarge, InvalidPayload, NotFound
 from rocketd.http import ranges
 from rocketd.http.keys import APP_ACTOR, PRINCIPAL, SERVICES
@@ -25,25 +25,21 @@ from rocketd.http.paths import APP_PATH
 from rocketd.http.policy import app_admin, app_token
 from rocketd.http.responses import data
 from rocketd.logging import get_logger
-from rocketd.storage import MissingObject, Storage, StorageDriver, TooLarge, open_storage
+from rocketd.storage import MissingObject, Storage, TooLarge
 
 log = get_logger("rocketd.files")
 
-STORAGE: web.AppKey[StorageDriver] = web.AppKey("rocketd.storage")
-_LAST_SWEEP: web.AppKey[dict[str, float]] = web.AppKey("rocketd.files.last_sweep")
-_SWEEP_TASKS: web.AppKey[set[asyncio.Task[Any]]] = web.AppKey("rocketd.files.sweep_tasks")
 
 STREAMS_BODY_ATTR: Final = "__rocketd_streams_body__"
 CHUNK: Final = 256 * 1024
 MULTIPART_SLACK: Final = 64 * 1024  # framing and the other small parts a form may carry
-SWEEP_INTERVAL: Final = 3600.0
 MISSING_FILE: Final = "Missing file in form data"
 
 
 def _storage(request: web.Request) -> Storage:
-    """The configured backend bound to the request's app."""
+    """The configured backend (a process service) bound to the request's app."""
     actor = request[APP_ACTOR]
-    return request.app[STORAGE].for_app(actor.app_name, actor.pool)
+    return actor.context.service(STORAGE).for_app(actor.app_name, actor.pool)
 
 
 def _too_large(size: int, limit: int) -> FileTooLarge:
@@ -107,7 +103,6 @@ async def upload(request: web.Request) -> web.StreamResponse:
         raise _too_large(exc.seen, limit) from exc
     except (ValueError, ConnectionError, asyncio.IncompleteReadError) as exc:
         raise InvalidPayload("Malformed multipart body") from exc
-    _maybe_sweep(request, actor.app_name)
     return data(body, 201)
 
 
@@ -244,44 +239,7 @@ async def sweep(request: web.Request) -> web.StreamResponse:
     return data(report)
 
 
-def _maybe_sweep(request: web.Request, app_name: str) -> None:
-    """After an upload, sweep the app's orphans in the background at most once per interval."""
-    last = request.app[_LAST_SWEEP]
-    now = time.monotonic()
-    if now - last.get(app_name, -SWEEP_INTERVAL) < SWEEP_INTERVAL:
-        return
-    last[app_name] = now
-    pool = request[APP_ACTOR].pool
-    storage = _storage(request)
-
-    async def run() -> None:
-        try:
-            report = await files.sweep_orphans(pool, storage)
-            if report["removed"]:
-                log.info("orphan files removed", app=app_name, count=len(report["removed"]))
-        except Exception:
-            log.exception("orphan sweep failed", app=app_name)
-
-    tasks = request.app[_SWEEP_TASKS]
-    task = asyncio.get_running_loop().create_task(run())
-    tasks.add(task)
-    task.add_done_callback(tasks.discard)
-
-
-async def _stop_sweeps(app: web.Application) -> None:
-    pending: set[asyncio.Task[Any]] = app[_SWEEP_TASKS]
-    tasks = [*pending]
-    for task in tasks:
-        task.cancel()
-    await asyncio.gather(*tasks, return_exceptions=True)
-
-
 def add_routes(app: web.Application) -> None:
-    settings = app[SERVICES].settings.storage
-    app[STORAGE] = open_storage(settings.driver, settings.local_path, settings.chunk_size)
-    app[_LAST_SWEEP] = {}
-    app[_SWEEP_TASKS] = set()
-    app.on_cleanup.append(_stop_sweeps)
     r = app.router
     base = f"{APP_PATH}/_files"
     r.add_post(base + "/upload", upload)
