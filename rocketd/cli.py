@@ -199,8 +199,10 @@ async def _schema_command(settings: Settings, args: argparse.Namespace, out: Tex
     from psycopg_pool import AsyncConnectionPool
 
     from rocketd.capabilities.schema_io import document as schema_io
+    from rocketd.capabilities.schema_io.kinds import document_kinds
     from rocketd.db.app_schema import APP_PLAN
     from rocketd.db.migrations import apply_plan
+    from rocketd.engine.admin import AdminCall
     from rocketd.platform import apps
 
     doc: object = None
@@ -224,10 +226,11 @@ async def _schema_command(settings: Settings, args: argparse.Namespace, out: Tex
             await app_pool.open(wait=True)
             try:
                 if args.command == "export":
-                    result = await schema_io.export_app(app_pool)
+                    result = await schema_io.export_app(app_pool, document_kinds())
                 else:
-                    env_prefix = settings.webhooks.env_prefix
-                    result = await schema_io.import_document(app_pool, row.name, doc, env_prefix)
+                    call = AdminCall(row.name, settings)
+                    saved = await schema_io.import_document(app_pool, call, doc, document_kinds())
+                    result = saved.data
             finally:
                 await app_pool.close()
         except ApiError as err:

@@ -50,7 +50,6 @@ from rocketd.capabilities.workflows.model import (
     resolve_path,
 )
 from rocketd.engine import write_stages
-from rocketd.engine.metadata_admin import _iso
 from rocketd.engine.read import query
 from rocketd.engine.record_state import json_value
 from rocketd.engine.snapshot import AppSnapshot
@@ -61,6 +60,7 @@ from rocketd.expressions import EvaluationError
 from rocketd.logging import get_logger
 from rocketd.metadata.model import Entity
 from rocketd.metadata.parse import MetadataError
+from rocketd.timestamps import iso_utc
 
 log = get_logger("rocketd.capabilities.workflows.instances")
 
@@ -95,11 +95,11 @@ def instance_json(row: Mapping[str, Any]) -> dict[str, Any]:
         "workflow_name": row["workflow_name"],
         "status": row["status"],
         "current_step": row["current_step"],
-        "current_step_deadline": _iso(row["current_step_deadline"]),
+        "current_step_deadline": iso_utc(row["current_step_deadline"]),
         "context": row["context"],
         "history": row["history"],
-        "created_at": _iso(row["created_at"]),
-        "updated_at": _iso(row["updated_at"]),
+        "created_at": iso_utc(row["created_at"]),
+        "updated_at": iso_utc(row["updated_at"]),
     }
 
 

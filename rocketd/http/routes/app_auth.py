@@ -1,12 +1,12 @@
-"""`/api/{app}/auth/*` (login, refresh, logout, accept-invite) and the app-level AI status stub."""
+"""`/api/{app}/auth/*` (login, refresh, logout) and the app-level AI status stub.
+
+`auth/accept-invite` belongs to the users capability (`capabilities.users.routes`)."""
 
 from __future__ import annotations
 
 from aiohttp import web
 
-from rocketd.capabilities.users import invites
-from rocketd.capabilities.users.routes import password_policy
-from rocketd.http.bodies import INVALID_REQUEST_BODY, read_json_object, read_strict_object
+from rocketd.http.bodies import INVALID_REQUEST_BODY, read_strict_object
 from rocketd.http.keys import APP_ACTOR
 from rocketd.http.paths import APP_PATH
 from rocketd.http.policy import app_admin, public
@@ -35,16 +35,6 @@ async def logout(request: web.Request) -> web.StreamResponse:
     return message("Logged out")
 
 
-@public
-async def accept_invite(request: web.Request) -> web.StreamResponse:
-    """201 with a token pair and the new user: the invitee is logged in (spec)."""
-    actor = request[APP_ACTOR]
-    body = await read_json_object(request)  # not JSON: 400 `Invalid JSON body` (spec)
-    user = await invites.accept_invite(actor.pool, body, password_policy(request))
-    pair = await actor.accounts.issue_for(user.id, list(user.roles))
-    return data({**pair.to_json(), "user": user.to_json()}, 201)
-
-
 @app_admin
 async def ai_status(request: web.Request) -> web.StreamResponse:
     return data(ai_status_body(request))
@@ -55,5 +45,4 @@ def add_routes(app: web.Application) -> None:
     r.add_post(APP_PATH + "/auth/login", login)
     r.add_post(APP_PATH + "/auth/refresh", refresh)
     r.add_post(APP_PATH + "/auth/logout", logout)
-    r.add_post(APP_PATH + "/auth/accept-invite", accept_invite)
     r.add_get(APP_PATH + "/_admin/ai/status", ai_status)
