@@ -203,6 +203,7 @@ async def _schema_command(settings: Settings, args: argparse.Namespace, out: Tex
     from rocketd.db.app_schema import APP_PLAN
     from rocketd.db.migrations import apply_plan
     from rocketd.engine.admin import AdminCall
+    from rocketd.engine.app_settings import KERNEL_SECTIONS
     from rocketd.platform import apps
 
     doc: object = None
@@ -226,10 +227,12 @@ async def _schema_command(settings: Settings, args: argparse.Namespace, out: Tex
             await app_pool.open(wait=True)
             try:
                 if args.command == "export":
-                    result = await schema_io.export_app(app_pool, document_kinds())
+                    result = await schema_io.export_app(app_pool, document_kinds(), KERNEL_SECTIONS)
                 else:
                     call = AdminCall(row.name, settings)
-                    saved = await schema_io.import_document(app_pool, call, doc, document_kinds())
+                    saved = await schema_io.import_document(
+                        app_pool, call, doc, document_kinds(), KERNEL_SECTIONS
+                    )
                     result = saved.data
             finally:
                 await app_pool.close()

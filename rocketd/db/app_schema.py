@@ -287,5 +287,19 @@ APP_PLAN = plan(
                 """,
             ),
         ),
+        Step(
+            9,
+            "per-app settings",
+            statements(
+                # One row per settings section: the keys an admin set (engine.app_settings).
+                """
+                create table if not exists _app_settings (
+                  section     text primary key,
+                  value       jsonb not null default '{}',
+                  updated_at  timestamptz not null default now()
+                )
+                """,
+            ),
+        ),
     ],
 )

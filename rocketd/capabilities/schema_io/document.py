@@ -1,17 +1,19 @@
 """Schema export and import (`export-import.md`): one JSON document with an app's metadata.
 
 The document is made of the metadata kinds it is given (`MetadataKind`s, in document order:
-entities, relations, then the capabilities' kinds); this module names no kind. Export asks each kind for its items; import walks the kinds in order.
+entities, relations, then the capabilities' kinds) plus the app's settings sections; this module
+names no kind. Export asks each kind for its items; import walks the kinds in order.
 
 Import is stricter than upstream (upstream-gaps S19, C33): every item of the document is parsed
 and validated exactly like its admin route, against the metadata as stored plus the items before
 it in the document (entities, then relations, ...), *before* anything is written. Any problem
 rejects the whole document (422, every problem listed, nothing applied). A valid document is
 applied in one transaction under the metadata lock: the rows, the DDL of new tables, the sample
-rows and the metadata NOTIFY commit together or not at all.
+rows, the settings and the metadata NOTIFY commit together or not at all.
 
 Idempotency is the spec's: an item whose natural key (`MetadataKind.key_of`) already exists (or
-appeared earlier in the file) is skipped and not validated; UI configs are upserted. Sample data is seed data: inserted after the metadata with only
+appeared earlier in the file) is skipped and not validated; UI configs are upserted; a settings
+section already stored is skipped. Sample data is seed data: inserted after the metadata with only
 declared columns (other keys dropped and listed), `ON CONFLICT DO NOTHING`, no rules, state
 machines, defaults or timestamps; a row the database refuses rejects the import.
 """
@@ -37,6 +39,7 @@ from rocketd.engine.admin import (
     load_registry,
     lock_metadata,
 )
+from rocketd.engine.app_settings import Sections, section_named, stored_settings, write_section
 from rocketd.errors import ApiError, ApiWarning, ErrorDetail, InvalidPayload, ValidationFailed
 from rocketd.metadata.model import Relation
 from rocketd.metadata.registry import Registry
@@ -68,11 +71,16 @@ def _exported(kinds: Kinds) -> list[MetadataKind[Any]]:
 # ------------------------------------------------------------------------------------ export
 
 
-async def export_document(conn: AsyncConnection[Any], kinds: Kinds) -> dict[str, Any]:
-    """The app's metadata as a version-1 document (never sample data): one array per kind."""
+async def export_document(
+    conn: AsyncConnection[Any], kinds: Kinds, sections: Sections = ()
+) -> dict[str, Any]:
+    """The app's metadata as a version-1 document (never sample data): one array per kind, and
+    `settings`: the keys the app set in each declared section (defaults are not exported)."""
     doc: dict[str, Any] = {"version": VERSION, "exported_at": _now()}
     for kind in _exported(kinds):
         doc[kind.name] = await kind.export_items(conn) if await _table_exists(conn, kind) else []
+    stored = await stored_settings(conn)
+    doc["settings"] = {s.name: stored[s.name] for s in sections if stored.get(s.name)}
     return doc
 
 
@@ -84,9 +92,11 @@ async def _table_exists(conn: AsyncConnection[Any], kind: MetadataKind[Any]) -> 
     return bool(row and row[0])
 
 
-async def export_app(pool: AsyncConnectionPool[Any], kinds: Kinds) -> dict[str, Any]:
+async def export_app(
+    pool: AsyncConnectionPool[Any], kinds: Kinds, sections: Sections = ()
+) -> dict[str, Any]:
     async with pool.connection() as conn:
-        return await export_document(conn, kinds)
+        return await export_document(conn, kinds, sections)
 
 
 # ------------------------------------------------------------------------------------ import
@@ -97,6 +107,7 @@ class _Plan:
     """What a validated document will do: the items to write per kind, in document order."""
 
     items: dict[str, list[Any]] = field(default_factory=dict)
+    settings: dict[str, dict[str, Any]] = field(default_factory=dict)
     skipped: dict[str, list[str]] = field(default_factory=dict)
     ignored: list[str] = field(default_factory=list)
     problems: list[ErrorDetail] = field(default_factory=list)
@@ -195,6 +206,35 @@ async def _plan(
     for kind in kinds:
         registry = await _plan_kind(conn, kind, doc, call, plan, registry)
     return plan, registry
+
+
+async def _plan_settings(
+    conn: AsyncConnection[Any], doc: Mapping[str, Any], sections: Sections, plan: _Plan
+) -> None:
+    """The document's `settings`: each section validated like the settings route's PUT; a
+    section the app has set already is skipped; one this server does not declare is ignored
+    (a document from a server with more capabilities still imports)."""
+    raw = doc.get("settings")
+    if raw is None:
+        return
+    if not isinstance(raw, Mapping):
+        plan.problem("settings", "must be an object")
+        return
+    stored = await stored_settings(conn)
+    for name, value in raw.items():
+        where = f"settings.{name}"
+        section = section_named(sections, name)
+        if section is None:
+            plan.ignored.append(f"{where}: not a settings section of this server")
+            continue
+        if stored.get(name):
+            plan.skip("settings", str(name))
+            continue
+        problems = section.problems(value)
+        for problem in problems:
+            plan.problem(where, problem)
+        if not problems:
+            plan.settings[name] = section.overrides(None, value)
 
 
 async def _apply(change: Change, plan: _Plan, kinds: Kinds) -> dict[str, int]:
@@ -323,6 +363,7 @@ async def import_document(
     call: AdminCall,
     doc: object,
     kinds: Kinds,
+    sections: Sections = (),
 ) -> Saved:
     """Validate everything, then apply it in one transaction. The answer's `data` is the report;
     its `meta` has `migration` (what the migrator did differently from the literal entities) and
@@ -336,10 +377,17 @@ async def import_document(
             async with conn.transaction():
                 await lock_metadata(conn)
                 plan, registry = await _plan(conn, document, call, kinds)
+                await _plan_settings(conn, document, sections, plan)
                 if plan.problems:
                     raise ImportRejected(plan.problems)
                 change = Change(conn, call, planned_registry=registry)
                 summary: dict[str, int] = await _apply(change, plan, kinds)
+                if "settings" in document:
+                    for name, overrides in plan.settings.items():
+                        section = section_named(sections, name)
+                        if section is not None:
+                            await write_section(conn, section, overrides)
+                    summary["settings"] = len(plan.settings)
                 summary["records"] = await _sample_data(conn, document, registry, plan)
                 if plan.problems:
                     raise ImportRejected(plan.problems)

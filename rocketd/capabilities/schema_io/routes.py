@@ -13,11 +13,13 @@ from rocketd.http.keys import APP_ACTOR
 from rocketd.http.paths import APP_PATH
 from rocketd.http.policy import app_admin
 from rocketd.http.responses import data
+from rocketd.http.routes.admin_settings import settings_sections
 
 
 @app_admin
 async def export_schema(request: web.Request) -> web.StreamResponse:
-    return data(await schema_io.export_app(request[APP_ACTOR].pool, document_kinds()))
+    pool = request[APP_ACTOR].pool
+    return data(await schema_io.export_app(pool, document_kinds(), settings_sections(request)))
 
 
 @app_admin
@@ -29,7 +31,9 @@ async def import_schema(request: web.Request) -> web.StreamResponse:
         detail = ErrorDetail(f"body is not valid JSON: {exc.msg}")
         raise InvalidPayload("Invalid JSON body", [detail]) from exc
     pool = request[APP_ACTOR].pool
-    saved = await schema_io.import_document(pool, admin_call(request), doc, document_kinds())
+    saved = await schema_io.import_document(
+        pool, admin_call(request), doc, document_kinds(), settings_sections(request)
+    )
     return await answer(request, saved)
 
 

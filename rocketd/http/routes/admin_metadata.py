@@ -1,4 +1,5 @@
-"""`/api/{app}/_admin/entities` and `/_admin/relations`: the kernel's metadata CRUD (admin only).
+"""`/api/{app}/_admin/entities` and `/_admin/relations`: the kernel's metadata CRUD (admin only),
+plus `/_admin/settings` (`admin_settings`).
 
 Both kinds run on the generic admin runner (engine.metadata_admin, engine.admin): each change is
 saved, migrated and announced in one transaction; then this instance swaps in the new snapshot
@@ -11,8 +12,11 @@ from aiohttp import web
 
 from rocketd.engine.metadata_admin import KERNEL_KINDS
 from rocketd.http.crud import add_kind_routes
+from rocketd.http.routes import admin_settings
 
 
 def add_routes(app: web.Application) -> None:
     for kind in KERNEL_KINDS:
         add_kind_routes(app, kind)
+    # The kernel's other admin family; here until the app factory lists its families itself.
+    admin_settings.add_routes(app)
