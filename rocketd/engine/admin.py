@@ -142,12 +142,13 @@ async def load_registry(conn: AsyncConnection[Any]) -> Registry:
 @dataclass(frozen=True)
 class Saved:
     """What a change answers: `data` (the JSON shown to the caller), the notices it sent (for this
-    instance to apply before answering) and `meta` (e.g. `migration`, `warnings`), which is empty
-    for most changes."""
+    instance to apply before answering), `meta` (e.g. `migration`) and `warnings` (rendered as
+    `meta.warnings` by the HTTP layer); both are empty for most changes."""
 
     data: Any
     notices: tuple[Notice, ...] = ()
     meta: Mapping[str, Any] = field(default_factory=dict)
+    warnings: tuple[ApiWarning, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -428,9 +429,7 @@ class MetadataKind(Generic[T]):
         meta: dict[str, Any] = {}
         if change.migration:
             meta["migration"] = list(change.migration)
-        if change.warnings:
-            meta["warnings"] = [w.to_json() for w in change.warnings]
-        return Saved(data, notices, meta)
+        return Saved(data, notices, meta, tuple(change.warnings))
 
     # --- export and import (schema_io iterates the kinds with these) ------------------------
 

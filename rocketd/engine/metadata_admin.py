@@ -27,7 +27,6 @@ from rocketd.engine.admin import (
     MetadataKind,
     Row,
     Screened,
-    lock_metadata,
 )
 from rocketd.engine.admin import load_registry as load_registry
 from rocketd.errors import Conflict, InvalidPayload
@@ -51,7 +50,6 @@ __all__ = [
     "insert_entity",
     "insert_relation",
     "load_registry",
-    "lock_metadata",
 ]
 
 

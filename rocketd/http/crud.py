@@ -27,7 +27,7 @@ from rocketd.http.bodies import read_json_object
 from rocketd.http.keys import APP_ACTOR, SERVICES
 from rocketd.http.paths import APP_PATH
 from rocketd.http.policy import Handler, app_admin, principal_of
-from rocketd.http.responses import data
+from rocketd.http.responses import data, with_warnings
 
 if TYPE_CHECKING:
     from rocketd.actors.app import AppActor
@@ -52,7 +52,7 @@ async def apply_notices(actor: AppActor, notices: tuple[Notice, ...]) -> None:
 async def answer(request: web.Request, saved: Saved, status: int = 200) -> web.Response:
     """Apply a change's notices to this instance, then render it."""
     await apply_notices(request[APP_ACTOR], saved.notices)
-    return data(saved.data, status, saved.meta)
+    return data(saved.data, status, with_warnings(saved.meta, saved.warnings))
 
 
 def kind_handlers(kind: MetadataKind[Any]) -> dict[str, Handler]:

@@ -252,13 +252,3 @@ async def test_import_warns_about_skipped_and_ignored_items(client: Any) -> None
     assert f"entities: {len(doc['entities'])} item(s) already existed" in skipped[0]
     ignored = [w["message"] for w in warnings if w["code"] == "IMPORT_IGNORED"]
     assert ignored == body["data"]["ignored"] and any("nobody" in m for m in ignored)
-
-
-async def test_ui_config_put_checks_the_entity_too(client: Any) -> None:
-    """A PUT is validated like a create (it used to store any entity name)."""
-    app = await new_app(client)
-    await app.load_schema(example_schema("invoicing"))
-    row = (await app.ok("POST", "_admin/ui-configs", {"entity": "invoice"}, 201))["data"]
-    status, err = await app.call("PUT", f"_admin/ui-configs/{row['id']}", {"entity": "nope"})
-    assert status == 422 and err["error"]["message"] == "entity not found: nope"
-    assert (await app.ok("GET", f"_admin/ui-configs/{row['id']}"))["data"] == row

@@ -402,13 +402,10 @@ async def import_document(
     meta: dict[str, Any] = {}
     if change.migration:
         meta["migration"] = list(change.migration)
-    warnings = _warnings(plan)
-    if warnings:
-        meta["warnings"] = [w.to_json() for w in warnings]
-    return Saved(report, (notice,), meta)
+    return Saved(report, (notice,), meta, _warnings(plan))
 
 
-def _warnings(plan: _Plan) -> list[ApiWarning]:
+def _warnings(plan: _Plan) -> tuple[ApiWarning, ...]:
     """What a client should show the admin after an import that succeeded."""
     out = [
         ApiWarning(
@@ -418,4 +415,4 @@ def _warnings(plan: _Plan) -> list[ApiWarning]:
         for kind, labels in plan.skipped.items()
     ]
     out += [ApiWarning("IMPORT_IGNORED", text) for text in plan.ignored]
-    return out
+    return tuple(out)

@@ -3,8 +3,8 @@
 authenticated user may call.
 
 Not part of the snapshot (nothing on the request path depends on them), so changes need no
-NOTIFY: every read goes to the table. The entity must exist when a config is saved (create and,
-unlike earlier releases, PUT), except `_`-names such as `_app`.
+NOTIFY: every read goes to the table. The entity must exist when a config is created (the
+contract's PUT does not check it), except `_`-names such as `_app`.
 """
 
 from __future__ import annotations
@@ -110,7 +110,8 @@ class UiConfigKind(MetadataKind[UiConfig]):
     def problems_in(
         self, registry: Registry, item: UiConfig, stored: Row | None
     ) -> list[ErrorDetail]:
-        problem = entity_problem(registry, item)
+        """On create only: the contract's PUT checks no entity (spec metadata.md)."""
+        problem = None if stored is not None else entity_problem(registry, item)
         return [] if problem is None else [ErrorDetail(problem, "entity", "exists")]
 
     def values(self, item: UiConfig) -> tuple[Any, ...]:
