@@ -264,9 +264,12 @@ async def _schema_command(settings: Settings, args: argparse.Namespace, out: Tex
     import psycopg
     from psycopg_pool import AsyncConnectionPool
 
+    from rocketd.capabilities import INSTALLED
     from rocketd.capabilities.schema_io import document as schema_io
     from rocketd.db.app_schema import APP_PLAN
     from rocketd.db.migrations import apply_plan
+    from rocketd.engine.admin import AdminCall
+    from rocketd.extensions import metadata_kinds, settings_sections
     from rocketd.platform import apps
 
     doc: object = None
@@ -290,10 +293,15 @@ async def _schema_command(settings: Settings, args: argparse.Namespace, out: Tex
             await app_pool.open(wait=True)
             try:
                 if args.command == "export":
-                    result = await schema_io.export_app(app_pool)
+                    result = await schema_io.export_app(
+                        app_pool, metadata_kinds(INSTALLED), settings_sections(INSTALLED)
+                    )
                 else:
-                    env_prefix = settings.webhooks.env_prefix
-                    result = await schema_io.import_document(app_pool, row.name, doc, env_prefix)
+                    call = AdminCall(row.name, settings)
+                    saved = await schema_io.import_document(
+                        app_pool, call, doc, metadata_kinds(INSTALLED), settings_sections(INSTALLED)
+                    )
+                    result = saved.data
             finally:
                 await app_pool.close()
         except ApiError as err:

@@ -28,6 +28,18 @@ class ErrorDetail:
         return out
 
 
+@dataclass(frozen=True)
+class ApiWarning:
+    """One entry of a success response's `meta.warnings`: the request did what it was asked, but
+    something deserves the caller's attention (items skipped, a change made differently)."""
+
+    code: str
+    message: str
+
+    def to_json(self) -> dict[str, str]:
+        return {"code": self.code, "message": self.message}
+
+
 class ApiError(Exception):
     """A failure with a contract error code; rendered as `{"error": {code, message, details}}`."""
 

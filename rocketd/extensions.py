@@ -38,7 +38,10 @@ from rocketd.actors.supervisor import Supervisor
 from rocketd.config import Settings
 from rocketd.db.migrations import SchemaPlan
 from rocketd.db.notify import Notice
+from rocketd.engine.admin import MetadataKind
+from rocketd.engine.app_settings import KERNEL_SECTIONS, AppSettingsSection
 from rocketd.engine.caller import SYSTEM_CALLER, Caller
+from rocketd.engine.metadata_admin import KERNEL_KINDS
 from rocketd.engine.pipeline import (
     ALL_MODES,
     AppContext,
@@ -57,9 +60,11 @@ __all__ = [
     "ALL_MODES",
     "SYSTEM_CALLER",
     "AppContext",
+    "AppSettingsSection",
     "Caller",
     "Capability",
     "DomainEvent",
+    "MetadataKind",
     "Notice",
     "NoticeHandler",
     "Phase",
@@ -118,7 +123,7 @@ class Capability:
 
     name: str
     # admin-managed metadata tables: admin CRUD routes, export/import (in this order)
-    kinds: tuple[Any, ...] = ()  # MetadataKinds (engine/admin.py)
+    kinds: tuple[MetadataKind[Any], ...] = ()
     # parts of the app snapshot, loaded at every reload
     snapshot_parts: tuple[SnapshotPart[Any], ...] = ()
     # steps of the write pipeline
@@ -130,7 +135,7 @@ class Capability:
     # typed NOTIFY payloads this capability sends, and how each instance handles them
     notices: Mapping[type[Notice], NoticeHandler] = field(default_factory=dict)
     # its per-app settings section (`GET/PUT /api/{app}/_admin/settings`)
-    app_settings: Any = None  # an AppSettingsSection (engine/app_settings.py)
+    app_settings: AppSettingsSection[Any] | None = None
     # its own HTTP routes (handlers live in its routes.py)
     add_routes: Callable[[web.Application], None] | None = None
     # background work and process services, started after the apps
@@ -139,3 +144,14 @@ class Capability:
     # applied after the kernel's APP_PLAN when an app starts (tables that shipped before this
     # layout stay in APP_PLAN, whose steps never change)
     schema: SchemaPlan | None = None
+
+
+def metadata_kinds(capabilities: tuple[Capability, ...]) -> tuple[MetadataKind[Any], ...]:
+    """Every admin-managed metadata kind, in document order: the kernel's entities and relations,
+    then each installed capability's kinds in `INSTALLED` order."""
+    return (*KERNEL_KINDS, *(kind for c in capabilities for kind in c.kinds))
+
+
+def settings_sections(capabilities: tuple[Capability, ...]) -> tuple[AppSettingsSection[Any], ...]:
+    """The per-app settings sections: the kernel's, then each installed capability's."""
+    return (*KERNEL_SECTIONS, *(c.app_settings for c in capabilities if c.app_settings))

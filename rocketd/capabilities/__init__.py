@@ -3,7 +3,9 @@
 The runtime, the HTTP factory, the snapshot loader, export/import and the notice dispatcher
 iterate `INSTALLED`: a new capability is one package under `rocketd/capabilities/` exporting a
 `CAPABILITY` (see `rocketd/extensions.py`) plus one line here. The order is the order of their
-metadata in export/import and of their routes; stages are ordered by their own `order`.
+metadata kinds in export/import (an item may name the ones before it: entities and relations
+first, then rules, state machines, workflows, permissions, ...) and of their routes; stages are
+ordered by their own `order`.
 """
 
 from __future__ import annotations
@@ -24,11 +26,11 @@ from rocketd.capabilities import (
 from rocketd.extensions import Capability
 
 INSTALLED: Final[tuple[Capability, ...]] = (
-    permissions.CAPABILITY,
-    users.CAPABILITY,
     rules.CAPABILITY,
     state_machines.CAPABILITY,
     workflows.CAPABILITY,
+    permissions.CAPABILITY,
+    users.CAPABILITY,
     webhooks.CAPABILITY,
     files.CAPABILITY,
     ui_configs.CAPABILITY,

@@ -309,5 +309,19 @@ APP_PLAN = plan(
                 "alter table _file_chunks alter column data set storage external",
             ),
         ),
+        Step(
+            10,
+            "per-app settings",
+            statements(
+                # One row per settings section: the keys an admin set (engine.app_settings).
+                """
+                create table if not exists _app_settings (
+                  section     text primary key,
+                  value       jsonb not null default '{}',
+                  updated_at  timestamptz not null default now()
+                )
+                """,
+            ),
+        ),
     ],
 )

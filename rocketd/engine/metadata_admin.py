@@ -1,77 +1,52 @@
-"""Saving entity and relation metadata: validate, write, migrate and notify in one transaction.
+"""The kernel's two metadata kinds: entities (`_entities`) and relations (`_relations`), addressed
+by name, whose saves also migrate the app's tables.
 
-Every change runs under a transaction-scoped advisory lock of the app database, so concurrent
-admin edits (from this or another instance) are serialised, and it validates against the metadata
-as stored *now* (read inside the lock), not against a possibly stale snapshot. The metadata row,
-the DDL and `NOTIFY rocket_metadata` commit together: a failed migration leaves the metadata
-unchanged, and other instances hear about the change only once it is real.
+They run on the generic admin runner (`engine.admin`): one transaction under the app's metadata
+lock, validated against the metadata as stored *now*, the metadata row, the DDL and
+`NOTIFY rocket_metadata` committing together. A failed migration leaves the metadata unchanged,
+and other instances hear about the change only once it is real. What the migrator did
+differently from the literal metadata (a required column added as nullable, a table renamed...)
+is logged and answered in `meta.migration`.
+
+Unlike the other kinds, a PUT replaces the definition (the URL's name wins over the body's), and
+both kinds check a body completely before looking up its row.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from datetime import UTC, datetime
-from typing import Any
+from collections.abc import Hashable, Mapping, Sequence
+from typing import Any, Final, TypeVar
 
-from psycopg import AsyncConnection, sql
-from psycopg.rows import dict_row
+from psycopg import AsyncConnection
 from psycopg.types.json import Jsonb
-from psycopg_pool import AsyncConnectionPool
 
-from rocketd.db import notify
 from rocketd.db.migrator import migrate_entity, migrate_relation
-from rocketd.db.notify import MetadataChanged
-from rocketd.errors import Conflict, InvalidPayload, NotFound
+from rocketd.engine.admin import (
+    AdminCall,
+    Change,
+    MetadataKind,
+    Row,
+    Screened,
+)
+from rocketd.engine.admin import load_registry as load_registry
+from rocketd.errors import Conflict, InvalidPayload
+from rocketd.logging import get_logger
 from rocketd.metadata.consistency import entity_problems_in, relation_problems_in
 from rocketd.metadata.model import Entity, Relation
-from rocketd.metadata.parse import (
-    MetadataError,
-    parse_entity,
-    parse_relation,
-)
+from rocketd.metadata.parse import parse_entity, parse_relation
 from rocketd.metadata.registry import Registry
+from rocketd.timestamps import iso_utc
 
-_LOCK_KEY = "rocketd:metadata"
+log = get_logger("rocketd.engine.metadata_admin")
 
-
-async def lock_metadata(conn: AsyncConnection[Any]) -> None:
-    """Take the app's metadata lock for the rest of the caller's transaction."""
-    await _lock(conn)
-
-
-async def notify_metadata(conn: AsyncConnection[Any], app_name: str) -> None:
-    """Announce a metadata change (delivered at commit)."""
-    await _notify(conn, app_name)
-
-
-async def load_registry(conn: AsyncConnection[Any]) -> Registry:
-    """Build a Registry from the metadata rows (invalid rows are skipped and listed)."""
-    cur = await conn.execute("select name, definition from _entities order by name")
-    entity_rows = await cur.fetchall()
-    cur = await conn.execute("select name, definition from _relations order by name")
-    relation_rows = await cur.fetchall()
-    return Registry.build(
-        [(r[0], r[1]) for r in entity_rows], [(r[0], r[1]) for r in relation_rows]
-    )
-
-
-async def _lock(conn: AsyncConnection[Any]) -> None:
-    await conn.execute("select pg_advisory_xact_lock(hashtextextended(%s, 0))", (_LOCK_KEY,))
-
-
-async def _notify(conn: AsyncConnection[Any], app_name: str) -> None:
-    await notify.send(conn, MetadataChanged(app_name))
-
-
-def _iso(value: datetime | None) -> str | None:
-    return None if value is None else value.astimezone(UTC).isoformat().replace("+00:00", "Z")
-
-
-def _with_url_name(body: object, name: str) -> object:
-    """PUT bodies: the name in the URL wins over the one in the body."""
-    if isinstance(body, dict):
-        return {**body, "name": name}
-    return body
+__all__ = [
+    "ENTITIES",
+    "KERNEL_KINDS",
+    "RELATIONS",
+    "insert_entity",
+    "insert_relation",
+    "load_registry",
+]
 
 
 def _require_object(body: object) -> dict[str, Any]:
@@ -80,52 +55,202 @@ def _require_object(body: object) -> dict[str, Any]:
     return body
 
 
-# ---------------------------------------------------------------------------------- entities
+_Named = TypeVar("_Named", Entity, Relation)
 
 
-def entity_row_json(row: dict[str, Any]) -> dict[str, Any]:
+class _NamedKind(MetadataKind[_Named]):
+    """What entities and relations share: rows keyed by `name`, a definition column, and the
+    409 for a name that is taken, checked before the other problems."""
+
+    key_column = "name"
+    list_order = ("name",)
+    put_merges = False
+    import_key_columns = ("name",)
+
+    def deleted_json(self, key: Any) -> dict[str, Any]:
+        return {"name": key, "deleted": True}
+
+    def export_json(self, row: Row) -> Any:
+        return row["definition"]
+
+    def raw_label(self, raw: object) -> str | None:
+        return str(raw.get("name")) if isinstance(raw, Mapping) else None
+
+
+class EntityKind(_NamedKind[Entity]):
+    name = "entities"
+    path = "entities"
+    table = "_entities"
+    label = "Entity"
+    columns = ("table_name", "definition")
+    export_columns = ("definition",)
+
+    def parse(self, body: object, call: AdminCall) -> Entity:
+        return parse_entity(_require_object(body))
+
+    def check_body(self, body: Mapping[str, Any], raw_key: str, call: AdminCall) -> None:
+        parse_entity({**_require_object(body), "name": raw_key})
+
+    def parse_update(self, body: Mapping[str, Any], stored: Row, call: AdminCall) -> Entity:
+        return parse_entity({**body, "name": stored["name"]})  # the URL's name wins
+
+    def problems_in(self, registry: Registry, item: Entity, stored: Row | None) -> list[str]:
+        return entity_problems_in(registry, item, replacing=stored["name"] if stored else None)
+
+    def row_json(self, row: Mapping[str, Any]) -> dict[str, Any]:
+        return entity_row_json(row)
+
+    def saved_json(self, item: Entity, row: Row) -> Any:
+        return item.to_json()
+
+    async def validate(self, change: Change, item: Entity) -> None:
+        if change.stored is None and await self.fetch(change.conn, item.name) is not None:
+            raise Conflict(f"Entity already exists: {item.name}")
+        await super().validate(change, item)
+
+    async def insert(self, change: Change, item: Entity) -> Row:
+        notes = await insert_entity(change.conn, item)
+        _record_notes(change, item.name, notes)
+        return {}
+
+    async def update_row(self, change: Change, item: Entity) -> Row:
+        registry = await change.registry()
+        await change.conn.execute(
+            "update _entities set table_name = %s, definition = %s, updated_at = now()"
+            " where name = %s",
+            (item.table, Jsonb(item.to_json()), change.key),
+        )
+        notes = await migrate_entity(
+            change.conn,
+            registry.entity(change.key),
+            item,
+            fk_columns=_fk_columns(registry, item.name),
+        )
+        _record_notes(change, item.name, notes)
+        return {}
+
+    async def delete_row(self, change: Change) -> bool:
+        """Forget the entity and its relations; its table (and data) stay (contract)."""
+        if await self.fetch(change.conn, change.key, for_update=True) is None:
+            return False
+        name = change.key
+        await change.conn.execute(
+            "delete from _relations where source = %s or target = %s", (name, name)
+        )
+        await change.conn.execute("delete from _entities where name = %s", (name,))
+        return True
+
+    # import: an item without a name or table is skipped, an existing name too (unparsed)
+    def screen(self, where: str, raw: object) -> Screened | None:
+        if not isinstance(raw, Mapping):
+            return Screened("problem", "must be an object")
+        if not raw.get("name") or not raw.get("table"):
+            return Screened("skip", f"{where} (no name or table)")
+        return None
+
+    def raw_key(self, raw: object) -> Hashable | None:
+        return (raw.get("name"),) if isinstance(raw, Mapping) else None
+
+    def key_of(self, item: Entity) -> Hashable:
+        return (item.name,)
+
+    def problem_label(self, raw: object, item: Entity) -> str:
+        return item.name
+
+    def extend(self, registry: Registry, item: Entity) -> Registry:
+        return registry.with_entity(item)
+
+
+class RelationKind(_NamedKind[Relation]):
+    name = "relations"
+    path = "relations"
+    table = "_relations"
+    label = "Relation"
+    columns = ("source", "target", "definition")
+    export_columns = ("definition",)
+
+    def parse(self, body: object, call: AdminCall) -> Relation:
+        return parse_relation(_require_object(body))
+
+    def check_body(self, body: Mapping[str, Any], raw_key: str, call: AdminCall) -> None:
+        parse_relation({**_require_object(body), "name": raw_key})
+
+    def parse_update(self, body: Mapping[str, Any], stored: Row, call: AdminCall) -> Relation:
+        return parse_relation({**body, "name": stored["name"]})
+
+    def problems_in(self, registry: Registry, item: Relation, stored: Row | None) -> list[str]:
+        return relation_problems_in(registry, item, replacing=stored["name"] if stored else None)
+
+    def row_json(self, row: Mapping[str, Any]) -> dict[str, Any]:
+        return relation_row_json(row)
+
+    def saved_json(self, item: Relation, row: Row) -> Any:
+        return item.to_json()
+
+    async def validate(self, change: Change, item: Relation) -> None:
+        if change.stored is None and await self.fetch(change.conn, item.name) is not None:
+            raise Conflict(f"Relation already exists: {item.name}")
+        await super().validate(change, item)
+
+    async def insert(self, change: Change, item: Relation) -> Row:
+        await insert_relation(change.conn, await change.registry(), item)
+        return {}
+
+    async def update_row(self, change: Change, item: Relation) -> Row:
+        registry = await change.registry()
+        await _save_relation(change.conn, item, insert=False)
+        # Unlike upstream, an update that turns a relation into many-to-many gets its join table.
+        await migrate_relation(
+            change.conn, registry.without_relation(change.key).with_relation(item), item
+        )
+        return {}
+
+    # A relation's delete is the default one: its join table (and rows) stay (contract).
+
+    def screen(self, where: str, raw: object) -> Screened | None:
+        if not isinstance(raw, Mapping):
+            return Screened("problem", "must be an object")
+        if not raw.get("name"):
+            return Screened("skip", f"{where} (no name)")
+        return None
+
+    def raw_key(self, raw: object) -> Hashable | None:
+        return (raw.get("name"),) if isinstance(raw, Mapping) else None
+
+    def key_of(self, item: Relation) -> Hashable:
+        return (item.name,)
+
+    def problem_label(self, raw: object, item: Relation) -> str:
+        return item.name
+
+    def extend(self, registry: Registry, item: Relation) -> Registry:
+        return registry.with_relation(item)
+
+
+ENTITIES: Final = EntityKind()
+RELATIONS: Final = RelationKind()
+KERNEL_KINDS: Final[tuple[MetadataKind[Any], ...]] = (ENTITIES, RELATIONS)
+
+
+def entity_row_json(row: Mapping[str, Any]) -> dict[str, Any]:
     return {
         "name": row["name"],
         "table_name": row["table_name"],
         "definition": row["definition"],
-        "created_at": _iso(row["created_at"]),
-        "updated_at": _iso(row["updated_at"]),
+        "created_at": iso_utc(row["created_at"]),
+        "updated_at": iso_utc(row["updated_at"]),
     }
 
 
-async def _list_rows(
-    pool: AsyncConnectionPool[Any], table: str, render: Callable[[dict[str, Any]], dict[str, Any]]
-) -> list[dict[str, Any]]:
-    async with pool.connection() as conn:
-        cur = conn.cursor(row_factory=dict_row)
-        await cur.execute(sql.SQL("select * from {} order by name").format(sql.Identifier(table)))
-        return [render(r) for r in await cur.fetchall()]
-
-
-async def _get_row(
-    pool: AsyncConnectionPool[Any],
-    table: str,
-    name: str,
-    render: Callable[[dict[str, Any]], dict[str, Any]],
-    what: str,
-) -> dict[str, Any]:
-    async with pool.connection() as conn:
-        cur = conn.cursor(row_factory=dict_row)
-        await cur.execute(
-            sql.SQL("select * from {} where name = %s").format(sql.Identifier(table)), (name,)
-        )
-        row = await cur.fetchone()
-    if row is None:
-        raise NotFound(f"{what} not found: {name}")
-    return render(row)
-
-
-async def list_entities(pool: AsyncConnectionPool[Any]) -> list[dict[str, Any]]:
-    return await _list_rows(pool, "_entities", entity_row_json)
-
-
-async def get_entity(pool: AsyncConnectionPool[Any], name: str) -> dict[str, Any]:
-    return await _get_row(pool, "_entities", name, entity_row_json, "Entity")
+def relation_row_json(row: Mapping[str, Any]) -> dict[str, Any]:
+    return {
+        "name": row["name"],
+        "source": row["source"],
+        "target": row["target"],
+        "definition": row["definition"],
+        "created_at": iso_utc(row["created_at"]),
+        "updated_at": iso_utc(row["updated_at"]),
+    }
 
 
 def _fk_columns(registry: Registry, entity_name: str) -> set[str]:
@@ -137,105 +262,26 @@ def _fk_columns(registry: Registry, entity_name: str) -> set[str]:
     }
 
 
-def _check(problems: list[str]) -> None:
-    if problems:
-        raise MetadataError(problems)
+def _record_notes(change: Change, entity: str, notes: Sequence[str]) -> None:
+    """Migration notes go to the answer's `meta.migration` and to the log."""
+    if notes:
+        change.migration.extend(notes)
+        log.info(
+            "entity migrated differently from its definition",
+            app=change.call.app_name,
+            entity=entity,
+            notes=list(notes),
+        )
 
 
-async def create_entity(pool: AsyncConnectionPool[Any], app_name: str, body: object) -> Entity:
-    entity = parse_entity(_require_object(body))
-    async with pool.connection() as conn, conn.transaction():
-        await _lock(conn)
-        registry = await load_registry(conn)
-        cur = await conn.execute("select 1 from _entities where name = %s", (entity.name,))
-        if await cur.fetchone() is not None:
-            raise Conflict(f"Entity already exists: {entity.name}")
-        _check(entity_problems_in(registry, entity))
-        await insert_entity(conn, entity)
-        await _notify(conn, app_name)
-    return entity
-
-
-async def insert_entity(conn: AsyncConnection[Any], entity: Entity) -> None:
-    """Store a validated new entity and create its table, in the caller's transaction."""
+async def insert_entity(conn: AsyncConnection[Any], entity: Entity) -> list[str]:
+    """Store a validated new entity and create its table, in the caller's transaction; the
+    migrator's notes."""
     await conn.execute(
         "insert into _entities (name, table_name, definition) values (%s, %s, %s)",
         (entity.name, entity.table, Jsonb(entity.to_json())),
     )
-    await migrate_entity(conn, None, entity)
-
-
-async def update_entity(
-    pool: AsyncConnectionPool[Any], app_name: str, name: str, body: object
-) -> Entity:
-    entity = parse_entity(_with_url_name(_require_object(body), name))
-    async with pool.connection() as conn, conn.transaction():
-        await _lock(conn)
-        registry = await load_registry(conn)
-        cur = await conn.execute(
-            "select definition from _entities where name = %s for update", (name,)
-        )
-        row = await cur.fetchone()
-        if row is None:
-            raise NotFound(f"Entity not found: {name}")
-        old = registry.entity(name)
-        _check(entity_problems_in(registry, entity, replacing=name))
-        await conn.execute(
-            "update _entities set table_name = %s, definition = %s, updated_at = now()"
-            " where name = %s",
-            (entity.table, Jsonb(entity.to_json()), name),
-        )
-        await migrate_entity(conn, old, entity, fk_columns=_fk_columns(registry, entity.name))
-        await _notify(conn, app_name)
-    return entity
-
-
-async def delete_entity(pool: AsyncConnectionPool[Any], app_name: str, name: str) -> None:
-    """Forget the entity and its relations; its table (and data) stay (contract)."""
-    async with pool.connection() as conn, conn.transaction():
-        await _lock(conn)
-        cur = await conn.execute("select 1 from _entities where name = %s for update", (name,))
-        if await cur.fetchone() is None:
-            raise NotFound(f"Entity not found: {name}")
-        await conn.execute("delete from _relations where source = %s or target = %s", (name, name))
-        await conn.execute("delete from _entities where name = %s", (name,))
-        await _notify(conn, app_name)
-
-
-# --------------------------------------------------------------------------------- relations
-
-
-def relation_row_json(row: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "name": row["name"],
-        "source": row["source"],
-        "target": row["target"],
-        "definition": row["definition"],
-        "created_at": _iso(row["created_at"]),
-        "updated_at": _iso(row["updated_at"]),
-    }
-
-
-async def list_relations(pool: AsyncConnectionPool[Any]) -> list[dict[str, Any]]:
-    return await _list_rows(pool, "_relations", relation_row_json)
-
-
-async def get_relation(pool: AsyncConnectionPool[Any], name: str) -> dict[str, Any]:
-    return await _get_row(pool, "_relations", name, relation_row_json, "Relation")
-
-
-async def create_relation(pool: AsyncConnectionPool[Any], app_name: str, body: object) -> Relation:
-    relation = parse_relation(_require_object(body))
-    async with pool.connection() as conn, conn.transaction():
-        await _lock(conn)
-        registry = await load_registry(conn)
-        cur = await conn.execute("select 1 from _relations where name = %s", (relation.name,))
-        if await cur.fetchone() is not None:
-            raise Conflict(f"Relation already exists: {relation.name}")
-        _check(relation_problems_in(registry, relation))
-        await insert_relation(conn, registry, relation)
-        await _notify(conn, app_name)
-    return relation
+    return await migrate_entity(conn, None, entity)
 
 
 async def insert_relation(
@@ -245,26 +291,6 @@ async def insert_relation(
     caller's transaction; `registry` holds the entities it connects."""
     await _save_relation(conn, relation, insert=True)
     await migrate_relation(conn, registry.with_relation(relation), relation)
-
-
-async def update_relation(
-    pool: AsyncConnectionPool[Any], app_name: str, name: str, body: object
-) -> Relation:
-    relation = parse_relation(_with_url_name(_require_object(body), name))
-    async with pool.connection() as conn, conn.transaction():
-        await _lock(conn)
-        registry = await load_registry(conn)
-        cur = await conn.execute("select 1 from _relations where name = %s for update", (name,))
-        if await cur.fetchone() is None:
-            raise NotFound(f"Relation not found: {name}")
-        _check(relation_problems_in(registry, relation, replacing=name))
-        await _save_relation(conn, relation, insert=False)
-        # Unlike upstream, an update that turns a relation into many-to-many gets its join table.
-        await migrate_relation(
-            conn, registry.without_relation(name).with_relation(relation), relation
-        )
-        await _notify(conn, app_name)
-    return relation
 
 
 async def _save_relation(conn: AsyncConnection[Any], relation: Relation, *, insert: bool) -> None:
@@ -280,13 +306,3 @@ async def _save_relation(conn: AsyncConnection[Any], relation: Relation, *, inse
             " updated_at = now() where name = %s",
             params,
         )
-
-
-async def delete_relation(pool: AsyncConnectionPool[Any], app_name: str, name: str) -> None:
-    """Forget the relation; a many-to-many join table (and its rows) stays (contract)."""
-    async with pool.connection() as conn, conn.transaction():
-        await _lock(conn)
-        cur = await conn.execute("delete from _relations where name = %s returning name", (name,))
-        if await cur.fetchone() is None:
-            raise NotFound(f"Relation not found: {name}")
-        await _notify(conn, app_name)

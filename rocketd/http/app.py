@@ -12,9 +12,11 @@ from aiohttp import web
 
 from rocketd.auth.accounts import PLATFORM_TABLES
 from rocketd.auth.user_states import UserStates
-from rocketd.http.keys import PLATFORM_USERS, SERVICES
+from rocketd.extensions import settings_sections
+from rocketd.http.crud import add_kind_routes
+from rocketd.http.keys import APP_SETTINGS_SECTIONS, PLATFORM_USERS, SERVICES
 from rocketd.http.middlewares import auth_middleware, body_limit_middleware, trace_middleware
-from rocketd.http.routes import admin_metadata, app_auth, data, health, platform
+from rocketd.http.routes import admin_metadata, admin_settings, app_auth, data, health, platform
 from rocketd.http.server import parser_limits
 from rocketd.services import Services
 
@@ -34,7 +36,11 @@ def create_app(services: Services) -> web.Application:
     platform.add_routes(app)
     app_auth.add_routes(app)
     admin_metadata.add_routes(app)
+    admin_settings.add_routes(app)
+    app[APP_SETTINGS_SECTIONS] = settings_sections(services.capabilities)
     for capability in services.capabilities:  # rocketd.capabilities.INSTALLED, in order
+        for kind in capability.kinds:  # five admin routes per metadata kind
+            add_kind_routes(app, kind)
         if capability.add_routes is not None:
             capability.add_routes(app)
     return app

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
@@ -10,11 +10,16 @@ if TYPE_CHECKING:
     from rocketd.actors.app import AppActor
     from rocketd.auth.principal import Principal
     from rocketd.auth.user_states import UserStates
+    from rocketd.engine.app_settings import AppSettingsSection
     from rocketd.services import Services
 
 SERVICES: web.AppKey[Services] = web.AppKey("rocketd.services")
 # Existence/active state of platform users, checked for every platform token (S9).
 PLATFORM_USERS: web.AppKey[UserStates] = web.AppKey("rocketd.platform_users")
+# The per-app settings sections of the installed capabilities (unset: the kernel's).
+APP_SETTINGS_SECTIONS: web.AppKey[tuple[AppSettingsSection[Any], ...]] = web.AppKey(
+    "rocketd.app_settings_sections"
+)
 # The AppActor of the `{app}` in the path, set by the auth middleware.
 APP_ACTOR: web.RequestKey[AppActor] = web.RequestKey("rocketd.app_actor")
 # Who is calling, set by the auth middleware on every authenticated route.

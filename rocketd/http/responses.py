@@ -1,13 +1,22 @@
-"""JSON responses in the contract's envelopes, encoded with orjson."""
+"""JSON responses in the contract's envelopes, encoded with orjson.
+
+Success bodies are `{"data": ...}`; a response may add `meta` (paging on entity lists; on admin
+routes, e.g. `migration` notes). Warnings share one shape everywhere: `meta.warnings` is a list of
+`{"code", "message"}` (`with_warnings`), present only when there is something to warn about: the
+request did what it was asked, but the caller should look (items skipped, a change made
+differently from what was asked).
+"""
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from decimal import Decimal
 from typing import Any
 
 import orjson
 from aiohttp import web
 
+from rocketd.errors import ApiWarning
 from rocketd.json_encoding import encode
 
 
@@ -47,9 +56,21 @@ def page(
     return web.Response(body=body, content_type="application/json")
 
 
-def data(value: Any, status: int = 200) -> web.Response:
-    """`{"data": value}`: every single-object and unpaged-list response."""
+def data(value: Any, status: int = 200, meta: Mapping[str, Any] | None = None) -> web.Response:
+    """`{"data": value}`: every single-object and unpaged-list response; with `"meta"` when
+    `meta` has anything in it."""
+    if meta:
+        return json_body({"data": value, "meta": dict(meta)}, status)
     return json_body({"data": value}, status)
+
+
+def with_warnings(meta: Mapping[str, Any] | None, warnings: Iterable[ApiWarning]) -> dict[str, Any]:
+    """`meta` plus `"warnings": [{"code", "message"}, ...]` when there are any."""
+    out = dict(meta or {})
+    listed = [w.to_json() for w in warnings]
+    if listed:
+        out["warnings"] = [*out.get("warnings", []), *listed]
+    return out
 
 
 def message(text: str, status: int = 200) -> web.Response:

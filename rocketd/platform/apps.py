@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import psycopg
@@ -31,6 +31,7 @@ from rocketd.db.notify import AppChanged
 from rocketd.errors import Conflict, InternalError, NotFound, ValidationFailed
 from rocketd.logging import get_logger
 from rocketd.platform.app_names import db_name_for, validate_app_name
+from rocketd.timestamps import iso_utc
 
 log = get_logger("rocketd.apps")
 
@@ -58,15 +59,9 @@ class AppRow:
             "db_name": self.db_name,
             "db_driver": self.db_driver,
             "status": self.status,
-            "created_at": _iso(self.created_at),
-            "updated_at": _iso(self.updated_at),
+            "created_at": iso_utc(self.created_at),
+            "updated_at": iso_utc(self.updated_at),
         }
-
-
-def _iso(value: datetime | None) -> str | None:
-    if value is None:
-        return None
-    return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
 _COLUMNS = sql.SQL(

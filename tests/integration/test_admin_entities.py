@@ -8,6 +8,7 @@ from typing import Any
 
 import psycopg
 import pytest
+import structlog
 
 from tests.apps import AppClient, new_app
 from tests.conftest import dsn_for
@@ -271,3 +272,22 @@ async def test_non_admin_gets_403_on_every_metadata_route(app: AppClient, pg_dsn
         status, body = await clerk.call(method, path, {} if method in ("POST", "PUT") else None)
         assert status == 403, (method, path, body)
         assert body["error"]["message"] == "Admin access required"
+
+
+async def test_migration_notes_are_answered_and_logged(app: AppClient, pg_dsn: str) -> None:
+    """What the migrator did differently from the definition reaches the admin (`meta.migration`)
+    and the log, instead of being dropped."""
+    created = await app.ok("POST", "_admin/entities", note_entity(), 201)
+    assert "meta" not in created  # nothing to say
+    await app.ok("POST", "note", {"title": "old row"}, 201)
+    changed = note_entity()
+    changed["fields"].append({"name": "summary", "type": "string", "required": True})
+    with structlog.testing.capture_logs() as logs:
+        body = await app.ok("PUT", "_admin/entities/note", changed)
+    notes = body["meta"]["migration"]
+    assert any("summary" in n and "added as a nullable column" in n for n in notes), notes
+    logged = [
+        e for e in logs if e.get("event") == "entity migrated differently from its definition"
+    ]
+    assert logged and logged[0]["notes"] == notes and logged[0]["entity"] == "note"
+    assert body["data"]["name"] == "note"

@@ -232,3 +232,19 @@ async def test_login_rehashes_to_the_configured_cost(
     with psycopg.connect(dsn_for(pg_dsn, f"rocket_{app_name}")) as conn:
         row = conn.execute("select password_hash from _users where email = 'old@x.io'").fetchone()
     assert row is not None and row[0].startswith("$2b$04$")
+
+
+async def test_ai_generate_says_ai_is_not_configured(client: Any, app_name: str) -> None:
+    """The route exists (it was a 404 `route not found`): 501 `NOT_CONFIGURED`, as the contract
+    says, in the error shape; only for admins."""
+    token = (await platform_login(client))["access_token"]
+    url = f"/api/{app_name}/_admin/ai/generate"
+    resp = await client.post(url, json={"prompt": "a helpdesk"}, headers=bearer(token))
+    assert resp.status == 501
+    error = await error_of(resp)
+    assert error["code"] == "NOT_CONFIGURED"
+    assert error["message"].startswith("AI schema generation is not configured")
+    status = await client.get(AI_STATUS.format(app=app_name), headers=bearer(token))
+    assert (await status.json())["data"]["configured"] is False
+    resp = await client.post(url, json={"prompt": "x"})
+    assert resp.status == 401

@@ -234,3 +234,21 @@ async def test_ui_config_admin_crud(client: Any) -> None:
     assert status == 404
     status, _ = await app.call("GET", "_admin/ui-configs/not-a-uuid")
     assert status == 404
+
+
+async def test_import_warns_about_skipped_and_ignored_items(client: Any) -> None:
+    """A successful import that left things out says so in `meta.warnings` (`{"code",
+    "message"}`), next to the report's own lists; a clean first import has no warnings."""
+    app = await new_app(client)
+    doc = example_schema("invoicing")
+    status, body = await import_doc(app, doc)
+    assert status == 200 and "warnings" not in body.get("meta", {}), body
+    doc["sample_data"] = {"nobody": [{"x": 1}]}
+    status, body = await import_doc(app, doc)
+    assert status == 200, body
+    warnings = body["meta"]["warnings"]
+    assert all(set(w) == {"code", "message"} for w in warnings)
+    skipped = [w["message"] for w in warnings if w["code"] == "IMPORT_SKIPPED"]
+    assert f"entities: {len(doc['entities'])} item(s) already existed" in skipped[0]
+    ignored = [w["message"] for w in warnings if w["code"] == "IMPORT_IGNORED"]
+    assert ignored == body["data"]["ignored"] and any("nobody" in m for m in ignored)

@@ -606,3 +606,30 @@ async def test_docs_page_example(client: Any) -> None:
     await app.ok("PUT", f"invoice/{invoice['id']}", paid)
     status, payload = await app.call("DELETE", f"invoice/{invoice['id']}")
     assert details(payload) == [{"message": "Paid invoices are kept", "rule": "expression"}]
+
+
+async def test_numeric_operator_values_sent_as_text_are_stored_as_numbers(
+    client: Any, pg_dsn: str
+) -> None:
+    """Existing Rocket admin clients send `"value": "0"`: accepted, stored and enforced as the
+    number (was a 422); text that is not a plain number is still refused."""
+    app = await shop(client)
+    for operator, value, number in (("min", "1", 1), ("max", "2.5", 2.5)):
+        rule_id = await add_rule(app, "field", field="qty", operator=operator, value=value)
+        stored = (await app.ok("GET", f"_admin/rules/{rule_id}"))["data"]
+        assert stored["definition"]["value"] == number
+        assert type(stored["definition"]["value"]) is type(number)
+    rule_id = await add_rule(app, "field", field="code", operator="max_length", value="3")
+    with psycopg.connect(dsn_for(pg_dsn, f"rocket_{app.name}")) as conn:
+        row = conn.execute("select definition from _rules where id = %s", (rule_id,)).fetchone()
+    assert row is not None and row[0]["value"] == 3
+    status, payload = await app.call("POST", "order", {"qty": 0})
+    assert status == 422 and details(payload)[0]["rule"] == "min"
+    status, payload = await app.call("POST", "order", {"qty": 1, "code": "ABCD"})
+    assert status == 422 and details(payload)[0]["rule"] == "max_length"
+    await app.ok("POST", "order", {"qty": 2, "code": "ABC"}, 201)
+    for operator, value in (("min", "ten"), ("min", " 1"), ("min_length", "-1"), ("max", "1e3")):
+        body = {"entity": "order", "hook": "before_write", "type": "field",
+                "definition": {"field": "qty", "operator": operator, "value": value}}  # fmt: skip
+        status, payload = await app.call("POST", "_admin/rules", body)
+        assert status == 422, (operator, value, payload)

@@ -17,7 +17,7 @@ ROOT = Path(__file__).resolve().parents[2]
 PACKAGE = ROOT / "rocketd"
 
 # Everyone may use these (they import nothing of rocketd but each other).
-SHARED = ("rocketd.errors", "rocketd.logging", "rocketd.json_encoding")
+SHARED = ("rocketd.errors", "rocketd.logging", "rocketd.json_encoding", "rocketd.timestamps")
 
 # layer (module prefix) -> the prefixes it may import, besides SHARED and itself.
 # The first matching prefix (longest) decides a module's layer.
@@ -25,6 +25,7 @@ ALLOWED: dict[str, tuple[str, ...]] = {
     "rocketd.errors": (),
     "rocketd.logging": (),
     "rocketd.json_encoding": (),
+    "rocketd.timestamps": (),
     "rocketd.expressions": (),
     "rocketd.config": ("rocketd.capabilities.*.settings",),
     "rocketd.systemd": (),

@@ -108,7 +108,7 @@ def test_unknown_operator_is_rejected() -> None:
 @pytest.mark.parametrize(
     ("operator", "value", "expected"),
     [
-        ("min", "5", "min needs a number as value"),
+        ("min", "five", "min needs a number as value"),  # "5" is 5 (numeric text, issue 14)
         ("max", True, "max needs a number as value"),
         ("min_length", -1, "min_length needs a non-negative integer as value"),
         ("max_length", 2.5, "max_length needs a non-negative integer as value"),
@@ -122,6 +122,28 @@ def test_bad_value_types_for_operators_are_rejected(
     operator: str, value: Any, expected: str
 ) -> None:
     assert problems_of(rule(field="number", operator=operator, value=value)) == [expected]
+
+
+@pytest.mark.parametrize(
+    ("operator", "text", "number"),
+    [("min", "0", 0), ("max", "-2.5", -2.5), ("min_length", "3", 3), ("max_length", "40", 40)],
+)
+def test_numeric_operator_values_sent_as_text_become_numbers(
+    operator: str, text: str, number: float
+) -> None:
+    parsed = parse_rule(rule(field="number", operator=operator, value=text))
+    stored = parsed.raw_definition["value"]
+    assert stored == number and type(stored) is type(number)
+    assert getattr(parsed.definition, "value", None) == number
+
+
+@pytest.mark.parametrize(
+    ("operator", "text"),
+    [("min", " 5"), ("min", "1e3"), ("max", "5."), ("min_length", "-1"), ("max_length", "2.5"),
+     ("min", "9" * 41)],
+)  # fmt: skip
+def test_other_text_is_still_refused(operator: str, text: str) -> None:
+    assert len(problems_of(rule(field="number", operator=operator, value=text))) == 1
 
 
 def test_invalid_regex_is_rejected_with_its_position() -> None:

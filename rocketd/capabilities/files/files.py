@@ -15,7 +15,6 @@ import re
 import unicodedata
 import uuid
 from collections.abc import AsyncIterable, Mapping
-from datetime import UTC, datetime
 from typing import Any, Final
 
 from psycopg import AsyncConnection, sql
@@ -27,6 +26,7 @@ from rocketd.errors import Conflict, ErrorDetail, NotFound, ValidationFailed
 from rocketd.metadata.model import Entity
 from rocketd.metadata.registry import Registry
 from rocketd.storage.base import Storage, write_object
+from rocketd.timestamps import iso_utc
 
 MAX_FILENAME: Final = 255
 DEFAULT_MIME: Final = "application/octet-stream"
@@ -125,10 +125,6 @@ def is_file_id(value: str) -> uuid.UUID | None:
     return parsed if str(parsed) == value.lower() else None
 
 
-def _iso(value: datetime | None) -> str | None:
-    return None if value is None else value.astimezone(UTC).isoformat().replace("+00:00", "Z")
-
-
 def file_url(app: str, file_id: str) -> str:
     return f"/api/{app}/_files/{file_id}"
 
@@ -210,7 +206,7 @@ async def list_files(pool: AsyncConnectionPool[Any]) -> list[dict[str, Any]]:
             "mime_type": r["mime_type"],
             "size": r["size"],
             "uploaded_by": None if r["uploaded_by"] is None else str(r["uploaded_by"]),
-            "created_at": _iso(r["created_at"]),
+            "created_at": iso_utc(r["created_at"]),
         }
         for r in rows
     ]

@@ -11,8 +11,8 @@ from typing import Any
 
 from psycopg import AsyncConnection
 
-from rocketd.capabilities.permissions import routes
 from rocketd.capabilities.permissions.access import PermissionSet, load_permissions
+from rocketd.capabilities.permissions.admin import KINDS
 from rocketd.capabilities.permissions.model import Problems, parse_roles, reject_unknown
 from rocketd.capabilities.permissions.stages import (
     PERMISSIONS,
@@ -34,7 +34,7 @@ CAPABILITY = Capability(
     snapshot_parts=(SnapshotPart(PERMISSIONS, _load),),
     stages=STAGES,
     read_hooks=ReadHooks(row_scope=read_scope),
-    add_routes=routes.add_routes,
+    kinds=KINDS,
 )
 
 __all__ = [

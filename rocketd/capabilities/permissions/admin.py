@@ -1,27 +1,27 @@
-"""Saving permission policies (`_permissions`): validate, write and announce in one transaction.
+"""The permission-policy kind (`_permissions`).
 
-The announcement is the app database's metadata notification (payload: the app name), delivered
-at commit: every instance reloads its AppSnapshot, whose `permissions` part is these rows. The
-route reloads this instance before answering, so the caller's next request already obeys the
-change.
+Policies run on the generic admin runner (`engine.admin`): each change is written and announced
+(the app database's metadata notification, delivered at commit) in one transaction under the
+app's metadata lock; every instance reloads its AppSnapshot, whose `permissions` part is these
+rows, and the route reloads this instance before answering, so the caller's next request already
+obeys the change.
 
 Rows (spec): `{"id", "entity", "action", "roles", "conditions", "created_at", "updated_at"}` plus
 the additive `check` list (stored in the `checks` column). `conditions` and `check` are stored
 as validated and normalised (`[]` rather than upstream's `null` when omitted). The entity is not
-checked to exist, as the spec says; several policies per (entity, action) are allowed.
+checked to exist, as the spec says; several policies per (entity, action) are allowed. A PUT
+keeps every key it omits (C28), an absent list keeping the stored JSON exactly; a bad PUT body
+is refused (400/422) before an unknown id is (404).
 """
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import Mapping
-from datetime import UTC, datetime
+from collections.abc import Hashable, Mapping
 from typing import Any, Final
 
 from psycopg import AsyncConnection
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
-from psycopg_pool import AsyncConnectionPool
 
 from rocketd.capabilities.permissions.model import (
     Condition,
@@ -29,17 +29,9 @@ from rocketd.capabilities.permissions.model import (
     parse_policy_body,
     stored_conditions,
 )
-from rocketd.db import notify
-from rocketd.db.notify import MetadataChanged
-from rocketd.errors import NotFound
-
-_SELECT: Final = (
-    "select id, entity, action, roles, conditions, checks, created_at, updated_at from _permissions"
-)
-
-
-def _iso(value: datetime | None) -> str | None:
-    return None if value is None else value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+from rocketd.engine.admin import AdminCall, Change, MetadataKind, Row, Screened, raw_text
+from rocketd.errors import InvalidPayload
+from rocketd.timestamps import iso_utc
 
 
 def _conditions_json(raw: Any) -> list[Any]:
@@ -55,8 +47,8 @@ def permission_json(row: Mapping[str, Any]) -> dict[str, Any]:
         "roles": list(row["roles"] or []),
         "conditions": _conditions_json(row["conditions"]),
         "check": _conditions_json(row["checks"]),
-        "created_at": _iso(row["created_at"]),
-        "updated_at": _iso(row["updated_at"]),
+        "created_at": iso_utc(row["created_at"]),
+        "updated_at": iso_utc(row["updated_at"]),
     }
 
 
@@ -72,54 +64,6 @@ def _stored_fields(row: Mapping[str, Any]) -> PolicyFields:
 
 def _jsonb(conditions: tuple[Condition, ...]) -> Jsonb:
     return Jsonb([c.to_json() for c in conditions])
-
-
-def _uuid(raw: str) -> uuid.UUID | None:
-    if len(raw) > 64:
-        return None
-    try:
-        return uuid.UUID(raw)
-    except ValueError:
-        return None
-
-
-def _not_found(raw_id: str) -> NotFound:
-    shown = raw_id if len(raw_id) <= 100 else raw_id[:100] + "..."
-    return NotFound(f"Permission not found: {shown}")
-
-
-async def _notify(conn: AsyncConnection[Any], app_name: str) -> None:
-    await notify.send(conn, MetadataChanged(app_name))
-
-
-async def list_permissions(pool: AsyncConnectionPool[Any]) -> list[dict[str, Any]]:
-    async with pool.connection() as conn:
-        cur = conn.cursor(row_factory=dict_row)
-        await cur.execute(_SELECT + " order by entity, action, created_at, id")
-        return [permission_json(r) for r in await cur.fetchall()]
-
-
-async def get_permission(pool: AsyncConnectionPool[Any], raw_id: str) -> dict[str, Any]:
-    key = _uuid(raw_id)
-    if key is None:
-        raise _not_found(raw_id)
-    async with pool.connection() as conn:
-        cur = conn.cursor(row_factory=dict_row)
-        await cur.execute(_SELECT + " where id = %s", (key,))
-        row = await cur.fetchone()
-    if row is None:
-        raise _not_found(raw_id)
-    return permission_json(row)
-
-
-async def create_permission(
-    pool: AsyncConnectionPool[Any], app_name: str, body: Mapping[str, Any]
-) -> dict[str, Any]:
-    fields = parse_policy_body(body)
-    async with pool.connection() as conn, conn.transaction():
-        row = await insert_permission(conn, fields)
-        await _notify(conn, app_name)
-    return permission_json(row)
 
 
 async def insert_permission(conn: AsyncConnection[Any], fields: PolicyFields) -> dict[str, Any]:
@@ -138,59 +82,94 @@ async def insert_permission(conn: AsyncConnection[Any], fields: PolicyFields) ->
         ),
     )
     row = await cur.fetchone()
-    assert row is not None
+    if row is None:
+        raise RuntimeError("INSERT ... RETURNING returned no row")
     return row
 
 
-async def update_permission(
-    pool: AsyncConnectionPool[Any], app_name: str, raw_id: str, body: Mapping[str, Any]
-) -> dict[str, Any]:
-    """PUT: sent keys replace, absent keys keep the stored values (upstream-gaps C28)."""
-    key = _uuid(raw_id)
-    if key is None:
-        parse_policy_body(body, PolicyFields("x", "read"))  # bad bodies are 400/422 first
-        raise _not_found(raw_id)
-    async with pool.connection() as conn, conn.transaction():
-        cur = conn.cursor(row_factory=dict_row)
-        await cur.execute(_SELECT + " where id = %s for update", (key,))
-        stored = await cur.fetchone()
-        if stored is None:
-            parse_policy_body(body, PolicyFields("x", "read"))
-            raise _not_found(raw_id)
-        fields = parse_policy_body(body, _stored_fields(stored))
+class PermissionKind(MetadataKind[PolicyFields]):
+    name = "permissions"
+    path = "permissions"
+    table = "_permissions"
+    label = "Permission"
+    columns = ("entity", "action", "roles", "conditions", "checks")
+    select_columns = ("id", "entity", "action", "roles", "conditions", "checks", "created_at",
+                      "updated_at")  # fmt: skip
+    list_order = ("entity", "action", "created_at", "id")
+    export_columns = ("entity", "action", "roles", "conditions", "checks")
+    # QUIRK (spec): an imported policy whose (entity, action) exists is skipped, even a second
+    # policy of a pair that the document itself holds.
+    import_key_columns = ("entity", "action")
+    needs_registry = False  # the entity is not checked to exist (spec)
+
+    def parse(self, body: object, call: AdminCall) -> PolicyFields:
+        if not isinstance(body, Mapping):
+            raise InvalidPayload("Invalid JSON body")
+        return parse_policy_body(body)
+
+    def check_body(self, body: Mapping[str, Any], raw_key: str, call: AdminCall) -> None:
+        parse_policy_body(body, PolicyFields("x", "read"))  # what the body says, on its own
+
+    def parse_update(self, body: Mapping[str, Any], stored: Row, call: AdminCall) -> PolicyFields:
+        return parse_policy_body(body, _stored_fields(stored))
+
+    def values(self, item: PolicyFields) -> tuple[Any, ...]:
+        return (
+            item.entity,
+            item.action,
+            list(item.roles),
+            _jsonb(item.conditions),
+            _jsonb(item.check),
+        )
+
+    def row_json(self, row: Mapping[str, Any]) -> dict[str, Any]:
+        return permission_json(row)
+
+    async def insert(self, change: Change, item: PolicyFields) -> Row:
+        return await insert_permission(change.conn, item)
+
+    async def update_row(self, change: Change, item: PolicyFields) -> Row:
+        stored, body = change.stored or {}, change.body or {}
         # Absent lists keep the stored JSON exactly (even what this release cannot read).
         conditions = (
-            _jsonb(fields.conditions) if "conditions" in body else Jsonb(stored["conditions"])
+            _jsonb(item.conditions) if "conditions" in body else Jsonb(stored["conditions"])
         )
-        check = _jsonb(fields.check) if "check" in body else Jsonb(stored["checks"])
+        check = _jsonb(item.check) if "check" in body else Jsonb(stored["checks"])
+        cur = change.conn.cursor(row_factory=dict_row)
         await cur.execute(
             "update _permissions set entity = %s, action = %s, roles = %s, conditions = %s,"
             " checks = %s, updated_at = now() where id = %s"
             " returning id, entity, action, roles, conditions, checks, created_at, updated_at",
-            (
-                fields.entity,
-                fields.action,
-                list(fields.roles),
-                conditions,
-                check,
-                key,
-            ),
+            (item.entity, item.action, list(item.roles), conditions, check, change.key),
         )
         row = await cur.fetchone()
-        await _notify(conn, app_name)
-    assert row is not None
-    return permission_json(row)
+        if row is None:
+            raise RuntimeError("UPDATE ... RETURNING of a locked row returned nothing")
+        return row
+
+    def export_json(self, row: Row) -> Any:
+        item = {
+            "entity": row["entity"],
+            "action": row["action"],
+            "roles": list(row["roles"] or []),
+            "conditions": _conditions_json(row["conditions"]),
+        }
+        if isinstance(row["checks"], list) and row["checks"]:
+            item["check"] = row["checks"]  # additive (upstream-gaps S5)
+        return item
+
+    def screen(self, where: str, raw: object) -> Screened | None:
+        return None if isinstance(raw, Mapping) else Screened("problem", "must be an object")
+
+    def raw_key(self, raw: object) -> Hashable | None:
+        return (raw.get("entity"), raw.get("action")) if isinstance(raw, Mapping) else None
+
+    def key_of(self, item: PolicyFields) -> Hashable:
+        return (item.entity, item.action)
+
+    def raw_label(self, raw: object) -> str:
+        return raw_text(raw, "entity", "action")
 
 
-async def delete_permission(
-    pool: AsyncConnectionPool[Any], app_name: str, raw_id: str
-) -> dict[str, Any]:
-    key = _uuid(raw_id)
-    if key is None:
-        raise _not_found(raw_id)
-    async with pool.connection() as conn, conn.transaction():
-        cur = await conn.execute("delete from _permissions where id = %s returning id", (key,))
-        if await cur.fetchone() is None:
-            raise _not_found(raw_id)
-        await _notify(conn, app_name)
-    return {"id": str(key), "deleted": True}
+PERMISSIONS: Final = PermissionKind()
+KINDS: Final[tuple[MetadataKind[Any], ...]] = (PERMISSIONS,)

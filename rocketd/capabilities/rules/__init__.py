@@ -2,7 +2,9 @@
 after_write and before_delete, evaluated in the write transaction.
 
 Public API for other capabilities: `RULE_BOOK` (the snapshot part: rules and state machines by
-entity; the state machines capability reads its machines from it).
+entity; the state machines capability reads its machines from it), and the state-machine
+definitions the book parses (`StateMachine`, `Transition`, `Action`, `ActionValue`, `NOW`,
+`parse_state_machine`, `state_machine_problems_in`).
 """
 
 from __future__ import annotations
@@ -11,9 +13,17 @@ from typing import Any
 
 from psycopg import AsyncConnection
 
-from rocketd.capabilities.rules import routes
-from rocketd.capabilities.rules.admin import load_rule_book
-from rocketd.capabilities.rules.model import RuleBook
+from rocketd.capabilities.rules.admin import KINDS, load_rule_book
+from rocketd.capabilities.rules.model import (
+    NOW,
+    Action,
+    ActionValue,
+    RuleBook,
+    StateMachine,
+    Transition,
+    parse_state_machine,
+    state_machine_problems_in,
+)
 from rocketd.capabilities.rules.stages import RULE_BOOK, STAGES
 from rocketd.extensions import Capability, SnapshotPart
 from rocketd.metadata.registry import Registry
@@ -27,7 +37,17 @@ CAPABILITY = Capability(
     name="rules",
     snapshot_parts=(SnapshotPart(RULE_BOOK, _load, lambda book: book.problems),),
     stages=STAGES,
-    add_routes=routes.add_routes,
+    kinds=KINDS,
 )
 
-__all__ = ["CAPABILITY", "RULE_BOOK"]
+__all__ = [
+    "CAPABILITY",
+    "NOW",
+    "RULE_BOOK",
+    "Action",
+    "ActionValue",
+    "StateMachine",
+    "Transition",
+    "parse_state_machine",
+    "state_machine_problems_in",
+]

@@ -379,6 +379,8 @@ def parse_rule(data: object) -> Rule:
         problems.add("priority", f"priority must be between {INT32_MIN} and {INT32_MAX}")
     problems.raise_if_any()
     assert parsed is not None  # every path that leaves it None reported a problem
+    if isinstance(parsed, FieldRule) and "value" in definition:
+        definition = {**definition, "value": parsed.value}  # stored as parsed: "40" becomes 40
     active = body.get("active")
     return Rule(
         entity=entity,
@@ -407,6 +409,20 @@ def _name(data: Mapping[str, Any], key: str, path: str, problems: _Problems, wha
     return value
 
 
+_DECIMAL_TEXT: Final = regex.compile(r"-?[0-9]+(?:\.[0-9]+)?")
+_COUNT_TEXT: Final = regex.compile(r"[0-9]+")
+_NUMBER_TEXT_LIMIT: Final = 40  # longer digit strings stay text (and are refused)
+
+
+def _number_from_text(value: object, form: regex.Pattern[str]) -> object:
+    """A numeric operator's value sent as text (`"0"`, `"2.5"`: what existing Rocket admin
+    clients send, and the older Express accepted) as the number it spells; anything else as it
+    is, for the type check that follows."""
+    if not isinstance(value, str) or len(value) > _NUMBER_TEXT_LIMIT or not form.fullmatch(value):
+        return value
+    return float(value) if "." in value else int(value)
+
+
 def _parse_field_rule(definition: Mapping[str, Any], problems: _Problems) -> FieldRule | None:
     target = _name(definition, "field", "definition", problems, "the field to check")
     operator = definition.get("operator")
@@ -427,9 +443,11 @@ def _parse_field_rule(definition: Mapping[str, Any], problems: _Problems) -> Fie
     where = "definition.value"
     pattern: regex.Pattern[str] | None = None
     if operator in ("min", "max"):
+        value = _number_from_text(value, _DECIMAL_TEXT)
         if not _is_number(value):
             problems.add(where, f"{operator} needs a number as value")
     elif operator in ("min_length", "max_length"):
+        value = _number_from_text(value, _COUNT_TEXT)
         if not isinstance(value, int) or isinstance(value, bool) or value < 0:
             problems.add(where, f"{operator} needs a non-negative integer as value")
     elif operator == "pattern":

@@ -1,74 +1,54 @@
 """Schema export and import (`export-import.md`): one JSON document with an app's metadata.
 
+The document is made of the metadata kinds it is given (`MetadataKind`s, in document order:
+entities, relations, then the capabilities' kinds) plus the app's settings sections; this module
+names no kind. Export asks each kind for its items; import walks the kinds in order.
+
 Import is stricter than upstream (upstream-gaps S19, C33): every item of the document is parsed
 and validated exactly like its admin route, against the metadata as stored plus the items before
 it in the document (entities, then relations, ...), *before* anything is written. Any problem
 rejects the whole document (422, every problem listed, nothing applied). A valid document is
 applied in one transaction under the metadata lock: the rows, the DDL of new tables, the sample
-rows and the metadata NOTIFY commit together or not at all.
+rows, the settings and the metadata NOTIFY commit together or not at all.
 
-Idempotency is the spec's: an item whose key already exists (or appeared earlier in the file) is
-skipped and not validated; UI configs are upserted. Sample data is seed data: inserted after the
-metadata with only declared columns (other keys dropped and listed), `ON CONFLICT DO NOTHING`,
-no rules, state machines, defaults or timestamps; a row the database refuses rejects the import.
+Idempotency is the spec's: an item whose natural key (`MetadataKind.key_of`) already exists (or
+appeared earlier in the file) is skipped and not validated; UI configs are upserted; a settings
+section already stored is skipped. Sample data is seed data: inserted after the metadata with only
+declared columns (other keys dropped and listed), `ON CONFLICT DO NOTHING`, no rules, state
+machines, defaults or timestamps; a row the database refuses rejects the import.
 """
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Final
 
-import orjson
 import psycopg
 from psycopg import AsyncConnection, sql
-from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
 
-from rocketd.capabilities.permissions.admin import insert_permission
-from rocketd.capabilities.permissions.model import PolicyFields, parse_policy_body
-from rocketd.capabilities.rules import admin as rules_admin
-from rocketd.capabilities.rules.model import (
-    Rule,
-    StateMachine,
-    new_rule_problems_in,
-    parse_rule,
-    parse_state_machine,
-    state_machine_problems_in,
-)
-from rocketd.capabilities.ui_configs import ui_configs
-from rocketd.capabilities.webhooks.model import Webhook, parse_webhook
-from rocketd.capabilities.workflows.model import Workflow, parse_workflow, workflow_problems_in
-from rocketd.engine.metadata_admin import (
-    insert_entity,
-    insert_relation,
+from rocketd.db.notify import MetadataChanged, send
+from rocketd.engine.admin import (
+    AdminCall,
+    Change,
+    MetadataKind,
+    Saved,
     load_registry,
     lock_metadata,
-    notify_metadata,
 )
-from rocketd.errors import ApiError, ErrorDetail, InvalidPayload, ValidationFailed
-from rocketd.json_encoding import encode
-from rocketd.metadata.consistency import entity_problems_in, relation_problems_in
-from rocketd.metadata.model import Entity, Relation
-from rocketd.metadata.parse import parse_entity, parse_relation
+from rocketd.engine.app_settings import Sections, section_named, stored_settings, write_section
+from rocketd.errors import ApiError, ApiWarning, ErrorDetail, InvalidPayload, ValidationFailed
+from rocketd.metadata.model import Relation
 from rocketd.metadata.registry import Registry
 
 VERSION: Final = 1
-KINDS: Final = (
-    "entities",
-    "relations",
-    "rules",
-    "state_machines",
-    "workflows",
-    "permissions",
-    "webhooks",
-    "ui_configs",
-)
 _INT_TYPES: Final = frozenset({"int", "integer", "bigint"})
 _JSON_TYPES: Final = frozenset({"json", "file"})
+
+Kinds = Sequence[MetadataKind[Any]]
 
 
 class ImportRejected(ValidationFailed):
@@ -84,81 +64,39 @@ def _now() -> str:
     return datetime.now(UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
 
 
-def _canonical(value: Any) -> bytes:
-    return encode(value, option=orjson.OPT_SORT_KEYS)
+def _exported(kinds: Kinds) -> list[MetadataKind[Any]]:
+    return [kind for kind in kinds if kind.exported]
 
 
 # ------------------------------------------------------------------------------------ export
 
 
-async def export_document(conn: AsyncConnection[Any]) -> dict[str, Any]:
-    """The app's metadata as a version-1 document (never sample data)."""
-    cur = conn.cursor(row_factory=dict_row)
+async def export_document(
+    conn: AsyncConnection[Any], kinds: Kinds, sections: Sections = ()
+) -> dict[str, Any]:
+    """The app's metadata as a version-1 document (never sample data): one array per kind, and
+    `settings`: the keys the app set in each declared section (defaults are not exported)."""
     doc: dict[str, Any] = {"version": VERSION, "exported_at": _now()}
-    await cur.execute("select definition from _entities order by name")
-    doc["entities"] = [r["definition"] for r in await cur.fetchall()]
-    await cur.execute("select definition from _relations order by name")
-    doc["relations"] = [r["definition"] for r in await cur.fetchall()]
-    await cur.execute(
-        "select entity, hook, type, definition, priority, active from _rules"
-        " order by entity, priority, created_at, hook, type, definition::text"
-    )
-    doc["rules"] = [dict(r) for r in await cur.fetchall()]
-    await cur.execute(
-        "select entity, field, definition, active from _state_machines"
-        " order by entity, field, created_at, id"
-    )
-    doc["state_machines"] = [dict(r) for r in await cur.fetchall()]
-    doc["workflows"] = await _optional_rows(
-        conn,
-        "_workflows",
-        "select name, trigger, context, steps, active from _workflows order by name",
-    )
-    await cur.execute(
-        "select entity, action, roles, conditions, checks from _permissions"
-        " order by entity, action, created_at, id"
-    )
-    permissions: list[dict[str, Any]] = []
-    for r in await cur.fetchall():
-        item = {
-            "entity": r["entity"],
-            "action": r["action"],
-            "roles": list(r["roles"] or []),
-            "conditions": r["conditions"] if isinstance(r["conditions"], list) else [],
-        }
-        if isinstance(r["checks"], list) and r["checks"]:
-            item["check"] = r["checks"]  # additive (upstream-gaps S5)
-        permissions.append(item)
-    doc["permissions"] = permissions
-    doc["webhooks"] = await _optional_rows(
-        conn,
-        "_webhooks",
-        "select entity, hook, url, method, headers, condition, async, retry, active"
-        " from _webhooks order by entity, hook, created_at, url",
-    )
-    await cur.execute("select entity, scope, config from _ui_configs order by entity, scope")
-    doc["ui_configs"] = [dict(r) for r in await cur.fetchall()]
+    for kind in _exported(kinds):
+        doc[kind.name] = await kind.export_items(conn) if await _table_exists(conn, kind) else []
+    stored = await stored_settings(conn)
+    doc["settings"] = {s.name: stored[s.name] for s in sections if stored.get(s.name)}
     return doc
 
 
-async def _table_exists(conn: AsyncConnection[Any], table: str) -> bool:
-    cur = await conn.execute("select to_regclass(%s) is not null", (table,))
+async def _table_exists(conn: AsyncConnection[Any], kind: MetadataKind[Any]) -> bool:
+    """Whether the kind's table exists (a capability's table is absent on a database that was
+    not upgraded yet)."""
+    cur = await conn.execute("select to_regclass(%s) is not null", (kind.table,))
     row = await cur.fetchone()
     return bool(row and row[0])
 
 
-async def _optional_rows(conn: AsyncConnection[Any], table: str, query: str) -> list[Any]:
-    """Rows of a table another capability owns (absent on a database not yet upgraded)."""
-    if not await _table_exists(conn, table):
-        return []
-    cur = conn.cursor(row_factory=dict_row)
-    await cur.execute(query)
-    return [dict(r) for r in await cur.fetchall()]
-
-
-async def export_app(pool: AsyncConnectionPool[Any]) -> dict[str, Any]:
+async def export_app(
+    pool: AsyncConnectionPool[Any], kinds: Kinds, sections: Sections = ()
+) -> dict[str, Any]:
     async with pool.connection() as conn:
-        return await export_document(conn)
+        return await export_document(conn, kinds, sections)
 
 
 # ------------------------------------------------------------------------------------ import
@@ -166,16 +104,10 @@ async def export_app(pool: AsyncConnectionPool[Any]) -> dict[str, Any]:
 
 @dataclass
 class _Plan:
-    """What a validated document will do."""
+    """What a validated document will do: the items to write per kind, in document order."""
 
-    entities: list[Entity] = field(default_factory=list)
-    relations: list[Relation] = field(default_factory=list)
-    rules: list[Rule] = field(default_factory=list)
-    state_machines: list[StateMachine] = field(default_factory=list)
-    workflows: list[Workflow] = field(default_factory=list)
-    permissions: list[PolicyFields] = field(default_factory=list)
-    webhooks: list[Webhook] = field(default_factory=list)
-    ui_configs: list[ui_configs.UiConfig] = field(default_factory=list)
+    items: dict[str, list[Any]] = field(default_factory=dict)
+    settings: dict[str, dict[str, Any]] = field(default_factory=dict)
     skipped: dict[str, list[str]] = field(default_factory=dict)
     ignored: list[str] = field(default_factory=list)
     problems: list[ErrorDetail] = field(default_factory=list)
@@ -183,13 +115,15 @@ class _Plan:
     def skip(self, kind: str, label: str) -> None:
         self.skipped.setdefault(kind, []).append(label)
 
-    def problem(self, where: str, err: ApiError | str) -> None:
+    def problem(self, where: str, err: ApiError | ErrorDetail | str) -> None:
         """Record a problem; `where` is the item's path, optionally followed by " (label)"."""
         path = where.split(" (", 1)[0]
         if isinstance(err, str):
             self.problems.append(ErrorDetail(f"{where}: {err}", path))
             return
-        details = err.details or [ErrorDetail(err.message)]
+        details = (
+            [err] if isinstance(err, ErrorDetail) else err.details or [ErrorDetail(err.message)]
+        )
         for d in details:
             at = f"{path}.{d.field}" if d.field else path
             self.problems.append(ErrorDetail(f"{where}: {d.message}", at, d.rule or ""))
@@ -213,232 +147,101 @@ def _parsed(plan: _Plan, where: str, parse: Callable[[Any], Any], item: Any) -> 
         return None
 
 
-async def _rows(conn: AsyncConnection[Any], query: str) -> list[tuple[Any, ...]]:
-    cur = await conn.execute(query)
-    return [tuple(r) for r in await cur.fetchall()]
+def _at(where: str, label: str | None) -> str:
+    return where if label is None else f"{where} ({label})"
 
 
-async def _existing(conn: AsyncConnection[Any], query: str) -> set[tuple[Any, ...]]:
-    return set(await _rows(conn, query))
-
-
-def _label(item: object, *keys: str) -> str:
-    if not isinstance(item, Mapping):
-        return "?"
-    return "/".join(str(item.get(k, "")) for k in keys)
+async def _plan_kind(
+    conn: AsyncConnection[Any],
+    kind: MetadataKind[Any],
+    doc: Mapping[str, Any],
+    call: AdminCall,
+    plan: _Plan,
+    registry: Registry,
+) -> Registry:
+    """Plan the document's items of one kind; the registry with the accepted ones added."""
+    planned = plan.items.setdefault(kind.name, [])
+    keys: set[Hashable] = set()
+    if await _table_exists(conn, kind):
+        keys = await kind.existing_keys(conn)
+    for where, raw in _items(doc, kind.name, plan):
+        screened = kind.screen(where, raw)
+        if screened is not None:
+            if screened.outcome == "problem":
+                plan.problem(where, screened.text)
+            elif screened.outcome == "skip":
+                plan.skip(kind.name, screened.text)
+            else:
+                plan.ignored.append(screened.text)
+            continue
+        raw_key = kind.raw_key(raw)
+        if raw_key is not None and raw_key in keys:
+            plan.skip(kind.name, kind.skip_label(raw, None))
+            continue
+        item = _parsed(plan, _at(where, kind.raw_label(raw)), lambda b: kind.parse(b, call), raw)
+        if item is None:
+            continue
+        key = kind.key_of(item)
+        if raw_key is None and key is not None and key in keys:
+            plan.skip(kind.name, kind.skip_label(raw, item))
+            continue
+        problems = kind.import_problems_in(registry, item)
+        if problems:
+            at = _at(where, kind.problem_label(raw, item))
+            for problem in problems:
+                plan.problem(at, problem)
+            continue
+        if key is not None:
+            keys.add(key)
+        registry = kind.extend(registry, item)
+        planned.append(item)
+    return registry
 
 
 async def _plan(
-    conn: AsyncConnection[Any], doc: Mapping[str, Any], env_prefix: str
+    conn: AsyncConnection[Any], doc: Mapping[str, Any], call: AdminCall, kinds: Kinds
 ) -> tuple[_Plan, Registry]:
     plan = _Plan()
     registry = await load_registry(conn)
-
-    names = {n for (n,) in await _existing(conn, "select name from _entities")}
-    for where, item in _items(doc, "entities", plan):
-        if not isinstance(item, Mapping):
-            plan.problem(where, "must be an object")
-            continue
-        name, table = item.get("name"), item.get("table")
-        if not name or not table:
-            plan.skip("entities", f"{where} (no name or table)")
-            continue
-        if name in names:
-            plan.skip("entities", str(name))
-            continue
-        entity = _parsed(plan, f"{where} ({name})", parse_entity, item)
-        if entity is None:
-            continue
-        problems = entity_problems_in(registry, entity)
-        for p in problems:
-            plan.problem(f"{where} ({entity.name})", p)
-        if not problems:
-            names.add(entity.name)
-            registry = registry.with_entity(entity)
-            plan.entities.append(entity)
-
-    relation_names = {n for (n,) in await _existing(conn, "select name from _relations")}
-    for where, item in _items(doc, "relations", plan):
-        if not isinstance(item, Mapping):
-            plan.problem(where, "must be an object")
-            continue
-        name = item.get("name")
-        if not name:
-            plan.skip("relations", f"{where} (no name)")
-            continue
-        if name in relation_names:
-            plan.skip("relations", str(name))
-            continue
-        relation = _parsed(plan, f"{where} ({name})", parse_relation, item)
-        if relation is None:
-            continue
-        problems = relation_problems_in(registry, relation)
-        for p in problems:
-            plan.problem(f"{where} ({relation.name})", p)
-        if not problems:
-            relation_names.add(relation.name)
-            registry = registry.with_relation(relation)
-            plan.relations.append(relation)
-
-    rule_keys = {
-        (e, h, t, _canonical(d))
-        for e, h, t, d in await _rows(conn, "select entity, hook, type, definition from _rules")
-    }
-    for where, item in _items(doc, "rules", plan):
-        rule = _parsed(plan, f"{where} ({_label(item, 'entity', 'type')})", parse_rule, item)
-        if rule is None:
-            continue
-        key = (rule.entity, rule.hook, rule.type, _canonical(dict(rule.raw_definition)))
-        if key in rule_keys:
-            plan.skip("rules", f"{rule.entity}/{rule.hook}/{rule.type}")
-            continue
-        rule_details = new_rule_problems_in(registry, rule)
-        if rule_details:
-            for d in rule_details:
-                plan.problem(
-                    f"{where} ({rule.entity}/{rule.type})", ValidationFailed(d.message, [d])
-                )
-            continue
-        rule_keys.add(key)
-        plan.rules.append(rule)
-
-    machine_keys = await _existing(conn, "select entity, field from _state_machines")
-    for where, item in _items(doc, "state_machines", plan):
-        machine = _parsed(
-            plan, f"{where} ({_label(item, 'entity', 'field')})", parse_state_machine, item
-        )
-        if machine is None:
-            continue
-        if (machine.entity, machine.field) in machine_keys:
-            plan.skip("state_machines", f"{machine.entity}.{machine.field}")
-            continue
-        machine_details = state_machine_problems_in(registry, machine)
-        if machine_details:
-            for d in machine_details:
-                plan.problem(
-                    f"{where} ({machine.entity}.{machine.field})", ValidationFailed(d.message, [d])
-                )
-            continue
-        machine_keys.add((machine.entity, machine.field))
-        plan.state_machines.append(machine)
-
-    workflow_names: set[tuple[Any, ...]] = set()
-    if await _table_exists(conn, "_workflows"):
-        workflow_names = await _existing(conn, "select name from _workflows")
-    for where, item in _items(doc, "workflows", plan):
-        name = _label(item, "name")
-        if (name,) in workflow_names:
-            plan.skip("workflows", name)
-            continue
-        workflow = _parsed(plan, f"{where} ({name})", parse_workflow, item)
-        if workflow is None:
-            continue
-        workflow_details = workflow_problems_in(registry, workflow)
-        if workflow_details:
-            for d in workflow_details:
-                plan.problem(f"{where} ({name})", ValidationFailed(d.message, [d]))
-            continue
-        workflow_names.add((workflow.name,))
-        plan.workflows.append(workflow)
-
-    policy_keys = await _existing(conn, "select entity, action from _permissions")
-    for where, item in _items(doc, "permissions", plan):
-        label = _label(item, "entity", "action")
-        if not isinstance(item, Mapping):
-            plan.problem(where, "must be an object")
-            continue
-        if (item.get("entity"), item.get("action")) in policy_keys:
-            plan.skip("permissions", label)  # QUIRK (spec): a second policy of a pair too
-            continue
-        policy = _parsed(plan, f"{where} ({label})", parse_policy_body, item)
-        if policy is None:
-            continue
-        policy_keys.add((policy.entity, policy.action))
-        plan.permissions.append(policy)
-
-    hook_keys: set[tuple[Any, ...]] = set()
-    if await _table_exists(conn, "_webhooks"):
-        hook_keys = await _existing(conn, "select entity, hook, url from _webhooks")
-    for where, item in _items(doc, "webhooks", plan):
-        label = _label(item, "entity", "hook", "url")
-        if (
-            isinstance(item, Mapping)
-            and (
-                item.get("entity"),
-                item.get("hook", "after_write"),
-                item.get("url"),
-            )
-            in hook_keys
-        ):
-            plan.skip("webhooks", label)
-            continue
-        hook = _parsed(
-            plan, f"{where} ({label})", lambda body: parse_webhook(body, env_prefix), item
-        )
-        if hook is None:
-            continue
-        if registry.entity(hook.entity) is None:
-            plan.problem(f"{where} ({label})", f"entity not found: {hook.entity}")
-            continue
-        hook_keys.add((hook.entity, hook.hook, hook.url))
-        plan.webhooks.append(hook)
-
-    for where, item in _items(doc, "ui_configs", plan):
-        if not isinstance(item, Mapping) or not item.get("entity"):
-            plan.ignored.append(f"{where}: no entity")
-            continue
-        config = _parsed(plan, where, ui_configs.parse_ui_config, item)
-        if config is None:
-            continue
-        if not config.entity.startswith("_") and registry.entity(config.entity) is None:
-            plan.problem(f"{where} ({config.entity})", f"entity not found: {config.entity}")
-            continue
-        plan.ui_configs.append(config)
+    for kind in kinds:
+        registry = await _plan_kind(conn, kind, doc, call, plan, registry)
     return plan, registry
 
 
-async def _apply(conn: AsyncConnection[Any], plan: _Plan, registry: Registry) -> dict[str, int]:
-    for entity in plan.entities:
-        await insert_entity(conn, entity)
-    for relation in plan.relations:
-        await insert_relation(conn, registry, relation)
-    for rule in plan.rules:
-        await rules_admin.insert_item(conn, rules_admin.RULES, rule)
-    for machine in plan.state_machines:
-        await rules_admin.insert_item(conn, rules_admin.STATE_MACHINES, machine)
-    for workflow in plan.workflows:
-        await conn.execute(
-            "insert into _workflows (name, trigger, context, steps, active)"
-            " values (%s, %s, %s, %s, %s)",
-            (
-                workflow.name,
-                Jsonb(dict(workflow.raw_trigger)),
-                Jsonb(dict(workflow.context)),
-                Jsonb(list(workflow.raw_steps)),
-                workflow.active,
-            ),
-        )
-    for policy in plan.permissions:
-        await insert_permission(conn, policy)
-    for hook in plan.webhooks:
-        await conn.execute(
-            "insert into _webhooks (entity, hook, url, method, headers, condition, async, retry,"
-            " active) values (%s, %s, %s, %s, %s, %s, %s, %s, %s)",
-            (
-                hook.entity,
-                hook.hook,
-                hook.url,
-                hook.method,
-                Jsonb(dict(hook.headers)),
-                hook.condition,
-                hook.is_async,
-                Jsonb(hook.retry.to_json()),
-                hook.active,
-            ),
-        )
-    for config in plan.ui_configs:
-        await ui_configs.upsert(conn, config)
-    return {kind: len(getattr(plan, kind)) for kind in KINDS}
+async def _plan_settings(
+    conn: AsyncConnection[Any], doc: Mapping[str, Any], sections: Sections, plan: _Plan
+) -> None:
+    """The document's `settings`: each section validated like the settings route's PUT; a
+    section the app has set already is skipped; one this server does not declare is ignored
+    (a document from a server with more capabilities still imports)."""
+    raw = doc.get("settings")
+    if raw is None:
+        return
+    if not isinstance(raw, Mapping):
+        plan.problem("settings", "must be an object")
+        return
+    stored = await stored_settings(conn)
+    for name, value in raw.items():
+        where = f"settings.{name}"
+        section = section_named(sections, name)
+        if section is None:
+            plan.ignored.append(f"{where}: not a settings section of this server")
+            continue
+        if stored.get(name):
+            plan.skip("settings", str(name))
+            continue
+        problems = section.problems(value)
+        for problem in problems:
+            plan.problem(where, problem)
+        if not problems:
+            plan.settings[name] = section.overrides(None, value)
+
+
+async def _apply(change: Change, plan: _Plan, kinds: Kinds) -> dict[str, int]:
+    for kind in kinds:
+        for item in plan.items[kind.name]:
+            await kind.import_write(change, item)
+    return {kind.name: len(plan.items[kind.name]) for kind in kinds}
 
 
 def _sample_value(kind: str, value: Any) -> Any:
@@ -556,23 +359,39 @@ def check_document(doc: object) -> Mapping[str, Any]:
 
 
 async def import_document(
-    pool: AsyncConnectionPool[Any], app_name: str, doc: object, env_prefix: str
-) -> dict[str, Any]:
-    """Validate everything, then apply it in one transaction; the report. `ImportRejected`
-    (422, nothing applied) when any item is invalid or any sample row is refused."""
+    pool: AsyncConnectionPool[Any],
+    call: AdminCall,
+    doc: object,
+    kinds: Kinds,
+    sections: Sections = (),
+) -> Saved:
+    """Validate everything, then apply it in one transaction. The answer's `data` is the report;
+    its `meta` has `migration` (what the migrator did differently from the literal entities) and
+    `warnings` (items skipped or ignored) when there are any. `ImportRejected` (422, nothing
+    applied) when any item is invalid or any sample row is refused."""
     document = check_document(doc)
+    kinds = _exported(kinds)
+    notice = MetadataChanged(call.app_name)
     async with pool.connection() as conn:
         try:
             async with conn.transaction():
                 await lock_metadata(conn)
-                plan, registry = await _plan(conn, document, env_prefix)
+                plan, registry = await _plan(conn, document, call, kinds)
+                await _plan_settings(conn, document, sections, plan)
                 if plan.problems:
                     raise ImportRejected(plan.problems)
-                summary: dict[str, int] = await _apply(conn, plan, registry)
+                change = Change(conn, call, planned_registry=registry)
+                summary: dict[str, int] = await _apply(change, plan, kinds)
+                if "settings" in document:
+                    for name, overrides in plan.settings.items():
+                        section = section_named(sections, name)
+                        if section is not None:
+                            await write_section(conn, section, overrides)
+                    summary["settings"] = len(plan.settings)
                 summary["records"] = await _sample_data(conn, document, registry, plan)
                 if plan.problems:
                     raise ImportRejected(plan.problems)
-                await notify_metadata(conn, app_name)
+                await send(conn, notice)
         except psycopg.Error as exc:  # DDL refused (e.g. a table exists with another shape)
             reason = exc.diag.message_primary or type(exc).__name__
             raise ImportRejected([ErrorDetail(f"the database refused a change: {reason}")]) from exc
@@ -580,8 +399,20 @@ async def import_document(
     report["skipped"] = plan.skipped
     if plan.ignored:
         report["ignored"] = plan.ignored
-    return report
+    meta: dict[str, Any] = {}
+    if change.migration:
+        meta["migration"] = list(change.migration)
+    return Saved(report, (notice,), meta, _warnings(plan))
 
 
-def new_id() -> str:
-    return str(uuid.uuid4())
+def _warnings(plan: _Plan) -> tuple[ApiWarning, ...]:
+    """What a client should show the admin after an import that succeeded."""
+    out = [
+        ApiWarning(
+            "IMPORT_SKIPPED",
+            f"{kind}: {len(labels)} item(s) already existed and were left as they are",
+        )
+        for kind, labels in plan.skipped.items()
+    ]
+    out += [ApiWarning("IMPORT_IGNORED", text) for text in plan.ignored]
+    return tuple(out)

@@ -7,30 +7,42 @@ from aiohttp import web
 
 from rocketd.capabilities.schema_io import document as schema_io
 from rocketd.errors import ErrorDetail, InvalidPayload
+from rocketd.extensions import metadata_kinds
+from rocketd.http.crud import admin_call, answer
 from rocketd.http.keys import APP_ACTOR, SERVICES
 from rocketd.http.paths import APP_PATH
 from rocketd.http.policy import app_admin
 from rocketd.http.responses import data
+from rocketd.http.routes.admin_settings import settings_sections
 
 
 @app_admin
 async def export_schema(request: web.Request) -> web.StreamResponse:
-    return data(await schema_io.export_app(request[APP_ACTOR].pool))
+    pool = request[APP_ACTOR].pool
+    return data(
+        await schema_io.export_app(
+            pool, metadata_kinds(request.app[SERVICES].capabilities), settings_sections(request)
+        )
+    )
 
 
 @app_admin
 async def import_schema(request: web.Request) -> web.StreamResponse:
-    actor = request[APP_ACTOR]
     raw = await request.read()
     try:
         doc = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
         detail = ErrorDetail(f"body is not valid JSON: {exc.msg}")
         raise InvalidPayload("Invalid JSON body", [detail]) from exc
-    env_prefix = request.app[SERVICES].settings.webhooks.env_prefix
-    report = await schema_io.import_document(actor.pool, actor.app_name, doc, env_prefix)
-    await actor.reload_now()
-    return data(report)
+    pool = request[APP_ACTOR].pool
+    saved = await schema_io.import_document(
+        pool,
+        admin_call(request),
+        doc,
+        metadata_kinds(request.app[SERVICES].capabilities),
+        settings_sections(request),
+    )
+    return await answer(request, saved)
 
 
 def add_routes(app: web.Application) -> None:

@@ -6,10 +6,11 @@ Public API for other capabilities: `StateChanged` (the domain event of a transit
 
 from __future__ import annotations
 
+from rocketd.capabilities.state_machines.admin import KINDS
 from rocketd.capabilities.state_machines.decide import state_text
 from rocketd.capabilities.state_machines.stages import STAGES, StateChanged
 from rocketd.extensions import Capability
 
-CAPABILITY = Capability(name="state_machines", stages=STAGES)
+CAPABILITY = Capability(name="state_machines", kinds=KINDS, stages=STAGES)
 
 __all__ = ["CAPABILITY", "StateChanged", "state_text"]

@@ -1,25 +1,27 @@
 """UI configs (`_ui_configs`): opaque per-entity JSON for admin and client UIs, unique on
-(`entity`, `scope`). Admin CRUD plus the read routes every authenticated user may call.
+(`entity`, `scope`). The admin kind (on the generic runner, `engine.admin`) plus the reads every
+authenticated user may call.
 
 Not part of the snapshot (nothing on the request path depends on them), so changes need no
-NOTIFY: every read goes to the table.
+NOTIFY: every read goes to the table. The entity must exist when a config is created (the
+contract's PUT does not check it), except `_`-names such as `_app`.
 """
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any, Final
 
-from psycopg import AsyncConnection, errors
+from psycopg import AsyncConnection
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
 
-from rocketd.engine.metadata_admin import load_registry
-from rocketd.errors import Conflict, ErrorDetail, NotFound, ValidationFailed
+from rocketd.engine.admin import AdminCall, Change, MetadataKind, Row, Screened
+from rocketd.errors import Conflict, ErrorDetail, InvalidPayload, ValidationFailed
+from rocketd.metadata.registry import Registry
+from rocketd.timestamps import iso_utc
 
 DEFAULT_SCOPE: Final = "default"
 _SELECT: Final = "select id, entity, scope, config, created_at, updated_at from _ui_configs"
@@ -32,18 +34,14 @@ class UiConfig:
     config: Any
 
 
-def _iso(value: datetime | None) -> str | None:
-    return None if value is None else value.astimezone(UTC).isoformat().replace("+00:00", "Z")
-
-
 def row_json(row: Mapping[str, Any]) -> dict[str, Any]:
     return {
         "id": str(row["id"]),
         "entity": row["entity"],
         "scope": row["scope"],
         "config": row["config"],
-        "created_at": _iso(row["created_at"]),
-        "updated_at": _iso(row["updated_at"]),
+        "created_at": iso_utc(row["created_at"]),
+        "updated_at": iso_utc(row["updated_at"]),
     }
 
 
@@ -68,30 +66,11 @@ def parse_ui_config(body: Mapping[str, Any]) -> UiConfig:
     return UiConfig(entity, scope, {} if config is None else config)
 
 
-async def entity_problem(conn: AsyncConnection[Any], item: UiConfig) -> str | None:
+def entity_problem(registry: Registry, item: UiConfig) -> str | None:
     """The entity must exist, except pseudo-entities whose names start with `_` (e.g. `_app`)."""
-    if item.entity.startswith("_"):
+    if item.entity.startswith("_") or registry.entity(item.entity) is not None:
         return None
-    registry = await load_registry(conn)
-    return None if registry.entity(item.entity) is not None else f"entity not found: {item.entity}"
-
-
-def _row_id(raw_id: str) -> uuid.UUID:
-    try:
-        return uuid.UUID(raw_id)
-    except ValueError:
-        raise NotFound(f"UI config not found: {raw_id[:100]}") from None
-
-
-def _conflict(item: UiConfig) -> Conflict:
-    return Conflict(f"UI config already exists for entity {item.entity} scope {item.scope}")
-
-
-async def list_all(pool: AsyncConnectionPool[Any]) -> list[dict[str, Any]]:
-    async with pool.connection() as conn:
-        cur = conn.cursor(row_factory=dict_row)
-        await cur.execute(_SELECT + " order by entity, scope")
-        return [row_json(r) for r in await cur.fetchall()]
+    return f"entity not found: {item.entity}"
 
 
 async def list_default(pool: AsyncConnectionPool[Any]) -> list[dict[str, Any]]:
@@ -109,68 +88,60 @@ async def get_default(pool: AsyncConnectionPool[Any], entity: str) -> dict[str, 
     return None if row is None else row_json(row)
 
 
-async def get(pool: AsyncConnectionPool[Any], raw_id: str) -> dict[str, Any]:
-    key = _row_id(raw_id)
-    async with pool.connection() as conn:
-        cur = conn.cursor(row_factory=dict_row)
-        await cur.execute(_SELECT + " where id = %s", (key,))
-        row = await cur.fetchone()
-    if row is None:
-        raise NotFound(f"UI config not found: {raw_id}")
-    return row_json(row)
+class UiConfigKind(MetadataKind[UiConfig]):
+    """Not part of the snapshot: changes send no notice and nobody reloads. A PUT replaces the
+    row (scope and config default again when omitted); (entity, scope) is unique (409)."""
+
+    name = "ui_configs"
+    path = "ui-configs"
+    table = "_ui_configs"
+    label = "UI config"
+    columns = ("entity", "scope", "config")
+    select_columns = ("id", "entity", "scope", "config", "created_at", "updated_at")
+    list_order = ("entity", "scope")
+    put_merges = False
+    in_snapshot = False
+
+    def parse(self, body: object, call: AdminCall) -> UiConfig:
+        if not isinstance(body, Mapping):
+            raise InvalidPayload("Invalid JSON body")
+        return parse_ui_config(body)
+
+    def problems_in(
+        self, registry: Registry, item: UiConfig, stored: Row | None
+    ) -> list[ErrorDetail]:
+        """On create only: the contract's PUT checks no entity (spec metadata.md)."""
+        problem = None if stored is not None else entity_problem(registry, item)
+        return [] if problem is None else [ErrorDetail(problem, "entity", "exists")]
+
+    def values(self, item: UiConfig) -> tuple[Any, ...]:
+        return (item.entity, item.scope, Jsonb(item.config))
+
+    def conflict(self, item: UiConfig) -> Conflict:
+        return Conflict(f"UI config already exists for entity {item.entity} scope {item.scope}")
+
+    def row_json(self, row: Mapping[str, Any]) -> dict[str, Any]:
+        return row_json(row)
+
+    # import: upserted by (entity, scope), never skipped; an item without an entity is ignored
+    def screen(self, where: str, raw: object) -> Screened | None:
+        if not isinstance(raw, Mapping) or not raw.get("entity"):
+            return Screened("ignore", f"{where}: no entity")
+        return None
+
+    def problem_label(self, raw: object, item: UiConfig) -> str:
+        return item.entity
+
+    def import_problems_in(self, registry: Registry, item: UiConfig) -> list[str]:
+        problem = entity_problem(registry, item)
+        return [] if problem is None else [problem]
+
+    async def import_write(self, change: Change, item: UiConfig) -> None:
+        await upsert(change.conn, item)
 
 
-async def create(pool: AsyncConnectionPool[Any], body: Mapping[str, Any]) -> dict[str, Any]:
-    item = parse_ui_config(body)
-    async with pool.connection() as conn, conn.transaction():
-        problem = await entity_problem(conn, item)
-        if problem is not None:
-            raise ValidationFailed(problem, [ErrorDetail(problem, "entity", "exists")])
-        cur = conn.cursor(row_factory=dict_row)
-        try:
-            async with conn.transaction():
-                await cur.execute(
-                    "insert into _ui_configs (entity, scope, config) values (%s, %s, %s)"
-                    " returning id, entity, scope, config, created_at, updated_at",
-                    (item.entity, item.scope, Jsonb(item.config)),
-                )
-        except errors.UniqueViolation:
-            raise _conflict(item) from None
-        row = await cur.fetchone()
-    assert row is not None
-    return row_json(row)
-
-
-async def update(
-    pool: AsyncConnectionPool[Any], raw_id: str, body: Mapping[str, Any]
-) -> dict[str, Any]:
-    key = _row_id(raw_id)
-    item = parse_ui_config(body)
-    async with pool.connection() as conn, conn.transaction():
-        cur = conn.cursor(row_factory=dict_row)
-        try:
-            async with conn.transaction():
-                await cur.execute(
-                    "update _ui_configs set entity = %s, scope = %s, config = %s,"
-                    " updated_at = now() where id = %s"
-                    " returning id, entity, scope, config, created_at, updated_at",
-                    (item.entity, item.scope, Jsonb(item.config), key),
-                )
-        except errors.UniqueViolation:
-            raise _conflict(item) from None
-        row = await cur.fetchone()
-    if row is None:
-        raise NotFound(f"UI config not found: {raw_id}")
-    return row_json(row)
-
-
-async def delete(pool: AsyncConnectionPool[Any], raw_id: str) -> dict[str, Any]:
-    key = _row_id(raw_id)
-    async with pool.connection() as conn:
-        cur = await conn.execute("delete from _ui_configs where id = %s returning id", (key,))
-        if await cur.fetchone() is None:
-            raise NotFound(f"UI config not found: {raw_id}")
-    return {"id": str(key), "deleted": True}
+UI_CONFIGS: Final = UiConfigKind()
+KINDS: Final[tuple[MetadataKind[Any], ...]] = (UI_CONFIGS,)
 
 
 async def upsert(conn: AsyncConnection[Any], item: UiConfig) -> None:

@@ -6,9 +6,11 @@ The per-request check that a token's user still exists is identity infrastructur
 
 from __future__ import annotations
 
-from rocketd.capabilities.users import routes
+from rocketd.capabilities.users import invites, routes, users
 from rocketd.extensions import Capability
 
-CAPABILITY = Capability(name="users", add_routes=routes.add_routes)
+CAPABILITY = Capability(
+    name="users", kinds=(*users.KINDS, *invites.KINDS), add_routes=routes.add_routes
+)
 
 __all__ = ["CAPABILITY"]

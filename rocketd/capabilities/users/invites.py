@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
-from psycopg import AsyncConnection
+from psycopg import AsyncConnection, sql
 from psycopg import errors as pg_errors
 from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool
@@ -34,7 +34,9 @@ from rocketd.capabilities.users.users import (
     check_email,
     check_password,
 )
-from rocketd.errors import Conflict, ErrorDetail, NotFound, ValidationFailed
+from rocketd.engine.admin import AdminCall, Change, MetadataKind, Row, row_uuid
+from rocketd.errors import Conflict, ErrorDetail, InvalidPayload, NotFound, ValidationFailed
+from rocketd.timestamps import iso_utc
 
 INVITE_TTL: Final = timedelta(hours=72)
 MAX_BULK_EMAILS: Final = 1000
@@ -54,10 +56,6 @@ def token_digest(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-def _iso(value: datetime | None) -> str | None:
-    return None if value is None else value.astimezone(UTC).isoformat().replace("+00:00", "Z")
-
-
 def invite_json(row: Mapping[str, Any], token: str | None = None) -> dict[str, Any]:
     """An invite; `token` is the raw token when it was just made, else null (only a digest is
     stored)."""
@@ -67,24 +65,11 @@ def invite_json(row: Mapping[str, Any], token: str | None = None) -> dict[str, A
         "email": row["email"],
         "roles": list(row["roles"] or []),
         "token": token,
-        "expires_at": _iso(row["expires_at"]),
-        "accepted_at": _iso(row["accepted_at"]),
+        "expires_at": iso_utc(row["expires_at"]),
+        "accepted_at": iso_utc(row["accepted_at"]),
         "invited_by": None if invited_by is None else str(invited_by),
-        "created_at": _iso(row["created_at"]),
+        "created_at": iso_utc(row["created_at"]),
     }
-
-
-def _uuid(raw: str) -> uuid.UUID | None:
-    if len(raw) > 64:
-        return None
-    try:
-        return uuid.UUID(raw)
-    except ValueError:
-        return None
-
-
-def _short(text: str, limit: int = 100) -> str:
-    return text if len(text) <= limit else text[:limit] + "..."
 
 
 # --- admin operations ----------------------------------------------------------------------------
@@ -190,21 +175,7 @@ async def _insert(
 
 def inviter(user_id: str, via_platform: bool) -> uuid.UUID | None:
     """`invited_by`: the admin's app user id; null for a platform admin (not an app user)."""
-    return None if via_platform else _uuid(user_id)
-
-
-async def create_invite(
-    pool: AsyncConnectionPool[Any], body: Mapping[str, Any], invited_by: uuid.UUID | None
-) -> dict[str, Any]:
-    data = parse_invite_body(body)
-    async with pool.connection() as conn, conn.transaction():
-        await _lock_email(conn, data.email)
-        reason = await _refusal(conn, data.email)
-        if reason is not None:
-            raise Conflict(reason)
-        invite = await _insert(conn, data.email, data.roles, invited_by)
-    invite.pop("accepted_at")  # spec: the create answer has no accepted_at
-    return invite
+    return None if via_platform else row_uuid(user_id)
 
 
 async def create_bulk(
@@ -236,24 +207,50 @@ async def create_bulk(
     }
 
 
-async def list_invites(pool: AsyncConnectionPool[Any]) -> list[dict[str, Any]]:
-    async with pool.connection() as conn:
-        cur = conn.cursor(row_factory=dict_row)
-        await cur.execute(
-            "select id, email, roles, expires_at, accepted_at, invited_by, created_at from _invites order by created_at desc, id"
-        )
-        return [invite_json(r) for r in await cur.fetchall()]
+class InviteKind(MetadataKind[InviteInput]):
+    """Invites on the generic admin runner: list, create and delete (no get, no PUT). Creating
+    one for an email takes that email's lock and refuses (409) an email that has a user or a
+    pending invite. The create answers the raw token, once; nothing is announced (invites are
+    not cached anywhere)."""
+
+    name = "invites"
+    path = "invites"
+    table = "_invites"
+    label = "Invite"
+    columns = ("email", "roles")
+    select_columns = ("id", "email", "roles", "expires_at", "accepted_at", "invited_by",
+                      "created_at")  # fmt: skip
+    list_order = (sql.SQL("created_at desc"), "id")
+    operations = frozenset({"list", "create", "delete"})
+    in_snapshot = False
+    needs_registry = False
+    exported = False
+
+    def parse(self, body: object, call: AdminCall) -> InviteInput:
+        if not isinstance(body, Mapping):
+            raise InvalidPayload("Invalid JSON body")
+        return parse_invite_body(body)
+
+    def row_json(self, row: Mapping[str, Any]) -> dict[str, Any]:
+        return invite_json(row)
+
+    async def check_unique(self, change: Change, item: InviteInput) -> None:
+        await _lock_email(change.conn, item.email)
+        reason = await _refusal(change.conn, item.email)
+        if reason is not None:
+            raise Conflict(reason)
+
+    async def insert(self, change: Change, item: InviteInput) -> Row:
+        principal = change.call.principal
+        invited_by = inviter(principal.user_id, principal.via_platform) if principal else None
+        return await _insert(change.conn, item.email, item.roles, invited_by)
+
+    def saved_json(self, item: InviteInput, row: Row) -> Any:
+        return {k: v for k, v in row.items() if k != "accepted_at"}  # spec: no accepted_at
 
 
-async def delete_invite(pool: AsyncConnectionPool[Any], raw_id: str) -> dict[str, Any]:
-    key = _uuid(raw_id)
-    if key is None:
-        raise NotFound(f"Invite not found: {_short(raw_id)}")
-    async with pool.connection() as conn:
-        cur = await conn.execute("delete from _invites where id = %s returning id", (key,))
-        if await cur.fetchone() is None:
-            raise NotFound(f"Invite not found: {_short(raw_id)}")
-    return {"id": str(key), "deleted": True}
+INVITES: Final = InviteKind()
+KINDS: Final[tuple[MetadataKind[Any], ...]] = (INVITES,)
 
 
 # --- accepting ----------------------------------------------------------------------------------

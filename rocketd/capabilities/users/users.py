@@ -1,7 +1,7 @@
 """App users (`_users`): the admin operations, the password policy, and the per-request check
 that the user behind a token still exists and is active.
 
-Admin operations (spec auth-permissions.md "Users admin"):
+Admin operations (spec auth-permissions.md "Users admin"), a kind on the generic admin runner:
 
 - the password hash is never selected into a response and never logged; passwords are checked
   against the policy (`auth.password_min_length`, and bcrypt's 72-byte limit) with a 422 naming
@@ -17,41 +17,24 @@ Admin operations (spec auth-permissions.md "Users admin"):
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any, Final
 
-from psycopg import AsyncConnection
-from psycopg import errors as pg_errors
 from psycopg.rows import dict_row
-from psycopg_pool import AsyncConnectionPool
 
 from rocketd.auth import passwords
 from rocketd.capabilities.permissions import Problems, parse_roles, reject_unknown
-from rocketd.db import notify
-from rocketd.db.notify import UserChanged
-from rocketd.errors import Conflict, NotFound
+from rocketd.config import Settings
+from rocketd.db.notify import Notice, UserChanged
+from rocketd.engine.admin import AdminCall, Change, MetadataKind, Operation, Row
+from rocketd.errors import Conflict, InvalidPayload
+from rocketd.timestamps import iso_utc
 
 MAX_EMAIL_LENGTH: Final = 254
 USER_KEYS: Final = ("email", "password", "roles", "active")
 READ_ONLY_KEYS: Final = frozenset({"id", "created_at", "updated_at"})
 EMAIL_TAKEN: Final = "A user with this email already exists"
-
-
-def _uuid(raw: str) -> uuid.UUID | None:
-    if len(raw) > 64:
-        return None
-    try:
-        return uuid.UUID(raw)
-    except ValueError:
-        return None
-
-
-async def announce_user_change(conn: AsyncConnection[Any], user_id: Any) -> None:
-    """Tell every instance (at commit) to forget the cached state of `user_id`."""
-    await notify.send(conn, UserChanged(str(user_id)))
 
 
 # --- validation ----------------------------------------------------------------------------------
@@ -90,10 +73,6 @@ def check_email(email: str, problems: Problems, where: str = "email") -> None:
             f"{where} must not contain control characters or surrounding spaces",
             "format",
         )
-
-
-def _short(text: str, limit: int = 100) -> str:
-    return text if len(text) <= limit else text[:limit] + "..."
 
 
 def _text(body: Mapping[str, Any], key: str, problems: Problems, *, required: bool) -> str | None:
@@ -149,11 +128,11 @@ def parse_user_body(
     )
 
 
-# --- admin operations ----------------------------------------------------------------------------
+# --- the admin kind ------------------------------------------------------------------------------
 
 
-def _iso(value: datetime | None) -> str | None:
-    return None if value is None else value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+def password_policy(settings: Settings) -> PasswordPolicy:
+    return PasswordPolicy(settings.auth.password_min_length, settings.auth.bcrypt_cost)
 
 
 def user_json(row: Mapping[str, Any]) -> dict[str, Any]:
@@ -162,117 +141,100 @@ def user_json(row: Mapping[str, Any]) -> dict[str, Any]:
         "email": row["email"],
         "roles": list(row["roles"] or []),
         "active": row["active"] is not False,
-        "created_at": _iso(row["created_at"]),
-        "updated_at": _iso(row["updated_at"]),
+        "created_at": iso_utc(row["created_at"]),
+        "updated_at": iso_utc(row["updated_at"]),
     }
 
 
-def _not_found(raw_id: str) -> NotFound:
-    return NotFound(f"User not found: {_short(raw_id)}")
+class UserKind(MetadataKind[UserInput]):
+    """App users on the generic admin runner. Not metadata of the snapshot: a change announces
+    `UserChanged(id)` (update and delete) instead, so every instance drops the user's cached
+    state. The password is hashed before the transaction begins (no lock is held during bcrypt),
+    and a bad PUT body is refused (422) before an unknown id is (404)."""
 
+    name = "users"
+    path = "users"
+    table = "_users"
+    label = "User"
+    columns = ("email", "roles", "active")
+    select_columns = ("id", "email", "roles", "active", "created_at", "updated_at")
+    list_order = ("email", "id")
+    in_snapshot = False
+    needs_registry = False
+    exported = False
 
-async def list_users(pool: AsyncConnectionPool[Any]) -> list[dict[str, Any]]:
-    async with pool.connection() as conn:
-        cur = conn.cursor(row_factory=dict_row)
+    def parse(self, body: object, call: AdminCall) -> UserInput:
+        if not isinstance(body, Mapping):
+            raise InvalidPayload("Invalid JSON body")
+        return parse_user_body(body, password_policy(call.settings), creating=True)
+
+    def check_body(self, body: Mapping[str, Any], raw_key: str, call: AdminCall) -> None:
+        parse_user_body(body, password_policy(call.settings), creating=False)
+
+    def parse_update(self, body: Mapping[str, Any], stored: Row, call: AdminCall) -> UserInput:
+        return parse_user_body(body, password_policy(call.settings), creating=False)
+
+    async def prepare(self, body: Mapping[str, Any], call: AdminCall) -> str | None:
+        """The new password's hash (None: the body sets no password)."""
+        password = body.get("password")
+        if not isinstance(password, str) or not password:
+            return None
+        return await passwords.hash_password(password, call.settings.auth.bcrypt_cost)
+
+    def conflict(self, item: UserInput) -> Conflict:
+        return Conflict(EMAIL_TAKEN)
+
+    def row_json(self, row: Mapping[str, Any]) -> dict[str, Any]:
+        return user_json(row)
+
+    def notices(self, change: Change, operation: Operation) -> tuple[Notice, ...]:
+        return () if operation == "create" else (UserChanged(str(change.key)),)
+
+    async def insert(self, change: Change, item: UserInput) -> Row:
+        cur = change.conn.cursor(row_factory=dict_row)
         await cur.execute(
-            "select id, email, roles, active, created_at, updated_at from _users order by email, id"
+            "insert into _users (email, password_hash, roles, active) values (%s, %s, %s, %s)"
+            " returning id, email, roles, active, created_at, updated_at",
+            (
+                item.email,
+                change.prepared,
+                list(item.roles or ()),
+                True if item.active is None else item.active,
+            ),
         )
-        return [user_json(r) for r in await cur.fetchall()]
+        return _written(await cur.fetchone())
 
-
-async def get_user(pool: AsyncConnectionPool[Any], raw_id: str) -> dict[str, Any]:
-    key = _uuid(raw_id)
-    if key is None:
-        raise _not_found(raw_id)
-    async with pool.connection() as conn:
-        cur = conn.cursor(row_factory=dict_row)
+    async def update_row(self, change: Change, item: UserInput) -> Row:
+        """Sent keys replace, absent keys keep the stored values (C28)."""
+        stored = change.stored or {}
+        active = stored["active"] is not False if item.active is None else item.active
+        cur = change.conn.cursor(row_factory=dict_row)
         await cur.execute(
-            "select id, email, roles, active, created_at, updated_at from _users where id = %s",
-            (key,),
+            "update _users set email = %s, roles = %s, active = %s,"
+            " password_hash = coalesce(%s, password_hash), updated_at = now()"
+            " where id = %s returning id, email, roles, active, created_at, updated_at",
+            (
+                stored["email"] if item.email is None else item.email,
+                list(stored["roles"] or []) if item.roles is None else list(item.roles),
+                active,
+                change.prepared,
+                change.key,
+            ),
         )
-        row = await cur.fetchone()
+        row = _written(await cur.fetchone())
+        if change.prepared is not None or not active:
+            # A new password or a disabled account ends every session of the user.
+            await change.conn.execute(
+                "delete from _refresh_tokens where user_id = %s", (change.key,)
+            )
+        return row
+
+
+def _written(row: Row | None) -> Row:
     if row is None:
-        raise _not_found(raw_id)
-    return user_json(row)
+        raise RuntimeError("INSERT/UPDATE ... RETURNING returned no row")
+    return row
 
 
-async def create_user(
-    pool: AsyncConnectionPool[Any], body: Mapping[str, Any], policy: PasswordPolicy
-) -> dict[str, Any]:
-    data = parse_user_body(body, policy, creating=True)
-    assert data.email is not None and data.password is not None  # required on create
-    pw_hash = await passwords.hash_password(data.password, policy.bcrypt_cost)
-    try:
-        async with pool.connection() as conn, conn.transaction():
-            cur = conn.cursor(row_factory=dict_row)
-            await cur.execute(
-                "insert into _users (email, password_hash, roles, active) values (%s, %s, %s, %s)"
-                " returning id, email, roles, active, created_at, updated_at",
-                (
-                    data.email,
-                    pw_hash,
-                    list(data.roles or ()),
-                    True if data.active is None else data.active,
-                ),
-            )
-            row = await cur.fetchone()
-    except pg_errors.UniqueViolation as exc:
-        raise Conflict(EMAIL_TAKEN) from exc
-    assert row is not None
-    return user_json(row)
-
-
-async def update_user(
-    pool: AsyncConnectionPool[Any], raw_id: str, body: Mapping[str, Any], policy: PasswordPolicy
-) -> dict[str, Any]:
-    """PUT: sent keys replace, absent keys keep the stored values (C28)."""
-    key = _uuid(raw_id)
-    data = parse_user_body(body, policy, creating=False)
-    if key is None:
-        raise _not_found(raw_id)
-    pw_hash = None
-    if data.password is not None:
-        pw_hash = await passwords.hash_password(data.password, policy.bcrypt_cost)
-    try:
-        async with pool.connection() as conn, conn.transaction():
-            cur = conn.cursor(row_factory=dict_row)
-            await cur.execute(
-                "select email, roles, active from _users where id = %s for update", (key,)
-            )
-            stored = await cur.fetchone()
-            if stored is None:
-                raise _not_found(raw_id)
-            active = stored["active"] is not False if data.active is None else data.active
-            await cur.execute(
-                "update _users set email = %s, roles = %s, active = %s,"
-                " password_hash = coalesce(%s, password_hash), updated_at = now()"
-                " where id = %s returning id, email, roles, active, created_at, updated_at",
-                (
-                    stored["email"] if data.email is None else data.email,
-                    list(stored["roles"] or []) if data.roles is None else list(data.roles),
-                    active,
-                    pw_hash,
-                    key,
-                ),
-            )
-            row = await cur.fetchone()
-            if pw_hash is not None or not active:
-                # A new password or a disabled account ends every session of the user.
-                await conn.execute("delete from _refresh_tokens where user_id = %s", (key,))
-            await announce_user_change(conn, key)
-    except pg_errors.UniqueViolation as exc:
-        raise Conflict(EMAIL_TAKEN) from exc
-    assert row is not None
-    return user_json(row)
-
-
-async def delete_user(pool: AsyncConnectionPool[Any], raw_id: str) -> dict[str, Any]:
-    key = _uuid(raw_id)
-    if key is None:
-        raise _not_found(raw_id)
-    async with pool.connection() as conn, conn.transaction():
-        cur = await conn.execute("delete from _users where id = %s returning id", (key,))
-        if await cur.fetchone() is None:
-            raise _not_found(raw_id)
-        await announce_user_change(conn, key)
-    return {"id": str(key), "deleted": True}
+USERS: Final = UserKind()
+KINDS: Final[tuple[MetadataKind[Any], ...]] = (USERS,)

@@ -12,7 +12,7 @@ from typing import Any
 from psycopg import AsyncConnection
 
 from rocketd.capabilities.webhooks import routes
-from rocketd.capabilities.webhooks.admin import load_webhook_book
+from rocketd.capabilities.webhooks.admin import KINDS, load_webhook_book
 from rocketd.capabilities.webhooks.dispatcher import start_webhooks, sweep_webhooks
 from rocketd.capabilities.webhooks.model import WebhookBook
 from rocketd.capabilities.webhooks.outbox import OUTBOUND, Outbound, enqueue_direct
@@ -43,6 +43,7 @@ async def start(ctx: StartContext) -> None:
 
 CAPABILITY = Capability(
     name="webhooks",
+    kinds=KINDS,
     snapshot_parts=(SnapshotPart(WEBHOOKS, _load, lambda book: book.problems),),
     stages=STAGES,
     add_routes=routes.add_routes,

@@ -1,8 +1,9 @@
-"""Admin CRUD of `_webhooks` and reads/retry of `_webhook_logs`.
+"""The webhook kind (`_webhooks`), and the reads and retry of `_webhook_logs`.
 
-Changes follow the rules_admin pattern: one transaction under the app's metadata advisory lock,
-committed with `NOTIFY rocket_metadata` so every instance reloads its snapshot (and its
-WebhookBook). A PUT applies the POST defaults for omitted keys (the spec's recommendation).
+Webhooks run on the generic admin runner (`engine.admin`): one transaction under the app's
+metadata advisory lock, committed with `NOTIFY rocket_metadata` so every instance reloads its
+snapshot (and its WebhookBook). Unlike most kinds, a PUT applies the POST defaults for omitted
+keys (the spec's recommendation), and its row is looked up (404) before its body is read.
 Header values that look secret and are not `{{env...}}` templates are redacted in log output.
 """
 
@@ -10,7 +11,7 @@ from __future__ import annotations
 
 import re
 import uuid
-from collections.abc import Mapping
+from collections.abc import Hashable, Mapping
 from typing import Any, Final
 
 from psycopg import AsyncConnection
@@ -25,9 +26,11 @@ from rocketd.capabilities.webhooks.model import (
     parse_webhook,
 )
 from rocketd.capabilities.webhooks.outbox import SIGNAL
-from rocketd.engine.metadata_admin import _iso, _lock, _notify
+from rocketd.engine.admin import AdminCall, MetadataKind, not_found, raw_text, row_uuid
 from rocketd.engine.signals import send_signal
-from rocketd.errors import ErrorDetail, NotFound, ValidationFailed
+from rocketd.errors import ErrorDetail, ValidationFailed
+from rocketd.metadata.registry import Registry
+from rocketd.timestamps import iso_utc
 
 LOG_LIMIT: Final = 200
 SECRET_NAME: Final = re.compile(r"auth|key|secret|token|password|signature|cookie", re.I)
@@ -61,115 +64,72 @@ async def load_webhook_book(conn: AsyncConnection[Any]) -> WebhookBook:
     return WebhookBook.build(await cur.fetchall())
 
 
-def _row_json(row: Mapping[str, Any]) -> dict[str, Any]:
-    return {
-        "id": str(row["id"]),
-        "entity": row["entity"],
-        "hook": row["hook"],
-        "url": row["url"],
-        "method": row["method"],
-        "headers": row["headers"] or {},
-        "condition": row["condition"] or "",
-        "async": row["async"],
-        "retry": row["retry"] or {},
-        "active": row["active"],
-        "created_at": _iso(row["created_at"]),
-        "updated_at": _iso(row["updated_at"]),
-    }
+class WebhookKind(MetadataKind[Webhook]):
+    name = "webhooks"
+    path = "webhooks"
+    table = "_webhooks"
+    label = "Webhook"
+    columns = ("entity", "hook", "url", "method", "headers", "condition", "async", "retry",
+               "active")  # fmt: skip
+    list_order = ("entity", "hook", "created_at", "id")
+    export_order = ("entity", "hook", "created_at", "url")
+    put_merges = False  # a PUT applies the POST defaults for omitted keys (spec)
+    needs_registry = False  # the admin route does not check the entity (import does)
+    import_key_columns = ("entity", "hook", "url")
 
+    def parse(self, body: object, call: AdminCall) -> Webhook:
+        return parse_webhook(body, call.settings.webhooks.env_prefix)
 
-def _row_id(raw_id: str, label: str) -> uuid.UUID:
-    try:
-        return uuid.UUID(raw_id)
-    except ValueError:
-        raise NotFound(f"{label} not found: {raw_id}") from None
-
-
-async def _fetch(conn: AsyncConnection[Any], row_id: uuid.UUID) -> dict[str, Any] | None:
-    cur = conn.cursor(row_factory=dict_row)
-    await cur.execute("select * from _webhooks where id = %s", (row_id,))
-    return await cur.fetchone()
-
-
-def _values(hook: Webhook) -> tuple[Any, ...]:
-    return (
-        hook.entity,
-        hook.hook,
-        hook.url,
-        hook.method,
-        Jsonb(dict(hook.headers)),
-        hook.condition,
-        hook.is_async,
-        Jsonb(hook.retry.to_json()),
-        hook.active,
-    )
-
-
-async def list_webhooks(pool: AsyncConnectionPool[Any]) -> list[dict[str, Any]]:
-    async with pool.connection() as conn:
-        cur = conn.cursor(row_factory=dict_row)
-        await cur.execute("select * from _webhooks order by entity, hook, created_at, id")
-        return [_row_json(r) for r in await cur.fetchall()]
-
-
-async def get_webhook(pool: AsyncConnectionPool[Any], raw_id: str) -> dict[str, Any]:
-    row_id = _row_id(raw_id, "Webhook")
-    async with pool.connection() as conn:
-        row = await _fetch(conn, row_id)
-    if row is None:
-        raise NotFound(f"Webhook not found: {raw_id}")
-    return _row_json(row)
-
-
-async def create_webhook(
-    pool: AsyncConnectionPool[Any], app_name: str, body: object, env_prefix: str
-) -> dict[str, Any]:
-    hook = parse_webhook(body, env_prefix)
-    async with pool.connection() as conn, conn.transaction():
-        await _lock(conn)
-        cur = conn.cursor(row_factory=dict_row)
-        await cur.execute(
-            "insert into _webhooks (entity, hook, url, method, headers, condition, async, retry,"
-            " active) values (%s, %s, %s, %s, %s, %s, %s, %s, %s) returning *",
-            _values(hook),
+    def values(self, item: Webhook) -> tuple[Any, ...]:
+        return (
+            item.entity,
+            item.hook,
+            item.url,
+            item.method,
+            Jsonb(dict(item.headers)),
+            item.condition,
+            item.is_async,
+            Jsonb(item.retry.to_json()),
+            item.active,
         )
-        row = await cur.fetchone()
-        await _notify(conn, app_name)
-    assert row is not None
-    return _row_json(row)
+
+    def row_json(self, row: Mapping[str, Any]) -> dict[str, Any]:
+        return {
+            "id": str(row["id"]),
+            "entity": row["entity"],
+            "hook": row["hook"],
+            "url": row["url"],
+            "method": row["method"],
+            "headers": row["headers"] or {},
+            "condition": row["condition"] or "",
+            "async": row["async"],
+            "retry": row["retry"] or {},
+            "active": row["active"],
+            "created_at": iso_utc(row["created_at"]),
+            "updated_at": iso_utc(row["updated_at"]),
+        }
+
+    # import: the entity must exist (the admin route does not check it); an item whose
+    # (entity, hook, url) exists is skipped before it is parsed
+    def import_problems_in(self, registry: Registry, item: Webhook) -> list[str]:
+        if registry.entity(item.entity) is None:
+            return [f"entity not found: {item.entity}"]
+        return []
+
+    def raw_key(self, raw: object) -> Hashable | None:
+        if not isinstance(raw, Mapping):
+            return None
+        return (raw.get("entity"), raw.get("hook", "after_write"), raw.get("url"))
+
+    def key_of(self, item: Webhook) -> Hashable:
+        return (item.entity, item.hook, item.url)
+
+    def raw_label(self, raw: object) -> str:
+        return raw_text(raw, "entity", "hook", "url")
 
 
-async def update_webhook(
-    pool: AsyncConnectionPool[Any], app_name: str, raw_id: str, body: object, env_prefix: str
-) -> dict[str, Any]:
-    row_id = _row_id(raw_id, "Webhook")
-    async with pool.connection() as conn, conn.transaction():
-        await _lock(conn)
-        cur = conn.cursor(row_factory=dict_row)
-        await cur.execute("select id from _webhooks where id = %s for update", (row_id,))
-        if await cur.fetchone() is None:
-            raise NotFound(f"Webhook not found: {raw_id}")
-        hook = parse_webhook(body, env_prefix)
-        await cur.execute(
-            "update _webhooks set entity = %s, hook = %s, url = %s, method = %s, headers = %s,"
-            " condition = %s, async = %s, retry = %s, active = %s, updated_at = now()"
-            " where id = %s returning *",
-            (*_values(hook), row_id),
-        )
-        row = await cur.fetchone()
-        await _notify(conn, app_name)
-    assert row is not None
-    return _row_json(row)
-
-
-async def delete_webhook(pool: AsyncConnectionPool[Any], app_name: str, raw_id: str) -> None:
-    row_id = _row_id(raw_id, "Webhook")
-    async with pool.connection() as conn, conn.transaction():
-        await _lock(conn)
-        cur = await conn.execute("delete from _webhooks where id = %s returning id", (row_id,))
-        if await cur.fetchone() is None:
-            raise NotFound(f"Webhook not found: {raw_id}")
-        await _notify(conn, app_name)
+WEBHOOKS: Final = WebhookKind()
+KINDS: Final[tuple[MetadataKind[Any], ...]] = (WEBHOOKS,)
 
 
 # --------------------------------------------------------------------------------------- logs
@@ -191,7 +151,7 @@ def _log_json(row: Mapping[str, Any]) -> dict[str, Any]:
         if name in ("id", "webhook_id"):
             value = None if value is None else str(value)
         elif name in ("next_retry_at", "created_at", "updated_at"):
-            value = _iso(value)
+            value = iso_utc(value)
         elif name == "request_headers":
             value = redact_headers(value)
         out[name] = value
@@ -226,26 +186,33 @@ async def list_logs(
         return [_log_json(r) for r in await cur.fetchall()]
 
 
+def _log_id(raw_id: str) -> uuid.UUID:
+    row_id = row_uuid(raw_id)
+    if row_id is None:
+        raise not_found("Webhook log", raw_id)
+    return row_id
+
+
 async def get_log(pool: AsyncConnectionPool[Any], raw_id: str) -> dict[str, Any]:
-    row_id = _row_id(raw_id, "Webhook log")
+    row_id = _log_id(raw_id)
     async with pool.connection() as conn:
         cur = conn.cursor(row_factory=dict_row)
         await cur.execute("select * from _webhook_logs where id = %s", (row_id,))
         row = await cur.fetchone()
     if row is None:
-        raise NotFound(f"Webhook log not found: {raw_id}")
+        raise not_found("Webhook log", raw_id)
     return _log_json(row)
 
 
 async def retry_log(pool: AsyncConnectionPool[Any], raw_id: str) -> dict[str, Any]:
     """Due now again (attempt not reset); the dispatcher is woken at once."""
-    row_id = _row_id(raw_id, "Webhook log")
+    row_id = _log_id(raw_id)
     async with pool.connection() as conn, conn.transaction():
         cur = conn.cursor(row_factory=dict_row)
         await cur.execute("select status from _webhook_logs where id = %s for update", (row_id,))
         row = await cur.fetchone()
         if row is None:
-            raise NotFound(f"Webhook log not found: {raw_id}")
+            raise not_found("Webhook log", raw_id)
         if row["status"] not in ("failed", "retrying"):
             message = "Can only retry failed or retrying webhook logs"
             raise ValidationFailed(message, [ErrorDetail(message)])
@@ -262,6 +229,6 @@ async def retry_log(pool: AsyncConnectionPool[Any], raw_id: str) -> dict[str, An
         **updated,
         "id": str(updated["id"]),
         "webhook_id": None if updated["webhook_id"] is None else str(updated["webhook_id"]),
-        "next_retry_at": _iso(updated["next_retry_at"]),
-        "updated_at": _iso(updated["updated_at"]),
+        "next_retry_at": iso_utc(updated["next_retry_at"]),
+        "updated_at": iso_utc(updated["updated_at"]),
     }

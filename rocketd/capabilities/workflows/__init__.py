@@ -10,7 +10,7 @@ from typing import Any
 from psycopg import AsyncConnection
 
 from rocketd.capabilities.workflows import routes
-from rocketd.capabilities.workflows.admin import WorkflowBook, load_workflow_book
+from rocketd.capabilities.workflows.admin import KINDS, WorkflowBook, load_workflow_book
 from rocketd.capabilities.workflows.book import WORKFLOWS
 from rocketd.capabilities.workflows.runner import install
 from rocketd.capabilities.workflows.stages import STAGES
@@ -36,6 +36,7 @@ async def start(ctx: StartContext) -> None:
 
 CAPABILITY = Capability(
     name="workflows",
+    kinds=KINDS,
     snapshot_parts=(SnapshotPart(WORKFLOWS, _load, lambda book: book.problems),),
     stages=STAGES,
     add_routes=routes.add_routes,

@@ -57,7 +57,6 @@ from rocketd.capabilities.workflows.model import (
 from rocketd.engine import records
 from rocketd.engine.business_events import BusinessEvent, emit_business_event
 from rocketd.engine.caller import SYSTEM_CALLER, Caller
-from rocketd.engine.metadata_admin import _iso
 from rocketd.engine.pipeline import AppContext, WriteMode
 from rocketd.engine.record_state import json_value
 from rocketd.engine.snapshot import AppSnapshot
@@ -68,6 +67,7 @@ from rocketd.logging import get_logger
 from rocketd.metadata.field_types import parse_pk
 from rocketd.metadata.model import Entity
 from rocketd.metadata.parse import MetadataError
+from rocketd.timestamps import iso_utc
 
 log = get_logger("rocketd.capabilities.workflows.instances")
 
@@ -102,11 +102,11 @@ def instance_json(row: Mapping[str, Any]) -> dict[str, Any]:
         "workflow_name": row["workflow_name"],
         "status": row["status"],
         "current_step": row["current_step"],
-        "current_step_deadline": _iso(row["current_step_deadline"]),
+        "current_step_deadline": iso_utc(row["current_step_deadline"]),
         "context": row["context"],
         "history": row["history"],
-        "created_at": _iso(row["created_at"]),
-        "updated_at": _iso(row["updated_at"]),
+        "created_at": iso_utc(row["created_at"]),
+        "updated_at": iso_utc(row["updated_at"]),
     }
 
 

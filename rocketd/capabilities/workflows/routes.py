@@ -2,8 +2,8 @@
 pending list, read, approve, reject, cancel; any valid token of the app, and an instance only
 for who may see it: admins, its current step's assignees, readers of its record).
 
-Admin changes are validated, saved and announced in one transaction, then this instance reloads
-before answering (as for rules). Approve/reject act as the authenticated user, never a header.
+Admin routes come from the workflow kind (`capabilities.workflows.admin`): changes are validated,
+saved and announced in one transaction, then this instance reloads before answering. Approve/reject act as the authenticated user, never a header.
 """
 
 from __future__ import annotations
@@ -13,55 +13,13 @@ from typing import Any
 
 from aiohttp import web
 
-from rocketd.capabilities.workflows import admin as workflows_admin
 from rocketd.capabilities.workflows import instances as workflows
 from rocketd.capabilities.workflows.instances import Verdict
 from rocketd.errors import InvalidPayload
-from rocketd.http.bodies import read_json_object
 from rocketd.http.keys import APP_ACTOR
 from rocketd.http.paths import APP_PATH
-from rocketd.http.policy import app_admin, app_token, principal_of
+from rocketd.http.policy import app_token, principal_of
 from rocketd.http.responses import data
-
-
-@app_admin
-async def list_workflows(request: web.Request) -> web.StreamResponse:
-    return data(await workflows_admin.list_workflows(request[APP_ACTOR].pool))
-
-
-@app_admin
-async def get_workflow(request: web.Request) -> web.StreamResponse:
-    actor = request[APP_ACTOR]
-    return data(await workflows_admin.get_workflow(actor.pool, request.match_info["id"]))
-
-
-@app_admin
-async def create_workflow(request: web.Request) -> web.StreamResponse:
-    actor = request[APP_ACTOR]
-    body = await read_json_object(request)
-    workflow = await workflows_admin.create_workflow(actor.pool, actor.app_name, body)
-    await actor.reload_now()
-    return data(workflow.to_json(), 201)
-
-
-@app_admin
-async def update_workflow(request: web.Request) -> web.StreamResponse:
-    actor = request[APP_ACTOR]
-    body = await read_json_object(request)
-    workflow = await workflows_admin.update_workflow(
-        actor.pool, actor.app_name, request.match_info["id"], body
-    )
-    await actor.reload_now()
-    return data(workflow.to_json())
-
-
-@app_admin
-async def delete_workflow(request: web.Request) -> web.StreamResponse:
-    actor = request[APP_ACTOR]
-    row_id = request.match_info["id"]
-    await workflows_admin.delete_workflow(actor.pool, actor.app_name, row_id)
-    await actor.reload_now()
-    return data({"id": row_id, "deleted": True})
 
 
 @app_token
@@ -120,12 +78,6 @@ async def delete_instance(request: web.Request) -> web.StreamResponse:
 
 def add_routes(app: web.Application) -> None:
     r = app.router
-    base = f"{APP_PATH}/_admin/workflows"
-    r.add_get(base, list_workflows)
-    r.add_post(base, create_workflow)
-    r.add_get(base + "/{id}", get_workflow)
-    r.add_put(base + "/{id}", update_workflow)
-    r.add_delete(base + "/{id}", delete_workflow)
     runtime = f"{APP_PATH}/_workflows"
     r.add_get(runtime + "/pending", pending)
     r.add_get(runtime + "/{id}", get_instance)

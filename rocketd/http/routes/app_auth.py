@@ -1,11 +1,12 @@
-"""`/api/{app}/auth/*` (login, refresh, logout) and the app-level AI status stub.
+"""`/api/{app}/auth/*` (login, refresh, logout) and the app-level AI routes (not configured).
 
-`auth/accept-invite` belongs to the users capability (`capabilities/users/routes.py`)."""
+`auth/accept-invite` belongs to the users capability (`capabilities.users.routes`)."""
 
 from __future__ import annotations
 
 from aiohttp import web
 
+from rocketd.errors import NotConfigured
 from rocketd.http.bodies import INVALID_REQUEST_BODY, read_strict_object
 from rocketd.http.keys import APP_ACTOR
 from rocketd.http.paths import APP_PATH
@@ -40,9 +41,23 @@ async def ai_status(request: web.Request) -> web.StreamResponse:
     return data(ai_status_body(request))
 
 
+@app_admin
+async def ai_generate(request: web.Request) -> web.StreamResponse:
+    """501 `NOT_CONFIGURED` (spec): rocketd has no AI provider. Answered before the body is
+    read, so a client learns the one thing it can act on."""
+    if ai_status_body(request)["configured"]:
+        raise NotConfigured(
+            "AI schema generation is not available: this release of rocketd has no AI provider"
+        )
+    raise NotConfigured(
+        "AI schema generation is not configured: set ai.base_url, ai.api_key and ai.model"
+    )
+
+
 def add_routes(app: web.Application) -> None:
     r = app.router
     r.add_post(APP_PATH + "/auth/login", login)
     r.add_post(APP_PATH + "/auth/refresh", refresh)
     r.add_post(APP_PATH + "/auth/logout", logout)
     r.add_get(APP_PATH + "/_admin/ai/status", ai_status)
+    r.add_post(APP_PATH + "/_admin/ai/generate", ai_generate)
