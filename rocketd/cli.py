@@ -269,8 +269,12 @@ async def _schema_command(settings: Settings, args: argparse.Namespace, out: Tex
     from rocketd.db.app_schema import APP_PLAN
     from rocketd.db.migrations import apply_plan
     from rocketd.engine.admin import AdminCall
+    from rocketd.engine.pipeline import AppContext
+    from rocketd.engine.signals import SignalSender
+    from rocketd.engine.snapshot import load_snapshot
     from rocketd.extensions import metadata_kinds, settings_sections
     from rocketd.platform import apps
+    from rocketd.runtime import build_installation
 
     doc: object = None
     if args.command == "import":
@@ -298,9 +302,22 @@ async def _schema_command(settings: Settings, args: argparse.Namespace, out: Tex
                     )
                 else:
                     call = AdminCall(row.name, settings)
+                    installation = build_installation(INSTALLED)
+                    signals = SignalSender(app_pool)
+
+                    async def context_in(conn: psycopg.AsyncConnection[Any]) -> AppContext:
+                        snapshot = await load_snapshot(conn, installation.parts)
+                        return installation.context(row.name, app_pool, snapshot, signals)
+
                     saved = await schema_io.import_document(
-                        app_pool, call, doc, metadata_kinds(INSTALLED), settings_sections(INSTALLED)
+                        app_pool,
+                        call,
+                        doc,
+                        metadata_kinds(INSTALLED),
+                        settings_sections(INSTALLED),
+                        context_in,
                     )
+                    await signals.flush()
                     result = saved.data
             finally:
                 await app_pool.close()

@@ -133,6 +133,13 @@ class AppActor(Actor):
         self.snapshot = snapshot
         self.reloads += 1
 
+    async def context_in(self, conn: psycopg.AsyncConnection[Any]) -> AppContext:
+        """The app as `conn`'s transaction sees it: a snapshot read through `conn` (metadata it
+        wrote and has not committed included), with this app's pool, signals and installation.
+        Imports write their sample rows with it."""
+        snapshot = await load_snapshot(conn, self._installation.parts)
+        return self._installation.context(self.app_name, self.pool, snapshot, self.signals)
+
     @property
     def registry(self) -> Registry:
         return self.snapshot.registry

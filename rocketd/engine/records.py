@@ -330,10 +330,11 @@ async def create_in(
     """A create inside `conn`'s open transaction; its AFTER_COMMIT stages are appended to
     `after_commit` for the transaction's owner to run once it committed."""
     ctx = _context(app, caller, mode, entity, "create", body, after_commit)
+    ctx.conn = conn  # PREPARE stages read through the caller's transaction too
     stages = app.stages.for_entity(entity, mode)
     await _prepare(ctx, stages)
-    ctx.plan = writes.plan_create(app.registry, entity, _body(ctx))
-    ctx.conn = conn
+    keep_keys = mode is WriteMode.IMPORT  # imported rows keep their ids and timestamps
+    ctx.plan = writes.plan_create(app.registry, entity, _body(ctx), keep_keys=keep_keys)
     record = await _write_created(ctx, stages)
     _defer(app, stages, ctx, after_commit)
     return record
@@ -352,10 +353,10 @@ async def update_in(
 ) -> dict[str, Any]:
     """An update inside `conn`'s open transaction (see `create_in`)."""
     ctx = _context(app, caller, mode, entity, "update", body, after_commit)
+    ctx.conn = conn  # PREPARE stages read through the caller's transaction too
     stages = app.stages.for_entity(entity, mode)
     await _prepare(ctx, stages)
     ctx.plan = writes.plan_update(app.registry, entity, _body(ctx))
-    ctx.conn = conn
     await _lock_stored(ctx, raw_id)
     record = await _write_updated(ctx, stages)
     _defer(app, stages, ctx, after_commit)

@@ -252,3 +252,49 @@ async def test_import_warns_about_skipped_and_ignored_items(client: Any) -> None
     assert f"entities: {len(doc['entities'])} item(s) already existed" in skipped[0]
     ignored = [w["message"] for w in warnings if w["code"] == "IMPORT_IGNORED"]
     assert ignored == body["data"]["ignored"] and any("nobody" in m for m in ignored)
+
+
+async def test_sample_rows_are_imports_through_the_write_pipeline(client: Any) -> None:
+    """Sample rows run the pipeline in IMPORT mode (issue 14): defaults, generated slugs,
+    `auto` timestamps and initial states apply, ids given are kept, and the stages that judge
+    clients' writes (rules) do not run; a row the planner refuses rejects the import."""
+    app = await new_app(client)
+    doc = example_schema("invoicing")
+    doc["rules"] = [
+        {
+            "entity": "invoice",
+            "hook": "before_write",
+            "type": "expression",
+            "definition": {"expression": "record.number == 'RULED'", "message": "no"},
+        }
+    ]
+    doc["state_machines"] = [
+        {
+            "entity": "invoice",
+            "field": "status",
+            "definition": {"initial": "draft", "transitions": [{"from": "draft", "to": "sent"}]},
+        }
+    ]
+    invoice_id = "5a0c1a47-1111-4c6e-8f55-000000000001"
+    doc["sample_data"] = {
+        "customer": [{"name": "Acme Cafe"}],
+        "invoice": [{"id": invoice_id, "number": "RULED"}],
+    }
+    status, body = await import_doc(app, doc)
+    assert status == 200, body
+    (customer,) = (await app.ok("GET", "customer"))["data"]
+    assert customer["slug"] == "acme-cafe" and customer["vip"] is False
+    assert customer["created_at"] is not None
+    invoice = (await app.ok("GET", f"invoice/{invoice_id}"))["data"]
+    assert (invoice["number"], invoice["status"], invoice["total"]) == ("RULED", "draft", "0.00")
+    # the same invoice from a client is judged by the rule
+    status, err = await app.call("POST", "invoice", {"number": "RULED"})
+    assert status == 422, err
+
+    other = await new_app(client)
+    bad = example_schema("invoicing")
+    bad["sample_data"] = {"invoice": [{"number": "X", "status": "lost"}]}
+    status, err = await import_doc(other, bad)
+    assert status == 422, err
+    assert err["error"]["details"][0]["field"] == "sample_data.invoice[0].status"
+    assert (await counts(other))["entities"] == 0  # nothing was applied

@@ -19,7 +19,10 @@ def _has_file_fields(snapshot: AppSnapshot, entity: Entity) -> bool:
 async def resolve_files(ctx: WriteContext) -> None:
     if ctx.body is None:
         return
-    async with ctx.app.pool.connection() as conn:
+    if ctx.conn is not None:  # a write inside a caller's transaction (system, import)
+        ctx.body = await resolve_file_ids(ctx.conn, ctx.registry, ctx.entity, ctx.body)
+        return
+    async with ctx.app.pool.connection() as conn:  # an API write: PREPARE runs before BEGIN
         ctx.body = await resolve_file_ids(conn, ctx.registry, ctx.entity, ctx.body)
 
 

@@ -20,7 +20,7 @@ machines, defaults or timestamps; a row the database refuses rejects the import.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Hashable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Final
@@ -31,6 +31,7 @@ from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
 
 from rocketd.db.notify import MetadataChanged, send
+from rocketd.engine import records
 from rocketd.engine.admin import (
     AdminCall,
     Change,
@@ -40,8 +41,17 @@ from rocketd.engine.admin import (
     lock_metadata,
 )
 from rocketd.engine.app_settings import Sections, section_named, stored_settings, write_section
-from rocketd.errors import ApiError, ApiWarning, ErrorDetail, InvalidPayload, ValidationFailed
-from rocketd.metadata.model import Relation
+from rocketd.engine.caller import SYSTEM_CALLER
+from rocketd.engine.pipeline import AppContext, WriteMode
+from rocketd.errors import (
+    ApiError,
+    ApiWarning,
+    Conflict,
+    ErrorDetail,
+    InvalidPayload,
+    ValidationFailed,
+)
+from rocketd.metadata.model import Entity, Relation
 from rocketd.metadata.registry import Registry
 
 VERSION: Final = 1
@@ -293,8 +303,74 @@ async def _insert_rows(
     return done
 
 
+# The AppContext sample rows are written with: the app as the import's own transaction sees it,
+# so the entities, rules and state machines the document just created are part of it.
+SampleContext = Callable[[AsyncConnection[Any]], Awaitable[AppContext]]
+
+
+def _integral(field_type: str, value: Any) -> Any:
+    """`4.0` for an integer field is 4: schema files written by other tools spell integers as
+    floats (the upstream examples do), and imports have always taken them."""
+    if field_type in _INT_TYPES and isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+async def _insert_records(
+    conn: AsyncConnection[Any],
+    app: AppContext,
+    entity: Entity,
+    rows: list[Any],
+    where: str,
+    plan: _Plan,
+    after_commit: records.AfterCommit,
+) -> int:
+    """Seed rows of one entity through the write pipeline in IMPORT mode: field validation,
+    defaults, slugs, `auto` timestamps and initial states apply; ids and timestamps given are
+    kept; a row that conflicts with one already there is skipped (a re-import adds nothing)."""
+    done = 0
+    dropped: set[str] = set()
+    for index, row in enumerate(rows):
+        if not isinstance(row, Mapping):
+            plan.problem(f"{where}[{index}]", "must be an object")
+            continue
+        keep = {
+            k: _integral(entity.field_map[k].base_type, v)
+            for k, v in row.items()
+            if k in entity.field_map
+        }
+        dropped.update(k for k in row if k not in entity.field_map)
+        if not keep:
+            continue
+        try:
+            async with conn.transaction():  # a savepoint: a refused row leaves nothing behind
+                await records.create_in(
+                    conn,
+                    app,
+                    SYSTEM_CALLER,
+                    entity,
+                    keep,
+                    mode=WriteMode.IMPORT,
+                    after_commit=after_commit,
+                )
+        except Conflict:
+            pass  # already there: skipped, as `ON CONFLICT DO NOTHING` would
+        except ApiError as exc:
+            plan.problem(f"{where}[{index}]", exc)
+            continue
+        done += 1
+    if dropped:
+        plan.ignored.append(f"{where}: unknown keys ignored: {', '.join(sorted(dropped))}")
+    return done
+
+
 async def _sample_data(
-    conn: AsyncConnection[Any], doc: Mapping[str, Any], registry: Registry, plan: _Plan
+    conn: AsyncConnection[Any],
+    doc: Mapping[str, Any],
+    registry: Registry,
+    plan: _Plan,
+    sample_context: SampleContext,
+    after_commit: records.AfterCommit,
 ) -> int:
     sample = doc.get("sample_data")
     if sample is None:
@@ -302,13 +378,14 @@ async def _sample_data(
     if not isinstance(sample, Mapping):
         plan.problem("sample_data", "must be an object")
         return 0
-    records = 0
+    app = await sample_context(conn)
+    records_done = 0
     used: set[str] = set()
     order = [e.get("name") for e in doc.get("entities") or [] if isinstance(e, Mapping)]
     for name in order:
         if not isinstance(name, str) or name in used or name not in sample:
             continue
-        entity = registry.entity(name)
+        entity = app.registry.entity(name)
         if entity is None:
             continue
         used.add(name)
@@ -316,9 +393,8 @@ async def _sample_data(
         if not isinstance(rows, list):
             plan.problem(f"sample_data.{name}", "must be an array")
             continue
-        columns = {f.name: f.base_type for f in entity.fields}
-        records += await _insert_rows(
-            conn, entity.table, rows, columns, f"sample_data.{name}", plan
+        records_done += await _insert_records(
+            conn, app, entity, rows, f"sample_data.{name}", plan, after_commit
         )
     joins: dict[str, Relation] = {}
     for item in doc.get("relations") or []:
@@ -339,8 +415,8 @@ async def _sample_data(
         columns = {
             k: "join" for k in (relation.source_join_key, relation.target_join_key) if k is not None
         }
-        records += await _insert_rows(conn, key, rows, columns, f"sample_data.{key}", plan)
-    return records
+        records_done += await _insert_rows(conn, key, rows, columns, f"sample_data.{key}", plan)
+    return records_done
 
 
 def check_document(doc: object) -> Mapping[str, Any]:
@@ -363,7 +439,8 @@ async def import_document(
     call: AdminCall,
     doc: object,
     kinds: Kinds,
-    sections: Sections = (),
+    sections: Sections,
+    sample_context: SampleContext,
 ) -> Saved:
     """Validate everything, then apply it in one transaction. The answer's `data` is the report;
     its `meta` has `migration` (what the migrator did differently from the literal entities) and
@@ -372,6 +449,7 @@ async def import_document(
     document = check_document(doc)
     kinds = _exported(kinds)
     notice = MetadataChanged(call.app_name)
+    after_commit: records.AfterCommit = []
     async with pool.connection() as conn:
         try:
             async with conn.transaction():
@@ -388,13 +466,17 @@ async def import_document(
                         if section is not None:
                             await write_section(conn, section, overrides)
                     summary["settings"] = len(plan.settings)
-                summary["records"] = await _sample_data(conn, document, registry, plan)
+                summary["records"] = await _sample_data(
+                    conn, document, registry, plan, sample_context, after_commit
+                )
                 if plan.problems:
                     raise ImportRejected(plan.problems)
                 await send(conn, notice)
         except psycopg.Error as exc:  # DDL refused (e.g. a table exists with another shape)
             reason = exc.diag.message_primary or type(exc).__name__
             raise ImportRejected([ErrorDetail(f"the database refused a change: {reason}")]) from exc
+    for work in after_commit:  # committed: the sample rows' after-commit stages (none today)
+        await work()
     report: dict[str, Any] = {"message": "Import completed", "summary": summary}
     report["skipped"] = plan.skipped
     if plan.ignored:

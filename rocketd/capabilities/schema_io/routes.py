@@ -34,13 +34,15 @@ async def import_schema(request: web.Request) -> web.StreamResponse:
     except orjson.JSONDecodeError as exc:
         detail = ErrorDetail(f"body is not valid JSON: {exc.msg}")
         raise InvalidPayload("Invalid JSON body", [detail]) from exc
-    pool = request[APP_ACTOR].pool
+    actor = request[APP_ACTOR]
+    pool = actor.pool
     saved = await schema_io.import_document(
         pool,
         admin_call(request),
         doc,
         metadata_kinds(request.app[SERVICES].capabilities),
         settings_sections(request),
+        actor.context_in,
     )
     return await answer(request, saved)
 

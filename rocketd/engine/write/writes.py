@@ -68,9 +68,15 @@ _KEY_IN_DETAIL: Final = re.compile(r"Key \(([^)]*)\)=")
 # Planning (pure)
 
 
-def plan_create(registry: Registry, entity: Entity, body: Mapping[str, Any]) -> WritePlan:
-    """Validate a create body; 422 VALIDATION_FAILED with every problem, or the plan."""
-    return _plan(registry, entity, body, "create")
+def plan_create(
+    registry: Registry, entity: Entity, body: Mapping[str, Any], *, keep_keys: bool = False
+) -> WritePlan:
+    """Validate a create body; 422 VALIDATION_FAILED with every problem, or the plan.
+
+    `keep_keys` (imported sample data): a generated primary key and `auto` timestamps given in
+    the body are written as given instead of ignored, so imported rows keep their ids (and the
+    rows that refer to them stay right)."""
+    return _plan(registry, entity, body, "create", keep_keys=keep_keys)
 
 
 def plan_update(registry: Registry, entity: Entity, body: Mapping[str, Any]) -> WritePlan:
@@ -79,11 +85,16 @@ def plan_update(registry: Registry, entity: Entity, body: Mapping[str, Any]) -> 
 
 
 def _plan(
-    registry: Registry, entity: Entity, body: Mapping[str, Any], operation: Operation
+    registry: Registry,
+    entity: Entity,
+    body: Mapping[str, Any],
+    operation: Operation,
+    *,
+    keep_keys: bool = False,
 ) -> WritePlan:
     if not isinstance(body, Mapping):
         raise InvalidPayload("Request body must be a JSON object")
-    planner = _Planner(registry)
+    planner = _Planner(registry, keep_keys=keep_keys)
     plan = planner.record(entity, body, operation, path="", depth=0)
     if planner.structure:
         raise ValidationFailed(details=planner.structure)
@@ -113,6 +124,8 @@ def plan_fields(
     operation: Operation,
     path: str = "",
     propagated: str | None = None,
+    *,
+    keep_keys: bool = False,
 ) -> tuple[dict[str, Any], SlugRequest | None, list[ErrorDetail]]:
     """Validate the declared-field part of a body: required, enum, type, all problems at once.
 
@@ -122,6 +135,8 @@ def plan_fields(
     """
     creating = operation == "create"
     writable = set(entity.writable_on_create if creating else entity.writable_on_update)
+    if creating and keep_keys:
+        writable.update(f.name for f in entity.fields if f.name in fields)
     writable.discard(DELETED_AT)
     if propagated:
         writable.discard(propagated)
@@ -192,8 +207,9 @@ def plan_fields(
 class _Planner:
     """One planning pass: collects problems over the whole tree and counts nested items."""
 
-    def __init__(self, registry: Registry) -> None:
+    def __init__(self, registry: Registry, *, keep_keys: bool = False) -> None:
         self.registry = registry
+        self.keep_keys = keep_keys
         self.structure: list[ErrorDetail] = []  # unknown keys, bad envelopes, depth
         self.problems: list[ErrorDetail] = []  # field validation
         self.items = 0
@@ -208,7 +224,9 @@ class _Planner:
         depth: int,
     ) -> WritePlan:
         fields, relation_keys = self._split(entity, body, path, child=False)
-        values, slug, problems = plan_fields(entity, fields, operation, path)
+        values, slug, problems = plan_fields(
+            entity, fields, operation, path, keep_keys=self.keep_keys
+        )
         self.problems.extend(problems)
         relations = self._relations(entity, relation_keys, path, depth)
         return WritePlan(entity, operation, MappingProxyType(values), slug, relations)
