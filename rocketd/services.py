@@ -1,7 +1,15 @@
 """The process-wide services a request handler may reach, built once by the runtime.
 
-Handlers get this object from the aiohttp application (`SERVICES` key); nothing else in rocketd
-keeps global state.
+Handlers get this object from the aiohttp application (`SERVICES` key). Capabilities' own
+process services (the webhooks' outbound policy, the files' storage backend, ...) are typed
+`ServiceKey`s that every `AppContext` reaches (`app.service(KEY)`), provided at start.
+
+What else lives at module level is deliberate and stateless from a caller's view: bounded caches
+of pure computations keyed by immutable objects (verified access tokens, keyed by token and
+checked against the signer's secret: `auth/tokens.py`; compiled statements and parsed list
+queries per immutable `Entity`: `engine/sql/compose.py`, `engine/read/query.py`; compiled
+expressions and patterns: `expressions/`). None of them changes what an answer is, only how
+fast it comes.
 """
 
 from __future__ import annotations

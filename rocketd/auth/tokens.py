@@ -93,7 +93,3 @@ def refresh_token_digest(token: str) -> str:
 def new_app_secret() -> str:
     """32 random bytes, hex: the contract's per-app (and generated platform) secret."""
     return secrets.token_hex(32)
-
-
-def constant_time_equal(a: str, b: str) -> bool:
-    return secrets.compare_digest(a.encode(), b.encode())

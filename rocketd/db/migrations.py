@@ -57,14 +57,6 @@ create table if not exists _schema_versions (
 _LOCK_KEY = 0x726F636B6574_01
 
 
-async def applied_version(conn: psycopg.AsyncConnection, scope: str) -> int:
-    cur = await conn.execute(
-        "select coalesce(max(version), 0) from _schema_versions where scope = %s", (scope,)
-    )
-    row = await cur.fetchone()
-    return int(row[0]) if row else 0
-
-
 async def apply_plan(conn: psycopg.AsyncConnection, plan: SchemaPlan) -> list[int]:
     """Bring the database on `conn` up to `plan.latest`; return the versions applied now."""
     applied: list[int] = []

@@ -45,8 +45,6 @@ READ_ONLY_KEYS: Final = frozenset({"id", "created_at", "updated_at"})
 CONDITION_KEYS: Final = ("field", "operator", "value")
 INVALID_JSON_BODY: Final = "Invalid JSON body"
 
-Scalar = str | int | float | bool
-
 
 @dataclass(frozen=True)
 class Condition:

@@ -26,7 +26,6 @@ CONDITION_NAMES: Final = frozenset(
     {"record", "old", "changes", "action", "entity", "event", "user"}
 )
 ENV_TEMPLATE: Final = re.compile(r"\{\{\s*env\.([A-Za-z_][A-Za-z0-9_]*)\s*\}\}")
-DEFAULT_RETRY: Final = {"max_attempts": 3, "backoff": "exponential"}
 
 
 def _fail(message: str, name: str = "") -> ValidationFailed:
@@ -166,12 +165,12 @@ def _retry(value: object) -> Retry:
         return Retry()
     if not isinstance(value, Mapping):
         raise _fail("retry must be an object", "retry")
-    attempts = value.get("max_attempts", 3)
+    attempts = value.get("max_attempts", Retry.max_attempts)
     if isinstance(attempts, bool) or not isinstance(attempts, int):
         raise _fail("retry.max_attempts must be an integer", "retry")
     if not 1 <= attempts <= MAX_ATTEMPTS_LIMIT:
         raise _fail(f"retry.max_attempts must be between 1 and {MAX_ATTEMPTS_LIMIT}", "retry")
-    backoff = value.get("backoff", "exponential")
+    backoff = value.get("backoff", Retry.backoff)
     if backoff not in BACKOFFS:
         raise _fail("retry.backoff must be exponential or linear", "retry")
     return Retry(attempts, backoff)
