@@ -45,6 +45,7 @@ __all__ = [
     "DatabaseSettings",
     "InstrumentationSettings",
     "LogSettings",
+    "LoginThrottleSettings",
     "ServerSettings",
     "Settings",
     "StorageSettings",
@@ -227,6 +228,9 @@ class ServerSettings(_Section):
     port: int = _key(8080, check=_between(1, 65535))
     max_body_size: int = _key(1_048_576, check=_at_least(1))
     shutdown_timeout: float = _key(10.0, check=_at_least(0))
+    # Peers whose `X-Forwarded-For` is believed (CIDRs): the client address of a request that
+    # comes through them is the nearest hop they did not add (rocketd.http.client_address).
+    trusted_proxies: tuple[str, ...] = _key((), check=_networks)
 
 
 @dataclass(frozen=True, repr=False)
@@ -290,6 +294,24 @@ class LogSettings(_Section):
 
 
 @dataclass(frozen=True, repr=False)
+class LoginThrottleSettings(_Section):
+    """Failed-attempt throttling of logins and invite acceptance (rocketd.auth.throttle)."""
+
+    enabled: bool = _key(True)
+    # Per account: this many failures within the window make the account answer 429 for a
+    # backoff that starts at backoff_initial and doubles with each further failure, up to
+    # backoff_max.
+    account_max_failures: int = _key(10, check=_at_least(1))
+    account_window: float = _key(900.0, check=_greater_than(0))
+    backoff_initial: float = _key(30.0, check=_greater_than(0))
+    backoff_max: float = _key(900.0, check=_greater_than(0))
+    # Per client address: this many failures within the window make it answer 429 until the
+    # oldest of them leaves the window.
+    address_max_failures: int = _key(100, check=_at_least(1))
+    address_window: float = _key(900.0, check=_greater_than(0))
+
+
+@dataclass(frozen=True, repr=False)
 class AuthSettings(_Section):
     access_token_ttl: int = _key(900, check=_greater_than(0))
     refresh_token_ttl: int = _key(604_800, check=_greater_than(0))
@@ -299,6 +321,7 @@ class AuthSettings(_Section):
     platform_admin_password: str = _key("changeme", check=_seed_password, secret=True)
     app_admin_email: str = _key("admin@localhost", check=_not_empty)
     app_admin_password: str = _key("changeme", check=_seed_password, secret=True)
+    login_throttle: LoginThrottleSettings = field(default_factory=LoginThrottleSettings)
 
 
 @dataclass(frozen=True, repr=False)

@@ -1,7 +1,8 @@
 """Builds everything, serves, and shuts down in order.
 
 Start: embedded PostgreSQL (only when no database is configured) -> management database (created
-if missing) and its schema -> platform secret and seeded admin -> repair of half-made apps ->
+if missing) and its schema -> platform secret and seeded admin (and a report of platform accounts
+whose emails differ only in case) -> login throttle -> repair of half-made apps ->
 supervisor, app actors, metadata listener -> background work (webhook dispatcher, workflow runner,
 scheduler; skipped with `background_work: false`) -> HTTP server -> `READY=1`.
 Stop (SIGTERM/SIGINT): `STOPPING=1` -> stop accepting and finish in-flight requests (bounded by
@@ -29,7 +30,10 @@ from rocketd.actors.directory import AppDirectory
 from rocketd.actors.listener import MetadataListener
 from rocketd.actors.scheduler import Scheduler
 from rocketd.actors.supervisor import Supervisor
+from rocketd.auth import emails
 from rocketd.auth.accounts import PLATFORM_TABLES, AccountService
+from rocketd.auth.throttle import LoginThrottle
+from rocketd.auth.throttle_stores import PostgresThrottleStore
 from rocketd.auth.tokens import new_app_secret
 from rocketd.config import DatabaseSettings, Settings
 from rocketd.db.embedded import EmbeddedPostgres
@@ -49,6 +53,7 @@ log = get_logger("rocketd.runtime")
 UPSTREAM_DEFAULT_PLATFORM_SECRET = "changeme-platform-secret"  # noqa: S105 - public default
 PLATFORM_SECRET_KEY = "platform_jwt_secret"  # noqa: S105 - a settings key name
 REFRESH_PURGE_INTERVAL = 3600.0
+THROTTLE_PURGE_INTERVAL = 900.0
 
 
 def settings_for_embedded(settings: Settings, server_dsn: str) -> Settings:
@@ -107,6 +112,13 @@ async def bootstrap_management(settings: Settings, pool: AsyncConnectionPool[Any
             await apply_plan(conn, MANAGEMENT_PLAN)
         finally:
             await conn.set_autocommit(True)
+
+
+async def check_platform_emails(pool: AsyncConnectionPool[Any]) -> None:
+    """Add the case-insensitive email index when it can be made; report what stops it."""
+    async with pool.connection() as conn:
+        duplicates = await emails.ensure_case_insensitive_index(conn, PLATFORM_TABLES.users)
+    emails.report_duplicates(duplicates, "platform")
 
 
 async def resolve_platform_secret(settings: Settings, pool: AsyncConnectionPool[Any]) -> str:
@@ -181,6 +193,8 @@ class Runtime:
                 "seeded the platform admin with the configured default password; change it",
                 email=settings.auth.platform_admin_email,
             )
+        await check_platform_emails(pool)
+        login_throttle = LoginThrottle(PostgresThrottleStore(pool), settings.auth.login_throttle)
         await apps.repair_incomplete_apps(settings, pool)
         supervisor = Supervisor()
         directory = AppDirectory(settings, pool, supervisor)
@@ -188,6 +202,7 @@ class Runtime:
             settings=settings,
             management_pool=pool,
             platform_accounts=platform_accounts,
+            login_throttle=login_throttle,
             directory=directory,
             supervisor=supervisor,
             platform_secret=platform_secret,
@@ -227,6 +242,9 @@ class Runtime:
         dispatcher = self.webhooks = await start_webhooks(settings, directory, supervisor)
         scheduler = Scheduler(settings.database.dsn())
         scheduler.add_job("purge-refresh-tokens", REFRESH_PURGE_INTERVAL, self._purge_tokens)
+        scheduler.add_job(
+            "purge-login-throttle", THROTTLE_PURGE_INTERVAL, self._purge_login_throttle
+        )
         await workflow_runner.install(
             supervisor,
             directory,
@@ -260,6 +278,10 @@ class Runtime:
         await self.services.platform_accounts.purge_expired_refresh_tokens()
         for actor in self.services.directory.actors.values():
             await actor.accounts.purge_expired_refresh_tokens()
+
+    async def _purge_login_throttle(self) -> None:
+        assert self.services is not None
+        await self.services.login_throttle.store.purge()
 
     async def stop(self) -> None:
         self.notifier.stopping()

@@ -12,6 +12,7 @@ import psycopg
 from psycopg_pool import AsyncConnectionPool
 
 from rocketd.actors.base import Actor
+from rocketd.auth import emails
 from rocketd.auth.accounts import APP_TABLES, AccountService
 from rocketd.auth.users import UserStates
 from rocketd.config import Settings
@@ -72,6 +73,9 @@ class AppActor(Actor):
         async with await psycopg.AsyncConnection.connect(dsn) as conn:
             await apply_plan(conn, APP_PLAN)
             await conn.commit()
+            # Retried every start: made once the users' case-duplicates are resolved.
+            duplicates = await emails.ensure_case_insensitive_index(conn, APP_TABLES.users)
+        emails.report_duplicates(duplicates, f"app {self.app_name}")
         pool: AsyncConnectionPool[Any] = AsyncConnectionPool(
             dsn,
             min_size=1,

@@ -4,8 +4,10 @@ that the user behind a token still exists and is active.
 Admin operations (spec auth-permissions.md "Users admin"):
 
 - the password hash is never selected into a response and never logged; passwords are checked
-  against the policy (`auth.password_min_length`, and bcrypt's 72-byte limit) with a 422 naming
-  the rule;
+  against the policy (`auth.password_min_length`, bcrypt's 72-byte limit, not one of the commonest
+  passwords, not the user's own email or its local part) with a 422 naming the rule;
+- emails are unique whatever their case (rocketd.auth.emails): create and rename check under the
+  email's advisory lock and answer 409 for `U1@x.io` when `u1@x.io` exists;
 - PUT keeps the stored value of every key it does not send (upstream-gaps C28: upstream writes
   NULL into `active` and `[]` into `roles`); `password` changes only when a non-empty one is sent;
 - DELETE is a hard delete (refresh tokens go with it by FK cascade);
@@ -37,6 +39,8 @@ from psycopg_pool import AsyncConnectionPool
 
 from rocketd.actors.listener import METADATA_CHANNEL
 from rocketd.auth import passwords
+from rocketd.auth.common_passwords import is_common
+from rocketd.auth.emails import lock_email
 from rocketd.errors import Conflict, NotFound
 from rocketd.metadata.permissions import Problems, parse_roles, reject_unknown
 
@@ -144,8 +148,11 @@ class PasswordPolicy:
     bcrypt_cost: int
 
 
-def check_password(password: str, policy: PasswordPolicy, problems: Problems) -> None:
-    """The password policy; problems never quote the password."""
+def check_password(
+    password: str, policy: PasswordPolicy, problems: Problems, email: str | None = None
+) -> None:
+    """The password policy for a password being set (for the account of `email`, when known);
+    problems never quote the password."""
     if len(password) < policy.min_length:
         problems.add(
             "password",
@@ -160,6 +167,20 @@ def check_password(password: str, policy: PasswordPolicy, problems: Problems) ->
         )
     elif "\x00" in password:
         problems.add("password", "password must not contain NUL characters", "type")
+    elif is_common(password):
+        problems.add(
+            "password",
+            "password is one of the most common passwords; choose one that is harder to guess",
+            "common",
+        )
+    elif email and password.lower() in _email_forms(email):
+        problems.add("password", "password must not be the account's email address", "email")
+
+
+def _email_forms(email: str) -> set[str]:
+    """The email and its local part, lower-cased: passwords an attacker tries first."""
+    lowered = email.lower()
+    return {lowered, lowered.rpartition("@")[0] or lowered}
 
 
 def check_email(email: str, problems: Problems, where: str = "email") -> None:
@@ -205,8 +226,13 @@ class UserInput:
 
 
 def parse_user_body(
-    body: Mapping[str, Any], policy: PasswordPolicy, *, creating: bool
+    body: Mapping[str, Any],
+    policy: PasswordPolicy,
+    *,
+    creating: bool,
+    stored_email: str | None = None,
 ) -> UserInput:
+    """A checked body; a password is checked against the body's email, else `stored_email`."""
     reject_unknown(body, USER_KEYS, READ_ONLY_KEYS)
     problems = Problems()
     email = _text(body, "email", problems, required=creating)
@@ -214,7 +240,7 @@ def parse_user_body(
         check_email(email, problems)
     password = _text(body, "password", problems, required=creating)
     if password:
-        check_password(password, policy, problems)
+        check_password(password, policy, problems, email or stored_email)
     roles: tuple[str, ...] | None = None
     if "roles" in body:
         roles = () if body["roles"] is None else parse_roles(body["roles"], "roles", problems)
@@ -277,6 +303,17 @@ async def get_user(pool: AsyncConnectionPool[Any], raw_id: str) -> dict[str, Any
     return user_json(row)
 
 
+async def email_taken(
+    conn: AsyncConnection[Any], email: str, except_id: uuid.UUID | None = None
+) -> bool:
+    """Whether another user has `email` in any case (call under `lock_email`)."""
+    cur = await conn.execute(
+        "select 1 from _users where lower(email) = lower(%s) and id is distinct from %s limit 1",
+        (email, except_id),
+    )
+    return await cur.fetchone() is not None
+
+
 async def create_user(
     pool: AsyncConnectionPool[Any], body: Mapping[str, Any], policy: PasswordPolicy
 ) -> dict[str, Any]:
@@ -285,6 +322,9 @@ async def create_user(
     pw_hash = await passwords.hash_password(data.password, policy.bcrypt_cost)
     try:
         async with pool.connection() as conn, conn.transaction():
+            await lock_email(conn, data.email)
+            if await email_taken(conn, data.email):
+                raise Conflict(EMAIL_TAKEN)
             cur = conn.cursor(row_factory=dict_row)
             await cur.execute(
                 "insert into _users (email, password_hash, roles, active) values (%s, %s, %s, %s)"
@@ -308,7 +348,14 @@ async def update_user(
 ) -> dict[str, Any]:
     """PUT: sent keys replace, absent keys keep the stored values (C28)."""
     key = _uuid(raw_id)
-    data = parse_user_body(body, policy, creating=False)
+    stored_email = None
+    if key is not None and isinstance(body.get("password"), str) and not body.get("email"):
+        # A new password alone is checked against the email the user already has.
+        async with pool.connection() as conn:
+            cur = await conn.execute("select email from _users where id = %s", (key,))
+            row = await cur.fetchone()
+        stored_email = row[0] if row else None
+    data = parse_user_body(body, policy, creating=False, stored_email=stored_email)
     if key is None:
         raise _not_found(raw_id)
     pw_hash = None
@@ -316,6 +363,8 @@ async def update_user(
         pw_hash = await passwords.hash_password(data.password, policy.bcrypt_cost)
     try:
         async with pool.connection() as conn, conn.transaction():
+            if data.email is not None:
+                await lock_email(conn, data.email)
             cur = conn.cursor(row_factory=dict_row)
             await cur.execute(
                 "select email, roles, active from _users where id = %s for update", (key,)
@@ -323,6 +372,8 @@ async def update_user(
             stored = await cur.fetchone()
             if stored is None:
                 raise _not_found(raw_id)
+            if data.email is not None and await email_taken(conn, data.email, key):
+                raise Conflict(EMAIL_TAKEN)
             active = stored["active"] is not False if data.active is None else data.active
             await cur.execute(
                 "update _users set email = %s, roles = %s, active = %s,"

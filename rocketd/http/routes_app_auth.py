@@ -5,20 +5,21 @@ from __future__ import annotations
 from aiohttp import web
 
 from rocketd.auth import invites
+from rocketd.auth.throttle import app_scope
 from rocketd.http.auth import app_admin, public
 from rocketd.http.bodies import INVALID_REQUEST_BODY, read_json_object, read_strict_object
 from rocketd.http.keys import APP_ACTOR
+from rocketd.http.login import log_in, throttled
 from rocketd.http.paths import APP_PATH
 from rocketd.http.responses import data, message
 from rocketd.http.routes_admin_users import password_policy
-from rocketd.http.routes_platform import AUTH_LOGIN_KEYS, AUTH_TOKEN_KEYS, ai_status_body
+from rocketd.http.routes_platform import AUTH_TOKEN_KEYS, ai_status_body
 
 
 @public
 async def login(request: web.Request) -> web.StreamResponse:
-    body = await read_strict_object(request, AUTH_LOGIN_KEYS, INVALID_REQUEST_BODY, AUTH_LOGIN_KEYS)
-    pair = await request[APP_ACTOR].accounts.login(body.get("email"), body.get("password"))
-    return data(pair.to_json())
+    actor = request[APP_ACTOR]
+    return await log_in(request, actor.accounts, app_scope(actor.app_name))
 
 
 @public
@@ -37,10 +38,14 @@ async def logout(request: web.Request) -> web.StreamResponse:
 
 @public
 async def accept_invite(request: web.Request) -> web.StreamResponse:
-    """201 with a token pair and the new user: the invitee is logged in (spec)."""
+    """201 with a token pair and the new user: the invitee is logged in (spec). Throttled per
+    client address: each refused token counts as a failed attempt."""
     actor = request[APP_ACTOR]
     body = await read_json_object(request)  # not JSON: 400 `Invalid JSON body` (spec)
-    user = await invites.accept_invite(actor.pool, body, password_policy(request))
+    policy = password_policy(request)
+    token, password = invites.parse_accept_body(body, policy)
+    async with throttled(request, app_scope(actor.app_name)):
+        user = await invites.accept_invite(actor.pool, token, password, policy)
     pair = await actor.accounts.issue_for(user.id, list(user.roles))
     return data({**pair.to_json(), "user": user.to_json()}, 201)
 
