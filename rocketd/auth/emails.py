@@ -58,8 +58,8 @@ async def lock_email(conn: AsyncConnection[Any], email: str) -> None:
 async def case_duplicates(conn: AsyncConnection[Any], table: str) -> list[CaseDuplicate]:
     cur = await conn.execute(
         sql.SQL(
-            "select lower(email), array_agg(email order by email) from {}"
-            " group by lower(email) having count(*) > 1 order by 1"
+            'select lower(email), array_agg(email order by email collate "C") from {}'
+            ' group by lower(email) having count(*) > 1 order by lower(email) collate "C"'
         ).format(sql.Identifier(table))
     )
     return [CaseDuplicate(row[0], tuple(row[1])) for row in await cur.fetchall()]
