@@ -46,6 +46,7 @@ __all__ = [
     "InstrumentationSettings",
     "LogSettings",
     "LoginThrottleSettings",
+    "RedisSettings",
     "ServerSettings",
     "Settings",
     "StorageSettings",
@@ -193,6 +194,24 @@ def _postgres_url(value: Any) -> Any:
     if parts.scheme.lower() not in _URL_SCHEMES:
         shown = f"{parts.scheme!r}" if parts.scheme else "none"
         raise _Invalid(f"expected a postgresql:// URL, got scheme {shown}")
+    return url
+
+
+_REDIS_SCHEMES: Final = ("redis", "rediss", "unix")
+
+
+def _redis_url(value: Any) -> Any:
+    # The URL may hold a password: describe problems without echoing it.
+    url = str(value).strip()
+    if not url:
+        return ""
+    try:
+        scheme = urlsplit(url).scheme.lower()
+    except ValueError as exc:
+        raise _Invalid(f"not a valid URL ({exc})") from None
+    if scheme not in _REDIS_SCHEMES:
+        shown = repr(scheme) if scheme else "none"
+        raise _Invalid(f"expected a redis://, rediss:// or unix:// URL, got scheme {shown}")
     return url
 
 
@@ -373,6 +392,14 @@ class WebhookSettings(_Section):
 
 
 @dataclass(frozen=True, repr=False)
+class RedisSettings(_Section):
+    # Empty: the login throttle keeps its counters in PostgreSQL (the management database).
+    url: str = _key("", check=_redis_url, secret=True)
+    # Prepended to every key rocketd writes, so deployments can share one Redis.
+    key_prefix: str = _key("rocketd:", check=_not_empty)
+
+
+@dataclass(frozen=True, repr=False)
 class Settings(_Section):
     server: ServerSettings = field(default_factory=ServerSettings)
     database: DatabaseSettings = field(default_factory=DatabaseSettings)
@@ -383,6 +410,7 @@ class Settings(_Section):
     instrumentation: InstrumentationSettings = field(default_factory=InstrumentationSettings)
     ai: AISettings = field(default_factory=AISettings)
     webhooks: WebhookSettings = field(default_factory=WebhookSettings)
+    redis: RedisSettings = field(default_factory=RedisSettings)
     app_pool_size: int = _key(5, check=_at_least(1))
     # Seconds between workflow timeout / resume sweeps (spec: at least every 60 s).
     workflow_tick_seconds: float = _key(5.0, check=_between(0.01, 60))

@@ -23,6 +23,7 @@ from aiohttp import web
 from psycopg import errors as pg_errors
 from psycopg import sql
 from psycopg_pool import AsyncConnectionPool
+from redis.exceptions import RedisError
 
 from rocketd import __version__
 from rocketd.actors import workflows as workflow_runner
@@ -32,8 +33,8 @@ from rocketd.actors.scheduler import Scheduler
 from rocketd.actors.supervisor import Supervisor
 from rocketd.auth import emails
 from rocketd.auth.accounts import PLATFORM_TABLES, AccountService
-from rocketd.auth.throttle import LoginThrottle
-from rocketd.auth.throttle_stores import PostgresThrottleStore
+from rocketd.auth.throttle import LoginThrottle, ThrottleStore
+from rocketd.auth.throttle_stores import PostgresThrottleStore, RedisThrottleStore
 from rocketd.auth.tokens import new_app_secret
 from rocketd.config import DatabaseSettings, Settings
 from rocketd.db.embedded import EmbeddedPostgres
@@ -112,6 +113,21 @@ async def bootstrap_management(settings: Settings, pool: AsyncConnectionPool[Any
             await apply_plan(conn, MANAGEMENT_PLAN)
         finally:
             await conn.set_autocommit(True)
+
+
+async def open_throttle_store(settings: Settings, pool: AsyncConnectionPool[Any]) -> ThrottleStore:
+    """Redis when `redis.url` is set (it must answer now), else the management database."""
+    if not settings.redis.url:
+        return PostgresThrottleStore(pool)
+    store = RedisThrottleStore(settings.redis.url, settings.redis.key_prefix)
+    try:
+        await store.ping()
+    except RedisError as exc:
+        await store.close()
+        # An OSError: the CLI reports it as one line and exits 1.
+        raise ConnectionError(f"redis.url does not answer: {exc}") from None
+    log.info("login throttle counters are kept in Redis")
+    return store
 
 
 async def check_platform_emails(pool: AsyncConnectionPool[Any]) -> None:
@@ -194,7 +210,8 @@ class Runtime:
                 email=settings.auth.platform_admin_email,
             )
         await check_platform_emails(pool)
-        login_throttle = LoginThrottle(PostgresThrottleStore(pool), settings.auth.login_throttle)
+        throttle_store = await open_throttle_store(settings, pool)
+        login_throttle = LoginThrottle(throttle_store, settings.auth.login_throttle)
         await apps.repair_incomplete_apps(settings, pool)
         supervisor = Supervisor()
         directory = AppDirectory(settings, pool, supervisor)
@@ -295,6 +312,7 @@ class Runtime:
             await self.services.directory.stop_all()
             await self.services.supervisor.stop_all()
             await outbox.OUTBOUND.sync_sender.close()
+            await self.services.login_throttle.store.close()
             await self.services.management_pool.close()
             self.services = None
         if self.embedded is not None and self.embedded.owned:

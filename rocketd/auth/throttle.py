@@ -162,6 +162,10 @@ class ThrottleStore(Protocol):
         """Drop expired counters; the number dropped."""
         ...
 
+    async def close(self) -> None:
+        """Release what the store holds of its own (connections)."""
+        ...
+
 
 # --- the throttle --------------------------------------------------------------------------------
 

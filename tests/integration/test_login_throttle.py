@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import json
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import psycopg
 import pytest
 
-from rocketd.config import LoginThrottleSettings, Settings
+from rocketd.config import LoginThrottleSettings, RedisSettings, Settings
 from rocketd.http.app import create_app
 from rocketd.runtime import Runtime
 from tests.apps import AppClient
@@ -27,10 +28,17 @@ RATE_HEADERS = ("RateLimit-Limit", "RateLimit-Remaining", "RateLimit-Reset")
 MakeClient = Callable[..., Awaitable[Any]]
 
 
-def with_throttle(settings: Settings, proxies: tuple[str, ...] = (), **throttle: Any) -> Settings:
+def with_throttle(
+    settings: Settings,
+    proxies: tuple[str, ...] = (),
+    redis_url: str = "",
+    redis_prefix: str = "rocketd:",
+    **throttle: Any,
+) -> Settings:
     return dataclasses.replace(
         settings,
         server=dataclasses.replace(settings.server, trusted_proxies=proxies),
+        redis=RedisSettings(url=redis_url, key_prefix=redis_prefix),
         auth=dataclasses.replace(settings.auth, login_throttle=LoginThrottleSettings(**throttle)),
     )
 
@@ -41,8 +49,8 @@ async def make_client(settings: Settings, aiohttp_client: Any) -> AsyncIterator[
     return an HTTP client for it; several calls make several instances on one database."""
     runtimes: list[Runtime] = []
 
-    async def make(proxies: tuple[str, ...] = (), **throttle: Any) -> Any:
-        runtime = Runtime(with_throttle(settings, proxies, **throttle))
+    async def make(**options: Any) -> Any:
+        runtime = Runtime(with_throttle(settings, **options))
         runtimes.append(runtime)
         await runtime.start(http=False)
         assert runtime.services is not None
@@ -323,3 +331,145 @@ async def test_expired_counters_are_purged(
         conn.execute("update _login_throttle set expires_at = now() - interval '1 second'")
     assert await runtime.services.login_throttle.store.purge() == 2
     assert counters(pg_dsn, management_db, "") == []
+
+
+# --- counters in Redis ---------------------------------------------------------------------------
+
+REDIS_URL = "redis://127.0.0.1:6379/0"
+
+
+@pytest.fixture
+async def redis_prefix() -> AsyncIterator[str]:
+    """A key prefix of this test's own on the local Redis; its keys are deleted afterwards."""
+    from redis import asyncio as redis_asyncio
+    from redis.exceptions import RedisError
+
+    client = redis_asyncio.Redis.from_url(REDIS_URL)
+    try:
+        await client.ping()
+    except RedisError:
+        await client.aclose()
+        pytest.skip(f"no Redis answers at {REDIS_URL}")
+    prefix = f"{unique_name('rkt_test_')}:"
+    try:
+        yield prefix
+    finally:
+        keys = [key async for key in client.scan_iter(match=f"{prefix}*")]
+        if keys:
+            await client.delete(*keys)
+        await client.aclose()
+
+
+async def redis_counters(prefix: str) -> dict[str, Any]:
+    from redis import asyncio as redis_asyncio
+
+    from rocketd.auth.throttle_stores import decode_counter
+
+    client = redis_asyncio.Redis.from_url(REDIS_URL)
+    try:
+        out = {}
+        async for name in client.scan_iter(match=f"{prefix}*"):
+            ttl = await client.pttl(name)
+            assert ttl > 0, name  # every counter expires by itself
+            out[name.decode()] = decode_counter(await client.get(name))
+        return out
+    finally:
+        await client.aclose()
+
+
+async def end_redis_backoffs(prefix: str) -> None:
+    from redis import asyncio as redis_asyncio
+
+    client = redis_asyncio.Redis.from_url(REDIS_URL)
+    try:
+        async for name in client.scan_iter(match=f"{prefix}*"):
+            data = json.loads(await client.get(name))
+            if data["locked_until"] is not None:
+                seconds, micros = await client.time()
+                data["locked_until"] = seconds * 1_000_000 + micros - 1000  # just ended
+                await client.set(name, json.dumps(data), keepttl=True)
+    finally:
+        await client.aclose()
+
+
+async def test_redis_keeps_the_counters_for_every_instance(
+    make_client: MakeClient, redis_prefix: str, pg_dsn: str, management_db: str
+) -> None:
+    redis = {"redis_url": REDIS_URL, "redis_prefix": redis_prefix}
+    one = await make_client(account_max_failures=3, backoff_initial=600, **redis)
+    two = await make_client(account_max_failures=3, backoff_initial=600, **redis)
+    # Parallel guesses on two instances: exactly the limit gets through.
+    answers = await asyncio.gather(
+        *(platform_login((one, two)[i % 2], password=f"{WRONG}-{i}") for i in range(12))
+    )
+    assert sorted(resp.status for resp in answers) == [401] * 3 + [429] * 9
+    await assert_rate_limited(await platform_login(one), 3)
+    await assert_rate_limited(await platform_login(two), 3)
+    stored = await redis_counters(redis_prefix)
+    account = next(c for name, c in stored.items() if ":account:platform:" in name)
+    address = next(c for name, c in stored.items() if ":address:127.0.0.1" in name)
+    assert (len(account.failures), account.level) == (3, 1)
+    assert len(address.failures) == 3  # refused attempts were not counted
+    assert counters(pg_dsn, management_db, "") == []  # nothing in PostgreSQL
+    # The backoff over, a success on either instance resets the account for both.
+    await end_redis_backoffs(redis_prefix)
+    assert (await platform_login(two)).status == 200
+    resp = await platform_login(one, password=WRONG)
+    assert resp.status == 401 and resp.headers["RateLimit-Remaining"] == "2"
+
+
+async def test_redis_backoff_doubles_and_invites_are_throttled(
+    make_client: MakeClient, redis_prefix: str
+) -> None:
+    options: dict[str, Any] = {
+        "proxies": ("127.0.0.0/8",),
+        "address_max_failures": 3,
+        "redis_url": REDIS_URL,
+        "redis_prefix": redis_prefix,
+    }
+    client = await make_client(account_max_failures=2, **options)
+    other = await make_client(**options)  # a second instance on the same Redis
+    app = await new_app_on(other)
+    for _ in range(2):
+        assert (await platform_login(client, password=WRONG)).status == 401
+    assert 1 <= await assert_rate_limited(await platform_login(client), 2) <= 30
+    await end_redis_backoffs(redis_prefix)
+    assert (await platform_login(client, password=WRONG, via="203.0.113.1")).status == 401
+    assert 30 < await assert_rate_limited(await platform_login(client), 2) <= 60
+    # Invite acceptance on one instance and login on the other share the address's count.
+    bad = {"token": "00000000-0000-4000-8000-000000000001", "password": "a-long-phrase-here"}
+    for _ in range(3):
+        resp = await app.client.post(
+            app.url("auth/accept-invite"), json=bad, headers={"X-Forwarded-For": "203.0.113.9"}
+        )
+        assert resp.status == 404
+    resp = await client.post(
+        PLATFORM_LOGIN,
+        json={"email": "someone@x.io", "password": RIGHT},
+        headers={"X-Forwarded-For": "203.0.113.9"},
+    )
+    await assert_rate_limited(resp, 3)
+
+
+async def test_an_unreachable_redis_stops_the_start(settings: Settings) -> None:
+    broken = dataclasses.replace(
+        settings, redis=dataclasses.replace(settings.redis, url="redis://127.0.0.1:1/0")
+    )
+    runtime = Runtime(broken)
+    try:
+        with pytest.raises(ConnectionError, match=r"redis\.url does not answer"):
+            await runtime.start(http=False)
+    finally:
+        await runtime.stop()
+
+
+def test_redis_counters_round_trip_to_the_microsecond() -> None:
+    from datetime import UTC, datetime
+
+    from rocketd.auth.throttle import Counter
+    from rocketd.auth.throttle_stores import decode_counter, encode_counter
+
+    moment = datetime(2026, 5, 17, 8, 30, 1, 123457, tzinfo=UTC)
+    counter = Counter((moment, moment.replace(microsecond=999999)), 3, moment)
+    assert decode_counter(encode_counter(counter)) == counter
+    assert decode_counter(None) == Counter()

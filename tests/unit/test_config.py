@@ -291,6 +291,8 @@ ENV_OVERRIDES = [
     ("ROCKET_WEBHOOKS_BREAKER_THRESHOLD", "3", "webhooks.breaker_threshold", 3),
     ("ROCKET_WEBHOOKS_BREAKER_COOLDOWN", "9", "webhooks.breaker_cooldown", 9.0),
     ("ROCKET_WEBHOOKS_SECRET", "k", "webhooks.secret", "k"),
+    ("ROCKET_REDIS_URL", "redis://cache:6379/1", "redis.url", "redis://cache:6379/1"),
+    ("ROCKET_REDIS_KEY_PREFIX", "shop:", "redis.key_prefix", "shop:"),
     ("ROCKET_APP_POOL_SIZE", "7", "app_pool_size", 7),
     ("ROCKET_WORKFLOW_TICK_SECONDS", "0.5", "workflow_tick_seconds", 0.5),
     ("ROCKET_WORKFLOW_RETENTION_DAYS", "30", "workflow_retention_days", 30.0),
@@ -710,3 +712,12 @@ def test_trusted_proxies_must_be_networks(empty_cwd: Path) -> None:
     with pytest.raises(ConfigError) as err:
         load_settings(environ={"ROCKET_SERVER_TRUSTED_PROXIES": "10.0.0.0/8,proxy.local"})
     assert "server.trusted_proxies" in str(err.value) and "proxy.local" in str(err.value)
+
+
+def test_redis_url_is_checked_and_kept_secret(empty_cwd: Path) -> None:
+    settings = load_settings(environ={"ROCKET_REDIS_URL": "redis://:hunter22@cache:6379/0"})
+    assert "hunter22" not in repr(settings)
+    with pytest.raises(ConfigError) as err:
+        load_settings(environ={"ROCKET_REDIS_URL": "http://:hunter22@cache/"})
+    assert "redis.url" in str(err.value) and "hunter22" not in str(err.value)
+    assert load_settings(environ={}).redis.url == ""
