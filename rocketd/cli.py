@@ -3,7 +3,7 @@ import.
 
 `check-config` validates the settings, then, when the database answers (an external one, or the
 embedded one while a server runs it), reports accounts whose emails differ only in case (see
-rocketd.auth.emails); it never starts a database or changes one.
+rocketd.db.email_index); it never starts a database or changes one.
 
 `apps` commands talk to the management database directly (not over HTTP), so they work while the
 server is down. With no database configured they use the embedded PostgreSQL in `data_dir`,
@@ -147,7 +147,7 @@ async def _check_accounts(settings: Settings, out: TextIO) -> int:
     """Print the account problems found in the databases (a report: the exit code stays 0)."""
     import psycopg
 
-    from rocketd.auth import emails
+    from rocketd.db import email_index
     from rocketd.db.embedded import EmbeddedPostgres, EmbeddedPostgresError
     from rocketd.runtime import settings_for_embedded
 
@@ -165,11 +165,11 @@ async def _check_accounts(settings: Settings, out: TextIO) -> int:
     def connect(dsn: str) -> Any:
         return psycopg.AsyncConnection.connect(dsn, connect_timeout=5)
 
-    async def duplicates(dsn: str, table: str) -> list[emails.CaseDuplicate]:
+    async def duplicates(dsn: str, table: str) -> list[email_index.CaseDuplicate]:
         async with await connect(dsn) as conn:
             if not await _has_table(conn, table):
                 return []
-            return await emails.case_duplicates(conn, table)
+            return await email_index.case_duplicates(conn, table)
 
     async def active_apps() -> list[tuple[str, str]]:
         async with await connect(settings.database.dsn()) as conn:
@@ -193,7 +193,7 @@ async def _check_accounts(settings: Settings, out: TextIO) -> int:
     for where, dups in problems:
         print(
             f"warning: {where}: accounts whose emails differ only in case (a login picks the"
-            f" exact spelling; rename or delete one of each): {emails.describe(dups)}",
+            f" exact spelling; rename or delete one of each): {email_index.describe(dups)}",
             file=out,
         )
     if not problems:

@@ -31,12 +31,12 @@ from rocketd.actors.directory import AppDirectory
 from rocketd.actors.listener import MetadataListener
 from rocketd.actors.scheduler import Scheduler
 from rocketd.actors.supervisor import Supervisor
-from rocketd.auth import emails
 from rocketd.auth.accounts import PLATFORM_TABLES, AccountService
 from rocketd.auth.throttle import LoginThrottle, ThrottleStore
 from rocketd.auth.throttle_stores import PostgresThrottleStore, RedisThrottleStore
 from rocketd.auth.tokens import new_app_secret
 from rocketd.config import DatabaseSettings, Settings
+from rocketd.db import email_index
 from rocketd.db.embedded import EmbeddedPostgres
 from rocketd.db.management_schema import MANAGEMENT_PLAN
 from rocketd.db.migrations import apply_plan
@@ -133,8 +133,8 @@ async def open_throttle_store(settings: Settings, pool: AsyncConnectionPool[Any]
 async def check_platform_emails(pool: AsyncConnectionPool[Any]) -> None:
     """Add the case-insensitive email index when it can be made; report what stops it."""
     async with pool.connection() as conn:
-        duplicates = await emails.ensure_case_insensitive_index(conn, PLATFORM_TABLES.users)
-    emails.report_duplicates(duplicates, "platform")
+        duplicates = await email_index.ensure_case_insensitive_index(conn, PLATFORM_TABLES.users)
+    email_index.report_duplicates(duplicates, "platform")
 
 
 async def resolve_platform_secret(settings: Settings, pool: AsyncConnectionPool[Any]) -> str:

@@ -12,10 +12,10 @@ import psycopg
 from psycopg_pool import AsyncConnectionPool
 
 from rocketd.actors.base import Actor
-from rocketd.auth import emails
 from rocketd.auth.accounts import APP_TABLES, AccountService
 from rocketd.auth.users import UserStates
 from rocketd.config import Settings
+from rocketd.db import email_index
 from rocketd.db.app_schema import APP_PLAN
 from rocketd.db.migrations import apply_plan
 from rocketd.engine import signals
@@ -74,8 +74,8 @@ class AppActor(Actor):
             await apply_plan(conn, APP_PLAN)
             await conn.commit()
             # Retried every start: made once the users' case-duplicates are resolved.
-            duplicates = await emails.ensure_case_insensitive_index(conn, APP_TABLES.users)
-        emails.report_duplicates(duplicates, f"app {self.app_name}")
+            duplicates = await email_index.ensure_case_insensitive_index(conn, APP_TABLES.users)
+        email_index.report_duplicates(duplicates, f"app {self.app_name}")
         pool: AsyncConnectionPool[Any] = AsyncConnectionPool(
             dsn,
             min_size=1,

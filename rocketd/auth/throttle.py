@@ -2,7 +2,8 @@
 
 Two counters decide whether an attempt may run:
 
-- per account (the email, case-insensitively, within one scope: the platform or one app): after
+- per account (the email, case-insensitively, within a scope the caller names: the platform, one
+  app): after
   `account_max_failures` failures within `account_window` the account answers 429 for a backoff
   of `backoff_initial`; every further failure before the streak ends doubles it, up to
   `backoff_max`. The streak ends with a success, or once a whole window has passed since the last
@@ -39,17 +40,12 @@ from rocketd.logging import get_logger
 
 log = get_logger("rocketd.auth.throttle")
 
-PLATFORM_SCOPE: Final = "platform"
 # Doubling stops mattering long before this; it keeps 2**level finite.
 MAX_LEVEL: Final = 32
 # IPv6 clients usually hold a whole /64: count them per /64, not per address.
 IPV6_PREFIX: Final = 64
 
 T = TypeVar("T")
-
-
-def app_scope(app_name: str) -> str:
-    return f"app:{app_name}"
 
 
 # --- the pure part -------------------------------------------------------------------------------
@@ -221,7 +217,7 @@ class LoginThrottle:
 
     @asynccontextmanager
     async def attempt(
-        self, *, address: str, scope: str = PLATFORM_SCOPE, account: str | None = None
+        self, *, address: str, scope: str, account: str | None = None
     ) -> AsyncIterator[None]:
         """Run one attempt from client `address` (on `account` of `scope`, when the attempt names
         one): 429 `RATE_LIMITED` before the body when a counter refuses it; the body leaving

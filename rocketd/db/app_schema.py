@@ -10,7 +10,7 @@ from typing import Any
 
 import psycopg
 
-from rocketd.auth.emails import ensure_case_insensitive_index
+from rocketd.db.email_index import ensure_case_insensitive_index
 from rocketd.db.migrations import Step, plan, statements
 
 

@@ -5,7 +5,7 @@ additive: `_platform_refresh_tokens.token_hash`/`family_id`/`rotated_at` (refres
 as digests and rotated in families), `_platform_settings` (the generated platform secret),
 `_login_throttle` (failed-attempt counters of every login-like endpoint, rocketd.auth.throttle),
 and a unique index on `lower(_platform_users.email)` where no case-duplicates exist
-(rocketd.auth.emails).
+(rocketd.db.email_index).
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from typing import Any
 
 import psycopg
 
-from rocketd.auth.emails import ensure_case_insensitive_index
+from rocketd.db.email_index import ensure_case_insensitive_index
 from rocketd.db.migrations import Step, plan, statements
 
 

@@ -19,6 +19,12 @@ from rocketd.http.keys import SERVICES
 from rocketd.http.responses import data
 
 AUTH_LOGIN_KEYS = ("email", "password")
+# Account scopes of the throttle: the same email on the platform and in each app is another account.
+PLATFORM_SCOPE = "platform"
+
+
+def app_scope(app_name: str) -> str:
+    return f"app:{app_name}"
 
 
 def throttled(

@@ -5,11 +5,10 @@ from __future__ import annotations
 from aiohttp import web
 
 from rocketd.auth import invites
-from rocketd.auth.throttle import app_scope
 from rocketd.http.auth import app_admin, public
 from rocketd.http.bodies import INVALID_REQUEST_BODY, read_json_object, read_strict_object
 from rocketd.http.keys import APP_ACTOR
-from rocketd.http.login import log_in, throttled
+from rocketd.http.login import app_scope, log_in, throttled
 from rocketd.http.paths import APP_PATH
 from rocketd.http.responses import data, message
 from rocketd.http.routes_admin_users import password_policy

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from rocketd.auth.throttle import PLATFORM_SCOPE
 from rocketd.engine import apps
 from rocketd.http.auth import platform, public
 from rocketd.http.bodies import INVALID_REQUEST_BODY, read_strict_object
 from rocketd.http.keys import SERVICES
-from rocketd.http.login import log_in
+from rocketd.http.login import PLATFORM_SCOPE, log_in
 from rocketd.http.responses import data, message
 
 AUTH_TOKEN_KEYS = ("refresh_token",)
