@@ -473,3 +473,15 @@ def test_redis_counters_round_trip_to_the_microsecond() -> None:
     counter = Counter((moment, moment.replace(microsecond=999999)), 3, moment)
     assert decode_counter(encode_counter(counter)) == counter
     assert decode_counter(None) == Counter()
+
+
+async def test_a_redis_that_stops_answering_refuses_attempts_with_503() -> None:
+    from rocketd.auth.throttle_stores import RedisThrottleStore
+    from rocketd.errors import ServiceUnavailable
+
+    store = RedisThrottleStore("redis://127.0.0.1:1/0", "rocketd:")
+    try:
+        with pytest.raises(ServiceUnavailable):
+            await store.update(["address:203.0.113.1"], lambda counters, now: ({}, None))
+    finally:
+        await store.close()
