@@ -11,8 +11,8 @@ row lock) and expires `INVITE_TTL` after it was made.
 Emails compare case-insensitively (rocketd.auth.emails): an invite for `U1@x.io` is refused when
 user `u1@x.io` exists or is invited. Creating an invite, and accepting one, take the email's
 transaction-scoped advisory lock (the same one the users admin takes), so two concurrent requests
-cannot both pass the "already exists" checks. The accepted password is checked against the
-invite's email too (not the email itself, nor its local part).
+cannot both pass the "already exists" checks. The accepted password must pass the password policy
+with the invite's email (it may not be that email, nor its local part).
 
 Accepting is a login-like attempt: the HTTP edge runs it inside the login throttle, per client
 address (rocketd.auth.throttle), so invite tokens cannot be tried at speed.

@@ -235,7 +235,12 @@ class LoginThrottle:
         except ApiError as err:
             err.headers.update(reservation.headers)
             raise
-        await self._release(reservation, limits)
+        try:
+            await self._release(reservation, limits)
+        except Exception:
+            # The attempt succeeded; failing to take its reservation back only leaves one counted
+            # failure that expires with its window. The client still gets its answer.
+            log.warning("could not release a login throttle reservation", exc_info=True)
 
     async def _reserve(self, limits: Mapping[str, Limit]) -> Reservation:
         def change(

@@ -15,9 +15,9 @@ import pytest
 from rocketd.config import LoginThrottleSettings, RedisSettings, Settings
 from rocketd.http.app import create_app
 from rocketd.runtime import Runtime
-from tests.apps import AppClient
+from tests.apps import AppClient, new_app
 from tests.conftest import dsn_for, unique_name
-from tests.helpers import bearer, error_of
+from tests.helpers import error_of
 
 PLATFORM_LOGIN = "/api/_platform/auth/login"
 PLATFORM_EMAIL = "platform@localhost"
@@ -104,18 +104,6 @@ async def assert_rate_limited(resp: Any, limit: int) -> int:
     assert resp.headers["RateLimit-Remaining"] == "0"
     assert resp.headers["RateLimit-Reset"] == str(retry_after)
     return retry_after
-
-
-async def new_app_on(client: Any) -> AppClient:
-    resp = await platform_login(client)
-    ptoken = (await resp.json())["data"]["access_token"]
-    name = unique_name("app")
-    resp = await client.post("/api/_platform/apps", json={"name": name}, headers=bearer(ptoken))
-    assert resp.status == 201, await resp.text()
-    resp = await client.post(
-        f"/api/{name}/auth/login", json={"email": "admin@localhost", "password": RIGHT}
-    )
-    return AppClient(client, name, (await resp.json())["data"]["access_token"])
 
 
 # --- the defaults --------------------------------------------------------------------------------
@@ -211,7 +199,7 @@ async def test_unknown_accounts_are_throttled_like_real_ones(make_client: MakeCl
 
 async def test_app_accounts_are_counted_per_app(make_client: MakeClient) -> None:
     client = await make_client(account_max_failures=2, backoff_initial=600)
-    first, second = await new_app_on(client), await new_app_on(client)
+    first, second = await new_app(client), await new_app(client)
 
     async def app_login(app: AppClient, password: str) -> Any:
         return await client.post(
@@ -268,7 +256,7 @@ async def test_forwarded_for_is_ignored_without_trusted_proxies(make_client: Mak
 
 async def test_invite_acceptance_is_throttled_per_address(make_client: MakeClient) -> None:
     client = await make_client(proxies=("127.0.0.0/8",), address_max_failures=3)
-    app = await new_app_on(client)
+    app = await new_app(client)
     made = (await app.ok("POST", "_admin/invites", {"email": "new@x.io"}, 201))["data"]
     good = {"token": made["token"], "password": "a-long-and-unusual-phrase"}
 
@@ -429,7 +417,7 @@ async def test_redis_backoff_doubles_and_invites_are_throttled(
     }
     client = await make_client(account_max_failures=2, **options)
     other = await make_client(**options)  # a second instance on the same Redis
-    app = await new_app_on(other)
+    app = await new_app(other)
     for _ in range(2):
         assert (await platform_login(client, password=WRONG)).status == 401
     assert 1 <= await assert_rate_limited(await platform_login(client), 2) <= 30
