@@ -1,12 +1,12 @@
 """The `rocketd` command line: serve, check-config, version, apps list|create|delete, export,
-import.
+import, backup, restore.
 
 `check-config` validates the settings, then, when the database answers (an external one, or the
 embedded one while a server runs it), reports accounts whose emails differ only in case (see
 rocketd.db.email_index); it never starts a database or changes one.
 
-`apps` commands talk to the management database directly (not over HTTP), so they work while the
-server is down. With no database configured they use the embedded PostgreSQL in `data_dir`,
+`apps`, `export`/`import` and `backup`/`restore` talk to the databases directly (not over HTTP),
+so they work while the server is down. With no database configured they use the embedded PostgreSQL in `data_dir`,
 starting it for the command and stopping it afterwards unless a running server already owns it.
 """
 
@@ -55,10 +55,71 @@ def _parser() -> argparse.ArgumentParser:
     imp = sub.add_parser("import", help="import a schema document into an app (all or nothing)")
     imp.add_argument("app")
     imp.add_argument("file", help="the document (JSON); - reads stdin")
+    _backup_parsers(sub)
     # `--config` is accepted after the subcommand too (`rocketd serve --config x.yaml`).
     for p in (*sub.choices.values(), *apps_sub.choices.values()):
         p.add_argument("--config", dest="config_sub", default=None, help=argparse.SUPPRESS)
     return parser
+
+
+_PG_BINDIR_HELP = (
+    "directory holding pg_dump and pg_restore (default: found automatically; their major "
+    "version must equal the server's)"
+)
+
+
+def _backup_parsers(sub: Any) -> None:
+    backup = sub.add_parser(
+        "backup",
+        help="write a backup archive of apps (databases, app settings and secrets, files)",
+        description=(
+            "Write one .tar archive (mode 0600) holding, per app, a pg_dump of its database, its"
+            " management row (JWT secret included) and the files the local storage driver"
+            " keeps, plus a manifest with a SHA-256 of every part. --all adds the platform users"
+            " and settings. The archive holds secrets and password hashes: protect it."
+        ),
+    )
+    backup.add_argument("apps", nargs="*", metavar="APP", help="the apps to back up")
+    backup.add_argument(
+        "--all", action="store_true", help="every app, plus the platform users and settings"
+    )
+    backup.add_argument(
+        "-o",
+        "--output",
+        help="the archive to write (default: ./rocketd-backup-<what>-<UTC time>.tar); "
+        "never overwritten",
+    )
+    backup.add_argument("--pg-bindir", help=_PG_BINDIR_HELP)
+    restore = sub.add_parser(
+        "restore",
+        help="restore apps from a backup archive",
+        description=(
+            "Check every checksum of the archive first (a damaged or altered archive is refused"
+            " and nothing changes), then recreate each app: its database (pg_restore), its"
+            " management row and its files (written through the configured storage driver)."
+            " Running servers start serving a restored app by themselves."
+        ),
+    )
+    restore.add_argument("archive", help="the .tar written by `rocketd backup`")
+    restore.add_argument("--app", help="restore only this app of the archive")
+    restore.add_argument(
+        "--as",
+        dest="as_name",
+        metavar="NEWNAME",
+        help="restore the app under this name instead (it gets a new JWT secret)",
+    )
+    restore.add_argument(
+        "--force",
+        action="store_true",
+        help="replace apps that exist (they are deleted first, database and all); with"
+        " --platform, also overwrite platform users and settings that exist",
+    )
+    restore.add_argument(
+        "--platform",
+        action="store_true",
+        help="also restore the platform users and settings of an archive made with --all",
+    )
+    restore.add_argument("--pg-bindir", help=_PG_BINDIR_HELP)
 
 
 def _summary(settings: Settings) -> str:
@@ -102,6 +163,11 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
             return 2
     if args.command in ("export", "import"):
         return _run(_schema_command(settings, args, out))
+    if args.command == "backup" and bool(args.apps) == bool(args.all):
+        print("rocketd: backup needs app names or --all (not both)", file=sys.stderr)
+        return 2
+    if args.command in ("backup", "restore"):
+        return _run(_backup_command(settings, args, out))
     return _run(_apps_command(settings, args, out))
 
 
@@ -303,4 +369,69 @@ async def _schema_command(settings: Settings, args: argparse.Namespace, out: Tex
                 print(f"  {detail.message}", file=sys.stderr)
             return 1
     print(json.dumps(result, indent=2, ensure_ascii=False, default=str), file=out)
+    return 0
+
+
+async def _backup_command(settings: Settings, args: argparse.Namespace, out: TextIO) -> int:
+    """`backup APP...|--all` and `restore ARCHIVE`, against the databases directly (running
+    servers learn of restored apps through the app notification)."""
+    from rocketd.db.dump_tools import DumpToolsError
+    from rocketd.engine import backups
+    from rocketd.engine.backup_archive import BackupError
+
+    async with _management(settings) as (settings, pool):
+        try:
+            if args.command == "backup":
+                output = Path(
+                    args.output or backups.default_archive_name(args.apps, bool(args.all))
+                )
+                report = await backups.backup(
+                    settings,
+                    pool,
+                    list(args.apps),
+                    everything=bool(args.all),
+                    output=output.absolute(),
+                    pg_bindir=args.pg_bindir,
+                )
+                shown = ", ".join(report.apps) or "no apps"
+                extra = " and the platform users and settings" if report.platform else ""
+                print(
+                    f"backup written to {report.path} ({report.size} bytes): {shown}{extra};"
+                    f" {report.files} files from disk",
+                    file=out,
+                )
+                for app, missing in report.missing_files.items():
+                    print(
+                        f"warning: {app}: {len(missing)} files have no bytes on disk and are not"
+                        f" in the backup: {', '.join(missing)}",
+                        file=sys.stderr,
+                    )
+            else:
+                result = await backups.restore(
+                    settings,
+                    pool,
+                    Path(args.archive),
+                    only=args.app,
+                    rename=args.as_name,
+                    force=bool(args.force),
+                    platform=bool(args.platform),
+                    pg_bindir=args.pg_bindir,
+                )
+                for source, target in result.apps.items():
+                    shown = target if source == target else f"{source} as {target}"
+                    replaced = " (replaced the existing app)" if target in result.replaced else ""
+                    print(f"restored app {shown}{replaced}", file=out)
+                print(f"{result.files} files restored", file=out)
+                if args.platform:
+                    print(
+                        f"platform: {result.platform_users} users and"
+                        f" {result.platform_settings} settings written",
+                        file=out,
+                    )
+        except (BackupError, DumpToolsError) as err:
+            print(f"rocketd: {err}", file=sys.stderr)
+            return 1
+        except ApiError as err:
+            print(f"rocketd: {err.message}", file=sys.stderr)
+            return 1
     return 0

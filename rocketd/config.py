@@ -247,6 +247,12 @@ class ServerSettings(_Section):
     port: int = _key(8080, check=_between(1, 65535))
     max_body_size: int = _key(1_048_576, check=_at_least(1))
     shutdown_timeout: float = _key(10.0, check=_at_least(0))
+    # Parsed by aiohttp before any middleware (rocketd.http.server answers in the error shape).
+    max_request_line: int = _key(65_536, check=_at_least(1024))
+    max_header_size: int = _key(8190, check=_at_least(1024))
+    max_headers: int = _key(128, check=_at_least(16))
+    header_timeout: float = _key(10.0, check=_greater_than(0))
+    keepalive_timeout: float = _key(75.0, check=_greater_than(0))
     # Peers whose `X-Forwarded-For` is believed (CIDRs): the client address of a request that
     # comes through them is the nearest hop they did not add (rocketd.http.client_address).
     trusted_proxies: tuple[str, ...] = _key((), check=_networks)
@@ -345,9 +351,11 @@ class AuthSettings(_Section):
 
 @dataclass(frozen=True, repr=False)
 class StorageSettings(_Section):
-    driver: str = _key("local", check=_one_of("local"))
+    driver: str = _key("local", check=_one_of("local", "postgres"))
     local_path: str = _key("./uploads", check=_not_empty)
     max_file_size: int = _key(10_485_760, check=_at_least(1))
+    # Bytes per `_file_chunks` row of the postgres driver (what one upload or download holds).
+    chunk_size: int = _key(1_048_576, check=_between(65_536, 16_777_216))
 
 
 @dataclass(frozen=True, repr=False)

@@ -123,6 +123,28 @@ class FileTooLarge(ApiError):
     default_message = "File too large"
 
 
+# The three below are answered by the HTTP server itself (rocketd.http.server): aiohttp refuses
+# the request while parsing it, before any middleware or route runs.
+
+
+class BadRequest(ApiError):
+    code = "BAD_REQUEST"
+    status = 400
+    default_message = "Malformed HTTP request"
+
+
+class UriTooLong(ApiError):
+    code = "URI_TOO_LONG"
+    status = 414
+    default_message = "Request line too long"
+
+
+class HeadersTooLarge(ApiError):
+    code = "HEADERS_TOO_LARGE"
+    status = 431
+    default_message = "Request headers too large"
+
+
 class ValidationFailed(ApiError):
     code = "VALIDATION_FAILED"
     status = 422

@@ -42,6 +42,7 @@ from rocketd.db.management_schema import MANAGEMENT_PLAN
 from rocketd.db.migrations import apply_plan
 from rocketd.engine import apps
 from rocketd.http.app import create_app
+from rocketd.http.server import HttpRunner
 from rocketd.logging import get_logger
 from rocketd.services import Services
 from rocketd.systemd import SystemdNotifier
@@ -277,10 +278,7 @@ class Runtime:
     async def _start_http(self) -> None:
         assert self.services is not None
         settings = self.settings
-        app = create_app(self.services)
-        runner = web.AppRunner(
-            app, access_log=None, shutdown_timeout=settings.server.shutdown_timeout
-        )
+        runner = HttpRunner(create_app(self.services), settings.server)
         await runner.setup()
         site = web.TCPSite(runner, settings.server.host, settings.server.port, reuse_port=True)
         await site.start()

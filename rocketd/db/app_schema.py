@@ -300,6 +300,28 @@ APP_PLAN = plan(
         ),
         Step(
             9,
+            "file chunks (the postgres storage driver)",
+            statements(
+                # One row per chunk; `byte_offset` lets a Range find its chunks whatever chunk
+                # size wrote them. No foreign key to `_files`: the chunks are written first and
+                # the `_files` row last (it is what marks the upload complete).
+                """
+                create table if not exists _file_chunks (
+                  file_id      uuid not null,
+                  seq          int not null,
+                  byte_offset  bigint not null,
+                  data         bytea not null,
+                  created_at   timestamptz not null default now(),
+                  primary key (file_id, seq)
+                )
+                """,
+                # Uploads are mostly compressed already (images, PDFs, archives): store the
+                # bytes out of line uncompressed, which also lets substring() read only a slice.
+                "alter table _file_chunks alter column data set storage external",
+            ),
+        ),
+        Step(
+            10,
             "case-insensitive user and invite emails",
             statements(
                 "create index if not exists idx_invites_email_lower on _invites(lower(email))",

@@ -11,17 +11,31 @@ What lives where, all under `data_dir`:
 * `postgres/`       the cluster (PGDATA), mode 0700, owned by the user the server runs as;
 * `postgres.log`    server output (`pg_ctl -l`), appended to across runs;
 * `postgres.json`   the port (and socket directory) of the last start, so the DSN stays stable;
+* `postgres.password` the superuser's password (mode 0600, owned by the user rocketd runs as),
+                    generated on the first start;
 * `postgres.lock`   an advisory lock serialising start/stop between processes;
 * `pgsocket/`       the Unix socket directory (mode 0700). Socket paths are limited to 107 bytes;
                     when this one would be too long, a private `mkdtemp` directory under the
                     temporary directory is used instead and removed again on stop.
 
 The cluster is created with superuser `postgres`, UTF8 encoding and the C locale (available
-everywhere, byte-order collation), and its `pg_hba.conf` is rewritten to allow exactly two ways
-in, both with `trust`: the Unix socket (protected by its 0700 directory) and TCP from 127.0.0.1,
-the only address the server listens on. Note what `trust` on 127.0.0.1 means: any local user of
-the machine can connect as superuser. That is the price of a password-less DSN; deployments
-sharing the machine with untrusted users must configure their own database.
+everywhere, byte-order collation).
+
+Who may connect
+---------------
+The server listens on 127.0.0.1 and on a Unix socket, and `pg_hba.conf` allows exactly these two
+ways in: the socket with `trust` (its directory is 0700 and owned by the server's account, so
+only that account and root can reach it: whoever can, can read the cluster's files anyway), and
+TCP with `scram-sha-256` for the superuser's password, a random 43-character value generated on
+the first start and kept in `postgres.password`. The DSN `start()` returns is the TCP one with
+that password in it; no other local user can connect, as superuser or otherwise.
+
+On every start (or reuse of a running server) rocketd rewrites `pg_hba.conf` when it differs
+from the above (reloading a running server), then sets the superuser's password to the file's
+over the socket, sending only its SCRAM verifier (computed by libpq), never the password itself.
+So a data dir made by an older rocketd, whose `pg_hba.conf` trusted 127.0.0.1, is upgraded on its
+next start, and a lost password file is simply replaced by a new password. `pg_hba.conf` belongs
+to rocketd: edits to it are overwritten (configure your own server for other access rules).
 
 `start()` and `stop()` block (they run `pg_ctl -w`): call them before the event loop starts or
 in an executor. `start()` is idempotent: a postmaster already running in the cluster (started by
@@ -70,6 +84,7 @@ import json
 import os
 import pwd
 import re
+import secrets
 import shlex
 import shutil
 import socket
@@ -81,8 +96,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
+from urllib.parse import quote
 
+import psycopg
 import structlog
+from psycopg import sql
 from structlog.typing import FilteringBoundLogger
 
 __all__ = ["EmbeddedPostgres", "EmbeddedPostgresError", "find_postgres_bindir"]
@@ -90,6 +108,16 @@ __all__ = ["EmbeddedPostgres", "EmbeddedPostgresError", "find_postgres_bindir"]
 SUPERUSER = "postgres"
 HOST = "127.0.0.1"
 STOP_MODES = ("smart", "fast", "immediate")
+PASSWORD_FILE = "postgres.password"  # noqa: S105 - a file name
+# The whole pg_hba.conf of the cluster (see "Who may connect" above).
+HBA_CONF = (
+    "# Written by rocketd on every start of its embedded PostgreSQL: edits are overwritten.\n"
+    "# The Unix socket lies in a 0700 directory only the server's account (and root) can enter.\n"
+    "# TCP (127.0.0.1 only) needs the superuser's password, kept in <data_dir>/postgres.password.\n"
+    "# TYPE  DATABASE  USER  ADDRESS        METHOD\n"
+    "local   all       all                  trust\n"
+    "host    all       all   127.0.0.1/32   scram-sha-256\n"
+)
 
 # sizeof(sockaddr_un.sun_path) on Linux; PostgreSQL rejects socket paths of this length or more.
 _SUN_PATH_MAX = 108
@@ -270,6 +298,36 @@ class _PostmasterInfo:
     status: str
 
 
+@dataclass(frozen=True)
+class _Endpoint:
+    """Where a running server answers: its TCP port on HOST and its Unix socket directory."""
+
+    port: int
+    socket_dir: Path
+
+
+def _local_connection(endpoint: _Endpoint, timeout: int) -> psycopg.Connection[Any]:
+    """A superuser connection over the Unix socket (trusted: only the server's account and root
+    can enter its directory)."""
+    return psycopg.connect(
+        host=str(endpoint.socket_dir),
+        port=endpoint.port,
+        user=SUPERUSER,
+        dbname="postgres",
+        connect_timeout=timeout,
+        autocommit=True,
+    )
+
+
+def _answers(endpoint: _Endpoint) -> bool:
+    try:
+        with _local_connection(endpoint, timeout=3) as conn:
+            conn.execute("SELECT 1")
+    except psycopg.Error:
+        return False
+    return True
+
+
 def _is_zombie(pid: int) -> bool:
     """A killed postmaster nobody has reaped yet still answers kill(pid, 0)."""
     try:
@@ -326,6 +384,7 @@ class EmbeddedPostgres:
         self.cluster_dir = self.data_dir / "postgres"
         self.log_file = self.data_dir / "postgres.log"
         self.state_file = self.data_dir / "postgres.json"
+        self.password_file = self.data_dir / PASSWORD_FILE
         self._lock_file = self.data_dir / "postgres.lock"
         self._local_socket_dir = self.data_dir / "pgsocket"
         self._requested_port = port
@@ -337,6 +396,7 @@ class EmbeddedPostgres:
         self._run_as: _RunAs | None = None
         self._run_as_resolved = False
         self._port: int | None = None
+        self._password: str | None = None
         self._owned = False
 
     # ---------------------------------------------------------------- public surface
@@ -350,8 +410,11 @@ class EmbeddedPostgres:
 
     @property
     def dsn(self) -> str:
-        """`postgresql://postgres@127.0.0.1:<port>/postgres` (after `start()`)."""
-        return f"postgresql://{SUPERUSER}@{HOST}:{self.port}/postgres"
+        """`postgresql://postgres:<password>@127.0.0.1:<port>/postgres` (after `start()`)."""
+        port = self.port
+        if self._password is None:
+            raise EmbeddedPostgresError("the embedded PostgreSQL has not been started")
+        return f"postgresql://{SUPERUSER}:{quote(self._password, safe='')}@{HOST}:{port}/postgres"
 
     @property
     def running(self) -> bool:
@@ -367,11 +430,15 @@ class EmbeddedPostgres:
         """Create the cluster if needed, start it unless already running, return its DSN."""
         self.data_dir.mkdir(parents=True, exist_ok=True)
         with self._locked():
+            password = self._load_or_create_password()
             info = self._live_postmaster()
             if info is not None:
-                dsn = self._reuse(info)
-                if dsn is not None:
-                    return dsn
+                reused = self._reuse(info)
+                if reused is not None:
+                    changed = self._write_hba(self._resolve_run_as())
+                    self._secure(reused, password, reload=changed)
+                    self._port, self._password = reused.port, password
+                    return self.dsn
             binaries = self._select_binaries()
             run_as = self._resolve_run_as()
             if run_as is not None:
@@ -384,14 +451,20 @@ class EmbeddedPostgres:
                     f"{self.cluster_dir} is owned by root, which PostgreSQL refuses; run "
                     f"`chown -R {run_as.name}: {self.cluster_dir}` or move it away"
                 )
+            self._write_hba(run_as)  # before the server reads it: upgrades an older data dir
             self._prepare_log_file(run_as)
             self._drop_zombie_lock(self.cluster_dir / "postmaster.pid")
-            port = self._start_server(binaries, run_as)
-        self._port = port
+            started = self._start_server(binaries, run_as)
+            try:
+                self._secure(started, password, reload=False)
+            except EmbeddedPostgresError:
+                self._stop_server(binaries, run_as, "fast")  # never left running half-set-up
+                raise
+        self._port, self._password = started.port, password
         self._owned = True
         self._log.info(
             "embedded postgres started",
-            port=port,
+            port=started.port,
             data_dir=str(self.cluster_dir),
             version=binaries.version,
             run_as=run_as.name if run_as is not None else None,
@@ -496,11 +569,12 @@ class EmbeddedPostgres:
             with contextlib.suppress(FileNotFoundError):
                 lock.unlink()
 
-    def _reuse(self, info: _PostmasterInfo) -> str | None:
+    def _reuse(self, info: _PostmasterInfo) -> _Endpoint | None:
         """Wait for a live postmaster to answer and adopt it; None if it exits meanwhile."""
         deadline = time.monotonic() + self._timeout
         while True:
-            if info.port is not None and info.status == "ready" and self._answers(info.port):
+            endpoint = _Endpoint(info.port, Path(info.socket_dir)) if info.port else None
+            if endpoint is not None and info.status == "ready" and _answers(endpoint):
                 break
             if time.monotonic() > deadline:
                 raise EmbeddedPostgresError(
@@ -512,30 +586,90 @@ class EmbeddedPostgres:
             if refreshed is None:
                 return None  # it died (being killed, or failing to start): start a new one
             info = refreshed
-        assert info.port is not None
-        if self._requested_port is not None and info.port != self._requested_port:
+        if self._requested_port is not None and endpoint.port != self._requested_port:
             self._log.warning(
                 "embedded postgres already running on another port",
                 requested_port=self._requested_port,
-                port=info.port,
+                port=endpoint.port,
             )
-        self._port = info.port
         self._log.info(
-            "embedded postgres already running, reusing it", port=info.port, pid=info.pid
+            "embedded postgres already running, reusing it", port=endpoint.port, pid=info.pid
         )
-        return self.dsn
+        return endpoint
 
-    @staticmethod
-    def _answers(port: int) -> bool:
-        import psycopg
+    # ---------------------------------------------------------------- authentication
 
-        dsn = f"postgresql://{SUPERUSER}@{HOST}:{port}/postgres"
+    def _load_or_create_password(self) -> str:
+        """The superuser's password from `postgres.password`, made (0600) when missing."""
         try:
-            with psycopg.connect(dsn, connect_timeout=3) as conn:
-                conn.execute("SELECT 1")
-        except psycopg.Error:
-            return False
+            fd = os.open(self.password_file, os.O_RDONLY | os.O_NOFOLLOW)
+        except FileNotFoundError:
+            return self._create_password()
+        except OSError as exc:
+            raise EmbeddedPostgresError(f"cannot read {self.password_file}: {exc}") from exc
+        with os.fdopen(fd, encoding="utf-8") as fh:
+            if os.fstat(fd).st_mode & 0o077:
+                os.fchmod(fd, 0o600)
+                self._log.warning(
+                    "the embedded postgres password file was readable by others; made it 0600",
+                    path=str(self.password_file),
+                )
+            password = fh.read().strip()
+        return password or self._create_password()
+
+    def _create_password(self) -> str:
+        password = secrets.token_urlsafe(32)
+        tmp = self.password_file.with_name(self.password_file.name + ".tmp")
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(password + "\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+        tmp.replace(self.password_file)
+        self._log.info(
+            "generated the embedded postgres superuser password", path=str(self.password_file)
+        )
+        return password
+
+    def _write_hba(self, run_as: _RunAs | None) -> bool:
+        """Make `pg_hba.conf` exactly `HBA_CONF` (0600, the server's); True if it changed."""
+        hba = self.cluster_dir / "pg_hba.conf"
+        with contextlib.suppress(OSError):
+            if hba.read_text(encoding="utf-8") == HBA_CONF and hba.stat().st_mode & 0o077 == 0:
+                return False
+        tmp = hba.with_name("pg_hba.conf.rocketd")
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(HBA_CONF)
+        self._own(tmp, run_as, 0o600)
+        tmp.replace(hba)
+        self._log.info("wrote the embedded postgres pg_hba.conf", path=str(hba))
         return True
+
+    def _secure(self, endpoint: _Endpoint, password: str, *, reload: bool) -> None:
+        """Over the Unix socket: set the superuser's password (and reload a changed pg_hba)."""
+        try:
+            with _local_connection(endpoint, timeout=10) as conn:
+                # Only the SCRAM verifier travels (and could be logged), not the password.
+                verifier = conn.pgconn.encrypt_password(
+                    password.encode(), SUPERUSER.encode(), b"scram-sha-256"
+                )
+                conn.execute(
+                    sql.SQL("ALTER ROLE {} PASSWORD {}").format(
+                        sql.Identifier(SUPERUSER), sql.Literal(verifier.decode())
+                    )
+                )
+                if reload:
+                    conn.execute("SELECT pg_reload_conf()")
+        except psycopg.Error as exc:
+            raise EmbeddedPostgresError(
+                f"cannot set the embedded PostgreSQL password over its socket in "
+                f"{endpoint.socket_dir}: {exc}"
+            ) from exc
 
     # ---------------------------------------------------------------- binaries and accounts
 
@@ -755,8 +889,8 @@ class EmbeddedPostgres:
             str(scratch),
             "-U",
             SUPERUSER,
-            "--auth-local=trust",
-            "--auth-host=trust",
+            "--auth-local=trust",  # pg_hba.conf is rewritten right after (see _write_hba)
+            "--auth-host=reject",
             "--encoding=UTF8",
             "--locale=C",
         ]
@@ -767,15 +901,6 @@ class EmbeddedPostgres:
         if code != 0:
             shutil.rmtree(scratch, ignore_errors=True)
             raise EmbeddedPostgresError(f"initdb failed (exit {code}): {output}")
-        hba = scratch / "pg_hba.conf"
-        hba.write_text(
-            "# Written by rocketd: local socket (0700 directory) and 127.0.0.1 only.\n"
-            "# TYPE  DATABASE  USER  ADDRESS        METHOD\n"
-            "local   all       all                  trust\n"
-            "host    all       all   127.0.0.1/32   trust\n",
-            encoding="utf-8",
-        )
-        self._own(hba, run_as, 0o600)
         if self.cluster_dir.exists():
             self.cluster_dir.rmdir()  # empty, checked above
         scratch.rename(self.cluster_dir)
@@ -857,7 +982,7 @@ class EmbeddedPostgres:
             return fh.read().decode(errors="replace")
         return ""
 
-    def _start_server(self, binaries: _Binaries, run_as: _RunAs | None) -> int:
+    def _start_server(self, binaries: _Binaries, run_as: _RunAs | None) -> _Endpoint:
         port = self._choose_port()
         deadline = time.monotonic() + self._timeout
         moved_port = False
@@ -885,7 +1010,7 @@ class EmbeddedPostgres:
                 timeout=self._timeout + 30,
             )
             if code == 0:
-                return port
+                return _Endpoint(port, socket_dir)
             server_log = self._log_since(offset)
             if not server_log.strip():
                 time.sleep(0.2)

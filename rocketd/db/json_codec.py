@@ -2,22 +2,23 @@
 
 psycopg dumps `Json`/`Jsonb` parameters with the standard library's `json` by default; orjson is
 several times faster, which matters on hot write paths (an outbox row carries the whole record,
-a workflow instance its context). Values orjson refuses (integers beyond 64 bits) fall back to
-the standard library, so nothing that used to be stored fails now. Decimals become strings and
-sets lists, as in the API's responses. Loading stays with the standard library: orjson reads an
-integer beyond 64 bits as a float, which would change a stored value.
+a workflow instance its context). Integers beyond 64 bits, which orjson refuses, are written
+exactly (`rocketd.json_encoding.encode`). Decimals become strings and sets lists, as in the
+API's responses. Loading stays with the standard library: orjson reads an integer beyond 64 bits
+as a float, which would change a stored value.
 """
 
 from __future__ import annotations
 
-import json
 from decimal import Decimal
-from typing import Any
+from typing import Any, Final
 
 import orjson
 from psycopg.types.json import set_json_dumps
 
-_OPTIONS = orjson.OPT_NON_STR_KEYS
+from rocketd.json_encoding import encode
+
+_OPTIONS: Final = orjson.OPT_NON_STR_KEYS
 
 
 def _default(value: Any) -> Any:
@@ -29,10 +30,7 @@ def _default(value: Any) -> Any:
 
 
 def dumps(value: Any) -> bytes:
-    try:
-        return orjson.dumps(value, default=_default, option=_OPTIONS)
-    except TypeError:
-        return json.dumps(value, default=_default).encode()
+    return encode(value, default=_default, option=_OPTIONS)
 
 
 def install() -> None:

@@ -48,7 +48,7 @@ from rocketd.db.introspect import (
 )
 from rocketd.engine.values import ValueProblem, coerce_write_value
 from rocketd.errors import ErrorDetail, ValidationFailed
-from rocketd.metadata.model import DELETED_AT, Entity, Field, Relation
+from rocketd.metadata.model import DELETED_AT, MAX_COLUMNS, Entity, Field, Relation
 
 __all__ = [
     "WIDENINGS",
@@ -816,6 +816,17 @@ def _plan_update(
 ) -> None:
     table = entity.table
     key = entity.primary_key.field
+    added = [f.name for f in entity.fields if f.name not in columns]
+    if entity.hidden_deleted_at and DELETED_AT not in columns:
+        added.append(DELETED_AT)
+    if added and len(columns) + len(added) > MAX_COLUMNS:
+        plan.problem(
+            "fields",
+            f"table {table} would have {len(columns) + len(added)} columns: it has"
+            f" {len(columns)} (the columns of removed fields are kept) and the entity adds"
+            f" {len(added)}; PostgreSQL allows at most {MAX_COLUMNS}",
+        )
+        return
     for field in entity.fields:
         info = columns.get(field.name)
         old_field = old.field_map.get(field.name) if old is not None else None
@@ -1101,7 +1112,8 @@ async def _taken_names(
 async def execute_plan(conn: AsyncConnection[Any], plan: MigrationPlan) -> None:
     """Run the plan's statements in a savepoint of the caller's transaction (a transaction of
     its own when the connection is idle). Failures a client can cause (data that no longer fits,
-    a name taken meanwhile) become 422 naming the field; the savepoint is rolled back first."""
+    a name taken meanwhile, too many columns) become 422 naming the field; the savepoint is
+    rolled back first."""
     if not plan.statements:
         return
     done = 0  # statements that succeeded; the next one is the one that failed
@@ -1115,6 +1127,9 @@ async def execute_plan(conn: AsyncConnection[Any], plan: MigrationPlan) -> None:
         psycopg.DataError,
         psycopg.errors.DuplicateTable,
         psycopg.errors.DuplicateObject,
+        # More than 1,600 columns counting the slots of columns dropped outside rocketd,
+        # which the plan cannot see.
+        psycopg.errors.TooManyColumns,
     ) as exc:
         subject = plan.subjects[done] if done < len(plan.subjects) else "table"
         reason = exc.diag.message_primary or str(exc)

@@ -1,21 +1,21 @@
 """Uploaded files: `_files` rows plus bytes in a `Storage` backend, and `file` field resolution.
 
-Consistency between the row and the bytes: an upload writes the bytes first (under a temporary
-name, renamed when complete) and inserts the row after; a failed insert removes the bytes. A
-delete removes the row first and the bytes after. Either way a crash in between can only leave
-bytes without a row, never a row pointing at bytes that were never written; `sweep_orphans`
-removes such bytes once they are older than a grace period (so uploads still in flight are left
-alone). It runs lazily after uploads (at most once per interval per app) and on demand.
+Consistency between the row and the bytes, whatever the storage driver: an upload writes the bytes
+first (committed only when complete: a renamed file, or chunks whose file has no row yet) and
+inserts the row after; a failed insert removes the bytes. A delete removes the row first and the
+bytes after. Either way a crash in between can only leave bytes without a row, never a row
+pointing at bytes that were never written; `sweep_orphans` removes such bytes once they are older
+than a grace period (so uploads still in flight are left alone). It runs lazily after uploads (at
+most once per interval per app) and on demand.
 """
 
 from __future__ import annotations
 
-import time
+import re
 import unicodedata
 import uuid
 from collections.abc import AsyncIterable, Mapping
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any, Final
 
 from psycopg import AsyncConnection, sql
@@ -26,7 +26,7 @@ from rocketd.engine.sql_compose import ident, live_condition
 from rocketd.errors import Conflict, ErrorDetail, NotFound, ValidationFailed
 from rocketd.metadata.model import Entity
 from rocketd.metadata.registry import Registry
-from rocketd.storage.base import Storage
+from rocketd.storage.base import Storage, write_object
 
 MAX_FILENAME: Final = 255
 DEFAULT_MIME: Final = "application/octet-stream"
@@ -151,7 +151,7 @@ async def store_upload(
 ) -> dict[str, Any]:
     """Stream the bytes to storage, then record them. `TooLarge` propagates (nothing kept)."""
     file_id = str(uuid.uuid4())
-    stored = await storage.put(app, file_id, chunks, limit)
+    stored = await write_object(storage, file_id, chunks, limit)
     name = clean_filename(filename)
     mime = effective_mime(declared_type, stored.head)
     try:
@@ -280,29 +280,23 @@ async def _first_reference(
 async def sweep_orphans(
     pool: AsyncConnectionPool[Any],
     storage: Storage,
-    app: str,
     *,
     grace_seconds: float = SWEEP_GRACE_SECONDS,
 ) -> dict[str, Any]:
     """Remove stored objects without a `_files` row (older than the grace period), and report rows
     whose bytes are missing (kept: serving them answers 404)."""
-    on_disk = storage.keys(app)
+    stored = await storage.objects()
     async with pool.connection() as conn:
-        cur = await conn.execute("select id, storage_path from _files")
-        rows = {str(r[0]): str(r[1]) for r in await cur.fetchall()}
+        cur = await conn.execute("select id from _files")
+        rows = {str(r[0]) for r in await cur.fetchall()}
     removed: list[str] = []
-    cutoff = time.time() - grace_seconds
-    for file_id, key in on_disk.items():
+    for file_id, entry in stored.items():
         if file_id in rows:
             continue
-        try:
-            mtime = Path(key).parent.stat().st_mtime
-        except OSError:
-            mtime = 0.0
-        if mtime <= cutoff:
-            await storage.delete(key)
+        if entry.age_seconds >= grace_seconds:
+            await storage.delete(entry.key)
             removed.append(file_id)
-    missing = sorted(fid for fid, key in rows.items() if storage.local_file(key) is None)
+    missing = sorted(fid for fid in rows if fid not in stored or not stored[fid].complete)
     return {"removed": sorted(removed), "missing_bytes": missing}
 
 
@@ -318,23 +312,103 @@ def file_value(row: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
+# The keys of a file object as the API hands it out: a record's `file` field holds the first four,
+# the upload answer adds `url`. A file object sent back may carry no others.
+FILE_OBJECT_KEYS: Final = ("id", "filename", "size", "mime_type", "url")
+_DOWNLOAD_PATH: Final = re.compile(r"/api/[a-z][a-z0-9_]*/_files/([0-9a-fA-F-]{36})")
+
+
+def _refused(path: str, message: str) -> ValidationFailed:
+    return ValidationFailed("Validation failed", [ErrorDetail(f"{path} {message}", path, "file")])
+
+
+def _named_id(value: Any) -> uuid.UUID | None:
+    """The file id a `file` field value names: the string itself, or an object's `id`."""
+    if isinstance(value, str):
+        return is_file_id(value)
+    if isinstance(value, Mapping) and isinstance(value.get("id"), str):
+        return is_file_id(value["id"])
+    return None
+
+
+def _same(given: Any, stored: Any) -> bool:
+    """Equal values of the same JSON type (`true` is not `1`, `"48"` is not `48`)."""
+    return type(given) is type(stored) and given == stored
+
+
+def _file_field_value(
+    path: str, value: Any, files: Mapping[uuid.UUID, dict[str, Any]]
+) -> dict[str, Any] | None:
+    """What a `file` field stores for `value`: None for null, else the `_files` metadata of the
+    file it names. A string must be a file id of this app (404 otherwise); an object must be a
+    file object as the API returned it, naming a file of this app, every value it carries equal
+    to the stored one (422 otherwise). Caller-supplied names, types, sizes or URLs are never
+    stored."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        file_id = is_file_id(value)
+        if file_id is None:
+            raise _refused(path, "must be a file id (UUID) or a file object")
+        if file_id not in files:
+            raise not_found(value)
+        return files[file_id]
+    if not isinstance(value, Mapping):
+        raise _refused(path, "must be a file id (UUID) or a file object")
+    unknown = sorted(str(k) for k in value if k not in FILE_OBJECT_KEYS)
+    if unknown:
+        keys = ", ".join(FILE_OBJECT_KEYS)
+        raise _refused(path, f"has keys a file object does not have: {', '.join(unknown)} ({keys})")
+    file_id = _named_id(value)
+    if file_id is None:
+        raise _refused(path, "must name a file by its id (the id an upload answered)")
+    stored = files.get(file_id)
+    if stored is None:
+        raise not_found(str(value["id"]))
+    for key, given in value.items():
+        if key == "id":
+            continue
+        if key == "url":
+            match = _DOWNLOAD_PATH.fullmatch(given) if isinstance(given, str) else None
+            matches = match is not None and is_file_id(match.group(1)) == file_id
+        else:
+            matches = _same(given, stored[key])
+        if not matches:
+            raise _refused(
+                path, f"{key} does not match the stored file (send the file id alone to set it)"
+            )
+    return stored
+
+
+def _file_relations(
+    registry: Registry, entity: Entity, name: str, value: Any
+) -> tuple[Entity, list[Any]] | None:
+    """(child entity, items) when `name` is a nested write of children (not many-to-many links,
+    whose items write nothing but the join table)."""
+    ref = registry.resolve(entity.name, name, for_write=True)
+    if ref is None or ref.relation.many_to_many or not isinstance(value, Mapping):
+        return None
+    child = registry.entity(ref.other)
+    items = value.get("data")
+    if child is None or not isinstance(items, list):
+        return None
+    return child, items
+
+
 def _collect_ids(
     registry: Registry, entity: Entity, body: Mapping[str, Any], found: set[uuid.UUID]
 ) -> None:
     for name, value in body.items():
         field = entity.field_map.get(name)
         if field is not None:
-            if field.base_type == "file" and isinstance(value, str):
-                parsed = is_file_id(value)
-                if parsed is not None:
-                    found.add(parsed)
+            if field.base_type == "file":
+                file_id = _named_id(value)
+                if file_id is not None:
+                    found.add(file_id)
             continue
-        ref = registry.resolve(entity.name, name, for_write=True)
-        child = registry.entity(ref.other) if ref is not None else None
-        if child is None or not isinstance(value, Mapping):
-            continue
-        items = value.get("data")
-        if isinstance(items, list):
+        nested = _file_relations(registry, entity, name, value)
+        if nested is not None:
+            child, items = nested
             for item in items:
                 if isinstance(item, Mapping):
                     _collect_ids(registry, child, item, found)
@@ -345,40 +419,27 @@ def _replace_ids(
     entity: Entity,
     body: Mapping[str, Any],
     files: Mapping[uuid.UUID, dict[str, Any]],
+    path: str = "",
 ) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for name, value in body.items():
+        where = f"{path}.{name}" if path else name
         field = entity.field_map.get(name)
         if field is not None:
-            if field.base_type == "file" and isinstance(value, str):
-                parsed = is_file_id(value)
-                if parsed is not None:
-                    if parsed not in files:
-                        raise not_found(value)
-                    value = files[parsed]
-                else:
-                    raise ValidationFailed(
-                        "Validation failed",
-                        [
-                            ErrorDetail(
-                                f"{name} must be a file id (UUID) or a file object",
-                                name,
-                                "file",
-                            )
-                        ],
-                    )
+            if field.base_type == "file":
+                value = _file_field_value(where, value, files)
             out[name] = value
             continue
-        ref = registry.resolve(entity.name, name, for_write=True)
-        child = registry.entity(ref.other) if ref is not None else None
-        if child is not None and isinstance(value, Mapping) and isinstance(value.get("data"), list):
+        nested = _file_relations(registry, entity, name, value)
+        if nested is not None:
+            child, items = nested
             value = {
                 **value,
                 "data": [
-                    _replace_ids(registry, child, item, files)
+                    _replace_ids(registry, child, item, files, f"{where}[{index}]")
                     if isinstance(item, Mapping)
                     else item
-                    for item in value["data"]
+                    for index, item in enumerate(items)
                 ],
             }
         out[name] = value
@@ -406,9 +467,10 @@ def has_file_fields(registry: Registry, entity: Entity) -> bool:
 async def resolve_file_ids(
     conn: AsyncConnection[Any], registry: Registry, entity: Entity, body: dict[str, Any]
 ) -> dict[str, Any]:
-    """The body with every file id in a `file` field (the record's and its nested children's)
-    replaced by the file's metadata. An unknown id is 404 `File {id} not found`; another string
-    is 422 with rule `file`. Objects and null pass unchanged."""
+    """The body with every `file` field value (the record's and its nested children's) replaced
+    by the `_files` metadata of the file it names (`_file_field_value`): 404 `File {id} not
+    found` for an id of no file of this app, 422 rule `file` for anything else that is not a
+    file id or the file object as the API returned it. Null passes unchanged."""
     if not has_file_fields(registry, entity):
         return body
     ids: set[uuid.UUID] = set()

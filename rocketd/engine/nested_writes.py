@@ -19,8 +19,12 @@ Decisions that differ from upstream (spec data-api.md "Nested writes", upstream-
   the same child PK as an earlier item of the same write;
 - many-to-many: an item without a target id is a 422 (upstream skips it: links never create
   targets, so the client must be told); ids are de-duplicated (first occurrence wins; the same id
-  both linked and unlinked is a 422); ids must name live target rows (422 otherwise); links are
-  inserted with `ON CONFLICT DO NOTHING` in every mode, so a concurrent identical link is not an error.
+  both linked and unlinked is a 422); every id, linked or unlinked, must name a live target row
+  the caller may read (the contract checks nothing), else 422 `exists` with the same message
+  whether the row is missing or hidden by the caller's read policy, so hidden ids cannot be
+  probed; `replace` removes only the links to targets the caller may read (links to targets
+  hidden from the caller stay); links are inserted with `ON CONFLICT DO NOTHING` in every mode,
+  so a concurrent identical link is not an error.
 """
 
 from __future__ import annotations
@@ -38,6 +42,7 @@ from rocketd.engine.sql_compose import (
     build_select,
     condition,
     ident,
+    live_condition,
     where_clause,
 )
 from rocketd.engine.values import ValueProblem, coerce_write_value
@@ -54,6 +59,10 @@ DELETE_KEY: Final = "_delete"
 DATA_KEY: Final = "data"
 
 ChildAction = Literal["insert", "update", "delete"]
+# The caller's read filter on the rows of a link target, its columns qualified with
+# TARGET_ALIAS: an SQL condition and its parameters (None: the caller may read every row).
+TargetFilter = tuple[sql.Composable, Sequence[Any]]
+TARGET_ALIAS: Final = "_t"
 
 
 @dataclass(frozen=True)
@@ -338,37 +347,87 @@ async def _current_links(
 
 
 async def _missing_targets(
-    conn: AsyncConnection[Any], target: Entity, ids: Sequence[Any]
+    conn: AsyncConnection[Any],
+    target: Entity,
+    ids: Sequence[Any],
+    readable: TargetFilter | None,
 ) -> set[str]:
-    """Identities of `ids` that are not live rows of `target`."""
+    """Identities of `ids` that are not live rows of `target` the caller may read (a row hidden
+    by `readable` counts as missing)."""
     if not ids:
         return set()
-    pk = target.pk.name
-    query = build_select(target, columns=(pk,), conditions=[condition(pk, "in")])
-    cur = await conn.execute(query, (list(ids),))
+    pk = ident(target.pk.name, TARGET_ALIAS)
+    conditions: list[sql.Composable | None] = [
+        condition(target.pk.name, "in", qualifier=TARGET_ALIAS),
+        live_condition(target, TARGET_ALIAS),
+    ]
+    params: list[Any] = [list(ids)]
+    if readable is not None:
+        conditions.append(sql.SQL("(") + readable[0] + sql.SQL(")"))
+        params.extend(readable[1])
+    query = (
+        sql.SQL("SELECT ")
+        + pk
+        + sql.SQL(" FROM ")
+        + ident(target.table)
+        + sql.SQL(" AS ")
+        + ident(TARGET_ALIAS)
+        + where_clause(conditions)
+    )
+    cur = await conn.execute(query, params)
     found = {identity(target, row[0]) for row in await cur.fetchall()}
     return {identity(target, i) for i in ids} - found
 
 
-async def apply_links(conn: AsyncConnection[Any], write: RelationWrite, parent_pk: Any) -> None:
-    """Write the join table of a many-to-many relation for one parent (target rows untouched)."""
+async def _remove_links(
+    conn: AsyncConnection[Any],
+    relation: Relation,
+    target: Entity,
+    parent_pk: Any,
+    readable: TargetFilter | None,
+) -> None:
+    """Delete the parent's join rows (`replace`), except those of live targets hidden from the
+    caller by `readable`: a caller cannot have meant to remove a link it cannot see."""
+    join_table, source_col, target_col = _join_keys(relation)
+    if readable is None:
+        await conn.execute(build_delete(join_table, [condition(source_col)]), (parent_pk,))
+        return
+    hidden = [
+        ident(target.pk.name, TARGET_ALIAS) + sql.SQL(" = ") + ident(target_col, join_table),
+        live_condition(target, TARGET_ALIAS),
+        # IS NOT TRUE: a filter that is NULL on a row (a NULL column) does not show it either.
+        sql.SQL("(") + readable[0] + sql.SQL(") IS NOT TRUE"),
+    ]
+    keep_hidden = (
+        sql.SQL("NOT EXISTS (SELECT 1 FROM ")
+        + ident(target.table)
+        + sql.SQL(" AS ")
+        + ident(TARGET_ALIAS)
+        + where_clause(hidden)
+        + sql.SQL(")")
+    )
+    await conn.execute(
+        build_delete(join_table, [condition(source_col), keep_hidden]),
+        (parent_pk, *readable[1]),
+    )
+
+
+async def apply_links(
+    conn: AsyncConnection[Any],
+    write: RelationWrite,
+    parent_pk: Any,
+    readable: TargetFilter | None = None,
+) -> None:
+    """Write the join table of a many-to-many relation for one parent (target rows untouched).
+
+    `readable` is the caller's read filter on the target: every id the write names, to link or
+    to unlink, must be a live target row it lets through (422 `exists` otherwise, one message
+    for missing and hidden rows alike)."""
     join_table, source_col, target_col = _join_keys(write.relation)
     target = write.target
 
-    linked: set[str] = set()
-    if write.mode == "diff":
-        linked = await _current_links(conn, write.relation, target, parent_pk)
-    elif write.mode == "replace":
-        await conn.execute(build_delete(join_table, [condition(source_col)]), (parent_pk,))
-
-    to_link = [
-        link
-        for link in write.links
-        if not link.unlink and identity(target, link.target_id) not in linked
-    ]
-    to_unlink = [link for link in write.links if link.unlink] if write.mode == "diff" else []
-
-    missing = await _missing_targets(conn, target, [link.target_id for link in to_link])
+    named = [link.target_id for link in write.links]
+    missing = await _missing_targets(conn, target, named, readable)
     if missing:
         raise ValidationFailed(
             details=[
@@ -377,10 +436,23 @@ async def apply_links(conn: AsyncConnection[Any], write: RelationWrite, parent_p
                     f"{write.path}[{link.index}]",
                     "exists",
                 )
-                for link in to_link
+                for link in write.links
                 if identity(target, link.target_id) in missing
             ]
         )
+
+    linked: set[str] = set()
+    if write.mode == "diff":
+        linked = await _current_links(conn, write.relation, target, parent_pk)
+    elif write.mode == "replace":
+        await _remove_links(conn, write.relation, target, parent_pk, readable)
+
+    to_link = [
+        link
+        for link in write.links
+        if not link.unlink and identity(target, link.target_id) not in linked
+    ]
+    to_unlink = [link for link in write.links if link.unlink] if write.mode == "diff" else []
     if to_unlink:
         await conn.execute(
             build_delete(join_table, [condition(source_col), condition(target_col, "in")]),

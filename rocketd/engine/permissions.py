@@ -8,7 +8,8 @@ The model (spec auth-permissions.md, with upstream-gaps S4, S5, S6):
 - the policies whose roles match the caller are ORed: one of them is enough;
 - read: each matching policy's `conditions` (ANDed) is a row filter; the filters of the
   matching policies are ORed; a matching policy without conditions means no filter. The filter is
-  one parameterised SQL condition added to list, count, get-by-id and include statements;
+  one parameterised SQL condition added to list, count, get-by-id and include statements, and
+  to the lookup of many-to-many link targets (a hidden row cannot be linked or unlinked);
 - update / delete: a policy counts only when all its `conditions` hold on the *stored* row, read
   in the write transaction with `FOR UPDATE` (create ignores conditions, as the spec says);
 - create / update: of the policies that count, at least one must have its `check` list hold on
@@ -41,7 +42,7 @@ from psycopg import AsyncConnection, sql
 from rocketd.auth.principal import Principal
 from rocketd.engine import query
 from rocketd.engine import sql_compose as sc
-from rocketd.engine.nested_writes import ChildAction, RelationWrite, identity
+from rocketd.engine.nested_writes import TARGET_ALIAS, ChildAction, RelationWrite, identity
 from rocketd.engine.values import JSON_TYPES, ValueProblem, coerce_filter_value
 from rocketd.errors import Forbidden
 from rocketd.metadata.model import Entity, Field
@@ -404,6 +405,20 @@ class Access:
             kept.append(spec)
         return tuple(kept)
 
+    async def may_read(self, conn: AsyncConnection[Any], entity: Entity, pk: Any) -> bool:
+        """Whether `pk` names a live row of `entity` that the caller may read: a read grant and
+        its row filter, exactly as `GET /{entity}/{id}` would decide."""
+        try:
+            grant = self.grant(entity.name, "read")
+        except Forbidden:
+            return False
+        row_filter = self.read_filter(grant, entity)
+        where, params = row_filter if row_filter is not None else (None, ())
+        row = await query.fetch_record_by_pk(
+            conn, entity, pk, extra_where=where, extra_params=params
+        )
+        return row is not None
+
     def include_where(self) -> IncludeWhere | None:
         """The row filter of each included entity (called per include statement)."""
         if self.bypass:
@@ -448,7 +463,8 @@ class Access:
 class NestedGuard:
     """The write executor's hook for nested children: each child needs the permission for its
     own entity and action, with its conditions against the stored child row and its `check`
-    against the written child row; many-to-many links need `read` on the linked entity."""
+    against the written child row; many-to-many links need `read` on the linked entity, and
+    link or unlink only the rows its read filter shows."""
 
     def __init__(self, access: Access) -> None:
         self.access = access
@@ -487,5 +503,9 @@ class NestedGuard:
         record = query.encode_record(target, row)
         self.access.check_result(scope, _CHILD_ACTIONS[action], target, record)
 
-    async def before_links(self, conn: AsyncConnection[Any], write: RelationWrite) -> None:
-        self.access.grant(write.target.name, "read")
+    def link_filter(self, write: RelationWrite) -> RowFilter | None:
+        """Links need `read` on the linked entity (403), and only rows its read filter lets
+        through can be linked or unlinked (the filter, qualified for `apply_links`)."""
+        target = write.target
+        grant = self.access.grant(target.name, "read")
+        return self.access.read_filter(grant, target, TARGET_ALIAS)

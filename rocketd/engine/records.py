@@ -31,6 +31,7 @@ from rocketd.auth.principal import Principal
 from rocketd.engine import (
     commit_batch,
     files,
+    patterns,
     permissions,
     query,
     signals,
@@ -64,11 +65,14 @@ async def _write_transaction(
     Every write takes one, plain or not: a plain write as a lone autocommit statement is about
     1.8x faster, but adding a rule, webhook or workflow would then halve an entity's write
     throughput at once (docs/benchmarks.md, "The single-statement path"). The outbox rows and
-    workflow instances a write adds are sent with its COMMIT (`commit_batch`)."""
+    workflow instances a write adds are sent with its COMMIT (`commit_batch`). The regular
+    expressions of its rules share one time budget (`patterns.time_budget`), nested records
+    included."""
     async with pool.connection() as conn:
         try:
             async with commit_batch.write_transaction(conn, signals.sender_for(pool).signal):
-                yield conn
+                with patterns.time_budget():
+                    yield conn
         except psycopg.Error as exc:
             raise writes.map_database_error(exc, entity, "") from exc
 

@@ -28,6 +28,7 @@ from psycopg.types.json import Jsonb
 from psycopg.types.numeric import Int8
 
 from rocketd.auth.principal import Principal
+from rocketd.engine import patterns
 from rocketd.engine import sql_compose as sc
 from rocketd.engine.expressions import EvaluationError
 from rocketd.engine.values import INT_TYPES, ValueProblem, coerce_write_value, parse_timestamp
@@ -36,7 +37,6 @@ from rocketd.errors import ErrorDetail, InternalError, ValidationFailed
 from rocketd.metadata.model import Entity, Field
 from rocketd.metadata.registry import Registry
 from rocketd.metadata.rules import (
-    PATTERN_TIMEOUT_SECONDS,
     ComputedRule,
     ExpressionRule,
     FieldRule,
@@ -266,8 +266,8 @@ def field_rule_passes(spec: FieldRule, subject: Mapping[str, Any], action: str) 
         if spec.pattern is None:
             return False
         try:
-            return spec.pattern.search(value, timeout=PATTERN_TIMEOUT_SECONDS) is not None
-        except TimeoutError:
+            return patterns.search(spec.pattern, value)
+        except patterns.PatternTimeout:
             return False
     if operator == "enum":
         return any(_same(value, allowed) for allowed in spec.value)

@@ -28,9 +28,9 @@ from rocketd.metadata.rules import (
     Rule,
     RuleBook,
     StateMachine,
+    new_rule_problems_in,
     parse_rule,
     parse_state_machine,
-    rule_problems_in,
     state_machine_problems_in,
 )
 
@@ -210,7 +210,7 @@ RULES: _Table[Rule] = _Table(
     columns=("entity", "hook", "type", "definition", "priority", "active"),
     order=("entity", "priority", "created_at", "id"),
     parse=parse_rule,
-    problems=rule_problems_in,
+    problems=new_rule_problems_in,
     values=lambda r: (
         r.entity,
         r.hook,

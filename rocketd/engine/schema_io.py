@@ -38,6 +38,7 @@ from rocketd.engine.metadata_admin import (
 )
 from rocketd.engine.permissions_admin import insert_permission
 from rocketd.errors import ApiError, ErrorDetail, InvalidPayload, ValidationFailed
+from rocketd.json_encoding import encode
 from rocketd.metadata.model import Entity, Relation
 from rocketd.metadata.parse import (
     entity_problems_in,
@@ -50,9 +51,9 @@ from rocketd.metadata.registry import Registry
 from rocketd.metadata.rules import (
     Rule,
     StateMachine,
+    new_rule_problems_in,
     parse_rule,
     parse_state_machine,
-    rule_problems_in,
     state_machine_problems_in,
 )
 from rocketd.metadata.workflows import Workflow, parse_workflow, workflow_problems_in
@@ -87,7 +88,7 @@ def _now() -> str:
 
 
 def _canonical(value: Any) -> bytes:
-    return orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
+    return encode(value, option=orjson.OPT_SORT_KEYS)
 
 
 # ------------------------------------------------------------------------------------ export
@@ -294,7 +295,7 @@ async def _plan(
         if key in rule_keys:
             plan.skip("rules", f"{rule.entity}/{rule.hook}/{rule.type}")
             continue
-        rule_details = rule_problems_in(registry, rule)
+        rule_details = new_rule_problems_in(registry, rule)
         if rule_details:
             for d in rule_details:
                 plan.problem(

@@ -17,11 +17,12 @@ import uuid
 from collections.abc import Callable
 from datetime import UTC, date, datetime
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation, localcontext
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from psycopg.types.json import Jsonb
 
-from rocketd.metadata.model import Entity, Field
+if TYPE_CHECKING:  # annotations only: metadata parsing imports this module
+    from rocketd.metadata.model import Entity, Field
 
 INT32_MIN: Final = -(2**31)
 INT32_MAX: Final = 2**31 - 1
@@ -100,6 +101,30 @@ def _check_decimal(field: Field, value: Decimal, *, check_width: bool = True) ->
                 f"must have at most {integer_digits} digits before the decimal point",
             )
     return value
+
+
+def range_problem(field: Field, number: int | float) -> str | None:
+    """Why `number` lies outside what `field`'s column can hold ("must be between ..."), or None;
+    only numeric fields have a range. Unlike `coerce_write_value` any number is the right kind:
+    a `min` of 0.5 for an int field is in range. Metadata values (rule bounds) are checked with
+    it when they are saved."""
+    kind = field.base_type
+    if kind in INT_TYPES:
+        low, high = _int_bounds(kind)
+        return None if low <= number <= high else f"must be between {low} and {high}"
+    if kind == "float":
+        try:
+            finite = math.isfinite(float(number))
+        except OverflowError:
+            finite = False
+        return None if finite else "must be a finite number within the range of a float"
+    if kind == "decimal":
+        try:
+            exact = Decimal(repr(number)) if isinstance(number, float) else Decimal(number)
+            _check_decimal(field, exact)
+        except ValueProblem as problem:
+            return problem.expectation
+    return None
 
 
 def _decimal_from_text(field: Field, text: str, *, check_width: bool = True) -> Decimal:

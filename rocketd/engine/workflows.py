@@ -19,6 +19,10 @@ Lifecycle of an instance:
   `timed_out`, follow `on_timeout`; the deadline is cleared in the same transaction, so each
   timeout fires once across any number of instances.
 
+Who sees an instance (`_may_see`): admins, users who may read its record (that entity's read
+policy and row filter) and the assignees of the approval step it waits at; for everybody else the
+runtime routes answer as for a missing instance, because the context holds the record's values.
+
 `set_field` and `create_record` are *system writes*: the workflow is the authority, so they skip
 permissions, validation rules (`_rules`) and state-machine transition checks, but go through the
 normal planner and executor (field types, auto timestamps, slugs; soft-deleted rows are not
@@ -40,13 +44,14 @@ from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
 
 from rocketd.auth.principal import Principal
-from rocketd.engine import query, write_stages, writes
+from rocketd.engine import permissions, query, write_stages, writes
 from rocketd.engine.commit_batch import execute_at_commit
 from rocketd.engine.expressions import EvaluationError
 from rocketd.engine.metadata_admin import _iso
 from rocketd.engine.rules import json_value
 from rocketd.engine.snapshot import AppSnapshot
 from rocketd.engine.state_machines import state_text, write_outbox
+from rocketd.engine.values import parse_pk
 from rocketd.errors import ApiError, Forbidden, InvalidState, NotFound
 from rocketd.logging import get_logger
 from rocketd.metadata.model import Entity
@@ -542,13 +547,11 @@ def _instance_id(raw_id: str) -> uuid.UUID:
         raise NotFound(f"Workflow instance not found: {raw_id}") from None
 
 
-def may_act(principal: Principal, step: Step, row: Mapping[str, Any]) -> bool:
-    """Whether the caller may approve or reject the step (upstream-gaps S8; admins always)."""
-    if principal.is_admin:
-        return True
+def is_assignee(principal: Principal, step: Step, row: Mapping[str, Any]) -> bool:
+    """Whether the step's assignee names the caller (a step without one names nobody)."""
     assignee = step.assignee
     if assignee is None:
-        return True
+        return False
     if assignee.type == "role":
         return assignee.role in principal.roles
     if assignee.type in ("user", "fixed"):
@@ -556,13 +559,65 @@ def may_act(principal: Principal, step: Step, row: Mapping[str, Any]) -> bool:
     return principal.user_id in (row.get("assignees") or ())
 
 
-async def get_instance(pool: AsyncConnectionPool[Any], raw_id: str) -> dict[str, Any]:
+def may_act(principal: Principal, step: Step, row: Mapping[str, Any]) -> bool:
+    """Whether the caller may approve or reject the step (upstream-gaps S8; admins always)."""
+    if principal.is_admin or step.assignee is None:
+        return True
+    return is_assignee(principal, step, row)
+
+
+async def _current_step(
+    conn: AsyncConnection[Any], snapshot: AppSnapshot, row: Mapping[str, Any]
+) -> Step | None:
+    workflow = await _definition(conn, snapshot, row["workflow_id"])
+    return None if workflow is None else workflow.step(row["current_step"])
+
+
+async def _may_see(
+    conn: AsyncConnection[Any],
+    snapshot: AppSnapshot,
+    principal: Principal,
+    row: Mapping[str, Any],
+    step: Step | None,
+) -> bool:
+    """Whether the caller may see the instance (its context holds values of its record): admins,
+    the assignees of the approval step it waits at, and users who may read its record (the
+    record's read policy and row filter; a deleted record is read by nobody). Everybody else
+    gets the 404 of a missing instance."""
+    if principal.is_admin:
+        return True
+    waiting_for_caller = (
+        step is not None
+        and step.type == "approval"
+        and row["status"] == "running"
+        and row["waiting"]
+        and is_assignee(principal, step, row)
+    )
+    if waiting_for_caller:
+        return True
+    entity = snapshot.registry.entity(row["trigger_entity"] or "")
+    if entity is None:
+        return False
+    pk = parse_pk(entity, row["trigger_record_id"] or "")
+    if pk is None:
+        return False
+    access = permissions.Access(snapshot.permissions, principal)
+    return await access.may_read(conn, entity, pk)
+
+
+async def get_instance(
+    pool: AsyncConnectionPool[Any], snapshot: AppSnapshot, principal: Principal, raw_id: str
+) -> dict[str, Any]:
+    """The instance, when the caller may see it (`_may_see`); 404 otherwise, as when missing."""
     row_id = _instance_id(raw_id)
     async with pool.connection() as conn:
         cur = conn.cursor(row_factory=dict_row)
         await cur.execute("select * from _workflow_instances where id = %s", (row_id,))
         row = await cur.fetchone()
-    if row is None:
+        visible = row is not None and await _may_see(
+            conn, snapshot, principal, row, await _current_step(conn, snapshot, row)
+        )
+    if row is None or not visible:
         raise NotFound(f"Workflow instance not found: {raw_id}")
     return instance_json(row)
 
@@ -570,7 +625,7 @@ async def get_instance(pool: AsyncConnectionPool[Any], raw_id: str) -> dict[str,
 async def pending(
     pool: AsyncConnectionPool[Any], snapshot: AppSnapshot, principal: Principal
 ) -> list[dict[str, Any]]:
-    """Waiting instances the caller may act on, newest first."""
+    """Waiting instances the caller may act on and may see, newest first."""
     async with pool.connection() as conn:
         cur = conn.cursor(row_factory=dict_row)
         await cur.execute(
@@ -580,9 +635,12 @@ async def pending(
         rows = await cur.fetchall()
         out: list[dict[str, Any]] = []
         for row in rows:
-            workflow = await _definition(conn, snapshot, row["workflow_id"])
-            step = None if workflow is None else workflow.step(row["current_step"])
-            if step is not None and may_act(principal, step, row):
+            step = await _current_step(conn, snapshot, row)
+            if (
+                step is not None
+                and may_act(principal, step, row)
+                and await _may_see(conn, snapshot, principal, row, step)
+            ):
                 out.append(instance_json(row))
     return out
 
@@ -611,7 +669,10 @@ async def decide(
                 "select * from _workflow_instances where id = %s for update", (row_id,)
             )
             row = await cur.fetchone()
-            if row is None:
+            # A hidden instance answers like a missing one, before anything about its state.
+            if row is None or not await _may_see(
+                conn, snapshot, principal, row, await _current_step(conn, snapshot, row)
+            ):
                 raise NotFound(f"workflow instance not found: {raw_id}")
             if row["status"] != "running":
                 raise InvalidState(f"workflow instance is not running (status: {row['status']})")
@@ -647,7 +708,9 @@ async def decide(
 async def delete_instance(
     pool: AsyncConnectionPool[Any], snapshot: AppSnapshot, principal: Principal, raw_id: str
 ) -> None:
-    """Cancel by deleting the row (spec): admins, or whoever may act on its current step."""
+    """Cancel by deleting the row (spec): admins, or whoever may act on its current step. An
+    instance the caller may not see is left alone with the answer of a missing one (the spec's
+    `{"deleted": true}`), so the answer tells nothing about it."""
     try:
         row_id = uuid.UUID(raw_id)
     except ValueError:
@@ -659,8 +722,9 @@ async def delete_instance(
         if row is None:
             return
         if not principal.is_admin:
-            workflow = await _definition(conn, snapshot, row["workflow_id"])
-            step = None if workflow is None else workflow.step(row["current_step"])
+            step = await _current_step(conn, snapshot, row)
+            if not await _may_see(conn, snapshot, principal, row, step):
+                return
             if step is None or step.type != "approval" or not may_act(principal, step, row):
                 raise Forbidden("Only an admin or the current step's assignee may cancel it")
         await conn.execute("delete from _workflow_instances where id = %s", (row_id,))

@@ -382,7 +382,10 @@ class ChildGuard(Protocol):
         self, conn: AsyncConnection[Any], action: ChildAction, target: Entity, pk: Any
     ) -> None: ...
 
-    async def before_links(self, conn: AsyncConnection[Any], write: RelationWrite) -> None: ...
+    def link_filter(self, write: RelationWrite) -> nested.TargetFilter | None:
+        """The caller's read filter on the write's link targets (qualified with
+        `nested.TARGET_ALIAS`), None when it may read them all; raises to refuse the write."""
+        ...
 
 
 async def execute_create(
@@ -528,10 +531,9 @@ class _Executor:
     async def _relations(self, plan: WritePlan, parent_pk: Any, *, new_parent: bool) -> None:
         for write in plan.relations:
             if write.relation.many_to_many:
-                if self.guard is not None:
-                    await self.guard.before_links(self.conn, write)
+                readable = None if self.guard is None else self.guard.link_filter(write)
                 try:
-                    await nested.apply_links(self.conn, write, parent_pk)
+                    await nested.apply_links(self.conn, write, parent_pk, readable)
                 except psycopg.Error as exc:
                     raise map_database_error(exc, write.target, write.path) from exc
             else:

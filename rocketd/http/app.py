@@ -29,6 +29,7 @@ from rocketd.http import (
 )
 from rocketd.http.keys import PLATFORM_USERS, SERVICES
 from rocketd.http.middlewares import auth_middleware, body_limit_middleware, trace_middleware
+from rocketd.http.server import parser_limits
 from rocketd.services import Services
 
 
@@ -36,9 +37,9 @@ def create_app(services: Services) -> web.Application:
     app = web.Application(
         middlewares=[trace_middleware, body_limit_middleware, auth_middleware],
         client_max_size=services.settings.server.max_body_size,
-        # Long filter lists live in the query string: allow request lines up to 64 KiB so they
-        # reach our parser (and its clear 400) instead of aiohttp's plain-text one.
-        handler_args={"max_line_size": 65536},
+        # The request line and header limits (`server.max_request_line` defaults to 64 KiB: long
+        # filter lists live in the query string). Refusals are answered by rocketd.http.server.
+        handler_args=parser_limits(services.settings.server),
     )
     app[SERVICES] = services
     app[PLATFORM_USERS] = UserStates(services.management_pool, PLATFORM_TABLES.users)

@@ -8,6 +8,8 @@ from typing import Any
 import orjson
 from aiohttp import web
 
+from rocketd.json_encoding import encode
+
 
 def _default(value: Any) -> Any:
     if isinstance(value, Decimal):
@@ -20,7 +22,9 @@ def _default(value: Any) -> Any:
 
 
 def dumps(value: Any) -> bytes:
-    return orjson.dumps(value, default=_default, option=orjson.OPT_UTC_Z)
+    # `encode`: an integer beyond 64 bits (jsonb gives a stored 1e20 back as one) is written
+    # exactly, never a 500.
+    return encode(value, default=_default, option=orjson.OPT_UTC_Z)
 
 
 def json_body(

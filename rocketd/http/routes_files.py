@@ -1,5 +1,6 @@
 """`/api/{app}/_files`: upload (streamed to storage, limit enforced while streaming), serve
-(sendfile, Range, ETag, safe Content-Disposition), list, delete, and the orphan sweep.
+(sendfile for local files, else streamed from the backend a chunk at a time; Range, ETag, safe
+Content-Disposition either way), list, delete, and the orphan sweep.
 
 The upload route is exempt from `server.max_body_size` (it is marked `streams_body`); its limit is
 `storage.max_file_size`, checked against the declared length up front (with room for the
@@ -18,17 +19,17 @@ from aiohttp import BodyPartReader, MultipartReader, web
 
 from rocketd.engine import files
 from rocketd.errors import ErrorDetail, FileTooLarge, InvalidPayload, NotFound
+from rocketd.http import ranges
 from rocketd.http.auth import app_admin, app_token
 from rocketd.http.keys import APP_ACTOR, PRINCIPAL, SERVICES
 from rocketd.http.paths import APP_PATH
 from rocketd.http.responses import data
 from rocketd.logging import get_logger
-from rocketd.storage import Storage, open_storage
-from rocketd.storage.base import TooLarge
+from rocketd.storage import MissingObject, Storage, StorageDriver, TooLarge, open_storage
 
 log = get_logger("rocketd.files")
 
-STORAGE: web.AppKey[Storage] = web.AppKey("rocketd.storage")
+STORAGE: web.AppKey[StorageDriver] = web.AppKey("rocketd.storage")
 _LAST_SWEEP: web.AppKey[dict[str, float]] = web.AppKey("rocketd.files.last_sweep")
 _SWEEP_TASKS: web.AppKey[set[asyncio.Task[Any]]] = web.AppKey("rocketd.files.sweep_tasks")
 
@@ -37,6 +38,12 @@ CHUNK: Final = 256 * 1024
 MULTIPART_SLACK: Final = 64 * 1024  # framing and the other small parts a form may carry
 SWEEP_INTERVAL: Final = 3600.0
 MISSING_FILE: Final = "Missing file in form data"
+
+
+def _storage(request: web.Request) -> Storage:
+    """The configured backend bound to the request's app."""
+    actor = request[APP_ACTOR]
+    return request.app[STORAGE].for_app(actor.app_name, actor.pool)
 
 
 def _too_large(size: int, limit: int) -> FileTooLarge:
@@ -88,7 +95,7 @@ async def upload(request: web.Request) -> web.StreamResponse:
     try:
         body = await files.store_upload(
             actor.pool,
-            request.app[STORAGE],
+            _storage(request),
             actor.app_name,
             filename=part.filename,
             declared_type=part.headers.get("Content-Type"),
@@ -120,21 +127,83 @@ async def serve(request: web.Request) -> web.StreamResponse:
     actor = request[APP_ACTOR]
     raw_id = request.match_info["id"]
     row = await files.get_file(actor.pool, raw_id)
-    path = request.app[STORAGE].local_file(row["storage_path"])
-    if path is None:
-        raise NotFound(f"File {raw_id} not found on disk")
+    storage = _storage(request)
+    key = str(row["storage_path"])
     mime = str(row["mime_type"])
-    return web.FileResponse(
-        path,
-        chunk_size=CHUNK,
-        headers={
-            "Content-Type": mime,
-            "Content-Disposition": content_disposition(str(row["filename"]), mime),
-            "X-Content-Type-Options": "nosniff",
-            "Content-Security-Policy": "default-src 'none'; sandbox",
-            "Cache-Control": "private, max-age=0, must-revalidate",
-        },
-    )
+    headers = {
+        "Content-Type": mime,
+        "Content-Disposition": content_disposition(str(row["filename"]), mime),
+        "X-Content-Type-Options": "nosniff",
+        "Content-Security-Policy": "default-src 'none'; sandbox",
+        "Cache-Control": "private, max-age=0, must-revalidate",
+    }
+    path = storage.local_file(key)
+    if path is not None:
+        return web.FileResponse(path, chunk_size=CHUNK, headers=headers)
+    size = await storage.size(key)
+    if size is None:
+        raise NotFound(f"File {raw_id} not found on disk")
+    return await _stream(request, storage, key, size, row, headers)
+
+
+async def _stream(
+    request: web.Request,
+    storage: Storage,
+    key: str,
+    size: int,
+    row: dict[str, Any],
+    headers: dict[str, str],
+) -> web.StreamResponse:
+    """Serve an object the backend streams: conditional requests, one byte range, and the body
+    a chunk at a time (never the whole file in memory). A file's bytes never change under its id,
+    so the id and size make a strong ETag and the upload time is Last-Modified."""
+    etag = f"{row['id'].hex}-{size:x}"
+    modified = row["created_at"]
+    response = web.StreamResponse(headers=headers)
+    response.etag = etag
+    response.last_modified = modified
+    response.headers["Accept-Ranges"] = "bytes"
+    if ranges.precondition_failed(request, etag, modified):
+        response.set_status(412)
+        response.content_length = 0
+        await response.prepare(request)
+        return response
+    if ranges.not_modified(request, etag, modified):
+        response.set_status(304)
+        for name in ("Content-Type", "Content-Length", "Content-Disposition"):
+            response.headers.pop(name, None)
+        await response.prepare(request)
+        return response
+    wanted: ranges.ByteRange | None = None
+    if ranges.range_applies(request, etag, modified):
+        try:
+            wanted = ranges.requested_range(request.headers.get("Range"), size)
+        except ranges.Unsatisfiable:
+            response.set_status(416)
+            response.headers["Content-Range"] = f"bytes */{size}"
+            response.content_length = 0
+            await response.prepare(request)
+            return response
+    part = wanted or ranges.ByteRange(0, size)
+    if wanted is not None:
+        response.set_status(206)
+        response.headers["Content-Range"] = wanted.content_range(size)
+    response.content_length = part.length
+    await response.prepare(request)
+    if request.method == "HEAD" or part.length == 0:
+        return response
+    try:
+        async for chunk in storage.open_read(key, part.start, part.end):
+            await response.write(chunk)
+    except MissingObject:
+        # Headers are gone already: all that is left is to cut the connection short, so the
+        # client sees a body shorter than Content-Length rather than a complete-looking file.
+        log.warning("file bytes vanished while being served", file_id=str(row["id"]))
+        if request.transport is not None:
+            request.transport.close()
+        return response
+    await response.write_eof()
+    return response
 
 
 @app_admin
@@ -150,7 +219,7 @@ async def delete_file(request: web.Request) -> web.StreamResponse:
         raise InvalidPayload("force must be true or false")
     await files.delete_file(
         actor.pool,
-        request.app[STORAGE],
+        _storage(request),
         actor.snapshot.registry,
         request.match_info["id"],
         force=force == "true",
@@ -171,9 +240,7 @@ async def sweep(request: web.Request) -> web.StreamResponse:
         raise InvalidPayload(
             "Invalid query", [ErrorDetail("grace_seconds must be a number >= 0", "grace_seconds")]
         )
-    report = await files.sweep_orphans(
-        actor.pool, request.app[STORAGE], actor.app_name, grace_seconds=grace
-    )
+    report = await files.sweep_orphans(actor.pool, _storage(request), grace_seconds=grace)
     return data(report)
 
 
@@ -185,11 +252,11 @@ def _maybe_sweep(request: web.Request, app_name: str) -> None:
         return
     last[app_name] = now
     pool = request[APP_ACTOR].pool
-    storage = request.app[STORAGE]
+    storage = _storage(request)
 
     async def run() -> None:
         try:
-            report = await files.sweep_orphans(pool, storage, app_name)
+            report = await files.sweep_orphans(pool, storage)
             if report["removed"]:
                 log.info("orphan files removed", app=app_name, count=len(report["removed"]))
         except Exception:
@@ -211,7 +278,7 @@ async def _stop_sweeps(app: web.Application) -> None:
 
 def add_routes(app: web.Application) -> None:
     settings = app[SERVICES].settings.storage
-    app[STORAGE] = open_storage(settings.driver, settings.local_path)
+    app[STORAGE] = open_storage(settings.driver, settings.local_path, settings.chunk_size)
     app[_LAST_SWEEP] = {}
     app[_SWEEP_TASKS] = set()
     app.on_cleanup.append(_stop_sweeps)

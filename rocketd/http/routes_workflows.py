@@ -1,5 +1,6 @@
 """Workflows over HTTP: `/_admin/workflows` (definitions, admin only) and `/_workflows` (instances:
-pending list, read, approve, reject, cancel; any valid token of the app).
+pending list, read, approve, reject, cancel; any valid token of the app, and an instance only
+for who may see it: admins, its current step's assignees, readers of its record).
 
 Admin changes are validated, saved and announced in one transaction, then this instance reloads
 before answering (as for rules). Approve/reject act as the authenticated user, never a header.
@@ -71,7 +72,11 @@ async def pending(request: web.Request) -> web.StreamResponse:
 @app_token
 async def get_instance(request: web.Request) -> web.StreamResponse:
     actor = request[APP_ACTOR]
-    return data(await workflows.get_instance(actor.pool, request.match_info["id"]))
+    return data(
+        await workflows.get_instance(
+            actor.pool, actor.snapshot, principal_of(request), request.match_info["id"]
+        )
+    )
 
 
 async def _optional_body(request: web.Request) -> dict[str, Any]:

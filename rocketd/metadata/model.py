@@ -37,6 +37,8 @@ OWNERSHIPS: Final = frozenset({"source", "target", "none"})
 FETCH_MODES: Final = frozenset({"lazy", "eager"})
 AUTO_MODES: Final = frozenset({"create", "update"})
 DELETED_AT: Final = "deleted_at"
+# PostgreSQL's limit on the columns of a table (MaxHeapAttributeNumber).
+MAX_COLUMNS: Final = 1600
 
 
 class _NoDefault:

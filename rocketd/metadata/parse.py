@@ -18,12 +18,14 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import date, datetime
 from typing import TYPE_CHECKING, Any, Final
 
+from rocketd.engine.values import ValueProblem, coerce_write_value
 from rocketd.errors import ErrorDetail, ValidationFailed
 from rocketd.metadata.model import (
     AUTO_MODES,
     DELETED_AT,
     FETCH_MODES,
     FIELD_TYPES,
+    MAX_COLUMNS,
     NO_DEFAULT,
     ON_DELETE_POLICIES,
     OWNERSHIPS,
@@ -105,6 +107,7 @@ _INT_RANGES: Final[Mapping[str, tuple[int, int]]] = {
     "bigint": (-(2**63), 2**63 - 1),
 }
 _MAX_PRECISION: Final = 18
+_NUMBER_TYPES: Final = frozenset({*_INT_RANGES, "float", "decimal"})
 _INT_TEXT: Final = re.compile(r"[+-]?\d+")
 _NUMBER_TEXT: Final = re.compile(r"[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?")
 
@@ -226,6 +229,7 @@ def parse_entity(data: object) -> Entity:
     soft_delete = _flag(data, "soft_delete", "", problems)
     fields = _parse_fields(data.get("fields"), problems)
     by_name = {f.name: f for f in fields if f.name}
+    _check_column_count(len(fields), soft_delete and DELETED_AT not in by_name, problems)
     primary_key = _parse_primary_key(data.get("primary_key"), by_name, problems)
     slug = _parse_slug(data.get("slug"), by_name, problems)
     problems.raise_if_any()
@@ -237,6 +241,19 @@ def parse_entity(data: object) -> Entity:
         soft_delete=soft_delete,
         slug=slug,
     )
+
+
+def _check_column_count(fields: int, hidden_deleted_at: bool, problems: _Problems) -> None:
+    """The table gets a column per field, plus `deleted_at` for soft delete when no field
+    declares it; PostgreSQL refuses a table with more than `MAX_COLUMNS`."""
+    columns = fields + (1 if hidden_deleted_at else 0)
+    if columns > MAX_COLUMNS:
+        extra = " plus the deleted_at column of soft delete" if hidden_deleted_at else ""
+        problems.add(
+            "fields",
+            f"too many fields: the table would have {columns} columns ({fields} fields{extra});"
+            f" PostgreSQL allows at most {MAX_COLUMNS}",
+        )
 
 
 def _parse_fields(raw: object, problems: _Problems) -> list[Field]:
@@ -291,7 +308,9 @@ def _parse_field(data: Mapping[str, Any], path: str, problems: _Problems) -> Fie
     auto = _parse_auto(data, field_type, path, label, problems)
     default: Any = NO_DEFAULT
     if "default" in data:
-        default = _parse_default(data["default"], field_type, enum, path, label, problems)
+        default = _parse_default(
+            data["default"], field_type, enum, precision, path, label, problems
+        )
     if name == DELETED_AT:
         if field_type and field_type != "timestamp":
             problems.add(
@@ -371,17 +390,24 @@ def _parse_default(
     raw: Any,
     field_type: str,
     enum: tuple[str, ...],
+    precision: int,
     path: str,
     label: str,
     problems: _Problems,
 ) -> Any:
-    """Type-check a default; returns it normalised (see `_coerce_default`)."""
+    """Type-check a default; returns it normalised (see `_coerce_default`). A number must fit
+    the column: the range of an int, a finite float, a decimal's digits."""
     if raw is None:
         return None  # SQL NULL is a legitimate default for any type
     if not field_type:
         return raw  # the type itself is already reported
     value, problem = _coerce_default(raw, field_type)
     key_path = _join(path, "default")
+    if not problem and field_type in _NUMBER_TYPES:
+        try:
+            coerce_write_value(Field("default", field_type, precision=precision), value)
+        except ValueProblem as out_of_range:
+            problem = out_of_range.expectation
     if problem:
         problems.add(key_path, f"{label}: default {problem}")
         return raw

@@ -22,8 +22,15 @@ from typing import Any, Final, TypeVar
 
 import regex
 
+from rocketd.engine import patterns
 from rocketd.engine.expressions import Expression, ExpressionError, compile_expression
-from rocketd.engine.values import ValueProblem, coerce_write_value
+from rocketd.engine.values import (
+    INT32_MAX,
+    INT32_MIN,
+    ValueProblem,
+    coerce_write_value,
+    range_problem,
+)
 from rocketd.errors import ErrorDetail, InvalidPayload
 from rocketd.metadata.model import DELETED_AT, Entity, Field
 
@@ -67,9 +74,6 @@ ACTION_KEYS: Final = frozenset(
     {"type", "field", "value", "url", "method", "event", "entity", "data", "values"}
 )
 
-# A `pattern` rule gives up (and fails) after this long: catastrophic backtracking cannot stall
-# a write. The `regex` engine enforces the timeout inside the match loop.
-PATTERN_TIMEOUT_SECONDS: Final = 0.05
 # The `value` "now" of a set_field action.
 NOW: Final = "now"
 _STATE_TYPES_EXCLUDED: Final = frozenset({"json", "file"})
@@ -296,8 +300,9 @@ def compile_checked(source: object, path: str, problems: _Problems) -> Expressio
 
 
 def compile_pattern(source: str) -> regex.Pattern[str]:
-    """A `pattern` rule's regex (Python syntax); raises `regex.error`."""
-    return regex.compile(source)
+    """A `pattern` rule's regex (Python syntax), within the pattern limits; raises
+    `patterns.PatternError`."""
+    return patterns.compile_pattern(source)
 
 
 def _message(data: Mapping[str, Any], path: str, problems: _Problems) -> str:
@@ -370,9 +375,11 @@ def parse_rule(data: object) -> Rule:
                 f"computed rules run before the write; hook {hook} cannot set values"
                 " (use before_write)",
             )
+    priority = body.get("priority")
+    if priority is not None and not INT32_MIN <= priority <= INT32_MAX:
+        problems.add("priority", f"priority must be between {INT32_MIN} and {INT32_MAX}")
     problems.raise_if_any()
     assert parsed is not None  # every path that leaves it None reported a problem
-    priority = body.get("priority")
     active = body.get("active")
     return Rule(
         entity=entity,
@@ -432,9 +439,11 @@ def _parse_field_rule(definition: Mapping[str, Any], problems: _Problems) -> Fie
         else:
             try:
                 pattern = compile_pattern(value)
-            except regex.error as exc:
-                at = f" at position {exc.pos}" if exc.pos is not None else ""
-                problems.add(where, f"invalid pattern: {exc.msg}{at}")
+            except patterns.PatternError as exc:
+                at = f" at position {exc.position}" if exc.position is not None else ""
+                problems.add(where, f"invalid pattern: {exc.reason}{at}")
+            except patterns.PatternTimeout as exc:  # only inside a write's budget
+                problems.add(where, f"invalid pattern: {exc}")
     elif operator == "required":
         if value is not None and value is not True:
             problems.add(where, "required takes no value (or true)")
@@ -724,6 +733,41 @@ def rule_problems_in(registry: Registry, rule: Rule) -> list[ErrorDetail]:
             problem = _literal_problem(target, value)
             if problem is not None:
                 problems.add(_join(where, f"filter.{name}"), f"{other.name}.{problem}")
+    return problems.details
+
+
+def new_rule_problems_in(registry: Registry, rule: Rule) -> list[ErrorDetail]:
+    """`rule_problems_in`, plus the ranges of a field rule's numbers: what a rule must pass to be
+    saved or imported. A bound must fit the field's column (a `min` of 1e20 for an int field
+    can never be met), a length an int. Rules already stored are not held to the ranges, so
+    loading them never changes what they do."""
+    details = rule_problems_in(registry, rule)
+    entity = registry.entity(rule.entity)
+    spec = rule.definition
+    if details or entity is None or not isinstance(spec, FieldRule):
+        return details
+    target = entity.field_map[spec.field]
+    problems = _Problems()
+    where = "definition.value"
+    if spec.operator in ("min", "max"):
+        problem = range_problem(target, spec.value)
+        if problem:
+            problems.add(
+                where,
+                f"{spec.operator} {spec.value} is out of range for {entity.name}.{target.name}"
+                f" ({target.type}): {problem}",
+            )
+    elif spec.operator in ("min_length", "max_length") and spec.value > INT32_MAX:
+        problems.add(where, f"{spec.operator} must be at most {INT32_MAX}")
+    elif spec.operator == "enum":
+        for index, item in enumerate(spec.value):
+            problem = range_problem(target, item) if _is_number(item) else None
+            if problem:
+                problems.add(
+                    f"{where}[{index}]",
+                    f"enum value {item} is out of range for {entity.name}.{target.name}"
+                    f" ({target.type}): {problem}",
+                )
     return problems.details
 
 

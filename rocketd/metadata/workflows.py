@@ -33,10 +33,13 @@ GOTO_KEYS: Final = {
 ROW_KEYS: Final = frozenset({"id", "created_at", "updated_at", "warnings"})
 _DURATION: Final = re.compile(r"(\d+(?:\.\d+)?)(ms|d|h|m|s)")
 _UNIT_SECONDS: Final = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+# The longest timeout: a deadline must stay a date (now + 10**9 days is past the year 9999).
+MAX_DURATION: Final = timedelta(days=3650)
 
 
 def parse_duration(text: object) -> timedelta | None:
-    """A Go-style duration (`72h`, `1h30m`, `45s`, `500ms`) plus days (`2d`); None if invalid."""
+    """A Go-style duration (`72h`, `1h30m`, `45s`, `500ms`) plus days (`2d`); None if invalid or
+    longer than `MAX_DURATION`."""
     if not isinstance(text, str) or not text:
         return None
     position, seconds = 0, 0.0
@@ -45,7 +48,7 @@ def parse_duration(text: object) -> timedelta | None:
             return None
         seconds += float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
         position = match.end()
-    if position != len(text) or seconds <= 0:
+    if position != len(text) or not 0 < seconds <= MAX_DURATION.total_seconds():
         return None
     return timedelta(seconds=seconds)
 
@@ -265,7 +268,7 @@ def _parse_step(raw: object, index: int, problems: _Problems) -> Step | None:
             if timeout is None:
                 problems.add(
                     f"step {step_id}: invalid timeout: {raw.get('timeout')}"
-                    " (use e.g. 45s, 90m, 1h30m, 2d)",
+                    f" (use e.g. 45s, 90m, 1h30m, 2d; at most {MAX_DURATION.days}d)",
                     f"{where}.timeout",
                 )
     return Step(step_id, kind, gotos, expression, actions, assignee, timeout)

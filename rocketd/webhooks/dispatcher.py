@@ -4,9 +4,13 @@ It is told an app name whenever a committed write signals `webhooks` (any instan
 on every scheduler sweep. For that app it drains what is due: it *claims* a batch with
 `FOR UPDATE SKIP LOCKED` in one statement that also pushes the rows' `next_retry_at` out by a
 lease (longer than an attempt can take), so no other instance takes them while they are in
-flight; the lease time is the claim token. After the attempt the row is updated only if it still
-carries that token. A process killed mid-attempt leaves the lease to expire and another sweep
-re-sends the row: at-least-once, with the same idempotency key.
+flight; the lease time is the claim token. Each attempt is recorded as soon as it completes, and
+its concurrency slot is released only once that update is committed (never per claimed batch;
+no transaction is open during the HTTP call); the row is updated only if it still carries its
+token. Attempts that complete together share one round trip (`_Recorder`). A process killed
+mid-attempt leaves the lease to expire and another sweep re-sends the row: at-least-once, with
+the same idempotency key, and a crash repeats at most the attempts that were in flight, that is
+at most `webhooks.concurrency` per instance.
 
 Attempts run concurrently (bounded by `webhooks.concurrency`). A per-target circuit breaker
 (scheme, host, port) opens after `breaker_threshold` consecutive failures: while open, rows for
@@ -24,7 +28,6 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 from urllib.parse import urlsplit
 
-import psycopg
 from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool
 
@@ -69,6 +72,63 @@ update _webhook_logs set next_retry_at = %s, error = %s, updated_at = now()
 """
 
 PoolLookup = Callable[[str], Awaitable["AsyncConnectionPool[Any] | None"]]
+# A recorded statement waiting to be written: (FINISH or POSTPONE, its parameters, done signal).
+_Waiting = tuple[str, tuple[Any, ...], "asyncio.Future[None]"]
+
+
+class _Recorder:
+    """Writes attempt outcomes to one app's `_webhook_logs`.
+
+    `record` returns once its statement is committed. Statements recorded while a write is in
+    progress wait for the next one, which sends them all in one pipelined round trip (autocommit:
+    each is committed on its own): under load the updates group themselves, and at most one
+    connection of the app's pool is busy recording.
+    """
+
+    def __init__(self, pool: AsyncConnectionPool[Any]) -> None:
+        self._pool = pool
+        self._pending: list[_Waiting] = []
+        self._writer: asyncio.Task[None] | None = None
+        self._closed = False
+
+    async def record(self, query: str, params: tuple[Any, ...]) -> None:
+        if self._closed:
+            return  # the drain ended abnormally: the row is sent again after its lease
+        done = asyncio.get_running_loop().create_future()
+        self._pending.append((query, params, done))
+        if self._writer is None or self._writer.done():
+            self._writer = asyncio.create_task(self._write())
+        await done
+
+    def close(self) -> None:
+        """Stop writing and release every waiter; unwritten rows are sent again after their
+        lease (the dispatcher is stopping, or the drain failed)."""
+        self._closed = True
+        if self._writer is not None:
+            self._writer.cancel()
+        pending, self._pending = self._pending, []
+        _release(pending)
+
+    async def _write(self) -> None:
+        while self._pending:
+            batch, self._pending = self._pending, []
+            try:
+                async with self._pool.connection() as conn, conn.cursor() as cur:
+                    for query in (FINISH, POSTPONE):
+                        params = [args for q, args, _ in batch if q is query]
+                        if params:
+                            await cur.executemany(query.encode(), params)
+            except Exception:  # logged, and every waiter released below: never a stuck slot
+                # The leases expire and the rows are sent again: at-least-once, same key.
+                log.exception("could not record webhook attempts", count=len(batch))
+            finally:
+                _release(batch)
+
+
+def _release(waiting: list[_Waiting]) -> None:
+    for _, _, done in waiting:
+        if not done.done():
+            done.set_result(None)
 
 
 def retry_delay(base: float, backoff: str, attempt: int) -> float:
@@ -169,17 +229,18 @@ class WebhookDispatcher(Actor):
         await self._sender.close()
 
     async def _drain(self, app_name: str) -> None:
+        recorder: _Recorder | None = None
         try:
             pool = await self._pool_of(app_name)
             if pool is None:
                 return
+            recorder = _Recorder(pool)
             while True:
                 # A short pause lets a burst of commits gather into one claim.
                 await asyncio.sleep(COALESCE_SECONDS)
                 claimed = await self._claim(pool)
                 if claimed:
-                    results = await asyncio.gather(*(self._deliver(row) for row in claimed))
-                    await self._save(pool, results)
+                    await asyncio.gather(*(self._attempt(recorder, row) for row in claimed))
                     continue
                 if app_name in self._again:
                     self._again.discard(app_name)
@@ -189,6 +250,9 @@ class WebhookDispatcher(Actor):
             raise
         except Exception:
             log.exception("webhook drain failed; the next sweep retries", app=app_name)
+        finally:
+            if recorder is not None:
+                recorder.close()
 
     async def _claim(self, pool: AsyncConnectionPool[Any]) -> list[dict[str, Any]]:
         async with pool.connection() as conn:
@@ -197,17 +261,24 @@ class WebhookDispatcher(Actor):
             rows: list[dict[str, Any]] = await cur.fetchall()
             return rows
 
-    async def _deliver(self, row: Mapping[str, Any]) -> tuple[str, tuple[Any, ...]]:
-        """One attempt; returns the statement and parameters that record it."""
+    async def _attempt(self, recorder: _Recorder, row: Mapping[str, Any]) -> None:
+        """Send one claimed row and record the outcome.
+
+        The outcome is committed before the concurrency slot is released: a request the receiver
+        may have seen and whose outcome is not recorded yet always holds a slot, which is what
+        bounds the repeats after a crash by `webhooks.concurrency`.
+        """
         target = Breakers.target(row["url"])
         wait = self._breakers.allow(target, time.monotonic())
         if wait is not None:
-            return POSTPONE, (
+            postponed = (
                 datetime.now(UTC) + timedelta(seconds=wait),
                 f"circuit open for {target}: not sent",
                 row["id"],
                 row["next_retry_at"],
             )
+            await recorder.record(POSTPONE, postponed)
+            return
         body = row["request_body"].encode()  # the stored JSON as PostgreSQL prints it
         async with self._slots:
             outcome = await self._sender.send(
@@ -218,7 +289,11 @@ class WebhookDispatcher(Actor):
                 row["idempotency_key"],
                 timeout=self._settings.timeout,
             )
-        self._breakers.record(target, _counts_as_failure(outcome), time.monotonic())
+            self._breakers.record(target, _counts_as_failure(outcome), time.monotonic())
+            await recorder.record(FINISH, self._finished(row, outcome))
+
+    def _finished(self, row: Mapping[str, Any], outcome: Outcome) -> tuple[Any, ...]:
+        """The FINISH parameters recording `outcome` as the row's next attempt."""
         attempt = int(row["attempt"]) + 1
         if outcome.ok:
             status, next_at = "delivered", None
@@ -237,7 +312,7 @@ class WebhookDispatcher(Actor):
                 error=outcome.error,
                 next=status,
             )
-        return FINISH, (
+        return (
             status,
             attempt,
             outcome.status,
@@ -248,20 +323,6 @@ class WebhookDispatcher(Actor):
             row["id"],
             row["next_retry_at"],
         )
-
-    async def _save(
-        self, pool: AsyncConnectionPool[Any], results: list[tuple[str, tuple[Any, ...]]]
-    ) -> None:
-        """Record a batch of attempts in one pipelined round trip per statement kind."""
-        try:
-            async with pool.connection() as conn, conn.cursor() as cur:
-                for query in (FINISH, POSTPONE):
-                    params = [args for q, args in results if q is query]
-                    if params:
-                        await cur.executemany(query.encode(), params)
-        except psycopg.Error:
-            # The leases expire and the rows are sent again: at-least-once, same idempotency key.
-            log.exception("could not record webhook attempts")
 
 
 def _counts_as_failure(outcome: Outcome) -> bool:

@@ -202,6 +202,26 @@ async def enqueue_direct(
     )
 
 
+def _sees_detail(principal: Principal | None) -> bool:
+    """Only app admins are told which webhook failed and how; the id, the target's address
+    class and the receiver's status mean nothing to other writers and help an attacker."""
+    return principal is not None and principal.is_admin
+
+
+def _refusal(
+    action: str, hook_id: str, status: int, error: str, principal: Principal | None
+) -> ValidationFailed:
+    if _sees_detail(principal):
+        return ValidationFailed(
+            f"Webhook rejected the {action}: {error}",
+            [ErrorDetail(f"webhook {hook_id} status {status}", rule="webhook")],
+        )
+    return ValidationFailed(
+        f"Webhook rejected the {action}",
+        [ErrorDetail(f"a webhook refused this {action}", rule="webhook")],
+    )
+
+
 async def call_sync(
     conn: AsyncConnection[Any],
     book: WebhookBook,
@@ -212,7 +232,8 @@ async def call_sync(
     old: Mapping[str, Any] | None,
     principal: Principal | None,
 ) -> None:
-    """Sync `before_*` webhooks inside the transaction; a failure rolls the write back (422)."""
+    """Sync `before_*` webhooks inside the transaction; a failure rolls the write back (422,
+    with the webhook's id and answer for app admins only; the log has them either way)."""
     hooks = [h for h in book.matching(entity, event) if not h.is_async]
     if not hooks:
         return
@@ -227,7 +248,9 @@ async def call_sync(
                 if not hook.compiled.test(env):
                     continue
             except EvaluationError as exc:
-                raise InternalError(f"webhook {hook.id} condition failed: {exc.message}") from exc
+                log.warning("sync webhook condition failed", webhook=hook.id, error=exc.message)
+                detail = f"webhook {hook.id} condition failed: {exc.message}"
+                raise InternalError(detail if _sees_detail(principal) else None) from exc
         outcome = await outbound.sync_sender.send(
             hook.method,
             hook.url,
@@ -245,11 +268,7 @@ async def call_sync(
                 error=outcome.error,
                 duration_ms=outcome.duration_ms,
             )
-            message = f"Webhook rejected the {action}: {outcome.error}"
-            raise ValidationFailed(
-                message,
-                [ErrorDetail(f"webhook {hook.id} status {outcome.status}", rule="webhook")],
-            )
+            raise _refusal(action, hook.id, outcome.status, outcome.error, principal)
         await conn.execute(
             "insert into _webhook_logs (webhook_id, source, entity, hook, url, method,"
             " request_headers, request_body, response_status, response_body, status, attempt,"

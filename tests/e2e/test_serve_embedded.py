@@ -1,9 +1,10 @@
 """End to end: the real `rocketd serve` process on the zero-configuration default (embedded
 PostgreSQL), walking the README's curl flow over HTTP, then SIGTERM, then a restart that still
-has the data."""
+has the data. The embedded server refuses TCP connections without its generated password."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -16,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import psycopg
 import pytest
 
 from tests.helpers import wait_until
@@ -94,6 +96,18 @@ async def post(
         return resp.status, await resp.json()
 
 
+def assert_embedded_postgres_needs_its_password(data_dir: Path) -> None:
+    password_file = data_dir / "postgres.password"
+    assert password_file.stat().st_mode & 0o777 == 0o600
+    password = password_file.read_text().strip()
+    pg_port = json.loads((data_dir / "postgres.json").read_text())["port"]
+    with pytest.raises(psycopg.OperationalError, match="password"):
+        psycopg.connect(f"postgresql://postgres@127.0.0.1:{pg_port}/postgres", connect_timeout=5)
+    dsn = f"postgresql://postgres:{password}@127.0.0.1:{pg_port}/rocket_shop"
+    with psycopg.connect(dsn, connect_timeout=5) as conn:
+        assert conn.execute("SELECT count(*) FROM notes").fetchone() == (1,)
+
+
 async def test_readme_flow_on_embedded_postgres_and_restart(data_dir: Path) -> None:
     port = free_port()
     server = Server(data_dir, port)
@@ -151,6 +165,7 @@ async def test_readme_flow_on_embedded_postgres_and_restart(data_dir: Path) -> N
                 listed = await resp.json()
             assert [r["text"] for r in listed["data"]] == ["hello"]
             assert listed["meta"] == {"page": 1, "per_page": 25, "total": 1}
+            assert_embedded_postgres_needs_its_password(data_dir)
         code = server.terminate()
         assert code == 0, (data_dir / "rocketd.log").read_text()[-3000:]
     finally:

@@ -21,6 +21,8 @@ from tests.integration.test_cli import rocketd
 from tests.perms import PASSWORD, add_user
 
 OTHER_PASSWORD = "another-long-one"
+# The app schema step that brought the rule (its version depends on the release).
+EMAIL_STEP = "case-insensitive user and invite emails"
 
 
 @pytest.fixture
@@ -95,7 +97,7 @@ def make_app_look_old(conn: psycopg.Connection[Any]) -> None:
     """The app database as a release before the rule left it."""
     conn.execute("drop index _users_email_lower_key")
     conn.execute("drop index idx_invites_email_lower")
-    conn.execute("delete from _schema_versions where scope = 'app' and version = 9")
+    conn.execute("delete from _schema_versions where scope = 'app' and name = %s", (EMAIL_STEP,))
 
 
 async def test_an_upgrade_with_case_duplicates_starts_reports_and_repairs_later(
@@ -120,7 +122,7 @@ async def test_an_upgrade_with_case_duplicates_starts_reports_and_repairs_later(
         assert warnings[0]["emails"] == "U1@x.io / u1@x.io"
         with app_db(pg_dsn, app) as conn:
             assert conn.execute(
-                "select 1 from _schema_versions where scope = 'app' and version = 9"
+                "select 1 from _schema_versions where scope = 'app' and name = %s", (EMAIL_STEP,)
             ).fetchone()
             assert not index_exists(conn, "_users_email_lower_key")
             assert index_exists(conn, "_users_email_lower_idx")  # lookups stay indexed

@@ -12,6 +12,8 @@ import os
 import shutil
 import signal
 import socket
+import stat
+import subprocess
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -20,7 +22,12 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from rocketd.db.embedded import EmbeddedPostgres, EmbeddedPostgresError, find_postgres_bindir
+from rocketd.db.embedded import (
+    HBA_CONF,
+    EmbeddedPostgres,
+    EmbeddedPostgresError,
+    find_postgres_bindir,
+)
 
 try:
     find_postgres_bindir()
@@ -63,6 +70,58 @@ def _postmaster_pid(pg: EmbeddedPostgres) -> int:
     return int((pg.cluster_dir / "postmaster.pid").read_text().split("\n", 1)[0])
 
 
+def _password(pg: EmbeddedPostgres) -> str:
+    return pg.password_file.read_text(encoding="utf-8").strip()
+
+
+def _socket_dir(pg: EmbeddedPostgres) -> Path:
+    return Path((pg.cluster_dir / "postmaster.pid").read_text().splitlines()[4])
+
+
+def _mode(path: Path) -> int:
+    return stat.S_IMODE(path.stat().st_mode)
+
+
+def _tcp_refused(pg: EmbeddedPostgres, password: str | None) -> bool:
+    """Whether a TCP connection as the superuser with `password` (None: none) is refused."""
+    try:
+        with psycopg.connect(
+            host="127.0.0.1",
+            port=pg.port,
+            user="postgres",
+            dbname="postgres",
+            password=password,
+            connect_timeout=5,
+        ) as conn:
+            conn.execute("SELECT 1")
+    except psycopg.OperationalError as exc:
+        assert "password" in str(exc), exc  # refused for the password, not for something else
+        return True
+    return False
+
+
+# What rocketd before issue 13 left in a data dir: 127.0.0.1 trusted, no password, no file.
+OLD_TRUSTING_HBA = (
+    "# Written by rocketd: local socket (0700 directory) and 127.0.0.1 only.\n"
+    "local   all       all                  trust\n"
+    "host    all       all   127.0.0.1/32   trust\n"
+)
+
+
+def _make_trusting(pg: EmbeddedPostgres) -> None:
+    """Turn a running cluster into one made by the old code (and reload it)."""
+    hba = pg.cluster_dir / "pg_hba.conf"
+    hba.write_text(OLD_TRUSTING_HBA, encoding="utf-8")
+    with psycopg.connect(
+        host=str(_socket_dir(pg)), port=pg.port, user="postgres", dbname="postgres", autocommit=True
+    ) as conn:
+        conn.execute("ALTER ROLE postgres PASSWORD NULL")
+        conn.execute("SELECT pg_reload_conf()")
+    pg.password_file.unlink()
+    with psycopg.connect(f"postgresql://postgres@127.0.0.1:{pg.port}/postgres") as conn:
+        assert conn.execute("SELECT 1").fetchone() == (1,)  # really trusting now
+
+
 def _count_rows(dsn: str) -> int:
     with psycopg.connect(dsn, connect_timeout=5) as conn:
         row = conn.execute("SELECT count(*) FROM kept").fetchone()
@@ -80,7 +139,7 @@ def test_find_postgres_bindir_has_an_executable_postgres() -> None:
 def test_data_survives_stop_and_start(make_pg: MakePg) -> None:
     pg = make_pg()
     dsn = pg.start()
-    assert dsn == f"postgresql://postgres@127.0.0.1:{pg.port}/postgres"
+    assert dsn == f"postgresql://postgres:{_password(pg)}@127.0.0.1:{pg.port}/postgres"
     assert pg.running and pg.owned
     with psycopg.connect(dsn, connect_timeout=5) as conn:
         conn.execute("CREATE TABLE kept (id int PRIMARY KEY, note text)")
@@ -130,7 +189,7 @@ def test_explicit_port_is_used(make_pg: MakePg) -> None:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     pg = make_pg(port=port)
-    assert pg.start() == f"postgresql://postgres@127.0.0.1:{port}/postgres"
+    assert pg.start() == f"postgresql://postgres:{_password(pg)}@127.0.0.1:{port}/postgres"
     pg.stop()
 
 
@@ -196,3 +255,102 @@ def test_root_names_the_directory_the_server_user_cannot_enter(
     with pytest.raises(EmbeddedPostgresError, match=str(locked)):
         pg.start()
     assert not pg.running
+
+
+def test_tcp_needs_the_generated_password_and_the_files_are_private(make_pg: MakePg) -> None:
+    pg = make_pg()
+    dsn = pg.start()
+    password = _password(pg)
+    assert len(password) >= 40
+    assert _tcp_refused(pg, None)
+    assert _tcp_refused(pg, "changeme")
+    assert not _tcp_refused(pg, password)
+    with psycopg.connect(dsn, connect_timeout=5) as conn:
+        assert conn.execute("SELECT current_user").fetchone() == ("postgres",)
+        methods = conn.execute(
+            "SELECT type, auth_method FROM pg_hba_file_rules ORDER BY rule_number"
+        ).fetchall()
+    assert methods == [("local", "trust"), ("host", "scram-sha-256")]
+    assert (pg.cluster_dir / "pg_hba.conf").read_text() == HBA_CONF
+    assert _mode(pg.password_file) == 0o600
+    assert pg.password_file.stat().st_uid == os.geteuid()
+    assert _mode(pg.cluster_dir / "pg_hba.conf") == 0o600
+    assert _mode(pg.cluster_dir) == 0o700
+    assert _mode(_socket_dir(pg)) == 0o700
+    assert _socket_dir(pg).is_relative_to(pg.data_dir)  # inside the data dir
+    pg.stop()
+
+    again = make_pg()  # the same password on the next start
+    assert again.start() == dsn
+    again.stop()
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to act as another local user")
+def test_another_local_user_gets_in_neither_by_socket_nor_by_tcp(make_pg: MakePg) -> None:
+    pg = make_pg()
+    pg.start()
+
+    def psql_as_nobody(host: str) -> subprocess.CompletedProcess[str]:
+        # -w: never prompt for a password; no PG* variables, no ~/.pgpass of root's.
+        command = [str(find_postgres_bindir() / "psql"), "-w", "-h", host, "-p", str(pg.port)]
+        return subprocess.run(
+            [*command, "-U", "postgres", "-d", "postgres", "-c", "SELECT 1"],
+            user="nobody",
+            extra_groups=[],
+            env={"PATH": "/usr/bin:/bin", "LC_ALL": "C"},
+            cwd="/",
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
+        )
+
+    by_socket = psql_as_nobody(str(_socket_dir(pg)))
+    assert by_socket.returncode != 0 and "Permission denied" in by_socket.stderr, by_socket
+    by_tcp = psql_as_nobody("127.0.0.1")
+    assert by_tcp.returncode != 0 and "password" in by_tcp.stderr, by_tcp
+    pg.stop()
+
+
+def test_a_trusting_data_dir_is_upgraded_on_its_next_start(make_pg: MakePg) -> None:
+    old = make_pg()
+    old.start()
+    with psycopg.connect(old.dsn) as conn:
+        conn.execute("CREATE TABLE kept (id int)")
+    _make_trusting(old)
+    old.stop()
+
+    pg = make_pg()
+    dsn = pg.start()
+    assert (pg.cluster_dir / "pg_hba.conf").read_text() == HBA_CONF
+    assert _mode(pg.password_file) == 0o600
+    assert _tcp_refused(pg, None)
+    assert dsn == f"postgresql://postgres:{_password(pg)}@127.0.0.1:{pg.port}/postgres"
+    assert _count_rows(dsn) == 0
+    pg.stop()
+
+
+def test_a_running_trusting_server_is_upgraded_when_reused(make_pg: MakePg) -> None:
+    old = make_pg()
+    old.start()
+    _make_trusting(old)
+
+    pg = make_pg()
+    dsn = pg.start()  # reuses the running server
+    assert not pg.owned
+    assert (pg.cluster_dir / "pg_hba.conf").read_text() == HBA_CONF
+    assert _tcp_refused(pg, None)  # the running server reloaded the new rules
+    with psycopg.connect(dsn, connect_timeout=5) as conn:
+        assert conn.execute("SELECT 1").fetchone() == (1,)
+    pg.stop()
+
+
+def test_a_password_file_readable_by_others_is_made_private(make_pg: MakePg) -> None:
+    pg = make_pg()
+    dsn = pg.start()
+    pg.stop()
+    pg.password_file.chmod(0o644)
+    again = make_pg()
+    assert again.start() == dsn
+    assert _mode(again.password_file) == 0o600
+    again.stop()

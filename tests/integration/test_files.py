@@ -1,5 +1,8 @@
 """Files API over HTTP: streamed upload with the size limit, serving (Range, ETag, safe
-Content-Disposition), list, delete, the orphan sweep, `file` field resolution, and bad input."""
+Content-Disposition), list, delete, the orphan sweep, `file` field resolution, and bad input.
+
+Every test runs with both storage drivers (`local` and `postgres`, the latter with 64 KiB chunks
+so the files here span several chunks)."""
 
 from __future__ import annotations
 
@@ -12,10 +15,14 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import psycopg
 import pytest
 
 from rocketd.config import Settings, StorageSettings
+from rocketd.engine.app_names import db_name_for
 from tests.apps import AppClient, new_app
+from tests.conftest import dsn_for
+from tests.perms import cond, grant, user_client
 
 
 def error_of(body: Any) -> dict[str, Any]:
@@ -27,9 +34,17 @@ LIMIT = 200_000
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 100
 
 
-@pytest.fixture
-def settings(settings: Settings, tmp_path: Path) -> Settings:
-    storage = StorageSettings(local_path=str(tmp_path / "uploads"), max_file_size=LIMIT)
+CHUNK = 65_536
+
+
+@pytest.fixture(params=["local", "postgres"])
+def settings(request: Any, settings: Settings, tmp_path: Path) -> Settings:
+    storage = StorageSettings(
+        driver=request.param,
+        local_path=str(tmp_path / "uploads"),
+        max_file_size=LIMIT,
+        chunk_size=CHUNK,
+    )
     return replace(settings, storage=storage)
 
 
@@ -58,9 +73,38 @@ async def upload(app: AppClient, body: Any, **kw: Any) -> tuple[int, Any]:
     return resp.status, await resp.json()
 
 
-def stored_dirs(settings: Settings, app: AppClient) -> list[str]:
+async def app_sql(settings: Settings, app: AppClient, query: str, *params: Any) -> list[Any]:
+    dsn = settings.database.dsn(db_name_for(app.name))
+    async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as conn:
+        cur = await conn.execute(query, params)
+        return await cur.fetchall() if cur.description else []
+
+
+async def stored_ids(settings: Settings, app: AppClient) -> list[str]:
+    """The file ids the app's storage holds bytes for (directories, or chunks)."""
+    if settings.storage.driver == "postgres":
+        rows = await app_sql(settings, app, "select distinct file_id::text from _file_chunks")
+        return sorted(r[0] for r in rows)
     base = Path(settings.storage.local_path) / app.name
     return sorted(p.name for p in base.iterdir()) if base.is_dir() else []
+
+
+async def make_orphan(settings: Settings, app: AppClient) -> str:
+    """Bytes of an upload that never got its row (a crash mid-upload), just written."""
+    file_id = str(uuid.uuid4())
+    if settings.storage.driver == "postgres":
+        await app_sql(
+            settings,
+            app,
+            "insert into _file_chunks (file_id, seq, byte_offset, data) values (%s, 0, 0, %s)",
+            file_id,
+            b"half",
+        )
+    else:
+        orphan = Path(settings.storage.local_path) / app.name / file_id
+        orphan.mkdir(parents=True)
+        (orphan / "content.part").write_bytes(b"half")
+    return file_id
 
 
 async def test_upload_serve_list_delete(client: Any, settings: Settings) -> None:
@@ -71,7 +115,7 @@ async def test_upload_serve_list_delete(client: Any, settings: Settings) -> None
     info = body["data"]
     assert info["size"] == 50_000 and info["filename"] == "report.bin"
     assert info["url"] == f"/api/{app.name}/_files/{info['id']}"
-    assert stored_dirs(settings, app) == [info["id"]]
+    assert await stored_ids(settings, app) == [info["id"]]
 
     resp = await client.get(app.url(f"_files/{info['id']}"), headers=app.headers)
     assert resp.status == 200
@@ -100,7 +144,7 @@ async def test_upload_serve_list_delete(client: Any, settings: Settings) -> None
     }  # fmt: skip
 
     assert (await app.ok("DELETE", f"_files/{info['id']}"))["data"] == {"deleted": True}
-    assert stored_dirs(settings, app) == []
+    assert await stored_ids(settings, app) == []
     status, err = await app.call("GET", f"_files/{info['id']}")
     assert status == 404 and error_of(err)["message"] == f"File {info['id']} not found"
     status, err = await app.call("DELETE", f"_files/{info['id']}")
@@ -133,7 +177,7 @@ async def test_too_large_declared_and_streamed(client: Any, settings: Settings) 
     body = await resp.json()
     assert error_of(body)["code"] == "FILE_TOO_LARGE"
     assert f"(max {LIMIT})" in error_of(body)["message"]
-    assert stored_dirs(settings, app) == []  # the partial file is gone
+    assert await stored_ids(settings, app) == []  # the partial file is gone
     assert (await app.ok("GET", "_files"))["data"] == []
 
 
@@ -188,7 +232,7 @@ async def test_body_shorter_than_declared(client: Any, settings: Settings) -> No
         },
     )
     assert status == 400, err
-    assert stored_dirs(settings, app) == []
+    assert await stored_ids(settings, app) == []
     assert (await app.ok("GET", "_files"))["data"] == []
 
 
@@ -213,11 +257,12 @@ async def test_hostile_filenames(client: Any, settings: Settings, sent: str, kep
     assert status == 201, body
     info = body["data"]
     assert info["filename"] == kept
-    # On disk only the id is used, inside the app's directory.
+    # On disk only the id is used, inside the app's directory (postgres: nothing on disk).
     files = [p for p in Path(settings.storage.local_path).rglob("*") if p.is_file()]
-    assert [p.relative_to(settings.storage.local_path).parts[:2] for p in files] == [
-        (app.name, info["id"])
-    ]
+    on_disk = [p.relative_to(settings.storage.local_path).parts[:2] for p in files]
+    local = settings.storage.driver == "local"
+    assert on_disk == ([(app.name, info["id"])] if local else [])
+    assert await stored_ids(settings, app) == [info["id"]]
     resp = await client.get(app.url(f"_files/{info['id']}"), headers=app.headers)
     disposition = resp.headers["Content-Disposition"]
     assert "\r" not in disposition and "\n" not in disposition and "\x00" not in disposition
@@ -257,14 +302,23 @@ async def test_sweep_removes_orphans(client: Any, settings: Settings) -> None:
     status, body = await upload(app, form(b"keep", "k.txt"))
     assert status == 201
     kept = body["data"]["id"]
-    orphan = Path(settings.storage.local_path) / app.name / str(uuid.uuid4())
-    orphan.mkdir(parents=True)
-    (orphan / "content.part").write_bytes(b"half")
+    orphan = await make_orphan(settings, app)
     report = (await app.ok("POST", "_admin/files/sweep?grace_seconds=3600"))["data"]
-    assert report["removed"] == []  # still young: could be an upload in flight
+    assert report == {"removed": [], "missing_bytes": []}  # young: maybe an upload in flight
     report = (await app.ok("POST", "_admin/files/sweep?grace_seconds=0"))["data"]
-    assert report["removed"] == [orphan.name]
-    assert stored_dirs(settings, app) == [kept]
+    assert report == {"removed": [orphan], "missing_bytes": []}
+    assert await stored_ids(settings, app) == [kept]
+
+    # Bytes lost behind the row's back: reported, never deleted, served as 404.
+    if settings.storage.driver == "postgres":
+        await app_sql(settings, app, "delete from _file_chunks where file_id = %s", kept)
+    else:
+        (Path(settings.storage.local_path) / app.name / kept / "content").unlink()
+    report = (await app.ok("POST", "_admin/files/sweep?grace_seconds=0"))["data"]
+    assert report["missing_bytes"] == [kept]
+    status, err = await app.call("GET", f"_files/{kept}")
+    assert status == 404 and error_of(err)["message"] == f"File {kept} not found on disk"
+    assert [f["id"] for f in (await app.ok("GET", "_files"))["data"]] == [kept]
 
 
 FILE_ENTITY = {
@@ -305,9 +359,19 @@ async def test_file_field_resolution(client: Any) -> None:
     assert updated["attachment"] == expected
     cleared = (await app.ok("PUT", f"doc/{created['id']}", {"attachment": None}))["data"]
     assert cleared["attachment"] is None
-    given = {"id": "x", "filename": "given.txt"}
-    kept = (await app.ok("PUT", f"doc/{created['id']}", {"attachment": given}))["data"]
-    assert kept["attachment"] == given
+    # An object is the file it names, with the stored metadata, never the caller's values.
+    kept = (await app.ok("PUT", f"doc/{created['id']}", {"attachment": info}))["data"]
+    assert kept["attachment"] == expected
+    given = {"id": info["id"], "filename": "given.txt"}
+    status, err = await app.call("PUT", f"doc/{created['id']}", {"attachment": given})
+    assert status == 422 and error_of(err)["details"] == [
+        {
+            "message": "attachment filename does not match the stored file"
+            " (send the file id alone to set it)",
+            "field": "attachment",
+            "rule": "file",
+        }
+    ]
 
     nested = await app.ok(
         "POST", "doc", {"title": "n", "pages": {"data": [{"scan": info["id"]}]}}, 201
@@ -375,3 +439,109 @@ async def test_delete_refuses_a_file_a_record_holds_unless_forced(
     status, _ = await app.call("GET", f"_files/{held}")
     assert status == 404
     assert (await app.ok("GET", "_files"))["data"] == []
+
+
+def app_rows(pg_dsn: str, app: AppClient, query: str) -> list[tuple[Any, ...]]:
+    with psycopg.connect(dsn_for(pg_dsn, f"rocket_{app.name}")) as conn:
+        return list(conn.execute(query).fetchall())
+
+
+async def test_file_fields_store_only_the_metadata_of_this_apps_files(
+    client: Any, pg_dsn: str
+) -> None:
+    """A non-admin writer cannot plant names, URLs or keys in a `file` field, nor point it at a
+    file of another app or no file at all: only a file id of this app (or the file object as
+    the API returned it) is accepted, and what is stored is `_files`' own metadata."""
+    app = await new_app(client)
+    await app.load_schema({"entities": [FILE_ENTITY, PAGE_ENTITY], "relations": [PAGES]})
+    # A writer whose read policy hides some documents (none of them matter here).
+    await grant(app, "doc", "read", ["writer"], [cond("title", "neq", "hidden")])
+    for entity, action in (("doc", "create"), ("doc", "update"), ("page", "read")):
+        await grant(app, entity, action, ["writer"])
+    await grant(app, "page", "create", ["writer"])
+    writer = await user_client(app, "writer@x.io", ["writer"])
+    colleague = await user_client(app, "colleague@x.io", ["writer"])
+    _, body = await upload(writer, form(PNG, "scan.png", "image/png"))
+    mine = body["data"]
+    _, body = await upload(colleague, form(b"notes", "notes.txt", "text/plain"))
+    theirs = body["data"]
+    _, body = await upload(await new_app(client), form(b"elsewhere", "e.txt", "text/plain"))
+    foreign = body["data"]["id"]
+    made_up = str(uuid.uuid4())
+
+    def canonical(file_id: str) -> dict[str, Any]:
+        [row] = app_rows(
+            pg_dsn, app, f"select id, filename, size, mime_type from _files where id = '{file_id}'"
+        )
+        return {"id": str(row[0]), "filename": row[1], "size": row[2], "mime_type": row[3]}
+
+    hostile = {"url": "javascript:alert(1)", "filename": "<img src=x onerror=alert(1)>"}
+    base = canonical(mine["id"])
+    refused: list[tuple[Any, int]] = [
+        (hostile, 422),
+        ({**hostile, "id": mine["id"]}, 422),
+        ({**base, "filename": "<img src=x onerror=alert(1)>"}, 422),
+        ({**base, "url": "javascript:alert(1)"}, 422),
+        ({**base, "storage_path": "/etc/passwd"}, 422),
+        ({**base, "size": str(base["size"])}, 422),
+        ({**base, "mime_type": "text/html"}, 422),
+        ({"id": 12}, 422),
+        ([mine["id"]], 422),
+        (42, 422),
+        (foreign, 404),
+        ({"id": foreign}, 404),
+        (made_up, 404),
+        ({**base, "id": made_up}, 404),
+    ]
+    kept = (await writer.ok("POST", "doc", {"title": "kept", "attachment": mine["id"]}, 201))[
+        "data"
+    ]
+    before = app_rows(pg_dsn, app, "select id, attachment from docs")
+    for value, status in refused:
+        for method, path, body_of in (
+            ("POST", "doc", lambda v: {"title": "x", "attachment": v}),
+            ("PUT", f"doc/{kept['id']}", lambda v: {"attachment": v}),
+            ("POST", "doc", lambda v: {"title": "x", "pages": {"data": [{"scan": v}]}}),
+            ("PUT", f"doc/{kept['id']}", lambda v: {"pages": {"data": [{"scan": v}]}}),
+        ):
+            got, answer = await writer.call(method, path, body_of(value))
+            assert got == status, (value, method, path, answer)
+            error = error_of(answer)
+            assert error["code"] == ("NOT_FOUND" if status == 404 else "VALIDATION_FAILED")
+            if status == 422:
+                assert error["details"][0]["rule"] == "file", answer
+    assert app_rows(pg_dsn, app, "select id, attachment from docs") == before
+    assert app_rows(pg_dsn, app, "select * from pages") == []
+
+    # Accepted: an id (any case), the upload's answer, the record's value, a colleague's file;
+    # each stores exactly `_files`' metadata.
+    stored = canonical(mine["id"])
+    for value in (mine["id"], mine["id"].upper(), mine, kept["attachment"], {"id": mine["id"]}):
+        got = (await writer.ok("PUT", f"doc/{kept['id']}", {"attachment": value}))["data"]
+        assert got["attachment"] == stored, value
+        [(row,)] = app_rows(pg_dsn, app, f"select attachment from docs where id = '{kept['id']}'")
+        assert row == stored, value
+    got = (await writer.ok("PUT", f"doc/{kept['id']}", {"attachment": theirs}))["data"]
+    assert got["attachment"] == canonical(theirs["id"])
+    nested = {"title": "n", "pages": {"data": [{"scan": mine}, {"scan": theirs["id"]}]}}
+    await writer.ok("POST", "doc", nested, 201)
+    scans = [r[0] for r in app_rows(pg_dsn, app, "select scan from pages order by scan->>'size'")]
+    assert sorted(scans, key=lambda s: s["size"]) == sorted(
+        [stored, canonical(theirs["id"])], key=lambda s: s["size"]
+    )
+
+
+async def test_empty_file(client: Any, settings: Settings) -> None:
+    app = await new_app(client)
+    status, body = await upload(app, form(b"", "empty.txt", "text/plain"))
+    assert status == 201 and body["data"]["size"] == 0
+    file_id = body["data"]["id"]
+    resp = await client.get(app.url(f"_files/{file_id}"), headers=app.headers)
+    assert resp.status == 200 and await resp.read() == b""
+    assert resp.headers["Content-Length"] == "0"
+    resp = await client.get(
+        app.url(f"_files/{file_id}"), headers={**app.headers, "Range": "bytes=0-"}
+    )
+    assert resp.status == 416 and resp.headers["Content-Range"] == "bytes */0"
+    report = (await app.ok("POST", "_admin/files/sweep?grace_seconds=0"))["data"]
+    assert report == {"removed": [], "missing_bytes": []}

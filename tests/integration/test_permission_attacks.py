@@ -417,3 +417,72 @@ async def test_hostile_values_never_500_nor_write_halfway(desk: AppClient, pg_ds
     assert perms is not None and perms[0] >= 1
     got = (await desk.ok("GET", f"_admin/users/{user['id']}"))["data"]
     assert got["email"] == "target@x.io"
+
+
+# --- many-to-many links to rows the caller cannot read ------------------------------------------
+
+
+def join_rows(pg_dsn: str, app: AppClient) -> set[tuple[str, str]]:
+    with psycopg.connect(dsn_for(pg_dsn, f"rocket_{app.name}")) as conn:
+        rows = conn.execute("select ticket_id, label_id from ticket_label_links").fetchall()
+    return {(str(t), str(label)) for t, label in rows}
+
+
+async def test_links_to_hidden_rows_answer_like_missing_ones(desk: AppClient, pg_dsn: str) -> None:
+    """A label the agent's read policy hides can be neither linked nor unlinked, in any mode, on
+    create or update, and the answer is the one a made-up id gets: no probing for hidden ids."""
+    for action in ("read", "create", "update"):
+        await grant(desk, "ticket", action, ["agent"])
+    await grant(desk, "label", "read", ["agent"], [cond("team", "eq", "support")])
+    agent = await user_client(desk, "agent@x.io", ["agent"])
+    sup = (await desk.ok("POST", "label", {"name": "sup", "team": "support"}, 201))["data"]["id"]
+    hidden = (await desk.ok("POST", "label", {"name": "sales", "team": "sales"}, 201))["data"]["id"]
+    # The admin linked the hidden label to the ticket; the agent may not see or touch that link.
+    t = (
+        await desk.ok("POST", "ticket", {"title": "t", "labels": {"data": [{"id": hidden}]}}, 201)
+    )["data"]["id"]
+    before = {(t, hidden)}
+    assert join_rows(pg_dsn, desk) == before
+
+    async def same_as_missing(method: str, path: str, body_of: Any) -> None:
+        missing = str(uuid.uuid4())
+        got_hidden = await agent.call(method, path, body_of(hidden))
+        got_missing = await agent.call(method, path, body_of(missing))
+        assert got_hidden[0] == got_missing[0] == 422, (body_of(hidden), got_hidden)
+        as_text = json.dumps(got_hidden[1]).replace(hidden, "ID")
+        assert as_text == json.dumps(got_missing[1]).replace(missing, "ID"), body_of(hidden)
+        assert got_hidden[1]["error"]["details"][-1]["rule"] == "exists"
+        assert join_rows(pg_dsn, desk) == before, body_of(hidden)
+
+    def nested(mode: str | None, *items: dict[str, Any]) -> dict[str, Any]:
+        envelope: dict[str, Any] = {"data": list(items)}
+        if mode is not None:
+            envelope["_write_mode"] = mode
+        return {"labels": envelope}
+
+    for mode in (None, "diff", "replace", "append"):
+        # Link: alone, and next to a label the agent may link (the whole request fails).
+        await same_as_missing("PUT", f"ticket/{t}", lambda i, m=mode: nested(m, {"id": i}))
+        await same_as_missing(
+            "PUT", f"ticket/{t}", lambda i, m=mode: nested(m, {"id": sup}, {"id": i})
+        )
+        await same_as_missing(
+            "POST", "ticket", lambda i, m=mode: {"title": "n", **nested(m, {"id": i})}
+        )
+        # Unlink (diff honours `_delete`; replace and append just do not link such an item).
+        await same_as_missing(
+            "PUT", f"ticket/{t}", lambda i, m=mode: nested(m, {"id": i, "_delete": True})
+        )
+    assert (await desk.ok("GET", "ticket"))["meta"]["total"] == 1  # no create got through
+
+    # What the agent may do still works; replace keeps the link the agent cannot see.
+    await agent.ok("PUT", f"ticket/{t}", nested("append", {"id": sup}))
+    assert join_rows(pg_dsn, desk) == {(t, hidden), (t, sup)}
+    await agent.ok("PUT", f"ticket/{t}", nested("replace"))
+    assert join_rows(pg_dsn, desk) == before
+    await agent.ok("PUT", f"ticket/{t}", nested("diff", {"id": sup}))
+    await agent.ok("PUT", f"ticket/{t}", nested("diff", {"id": sup, "_delete": True}))
+    assert join_rows(pg_dsn, desk) == before
+    # The admin is not filtered: replace removes every link.
+    await desk.ok("PUT", f"ticket/{t}", nested("replace", {"id": sup}))
+    assert join_rows(pg_dsn, desk) == {(t, sup)}

@@ -14,11 +14,14 @@ from typing import Any
 import psycopg
 import pytest
 from psycopg.rows import dict_row
+from structlog.testing import capture_logs
 
 from rocketd.config import Settings, WebhookSettings
 from tests.apps import AppClient, new_app
 from tests.conftest import dsn_for
 from tests.helpers import wait_until as _wait_until
+from tests.perms import cond, grant
+from tests.perms import user_client as perms_user
 from tests.receiver import Receiver
 
 SECRET = "test-signing-secret"
@@ -321,3 +324,76 @@ async def test_sync_hooks_gate_the_write(client: Any, receiver: Receiver, pg_dsn
     await app.ok("DELETE", f"ticket/{ticket['id']}")
     assert receiver.received[-1].json["event"] == "before_delete"
     assert app_rows(pg_dsn, app, "select * from tickets") == []
+
+
+async def test_a_refusing_sync_hook_tells_ordinary_writers_nothing_about_it(
+    client: Any, receiver: Receiver, pg_dsn: str
+) -> None:
+    """A non-admin writer learns that a webhook refused the write, not which one, where it
+    points or what it answered; the app admin and the server log keep the detail."""
+    app = await ticket_app(client)
+    await grant(app, "ticket", "read", ["clerk"], [cond("status", "neq", "secret")])
+    for action in ("create", "update", "delete"):
+        await grant(app, "ticket", action, ["clerk"])
+    clerk = await perms_user(app, "clerk@x.io", ["clerk"])
+    ticket = (await clerk.ok("POST", "ticket", {"title": "before any hook"}, 201))["data"]
+    write_hook = await add_hook(app, entity="ticket", hook="before_write", url=receiver.url)
+    delete_hook = await add_hook(app, entity="ticket", hook="before_delete", url=receiver.url)
+    secrets = (write_hook["id"], delete_hook["id"], "127.0.0.1", str(receiver.port), "HTTP",
+               "status", "timed out", "refused:", "loopback", "link-local", "169.254")  # fmt: skip
+
+    def generic(action: str) -> dict[str, Any]:
+        return {
+            "error": {
+                "code": "VALIDATION_FAILED",
+                "message": f"Webhook rejected the {action}",
+                "details": [{"message": f"a webhook refused this {action}", "rule": "webhook"}],
+            }
+        }
+
+    async def refused(method: str, path: str, body: Any, action: str, why: str) -> None:
+        with capture_logs() as logged:
+            status, payload = await clerk.call(method, path, body)
+        assert (status, payload) == (422, generic(action)), why
+        assert not [s for s in secrets if s in json.dumps(payload)], why
+        # The log keeps what happened.
+        [entry] = [e for e in logged if e["event"] == "sync webhook refused the write"]
+        assert entry["webhook"] in (write_hook["id"], delete_hook["id"]), why
+        # The app admin gets the detail.
+        status, payload = await app.call(method, path, body)
+        assert status == 422 and payload["error"]["message"].startswith(
+            f"Webhook rejected the {action}: "
+        ), why
+        assert payload["error"]["details"][0]["message"].startswith("webhook "), why
+
+    receiver.status = 500
+    await refused("POST", "ticket", {"title": "a"}, "create", "HTTP 500")
+    await refused("PUT", f"ticket/{ticket['id']}", {"title": "b"}, "update", "HTTP 500")
+    receiver.status, receiver.delay = 200, 2.0  # beyond sync_timeout (0.5 s)
+    await refused("POST", "ticket", {"title": "slow"}, "create", "timeout")
+    receiver.delay = 0
+    metadata_url = "http://169.254.169.254/latest/meta-data"
+    await app.ok("PUT", f"_admin/webhooks/{write_hook['id']}", {**write_hook, "url": metadata_url})
+    await refused("POST", "ticket", {"title": "ssrf"}, "create", "refused target")
+    await app.ok("DELETE", f"_admin/webhooks/{write_hook['id']}")
+    receiver.status = 403
+    await refused("DELETE", f"ticket/{ticket['id']}", None, "delete", "HTTP 403")
+    titles = [r["title"] for r in app_rows(pg_dsn, app, "select title from tickets")]
+    assert titles == ["before any hook"]
+
+    # A condition that cannot be evaluated: the writer gets a bare 500, the admin the detail.
+    await app.ok("DELETE", f"_admin/webhooks/{delete_hook['id']}")
+    broken = await add_hook(
+        app,
+        entity="ticket",
+        hook="before_write",
+        url=receiver.url,
+        condition="record.title matches record.status",
+    )
+    status, payload = await clerk.call("POST", "ticket", {"title": "c"})
+    assert (status, payload) == (
+        500,
+        {"error": {"code": "INTERNAL_ERROR", "message": "Internal server error"}},
+    )
+    status, payload = await app.call("POST", "ticket", {"title": "c"})
+    assert status == 500 and broken["id"] in payload["error"]["message"]

@@ -7,6 +7,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import json
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,8 @@ from tests.apps import AppClient, new_app
 from tests.conftest import dsn_for
 from tests.helpers import wait_until
 from tests.integration.test_state_machines_api import grant_writes, user_client
+from tests.perms import cond, grant
+from tests.perms import user_client as perms_user
 
 UPSTREAM = Path(__file__).resolve().parents[3] / "shared" / "upstream-examples"
 PK = {"field": "id", "type": "uuid", "generated": True}
@@ -294,6 +297,8 @@ async def test_approvals_assignees_and_stale_decisions(client: Any, pg_dsn: str)
     manager, manager_id = await user_client(client, pg_dsn, app, "manager")
     hr, hr_id = await user_client(client, pg_dsn, app, "hr")
     grant_writes(pg_dsn, app, "leave_request", "hr")
+    # The manager may read leave requests, so sees the instance after its own step too.
+    await grant(app, "leave_request", "read", ["manager"])
     await app.ok("POST", "_admin/entities", {**NOTE, "name": "memo", "table": "memos"}, 201)
     body = {"days": 8, "status": "pending", "manager_id": hr_id}
     leave = (await hr.ok("POST", "leave_request", body, 201))["data"]
@@ -498,3 +503,93 @@ async def test_purge_works_in_batches(client: Any, pg_dsn: str, monkeypatch: Any
         assert await workflows.purge_finished(conn, 3) == 0  # not old enough
         assert await workflows.purge_finished(conn, 1) == 7  # batches of 3, 3, 1
     assert instance_ids(pg_dsn, app) == []
+
+
+# ------------------------------------------------------------------------- who sees instances
+
+
+def review_flow(name: str, assignee: dict[str, Any] | None) -> dict[str, Any]:
+    step: dict[str, Any] = {"id": "review", "type": "approval", "on_approve": "end"}
+    if assignee is not None:
+        step["assignee"] = assignee
+    return {
+        "name": name,
+        "trigger": {
+            "type": "state_change",
+            "entity": "leave_request",
+            "field": "status",
+            "to": "pending",
+        },
+        "context": {"record_id": "record.id", "days": "record.days"},
+        "steps": [step],
+    }
+
+
+async def test_instances_of_hidden_records_are_not_found(client: Any, pg_dsn: str) -> None:
+    """An instance carries values copied from its record: only admins, users who may read the
+    record and the assignees of its current step see it (or act on it); everybody else gets the
+    404 of a missing instance, on every route."""
+    app = await leave_app(client, None)
+    await app.ok("POST", "_admin/workflows", review_flow("open_review", None), 201)
+    manager_only = review_flow("manager_review", {"type": "role", "role": "manager"})
+    await app.ok("POST", "_admin/workflows", manager_only, 201)
+    await grant(app, "leave_request", "read", ["staff"], [cond("days", "lt", 100)])
+    staff = await perms_user(app, "staff@x.io", ["staff"])
+    manager = await perms_user(app, "manager@x.io", ["manager"])  # may not read leave_request
+    outsider = await perms_user(app, "outsider@x.io", ["outsider"])
+    short = (await app.ok("POST", "leave_request", {"days": 8, "status": "pending"}, 201))["data"]
+    secret = {"days": 500, "status": "pending"}
+    long = (await app.ok("POST", "leave_request", secret, 201))["data"]
+    with db(pg_dsn, app) as conn:
+        rows = conn.execute(
+            "select workflow_name, trigger_record_id, id from _workflow_instances"
+        ).fetchall()
+    ids = {(name, record): str(i) for name, record, i in rows}
+    open_short, open_long = ids["open_review", short["id"]], ids["open_review", long["id"]]
+    mgr_short, mgr_long = ids["manager_review", short["id"]], ids["manager_review", long["id"]]
+
+    async def like_missing(user: AppClient, method: str, suffix: str, hidden: str) -> None:
+        missing = str(uuid.uuid4())
+        got = await user.call(method, f"_workflows/{hidden}{suffix}", {})
+        expected = await user.call(method, f"_workflows/{missing}{suffix}", {})
+        assert got[0] == expected[0] == 404, (method, suffix, got)
+        assert json.dumps(got[1]).replace(hidden, "ID") == json.dumps(expected[1]).replace(
+            missing, "ID"
+        )
+
+    # Reading: the record's read filter decides, and the assignee of the current step sees it.
+    assert (await staff.ok("GET", f"_workflows/{open_short}"))["data"]["context"]["days"] == 8
+    await staff.ok("GET", f"_workflows/{mgr_short}")
+    for hidden in (open_long, mgr_long):
+        await like_missing(staff, "GET", "", hidden)
+    for hidden in (open_short, open_long, mgr_short, mgr_long):
+        await like_missing(outsider, "GET", "", hidden)
+    assert (await manager.ok("GET", f"_workflows/{mgr_long}"))["data"]["context"]["days"] == 500
+    await like_missing(manager, "GET", "", open_long)
+    for hidden in (open_short, open_long, mgr_short, mgr_long):
+        await app.ok("GET", f"_workflows/{hidden}")  # admins see everything
+
+    # The pending list: what the caller may act on *and* may see.
+    async def pending_of(user: AppClient) -> set[str]:
+        return {i["id"] for i in (await user.ok("GET", "_workflows/pending"))["data"]}
+
+    assert await pending_of(staff) == {open_short}
+    assert await pending_of(outsider) == set()
+    assert await pending_of(manager) == {mgr_short, mgr_long}
+    assert await pending_of(app) == {open_short, open_long, mgr_short, mgr_long}
+
+    # Deciding or cancelling a hidden instance: the answer of a missing one, and nothing changes.
+    for user in (staff, outsider):
+        await like_missing(user, "POST", "/approve", open_long)
+        await like_missing(user, "POST", "/reject", open_long)
+        assert (await user.ok("DELETE", f"_workflows/{open_long}"))["data"] == {"deleted": True}
+    with db(pg_dsn, app) as conn:
+        row = conn.execute(
+            "select status, history from _workflow_instances where id = %s", (open_long,)
+        ).fetchone()
+    assert row == ("running", [])
+    # Who may see and act still can.
+    done = (await staff.ok("POST", f"_workflows/{open_short}/approve", {}))["data"]
+    assert done["status"] == "completed"
+    done = (await manager.ok("POST", f"_workflows/{mgr_long}/approve", {}))["data"]
+    assert done["status"] == "completed" and done["context"]["days"] == 500

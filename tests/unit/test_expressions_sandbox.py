@@ -229,7 +229,7 @@ def test_catastrophic_regex_backtracking_is_cut_short() -> None:
 def test_regex_sizes_are_bounded() -> None:
     long_pattern = "'" + "a" * (MAX_PATTERN_LENGTH + 1) + "'"
     assert rejected(f"s matches {long_pattern}").message == (
-        f"regular expression is too long (more than {MAX_PATTERN_LENGTH} characters)"
+        f"invalid regular expression: longer than {MAX_PATTERN_LENGTH} characters"
     )
     assert fails("s matches 'a'", s="a" * 100_001).message == (
         "matches: string is too long (more than 100000 characters)"

@@ -10,8 +10,7 @@ import pytest
 
 from rocketd.engine.files import clean_filename, effective_mime, is_file_id, sniff
 from rocketd.http.routes_files import content_disposition
-from rocketd.storage import open_storage
-from rocketd.storage.base import TooLarge
+from rocketd.storage import LocalDriver, MissingObject, TooLarge, open_storage, write_object
 
 
 @pytest.mark.parametrize(
@@ -68,23 +67,31 @@ async def _chunks(count: int, size: int) -> AsyncIterator[bytes]:
         yield b"a" * size
 
 
-async def test_local_storage_put_limit_and_delete(tmp_path: Path) -> None:
-    storage = open_storage("local", str(tmp_path))
+async def test_local_storage_write_limit_read_and_delete(tmp_path: Path) -> None:
+    storage = LocalDriver(str(tmp_path)).for_app("app1")
     file_id = "3f0b6a5e-2c1d-4d7e-9a43-51f0c8e2b7aa"
-    stored = await storage.put("app1", file_id, _chunks(4, 1000), 4000)
+    stored = await write_object(storage, file_id, _chunks(4, 1000), 4000)
     assert stored.size == 4000 and stored.head == b"a" * 512
     path = storage.local_file(stored.key)
     assert path is not None and path.read_bytes() == b"a" * 4000
-    assert storage.keys("app1") == {file_id: stored.key}
+    assert await storage.size(stored.key) == 4000
+    assert b"".join([c async for c in storage.open_read(stored.key, 10, 3010)]) == b"a" * 3000
+    listed = await storage.objects()
+    assert list(listed) == [file_id] and listed[file_id].complete
+    assert listed[file_id].key == stored.key
     await storage.delete(stored.key)
-    assert storage.keys("app1") == {}
+    assert await storage.objects() == {}
+    assert await storage.size(stored.key) is None
+    with pytest.raises(MissingObject):
+        [c async for c in storage.open_read(stored.key)]
     with pytest.raises(TooLarge):
-        await storage.put("app1", file_id, _chunks(5, 1000), 4000)
+        await write_object(storage, file_id, _chunks(5, 1000), 4000)
     assert not (tmp_path / "app1" / file_id).exists()
     assert storage.local_file(str(tmp_path.parent / "elsewhere")) is None
+    assert not storage.owns("postgres:" + file_id) and not storage.owns("relative/content")
     with pytest.raises(ValueError):
-        await storage.put("../x", file_id, _chunks(1, 1), 10)
+        await write_object(storage, "../../etc", _chunks(1, 1), 10)
     with pytest.raises(ValueError):
-        await storage.put("app1", "../../etc", _chunks(1, 1), 10)
+        LocalDriver(str(tmp_path)).for_app("../x")
     with pytest.raises(ValueError):
         open_storage("s3", str(tmp_path))

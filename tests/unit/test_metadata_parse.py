@@ -479,6 +479,38 @@ def test_default_must_match_the_field_type(field_type: str, default: object, mes
 
 
 @pytest.mark.parametrize(
+    ("field_type", "default", "precision", "message"),
+    [
+        # An integer too large for a double (it reaches the parser from files and from jsonb).
+        ("float", 10**400, None, "default must be a finite number"),
+        ("decimal", "1e20", 2, "default must have at most 16 digits before the decimal point"),
+        ("decimal", 1e20, 2, "default must have at most 16 digits before the decimal point"),
+        ("decimal", "1e5000", None, "default is out of range for a decimal"),
+    ],
+)
+def test_a_numeric_default_must_fit_the_column(
+    field_type: str, default: object, precision: int | None, message: str
+) -> None:
+    field: dict[str, Any] = {"name": "value", "type": field_type, "default": default}
+    if precision is not None:
+        field["precision"] = precision
+    (problem,) = entity_problems(with_field(field))
+    assert problem == f'field "value": {message}'
+
+
+def test_the_largest_finite_numbers_are_valid_defaults() -> None:
+    data = entity_json()
+    data["fields"] += [
+        {"name": "big", "type": "float", "default": 1e308},
+        {"name": "huge", "type": "float", "default": 10**308},  # jsonb gives 1e308 back so
+        {"name": "wide", "type": "decimal", "precision": 2, "default": "9999999999999999.99"},
+    ]
+    entity = parse_entity(data)
+    assert entity.field_map["big"].default == 1e308
+    assert entity.field_map["huge"].default == 10**308
+
+
+@pytest.mark.parametrize(
     ("field_type", "default", "stored"),
     [
         ("int", "42", 42),
@@ -905,3 +937,26 @@ def test_upstream_example_metadata_parses_and_cross_checks_cleanly(path: Path) -
         assert relation_problems_in(growing, relation) == []
         growing = growing.with_relation(relation)
     assert growing == registry
+
+
+def many_fields(count: int) -> list[dict[str, Any]]:
+    return [{"name": "id", "type": "uuid"}] + [
+        {"name": f"f{n}", "type": "int"} for n in range(count - 1)
+    ]
+
+
+def test_an_entity_may_have_as_many_columns_as_postgresql_allows() -> None:
+    assert len(parse_entity(entity_json(fields=many_fields(1600))).fields) == 1600
+    declared = [*many_fields(1599), {"name": "deleted_at", "type": "timestamp"}]
+    parse_entity(entity_json(fields=declared, soft_delete=True))
+
+
+def test_more_columns_than_postgresql_allows_are_refused() -> None:
+    assert entity_problems(entity_json(fields=many_fields(1601))) == [
+        "too many fields: the table would have 1601 columns (1601 fields); PostgreSQL allows"
+        " at most 1600"
+    ]
+    assert entity_problems(entity_json(fields=many_fields(1600), soft_delete=True)) == [
+        "too many fields: the table would have 1601 columns (1600 fields plus the deleted_at"
+        " column of soft delete); PostgreSQL allows at most 1600"
+    ]

@@ -756,3 +756,28 @@ def test_one_to_many_indexes_the_target_key_once() -> None:
     )
     missing = plan_relation_migration(relation, entity(), comment, {"id": existing["id"]})
     assert "has no column post_id" in one_problem(missing)
+
+
+# ------------------------------------------------------------------------------ column limit
+
+
+def test_an_update_past_postgresqls_column_limit_is_a_problem_not_ddl() -> None:
+    # 1,500 columns in the table (old fields' columns are kept) and 101 new fields: 1,601.
+    existing = columns(*((f"old{n}", "text") for n in range(1499)))
+    wide = entity(*(Field(f"new{n}", "string") for n in range(101)))
+    plan = plan_entity_migration(wide, wide, existing)
+    assert one_problem(plan) == (
+        "table posts would have 1601 columns: it has 1500 (the columns of removed fields are"
+        " kept) and the entity adds 101; PostgreSQL allows at most 1600"
+    )
+    assert plan.statements == ()
+    error = plan.error()
+    assert error is not None and error.status == 422
+
+
+def test_soft_delete_counts_the_deleted_at_column_it_adds() -> None:
+    existing = columns(*((f"old{n}", "text") for n in range(1599)))  # 1,600 with id
+    assert "would have 1601 columns" in one_problem(
+        plan_entity_migration(None, entity(soft_delete=True), existing)
+    )
+    assert texts(plan_entity_migration(None, entity(), existing)) == []

@@ -16,6 +16,7 @@ from rocketd.metadata.rules import (
     FieldRule,
     RelatedLoad,
     RuleBook,
+    new_rule_problems_in,
     parse_rule,
     rule_problems_in,
 )
@@ -208,6 +209,54 @@ def test_computed_rules_on_undeclared_or_engine_managed_fields_are_rejected() ->
         assert rule_problems_in(REGISTRY, parsed), target
     fine = parse_rule(rule("computed", field="total", expression="1"))
     assert rule_problems_in(REGISTRY, fine) == []
+
+
+def item_rule(**definition: Any) -> dict[str, Any]:
+    return {**rule(**definition), "entity": "item"}
+
+
+def saving(**definition: Any) -> list[tuple[str, str]]:
+    parsed = parse_rule(item_rule(**definition))
+    return [(d.field, d.message) for d in new_rule_problems_in(REGISTRY, parsed)]
+
+
+def test_the_numbers_of_a_rule_being_saved_must_fit_the_field() -> None:
+    int_range = "must be between -2147483648 and 2147483647"
+    assert saving(field="qty", operator="min", value=1e20) == [
+        ("definition.value", f"min 1e+20 is out of range for item.qty (int): {int_range}")
+    ]
+    assert saving(field="unit_price", operator="max", value=1e20) == [
+        (
+            "definition.value",
+            "max 1e+20 is out of range for item.unit_price (decimal): must have at most 16"
+            " digits before the decimal point",
+        )
+    ]
+    assert saving(field="qty", operator="enum", value=[1, 2**40]) == [
+        (
+            "definition.value[1]",
+            f"enum value {2**40} is out of range for item.qty (int): {int_range}",
+        )
+    ]
+    assert saving(field="kind", operator="max_length", value=2**31) == [
+        ("definition.value", "max_length must be at most 2147483647")
+    ]
+    assert saving(field="qty", operator="max", value=0.5) == []  # any number of the range
+    assert saving(field="qty", operator="enum", value=["a", 2**31 - 1]) == []
+    assert saving(field="kind", operator="min", value=1e300) == []  # text has no range
+
+
+def test_stored_rules_are_not_held_to_the_ranges() -> None:
+    rows = [{"id": "x", **item_rule(field="qty", operator="min", value=1e20)}]
+    book = RuleBook.build(REGISTRY, rows, [])
+    assert [r.id for r in book.for_entity("item").before_write] == ["x"]
+    assert book.problems == ()
+
+
+def test_priority_must_fit_its_column() -> None:
+    body = {**rule(field="number", operator="required"), "priority": 2**31}
+    assert problems_of(body) == ["priority must be between -2147483648 and 2147483647"]
+    assert parse_rule({**body, "priority": -(2**31)}).priority == -(2**31)
 
 
 def test_book_orders_by_priority_groups_by_hook_and_skips_invalid_rows() -> None:

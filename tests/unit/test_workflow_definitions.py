@@ -34,6 +34,7 @@ def action(step_id: str, then: Any = None) -> dict[str, Any]:
         ("2d", 172800),
         ("500ms", 0.5),
         ("1.5h", 5400),
+        ("3650d", 3650 * 86400),
     ],
 )
 def test_durations(text: str, seconds: float) -> None:
@@ -42,6 +43,13 @@ def test_durations(text: str, seconds: float) -> None:
 
 @pytest.mark.parametrize("text", ["", "h", "10", "1x", "1h 30m", "-1h", "0s", 5, None])
 def test_invalid_durations(text: object) -> None:
+    assert parse_duration(text) is None
+
+
+@pytest.mark.parametrize("text", ["3651d", "999999999d", "99999999999d", "1" + "0" * 400 + "s"])
+def test_durations_beyond_ten_years_are_invalid_not_an_overflow(text: str) -> None:
+    # 99999999999d overflowed timedelta (a 500 at save time); 999999999d made every deadline
+    # overflow the date range when an approval step started.
     assert parse_duration(text) is None
 
 

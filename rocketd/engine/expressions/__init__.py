@@ -21,7 +21,8 @@ Decision: a small compiler of our own, not a library with a syntax adapter.
   or Python `ast`, no attribute access at all (member access reads map keys only), no loops,
   bounded sizes (limits.py) and fast evaluation.
 - `matches` uses the `regex` package (a well-kept drop-in for `re`, also used by field
-  `pattern` rules) for its per-match timeout, which bounds catastrophic backtracking.
+  `pattern` rules) for its per-match timeout, which bounds catastrophic backtracking; patterns
+  are checked, compiled and matched by rocketd.engine.patterns, under the pattern limits.
 
 Modules: lexer (characters -> tokens), parser (tokens -> nodes), evaluator (nodes -> closures,
 constant folding), operations (what each operator means), functions (built-ins and methods),
@@ -38,17 +39,16 @@ from rocketd.engine.expressions.expression import (
 )
 from rocketd.engine.expressions.functions import FUNCTIONS, METHODS
 from rocketd.engine.expressions.limits import (
-    MATCH_TIMEOUT_SECONDS,
     MAX_COLLECTION,
     MAX_DEPTH,
     MAX_INT_BITS,
     MAX_MATCH_SUBJECT,
     MAX_NODES,
-    MAX_PATTERN_LENGTH,
     MAX_SOURCE_LENGTH,
     MAX_STRING_LENGTH,
 )
 from rocketd.engine.expressions.operations import truthy
+from rocketd.engine.patterns import MATCH_TIMEOUT_SECONDS, MAX_PATTERN_LENGTH
 
 __all__ = [
     "FUNCTIONS",

@@ -12,7 +12,6 @@ and lists), so an expression can reach only the data its environment holds.
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
@@ -21,14 +20,10 @@ from typing import Any, Final
 
 import regex
 
+from rocketd.engine import patterns
 from rocketd.engine.expressions.errors import EvaluationError, ExpressionError
 from rocketd.engine.expressions.functions import FUNCTIONS, METHODS, new_date
-from rocketd.engine.expressions.limits import (
-    MATCH_TIMEOUT_SECONDS,
-    MAX_COLLECTION,
-    MAX_MATCH_SUBJECT,
-    MAX_PATTERN_LENGTH,
-)
+from rocketd.engine.expressions.limits import MAX_COLLECTION, MAX_MATCH_SUBJECT
 from rocketd.engine.expressions.nodes import (
     Binary,
     Call,
@@ -411,25 +406,22 @@ def _sum(items: Compiled, per_item: Compiled | None) -> Compiled:
 # --- regular expressions -----------------------------------------------------------------------
 
 
-@functools.lru_cache(maxsize=512)
-def compile_pattern(pattern: Any) -> Any:
-    """A `matches` pattern (Python regex syntax) compiled by the `regex` engine, whose matches
-    can be given a timeout. Raises `EvaluationError`."""
+def compile_pattern(pattern: Any) -> regex.Pattern[str]:
+    """A `matches` pattern (Python regex syntax), within the pattern limits and compiled once
+    (rocketd.engine.patterns). Raises `EvaluationError`."""
     pattern = native(pattern)
     if not isinstance(pattern, str):
         raise EvaluationError(f"matches needs a string pattern, got {type_name(pattern)}")
-    if len(pattern) > MAX_PATTERN_LENGTH:
-        raise EvaluationError(
-            f"regular expression is too long (more than {MAX_PATTERN_LENGTH} characters)"
-        )
     try:
-        return regex.compile(pattern)
-    except regex.error as exc:
-        where = f" (character {exc.pos} of the pattern)" if exc.pos is not None else ""
-        raise EvaluationError(f"invalid regular expression: {exc.msg}{where}") from None
+        return patterns.compile_pattern(pattern)
+    except patterns.PatternError as exc:
+        where = f" (character {exc.position} of the pattern)" if exc.position is not None else ""
+        raise EvaluationError(f"invalid regular expression: {exc.reason}{where}") from None
+    except patterns.PatternTimeout as exc:
+        raise EvaluationError(f"regular expression not compiled: {exc}") from None
 
 
-def _search(pattern: Any, subject: Any) -> bool:
+def _search(pattern: regex.Pattern[str], subject: Any) -> bool:
     """Unanchored search, like field `pattern` rules; a nil subject does not match."""
     subject = native(subject)
     if subject is None:
@@ -441,9 +433,12 @@ def _search(pattern: Any, subject: Any) -> bool:
             f"matches: string is too long (more than {MAX_MATCH_SUBJECT} characters)"
         )
     try:
-        found = pattern.search(subject, timeout=MATCH_TIMEOUT_SECONDS)
-    except TimeoutError:
+        return patterns.search(pattern, subject)
+    except patterns.PatternTimeout as exc:
+        if exc.budget_spent:
+            raise EvaluationError(
+                f"regular expressions took too long: {exc}; simplify them"
+            ) from None
         raise EvaluationError(
             "regular expression took too long to match; simplify it (avoid nested repetition)"
         ) from None
-    return found is not None

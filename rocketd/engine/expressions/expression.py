@@ -12,6 +12,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from rocketd.engine import patterns
 from rocketd.engine.expressions.errors import EvaluationError, ExpressionError
 from rocketd.engine.expressions.evaluator import build
 from rocketd.engine.expressions.operations import truthy
@@ -36,7 +37,9 @@ class Expression:
         return self._names
 
     def evaluate(self, env: Mapping[str, Any]) -> Any:
-        """The expression's value in `env`. Raises `EvaluationError` only."""
+        """The expression's value in `env`. Raises `EvaluationError` only. Its regular
+        expressions share the running write's time budget, or one of their own."""
+        budget = patterns.start_budget()
         try:
             return self._run(env)
         except EvaluationError:
@@ -46,6 +49,8 @@ class Expression:
         except Exception as exc:
             # A defect here must still be a 422 naming the expression, never a 500.
             raise EvaluationError(f"cannot evaluate {self.source!r}: {exc}") from exc
+        finally:
+            patterns.end_budget(budget)
 
     def test(self, env: Mapping[str, Any]) -> bool:
         """The truthiness of `evaluate(env)`: what rules, guards and conditions use."""
