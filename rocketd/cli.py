@@ -1,6 +1,10 @@
 """The `rocketd` command line: serve, check-config, version, apps list|create|delete, export,
 import, backup, restore.
 
+`check-config` validates the settings, then, when the database answers (an external one, or the
+embedded one while a server runs it), reports accounts whose emails differ only in case (see
+rocketd.db.email_index); it never starts a database or changes one.
+
 `apps`, `export`/`import` and `backup`/`restore` talk to the databases directly (not over HTTP),
 so they work while the server is down. With no database configured they use the embedded PostgreSQL in `data_dir`,
 starting it for the command and stopping it afterwards unless a running server already owns it.
@@ -150,7 +154,7 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
     _replay(early_lines)
     if args.command == "check-config":
         print(_summary(settings), file=out)
-        return 0
+        return _run(_check_accounts(settings, out))
     if args.command == "serve":
         return _run(_serve(settings))
     if args.command == "apps" and args.apps_command == "delete" and not args.yes:
@@ -203,6 +207,70 @@ async def _serve(settings: Settings) -> int:
         first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         print(f"rocketd: cannot start: {first_line}", file=sys.stderr)
         return 1
+
+
+async def _check_accounts(settings: Settings, out: TextIO) -> int:
+    """Print the account problems found in the databases (a report: the exit code stays 0)."""
+    import psycopg
+
+    from rocketd.db import email_index
+    from rocketd.db.embedded import EmbeddedPostgres, EmbeddedPostgresError
+    from rocketd.runtime import settings_for_embedded
+
+    if not settings.database.configured:
+        embedded = EmbeddedPostgres(Path(settings.data_dir))
+        if not embedded.running:
+            print("accounts: not checked (the embedded PostgreSQL is not running)", file=out)
+            return 0
+        try:
+            settings = settings_for_embedded(settings, await asyncio.to_thread(embedded.start))
+        except EmbeddedPostgresError as err:
+            print(f"accounts: not checked ({err})", file=out)
+            return 0
+
+    def connect(dsn: str) -> Any:
+        return psycopg.AsyncConnection.connect(dsn, connect_timeout=5)
+
+    async def duplicates(dsn: str, table: str) -> list[email_index.CaseDuplicate]:
+        async with await connect(dsn) as conn:
+            if not await _has_table(conn, table):
+                return []
+            return await email_index.case_duplicates(conn, table)
+
+    async def active_apps() -> list[tuple[str, str]]:
+        async with await connect(settings.database.dsn()) as conn:
+            if not await _has_table(conn, "_apps"):
+                return []
+            cur = await conn.execute(
+                "select name, db_name from _apps where status = 'active' order by name"
+            )
+            return [(row[0], row[1]) for row in await cur.fetchall()]
+
+    try:
+        found = [("platform", await duplicates(settings.database.dsn(), "_platform_users"))]
+        for name, db_name in await active_apps():
+            found.append(
+                (f"app {name}", await duplicates(settings.database.dsn(db_name), "_users"))
+            )
+    except psycopg.Error as err:
+        print(f"accounts: not checked (database: {type(err).__name__})", file=out)
+        return 0
+    problems = [(where, dups) for where, dups in found if dups]
+    for where, dups in problems:
+        print(
+            f"warning: {where}: accounts whose emails differ only in case (a login picks the"
+            f" exact spelling; rename or delete one of each): {email_index.describe(dups)}",
+            file=out,
+        )
+    if not problems:
+        print("accounts: no emails that differ only in case", file=out)
+    return 0
+
+
+async def _has_table(conn: Any, table: str) -> bool:
+    cur = await conn.execute("select to_regclass(%s) is not null", (table,))
+    row = await cur.fetchone()
+    return bool(row and row[0])
 
 
 @asynccontextmanager

@@ -45,7 +45,9 @@ __all__ = [
     "DatabaseSettings",
     "InstrumentationSettings",
     "LogSettings",
+    "LoginThrottleSettings",
     "OutboundSettings",
+    "RedisSettings",
     "ServerSettings",
     "Settings",
     "StorageSettings",
@@ -196,6 +198,24 @@ def _postgres_url(value: Any) -> Any:
     return url
 
 
+_REDIS_SCHEMES: Final = ("redis", "rediss", "unix")
+
+
+def _redis_url(value: Any) -> Any:
+    # The URL may hold a password: describe problems without echoing it.
+    url = str(value).strip()
+    if not url:
+        return ""
+    try:
+        scheme = urlsplit(url).scheme.lower()
+    except ValueError as exc:
+        raise _Invalid(f"not a valid URL ({exc})") from None
+    if scheme not in _REDIS_SCHEMES:
+        shown = repr(scheme) if scheme else "none"
+        raise _Invalid(f"expected a redis://, rediss:// or unix:// URL, got scheme {shown}")
+    return url
+
+
 # --------------------------------------------------------------------------------------------
 # Settings dataclasses (the schema)
 # --------------------------------------------------------------------------------------------
@@ -234,6 +254,9 @@ class ServerSettings(_Section):
     max_headers: int = _key(128, check=_at_least(16))
     header_timeout: float = _key(10.0, check=_greater_than(0))
     keepalive_timeout: float = _key(75.0, check=_greater_than(0))
+    # Peers whose `X-Forwarded-For` is believed (CIDRs): the client address of a request that
+    # comes through them is the nearest hop they did not add (rocketd.http.client_address).
+    trusted_proxies: tuple[str, ...] = _key((), check=_networks)
 
 
 @dataclass(frozen=True, repr=False)
@@ -297,6 +320,24 @@ class LogSettings(_Section):
 
 
 @dataclass(frozen=True, repr=False)
+class LoginThrottleSettings(_Section):
+    """Failed-attempt throttling of logins and invite acceptance (rocketd.auth.throttle)."""
+
+    enabled: bool = _key(True)
+    # Per account: this many failures within the window make the account answer 429 for a
+    # backoff that starts at backoff_initial and doubles with each further failure, up to
+    # backoff_max.
+    account_max_failures: int = _key(10, check=_at_least(1))
+    account_window: float = _key(900.0, check=_greater_than(0))
+    backoff_initial: float = _key(30.0, check=_greater_than(0))
+    backoff_max: float = _key(900.0, check=_greater_than(0))
+    # Per client address: this many failures within the window make it answer 429 until the
+    # oldest of them leaves the window.
+    address_max_failures: int = _key(100, check=_at_least(1))
+    address_window: float = _key(900.0, check=_greater_than(0))
+
+
+@dataclass(frozen=True, repr=False)
 class AuthSettings(_Section):
     access_token_ttl: int = _key(900, check=_greater_than(0))
     refresh_token_ttl: int = _key(604_800, check=_greater_than(0))
@@ -306,6 +347,7 @@ class AuthSettings(_Section):
     platform_admin_password: str = _key("changeme", check=_seed_password, secret=True)
     app_admin_email: str = _key("admin@localhost", check=_not_empty)
     app_admin_password: str = _key("changeme", check=_seed_password, secret=True)
+    login_throttle: LoginThrottleSettings = field(default_factory=LoginThrottleSettings)
 
 
 @dataclass(frozen=True, repr=False)
@@ -367,6 +409,14 @@ class WebhookSettings(_Section):
 
 
 @dataclass(frozen=True, repr=False)
+class RedisSettings(_Section):
+    # Empty: the login throttle keeps its counters in PostgreSQL (the management database).
+    url: str = _key("", check=_redis_url, secret=True)
+    # Prepended to every key rocketd writes, so deployments can share one Redis.
+    key_prefix: str = _key("rocketd:", check=_not_empty)
+
+
+@dataclass(frozen=True, repr=False)
 class Settings(_Section):
     server: ServerSettings = field(default_factory=ServerSettings)
     database: DatabaseSettings = field(default_factory=DatabaseSettings)
@@ -378,6 +428,7 @@ class Settings(_Section):
     ai: AISettings = field(default_factory=AISettings)
     outbound: OutboundSettings = field(default_factory=OutboundSettings)
     webhooks: WebhookSettings = field(default_factory=WebhookSettings)
+    redis: RedisSettings = field(default_factory=RedisSettings)
     app_pool_size: int = _key(5, check=_at_least(1))
     # Seconds between workflow timeout / resume sweeps (spec: at least every 60 s).
     workflow_tick_seconds: float = _key(5.0, check=_between(0.01, 60))

@@ -175,6 +175,14 @@ class InvalidState(ApiError):
     default_message = "Invalid state"
 
 
+class RateLimited(ApiError):
+    """Too many failed attempts; `headers` carry `Retry-After` and the `RateLimit-*` triple."""
+
+    code = "RATE_LIMITED"
+    status = 429
+    default_message = "Too many failed attempts; try again later"
+
+
 class NotConfigured(ApiError):
     code = "NOT_CONFIGURED"
     status = 501

@@ -1,7 +1,8 @@
 """Builds everything, serves, and shuts down in order.
 
 Start: embedded PostgreSQL (only when no database is configured) -> management database (created
-if missing) and its schema -> platform secret and seeded admin -> repair of half-made apps ->
+if missing) and its schema -> platform secret and seeded admin (and a report of platform accounts
+whose emails differ only in case) -> login throttle -> repair of half-made apps ->
 supervisor, app actors (with what the installed capabilities contribute), metadata listener ->
 each capability's `start` (services; background work such as the webhook dispatcher and the
 workflow runner only with `background_work` on) -> scheduler -> HTTP server -> `READY=1`.
@@ -23,6 +24,7 @@ from aiohttp import web
 from psycopg import errors as pg_errors
 from psycopg import sql
 from psycopg_pool import AsyncConnectionPool
+from redis.exceptions import RedisError
 
 from rocketd import __version__
 from rocketd.actors.directory import AppDirectory
@@ -30,9 +32,12 @@ from rocketd.actors.listener import MetadataListener
 from rocketd.actors.scheduler import Scheduler
 from rocketd.actors.supervisor import Supervisor
 from rocketd.auth.accounts import PLATFORM_TABLES, AccountService
+from rocketd.auth.throttle import LoginThrottle, ThrottleStore
+from rocketd.auth.throttle_stores import PostgresThrottleStore, RedisThrottleStore
 from rocketd.auth.tokens import new_app_secret
 from rocketd.capabilities import INSTALLED
 from rocketd.config import DatabaseSettings, Settings
+from rocketd.db import email_index
 from rocketd.db.embedded import EmbeddedPostgres
 from rocketd.db.management_schema import MANAGEMENT_PLAN
 from rocketd.db.migrations import apply_plan
@@ -52,6 +57,7 @@ log = get_logger("rocketd.runtime")
 UPSTREAM_DEFAULT_PLATFORM_SECRET = "changeme-platform-secret"  # noqa: S105 - public default
 PLATFORM_SECRET_KEY = "platform_jwt_secret"  # noqa: S105 - a settings key name
 REFRESH_PURGE_INTERVAL = 3600.0
+THROTTLE_PURGE_INTERVAL = 900.0
 
 
 def settings_for_embedded(settings: Settings, server_dsn: str) -> Settings:
@@ -110,6 +116,28 @@ async def bootstrap_management(settings: Settings, pool: AsyncConnectionPool[Any
             await apply_plan(conn, MANAGEMENT_PLAN)
         finally:
             await conn.set_autocommit(True)
+
+
+async def open_throttle_store(settings: Settings, pool: AsyncConnectionPool[Any]) -> ThrottleStore:
+    """Redis when `redis.url` is set (it must answer now), else the management database."""
+    if not settings.redis.url:
+        return PostgresThrottleStore(pool)
+    store = RedisThrottleStore(settings.redis.url, settings.redis.key_prefix)
+    try:
+        await store.ping()
+    except RedisError as exc:
+        await store.close()
+        # An OSError: the CLI reports it as one line and exits 1.
+        raise ConnectionError(f"redis.url does not answer: {exc}") from None
+    log.info("login throttle counters are kept in Redis")
+    return store
+
+
+async def check_platform_emails(pool: AsyncConnectionPool[Any]) -> None:
+    """Add the case-insensitive email index when it can be made; report what stops it."""
+    async with pool.connection() as conn:
+        duplicates = await email_index.ensure_case_insensitive_index(conn, PLATFORM_TABLES.users)
+    email_index.report_duplicates(duplicates, "platform")
 
 
 async def resolve_platform_secret(settings: Settings, pool: AsyncConnectionPool[Any]) -> str:
@@ -214,6 +242,9 @@ class Runtime:
                 "seeded the platform admin with the configured default password; change it",
                 email=settings.auth.platform_admin_email,
             )
+        await check_platform_emails(pool)
+        throttle_store = await open_throttle_store(settings, pool)
+        login_throttle = LoginThrottle(throttle_store, settings.auth.login_throttle)
         await apps.repair_incomplete_apps(settings, pool)
         supervisor = Supervisor()
         directory = AppDirectory(
@@ -227,6 +258,7 @@ class Runtime:
             settings=settings,
             management_pool=pool,
             platform_accounts=platform_accounts,
+            login_throttle=login_throttle,
             directory=directory,
             supervisor=supervisor,
             platform_secret=platform_secret,
@@ -277,6 +309,9 @@ class Runtime:
             )
             return
         scheduler.add_job("purge-refresh-tokens", REFRESH_PURGE_INTERVAL, self._purge_tokens)
+        scheduler.add_job(
+            "purge-login-throttle", THROTTLE_PURGE_INTERVAL, self._purge_login_throttle
+        )
         await supervisor.add(scheduler)
 
     async def _start_http(self) -> None:
@@ -298,6 +333,10 @@ class Runtime:
         for actor in self.services.directory.actors.values():
             await actor.accounts.purge_expired_refresh_tokens()
 
+    async def _purge_login_throttle(self) -> None:
+        assert self.services is not None
+        await self.services.login_throttle.store.purge()
+
     async def stop(self) -> None:
         self.notifier.stopping()
         log.info("shutting down")
@@ -312,6 +351,7 @@ class Runtime:
             if self.started is not None:
                 await self.started.stop()
                 self.started = None
+            await self.services.login_throttle.store.close()
             await self.services.management_pool.close()
             self.services = None
         if self.embedded is not None and self.embedded.owned:

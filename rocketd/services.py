@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 from psycopg_pool import AsyncConnectionPool
 
 from rocketd.auth.accounts import AccountService
+from rocketd.auth.throttle import LoginThrottle
 from rocketd.config import Settings
 
 if TYPE_CHECKING:
@@ -33,6 +34,8 @@ class Services:
     settings: Settings
     management_pool: AsyncConnectionPool[Any]
     platform_accounts: AccountService
+    # Failed-attempt throttling of every login-like endpoint, shared through the database.
+    login_throttle: LoginThrottle
     directory: AppDirectory
     supervisor: Supervisor
     platform_secret: str = field(repr=False, default="")

@@ -16,6 +16,7 @@ from rocketd.actors.base import Actor
 from rocketd.auth.accounts import APP_TABLES, AccountService
 from rocketd.auth.user_states import UserStates
 from rocketd.config import Settings
+from rocketd.db import email_index
 from rocketd.db.app_schema import APP_PLAN
 from rocketd.db.migrations import apply_plan
 from rocketd.engine.installation import BARE_KERNEL, Installation
@@ -95,6 +96,9 @@ class AppActor(Actor):
             for plan in self._installation.schema_plans:
                 await apply_plan(conn, plan)
             await conn.commit()
+            # Retried every start: made once the users' case-duplicates are resolved.
+            duplicates = await email_index.ensure_case_insensitive_index(conn, APP_TABLES.users)
+        email_index.report_duplicates(duplicates, f"app {self.app_name}")
         pool: AsyncConnectionPool[Any] = AsyncConnectionPool(
             dsn,
             min_size=1,

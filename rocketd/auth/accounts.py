@@ -4,6 +4,12 @@ The same logic serves platform users (`_platform_users` / `_platform_refresh_tok
 the platform secret) and each app's users (`_users` / `_refresh_tokens`, signed with the app's
 secret); only the tables and the secret differ, so both are parameters, never two copies.
 
+Emails compare case-insensitively (rocketd.auth.emails); when a table from before that rule holds
+accounts whose emails differ only in case, a login takes the exact spelling first, then the oldest.
+Failed logins are throttled by the caller (rocketd.auth.throttle), which needs the credentials
+checked first: `login_credentials` is that check, and it keeps values PostgreSQL cannot store (a
+NUL character) out of SQL with a 400.
+
 Refresh tokens rotate in families: every refresh marks the presented row as rotated and issues a
 new one in the same family. Presenting a rotated token again means it was stolen or replayed, so
 the whole family is revoked. Logout revokes the family of the presented token.
@@ -20,7 +26,7 @@ from psycopg import sql
 from psycopg_pool import AsyncConnectionPool
 
 from rocketd.auth import passwords, tokens
-from rocketd.errors import Unauthorized
+from rocketd.errors import ErrorDetail, InvalidPayload, Unauthorized
 from rocketd.logging import get_logger
 
 log = get_logger("rocketd.auth")
@@ -67,6 +73,30 @@ def _text(value: object) -> str:
     return value if isinstance(value, str) else ""
 
 
+# The contract's message for a login body it cannot use.
+INVALID_REQUEST_BODY = "Invalid request body"
+
+
+def login_credentials(email: object, password: object) -> tuple[str, str]:
+    """(email, password) of a login body: 401 when either is missing or empty (the contract's
+    answer), 400 `INVALID_PAYLOAD` when either holds a NUL character (PostgreSQL text cannot)."""
+    email_s, password_s = _text(email), _text(password)
+    if not email_s or not password_s:
+        raise Unauthorized("Email and password are required")
+    bad = [
+        name for name, value in (("email", email_s), ("password", password_s)) if "\x00" in value
+    ]
+    if bad:
+        raise InvalidPayload(
+            INVALID_REQUEST_BODY,
+            [
+                ErrorDetail(f"{name} must not contain NUL characters", name, "format")
+                for name in bad
+            ],
+        )
+    return email_s, password_s
+
+
 class AccountService:
     """Authentication for the accounts stored in `tables` of the database behind `pool`."""
 
@@ -86,7 +116,8 @@ class AccountService:
         users = sql.Identifier(tables.users)
         refresh = sql.Identifier(tables.refresh_tokens)
         self._q_user_by_email = sql.SQL(
-            "select id, password_hash, roles, active from {} where email = %s"
+            "select id, password_hash, roles, active from {} where lower(email) = lower(%s)"
+            " order by email = %s desc, created_at, id limit 1"
         ).format(users)
         self._q_rehash = sql.SQL(
             "update {} set password_hash = %s, updated_at = now() where id = %s"
@@ -116,11 +147,9 @@ class AccountService:
         return self._secret
 
     async def login(self, email: object, password: object) -> TokenPair:
-        email_s, password_s = _text(email), _text(password)
-        if not email_s or not password_s:
-            raise Unauthorized("Email and password are required")
+        email_s, password_s = login_credentials(email, password)
         async with self._pool.connection() as conn:
-            cur = await conn.execute(self._q_user_by_email, (email_s,))
+            cur = await conn.execute(self._q_user_by_email, (email_s, email_s))
             row = await cur.fetchone()
         stored_hash = row[1] if row else None
         # The password is verified before the account state is revealed (upstream-gaps S11).

@@ -6,7 +6,18 @@ their steps here, so every existing app database is upgraded at its next start.
 
 from __future__ import annotations
 
+from typing import Any
+
+import psycopg
+
+from rocketd.db.email_index import ensure_case_insensitive_index
 from rocketd.db.migrations import Step, plan, statements
+
+
+async def _user_emails_case_insensitive(conn: psycopg.AsyncConnection[Any]) -> None:
+    # Duplicates found here do not fail the upgrade: they are reported at every start.
+    await ensure_case_insensitive_index(conn, "_users")
+
 
 APP_PLAN = plan(
     "app",
@@ -322,6 +333,14 @@ APP_PLAN = plan(
                 )
                 """,
             ),
+        ),
+        Step(
+            11,
+            "case-insensitive user and invite emails",
+            statements(
+                "create index if not exists idx_invites_email_lower on _invites(lower(email))",
+            ),
+            action=_user_emails_case_insensitive,
         ),
     ],
 )

@@ -2,12 +2,26 @@
 
 Column names and types follow the contract (spec/system-tables.md); additions are ours and only
 additive: `_platform_refresh_tokens.token_hash`/`family_id`/`rotated_at` (refresh tokens are stored
-as digests and rotated in families), `_platform_settings` (the generated platform secret).
+as digests and rotated in families), `_platform_settings` (the generated platform secret),
+`_login_throttle` (failed-attempt counters of every login-like endpoint, rocketd.auth.throttle),
+and a unique index on `lower(_platform_users.email)` where no case-duplicates exist
+(rocketd.db.email_index).
 """
 
 from __future__ import annotations
 
+from typing import Any
+
+import psycopg
+
+from rocketd.db.email_index import ensure_case_insensitive_index
 from rocketd.db.migrations import Step, plan, statements
+
+
+async def _platform_emails_case_insensitive(conn: psycopg.AsyncConnection[Any]) -> None:
+    # Duplicates found here do not fail the upgrade: they are reported at every start.
+    await ensure_case_insensitive_index(conn, "_platform_users")
+
 
 MANAGEMENT_PLAN = plan(
     "management",
@@ -77,6 +91,25 @@ MANAGEMENT_PLAN = plan(
                 )
                 """,
             ),
+        ),
+        Step(
+            3,
+            "login throttle, case-insensitive platform emails",
+            statements(
+                # key: `account:<scope>:<sha256 of the lower-cased email>` or `address:<ip>`.
+                """
+                create table if not exists _login_throttle (
+                  key          text primary key,
+                  failures     timestamptz[] not null default '{}',
+                  level        int not null default 0,
+                  locked_until timestamptz,
+                  expires_at   timestamptz not null
+                )
+                """,
+                "create index if not exists idx_login_throttle_expires"
+                " on _login_throttle(expires_at)",
+            ),
+            action=_platform_emails_case_insensitive,
         ),
     ],
 )

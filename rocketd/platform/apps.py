@@ -136,6 +136,8 @@ def validate_create_request(
     shown = display_name.strip() if isinstance(display_name, str) else ""
     if len(shown) > 200:
         raise ValidationFailed("display_name must be 200 characters or fewer")
+    if "\x00" in shown:  # PostgreSQL text cannot hold it
+        raise ValidationFailed("display_name must not contain NUL characters")
     return app_name, shown or app_name
 
 

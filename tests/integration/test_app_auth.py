@@ -213,6 +213,21 @@ async def test_platform_token_without_platform_admin_role_is_refused(
     assert (await error_of(resp))["code"] == "FORBIDDEN"
 
 
+async def test_app_login_with_nul_characters_is_400(client: Any, app_name: str) -> None:
+    for body in (
+        {"email": "admin@local\x00host", "password": "changeme"},
+        {"email": "admin@localhost", "password": "\x00changeme"},
+    ):
+        resp = await client.post(f"/api/{app_name}/auth/login", json=body)
+        assert resp.status == 400
+        err = await error_of(resp)
+        assert (err["code"], err["message"]) == ("INVALID_PAYLOAD", "Invalid request body")
+    # Refresh tokens are looked up by digest: a NUL is just an unknown token.
+    for path, status in (("refresh", 401), ("logout", 200)):
+        resp = await client.post(f"/api/{app_name}/auth/{path}", json={"refresh_token": "\x00"})
+        assert resp.status == status, path
+
+
 async def test_unknown_app_is_404_before_auth(client: Any) -> None:
     resp = await client.post("/api/nosuchapp/auth/login", json={"email": "a", "password": "b"})
     assert resp.status == 404

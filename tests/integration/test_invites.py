@@ -238,6 +238,35 @@ async def test_accept_failures(app: AppClient, pg_dsn: str) -> None:
     assert resp.status == 201
 
 
+async def test_accepted_password_follows_the_policy_with_the_invite_email(app: AppClient) -> None:
+    made = await invite(app, "Kimberly.Lee@co.com")
+    for password, rule in (
+        ("password1", "common"),
+        ("changeme", "common"),
+        ("kimberly.lee@co.com", "email"),
+        ("KIMBERLY.LEE", "email"),
+    ):
+        resp = await accept(app, {"token": made["token"], "password": password})
+        assert resp.status == 422, password
+        err = await error_of(resp)
+        assert err["details"][0]["rule"] == rule, err
+    resp = await accept(app, {"token": made["token"], "password": PASSWORD})
+    assert resp.status == 201
+
+
+async def test_nul_characters_in_accept_bodies_are_no_500(app: AppClient) -> None:
+    made = await invite(app, "nul@co.com")
+    resp = await accept(app, {"token": "a\x00b", "password": PASSWORD})
+    assert resp.status == 404
+    resp = await accept(app, {"token": made["token"], "password": "long-enough\x00"})
+    assert resp.status == 422
+    assert (await error_of(resp))["details"][0]["rule"] == "type"
+    status, body = await app.call("POST", "_admin/invites", {"email": "nul\x00@co.com"})
+    assert status == 422, body
+    status, body = await app.call("POST", "_admin/invites/bulk", {"emails": ["x\x00@co.com"]})
+    assert status == 422, body
+
+
 async def test_concurrent_accepts_make_one_user(app: AppClient) -> None:
     made = await invite(app, "race@co.com")
     results = await asyncio.gather(

@@ -6,6 +6,7 @@ from typing import Any
 
 import psycopg
 import pytest
+import structlog
 
 from tests.conftest import dsn_for, unique_name
 from tests.helpers import bearer, error_of, platform_login
@@ -72,6 +73,43 @@ async def test_platform_login_bad_bodies_are_400(client: Any, body: bytes) -> No
     err = await error_of(resp)
     assert err["code"] == "INVALID_PAYLOAD"
     assert err["message"] == "Invalid request body"
+
+
+async def test_nul_characters_in_auth_bodies_are_400_never_500(client: Any) -> None:
+    """PostgreSQL text cannot hold NUL: a login with one used to be an unauthenticated 500 with a
+    traceback in the log."""
+    cases = [
+        ({"email": "platform@local\x00host", "password": "changeme"}, ["email"]),
+        ({"email": "platform@localhost", "password": "change\x00me"}, ["password"]),
+        ({"email": "\x00", "password": "\x00"}, ["email", "password"]),
+    ]
+    with structlog.testing.capture_logs() as logs:
+        for body, fields in cases:
+            resp = await client.post("/api/_platform/auth/login", json=body)
+            assert resp.status == 400, body
+            assert await error_of(resp) == {
+                "code": "INVALID_PAYLOAD",
+                "message": "Invalid request body",
+                "details": [
+                    {
+                        "message": f"{f} must not contain NUL characters",
+                        "field": f,
+                        "rule": "format",
+                    }
+                    for f in fields
+                ],
+            }
+        # Refresh tokens are looked up by digest: a NUL is just an unknown token.
+        for path, status in (("refresh", 401), ("logout", 200)):
+            resp = await client.post(
+                f"/api/_platform/auth/{path}", json={"refresh_token": "a\x00b"}
+            )
+            assert resp.status == status, path
+        token = (await platform_login(client))["access_token"]
+        resp = await create_app(client, token, unique_name("app"), display_name="Nul\x00Name")
+        assert resp.status == 422
+        assert (await error_of(resp))["message"] == "display_name must not contain NUL characters"
+    assert not [line for line in logs if line["log_level"] in ("error", "critical")], logs
 
 
 async def test_refresh_rotates_and_reuse_revokes_the_family(client: Any) -> None:

@@ -138,6 +138,43 @@ async def test_duplicate_email_is_409(app: AppClient) -> None:
     assert body["error"]["code"] == "CONFLICT"
 
 
+async def test_common_passwords_and_the_own_email_are_refused(app: AppClient) -> None:
+    """`password` used to pass (length was the only check)."""
+    common = ("password", "Password1", "qwerty123", "iloveyou", "changeme", "CHANGEME")
+    for password in common:
+        status, body = await app.call(
+            "POST", "_admin/users", {"email": "new@x.io", "password": password}
+        )
+        assert status == 422, password
+        assert body["error"]["details"] == [
+            {
+                "message": "password is one of the most common passwords;"
+                " choose one that is harder to guess",
+                "field": "password",
+                "rule": "common",
+            }
+        ]
+        no_secrets(body, *([password] if password != "password" else []))  # a word of the message
+    for password in ("jane.doe@x.io", "Jane.Doe@X.io", "jane.doe", "JANE.DOE"):
+        status, body = await app.call(
+            "POST", "_admin/users", {"email": "jane.doe@x.io", "password": password}
+        )
+        assert status == 422, password
+        assert body["error"]["details"][0]["rule"] == "email"
+        assert body["error"]["message"] == "password must not be the account's email address"
+    user = await add_user(app, "jane.doe@x.io", [])
+    # A new password alone is checked against the stored email; with a new email, against it.
+    for change in (
+        {"password": "jane.doe"},
+        {"password": "changeme"},
+        {"email": "j.roe@x.io", "password": "j.roe"},
+    ):
+        status, body = await app.call("PUT", f"_admin/users/{user['id']}", change)
+        assert status == 422, (change, body)
+    await app.ok("PUT", f"_admin/users/{user['id']}", {"password": "jane.doe-and-more"})
+    await login_pair(app, "jane.doe@x.io", "jane.doe-and-more")
+
+
 async def test_put_keeps_what_it_does_not_send(app: AppClient) -> None:
     user = await add_user(app, "keep@x.io", ["agent"], active=True)
     got = (await app.ok("PUT", f"_admin/users/{user['id']}", {"roles": ["lead"]}))["data"]

@@ -228,6 +228,12 @@ ENV_OVERRIDES = [
     ("ROCKET_SERVER_MAX_HEADERS", "64", "server.max_headers", 64),
     ("ROCKET_SERVER_HEADER_TIMEOUT", "2.5", "server.header_timeout", 2.5),
     ("ROCKET_SERVER_KEEPALIVE_TIMEOUT", "30", "server.keepalive_timeout", 30.0),
+    (
+        "ROCKET_SERVER_TRUSTED_PROXIES",
+        "10.0.0.0/8, 127.0.0.1",
+        "server.trusted_proxies",
+        ("10.0.0.0/8", "127.0.0.1"),
+    ),
     ("ROCKET_DATABASE_DRIVER", "postgres", "database.driver", "postgres"),
     ("ROCKET_DATABASE_URL", "postgresql://db/x", "database.url", "postgresql://db/x"),
     ("ROCKET_DATABASE_PORT", "6543", "database.port", 6543),
@@ -245,6 +251,23 @@ ENV_OVERRIDES = [
     ("ROCKET_AUTH_PLATFORM_ADMIN_PASSWORD", "pw1", "auth.platform_admin_password", "pw1"),
     ("ROCKET_AUTH_APP_ADMIN_EMAIL", "a@x", "auth.app_admin_email", "a@x"),
     ("ROCKET_AUTH_APP_ADMIN_PASSWORD", "pw2", "auth.app_admin_password", "pw2"),
+    ("ROCKET_AUTH_LOGIN_THROTTLE_ENABLED", "no", "auth.login_throttle.enabled", False),
+    (
+        "ROCKET_AUTH_LOGIN_THROTTLE_ACCOUNT_MAX_FAILURES",
+        "5",
+        "auth.login_throttle.account_max_failures",
+        5,
+    ),
+    ("ROCKET_AUTH_LOGIN_THROTTLE_ACCOUNT_WINDOW", "60", "auth.login_throttle.account_window", 60.0),
+    ("ROCKET_AUTH_LOGIN_THROTTLE_BACKOFF_INITIAL", "2", "auth.login_throttle.backoff_initial", 2.0),
+    ("ROCKET_AUTH_LOGIN_THROTTLE_BACKOFF_MAX", "8", "auth.login_throttle.backoff_max", 8.0),
+    (
+        "ROCKET_AUTH_LOGIN_THROTTLE_ADDRESS_MAX_FAILURES",
+        "50",
+        "auth.login_throttle.address_max_failures",
+        50,
+    ),
+    ("ROCKET_AUTH_LOGIN_THROTTLE_ADDRESS_WINDOW", "30", "auth.login_throttle.address_window", 30.0),
     ("ROCKET_STORAGE_DRIVER", "local", "storage.driver", "local"),
     ("ROCKET_STORAGE_DRIVER", "Postgres", "storage.driver", "postgres"),
     ("ROCKET_STORAGE_CHUNK_SIZE", "262144", "storage.chunk_size", 262_144),
@@ -281,6 +304,8 @@ ENV_OVERRIDES = [
     ("ROCKET_WEBHOOKS_BREAKER_THRESHOLD", "3", "webhooks.breaker_threshold", 3),
     ("ROCKET_WEBHOOKS_BREAKER_COOLDOWN", "9", "webhooks.breaker_cooldown", 9.0),
     ("ROCKET_WEBHOOKS_SECRET", "k", "webhooks.secret", "k"),
+    ("ROCKET_REDIS_URL", "redis://cache:6379/1", "redis.url", "redis://cache:6379/1"),
+    ("ROCKET_REDIS_KEY_PREFIX", "shop:", "redis.key_prefix", "shop:"),
     ("ROCKET_APP_POOL_SIZE", "7", "app_pool_size", 7),
     ("ROCKET_WORKFLOW_TICK_SECONDS", "0.5", "workflow_tick_seconds", 0.5),
     ("ROCKET_WORKFLOW_RETENTION_DAYS", "30", "workflow_retention_days", 30.0),
@@ -670,3 +695,45 @@ def test_repr_hides_secrets() -> None:
 def test_loaded_settings_repr_hides_env_secrets(empty_cwd: Path) -> None:
     settings = load_settings(environ={"ROCKET_PLATFORM_JWT_SECRET": "topsecret"})
     assert "topsecret" not in repr(settings)
+
+
+# --- login throttling and trusted proxies -------------------------------------------------------
+
+
+def test_login_throttle_defaults_are_the_documented_ones(empty_cwd: Path) -> None:
+    throttle = load_settings(environ={}).auth.login_throttle
+    assert throttle.enabled is True
+    assert throttle.account_max_failures == 10
+    assert throttle.account_window == 900.0  # 15 minutes
+    assert throttle.backoff_initial == 30.0
+    assert throttle.backoff_max == 900.0
+    assert throttle.address_max_failures == 100
+    assert throttle.address_window == 900.0
+    assert load_settings(environ={}).server.trusted_proxies == ()
+
+
+def test_login_throttle_section_nests_in_the_file(tmp_path: Path) -> None:
+    path = write(
+        tmp_path, "auth:\n  login_throttle:\n    account_max_failures: 3\n    backoff_max: 60\n"
+    )
+    throttle = load_settings(path, environ={}).auth.login_throttle
+    assert (throttle.account_max_failures, throttle.backoff_max) == (3, 60.0)
+    message = error_of(write(tmp_path, "auth:\n  login_throttle:\n    account_max_failure: 3\n"))
+    assert "auth.login_throttle.account_max_failure" in message and "did you mean" in message
+    message = error_of(write(tmp_path, "auth:\n  login_throttle:\n    address_window: 0\n"))
+    assert "auth.login_throttle.address_window" in message
+
+
+def test_trusted_proxies_must_be_networks(empty_cwd: Path) -> None:
+    with pytest.raises(ConfigError) as err:
+        load_settings(environ={"ROCKET_SERVER_TRUSTED_PROXIES": "10.0.0.0/8,proxy.local"})
+    assert "server.trusted_proxies" in str(err.value) and "proxy.local" in str(err.value)
+
+
+def test_redis_url_is_checked_and_kept_secret(empty_cwd: Path) -> None:
+    settings = load_settings(environ={"ROCKET_REDIS_URL": "redis://:hunter22@cache:6379/0"})
+    assert "hunter22" not in repr(settings)
+    with pytest.raises(ConfigError) as err:
+        load_settings(environ={"ROCKET_REDIS_URL": "http://:hunter22@cache/"})
+    assert "redis.url" in str(err.value) and "hunter22" not in str(err.value)
+    assert load_settings(environ={}).redis.url == ""

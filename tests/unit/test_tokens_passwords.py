@@ -86,3 +86,36 @@ def test_refused_tokens_are_not_remembered_and_the_cache_is_bounded(
     for token in issued:
         assert tokens.decode_access_token("k" * 64, token) is not None
     assert list(tokens._VERIFIED) == issued[2:]
+
+
+# --- the password policy -------------------------------------------------------------------------
+
+
+def test_the_bundled_common_password_list_is_loaded_with_our_defaults() -> None:
+    from rocketd.auth.common_passwords import common_passwords, is_common
+
+    listed = common_passwords()
+    assert len(listed) >= 10_000
+    assert {"123456", "password", "qwerty", "changeme", "rocketd"} <= listed
+    assert not any(entry.startswith("#") for entry in listed)  # comments are not passwords
+    assert is_common("PassWord") and is_common("CHANGEME")
+    assert not is_common("correct horse battery staple")
+
+
+def rules_of(password: str, email: str | None = None, min_length: int = 8) -> list[str]:
+    from rocketd.capabilities.permissions.model import Problems
+    from rocketd.capabilities.users.users import PasswordPolicy, check_password
+
+    problems = Problems()
+    check_password(password, PasswordPolicy(min_length, 4), problems, email)
+    return [detail.rule for detail in problems.invalid]
+
+
+def test_check_password_refuses_common_passwords_and_the_email() -> None:
+    assert rules_of("a-long-unusual-one") == []
+    assert rules_of("sunshine") == ["common"]
+    assert rules_of("123456", min_length=6) == ["common"]  # whatever the configured minimum
+    assert rules_of("Sam.Smith@Example.com", "sam.smith@example.com") == ["email"]
+    assert rules_of("sam.smith", "Sam.Smith@example.com") == ["email"]
+    assert rules_of("sam.smith.1", "sam.smith@example.com") == []
+    assert rules_of("sam.smith", None) == []  # no email known: nothing to compare with

@@ -8,8 +8,14 @@ exactly once: in the answer of the create (or bulk create) that made it. The lis
 hand out working invitations). An invite is single use (`accepted_at`, checked and set under a
 row lock) and expires `INVITE_TTL` after it was made.
 
-Creating an invite for an email takes a transaction-scoped advisory lock on that email, so two
-concurrent creates cannot both pass the "pending invite already exists" check.
+Emails compare case-insensitively (rocketd.auth.emails): an invite for `U1@x.io` is refused when
+user `u1@x.io` exists or is invited. Creating an invite, and accepting one, take the email's
+transaction-scoped advisory lock (the same one the users admin takes), so two concurrent requests
+cannot both pass the "already exists" checks. The accepted password must pass the password policy
+with the invite's email (it may not be that email, nor its local part).
+
+Accepting is a login-like attempt: the HTTP edge runs it inside the login throttle, per client
+address (rocketd.auth.throttle), so invite tokens cannot be tried at speed.
 """
 
 from __future__ import annotations
@@ -27,12 +33,14 @@ from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool
 
 from rocketd.auth import passwords
+from rocketd.auth.emails import lock_email
 from rocketd.capabilities.permissions import Problems, parse_roles, reject_unknown
 from rocketd.capabilities.users.users import (
     EMAIL_TAKEN,
     PasswordPolicy,
     check_email,
     check_password,
+    email_taken,
 )
 from rocketd.engine.admin import AdminCall, Change, MetadataKind, Row, row_uuid
 from rocketd.errors import Conflict, ErrorDetail, InvalidPayload, NotFound, ValidationFailed
@@ -137,20 +145,13 @@ def parse_bulk_body(body: Mapping[str, Any]) -> tuple[list[str], tuple[str, ...]
     return emails, roles
 
 
-async def _lock_email(conn: AsyncConnection[Any], email: str) -> None:
-    await conn.execute(
-        "select pg_advisory_xact_lock(hashtextextended(%s, 0))", (f"rocketd:invite:{email}",)
-    )
-
-
 async def _refusal(conn: AsyncConnection[Any], email: str) -> str | None:
-    """Why no invite may be made for `email` now, or None."""
-    cur = await conn.execute("select 1 from _users where email = %s", (email,))
-    if await cur.fetchone() is not None:
+    """Why no invite may be made for `email` now, or None (call under `lock_email`)."""
+    if await email_taken(conn, email):
         return EMAIL_TAKEN
     cur = await conn.execute(
-        "select 1 from _invites where email = %s and accepted_at is null and expires_at > now()"
-        " limit 1",
+        "select 1 from _invites where lower(email) = lower(%s) and accepted_at is null"
+        " and expires_at > now() limit 1",
         (email,),
     )
     if await cur.fetchone() is not None:
@@ -189,7 +190,7 @@ async def create_bulk(
             invite: dict[str, Any] | None = None
             try:
                 async with conn.transaction():
-                    await _lock_email(conn, email)
+                    await lock_email(conn, email)
                     reason = await _refusal(conn, email)
                     if reason is None:
                         invite = await _insert(conn, email, roles, invited_by)
@@ -235,7 +236,7 @@ class InviteKind(MetadataKind[InviteInput]):
         return invite_json(row)
 
     async def check_unique(self, change: Change, item: InviteInput) -> None:
-        await _lock_email(change.conn, item.email)
+        await lock_email(change.conn, item.email)
         reason = await _refusal(change.conn, item.email)
         if reason is not None:
             raise Conflict(reason)
@@ -289,6 +290,13 @@ def parse_accept_body(body: Mapping[str, Any], policy: PasswordPolicy) -> tuple[
     return values["token"], values["password"]
 
 
+def _check_password_for(email: str, password: str, policy: PasswordPolicy) -> None:
+    """The policy's checks that need the invite's email (the others ran on the body)."""
+    problems = Problems()
+    check_password(password, policy, problems, email)
+    problems.raise_if_any()
+
+
 async def _find_invite(
     conn: AsyncConnection[Any], digest: str, *, lock: bool
 ) -> dict[str, Any] | None:
@@ -318,23 +326,27 @@ def _usable(invite: dict[str, Any] | None) -> dict[str, Any]:
 
 
 async def accept_invite(
-    pool: AsyncConnectionPool[Any], body: Mapping[str, Any], policy: PasswordPolicy
+    pool: AsyncConnectionPool[Any], token: str, password: str, policy: PasswordPolicy
 ) -> AcceptedUser:
     """Create the invited user (active, the invite's email and roles, this password) and mark
-    the invite accepted, in one transaction. The caller issues the tokens."""
-    token, password = parse_accept_body(body, policy)
+    the invite accepted, in one transaction. `token` and `password` come from
+    `parse_accept_body`; the caller issues the tokens."""
     if len(token) > MAX_TOKEN_LENGTH:
         raise NotFound("Invalid invite token")
     digest = token_digest(token)
     # Refuse bad tokens before spending a bcrypt hash on them; the hash is made outside the
     # transaction (no row lock is held during bcrypt), and the invite is checked again there.
     async with pool.connection() as conn:
-        _usable(await _find_invite(conn, digest, lock=False))
+        found = _usable(await _find_invite(conn, digest, lock=False))
+    _check_password_for(found["email"], password, policy)
     pw_hash = await passwords.hash_password(password, policy.bcrypt_cost)
     async with pool.connection() as conn, conn.transaction():
         cur = conn.cursor(row_factory=dict_row)
         invite = _usable(await _find_invite(conn, digest, lock=True))
         roles = tuple(invite["roles"] or ())
+        await lock_email(conn, invite["email"])
+        if await email_taken(conn, invite["email"]):
+            raise Conflict(EMAIL_TAKEN)
         try:
             async with conn.transaction():
                 await cur.execute(

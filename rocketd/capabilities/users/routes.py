@@ -15,6 +15,7 @@ from aiohttp import web
 from rocketd.capabilities.users import invites, users
 from rocketd.http.bodies import read_json_object
 from rocketd.http.keys import APP_ACTOR, SERVICES
+from rocketd.http.login import app_scope, throttled
 from rocketd.http.paths import APP_PATH
 from rocketd.http.policy import app_admin, principal_of, public
 from rocketd.http.responses import data
@@ -34,10 +35,14 @@ async def create_invites_bulk(request: web.Request) -> web.StreamResponse:
 
 @public
 async def accept_invite(request: web.Request) -> web.StreamResponse:
-    """201 with a token pair and the new user: the invitee is logged in (spec)."""
+    """201 with a token pair and the new user: the invitee is logged in (spec). Throttled per
+    client address: each refused token counts as a failed attempt."""
     actor = request[APP_ACTOR]
     body = await read_json_object(request)  # not JSON: 400 `Invalid JSON body` (spec)
-    user = await invites.accept_invite(actor.pool, body, password_policy(request))
+    policy = password_policy(request)
+    token, password = invites.parse_accept_body(body, policy)
+    async with throttled(request, app_scope(actor.app_name)):
+        user = await invites.accept_invite(actor.pool, token, password, policy)
     pair = await actor.accounts.issue_for(user.id, list(user.roles))
     return data({**pair.to_json(), "user": user.to_json()}, 201)
 

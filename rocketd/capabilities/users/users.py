@@ -4,8 +4,10 @@ that the user behind a token still exists and is active.
 Admin operations (spec auth-permissions.md "Users admin"), a kind on the generic admin runner:
 
 - the password hash is never selected into a response and never logged; passwords are checked
-  against the policy (`auth.password_min_length`, and bcrypt's 72-byte limit) with a 422 naming
-  the rule;
+  against the policy (`auth.password_min_length`, bcrypt's 72-byte limit, not one of the commonest
+  passwords, not the user's own email or its local part) with a 422 naming the rule;
+- emails are unique whatever their case (rocketd.auth.emails): create and rename check under the
+  email's advisory lock and answer 409 for `U1@x.io` when `u1@x.io` exists;
 - PUT keeps the stored value of every key it does not send (upstream-gaps C28: upstream writes
   NULL into `active` and `[]` into `roles`); `password` changes only when a non-empty one is sent;
 - DELETE is a hard delete (refresh tokens go with it by FK cascade);
@@ -21,9 +23,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
+from psycopg import AsyncConnection
 from psycopg.rows import dict_row
 
 from rocketd.auth import passwords
+from rocketd.auth.common_passwords import is_common
+from rocketd.auth.emails import lock_email
 from rocketd.capabilities.permissions import Problems, parse_roles, reject_unknown
 from rocketd.config import Settings
 from rocketd.db.notify import Notice, UserChanged
@@ -46,8 +51,11 @@ class PasswordPolicy:
     bcrypt_cost: int
 
 
-def check_password(password: str, policy: PasswordPolicy, problems: Problems) -> None:
-    """The password policy; problems never quote the password."""
+def check_password(
+    password: str, policy: PasswordPolicy, problems: Problems, email: str | None = None
+) -> None:
+    """The password policy for a password being set (for the account of `email`, when known);
+    problems never quote the password."""
     if len(password) < policy.min_length:
         problems.add(
             "password",
@@ -62,6 +70,20 @@ def check_password(password: str, policy: PasswordPolicy, problems: Problems) ->
         )
     elif "\x00" in password:
         problems.add("password", "password must not contain NUL characters", "type")
+    elif is_common(password):
+        problems.add(
+            "password",
+            "password is one of the most common passwords; choose one that is harder to guess",
+            "common",
+        )
+    elif email and password.lower() in _email_forms(email):
+        problems.add("password", "password must not be the account's email address", "email")
+
+
+def _email_forms(email: str) -> set[str]:
+    """The email and its local part, lower-cased: passwords an attacker tries first."""
+    lowered = email.lower()
+    return {lowered, lowered.rpartition("@")[0] or lowered}
 
 
 def check_email(email: str, problems: Problems, where: str = "email") -> None:
@@ -103,8 +125,13 @@ class UserInput:
 
 
 def parse_user_body(
-    body: Mapping[str, Any], policy: PasswordPolicy, *, creating: bool
+    body: Mapping[str, Any],
+    policy: PasswordPolicy,
+    *,
+    creating: bool,
+    stored_email: str | None = None,
 ) -> UserInput:
+    """A checked body; a password is checked against the body's email, else `stored_email`."""
     reject_unknown(body, USER_KEYS, READ_ONLY_KEYS)
     problems = Problems()
     email = _text(body, "email", problems, required=creating)
@@ -112,7 +139,7 @@ def parse_user_body(
         check_email(email, problems)
     password = _text(body, "password", problems, required=creating)
     if password:
-        check_password(password, policy, problems)
+        check_password(password, policy, problems, email or stored_email)
     roles: tuple[str, ...] | None = None
     if "roles" in body:
         roles = () if body["roles"] is None else parse_roles(body["roles"], "roles", problems)
@@ -172,7 +199,19 @@ class UserKind(MetadataKind[UserInput]):
         parse_user_body(body, password_policy(call.settings), creating=False)
 
     def parse_update(self, body: Mapping[str, Any], stored: Row, call: AdminCall) -> UserInput:
-        return parse_user_body(body, password_policy(call.settings), creating=False)
+        # a new password alone is checked against the email the user already has
+        return parse_user_body(
+            body, password_policy(call.settings), creating=False, stored_email=stored["email"]
+        )
+
+    async def check_unique(self, change: Change, item: UserInput) -> None:
+        """Emails are unique whatever their case (`auth.emails`): checked under the lower-cased
+        email's advisory lock, so two creates of `U1@x.io` and `u1@x.io` cannot both pass."""
+        if item.email is None:
+            return
+        await lock_email(change.conn, item.email)
+        if await email_taken(change.conn, item.email, change.key):
+            raise Conflict(EMAIL_TAKEN)
 
     async def prepare(self, body: Mapping[str, Any], call: AdminCall) -> str | None:
         """The new password's hash (None: the body sets no password)."""
@@ -228,6 +267,15 @@ class UserKind(MetadataKind[UserInput]):
                 "delete from _refresh_tokens where user_id = %s", (change.key,)
             )
         return row
+
+
+async def email_taken(conn: AsyncConnection[Any], email: str, except_id: Any = None) -> bool:
+    """Whether another user has `email` in any case (call under `lock_email`)."""
+    cur = await conn.execute(
+        "select 1 from _users where lower(email) = lower(%s) and id is distinct from %s limit 1",
+        (email, except_id),
+    )
+    return await cur.fetchone() is not None
 
 
 def _written(row: Row | None) -> Row:

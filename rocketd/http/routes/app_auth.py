@@ -9,17 +9,17 @@ from aiohttp import web
 from rocketd.errors import NotConfigured
 from rocketd.http.bodies import INVALID_REQUEST_BODY, read_strict_object
 from rocketd.http.keys import APP_ACTOR
+from rocketd.http.login import app_scope, log_in
 from rocketd.http.paths import APP_PATH
 from rocketd.http.policy import app_admin, public
 from rocketd.http.responses import data, message
-from rocketd.http.routes.platform import AUTH_LOGIN_KEYS, AUTH_TOKEN_KEYS, ai_status_body
+from rocketd.http.routes.platform import AUTH_TOKEN_KEYS, ai_status_body
 
 
 @public
 async def login(request: web.Request) -> web.StreamResponse:
-    body = await read_strict_object(request, AUTH_LOGIN_KEYS, INVALID_REQUEST_BODY, AUTH_LOGIN_KEYS)
-    pair = await request[APP_ACTOR].accounts.login(body.get("email"), body.get("password"))
-    return data(pair.to_json())
+    actor = request[APP_ACTOR]
+    return await log_in(request, actor.accounts, app_scope(actor.app_name))
 
 
 @public

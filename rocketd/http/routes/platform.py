@@ -6,22 +6,18 @@ from aiohttp import web
 
 from rocketd.http.bodies import INVALID_REQUEST_BODY, read_strict_object
 from rocketd.http.keys import SERVICES
+from rocketd.http.login import PLATFORM_SCOPE, log_in
 from rocketd.http.policy import platform, public
 from rocketd.http.responses import data, message
 from rocketd.platform import apps
 
-AUTH_LOGIN_KEYS = ("email", "password")
 AUTH_TOKEN_KEYS = ("refresh_token",)
 APP_CREATE_KEYS = ("name", "display_name", "db_driver")
 
 
 @public
 async def login(request: web.Request) -> web.StreamResponse:
-    body = await read_strict_object(request, AUTH_LOGIN_KEYS, INVALID_REQUEST_BODY, AUTH_LOGIN_KEYS)
-    pair = await request.app[SERVICES].platform_accounts.login(
-        body.get("email"), body.get("password")
-    )
-    return data(pair.to_json())
+    return await log_in(request, request.app[SERVICES].platform_accounts, PLATFORM_SCOPE)
 
 
 @public
