@@ -21,6 +21,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
@@ -110,6 +111,21 @@ class Bench:
         `auth_bcrypt_cost=12` becomes ROCKET_AUTH_BCRYPT_COST=12. `nice` > 0 runs the process
         under `nice -n <nice>` (e.g. a background instance that must yield to the API one).
         """
+        return self.rocketd_server(settings, nice=nice)
+
+    def rocketd_server(
+        self,
+        settings: Mapping[str, str | int],
+        *,
+        nice: int = 0,
+        executable: str | None = None,
+        extra_env: Mapping[str, str] | None = None,
+        name: str = "rocketd",
+    ) -> ServerProcess:
+        """`rocketd(...)` with the settings as a mapping, and more: `executable` is another
+        installation's `rocketd` (default: the one beside this Python); `extra_env` is set last,
+        over everything else (whole variable names, e.g. ROCKET_LOG_LEVEL=info); `name` names the
+        process in its log file and in failures."""
         port = free_port()
         env = self._child_env()
         env |= {
@@ -122,8 +138,10 @@ class Bench:
             "ROCKET_STORAGE_LOCAL_PATH": str(self.workdir / "uploads"),
         }
         env |= {f"ROCKET_{key.upper()}": str(value) for key, value in settings.items()}
-        name = f"rocketd-nice{nice}" if nice else "rocketd"
-        argv = [_rocketd_executable(), "serve"]
+        env |= dict(extra_env or {})
+        if nice:
+            name = f"{name}-nice{nice}"
+        argv = [executable or _rocketd_executable(), "serve"]
         return self._server(name, argv, port, env, "/ready", nice=nice)
 
     def hello(self) -> ServerProcess:
