@@ -33,6 +33,7 @@ from psycopg import sql
 
 from bench.loadgen import (
     PgbenchRun,
+    ToolMissing,
     WrkRun,
     find_pgbench,
     find_wrk,
@@ -44,6 +45,7 @@ from bench.processes import HOST, ServerProcess, free_port
 from bench.report import Machine, Measurement
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+RESULTS_DIR = REPO_ROOT / "bench" / "results"
 DEFAULT_PG_URL = "postgresql://postgres@127.0.0.1:5432"
 # Pause between a warm-up run and the measured run.
 SETTLE_S = 2.0
@@ -282,6 +284,20 @@ def _with_duration(run: WrkRun, seconds: int) -> WrkRun:
         body=run.body,
         headers=run.headers,
     )
+
+
+def preflight(pg_url: str) -> str | None:
+    """What is missing to run anything (a load generator, PostgreSQL), or None."""
+    try:
+        find_wrk()
+        find_pgbench()
+        with psycopg.connect(f"{pg_url.rstrip('/')}/postgres", connect_timeout=5):
+            pass
+    except ToolMissing as exc:
+        return str(exc)
+    except psycopg.OperationalError as exc:
+        return f"PostgreSQL is not reachable at {pg_url}: {exc}"
+    return None
 
 
 # --- machine notes ---------------------------------------------------------------------------

@@ -226,12 +226,7 @@ def setup(bench: Bench, port: int) -> str:
         *http_json(port, "POST", "/api/_platform/apps", {"name": APP_NAME}, token=platform),
         "creating the app",
     )
-    token = str(
-        _ok(
-            *http_json(port, "POST", f"/api/{APP_NAME}/auth/login", ADMIN_CREDENTIALS),
-            "admin login",
-        )["data"]["access_token"]
-    )
+    token = admin_token(port)
     base = f"/api/{APP_NAME}/_admin"
     for side in SIDES:
         _ok(
@@ -248,6 +243,12 @@ def setup(bench: Bench, port: int) -> str:
         bench.query(APP_DB, _SEED.format(table=side), (SEED_ROWS,))
         bench.query(APP_DB, f"analyze {side}")
     return token
+
+
+def admin_token(port: int) -> str:
+    """An access token of the app's admin."""
+    answer = http_json(port, "POST", f"/api/{APP_NAME}/auth/login", ADMIN_CREDENTIALS)
+    return str(_ok(*answer, "admin login")["data"]["access_token"])
 
 
 def check(port: int, token: str, bench: Bench, result: ScenarioResult) -> None:
