@@ -65,13 +65,12 @@ class ABRun:
     side: str  # "A" or "B"
     round: int  # 1-based
     first: bool  # this version ran first in the round
-    rate: float  # req/s
-    p50_ms: float | None
-    p99_ms: float | None
-    requests: int
-    errors: int
-    cpu_us: dict[str, float]  # per request: rocketd, postgres, load generator
-    connections: int
+    cpu_us: dict[str, float]  # per request: rocketd, postgres, load generator (unrounded)
+    measurement: Measurement
+
+    @property
+    def rate(self) -> float:
+        return self.measurement.rate
 
 
 @dataclass(frozen=True)
@@ -250,8 +249,9 @@ def _rounds_table(pairs: list[tuple[ABRun, ABRun]]) -> list[str]:
         lines.append(
             f"| {a.round} | {'A' if a.first else 'B'} | {format_rate(a.rate)} "
             f"| {format_rate(b.rate)} | {b.rate / a.rate if a.rate else 0.0:.3f} "
-            f"| {format_ms(a.p50_ms)} | {format_ms(b.p50_ms)} | {format_ms(a.p99_ms)} "
-            f"| {format_ms(b.p99_ms)} | {_us(cpu_a)} | {_us(cpu_b)} | {cpu_ratio} "
+            f"| {format_ms(a.measurement.p50_ms)} | {format_ms(b.measurement.p50_ms)} "
+            f"| {format_ms(a.measurement.p99_ms)} "
+            f"| {format_ms(b.measurement.p99_ms)} | {_us(cpu_a)} | {_us(cpu_b)} | {cpu_ratio} "
             f"| {_us(a.cpu_us.get('postgres'))} | {_us(b.cpu_us.get('postgres'))} |"
         )
     return lines
@@ -311,21 +311,7 @@ class _Pair:
             result.failures.append(f"{m.name}: {m.errors} errors")
         if variant.verify is not None:
             variant.verify(self.bench, m, result)
-        self.runs.append(
-            ABRun(
-                variant=variant.name,
-                side=side,
-                round=round_no,
-                first=first,
-                rate=m.rate,
-                p50_ms=m.p50_ms,
-                p99_ms=m.p99_ms,
-                requests=m.requests,
-                errors=m.errors,
-                cpu_us=cpu,
-                connections=int(str(m.params.get("connections", 0))),
-            )
-        )
+        self.runs.append(ABRun(variant.name, side, round_no, first, cpu, m))
         print(
             f"   round {round_no} {side} {variant.name}: {m.rate:,.0f} req/s, rocketd "
             f"{_us(cpu.get('rocketd'))} µs/req, postgres {_us(cpu.get('postgres'))} µs/req",
@@ -343,7 +329,7 @@ def run_set(
 ) -> None:
     """Set up once, then the alternating rounds; every measured run is appended to `runs`."""
     variants = [HEALTH_VARIANT, *(abset.variants()[name] for name in variant_names)]
-    with Bench(config.bench) as bench, abset:
+    with Bench(config.bench) as bench, abset.resources():
         servers = {
             side: bench.rocketd_server(
                 abset.settings,
@@ -487,22 +473,12 @@ def main(argv: list[str]) -> int:
     if problem:
         print(f"bench ab: {problem}", file=sys.stderr)
         return 2
+    sides = {"A": ("baseline", args.baseline, args.baseline_env)}
+    sides["B"] = ("candidate", args.candidate, args.candidate_env)
     try:
         versions = {
-            "A": resolve(
-                args.baseline,
-                side="A",
-                role="baseline",
-                env=parse_env(args.baseline_env),
-                cache=args.cache_dir,
-            ),
-            "B": resolve(
-                args.candidate,
-                side="B",
-                role="candidate",
-                env=parse_env(args.candidate_env),
-                cache=args.cache_dir,
-            ),
+            side: resolve(spec, side=side, role=role, env=parse_env(env), cache=args.cache_dir)
+            for side, (role, spec, env) in sides.items()
         }
     except VersionError as exc:
         print(f"bench ab: {exc}", file=sys.stderr)

@@ -20,10 +20,11 @@ writes checked after it). The sets and their variants:
 
 from __future__ import annotations
 
+import json
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass
-from types import TracebackType
 
 from bench.harness import Bench
 from bench.loadgen import run_wrk
@@ -46,8 +47,8 @@ class Variant:
 
 
 class ABSet(ABC):
-    """One app both versions serve. A context manager for what lives as long as the run (the
-    webhook receiver); `prepare` is called once, on side A's server, before B starts."""
+    """One app both versions serve; `prepare` is called once, on side A's server, before B
+    starts."""
 
     name: str
     title: str
@@ -82,16 +83,9 @@ class ABSet(ABC):
     def reset(self, bench: Bench) -> None:
         """Back to the state right after `prepare`."""
 
-    def __enter__(self) -> ABSet:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        return None
+    def resources(self) -> AbstractContextManager[None]:
+        """What lives as long as the set's run (the webhook receiver); nothing by default."""
+        return nullcontext()
 
 
 def _no_app_db(bench: Bench, dbname: str) -> None:
@@ -216,31 +210,18 @@ def _empty(what: str, count: Callable[[Bench], int]) -> Verify:
     return verify
 
 
-class Webhooks(ABSet):
-    name = "webhooks"
-    title = "POST without and with one async webhook, API-only servers (the write path)"
-    app_db = webhooks.APP_DB
-    settings = webhooks.server_settings(background_work=False)
-    scenarios = {"write_cost": ("POST plain", "POST hooked")}
+class _PlainOrMarked(ABSet):
+    """POSTs of one body to two identical entities, `plain` and `marked` (which has a webhook or
+    a workflow): every marked write leaves one row that `marks` counts, a plain write none."""
 
-    def __enter__(self) -> ABSet:
-        self.receiver = webhooks.Receiver().__enter__()
-        return self
+    app_name: str
+    plain: str
+    marked: str
+    body: dict[str, object]
+    what: str  # what `marks` counts, e.g. "outbox rows"
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.receiver.__exit__(exc_type, exc, tb)
-
-    def prepare(self, bench: Bench, server: ServerProcess, result: ScenarioResult) -> None:
-        _no_app_db(bench, self.app_db)
-        webhooks.setup(server.port, f"http://127.0.0.1:{self.receiver.port}/hook")
-
-    def login(self, server: ServerProcess) -> str:
-        return webhooks.app_token(server.port)
+    @abstractmethod
+    def marks(self, bench: Bench) -> int: ...
 
     def check(
         self,
@@ -250,43 +231,76 @@ class Webhooks(ABSet):
         variants: list[str],
         result: ScenarioResult,
     ) -> None:
-        """A hooked write leaves one outbox row, a plain one none."""
-        expected_rows = 0
-        for entity in ("plain", "hooked"):
-            path = f"/api/{webhooks.APP_NAME}/{entity}"
-            status, _ = http_json(server.port, "POST", path, {"title": "check"}, token=token)
-            expected_rows += entity == "hooked"
-            rows = webhooks.outbox_rows(bench)
-            if status != 201 or rows != expected_rows:
+        """One POST to each entity: 201 each, one mark for the marked one only."""
+        expected = 0
+        for entity in (self.plain, self.marked):
+            path = f"/api/{self.app_name}/{entity}"
+            status, _ = http_json(server.port, "POST", path, self.body, token=token)
+            expected += entity == self.marked
+            found = self.marks(bench)
+            if status != 201 or found != expected:
                 result.failures.append(
-                    f"{server.name}: POST {entity} answered {status}, {rows} outbox rows "
-                    f"(expected 201, {expected_rows})"
+                    f"{server.name}: POST {entity} answered {status}, {found} {self.what} "
+                    f"(expected 201, {expected})"
                 )
         self.reset(bench)
+
+    @abstractmethod
+    def post(
+        self, server: ServerProcess, token: str, entity: str, seconds: int, name: str
+    ) -> Measurement:
+        """The scenario's own wrk run of POSTs to `entity`."""
 
     def variants(self) -> dict[str, Variant]:
         def poster(entity: str) -> RunWrk:
             def run(server: ServerProcess, token: str, seconds: int, name: str) -> Measurement:
-                return run_wrk(webhooks.posts(server, entity, token, seconds), name=name)
+                return self.post(server, token, entity, seconds, name)
 
             return run
 
+        plain, marked = (f"POST {self.plain}", f"POST {self.marked}")
         return {
-            "POST plain": Variant(
-                "POST plain", poster("plain"), verify=_empty("outbox rows", webhooks.outbox_rows)
-            ),
-            "POST hooked": Variant(
-                "POST hooked",
-                poster("hooked"),
-                verify=_at_least("outbox rows", webhooks.outbox_rows),
-            ),
+            plain: Variant(plain, poster(self.plain), verify=_empty(self.what, self.marks)),
+            marked: Variant(marked, poster(self.marked), verify=_at_least(self.what, self.marks)),
         }
+
+
+class Webhooks(_PlainOrMarked):
+    name = "webhooks"
+    title = "POST without and with one async webhook, API-only servers (the write path)"
+    app_db = webhooks.APP_DB
+    settings = webhooks.server_settings(background_work=False)
+    scenarios = {"write_cost": ("POST plain", "POST hooked")}
+    app_name = webhooks.APP_NAME
+    plain, marked = "plain", "hooked"
+    body = json.loads(webhooks.BODY)
+    what = "outbox rows"
+
+    @contextmanager
+    def resources(self) -> Iterator[None]:
+        with webhooks.Receiver() as self.receiver:
+            yield
+
+    def prepare(self, bench: Bench, server: ServerProcess, result: ScenarioResult) -> None:
+        _no_app_db(bench, self.app_db)
+        webhooks.setup(server.port, f"http://127.0.0.1:{self.receiver.port}/hook")
+
+    def login(self, server: ServerProcess) -> str:
+        return webhooks.app_token(server.port)
+
+    def marks(self, bench: Bench) -> int:
+        return webhooks.outbox_rows(bench)
+
+    def post(
+        self, server: ServerProcess, token: str, entity: str, seconds: int, name: str
+    ) -> Measurement:
+        return run_wrk(webhooks.posts(server, entity, token, seconds), name=name)
 
     def reset(self, bench: Bench) -> None:
         webhooks.reset(bench)
 
 
-class Workflows(ABSet):
+class Workflows(_PlainOrMarked):
     name = "workflows"
     title = (
         "POST without a workflow and with one that waits at an approval, API-only servers "
@@ -298,6 +312,10 @@ class Workflows(ABSet):
         "auth_access_token_ttl": workflows.ACCESS_TOKEN_TTL_S,
     }
     scenarios = {"trigger_cost": ("POST plain_order", "POST held_order")}
+    app_name = workflows.APP_NAME
+    plain, marked = workflows.SIDES["plain"], workflows.SIDES["held"]
+    body = json.loads(workflows.BODY)
+    what = "hold instances"
 
     def prepare(self, bench: Bench, server: ServerProcess, result: ScenarioResult) -> None:
         workflows.setup(bench, server.port)
@@ -305,47 +323,13 @@ class Workflows(ABSet):
     def login(self, server: ServerProcess) -> str:
         return workflows.admin_token(server.port)
 
-    def check(
-        self,
-        bench: Bench,
-        server: ServerProcess,
-        token: str,
-        variants: list[str],
-        result: ScenarioResult,
-    ) -> None:
-        """A held_order write starts one `hold` instance, a plain_order write none."""
-        expected = 0
-        for entity in ("plain_order", "held_order"):
-            path = f"/api/{workflows.APP_NAME}/{entity}"
-            body = {"status": "placed", "amount": 1}
-            status, _ = http_json(server.port, "POST", path, body, token=token)
-            expected += entity == "held_order"
-            started = workflows.instances(bench, workflows.HOLD["name"])
-            if status != 201 or started != expected:
-                result.failures.append(
-                    f"{server.name}: POST {entity} answered {status}, {started} hold instances "
-                    f"(expected 201, {expected})"
-                )
-        self.reset(bench)
+    def marks(self, bench: Bench) -> int:
+        return workflows.instances(bench, workflows.HOLD["name"])
 
-    def variants(self) -> dict[str, Variant]:
-        def held(bench: Bench) -> int:
-            return workflows.instances(bench, workflows.HOLD["name"])
-
-        def poster(entity: str) -> RunWrk:
-            def run(server: ServerProcess, token: str, seconds: int, name: str) -> Measurement:
-                return workflows.post(server, token, entity, seconds, name)
-
-            return run
-
-        return {
-            "POST plain_order": Variant(
-                "POST plain_order", poster("plain_order"), verify=_empty("hold instances", held)
-            ),
-            "POST held_order": Variant(
-                "POST held_order", poster("held_order"), verify=_at_least("hold instances", held)
-            ),
-        }
+    def post(
+        self, server: ServerProcess, token: str, entity: str, seconds: int, name: str
+    ) -> Measurement:
+        return workflows.post(server, token, entity, seconds, name)
 
     def reset(self, bench: Bench) -> None:
         workflows.reset(bench)

@@ -75,9 +75,9 @@ def _git(cwd: Path, *args: str, timeout: float = 120.0) -> str:
     return proc.stdout.strip()
 
 
-def code_digest(checkout: Path) -> str:
-    """sha256 over the paths and contents of `rocketd/**/*.py`: equal digests, equal code."""
-    package = checkout / "rocketd"
+def code_digest(package: Path) -> str:
+    """sha256 over the paths and contents of a package's `**/*.py`, 12 hex digits: equal
+    digests, equal code."""
     digest = hashlib.sha256()
     for path in sorted(package.rglob("*.py")):
         digest.update(str(path.relative_to(package)).encode() + b"\0" + path.read_bytes())
@@ -116,7 +116,7 @@ def resolve(
         commit=commit,
         subject=_git(checkout, "log", "-1", "--format=%s", commit),
         modified=modified,
-        code_digest=code_digest(checkout),
+        code_digest=code_digest(checkout / "rocketd"),
         env=dict(env),
     )
 

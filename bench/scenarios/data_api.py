@@ -38,7 +38,6 @@ edited, export it and point PYTHONPATH at the export (the notes name the code th
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import os
 import secrets
 import statistics
@@ -59,6 +58,7 @@ from bench.harness import SETTLE_S, Bench
 from bench.loadgen import BENCH_DIR, SQL_DIR, find_wrk, parse_wrk
 from bench.processes import ServerProcess, http_json
 from bench.report import Measurement, Ratio, ScenarioResult, percentile, ratio
+from bench.versions import code_digest
 
 APP_NAME = "benchdata"
 APP_DB = f"rocket_{APP_NAME}"
@@ -649,10 +649,7 @@ def _server_code_note() -> str:
         check=False,
     )
     where = Path(proc.stdout.strip() or ".")
-    digest = hashlib.sha256()
-    for path in sorted(where.rglob("*.py")):
-        digest.update(str(path.relative_to(where)).encode() + b"\0" + path.read_bytes())
-    return f"rocketd code under test: {where} (sha256 of its .py files {digest.hexdigest()[:12]})."
+    return f"rocketd code under test: {where} (sha256 of its .py files {code_digest(where)})."
 
 
 # --- targets and notes ---------------------------------------------------------------------------
