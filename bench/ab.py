@@ -429,6 +429,9 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--tolerance", type=float, default=0.03, help="for the 'within' column (default 0.03)"
     )
+    parser.add_argument(
+        "--tag", help="names the comparison in the result files: ab-<tag>-<set>-<date>.md"
+    )
     parser.add_argument("--pg-url", default=DEFAULT_PG_URL, help="PostgreSQL server URL")
     parser.add_argument("--results-dir", type=Path, default=RESULTS_DIR)
     parser.add_argument(
@@ -493,7 +496,8 @@ def main(argv: list[str]) -> int:
     command = shlex.join([".venv/bin/python", "-m", "bench", "ab", *argv])
     failures: list[str] = []
     for set_name, variant_names in chosen.items():
-        report = _run_report(set_name, variant_names, versions, config, command)
+        stem = label(set_name, variant_names, args.tag)
+        report = _run_report(stem, set_name, variant_names, versions, config, command)
         md, js = report.write(args.results_dir)
         print(f"wrote {md} and {js.name}", flush=True)
         failures += report.failures
@@ -503,6 +507,7 @@ def main(argv: list[str]) -> int:
 
 
 def _run_report(
+    stem: str,
     set_name: str,
     variant_names: list[str],
     versions: dict[str, Version],
@@ -512,7 +517,7 @@ def _run_report(
     abset = SETS[set_name]()
     print(f"== ab {set_name}: {', '.join(variant_names)} ...", flush=True)
     report = ABReport(
-        label=label(set_name, variant_names),
+        label=stem,
         title=abset.title,
         machine=machine_info(config.bench.pg_url),
         command=command,

@@ -360,10 +360,12 @@ def select(names: list[str]) -> dict[str, list[str]]:
     return chosen
 
 
-def label(set_name: str, variants: list[str]) -> str:
-    """`ab-<set>` for a whole set, else `ab-<set>-<scenario>-...` (the result files' stem)."""
+def label(set_name: str, variants: list[str], tag: str | None = None) -> str:
+    """`ab-[<tag>-]<set>` for a whole set, else `ab-[<tag>-]<set>-<scenario>-...` (the result
+    files' stem)."""
     cls = SETS[set_name]
+    prefix = ["ab", tag] if tag else ["ab"]
     if len(variants) == sum(len(v) for v in cls.scenarios.values()):
-        return f"ab-{set_name}"
+        return "-".join([*prefix, set_name])
     scenarios = [s for s, vs in cls.scenarios.items() if any(v in variants for v in vs)]
-    return "-".join(["ab", set_name, *scenarios])
+    return "-".join([*prefix, set_name, *scenarios])
