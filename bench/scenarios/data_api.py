@@ -33,6 +33,9 @@ edited, export it and point PYTHONPATH at the export (the notes name the code th
 
     git archive HEAD rocketd | tar -x -C /tmp/rocketd-head
     PYTHONPATH=/tmp/rocketd-head .venv/bin/python -m bench data-api
+
+To compare two commits, `python -m bench ab` runs both on the same seeded app in alternating
+rounds (bench/README.md, "Comparing two versions").
 """
 
 from __future__ import annotations
