@@ -1,6 +1,7 @@
 """`python -m bench [name ...]`: run scenario sets or single scenarios and write their reports.
 
 A name is a set (`foundation`) or a scenario (`health`, `login`); no name runs every set.
+`python -m bench ab ...` compares two rocketd versions instead (bench/ab.py).
 Exit status: 0 when every scenario ran clean, 1 when one failed or crashed, 2 when a tool or
 PostgreSQL is missing.
 """
@@ -13,10 +14,15 @@ import sys
 import traceback
 from pathlib import Path
 
-import psycopg
-
-from bench.harness import DEFAULT_PG_URL, Bench, BenchConfig, machine_info
-from bench.loadgen import ToolMissing, find_pgbench, find_wrk
+from bench.ab import main as ab_main
+from bench.harness import (
+    DEFAULT_PG_URL,
+    RESULTS_DIR,
+    Bench,
+    BenchConfig,
+    machine_info,
+    preflight,
+)
 from bench.report import (
     Machine,
     Report,
@@ -26,8 +32,6 @@ from bench.report import (
     ratio_table,
 )
 from bench.scenarios import SETS, Scenario
-
-RESULTS_DIR = Path(__file__).resolve().parent / "results"
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -62,13 +66,6 @@ def select(names: list[str]) -> dict[str, list[str]]:
 def _label(set_name: str, picked: list[str]) -> str:
     everything = list(SETS[set_name])
     return set_name if picked == everything else "-".join([set_name, *picked])
-
-
-def _preflight(pg_url: str) -> None:
-    find_wrk()
-    find_pgbench()
-    with psycopg.connect(f"{pg_url.rstrip('/')}/postgres", connect_timeout=5):
-        pass
 
 
 def run_scenario(name: str, scenario: Scenario, config: BenchConfig) -> ScenarioResult:
@@ -114,19 +111,18 @@ def run_set(
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["ab"]:
+        return ab_main(argv[1:])
     args = _parser().parse_args(argv)
     if args.list:
         for set_name, scenarios in SETS.items():
             print(f"{set_name}: {' '.join(scenarios)}")
         return 0
     chosen = select(args.names)
-    try:
-        _preflight(args.pg_url)
-    except ToolMissing as exc:
-        print(f"bench: {exc}", file=sys.stderr)
-        return 2
-    except psycopg.OperationalError as exc:
-        print(f"bench: PostgreSQL is not reachable at {args.pg_url}: {exc}", file=sys.stderr)
+    problem = preflight(args.pg_url)
+    if problem:
+        print(f"bench: {problem}", file=sys.stderr)
         return 2
     config = BenchConfig(pg_url=args.pg_url, duration_s=args.duration, warmup_s=args.warmup)
     machine = machine_info(args.pg_url)

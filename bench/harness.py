@@ -21,6 +21,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
@@ -32,6 +33,7 @@ from psycopg import sql
 
 from bench.loadgen import (
     PgbenchRun,
+    ToolMissing,
     WrkRun,
     find_pgbench,
     find_wrk,
@@ -43,6 +45,7 @@ from bench.processes import HOST, ServerProcess, free_port
 from bench.report import Machine, Measurement
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+RESULTS_DIR = REPO_ROOT / "bench" / "results"
 DEFAULT_PG_URL = "postgresql://postgres@127.0.0.1:5432"
 # Pause between a warm-up run and the measured run.
 SETTLE_S = 2.0
@@ -110,6 +113,21 @@ class Bench:
         `auth_bcrypt_cost=12` becomes ROCKET_AUTH_BCRYPT_COST=12. `nice` > 0 runs the process
         under `nice -n <nice>` (e.g. a background instance that must yield to the API one).
         """
+        return self.rocketd_server(settings, nice=nice)
+
+    def rocketd_server(
+        self,
+        settings: Mapping[str, str | int],
+        *,
+        nice: int = 0,
+        executable: str | None = None,
+        extra_env: Mapping[str, str] | None = None,
+        name: str = "rocketd",
+    ) -> ServerProcess:
+        """`rocketd(...)` with the settings as a mapping, and more: `executable` is another
+        installation's `rocketd` (default: the one beside this Python); `extra_env` is set last,
+        over everything else (whole variable names, e.g. ROCKET_LOG_LEVEL=info); `name` names the
+        process in its log file and in failures."""
         port = free_port()
         env = self._child_env()
         env |= {
@@ -122,8 +140,10 @@ class Bench:
             "ROCKET_STORAGE_LOCAL_PATH": str(self.workdir / "uploads"),
         }
         env |= {f"ROCKET_{key.upper()}": str(value) for key, value in settings.items()}
-        name = f"rocketd-nice{nice}" if nice else "rocketd"
-        argv = [_rocketd_executable(), "serve"]
+        env |= dict(extra_env or {})
+        if nice:
+            name = f"{name}-nice{nice}"
+        argv = [executable or _rocketd_executable(), "serve"]
         return self._server(name, argv, port, env, "/ready", nice=nice)
 
     def hello(self) -> ServerProcess:
@@ -264,6 +284,20 @@ def _with_duration(run: WrkRun, seconds: int) -> WrkRun:
         body=run.body,
         headers=run.headers,
     )
+
+
+def preflight(pg_url: str) -> str | None:
+    """What is missing to run anything (a load generator, PostgreSQL), or None."""
+    try:
+        find_wrk()
+        find_pgbench()
+        with psycopg.connect(f"{pg_url.rstrip('/')}/postgres", connect_timeout=5):
+            pass
+    except ToolMissing as exc:
+        return str(exc)
+    except psycopg.OperationalError as exc:
+        return f"PostgreSQL is not reachable at {pg_url}: {exc}"
+    return None
 
 
 # --- machine notes ---------------------------------------------------------------------------

@@ -115,19 +115,31 @@ class Report:
         lines = [f"# Benchmark results: {self.set_name} ({self.machine.date})", ""]
         for scenario in self.scenarios:
             lines += _scenario_markdown(scenario)
-        lines += _machine_markdown(self.machine, self.command)
+        lines += machine_markdown(self.machine, self.command)
         return "\n".join(lines).rstrip() + "\n"
 
     def write(self, results_dir: Path) -> tuple[Path, Path]:
         """Write the .md and .json; a report with failures gets a `-failed` suffix, so a
         broken run never replaces a clean one."""
-        results_dir.mkdir(parents=True, exist_ok=True)
-        suffix = "-failed" if self.failures else ""
-        stem = results_dir / f"{self.set_name}-{self.machine.date}{suffix}"
-        md, js = stem.with_suffix(".md"), stem.with_suffix(".json")
-        md.write_text(self.to_markdown())
-        js.write_text(self.to_json())
-        return md, js
+        return write_result_files(
+            results_dir,
+            f"{self.set_name}-{self.machine.date}",
+            failed=bool(self.failures),
+            markdown=self.to_markdown(),
+            json_text=self.to_json(),
+        )
+
+
+def write_result_files(
+    results_dir: Path, stem: str, *, failed: bool, markdown: str, json_text: str
+) -> tuple[Path, Path]:
+    """`<stem>.md` and `<stem>.json` in `results_dir`, `<stem>-failed.*` when `failed`."""
+    results_dir.mkdir(parents=True, exist_ok=True)
+    base = results_dir / f"{stem}{'-failed' if failed else ''}"
+    md, js = base.with_suffix(".md"), base.with_suffix(".json")
+    md.write_text(markdown)
+    js.write_text(json_text)
+    return md, js
 
 
 def percentile(sorted_values: list[int] | list[float], pct: float) -> float:
@@ -138,13 +150,13 @@ def percentile(sorted_values: list[int] | list[float], pct: float) -> float:
     return float(sorted_values[min(rank, len(sorted_values)) - 1])
 
 
-def _ms(value: float | None) -> str:
+def format_ms(value: float | None) -> str:
     if value is None:
         return "-"
     return f"{value:.3f}" if value < 1 else f"{value:.0f}" if value >= 100 else f"{value:.2f}"
 
 
-def _rate(value: float) -> str:
+def format_rate(value: float) -> str:
     return f"{value:,.0f}" if value >= 100 else f"{value:.1f}"
 
 
@@ -156,8 +168,8 @@ def measurement_table(measurements: list[Measurement]) -> list[str]:
     for m in measurements:
         conns = m.params.get("connections", "-")
         lines.append(
-            f"| {m.name} | {m.tool} | {conns} | {_rate(m.rate)} {m.unit} | {_ms(m.p50_ms)} "
-            f"| {_ms(m.p99_ms)} | {_ms(m.avg_ms)} | {m.requests:,} | {m.errors} |"
+            f"| {m.name} | {m.tool} | {conns} | {format_rate(m.rate)} {m.unit} | {format_ms(m.p50_ms)} "
+            f"| {format_ms(m.p99_ms)} | {format_ms(m.avg_ms)} | {m.requests:,} | {m.errors} |"
         )
     return lines
 
@@ -178,7 +190,7 @@ def _scenario_markdown(scenario: ScenarioResult) -> list[str]:
     return [*lines, ""]
 
 
-def _machine_markdown(machine: Machine, command: str) -> list[str]:
+def machine_markdown(machine: Machine, command: str) -> list[str]:
     return [
         "## Machine",
         "",

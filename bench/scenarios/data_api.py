@@ -17,7 +17,7 @@ nested:  POST with 5 `order_lines` children vs parent + 5 child INSERTs in one t
          (plus, for context, the 5 children as one multi-row INSERT);
 update:  PUT /api/benchdata/order/<random seeded id> {"status": "sent"} vs one UPDATE ... RETURNING.
 
-Every measured run also records where the CPU went (`_CpuMeter`): the rocketd process, the
+Every measured run also records where the CPU went (`bench/cpu.py`): the rocketd process, the
 PostgreSQL backends of the app database and the load generator, per request and in cores.
 
 propagation: two rocketd processes on one management database; entities are created and then
@@ -33,20 +33,20 @@ edited, export it and point PYTHONPATH at the export (the notes name the code th
 
     git archive HEAD rocketd | tar -x -C /tmp/rocketd-head
     PYTHONPATH=/tmp/rocketd-head .venv/bin/python -m bench data-api
+
+To compare two commits, `python -m bench ab` runs both on the same seeded app in alternating
+rounds (bench/README.md, "Comparing two versions").
 """
 
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import os
-import resource
 import secrets
 import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -56,10 +56,12 @@ from typing import Any
 import aiohttp
 import psycopg
 
+from bench.cpu import CpuMeter, cpu_note
 from bench.harness import SETTLE_S, Bench
 from bench.loadgen import BENCH_DIR, SQL_DIR, find_wrk, parse_wrk
 from bench.processes import ServerProcess, http_json
 from bench.report import Measurement, Ratio, ScenarioResult, percentile, ratio
+from bench.versions import code_digest
 
 APP_NAME = "benchdata"
 APP_DB = f"rocket_{APP_NAME}"
@@ -224,27 +226,27 @@ def _measure_operation(bench: Bench, op: Operation) -> ScenarioResult:
     if op.name == "list":
         return _measure_list(bench, op)
     result = ScenarioResult(op.name, op.title)
-    _require_no_app_db(bench)
+    require_no_app_db(bench)
     ids_file = bench.workdir / "order-ids.txt"
     with bench.rocketd(auth_access_token_ttl=ACCESS_TOKEN_TTL_S) as server:
         token = _prepare(bench, server, op, ids_file, result)
         warm, rocket = _wrk_data(bench, server, op, token, ids_file)
         bench.stop(server)
-    _check_rocketd_writes(bench, op.name, warm.requests + rocket.requests, result)
-    _reset(bench)
+    check_rocketd_writes(bench, op.name, warm.requests + rocket.requests, result)
+    reset(bench)
     variables = {"status": "paid"} if op.name == "list" else {}
     baseline = _pgbench(bench, f"data_api_{op.name}.sql", op.pgbench_name, variables)
     _check_pgbench_writes(bench, op.name, baseline.requests, result)
     measurements = [rocket, baseline]
     if op.name == "nested":
-        _reset(bench)
+        reset(bench)
         multirow = _pgbench(
             bench,
             "data_api_nested_multirow.sql",
             "pgbench BEGIN, parent INSERT, one 5-row child INSERT, COMMIT (context)",
         )
         measurements.append(multirow)
-    _reset(bench)
+    reset(bench)
 
     result.measurements = measurements
     main = ratio(
@@ -266,7 +268,7 @@ def _measure_operation(bench: Bench, op: Operation) -> ScenarioResult:
     result.notes = [
         *_target_notes(op.name, rocket, main.value),
         f"rocketd sends per request: {op.rocketd_sql}.",
-        *(note for m in measurements if (note := _cpu_note(m)) is not None),
+        *(note for m in measurements if (note := cpu_note(m)) is not None),
         *_operation_notes(bench, op.name),
         _server_code_note(),
     ]
@@ -277,12 +279,12 @@ def _prepare(
     bench: Bench, server: ServerProcess, op: Operation, ids_file: Path, result: ScenarioResult
 ) -> str:
     """App, schema, seeded rows, the ids file and the answer check; returns the admin token."""
-    token = _create_app(server.port)
-    _create_schema(server.port, token)
-    _seed(bench)
-    _write_ids(bench, ids_file)
+    token = create_app(server.port)
+    create_schema(server.port, token)
+    seed(bench)
+    write_ids(bench, ids_file)
     CHECKS[op.name](bench, server.port, token, result)
-    _reset(bench)
+    reset(bench)
     return token
 
 
@@ -292,18 +294,18 @@ def _measure_list(bench: Bench, op: Operation) -> ScenarioResult:
     alternate on the same rows, and alternating keeps a slow spell of this shared machine from
     landing on one side only (single runs of the same code moved between 0.52 and 1.24)."""
     result = ScenarioResult(op.name, f"{op.title}, {LIST_ROUNDS} alternating rounds")
-    _require_no_app_db(bench)
+    require_no_app_db(bench)
     ids_file = bench.workdir / "order-ids.txt"
     rockets: list[Measurement] = []
     baselines: list[Measurement] = []
     with bench.rocketd(auth_access_token_ttl=ACCESS_TOKEN_TTL_S) as server:
         token = _prepare(bench, server, op, ids_file, result)
-        env = _wrk_env(op, token, ids_file)
-        _run_wrk(server, env, bench.config.warmup_s, f"{op.rocketd_name} (warm-up)")
+        env = wrk_env(op, token, ids_file)
+        run_wrk(server, env, bench.config.warmup_s, f"{op.rocketd_name} (warm-up)")
         for n in range(1, LIST_ROUNDS + 1):
             time.sleep(SETTLE_S)
-            with _CpuMeter(_pid_of(server)) as meter:
-                measured = _run_wrk(
+            with CpuMeter(APP_DB, server.pid) as meter:
+                measured = run_wrk(
                     server, env, bench.config.duration_s, f"{op.rocketd_name}, round {n}"
                 )
             meter.attach(measured)
@@ -338,7 +340,7 @@ def _measure_list(bench: Bench, op: Operation) -> ScenarioResult:
         f"{bench.config.duration_s} s of pgbench; the target lines and CPU figures are those of "
         f"the median round ({middle + 1}).",
         f"rocketd sends per request: {op.rocketd_sql}.",
-        *(note for m in (rockets[middle], baselines[middle]) if (note := _cpu_note(m)) is not None),
+        *(note for m in (rockets[middle], baselines[middle]) if (note := cpu_note(m)) is not None),
         *_operation_notes(bench, op.name),
         _server_code_note(),
     ]
@@ -348,7 +350,7 @@ def _measure_list(bench: Bench, op: Operation) -> ScenarioResult:
 def _pgbench(
     bench: Bench, script: str, name: str, variables: dict[str, str] | None = None
 ) -> Measurement:
-    with _CpuMeter() as meter:
+    with CpuMeter(APP_DB) as meter:
         measurement = bench.pgbench(
             APP_DB, SQL_DIR / script, name=name, clients=CONNECTIONS, variables=variables
         )
@@ -359,7 +361,7 @@ def _pgbench(
 # --- app, schema, seed -------------------------------------------------------------------------
 
 
-def _require_no_app_db(bench: Bench) -> None:
+def require_no_app_db(bench: Bench) -> None:
     if bench.database_exists(APP_DB):
         raise RuntimeError(
             f"database {APP_DB} already exists (left over from an interrupted run?); "
@@ -373,7 +375,7 @@ def _ok(status: int, body: Any, expected: tuple[int, ...], what: str) -> Any:
     return body
 
 
-def _create_app(port: int) -> str:
+def create_app(port: int) -> str:
     """Create the app through the platform API; return an app admin access token."""
     body = _ok(
         *http_json(port, "POST", "/api/_platform/auth/login", PLATFORM_CREDENTIALS),
@@ -386,10 +388,10 @@ def _create_app(port: int) -> str:
         (200, 201),
         f"creating app {APP_NAME}",
     )
-    return _app_login(port)
+    return app_login(port)
 
 
-def _app_login(port: int) -> str:
+def app_login(port: int) -> str:
     body = _ok(
         *http_json(port, "POST", f"/api/{APP_NAME}/auth/login", APP_CREDENTIALS),
         (200,),
@@ -398,7 +400,7 @@ def _app_login(port: int) -> str:
     return str(body["data"]["access_token"])
 
 
-def _create_schema(port: int, token: str) -> None:
+def create_schema(port: int, token: str) -> None:
     for kind, definition in (
         ("entities", ORDER_ENTITY),
         ("entities", LINE_ENTITY),
@@ -417,7 +419,7 @@ def _execute(bench: Bench, statement: str) -> None:
         conn.execute(statement.encode())
 
 
-def _seed(bench: Bench) -> None:
+def seed(bench: Bench) -> None:
     _execute(bench, (SQL_DIR / "data_api_seed.sql").read_text())
     _execute(bench, "vacuum analyze orders, order_lines")
     count = bench.query(APP_DB, "select count(*) from orders")[0][0]
@@ -425,13 +427,13 @@ def _seed(bench: Bench) -> None:
         raise RuntimeError(f"seeded {count} orders, expected {SEED_ROWS}")
 
 
-def _write_ids(bench: Bench, path: Path) -> None:
+def write_ids(bench: Bench, path: Path) -> None:
     """The seeded ids, one a line, for wrk/data_api.lua (get and update pick one at random)."""
     rows = bench.query(APP_DB, "select id::text from orders order by number")
     path.write_text("".join(f"{row[0]}\n" for row in rows))
 
 
-def _reset(bench: Bench) -> None:
+def reset(bench: Bench) -> None:
     """Back to the seed: delete written rows, restore the statuses, vacuum."""
     _execute(bench, "delete from order_lines")
     _execute(bench, "delete from orders where number not like 'O-%'")
@@ -565,7 +567,7 @@ def _check_writes(
         result.failures.append(f"{who}: {orders} orders stored with {lines} lines")
 
 
-def _check_rocketd_writes(bench: Bench, op: str, requests: int, result: ScenarioResult) -> None:
+def check_rocketd_writes(bench: Bench, op: str, requests: int, result: ScenarioResult) -> None:
     _check_writes(bench, op, "W-", requests, "rocketd", result)
 
 
@@ -582,18 +584,18 @@ def _wrk_data(
     """A warm-up run, a pause, the measured run (like Bench.wrk, with the data API script and
     its token); returns both. Non-2xx answers and socket errors of the measured run are
     failures of the scenario."""
-    env = _wrk_env(op, token, ids_file)
-    warm = _run_wrk(server, env, bench.config.warmup_s, f"{op.rocketd_name} (warm-up)")
+    env = wrk_env(op, token, ids_file)
+    warm = run_wrk(server, env, bench.config.warmup_s, f"{op.rocketd_name} (warm-up)")
     time.sleep(SETTLE_S)
-    with _CpuMeter(_pid_of(server)) as meter:
-        measured = _run_wrk(server, env, bench.config.duration_s, op.rocketd_name)
+    with CpuMeter(APP_DB, server.pid) as meter:
+        measured = run_wrk(server, env, bench.config.duration_s, op.rocketd_name)
     meter.attach(measured)
     if measured.errors:
         bench.failures.append(f"{measured.name}: {measured.errors} errors")
     return warm, measured
 
 
-def _wrk_env(op: Operation, token: str, ids_file: Path) -> dict[str, str]:
+def wrk_env(op: Operation, token: str, ids_file: Path) -> dict[str, str]:
     return {
         "BENCH_MODE": op.name,
         "BENCH_TOKEN": token,
@@ -603,7 +605,7 @@ def _wrk_env(op: Operation, token: str, ids_file: Path) -> dict[str, str]:
     }
 
 
-def _run_wrk(server: ServerProcess, env: dict[str, str], seconds: int, name: str) -> Measurement:
+def run_wrk(server: ServerProcess, env: dict[str, str], seconds: int, name: str) -> Measurement:
     params: dict[str, object] = {
         "connections": CONNECTIONS,
         "threads": 1,
@@ -637,124 +639,6 @@ def _run_wrk(server: ServerProcess, env: dict[str, str], seconds: int, name: str
     return parse_wrk(proc.stdout, name=name, params=params)
 
 
-# --- where the CPU goes ---------------------------------------------------------------------------
-
-_CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
-CPU_POLL_S = 0.1
-
-
-def _process_cpu_s(pid: int) -> float | None:
-    """User + system CPU seconds of a process so far, None when it is gone."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except (OSError, IndexError):
-        return None
-    return (int(fields[11]) + int(fields[12])) / _CLOCK_TICKS
-
-
-class _CpuMeter:
-    """CPU used during a run by the rocketd process, the PostgreSQL backends connected to the
-    app database (found by their process title, so other databases' work on the same server
-    does not count) and the load generator (a child of this process, counted once it exited).
-
-    Backends are polled every CPU_POLL_S from a thread, so backends that start and exit within
-    the run (pgbench's) are counted up to their last poll.
-    """
-
-    def __init__(self, rocketd_pid: int | None = None) -> None:
-        self._rocketd_pid = rocketd_pid
-        self._marker = f" {APP_DB} ".encode()
-        self._classified: dict[int, bool] = {}
-        self._first: dict[int, float] = {}
-        self._last: dict[int, float] = {}
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._poll, name="cpu-meter", daemon=True)
-        self.seconds: dict[str, float] = {}
-
-    def _is_backend(self, pid: int) -> bool:
-        known = self._classified.get(pid)
-        if known is None:
-            try:
-                cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
-            except OSError:
-                cmdline = b""
-            known = cmdline.startswith(b"postgres: ") and self._marker in cmdline
-            self._classified[pid] = known
-        return known
-
-    def _sample(self, *, starting: bool) -> None:
-        for entry in os.listdir("/proc"):
-            if not entry.isdigit() or not self._is_backend(int(entry)):
-                continue
-            pid = int(entry)
-            cpu = _process_cpu_s(pid)
-            if cpu is None:
-                continue
-            # A backend first seen after the start was born during the run: it starts at 0.
-            self._first.setdefault(pid, cpu if starting else 0.0)
-            self._last[pid] = cpu
-
-    def _poll(self) -> None:
-        while not self._stop.wait(CPU_POLL_S):
-            self._sample(starting=False)
-
-    def __enter__(self) -> _CpuMeter:
-        self._children0 = _children_cpu_s()
-        self._rocketd0 = _process_cpu_s(self._rocketd_pid) if self._rocketd_pid else None
-        self._sample(starting=True)
-        self._wall0 = time.monotonic()
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
-        self._sample(starting=False)
-        self.seconds = {
-            "wall": time.monotonic() - self._wall0,
-            "postgres": sum(self._last[pid] - self._first[pid] for pid in self._last),
-            "load generator": _children_cpu_s() - self._children0,
-        }
-        if self._rocketd_pid and self._rocketd0 is not None:
-            now = _process_cpu_s(self._rocketd_pid)
-            if now is not None:
-                self.seconds["rocketd"] = now - self._rocketd0
-
-    def attach(self, measurement: Measurement) -> None:
-        """Put CPU per request (µs) and cores busy into the measurement's params."""
-        count = measurement.requests
-        wall = self.seconds.get("wall", 0.0)
-        if not count or not wall:
-            return
-        order = ("rocketd", "postgres", "load generator")
-        parts = {k: self.seconds[k] for k in order if k in self.seconds}
-        measurement.params["cpu_us_per_request"] = {
-            k: round(v * 1e6 / count) for k, v in parts.items()
-        }
-        measurement.params["cores_busy"] = {k: round(v / wall, 2) for k, v in parts.items()}
-
-
-def _pid_of(server: ServerProcess) -> int | None:
-    # ServerProcess keeps its Popen private; the pid is only read here, for /proc.
-    proc = server._proc
-    return proc.pid if proc is not None else None
-
-
-def _children_cpu_s() -> float:
-    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return usage.ru_utime + usage.ru_stime
-
-
-def _cpu_note(m: Measurement) -> str | None:
-    per_request = m.params.get("cpu_us_per_request")
-    cores = m.params.get("cores_busy")
-    if not isinstance(per_request, dict) or not isinstance(cores, dict):
-        return None
-    unit = "request" if m.tool == "wrk" else "transaction"
-    parts = ", ".join(f"{k} {v} µs ({cores[k]:.2f} cores)" for k, v in per_request.items())
-    return f"CPU per {unit}, {m.name}: {parts}."
-
-
 def _server_code_note() -> str:
     """Which rocketd source the servers ran: the directory `import rocketd` finds with this
     environment (PYTHONPATH can point it at an export of a commit) and a digest of its .py files."""
@@ -768,10 +652,7 @@ def _server_code_note() -> str:
         check=False,
     )
     where = Path(proc.stdout.strip() or ".")
-    digest = hashlib.sha256()
-    for path in sorted(where.rglob("*.py")):
-        digest.update(str(path.relative_to(where)).encode() + b"\0" + path.read_bytes())
-    return f"rocketd code under test: {where} (sha256 of its .py files {digest.hexdigest()[:12]})."
+    return f"rocketd code under test: {where} (sha256 of its .py files {code_digest(where)})."
 
 
 # --- targets and notes ---------------------------------------------------------------------------
@@ -845,12 +726,12 @@ def propagation(bench: Bench) -> ScenarioResult:
         "propagation",
         "metadata propagation: a change through server A's admin API until server B serves it",
     )
-    _require_no_app_db(bench)
+    require_no_app_db(bench)
     with (
         bench.rocketd(auth_access_token_ttl=ACCESS_TOKEN_TTL_S) as a,
         bench.rocketd(auth_access_token_ttl=ACCESS_TOKEN_TTL_S) as b,
     ):
-        token = _create_app(a.port)
+        token = create_app(a.port)
         _poll_until(lambda: _app_login_status(b.port) == 200, "server B knows the app")
         created, updated = asyncio.run(_propagate(bench, a.port, b.port, token))
         bench.stop(b)

@@ -144,25 +144,21 @@ def rule_cost(bench: Bench) -> ScenarioResult:
         bench.rocketd(auth_access_token_ttl=ACCESS_TOKEN_TTL_S) as server,
         tempfile.TemporaryDirectory(prefix="rocketd-bench-rules-") as scratch,
     ):
-        token = _setup(bench, server.port)
-        _check(server.port, token, bench, result)
-        id_files: dict[str, Path] = {}
-        for side in SIDES:
-            id_files[side] = Path(scratch) / f"{side}-ids.txt"
-            ids = bench.query(APP_DB, f"select id from {side} order by id")
-            id_files[side].write_text("\n".join(str(r[0]) for r in ids) + "\n")
+        token = setup(bench, server.port)
+        check(server.port, token, bench, result)
+        id_files = write_id_files(bench, Path(scratch))
 
         for op in ("create", "update"):
-            envs = {side: _env(op, side, token, id_files[side]) for side in SIDES}
+            envs = {side: wrk_env(op, side, token, id_files[side]) for side in SIDES}
             if bench.config.warmup_s > 0:
                 for side in SIDES:
-                    _run_wrk(server, op, envs[side], bench.config.warmup_s, f"{side} (warm-up)")
+                    run_wrk(server, op, envs[side], bench.config.warmup_s, f"{side} (warm-up)")
                 time.sleep(SETTLE_S)
             for round_no in range(ROUNDS):
                 order = SIDES if round_no % 2 == 0 else tuple(reversed(SIDES))
                 for side in order:
-                    name = f"{_method(op)} {side} ({op})"
-                    m = _run_wrk(server, op, envs[side], seconds, name)
+                    name = f"{method(op)} {side} ({op})"
+                    m = run_wrk(server, op, envs[side], seconds, name)
                     runs.setdefault(name, []).append(m)
                     if m.errors:
                         bench.failures.append(f"{name}: {m.errors} errors")
@@ -172,15 +168,15 @@ def rule_cost(bench: Bench) -> ScenarioResult:
     result.measurements = [_combine(name, ms) for name, ms in runs.items()]
     per_op: dict[str, list[float]] = {}
     for op in ("create", "update"):
-        ruled = runs[f"{_method(op)} ruled ({op})"]
-        plain = runs[f"{_method(op)} plain ({op})"]
+        ruled = runs[f"{method(op)} ruled ({op})"]
+        plain = runs[f"{method(op)} plain ({op})"]
         per_round = [r.rate / p.rate for r, p in zip(ruled, plain, strict=True)]
         per_op[op] = per_round
         result.ratios.append(
             Ratio(
                 f"ruled / plain, {op}",
-                f"{_method(op)} ruled ({op})",
-                f"{_method(op)} plain ({op})",
+                f"{method(op)} ruled ({op})",
+                f"{method(op)} plain ({op})",
                 statistics.median(per_round),
                 f"{op} throughput kept with 5 rules + a state machine, median of {ROUNDS} "
                 f"rounds (target >= {TARGET}); rounds: " + ", ".join(f"{r:.3f}" for r in per_round),
@@ -190,11 +186,36 @@ def rule_cost(bench: Bench) -> ScenarioResult:
     return result
 
 
-def _method(op: str) -> str:
+def write_id_files(bench: Bench, directory: Path) -> dict[str, Path]:
+    """Per side, a file of its seeded ids, one a line (wrk/put_json.lua picks them at random)."""
+    files: dict[str, Path] = {}
+    for side in SIDES:
+        files[side] = directory / f"{side}-ids.txt"
+        ids = bench.query(APP_DB, f"select id from {side} order by id")
+        files[side].write_text("\n".join(str(r[0]) for r in ids) + "\n")
+    return files
+
+
+def reset(bench: Bench) -> None:
+    """Back to the seeded rows: the creates' rows deleted (the updates keep the seeded rows,
+    retitled), dead rows vacuumed."""
+    title = json.loads(CREATE_BODY)["title"]
+    for side in SIDES:
+        bench.query(APP_DB, f"delete from {side} where title = %s", (title,))
+        bench.query(APP_DB, f"vacuum analyze {side}")
+
+
+def created_rows(bench: Bench, side: str) -> int:
+    """Rows the create body made on `side` since the last reset."""
+    title = json.loads(CREATE_BODY)["title"]
+    return int(bench.query(APP_DB, f"select count(*) from {side} where title = %s", (title,))[0][0])
+
+
+def method(op: str) -> str:
     return "POST" if op == "create" else "PUT"
 
 
-def _setup(bench: Bench, port: int) -> str:
+def setup(bench: Bench, port: int) -> str:
     """App, entities, rules and machine through the admin API, seed rows by SQL; returns the
     admin token."""
     platform = _ok(
@@ -205,12 +226,7 @@ def _setup(bench: Bench, port: int) -> str:
         *http_json(port, "POST", "/api/_platform/apps", {"name": APP_NAME}, token=platform),
         "creating the app",
     )
-    token = str(
-        _ok(
-            *http_json(port, "POST", f"/api/{APP_NAME}/auth/login", ADMIN_CREDENTIALS),
-            "admin login",
-        )["data"]["access_token"]
-    )
+    token = admin_token(port)
     base = f"/api/{APP_NAME}/_admin"
     for side in SIDES:
         _ok(
@@ -229,7 +245,13 @@ def _setup(bench: Bench, port: int) -> str:
     return token
 
 
-def _check(port: int, token: str, bench: Bench, result: ScenarioResult) -> None:
+def admin_token(port: int) -> str:
+    """An access token of the app's admin."""
+    answer = http_json(port, "POST", f"/api/{APP_NAME}/auth/login", ADMIN_CREDENTIALS)
+    return str(_ok(*answer, "admin login")["data"]["access_token"])
+
+
+def check(port: int, token: str, bench: Bench, result: ScenarioResult) -> None:
     """The rules and the machine must be in force on `ruled` (and absent on `plain`)."""
     path = f"/api/{APP_NAME}"
 
@@ -259,7 +281,7 @@ def _check(port: int, token: str, bench: Bench, result: ScenarioResult) -> None:
         bench.query(APP_DB, f"delete from {side} where left(title, 5) <> 'item '")
 
 
-def _env(op: str, side: str, token: str, ids: Path) -> dict[str, str]:
+def wrk_env(op: str, side: str, token: str, ids: Path) -> dict[str, str]:
     return {
         "BENCH_TOKEN": token,
         "BENCH_PATH": f"/api/{APP_NAME}/{side}",
@@ -268,14 +290,14 @@ def _env(op: str, side: str, token: str, ids: Path) -> dict[str, str]:
     }
 
 
-def _run_wrk(
+def run_wrk(
     server: ServerProcess, op: str, env: dict[str, str], seconds: int, name: str
 ) -> Measurement:
     params: dict[str, object] = {
         "connections": CONNECTIONS,
         "threads": 1,
         "duration_s": seconds,
-        "method": _method(op),
+        "method": method(op),
     }
     argv = [
         find_wrk(),

@@ -67,7 +67,7 @@ def _entity(name: str, table: str) -> dict[str, Any]:
     }
 
 
-class _Receiver:
+class Receiver:
     """A counting webhook receiver on its own thread and event loop."""
 
     def __init__(self) -> None:
@@ -100,7 +100,7 @@ class _Receiver:
     def _run(self) -> None:
         self._loop.run_until_complete(self._serve())
 
-    def __enter__(self) -> _Receiver:
+    def __enter__(self) -> Receiver:
         self._thread.start()
         self._ready.wait(10)
         return self
@@ -118,7 +118,7 @@ def _ok(status: int, body: Any, expected: tuple[int, ...], what: str) -> Any:
     return body
 
 
-def _setup(port: int, receiver_url: str) -> str:
+def setup(port: int, receiver_url: str) -> str:
     ptoken = _ok(
         *http_json(port, "POST", "/api/_platform/auth/login", PLATFORM_CREDENTIALS),
         (200,),
@@ -153,7 +153,7 @@ def _setup(port: int, receiver_url: str) -> str:
     return token
 
 
-def _app_token(port: int) -> str:
+def app_token(port: int) -> str:
     return str(
         _ok(
             *http_json(port, "POST", f"/api/{APP_NAME}/auth/login", ADMIN_CREDENTIALS),
@@ -163,7 +163,7 @@ def _app_token(port: int) -> str:
     )
 
 
-def _posts(server: ServerProcess, entity: str, token: str, seconds: int) -> WrkRun:
+def posts(server: ServerProcess, entity: str, token: str, seconds: int) -> WrkRun:
     return WrkRun(
         url=server.url(f"/api/{APP_NAME}/{entity}"),
         duration_s=seconds,
@@ -174,7 +174,7 @@ def _posts(server: ServerProcess, entity: str, token: str, seconds: int) -> WrkR
 
 
 def _post(bench: Bench, server: ServerProcess, entity: str, token: str, name: str) -> Measurement:
-    measurement = run_wrk(_posts(server, entity, token, bench.config.duration_s), name=name)
+    measurement = run_wrk(posts(server, entity, token, bench.config.duration_s), name=name)
     if measurement.errors:
         bench.failures.append(f"{name}: {measurement.errors} errors")
     return measurement
@@ -219,7 +219,7 @@ def _warm_up(bench: Bench, server: ServerProcess, token: str) -> None:
     if bench.config.warmup_s <= 0:
         return
     for entity in ("plain", "hooked"):
-        run_wrk(_posts(server, entity, token, bench.config.warmup_s), name=f"warm-up {entity}")
+        run_wrk(posts(server, entity, token, bench.config.warmup_s), name=f"warm-up {entity}")
 
 
 def _rounds(
@@ -242,25 +242,38 @@ def _rounds(
     return ratios
 
 
+def server_settings(*, background_work: bool) -> dict[str, str | int]:
+    """Settings of the deployments' servers (deliveries allowed to the local receiver)."""
+    return {
+        "background_work": str(background_work).lower(),
+        "webhooks_allow_networks": "127.0.0.0/8",
+        "auth_access_token_ttl": 3600,
+    }
+
+
+def reset(bench: Bench) -> None:
+    """Empty the entities' tables and the outbox (the webhook definition stays)."""
+    bench.query(APP_DB, "truncate hooked, plain, _webhook_logs")
+
+
+def outbox_rows(bench: Bench) -> int:
+    return _undelivered(bench)[1]
+
+
 def _rocketd(bench: Bench, *, background_work: bool, nice: int = 0) -> ServerProcess:
-    return bench.rocketd(
-        nice=nice,
-        background_work=str(background_work).lower(),
-        webhooks_allow_networks="127.0.0.0/8",
-        auth_access_token_ttl=3600,
-    )
+    return bench.rocketd_server(server_settings(background_work=background_work), nice=nice)
 
 
-def _split(bench: Bench, receiver: _Receiver, result: ScenarioResult) -> list[float]:
+def _split(bench: Bench, receiver: Receiver, result: ScenarioResult) -> list[float]:
     """The API-only + niced background deployment; returns the per-round hooked / plain."""
     # Both deployments start from empty tables (the webhook definition stays).
-    bench.query(APP_DB, "truncate hooked, plain, _webhook_logs")
+    reset(bench)
     with (
         _rocketd(bench, background_work=True, nice=BACKGROUND_NICE) as background,
         _rocketd(bench, background_work=False) as api,
     ):
         niceness = background.niceness()
-        token = _app_token(api.port)
+        token = app_token(api.port)
         _warm_up(bench, api, token)
         if _wait_delivered(bench):
             result.failures.append(f"{SPLIT}: the warm-up's deliveries did not drain")
@@ -329,13 +342,13 @@ def _split(bench: Bench, receiver: _Receiver, result: ScenarioResult) -> list[fl
     return ratios
 
 
-def _write_path_only(bench: Bench, receiver: _Receiver, result: ScenarioResult) -> list[float]:
+def _write_path_only(bench: Bench, receiver: Receiver, result: ScenarioResult) -> list[float]:
     """API-only rocketd with no background instance during the rounds: what the webhook costs
     the write itself (the outbox row, sent with the COMMIT), with no delivery sharing the two
     cores. A background instance then starts and drains the outbox; returns hooked / plain."""
-    bench.query(APP_DB, "truncate hooked, plain, _webhook_logs")
+    reset(bench)
     with _rocketd(bench, background_work=False) as api:
-        token = _app_token(api.port)
+        token = app_token(api.port)
         _warm_up(bench, api, token)
         time.sleep(SETTLE_S)
         names = (f"{DEFERRED}: POST plain, round {{n}}", f"{DEFERRED}: POST hooked, round {{n}}")
@@ -383,10 +396,10 @@ def _write_path_only(bench: Bench, receiver: _Receiver, result: ScenarioResult) 
     return ratios
 
 
-def _single_process(bench: Bench, receiver: _Receiver, result: ScenarioResult) -> list[float]:
+def _single_process(bench: Bench, receiver: Receiver, result: ScenarioResult) -> list[float]:
     """One rocketd doing everything; returns the per-round hooked / plain."""
     with bench.rocketd(webhooks_allow_networks="127.0.0.0/8", auth_access_token_ttl=3600) as server:
-        token = _setup(server.port, f"http://127.0.0.1:{receiver.port}/hook")
+        token = setup(server.port, f"http://127.0.0.1:{receiver.port}/hook")
         # Warm-up for both entities, then alternate.
         _warm_up(bench, server, token)
         if bench.config.warmup_s > 0:
@@ -452,7 +465,7 @@ def write_cost(bench: Bench) -> ScenarioResult:
         "background); sustained deliveries/s",
     )
     # One receiver for both deployments: the webhook's URL names its port.
-    with _Receiver() as receiver:
+    with Receiver() as receiver:
         single = statistics.median(_single_process(bench, receiver, result))
         split = statistics.median(_split(bench, receiver, result))
         deferred = statistics.median(_write_path_only(bench, receiver, result))

@@ -123,7 +123,7 @@ def _ok(status: int, body: Any, what: str) -> Any:
     return body
 
 
-def _setup(bench: Bench, port: int) -> str:
+def setup(bench: Bench, port: int) -> str:
     if bench.database_exists(APP_DB):
         raise RuntimeError(f"database {APP_DB} already exists; drop it first")
     platform = _ok(
@@ -144,7 +144,7 @@ def _setup(bench: Bench, port: int) -> str:
     return admin
 
 
-def _admin_token(port: int) -> str:
+def admin_token(port: int) -> str:
     return str(
         _ok(*http_json(port, "POST", f"/api/{APP_NAME}/auth/login", ADMIN_CREDENTIALS), "admin")[
             "data"
@@ -152,7 +152,7 @@ def _admin_token(port: int) -> str:
     )
 
 
-def _post(server: ServerProcess, token: str, entity: str, seconds: int, name: str) -> Measurement:
+def post(server: ServerProcess, token: str, entity: str, seconds: int, name: str) -> Measurement:
     run = WrkRun(
         url=server.url(f"/api/{APP_NAME}/{entity}"),
         duration_s=seconds,
@@ -161,6 +161,20 @@ def _post(server: ServerProcess, token: str, entity: str, seconds: int, name: st
         headers={"Authorization": f"Bearer {token}"},
     )
     return run_wrk(run, name=name)
+
+
+def reset(bench: Bench) -> None:
+    """Empty the entities' tables, the instances and the outbox (the definitions stay)."""
+    bench.query(
+        APP_DB,
+        "truncate orders, plain_orders, held_orders, audits, _workflow_instances, _outbox",
+    )
+
+
+def instances(bench: Bench, workflow: str) -> int:
+    """Instances of `workflow` since the last reset."""
+    query = "select count(*) from _workflow_instances where workflow_name = %s"
+    return int(bench.query(APP_DB, query, (workflow,))[0][0])
 
 
 def _wait_drained(bench: Bench) -> float:
@@ -194,8 +208,8 @@ def throughput(bench: Bench) -> ScenarioResult:
         "throughput", "5-step all-action workflows started and run to completion per second"
     )
     with bench.rocketd(auth_access_token_ttl=ACCESS_TOKEN_TTL_S) as server:
-        token = _setup(bench, server.port)
-        writes = _post(server, token, "order", bench.config.duration_s, "POST order (triggers)")
+        token = setup(bench, server.port)
+        writes = post(server, token, "order", bench.config.duration_s, "POST order (triggers)")
         waited = _wait_drained(bench)
         total, completed, span, avg_ms, p50, p99 = bench.query(APP_DB, _STATS)[0]
         audits = bench.query(APP_DB, "select count(*) from audits")[0][0]
@@ -239,7 +253,7 @@ def throughput(bench: Bench) -> ScenarioResult:
 def _warm_up(bench: Bench, server: ServerProcess, token: str) -> None:
     if bench.config.warmup_s > 0:
         for entity in SIDES.values():
-            _post(server, token, entity, bench.config.warmup_s, "warm-up")
+            post(server, token, entity, bench.config.warmup_s, "warm-up")
         _wait_drained(bench)
     time.sleep(SETTLE_S)
 
@@ -256,7 +270,7 @@ def _rotating_rounds(
         for position, side in enumerate(sides):
             entity = SIDES[side]
             name = f"{prefix}POST {entity}"
-            m = _post(server, token, entity, bench.config.duration_s, name)
+            m = post(server, token, entity, bench.config.duration_s, name)
             runs[side].append(m)
             if m.errors:
                 bench.failures.append(f"{name}: {m.errors} errors")
@@ -308,10 +322,7 @@ def _counts(bench: Bench) -> tuple[int, int, int]:
 def _split(bench: Bench, result: ScenarioResult) -> dict[str, list[float]]:
     """The API-only + niced background deployment; returns the per-round ratios."""
     # Both deployments start from empty tables (the definitions stay).
-    bench.query(
-        APP_DB,
-        "truncate orders, plain_orders, held_orders, audits, _workflow_instances, _outbox",
-    )
+    reset(bench)
     with (
         bench.rocketd(
             nice=BACKGROUND_NICE, background_work="true", auth_access_token_ttl=ACCESS_TOKEN_TTL_S
@@ -319,7 +330,7 @@ def _split(bench: Bench, result: ScenarioResult) -> dict[str, list[float]]:
         bench.rocketd(background_work="false", auth_access_token_ttl=ACCESS_TOKEN_TTL_S) as api,
     ):
         niceness = background.niceness()
-        token = _admin_token(api.port)
+        token = admin_token(api.port)
         _warm_up(bench, api, token)
         completed_before, created_before, _ = _counts(bench)
         started = time.monotonic()
@@ -397,7 +408,7 @@ def trigger_cost(bench: Bench) -> ScenarioResult:
         "then API-only + background)",
     )
     with bench.rocketd(auth_access_token_ttl=ACCESS_TOKEN_TTL_S) as server:
-        token = _setup(bench, server.port)
+        token = setup(bench, server.port)
         _warm_up(bench, server, token)
         runs = _rotating_rounds(bench, server, token, "", drain_between=True)
         bench.stop(server)
