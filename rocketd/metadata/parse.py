@@ -651,3 +651,11 @@ def parse_relation(data: object) -> Relation:
         fetch=choices["fetch"],
         write_mode=choices["write_mode"],
     )
+
+
+# The parsing toolkit other definition parsers share (rules, state machines, workflows; see
+# metadata/definitions.py): the same problem collector and the same messages everywhere.
+Problems = _Problems
+join_path = _join
+check_keys = _check_keys
+is_blank = _blank

@@ -270,7 +270,7 @@ def test_the_numbers_of_a_rule_being_saved_must_fit_the_field() -> None:
 
 def test_stored_rules_are_not_held_to_the_ranges() -> None:
     rows = [{"id": "x", **item_rule(field="qty", operator="min", value=1e20)}]
-    book = RuleBook.build(REGISTRY, rows, [])
+    book = RuleBook.build(REGISTRY, rows)
     assert [r.id for r in book.for_entity("item").before_write] == ["x"]
     assert book.problems == ()
 
@@ -291,7 +291,7 @@ def test_book_orders_by_priority_groups_by_hook_and_skips_invalid_rows() -> None
         {"id": "f", **rule(field="colour", operator="required")},
         {"id": "g", **rule("expression", expression="(((")},
     ]
-    book = RuleBook.build(REGISTRY, rows, [])
+    book = RuleBook.build(REGISTRY, rows)
     invoice = book.for_entity("invoice")
     assert [r.id for r in invoice.before_write] == ["c", "a", "b"]
     assert [r.id for r in invoice.before_delete] == ["d"]

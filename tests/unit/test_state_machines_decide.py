@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 
 from rocketd.auth.principal import Principal
-from rocketd.capabilities.rules.model import StateMachine, parse_state_machine
 from rocketd.capabilities.state_machines.decide import apply_initial_states, decide, state_text
+from rocketd.capabilities.state_machines.model import StateMachine, parse_state_machine
 from rocketd.engine.record_state import RecordState
 from rocketd.errors import Forbidden, ValidationFailed
 from rocketd.metadata.model import Entity, Field, PrimaryKey

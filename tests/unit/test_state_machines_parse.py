@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from rocketd.capabilities.rules.model import (
-    RuleBook,
+from rocketd.capabilities.state_machines.model import (
+    MachineBook,
     parse_state_machine,
     state_machine_problems_in,
 )
@@ -259,6 +259,6 @@ def test_book_keeps_active_machines_by_entity_and_skips_stale_rows() -> None:
         {"id": "3", **SPEC_EXAMPLE, "field": "gone"},
         {"id": "4", **SPEC_EXAMPLE, "field": "resolution", "active": False},
     ]
-    book = RuleBook.build(REGISTRY, [], rows)
-    assert [m.id for m in book.for_entity("ticket").machines] == ["2", "1"]  # by field
+    book = MachineBook.build(REGISTRY, rows)
+    assert [m.id for m in book.for_entity("ticket")] == ["2", "1"]  # by field
     assert book.problems == ("state machine 3 skipped: field not found: ticket.gone",)

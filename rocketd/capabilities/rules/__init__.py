@@ -1,10 +1,7 @@
 """Validation rules (`_rules`): field, expression and computed rules on before_write,
 after_write and before_delete, evaluated in the write transaction.
 
-Public API for other capabilities: `RULE_BOOK` (the snapshot part: rules and state machines by
-entity; the state machines capability reads its machines from it), and the state-machine
-definitions the book parses (`StateMachine`, `Transition`, `Action`, `ActionValue`, `NOW`,
-`parse_state_machine`, `state_machine_problems_in`).
+Public API for other capabilities: `RULE_BOOK` (the snapshot part: the active rules by entity).
 """
 
 from __future__ import annotations
@@ -14,16 +11,7 @@ from typing import Any
 from psycopg import AsyncConnection
 
 from rocketd.capabilities.rules.admin import KINDS, load_rule_book
-from rocketd.capabilities.rules.model import (
-    NOW,
-    Action,
-    ActionValue,
-    RuleBook,
-    StateMachine,
-    Transition,
-    parse_state_machine,
-    state_machine_problems_in,
-)
+from rocketd.capabilities.rules.model import RuleBook
 from rocketd.capabilities.rules.stages import RULE_BOOK, STAGES
 from rocketd.extensions import Capability, SnapshotPart
 from rocketd.metadata.registry import Registry
@@ -40,14 +28,4 @@ CAPABILITY = Capability(
     kinds=KINDS,
 )
 
-__all__ = [
-    "CAPABILITY",
-    "NOW",
-    "RULE_BOOK",
-    "Action",
-    "ActionValue",
-    "StateMachine",
-    "Transition",
-    "parse_state_machine",
-    "state_machine_problems_in",
-]
+__all__ = ["CAPABILITY", "RULE_BOOK"]

@@ -4,8 +4,7 @@ Rules run on the generic admin runner (`engine.admin`): every change is validate
 and patterns compiled when saved, C4) against the entities and relations as stored now, in one
 transaction under the app's metadata lock, and commits with `NOTIFY rocket_metadata`, so every
 instance reloads its snapshot (and its RuleBook). A PUT keeps the stored value of every key it
-omits (C28). `load_rule_book` builds the snapshot's book from the stored rows, state machines
-included (their kind is `capabilities.state_machines.admin`).
+omits (C28). `load_rule_book` builds the snapshot's book from the stored rows.
 """
 
 from __future__ import annotations
@@ -30,10 +29,7 @@ async def load_rule_book(conn: AsyncConnection[Any], registry: Registry) -> Rule
     """The RuleBook of the stored rows (invalid ones skipped and listed in `problems`)."""
     cur = conn.cursor(row_factory=dict_row)
     await cur.execute("select * from _rules order by entity, priority, id")
-    rule_rows = await cur.fetchall()
-    await cur.execute("select * from _state_machines order by entity, field, id")
-    machine_rows = await cur.fetchall()
-    return RuleBook.build(registry, rule_rows, machine_rows)
+    return RuleBook.build(registry, await cur.fetchall())
 
 
 def canonical_json(value: Any) -> bytes:

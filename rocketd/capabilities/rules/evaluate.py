@@ -24,7 +24,6 @@ from rocketd.capabilities.rules.model import (
     FieldRule,
     RelatedLoad,
     Rule,
-    computed_writable,
 )
 from rocketd.engine.record_state import (
     RecordState,
@@ -34,6 +33,7 @@ from rocketd.engine.record_state import (
 from rocketd.engine.sql import compose as sc
 from rocketd.errors import ErrorDetail, InternalError, ValidationFailed
 from rocketd.expressions import EvaluationError, patterns
+from rocketd.metadata.definitions import computed_writable
 from rocketd.metadata.field_types import (
     INT_TYPES,
     ValueProblem,

@@ -16,7 +16,7 @@ from typing import Any, Final
 
 from psycopg.types.json import Jsonb
 
-from rocketd.capabilities.rules import (
+from rocketd.capabilities.state_machines.model import (
     StateMachine,
     parse_state_machine,
     state_machine_problems_in,

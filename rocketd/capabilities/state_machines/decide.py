@@ -19,7 +19,13 @@ from typing import Any, Final
 from psycopg import AsyncConnection
 
 from rocketd.auth.principal import Principal
-from rocketd.capabilities.rules import NOW, Action, ActionValue, StateMachine, Transition
+from rocketd.capabilities.state_machines.model import (
+    NOW,
+    Action,
+    ActionValue,
+    StateMachine,
+    Transition,
+)
 from rocketd.capabilities.webhooks import enqueue_direct
 from rocketd.engine.read.query import encode_record
 from rocketd.engine.record_state import RecordState, json_value

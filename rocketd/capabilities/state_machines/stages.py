@@ -17,8 +17,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Final
 
-from rocketd.capabilities.rules import RULE_BOOK
 from rocketd.capabilities.state_machines.decide import apply_initial_states, decide, run_actions
+from rocketd.capabilities.state_machines.model import EMPTY_MACHINE_BOOK, MachineBook
 from rocketd.engine import records
 from rocketd.engine.business_events import BusinessEvent, emit_business_event
 from rocketd.engine.record_state import RecordState
@@ -27,11 +27,14 @@ from rocketd.extensions import (
     ALL_MODES,
     DomainEvent,
     Phase,
+    SnapshotKey,
     Stage,
     WriteContext,
     WriteMode,
 )
 from rocketd.metadata.model import Entity
+
+MACHINES: Final[SnapshotKey[MachineBook]] = SnapshotKey("state_machines", EMPTY_MACHINE_BOOK)
 
 
 @dataclass(frozen=True)
@@ -44,20 +47,20 @@ class StateChanged(DomainEvent):
 
 
 def _has_machines(snapshot: AppSnapshot, entity: Entity) -> bool:
-    return bool(snapshot[RULE_BOOK].for_entity(entity.name).machines)
+    return bool(snapshot[MACHINES].for_entity(entity.name))
 
 
 async def initial_states(ctx: WriteContext) -> None:
     """Fill each machine's `initial` into a create body that lacks the state field."""
     if ctx.action != "create" or ctx.body is None:
         return
-    for machine in ctx.snapshot[RULE_BOOK].for_entity(ctx.entity.name).machines:
+    for machine in ctx.snapshot[MACHINES].for_entity(ctx.entity.name):
         if machine.initial is not None and ctx.body.get(machine.field) is None:
             ctx.body[machine.field] = machine.initial
 
 
 async def transitions(ctx: WriteContext) -> None:
-    machines = ctx.snapshot[RULE_BOOK].for_entity(ctx.entity.name).machines
+    machines = ctx.snapshot[MACHINES].for_entity(ctx.entity.name)
     if ctx.plan is None:  # pragma: no cover - BEFORE_WRITE always has a plan
         return
     principal = ctx.caller.principal
