@@ -17,7 +17,13 @@ ROOT = Path(__file__).resolve().parents[2]
 PACKAGE = ROOT / "rocketd"
 
 # Everyone may use these (they import nothing of rocketd but each other).
-SHARED = ("rocketd.errors", "rocketd.logging", "rocketd.json_encoding", "rocketd.timestamps")
+SHARED = (
+    "rocketd.errors",
+    "rocketd.logging",
+    "rocketd.json_encoding",
+    "rocketd.timestamps",
+    "rocketd.tracing",
+)
 
 # layer (module prefix) -> the prefixes it may import, besides SHARED and itself.
 # The first matching prefix (longest) decides a module's layer.
@@ -26,6 +32,7 @@ ALLOWED: dict[str, tuple[str, ...]] = {
     "rocketd.logging": (),
     "rocketd.json_encoding": (),
     "rocketd.timestamps": (),
+    "rocketd.tracing": (),
     "rocketd.expressions": (),
     "rocketd.config": ("rocketd.capabilities.*.settings",),
     "rocketd.systemd": (),
