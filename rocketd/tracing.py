@@ -16,9 +16,10 @@ the HTTP layer all import it.
 from __future__ import annotations
 
 import functools
+import inspect
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Callable, Mapping
 from contextvars import ContextVar, Token
 from types import TracebackType
 from typing import Any, Final, ParamSpec, TypeVar
@@ -202,7 +203,10 @@ class Span:
 
     def _exit(self, exc: BaseException | None) -> None:
         if self._token is not None:
-            _CURRENT.reset(self._token)
+            try:
+                _CURRENT.reset(self._token)
+            except ValueError:  # ended in another context than it started: leave that one be
+                pass
             self._token = None
         if exc is not None and self.status == "ok":
             self.set_status("error", error_text(exc))
@@ -292,6 +296,22 @@ def current_trace_id() -> str | None:
     return None if span is None else span.trace.trace_id
 
 
+def annotate(**values: Any) -> None:
+    """Add `values` to the current span's metadata (nothing when untraced)."""
+    span = _CURRENT.get()
+    if span is not None and not span.trace.closed:
+        span.metadata.update(values)
+
+
+def current_ids() -> tuple[str | None, str | None]:
+    """(trace id, span id) of the current span, for rows that carry a trace to later work;
+    (None, None) when nothing is traced."""
+    span = _CURRENT.get()
+    if span is None or span.trace.closed:
+        return None, None
+    return span.trace.trace_id, span.span_id
+
+
 def start_span(
     source: str,
     component: str,
@@ -335,6 +355,33 @@ def start_root(
     )
 
 
+class ContinuedTrace:
+    """Background work continuing a request's trace (a webhook delivery, a workflow step): its
+    root span, parented under the span that caused the work, and the trace closed after it."""
+
+    __slots__ = ("span",)
+
+    def __init__(self, span: Span) -> None:
+        self.span = span
+
+    def __enter__(self) -> Span:
+        return self.span._enter()
+
+    def __exit__(self, kind: Any, exc: BaseException | None, tb: TracebackType | None) -> None:
+        try:
+            self.span._exit(exc)
+        finally:
+            self.span.trace.close()
+
+    async def __aenter__(self) -> Span:
+        return self.__enter__()
+
+    async def __aexit__(
+        self, kind: Any, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.__exit__(kind, exc, tb)
+
+
 def emit_business_event(
     action: str,
     entity: str | None = None,
@@ -375,18 +422,17 @@ def traced(
     *,
     entity_arg: int | None = None,
     id_arg: int | None = None,
-) -> Callable[[Callable[P, Awaitable[R]]], Callable[P, Awaitable[R]]]:
-    """Decorate a coroutine function so each call is a span; `entity_arg` and `id_arg` name the
-    positional arguments holding the entity name and the record id. Untraced calls pay one
-    context-variable read."""
+) -> Callable[[Callable[P, R]], Callable[P, R]]:
+    """Decorate a function (plain or coroutine) so each call is a span; `entity_arg` and
+    `id_arg` name the positional arguments holding the entity (or its name) and the record id.
+    Untraced calls pay one context-variable read."""
 
-    def decorate(fn: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
-        @functools.wraps(fn)
-        async def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+    def decorate(fn: Callable[P, R]) -> Callable[P, R]:
+        def span_for(args: tuple[Any, ...]) -> Span | None:
             parent = _CURRENT.get()
             if parent is None or parent.trace.closed:
-                return await fn(*args, **kwargs)
-            span = Span(
+                return None
+            return Span(
                 parent.trace,
                 parent.span_id,
                 source,
@@ -395,13 +441,34 @@ def traced(
                 _arg(args, entity_arg),
                 _arg(args, id_arg),
             )
-            async with span:
-                return await fn(*args, **kwargs)
 
-        return wrapper
+        if inspect.iscoroutinefunction(fn):
+
+            @functools.wraps(fn)
+            async def wrapper(*args: P.args, **kwargs: P.kwargs) -> Any:
+                span = span_for(args)
+                if span is None:
+                    return await fn(*args, **kwargs)
+                with span:
+                    return await fn(*args, **kwargs)
+
+            return wrapper  # type: ignore[return-value]
+
+        @functools.wraps(fn)
+        def plain(*args: P.args, **kwargs: P.kwargs) -> R:
+            span = span_for(args)
+            if span is None:
+                return fn(*args, **kwargs)
+            with span:
+                return fn(*args, **kwargs)
+
+        return plain
 
     return decorate
 
 
 def _arg(args: tuple[Any, ...], index: int | None) -> str | None:
-    return None if index is None or index >= len(args) else str(args[index])
+    if index is None or index >= len(args):
+        return None
+    value = args[index]
+    return value if isinstance(value, str) else str(getattr(value, "name", value))

@@ -48,7 +48,7 @@ from rocketd.expressions import patterns
 from rocketd.logging import get_logger
 from rocketd.metadata.model import Entity
 from rocketd.metadata.registry import Registry
-from rocketd.tracing import start_span, traced
+from rocketd.tracing import AnySpan, start_span, traced
 
 log = get_logger("rocketd.engine.records")
 
@@ -506,6 +506,7 @@ class ChildStages:
         self.parent = parent
         self.book = parent.app.stages
         self._open: list[WriteContext | None] = []
+        self._spans: list[AnySpan] = []  # a `nested_write.child` span per open child
 
     def _stages(self, entity: Entity) -> EntityStages:
         return self.book.for_entity(entity, self.parent.mode, child=True)
@@ -519,6 +520,15 @@ class ChildStages:
         plan: WritePlan | None,
         path: str,
     ) -> WritePlan | None:
+        span = start_span(
+            "engine",
+            "writer",
+            "nested_write.child",
+            entity=target.name,
+            record_id=pk,
+            metadata={"operation": action, "path": path},
+        )
+        self._spans.append(span.__enter__())
         stages = self._stages(target)
         if stages.empty:
             self._open.append(None)
@@ -535,11 +545,15 @@ class ChildStages:
         self, conn: AsyncConnection[Any], action: ChildAction, target: Entity, pk: Any
     ) -> None:
         ctx = self._open.pop()
-        if ctx is None:
-            return
-        ctx.pk = pk
-        stages = self._stages(target)
-        await self.book.run(stages.after_delete if action == "delete" else stages.after_write, ctx)
+        if ctx is not None:
+            ctx.pk = pk
+            stages = self._stages(target)
+            await self.book.run(
+                stages.after_delete if action == "delete" else stages.after_write, ctx
+            )
+        span = self._spans.pop()
+        span.set_record(record_id=pk)
+        span.__exit__(None, None, None)
 
     async def before_links(
         self, conn: AsyncConnection[Any], write: RelationWrite

@@ -133,7 +133,7 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
         structlog.contextvars.bind_contextvars(app=app_name)
         tracer = actor.context.services.get(TRACER)
         if tracer is not None:
-            trace = tracer.begin(actor.context, request[TRACE_ID])
+            trace = tracer.begin(app_name, actor.pool, request[TRACE_ID])
             if trace is not None:
                 return await traced_request(trace, request, lambda: _authorized(request, handler))
     return await _authorized(request, handler)

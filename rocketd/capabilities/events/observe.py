@@ -24,7 +24,9 @@ from rocketd.tracing import (
 
 # stage name prefix -> (source, component, action, action when it refuses with 403)
 _STAGE_SPANS: Final[dict[str, tuple[str, str, str, str]]] = {
-    "permissions": ("auth", "permissions", "permission.check", "permission.denied"),
+    # the checks themselves are `permission.check` spans (Access.grant); a stage refusing a row
+    # by its conditions is `permission.denied`
+    "permissions": ("auth", "permissions", "permission.stage", "permission.denied"),
     "rules": ("engine", "rules", "rules.evaluate", "rules.evaluate"),
     "state_machines": ("engine", "state_machine", "state.transition", "state.transition"),
     "webhooks": ("webhook", "dispatcher", "webhook.match", "webhook.match"),

@@ -9,9 +9,11 @@ other. A client choosing its own `X-Trace-ID` therefore chooses whether it is sa
 from __future__ import annotations
 
 import functools
+from typing import Any
+
+from psycopg_pool import AsyncConnectionPool
 
 from rocketd.capabilities.events.buffer import EventBuffer
-from rocketd.extensions import AppContext
 from rocketd.tracing import Trace
 
 
@@ -34,7 +36,7 @@ class AppTracer:
         self.buffer = buffer
         self.sampling_rate = sampling_rate
 
-    def begin(self, app: AppContext, trace_id: str) -> Trace | None:
+    def begin(self, app: str, pool: AsyncConnectionPool[Any], trace_id: str) -> Trace | None:
         if not sampled(trace_id, self.sampling_rate):
             return None
-        return Trace(trace_id, functools.partial(self.buffer.add, app.name, app.pool))
+        return Trace(trace_id, functools.partial(self.buffer.add, app, pool))

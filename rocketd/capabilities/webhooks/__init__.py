@@ -33,7 +33,7 @@ async def start(ctx: StartContext) -> None:
     ctx.on_stop(outbound.close)
     if ctx.scheduler is None:
         return
-    dispatcher = await start_webhooks(ctx.settings, ctx.directory, ctx.supervisor)
+    dispatcher = await start_webhooks(ctx.settings, ctx.directory, ctx.supervisor, ctx.services)
     ctx.scheduler.add_job(
         "webhook-sweep",
         ctx.settings.webhooks.sweep_interval,
