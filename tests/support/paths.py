@@ -1,0 +1,11 @@
+"""Where things are, whatever the depth of the test module asking."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+"""The repository's root (the folder holding `rocketd/`, `docs/` and `examples/`)."""
+
+UPSTREAM_EXAMPLES = ROOT.parent / "shared" / "upstream-examples"
+"""The upstream project's example schemas, in the shared folder beside the checkout."""
