@@ -20,8 +20,27 @@ import pytest
 
 from rocketd.config import AuthSettings, DatabaseSettings, ServerSettings, Settings
 from tests.support.databases import app_databases, drop_databases, dsn_for, unique_name
+from tests.support.upstream import OPT_OUT
 
 LOCAL_DSN = "postgresql://postgres@127.0.0.1:5432/postgres"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        "upstream_examples: reads ../shared/upstream-examples (tests/support/upstream.py)",
+    )
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """With ROCKET_TEST_WITHOUT_SHARED=1, leave out (deselect, never skip) the tests that need
+    ../shared; without it they run, and fail loudly if the folder is absent."""
+    if not os.environ.get(OPT_OUT):
+        return
+    left_out = [item for item in items if item.get_closest_marker("upstream_examples")]
+    if left_out:
+        config.hook.pytest_deselected(items=left_out)
+        items[:] = [item for item in items if not item.get_closest_marker("upstream_examples")]
 
 
 def _answers(dsn: str) -> bool:

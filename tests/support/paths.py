@@ -6,6 +6,3 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 """The repository's root (the folder holding `rocketd/`, `docs/` and `examples/`)."""
-
-UPSTREAM_EXAMPLES = ROOT.parent / "shared" / "upstream-examples"
-"""The upstream project's example schemas, in the shared folder beside the checkout."""

@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from tests.support.paths import ROOT
+from tests.support.upstream import NAMES, UPSTREAM_EXAMPLES, example_path, upstream_examples
 
 TESTS = ROOT / "tests"
 SUPPORT = "tests.support"
@@ -113,3 +114,9 @@ def test_unit_and_integration_folders_mirror_the_packages_of_rocketd() -> None:
             if not (package / "__init__.py").is_file():
                 strays.append(str(relative))
     assert sorted(strays) == []
+
+
+@upstream_examples
+def test_the_upstream_examples_named_in_support_are_the_shared_folder_s_files() -> None:
+    named = {example_path(name) for name in NAMES}  # fails, saying why, when the folder is absent
+    assert named == set(UPSTREAM_EXAMPLES.glob("*.json"))

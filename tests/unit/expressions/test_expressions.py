@@ -22,10 +22,7 @@ from rocketd.expressions import (
     compile_expression,
     truthy,
 )
-from tests.support.paths import UPSTREAM_EXAMPLES
-
-EXAMPLES = UPSTREAM_EXAMPLES
-EXAMPLE_FILES = sorted(EXAMPLES.glob("*.json")) if EXAMPLES.is_dir() else []
+from tests.support.upstream import NAMES, example, upstream_examples
 
 NOW = datetime(2026, 2, 22, 10, 0, tzinfo=UTC)
 
@@ -121,27 +118,18 @@ def _expressions_in(value: Any) -> Iterator[tuple[str, str]]:
             yield from _expressions_in(item)
 
 
-def _example(name: str) -> dict[str, Any]:
-    loaded: dict[str, Any] = json.loads((EXAMPLES / name).read_text())
-    return loaded
-
-
-@pytest.mark.skipif(not EXAMPLE_FILES, reason="../shared/upstream-examples is not present")
+@upstream_examples
 def test_every_expression_of_the_upstream_examples_compiles() -> None:
-    found = [
-        source
-        for path in EXAMPLE_FILES
-        for _, source in _expressions_in(json.loads(path.read_text()))
-    ]
+    found = [source for name in NAMES for _, source in _expressions_in(example(name))]
     assert len(found) >= 7
     for source in found:
         assert isinstance(compile_expression(source), Expression)
 
 
-@pytest.mark.skipif(not EXAMPLE_FILES, reason="../shared/upstream-examples is not present")
+@upstream_examples
 def test_upstream_webhook_conditions_evaluate_as_intended() -> None:
-    for name in ("content-management.json", "employee-management.json"):
-        for hook in _example(name)["webhooks"]:
+    for name in NAMES:
+        for hook in example(name)["webhooks"]:
             condition = compile_expression(hook["condition"])
             if condition.source == "action === 'create'":
                 assert condition.test({"action": "create", "record": {}, "old": {}})
@@ -153,9 +141,9 @@ def test_upstream_webhook_conditions_evaluate_as_intended() -> None:
                 assert not condition.test({"action": "update", "record": {}})
 
 
-@pytest.mark.skipif(not EXAMPLE_FILES, reason="../shared/upstream-examples is not present")
+@upstream_examples
 def test_upstream_leave_dates_rule_holds_for_every_sample_row_in_both_value_forms() -> None:
-    data = _example("employee-management.json")
+    data = example("employee-management")
     (rule,) = [r for r in data["rules"] if r["type"] == "expression"]
     expression = compile_expression(rule["definition"]["expression"])
     rows = data["sample_data"]["leave_request"]
@@ -175,9 +163,9 @@ def test_upstream_leave_dates_rule_holds_for_every_sample_row_in_both_value_form
     assert not expression.test({"record": {"reason": "x"}, "old": {}, "action": "update"})
 
 
-@pytest.mark.skipif(not EXAMPLE_FILES, reason="../shared/upstream-examples is not present")
+@upstream_examples
 def test_upstream_workflow_condition_reads_the_context() -> None:
-    data = _example("employee-management.json")
+    data = example("employee-management")
     (step,) = [s for w in data["workflows"] for s in w["steps"] if s["type"] == "condition"]
     condition = compile_expression(step["expression"])
     assert condition.names == {"context"}

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import copy
 import json
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -20,10 +19,7 @@ from rocketd.metadata import (
     parse_relation,
     relation_problems_in,
 )
-from tests.support.paths import UPSTREAM_EXAMPLES
-
-EXAMPLES = UPSTREAM_EXAMPLES
-EXAMPLE_FILES = sorted(EXAMPLES.glob("*.json")) if EXAMPLES.is_dir() else []
+from tests.support.upstream import NAMES, example, upstream_examples
 
 
 def entity_json(**overrides: Any) -> dict[str, Any]:
@@ -925,10 +921,10 @@ def test_relation_name_may_not_equal_a_field_of_its_source() -> None:
 # ---------------------------------------------------------------------- upstream example files
 
 
-@pytest.mark.skipif(not EXAMPLE_FILES, reason="../shared/upstream-examples is not present")
-@pytest.mark.parametrize("path", EXAMPLE_FILES, ids=lambda p: p.name)
-def test_upstream_example_metadata_parses_and_cross_checks_cleanly(path: Path) -> None:
-    document = json.loads(path.read_text())
+@upstream_examples
+@pytest.mark.parametrize("name", NAMES)
+def test_upstream_example_metadata_parses_and_cross_checks_cleanly(name: str) -> None:
+    document = example(name)
     entities = [parse_entity(item) for item in document["entities"]]
     relations = [parse_relation(item) for item in document["relations"]]
     registry = Registry({e.name: e for e in entities}, {r.name: r for r in relations})

@@ -4,7 +4,6 @@ registries."""
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -18,10 +17,7 @@ from rocketd.metadata import (
     parse_entity,
     parse_relation,
 )
-from tests.support.paths import UPSTREAM_EXAMPLES
-
-EXAMPLES = UPSTREAM_EXAMPLES
-EXAMPLE_FILES = sorted(EXAMPLES.glob("*.json")) if EXAMPLES.is_dir() else []
+from tests.support.upstream import NAMES, example, upstream_examples
 
 
 def entity_json(name: str, *fields: str) -> dict[str, Any]:
@@ -336,10 +332,10 @@ def test_registries_with_the_same_metadata_are_equal() -> None:
     assert blog().with_entity(entity).without_entity("media") == blog()
 
 
-@pytest.mark.skipif(not EXAMPLE_FILES, reason="../shared/upstream-examples is not present")
-@pytest.mark.parametrize("path", EXAMPLE_FILES, ids=lambda p: p.name)
-def test_upstream_examples_build_without_problems(path: Path) -> None:
-    document = json.loads(path.read_text())
+@upstream_examples
+@pytest.mark.parametrize("name", NAMES)
+def test_upstream_examples_build_without_problems(name: str) -> None:
+    document = example(name)
     registry = Registry.build(
         [(e["name"], json.dumps(e)) for e in document["entities"]],
         [(r["name"], r) for r in document["relations"]],

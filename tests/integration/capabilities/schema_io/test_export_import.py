@@ -3,18 +3,13 @@ documents, sample data, and the example schemas (ours and upstream's)."""
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
 
 from tests.support.apps import AppClient, example_schema, import_doc, new_app
-from tests.support.paths import ROOT
-
-UPSTREAM = ROOT.parent / "shared" / "upstream-examples"
-UPSTREAM_FILES = sorted(UPSTREAM.glob("*.json")) if UPSTREAM.is_dir() else []
+from tests.support.upstream import NAMES, example, upstream_examples
 
 
 async def counts(app: AppClient) -> dict[str, int]:
@@ -31,10 +26,10 @@ async def counts(app: AppClient) -> dict[str, int]:
     return out
 
 
-@pytest.mark.skipif(not UPSTREAM_FILES, reason="../shared/upstream-examples is absent")
-@pytest.mark.parametrize("path", UPSTREAM_FILES, ids=lambda p: p.stem)
-async def test_upstream_examples_import_cleanly(client: Any, path: Path) -> None:
-    doc = json.loads(path.read_text())
+@upstream_examples
+@pytest.mark.parametrize("name", NAMES)
+async def test_upstream_examples_import_cleanly(client: Any, name: str) -> None:
+    doc = example(name)
     app = await new_app(client)
     status, body = await import_doc(app, doc)
     assert status == 200, body

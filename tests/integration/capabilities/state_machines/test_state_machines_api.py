@@ -4,7 +4,6 @@ example schemas' rules and machines."""
 
 from __future__ import annotations
 
-import json
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -17,7 +16,7 @@ from rocketd.engine.business_events import BUSINESS_EVENTS, BusinessEvent
 from tests.support.apps import AppClient, example_schema, new_app
 from tests.support.databases import dsn_for
 from tests.support.db_users import grant_writes, user_client
-from tests.support.paths import UPSTREAM_EXAMPLES
+from tests.support.upstream import NAMES, example, upstream_examples
 
 PK = {"field": "id", "type": "uuid", "generated": True}
 STATES = ["open", "assigned", "resolved", "on_hold", "closed"]
@@ -67,7 +66,6 @@ MACHINE: dict[str, Any] = {
         ],
     },
 }
-UPSTREAM = UPSTREAM_EXAMPLES
 
 
 async def helpdesk(client: Any, machine: dict[str, Any] | None = MACHINE) -> AppClient:
@@ -420,16 +418,10 @@ async def test_machines_of_several_fields_and_inactive_machines(client: Any) -> 
 # ------------------------------------------------------------------- upstream example schemas
 
 
-def upstream(name: str) -> dict[str, Any]:
-    path = UPSTREAM / f"{name}.json"
-    if not path.exists():
-        pytest.skip("../shared/upstream-examples is not present")
-    return dict(json.loads(path.read_text()))
-
-
-@pytest.mark.parametrize("name", ["content-management", "employee-management"])
+@upstream_examples
+@pytest.mark.parametrize("name", NAMES)
 async def test_upstream_rules_and_state_machines_are_accepted(client: Any, name: str) -> None:
-    schema = upstream(name)
+    schema = example(name)
     app = await new_app(client)
     await app.load_schema(schema)
     for rule in schema["rules"]:
@@ -441,8 +433,9 @@ async def test_upstream_rules_and_state_machines_are_accepted(client: Any, name:
     assert len((await app.ok("GET", "_admin/rules"))["data"]) == len(schema["rules"])
 
 
+@upstream_examples
 async def test_upstream_post_workflow_with_editor_role(client: Any, pg_dsn: str) -> None:
-    schema = upstream("content-management")
+    schema = example("content-management")
     app = await new_app(client)
     await app.load_schema(schema)
     for role in ("editor", "writer"):
@@ -474,8 +467,9 @@ async def test_upstream_post_workflow_with_editor_role(client: Any, pg_dsn: str)
     assert payload["data"]["published_at"] is not None
 
 
+@upstream_examples
 async def test_upstream_leave_request_rules_and_machine(client: Any) -> None:
-    schema = upstream("employee-management")
+    schema = example("employee-management")
     app = await new_app(client)
     await app.load_schema(schema)
     for rule in schema["rules"]:

@@ -19,13 +19,12 @@ from tests.support.apps import AppClient, new_app
 from tests.support.databases import dsn_for
 from tests.support.db_users import grant_writes, user_client
 from tests.support.helpers import wait_until
-from tests.support.paths import UPSTREAM_EXAMPLES
 from tests.support.perms import cond, grant
 from tests.support.perms import user_client as perms_user
 from tests.support.receiver import Receiver
 from tests.support.schemas import LEAVE, LEAVE_FLOW, set_status
+from tests.support.upstream import NAMES, example, upstream_examples
 
-UPSTREAM = UPSTREAM_EXAMPLES
 PK = {"field": "id", "type": "uuid", "generated": True}
 NOTE = {
     "name": "note",
@@ -152,12 +151,10 @@ async def test_save_time_validation(client: Any) -> None:
     assert saved["warnings"] == ["step orphan is unreachable"]
 
 
-@pytest.mark.parametrize("name", ["content-management", "employee-management"])
+@upstream_examples
+@pytest.mark.parametrize("name", NAMES)
 async def test_upstream_example_workflows_are_accepted(client: Any, name: str) -> None:
-    path = UPSTREAM / f"{name}.json"
-    if not path.exists():
-        pytest.skip("../shared/upstream-examples is not present")
-    schema = json.loads(path.read_text())
+    schema = example(name)
     app = await new_app(client)
     await app.load_schema(schema)
     for flow in schema["workflows"]:
