@@ -90,10 +90,28 @@ async def test_conflicts(app: AppClient) -> None:
 async def test_expired_or_accepted_invites_do_not_block_a_new_one(
     app: AppClient, pg_dsn: str
 ) -> None:
+    pending = {"code": "CONFLICT", "message": "A pending invite already exists for this email"}
     await invite(app, "again@co.com")
+    assert (await app.call("POST", "_admin/invites", {"email": "again@co.com"})) == (
+        409,
+        {"error": pending},
+    )
     with app_db(pg_dsn, app) as conn:
         conn.execute("update _invites set expires_at = now() - interval '1 second'")
-    await invite(app, "again@co.com")
+    await invite(app, "again@co.com")  # the expired one no longer counts
+
+    made = await invite(app, "taken@co.com")
+    resp = await accept(app, {"token": made["token"], "password": PASSWORD})
+    assert resp.status == 201, await resp.text()
+    # Accepted: what blocks a new invite now is the user, not the invite...
+    status, body = await app.call("POST", "_admin/invites", {"email": "taken@co.com"})
+    assert (status, body["error"]["message"]) == (409, "A user with this email already exists")
+    (user,) = [
+        u for u in (await app.ok("GET", "_admin/users"))["data"] if u["email"] == "taken@co.com"
+    ]
+    await app.ok("DELETE", f"_admin/users/{user['id']}")
+    # ...and once the user is gone, the accepted invite blocks nothing.
+    await invite(app, "taken@co.com")
 
 
 async def test_create_validation(app: AppClient) -> None:
