@@ -57,7 +57,7 @@ async def _decide(request: web.Request, verdict: Verdict) -> web.StreamResponse:
     action = "workflow.approve" if verdict == "approved" else "workflow.reject"
     async with start_span("workflow", "handler", action) as span:
         span.set_metadata(instance_id=request.match_info["id"][:64])
-        instance = await workflows.decide(
+        instance = await workflows.decide_approval(
             actor.context, principal_of(request), request.match_info["id"], verdict, body
         )
     return data(instance)
