@@ -11,14 +11,12 @@ from __future__ import annotations
 from rocketd.capabilities.events import routes
 from rocketd.capabilities.events.flusher import EventFlusher
 from rocketd.capabilities.events.observe import business_sink, observe_stage
+from rocketd.capabilities.events.retention import RETENTION_INTERVAL, expire_events
 from rocketd.capabilities.events.schema import EVENTS_PLAN
 from rocketd.capabilities.events.tracer import AppTracer
 from rocketd.engine.business_events import BUSINESS_EVENTS
 from rocketd.engine.tracer import TRACER
 from rocketd.extensions import Capability, StartContext
-
-# The buffer holds this many times `buffer_size` rows before it drops the oldest.
-BUFFER_CAPACITY_FACTOR = 20
 
 
 async def start(ctx: StartContext) -> None:
@@ -28,7 +26,7 @@ async def start(ctx: StartContext) -> None:
     if not settings.enabled:
         return
     flusher = EventFlusher(
-        capacity=settings.buffer_size * BUFFER_CAPACITY_FACTOR,
+        capacity=settings.max_buffered,
         batch_size=settings.buffer_size,
         interval=settings.flush_interval_ms / 1000.0,
     )
@@ -36,6 +34,12 @@ async def start(ctx: StartContext) -> None:
     ctx.provide(TRACER, tracer)
     ctx.provide(BUSINESS_EVENTS, business_sink(tracer))
     await ctx.supervisor.add(flusher)
+    if ctx.scheduler is not None:
+        ctx.scheduler.add_job(
+            "events-retention",
+            RETENTION_INTERVAL,
+            expire_events(ctx.directory, settings.retention_days),
+        )
 
 
 CAPABILITY = Capability(
