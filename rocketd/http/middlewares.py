@@ -29,7 +29,14 @@ from rocketd.errors import (
     NotFound,
     PayloadTooLarge,
 )
-from rocketd.http.keys import APP_ACTOR, PLATFORM_USERS, PRINCIPAL, SERVICES, TRACE_ID
+from rocketd.http.keys import (
+    APP_ACTOR,
+    OBSERVE_REQUEST,
+    PLATFORM_USERS,
+    PRINCIPAL,
+    SERVICES,
+    TRACE_ID,
+)
 from rocketd.http.policy import (
     Handler,
     Policy,
@@ -40,14 +47,20 @@ from rocketd.http.policy import (
     require_admin,
 )
 from rocketd.http.responses import json_body
-from rocketd.http.tracing import TRACE_HEADER, trace_id_from, traced_request
+from rocketd.http.tracing import (
+    TRACE_HEADER,
+    app_label,
+    route_family,
+    trace_id_from,
+    traced_request,
+)
 from rocketd.logging import get_logger
 from rocketd.tracing import start_span
 
 log = get_logger("rocketd.http")
 
-# Liveness/readiness answers stay exactly as load balancers expect (no trace header, no logging).
-_QUIET_PATHS = frozenset({"/health", "/ready"})
+# Liveness/readiness answers (and scrapes) stay exactly as load balancers expect (no trace header, no logging).
+_QUIET_PATHS = frozenset({"/health", "/ready", "/metrics"})
 
 
 def _error_response(err: ApiError) -> web.Response:
@@ -100,13 +113,17 @@ async def trace_middleware(request: web.Request, handler: Handler) -> web.Stream
     started = time.perf_counter()
     response = await error_middleware(request, handler)
     response.headers[TRACE_HEADER] = trace_id
+    seconds = time.perf_counter() - started
     log.info(
         "request",
         method=request.method,
         path=request.path,
         status=response.status,
-        duration_ms=round((time.perf_counter() - started) * 1000, 2),
+        duration_ms=round(seconds * 1000, 2),
     )
+    observe = request.app[OBSERVE_REQUEST]
+    if observe is not None:
+        observe(app_label(request), route_family(request), request.method, response.status, seconds)
     return response
 
 
