@@ -32,7 +32,8 @@ BUSINESS: Final = "business"
 
 # One `_events` row, in the table's column order (the flusher copies it as it is):
 # trace_id, span_id, parent_span_id, event_type, source, component, action, entity, record_id,
-# user_id, duration_ms, status, metadata
+# user_id, duration_ms, status, metadata; then, not stored, the start as wall-clock nanoseconds
+# (for exporters: OTLP wants start and end times)
 EventRow = tuple[
     str,
     str,
@@ -47,6 +48,7 @@ EventRow = tuple[
     float | None,
     str | None,
     dict[str, Any],
+    int,
 ]
 Sink = Callable[[list[EventRow]], None]
 
@@ -111,6 +113,7 @@ class Span:
     __slots__ = (
         "_started",
         "_token",
+        "_wall",
         "action",
         "component",
         "entity",
@@ -146,6 +149,7 @@ class Span:
         self.metadata: dict[str, Any] = metadata if metadata is not None else {}
         self.status = "ok"
         self._started = time.perf_counter() if started is None else started
+        self._wall = time.time_ns()
         self._token: Token[Span | None] | None = None
 
     @property
@@ -194,6 +198,7 @@ class Span:
                 duration,
                 self.status,
                 self.metadata,
+                self._wall,
             )
         )
 
@@ -410,6 +415,7 @@ def emit_business_event(
             None,
             None,
             dict(metadata or {}),
+            time.time_ns(),
         )
     )
     return True

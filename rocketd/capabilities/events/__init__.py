@@ -8,6 +8,8 @@ answer (`POST` stores nothing, reads return what is stored).
 
 from __future__ import annotations
 
+import asyncio
+
 from rocketd.capabilities.events import routes
 from rocketd.capabilities.events.flusher import EventFlusher
 from rocketd.capabilities.events.metrics import (
@@ -17,6 +19,7 @@ from rocketd.capabilities.events.metrics import (
     MetricsRefresher,
 )
 from rocketd.capabilities.events.observe import business_sink, observe_stage
+from rocketd.capabilities.events.otlp import OtlpExporter
 from rocketd.capabilities.events.retention import RETENTION_INTERVAL, expire_events
 from rocketd.capabilities.events.schema import EVENTS_PLAN
 from rocketd.capabilities.events.tracer import AppTracer
@@ -40,7 +43,10 @@ async def _start_events(ctx: StartContext) -> EventFlusher:
         batch_size=settings.buffer_size,
         interval=settings.flush_interval_ms / 1000.0,
     )
-    tracer = AppTracer(flusher.buffer, settings.sampling_rate)
+    exporter = OtlpExporter(settings.otlp_endpoint) if settings.otlp_endpoint else None
+    if exporter is not None:
+        ctx.on_stop(lambda: asyncio.to_thread(exporter.shutdown))
+    tracer = AppTracer(flusher.buffer, settings.sampling_rate, exporter)
     ctx.provide(TRACER, tracer)
     ctx.provide(BUSINESS_EVENTS, business_sink(tracer))
     await ctx.supervisor.add(flusher)

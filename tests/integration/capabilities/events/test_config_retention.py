@@ -136,6 +136,7 @@ async def test_a_failing_app_database_does_not_stop_the_others(
         None,
         None,
         {"k": 1},
+        0,
     )
     lost = (*row[:6], "lost", *row[7:])
     flusher.buffer.add("gone", broken, [lost])  # type: ignore[list-item]
