@@ -7,11 +7,22 @@ import { logOutAll } from './lib/api.js';
 import { LoginPage } from './pages/login.js';
 import { AppsPage, AppHome } from './pages/apps.js';
 import { EntitiesPage, EntityEditor } from './pages/entities.js';
+import { RelationsPage } from './pages/relations.js';
+import { DataPage, RecordPage } from './pages/data.js';
+import { RulesPage } from './pages/rules.js';
+import { StateMachinesPage } from './pages/state-machines.js';
+import { WorkflowsPage, ApprovalsPage, InstancePage } from './pages/workflows.js';
 import { NotFoundPage } from './pages/not-found.js';
 
 // Pages inside an app, in the order of the app navigation.
 export const APP_SECTIONS = [
   { path: 'entities', label: 'Entities' },
+  { path: 'relations', label: 'Relations' },
+  { path: 'data', label: 'Data' },
+  { path: 'rules', label: 'Rules' },
+  { path: 'state-machines', label: 'State machines' },
+  { path: 'workflows', label: 'Workflows' },
+  { path: 'approvals', label: 'Approvals' },
 ];
 
 const ROUTES = [
@@ -21,6 +32,15 @@ const ROUTES = [
   ['/admin/apps/:app', AppHome],
   ['/admin/apps/:app/entities', EntitiesPage],
   ['/admin/apps/:app/entities/:name', EntityEditor],
+  ['/admin/apps/:app/relations', RelationsPage],
+  ['/admin/apps/:app/data', DataPage],
+  ['/admin/apps/:app/data/:entity', DataPage],
+  ['/admin/apps/:app/data/:entity/:id', RecordPage],
+  ['/admin/apps/:app/rules', RulesPage],
+  ['/admin/apps/:app/state-machines', StateMachinesPage],
+  ['/admin/apps/:app/workflows', WorkflowsPage],
+  ['/admin/apps/:app/approvals', ApprovalsPage],
+  ['/admin/apps/:app/instances/:id', InstancePage],
 ];
 
 function resolve(path) {

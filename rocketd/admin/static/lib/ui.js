@@ -124,7 +124,7 @@ export function JsonField({ label, value, onChange, errors, rows, hint }) {
     }
   };
   return html`<${Field} label=${label} hint=${hint} errors=${[problem, ...(errors || [])]}
-    render=${(a) => html`<textarea ...${a} class="code" rows=${rows || 8} spellcheck="false" value=${text}
+    render=${(a) => html`<textarea ...${a} class="code" rows=${rows || 8} spellcheck=${false} value=${text}
       onInput=${(e) => edit(e.currentTarget.value)}></textarea>`} />`;
 }
 
