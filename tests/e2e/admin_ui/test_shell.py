@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.admin_ui.conftest import APP_ADMIN_LOGIN, Api, UiPage
+from tests.support.admin_ui import APP_ADMIN_LOGIN, Api, UiPage
 
 pytestmark = pytest.mark.e2e
 

@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from tests.e2e.admin_ui.conftest import Api, UiPage
+from tests.support.admin_ui import Api, UiPage
 
 pytestmark = pytest.mark.e2e
 
