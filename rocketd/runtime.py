@@ -31,6 +31,7 @@ from rocketd.actors.directory import AppDirectory
 from rocketd.actors.listener import MetadataListener
 from rocketd.actors.scheduler import Scheduler
 from rocketd.actors.supervisor import Supervisor
+from rocketd.admin import serving as admin_ui
 from rocketd.auth.accounts import PLATFORM_TABLES, AccountService
 from rocketd.auth.throttle import LoginThrottle, ThrottleStore
 from rocketd.auth.throttle_stores import PostgresThrottleStore, RedisThrottleStore
@@ -317,7 +318,9 @@ class Runtime:
     async def _start_http(self) -> None:
         assert self.services is not None
         settings = self.settings
-        runner = HttpRunner(create_app(self.services), settings.server)
+        web_app = create_app(self.services)
+        admin_ui.add_routes(web_app)  # the admin UI's static files at /admin
+        runner = HttpRunner(web_app, settings.server)
         await runner.setup()
         site = web.TCPSite(runner, settings.server.host, settings.server.port, reuse_port=True)
         await site.start()
