@@ -275,6 +275,7 @@ async def _has_table(conn: Any, table: str) -> bool:
 
 @asynccontextmanager
 async def _management(settings: Settings) -> AsyncIterator[Any]:
+    from rocketd.data_dir import DataDirLock
     from rocketd.db.embedded import EmbeddedPostgres
     from rocketd.runtime import (
         bootstrap_management,
@@ -284,7 +285,11 @@ async def _management(settings: Settings) -> AsyncIterator[Any]:
     )
 
     embedded = None
+    lock = DataDirLock(settings.data_dir)
     if not settings.database.configured:
+        # Shared: a server holding the directory is used as it runs and never stopped here, and
+        # no server starts on the directory while this command may own its PostgreSQL.
+        lock.acquire_shared()
         embedded = EmbeddedPostgres(Path(settings.data_dir))
         dsn = await asyncio.to_thread(embedded.start)
         settings = settings_for_embedded(settings, dsn)
@@ -297,8 +302,9 @@ async def _management(settings: Settings) -> AsyncIterator[Any]:
         finally:
             await pool.close()
     finally:
-        if embedded is not None and embedded.owned:
+        if embedded is not None and embedded.owned and lock.held:
             await asyncio.to_thread(embedded.stop)
+        lock.release()
 
 
 async def _apps_command(settings: Settings, args: argparse.Namespace, out: TextIO) -> int:

@@ -16,7 +16,6 @@ import asyncio
 import dataclasses
 import os
 import signal
-from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -37,8 +36,8 @@ from rocketd.auth.throttle_stores import PostgresThrottleStore, RedisThrottleSto
 from rocketd.auth.tokens import new_app_secret
 from rocketd.capabilities import INSTALLED
 from rocketd.config import DatabaseSettings, Settings
+from rocketd.data_dir import EmbeddedDataDir
 from rocketd.db import email_index
-from rocketd.db.embedded import EmbeddedPostgres
 from rocketd.db.management_schema import MANAGEMENT_PLAN
 from rocketd.db.migrations import apply_plan
 from rocketd.engine.installation import Installation
@@ -200,7 +199,7 @@ class Runtime:
         self.capabilities = capabilities
         self.installation = build_installation(capabilities)
         self.started: StartContext | None = None
-        self.embedded: EmbeddedPostgres | None = None
+        self.embedded: EmbeddedDataDir | None = None
         self.services: Services | None = None
         self.http_runner: web.AppRunner | None = None
         self.listener: MetadataListener | None = None
@@ -211,7 +210,8 @@ class Runtime:
         """Bring everything up; `http=False` leaves the listening socket to the caller (tests)."""
         settings = self.settings
         if not settings.database.configured:
-            self.embedded = EmbeddedPostgres(Path(settings.data_dir))
+            # The data-directory lock first: a second server on this directory stops here.
+            self.embedded = EmbeddedDataDir(settings.data_dir)
             self.notifier.extend_timeout(120)
             dsn = await asyncio.to_thread(self.embedded.start)
             settings = self.settings = settings_for_embedded(settings, dsn)
@@ -354,7 +354,7 @@ class Runtime:
             await self.services.login_throttle.store.close()
             await self.services.management_pool.close()
             self.services = None
-        if self.embedded is not None and self.embedded.owned:
+        if self.embedded is not None:
             await asyncio.to_thread(self.embedded.stop)
             self.embedded = None
         log.info("stopped")

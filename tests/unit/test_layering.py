@@ -29,6 +29,7 @@ ALLOWED: dict[str, tuple[str, ...]] = {
     "rocketd.expressions": (),
     "rocketd.config": ("rocketd.capabilities.*.settings",),
     "rocketd.systemd": (),
+    "rocketd.data_dir": ("rocketd.db.embedded",),
     "rocketd.net": (),
     "rocketd.metadata": ("rocketd.expressions", "rocketd.config"),
     "rocketd.db": ("rocketd.metadata", "rocketd.expressions", "rocketd.config"),
