@@ -257,6 +257,8 @@ class ServerSettings(_Section):
     # Peers whose `X-Forwarded-For` is believed (CIDRs): the client address of a request that
     # comes through them is the nearest hop they did not add (rocketd.http.client_address).
     trusted_proxies: tuple[str, ...] = _key((), check=_networks)
+    # Worker processes of `rocketd serve` (rocketd.workers); 0: one per core, at most 8.
+    workers: int = _key(0, check=_between(0, 64))
 
 
 @dataclass(frozen=True, repr=False)

@@ -193,7 +193,10 @@ class Runtime:
     """One rocketd process: owns the embedded database (if any), pools, actors and HTTP."""
 
     def __init__(
-        self, settings: Settings, capabilities: tuple[Capability, ...] = INSTALLED
+        self,
+        settings: Settings,
+        capabilities: tuple[Capability, ...] = INSTALLED,
+        notifier: SystemdNotifier | None = None,
     ) -> None:
         self.settings = settings
         self.capabilities = capabilities
@@ -203,7 +206,8 @@ class Runtime:
         self.services: Services | None = None
         self.http_runner: web.AppRunner | None = None
         self.listener: MetadataListener | None = None
-        self.notifier = SystemdNotifier()
+        # A worker of `serve --workers N` reports to its supervisor instead (rocketd.workers).
+        self.notifier = notifier if notifier is not None else SystemdNotifier()
         self._watchdog: asyncio.Task[None] | None = None
 
     async def start(self, *, http: bool = True) -> None:
@@ -360,9 +364,9 @@ class Runtime:
         log.info("stopped")
 
 
-async def serve(settings: Settings) -> int:
+async def serve(settings: Settings, notifier: SystemdNotifier | None = None) -> int:
     """Run until SIGTERM or SIGINT; return the process exit code."""
-    runtime = Runtime(settings)
+    runtime = Runtime(settings, notifier=notifier)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

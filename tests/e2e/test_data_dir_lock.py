@@ -23,7 +23,9 @@ pytestmark = pytest.mark.e2e
 def first_env(data_dir: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("ROCKET_")}
     env.pop("DATABASE_URL", None)
-    env.update(ROCKET_DATA_DIR=str(data_dir), ROCKET_SERVER_HOST="127.0.0.1")
+    env.update(
+        ROCKET_DATA_DIR=str(data_dir), ROCKET_SERVER_HOST="127.0.0.1", ROCKET_SERVER_WORKERS="1"
+    )
     return env
 
 
@@ -44,8 +46,12 @@ def alive(pid: int) -> bool:
     return stat[stat.rfind(")") + 1 :].split()[0] not in ("Z", "X")
 
 
-async def test_a_second_server_on_the_same_data_dir_refuses_to_start(data_dir: Path) -> None:
-    first = Server(data_dir, free_port())
+@pytest.mark.parametrize("workers", [1, 2])
+async def test_a_second_server_on_the_same_data_dir_refuses_to_start(
+    data_dir: Path, workers: int
+) -> None:
+    # With workers, the supervisor holds the lock and runs the embedded PostgreSQL.
+    first = Server(data_dir, free_port(), workers)
     try:
         async with aiohttp.ClientSession() as http:
             await first.wait_ready(http)
@@ -70,8 +76,11 @@ async def test_a_second_server_on_the_same_data_dir_refuses_to_start(data_dir: P
     assert postmaster_pid(data_dir) is None
 
 
-async def test_an_orphaned_embedded_postgres_is_adopted_and_stopped(data_dir: Path) -> None:
-    server = Server(data_dir, free_port())
+@pytest.mark.parametrize("workers", [1, 2])
+async def test_an_orphaned_embedded_postgres_is_adopted_and_stopped(
+    data_dir: Path, workers: int
+) -> None:
+    server = Server(data_dir, free_port(), workers)
     try:
         async with aiohttp.ClientSession() as http:
             await server.wait_ready(http)
@@ -82,7 +91,7 @@ async def test_an_orphaned_embedded_postgres_is_adopted_and_stopped(data_dir: Pa
     orphan = postmaster_pid(data_dir)
     assert orphan is not None, "the killed server's PostgreSQL should still run"
 
-    server = Server(data_dir, free_port())
+    server = Server(data_dir, free_port(), workers)
     try:
         async with aiohttp.ClientSession() as http:
             await server.wait_ready(http)

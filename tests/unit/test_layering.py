@@ -103,6 +103,7 @@ ALLOWED: dict[str, tuple[str, ...]] = {
     ),
     "rocketd.admin": ("rocketd.http", "rocketd.services", "rocketd.extensions"),
     "rocketd.runtime": ("rocketd",),
+    "rocketd.workers": ("rocketd",),
     "rocketd.cli": ("rocketd",),
     "rocketd.__main__": ("rocketd",),
     "rocketd": (),  # the package's own __init__
