@@ -248,6 +248,8 @@ class ServerSettings(_Section):
     port: int = _key(8080, check=_between(1, 65535))
     max_body_size: int = _key(1_048_576, check=_at_least(1))
     shutdown_timeout: float = _key(10.0, check=_at_least(0))
+    # Seconds between "not ready" and closing the listener on SIGTERM (rocketd.http.server).
+    drain_delay: float = _key(0.0, check=_at_least(0))
     # Parsed by aiohttp before any middleware (rocketd.http.server answers in the error shape).
     max_request_line: int = _key(65_536, check=_at_least(1024))
     max_header_size: int = _key(8190, check=_at_least(1024))

@@ -204,7 +204,7 @@ class Runtime:
         self.started: StartContext | None = None
         self.embedded: EmbeddedDataDir | None = None
         self.services: Services | None = None
-        self.http_runner: web.AppRunner | None = None
+        self.http_runner: HttpRunner | None = None
         self.listener: MetadataListener | None = None
         # A worker of `serve --workers N` reports to its supervisor instead (rocketd.workers).
         self.notifier = notifier if notifier is not None else SystemdNotifier()
@@ -347,6 +347,7 @@ class Runtime:
         if self._watchdog is not None:
             self._watchdog.cancel()
         if self.http_runner is not None:
+            await self.http_runner.drain(self.settings.server.drain_delay)
             await self.http_runner.cleanup()  # stops accepting, drains in-flight requests
             self.http_runner = None
         if self.services is not None:
