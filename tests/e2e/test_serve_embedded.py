@@ -24,12 +24,13 @@ pytestmark = pytest.mark.e2e
 
 
 class Server:
-    def __init__(self, data_dir: Path, port: int) -> None:
+    def __init__(self, data_dir: Path, port: int, workers: int = 1) -> None:
         env = {k: v for k, v in os.environ.items() if not k.startswith("ROCKET_")}
         env.pop("DATABASE_URL", None)
         env.update(
             ROCKET_DATA_DIR=str(data_dir),
             ROCKET_SERVER_HOST="127.0.0.1",
+            ROCKET_SERVER_WORKERS=str(workers),
             ROCKET_SERVER_PORT=str(port),
             ROCKET_LOG_FORMAT="json",
         )

@@ -33,6 +33,7 @@ class Instance:
             ROCKET_DATABASE_URL=dsn,
             ROCKET_SERVER_HOST="127.0.0.1",
             ROCKET_SERVER_PORT=str(port),
+            ROCKET_SERVER_WORKERS="1",
             ROCKET_AUTH_BCRYPT_COST="4",
             ROCKET_LOG_FORMAT="json",
         )
