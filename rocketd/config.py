@@ -259,6 +259,8 @@ class ServerSettings(_Section):
     port: int = _key(8080, check=_between(1, 65535))
     max_body_size: int = _key(1_048_576, check=_at_least(1))
     shutdown_timeout: float = _key(10.0, check=_at_least(0))
+    # Seconds between "not ready" and closing the listener on SIGTERM (rocketd.http.server).
+    drain_delay: float = _key(0.0, check=_at_least(0))
     # Parsed by aiohttp before any middleware (rocketd.http.server answers in the error shape).
     max_request_line: int = _key(65_536, check=_at_least(1024))
     max_header_size: int = _key(8190, check=_at_least(1024))
@@ -268,6 +270,8 @@ class ServerSettings(_Section):
     # Peers whose `X-Forwarded-For` is believed (CIDRs): the client address of a request that
     # comes through them is the nearest hop they did not add (rocketd.http.client_address).
     trusted_proxies: tuple[str, ...] = _key((), check=_networks)
+    # Worker processes of `rocketd serve` (rocketd.workers); 0: one per core, at most 8.
+    workers: int = _key(0, check=_between(0, 64))
 
 
 @dataclass(frozen=True, repr=False)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
@@ -23,6 +24,8 @@ APP_SETTINGS_SECTIONS: web.AppKey[tuple[AppSettingsSection[Any], ...]] = web.App
 )
 # Told about every answered request (metrics), when a capability provides one.
 OBSERVE_REQUEST: web.AppKey[RequestObserver | None] = web.AppKey("rocketd.observe_request")
+# Set when the server stops: /ready answers 503 and responses close their connection.
+DRAINING: web.AppKey[asyncio.Event] = web.AppKey("rocketd.draining")
 # The AppActor of the `{app}` in the path, set by the auth middleware.
 APP_ACTOR: web.RequestKey[AppActor] = web.RequestKey("rocketd.app_actor")
 # Who is calling, set by the auth middleware on every authenticated route.

@@ -229,6 +229,8 @@ ENV_OVERRIDES = [
     ("ROCKET_SERVER_MAX_HEADERS", "64", "server.max_headers", 64),
     ("ROCKET_SERVER_HEADER_TIMEOUT", "2.5", "server.header_timeout", 2.5),
     ("ROCKET_SERVER_KEEPALIVE_TIMEOUT", "30", "server.keepalive_timeout", 30.0),
+    ("ROCKET_SERVER_WORKERS", "3", "server.workers", 3),
+    ("ROCKET_SERVER_DRAIN_DELAY", "1.5", "server.drain_delay", 1.5),
     (
         "ROCKET_SERVER_TRUSTED_PROXIES",
         "10.0.0.0/8, 127.0.0.1",

@@ -37,6 +37,7 @@ ALLOWED: dict[str, tuple[str, ...]] = {
     "rocketd.expressions": (),
     "rocketd.config": ("rocketd.capabilities.*.settings",),
     "rocketd.systemd": (),
+    "rocketd.data_dir": ("rocketd.db.embedded",),
     "rocketd.net": (),
     "rocketd.metadata": ("rocketd.expressions", "rocketd.config"),
     "rocketd.db": ("rocketd.metadata", "rocketd.expressions", "rocketd.config"),
@@ -110,6 +111,7 @@ ALLOWED: dict[str, tuple[str, ...]] = {
     ),
     "rocketd.admin": ("rocketd.http", "rocketd.services", "rocketd.extensions"),
     "rocketd.runtime": ("rocketd",),
+    "rocketd.workers": ("rocketd",),
     "rocketd.cli": ("rocketd",),
     "rocketd.__main__": ("rocketd",),
     "rocketd": (),  # the package's own __init__
