@@ -121,7 +121,7 @@ async def trace_middleware(request: web.Request, handler: Handler) -> web.Stream
         status=response.status,
         duration_ms=round(seconds * 1000, 2),
     )
-    observe = request.app[OBSERVE_REQUEST]
+    observe = request.app.get(OBSERVE_REQUEST)
     if observe is not None:
         observe(app_label(request), route_family(request), request.method, response.status, seconds)
     return response
