@@ -12,6 +12,8 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceResponse,
 )
 
+from tests.support.receiver import LoopbackServer, serve_on_loopback
+
 
 def _value(any_value: Any) -> Any:
     kind = any_value.WhichOneof("value")
@@ -19,7 +21,7 @@ def _value(any_value: Any) -> Any:
 
 
 @dataclass
-class OtlpReceiver:
+class OtlpReceiver(LoopbackServer):
     spans: list[dict[str, Any]] = field(default_factory=list)
     content_types: list[str] = field(default_factory=list)
     port: int = 0
@@ -56,16 +58,5 @@ class OtlpReceiver:
     async def start(self) -> OtlpReceiver:
         app = web.Application()
         app.router.add_post("/v1/traces", self._export)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        server = site._server
-        assert server is not None
-        self.port = server.sockets[0].getsockname()[1]  # type: ignore[attr-defined]
+        self._runner, self.port = await serve_on_loopback(app)
         return self
-
-    async def stop(self) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None

@@ -12,10 +12,9 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from rocketd.config import Settings
-from rocketd.http.app import create_app
 from rocketd.http.keys import SERVICES
-from rocketd.runtime import Runtime
 from tests.support.apps import new_app
+from tests.support.events import runtime_client
 from tests.support.processes import free_port
 
 NOTE = {
@@ -29,12 +28,8 @@ NOTE = {
 @pytest.fixture
 async def metered(settings: Settings, aiohttp_client: Any, request: Any) -> AsyncIterator[Any]:
     metrics = dataclasses.replace(settings.metrics, enabled=True, **request.param)
-    runtime = Runtime(dataclasses.replace(settings, metrics=metrics))
-    await runtime.start(http=False)
-    try:
-        yield await aiohttp_client(create_app(runtime.services))
-    finally:
-        await runtime.stop()
+    async with runtime_client(dataclasses.replace(settings, metrics=metrics), aiohttp_client) as c:
+        yield c
 
 
 def samples(text: str) -> dict[str, list[Any]]:

@@ -11,10 +11,8 @@ from typing import Any
 import pytest
 
 from rocketd.config import Settings
-from rocketd.http.app import create_app
-from rocketd.runtime import Runtime
 from tests.support.apps import new_app
-from tests.support.events import trace_rows
+from tests.support.events import runtime_client, trace_rows
 from tests.support.helpers import wait_until
 from tests.support.otlp import OtlpReceiver
 
@@ -36,12 +34,10 @@ async def exporting(
     tuned = dataclasses.replace(
         settings.instrumentation, otlp_endpoint=collector.endpoint, flush_interval_ms=20
     )
-    runtime = Runtime(dataclasses.replace(settings, instrumentation=tuned))
-    await runtime.start(http=False)
-    try:
-        yield await aiohttp_client(create_app(runtime.services))
-    finally:
-        await runtime.stop()
+    async with runtime_client(
+        dataclasses.replace(settings, instrumentation=tuned), aiohttp_client
+    ) as c:
+        yield c
 
 
 async def test_spans_reach_an_otlp_collector(exporting: Any, collector: OtlpReceiver) -> None:
