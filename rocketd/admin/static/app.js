@@ -17,6 +17,7 @@ import { WebhooksPage, WebhookLogsPage } from './pages/webhooks.js';
 import { FilesPage } from './pages/files.js';
 import { UiConfigsPage } from './pages/ui-configs.js';
 import { SchemaPage } from './pages/schema.js';
+import { EventsPage, StatsPage, TracePage } from './pages/events.js';
 import { NotFoundPage } from './pages/not-found.js';
 
 // Pages inside an app, in the order of the app navigation.
@@ -35,6 +36,7 @@ export const APP_SECTIONS = [
   { path: 'files', label: 'Files' },
   { path: 'ui-configs', label: 'UI configs' },
   { path: 'schema', label: 'Export / import' },
+  { path: 'events', label: 'Events' },
 ];
 
 const ROUTES = [
@@ -62,6 +64,9 @@ const ROUTES = [
   ['/admin/apps/:app/files', FilesPage],
   ['/admin/apps/:app/ui-configs', UiConfigsPage],
   ['/admin/apps/:app/schema', SchemaPage],
+  ['/admin/apps/:app/events', EventsPage],
+  ['/admin/apps/:app/events/stats', StatsPage],
+  ['/admin/apps/:app/events/trace/:traceId', TracePage],
 ];
 
 function resolve(path) {
