@@ -14,6 +14,7 @@ from typing import Final
 
 from rocketd.capabilities import (
     files,
+    indexes,
     permissions,
     rules,
     schema_io,
@@ -35,4 +36,5 @@ INSTALLED: Final[tuple[Capability, ...]] = (
     files.CAPABILITY,
     ui_configs.CAPABILITY,
     schema_io.CAPABILITY,
+    indexes.CAPABILITY,
 )

@@ -342,5 +342,24 @@ APP_PLAN = plan(
             ),
             action=_user_emails_case_insensitive,
         ),
+        Step(
+            12,
+            "declared index builds",
+            statements(
+                # One row per index the entities declare (db.declared_indexes): built by
+                # CREATE INDEX CONCURRENTLY outside any admin transaction, so its state is kept.
+                """
+                create table if not exists _index_builds (
+                  name        text primary key,
+                  entity      text not null,
+                  table_name  text not null,
+                  definition  jsonb not null,
+                  state       text not null default 'building',
+                  error       text,
+                  updated_at  timestamptz not null default now()
+                )
+                """,
+            ),
+        ),
     ],
 )
