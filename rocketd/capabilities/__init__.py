@@ -13,6 +13,7 @@ from __future__ import annotations
 from typing import Final
 
 from rocketd.capabilities import (
+    events,
     files,
     indexes,
     permissions,
@@ -36,5 +37,6 @@ INSTALLED: Final[tuple[Capability, ...]] = (
     files.CAPABILITY,
     ui_configs.CAPABILITY,
     schema_io.CAPABILITY,
+    events.CAPABILITY,
     indexes.CAPABILITY,
 )

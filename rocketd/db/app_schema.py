@@ -344,6 +344,18 @@ APP_PLAN = plan(
         ),
         Step(
             12,
+            "trace ids on outbox rows and workflow instances",
+            statements(
+                # The trace and span of the (traced) request that created the row, so the
+                # delivery or the step, run later and maybe by another instance, joins its trace.
+                "alter table _webhook_logs add column if not exists trace_id uuid",
+                "alter table _webhook_logs add column if not exists parent_span_id uuid",
+                "alter table _workflow_instances add column if not exists trace_id uuid",
+                "alter table _workflow_instances add column if not exists parent_span_id uuid",
+            ),
+        ),
+        Step(
+            13,
             "declared index builds",
             statements(
                 # One row per index the entities declare (db.declared_indexes): built by

@@ -48,6 +48,7 @@ from rocketd.expressions import patterns
 from rocketd.logging import get_logger
 from rocketd.metadata.model import Entity
 from rocketd.metadata.registry import Registry
+from rocketd.tracing import AnySpan, start_span, traced
 
 log = get_logger("rocketd.engine.records")
 
@@ -87,6 +88,7 @@ def _project(records: list[dict[str, Any]], visible: frozenset[str] | None) -> N
             del record[key]
 
 
+@traced("engine", "handler", "record.list", entity_arg=2)
 async def list_page(
     app: AppContext,
     caller: Caller,
@@ -159,6 +161,7 @@ async def list_page(
     return ListPage(meta, records=rows)
 
 
+@traced("engine", "handler", "record.get", entity_arg=2, id_arg=3)
 async def get_one(
     app: AppContext,
     caller: Caller,
@@ -217,7 +220,10 @@ async def _write_transaction(
     workflow instances a write adds are sent with its COMMIT (`transaction`). The regular
     expressions of its stages share one time budget (`patterns.time_budget`), nested records
     included."""
-    async with app.pool.connection() as conn:
+    async with (
+        app.pool.connection() as conn,
+        start_span("engine", "writer", "nested_write.execute", entity=entity.name),
+    ):
         try:
             async with transaction.write_transaction(conn, app.signals.signal):
                 with patterns.time_budget():
@@ -272,6 +278,7 @@ async def _read_record(
     return None if row is None else query.encode_record(entity, row)
 
 
+@traced("engine", "handler", "record.create", entity_arg=2)
 async def create(
     app: AppContext,
     caller: Caller,
@@ -292,6 +299,7 @@ async def create(
     return record
 
 
+@traced("engine", "handler", "record.update", entity_arg=2, id_arg=3)
 async def update(
     app: AppContext,
     caller: Caller,
@@ -314,6 +322,7 @@ async def update(
     return record
 
 
+@traced("engine", "handler", "record.delete", entity_arg=2, id_arg=3)
 async def delete(
     app: AppContext,
     caller: Caller,
@@ -517,6 +526,7 @@ class ChildStages:
         self.parent = parent
         self.book = parent.app.stages
         self._open: list[WriteContext | None] = []
+        self._spans: list[AnySpan] = []  # a `nested_write.child` span per open child
 
     def _stages(self, entity: Entity) -> EntityStages:
         return self.book.for_entity(entity, self.parent.mode, child=True)
@@ -530,6 +540,15 @@ class ChildStages:
         plan: WritePlan | None,
         path: str,
     ) -> WritePlan | None:
+        span = start_span(
+            "engine",
+            "writer",
+            "nested_write.child",
+            entity=target.name,
+            record_id=pk,
+            metadata={"operation": action, "path": path},
+        )
+        self._spans.append(span.__enter__())
         stages = self._stages(target)
         if stages.empty:
             self._open.append(None)
@@ -546,11 +565,15 @@ class ChildStages:
         self, conn: AsyncConnection[Any], action: ChildAction, target: Entity, pk: Any
     ) -> None:
         ctx = self._open.pop()
-        if ctx is None:
-            return
-        ctx.pk = pk
-        stages = self._stages(target)
-        await self.book.run(stages.after_delete if action == "delete" else stages.after_write, ctx)
+        if ctx is not None:
+            ctx.pk = pk
+            stages = self._stages(target)
+            await self.book.run(
+                stages.after_delete if action == "delete" else stages.after_write, ctx
+            )
+        span = self._spans.pop()
+        span.set_record(record_id=pk)
+        span.__exit__(None, None, None)
 
     async def before_links(
         self, conn: AsyncConnection[Any], write: RelationWrite

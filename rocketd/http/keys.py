@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
@@ -20,6 +21,8 @@ PLATFORM_USERS: web.AppKey[UserStates] = web.AppKey("rocketd.platform_users")
 APP_SETTINGS_SECTIONS: web.AppKey[tuple[AppSettingsSection[Any], ...]] = web.AppKey(
     "rocketd.app_settings_sections"
 )
+# Set when the server stops: /ready answers 503 and responses close their connection.
+DRAINING: web.AppKey[asyncio.Event] = web.AppKey("rocketd.draining")
 # The AppActor of the `{app}` in the path, set by the auth middleware.
 APP_ACTOR: web.RequestKey[AppActor] = web.RequestKey("rocketd.app_actor")
 # Who is calling, set by the auth middleware on every authenticated route.

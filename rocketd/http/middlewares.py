@@ -14,11 +14,12 @@
 from __future__ import annotations
 
 import time
-import uuid
 
 import structlog
 from aiohttp import web
 
+from rocketd.auth.principal import Principal
+from rocketd.engine.tracer import TRACER
 from rocketd.errors import (
     ApiError,
     AppNotFound,
@@ -39,11 +40,12 @@ from rocketd.http.policy import (
     require_admin,
 )
 from rocketd.http.responses import json_body
+from rocketd.http.tracing import TRACE_HEADER, trace_id_from, traced_request
 from rocketd.logging import get_logger
+from rocketd.tracing import start_span
 
 log = get_logger("rocketd.http")
 
-TRACE_HEADER = "X-Trace-ID"
 # Liveness/readiness answers stay exactly as load balancers expect (no trace header, no logging).
 _QUIET_PATHS = frozenset({"/health", "/ready"})
 
@@ -86,19 +88,11 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         return _error_response(InternalError())
 
 
-def _trace_id(request: web.Request) -> str:
-    incoming = request.headers.get(TRACE_HEADER, "")
-    try:
-        return str(uuid.UUID(incoming)) if incoming else str(uuid.uuid4())
-    except ValueError:
-        return str(uuid.uuid4())  # upstream-gaps C34: only UUIDs are accepted
-
-
 @web.middleware
 async def trace_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     if request.path in _QUIET_PATHS:
         return await error_middleware(request, handler)
-    trace_id = _trace_id(request)
+    trace_id = trace_id_from(request.headers)
     request[TRACE_ID] = trace_id
     structlog.contextvars.clear_contextvars()
     # Every line logged during the request carries these three (filled in as they become known).
@@ -137,19 +131,43 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
             raise AppNotFound(f"App not found: {app_name}")
         request[APP_ACTOR] = actor
         structlog.contextvars.bind_contextvars(app=app_name)
+        tracer = actor.context.services.get(TRACER)
+        if tracer is not None:
+            trace = tracer.begin(app_name, actor.pool, request[TRACE_ID])
+            if trace is not None:
+                return await traced_request(trace, request, lambda: _authorized(request, handler))
+    return await _authorized(request, handler)
+
+
+async def _authorized(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """The route's policy applied, then the handler."""
+    services = request.app[SERVICES]
     policy = policy_of(request.match_info.handler)
     if policy is Policy.PLATFORM:
         principal = authenticate_platform(request, services.platform_secret)
         principal = await confirm_user(principal, request.app[PLATFORM_USERS])
     elif policy in (Policy.APP_TOKEN, Policy.APP_ADMIN):
-        actor = request[APP_ACTOR]
-        principal = authenticate_app(request, actor.jwt_secret, services.platform_secret)
-        users = request.app[PLATFORM_USERS] if principal.via_platform else actor.users
-        principal = await confirm_user(principal, users)
-        if policy is Policy.APP_ADMIN:
-            require_admin(principal)
+        principal = await _app_principal(request, policy)
     else:
         return await handler(request)
     request[PRINCIPAL] = principal
     structlog.contextvars.bind_contextvars(user_id=principal.user_id)
     return await handler(request)
+
+
+async def _app_principal(request: web.Request, policy: Policy) -> Principal:
+    """The app route's caller: token, current user state, admin role (span `auth.validate`, or
+    `auth.denied` when refused)."""
+    services = request.app[SERVICES]
+    actor = request[APP_ACTOR]
+    with start_span("auth", "middleware", "auth.validate") as span:
+        try:
+            principal = authenticate_app(request, actor.jwt_secret, services.platform_secret)
+            users = request.app[PLATFORM_USERS] if principal.via_platform else actor.users
+            principal = await confirm_user(principal, users)
+            if policy is Policy.APP_ADMIN:
+                require_admin(principal)
+        except ApiError:
+            span.rename("auth.denied")
+            raise
+    return principal

@@ -6,7 +6,7 @@ import asyncio
 
 from aiohttp import web
 
-from rocketd.http.keys import SERVICES
+from rocketd.http.keys import DRAINING, SERVICES
 from rocketd.http.policy import public
 from rocketd.http.responses import json_body
 
@@ -31,6 +31,9 @@ async def ready(request: web.Request) -> web.StreamResponse:
         checks["database"] = f"unavailable ({type(exc).__name__})"
     down = services.supervisor.not_running()
     checks["actors"] = "ok" if not down else "not running: " + ", ".join(sorted(down))
+    draining = request.app.get(DRAINING)
+    if draining is not None and draining.is_set():
+        checks["server"] = "draining"  # stopping: a balancer sends new requests elsewhere
     ok = all(v == "ok" for v in checks.values())
     return json_body(
         {"status": "ready" if ok else "unavailable", "checks": checks}, 200 if ok else 503
