@@ -107,10 +107,10 @@ async def test_removed_index_is_dropped(app: AppClient, pg_dsn: str) -> None:
     await app.ok("PUT", "_admin/entities/product", product(indexes=[]))
 
     async def one_left() -> bool:
-        return len(index_defs(pg_dsn, app, "products")) == 1
+        return await states(app, "product") == ["ready"]
 
     await wait_until(one_left, "the removed index to be dropped", timeout=20, interval=0.05)
-    assert await states(app, "product") == ["ready"]
+    assert len(index_defs(pg_dsn, app, "products")) == 1
 
 
 async def test_failed_unique_build_is_reported_and_cleaned_up(app: AppClient, pg_dsn: str) -> None:
