@@ -38,7 +38,7 @@ from rocketd.engine.pipeline import (
     WriteContext,
     WriteMode,
 )
-from rocketd.engine.read import paging, query
+from rocketd.engine.read import list_shapes, paging, query
 from rocketd.engine.write import transaction, writes
 from rocketd.engine.write.deletes import delete_record
 from rocketd.engine.write.nested import DATA_KEY, TargetFilter
@@ -117,6 +117,8 @@ async def list_page(
     keyset = paging.keyset_of(entity, spec, visible, cursor_key)
     can_cursor = keyset is not None or not spec.count_total
     can_cursor = can_cursor and paging.cursorable(entity, spec, visible)
+    filter_values, shape = query.filter_shape(spec.filters)
+    list_shapes.record(app.name, entity.name, shape, spec.order, filter_values)
     equal = [f.field.name for f in spec.filters if f.op == "eq"]
     indexed = snapshot.sort_columns(entity.table, equal)
     async with app.pool.connection() as conn:

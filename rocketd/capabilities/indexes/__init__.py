@@ -8,6 +8,7 @@ background work.
 
 from __future__ import annotations
 
+from rocketd.capabilities.indexes import routes
 from rocketd.capabilities.indexes.builder import SIGNAL, SWEEP_INTERVAL, IndexBuilder, sweep_indexes
 from rocketd.extensions import Capability, StartContext
 
@@ -22,6 +23,6 @@ async def start(ctx: StartContext) -> None:
     ctx.scheduler.add_job("index-builds", SWEEP_INTERVAL, sweep_indexes(ctx.directory, builder))
 
 
-CAPABILITY = Capability(name="indexes", start=start)
+CAPABILITY = Capability(name="indexes", add_routes=routes.add_routes, start=start)
 
 __all__ = ["CAPABILITY"]

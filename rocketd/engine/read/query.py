@@ -479,6 +479,19 @@ def _filter_conditions(shape: Sequence[tuple[str, str]]) -> list[sql.Composable]
     return conditions
 
 
+def filter_shape(filters: Sequence[Filter]) -> tuple[list[Any], tuple[tuple[str, str], ...]]:
+    """(parameters, shape) of a list's filters: the shape (field, operator) decides the SQL."""
+    return _filter_params(filters)
+
+
+def rows_statement(
+    entity: Entity, shape: Sequence[tuple[str, str]], order: Sequence[tuple[str, bool]]
+) -> sql.Composed:
+    """The statement an uncounted page of this shape runs (without permission row filters):
+    parameters are the filter values, the limit, the offset. What index guidance EXPLAINs."""
+    return sc.build_list_rows(entity, conditions=_filter_conditions(shape), order=order)
+
+
 def _wrap_extra(extra_where: sql.Composable) -> tuple[list[sql.Composable], bytes | None]:
     return [sql.SQL("(") + extra_where + sql.SQL(")")], extra_where.as_bytes(None)
 
