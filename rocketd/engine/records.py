@@ -38,7 +38,7 @@ from rocketd.engine.pipeline import (
     WriteContext,
     WriteMode,
 )
-from rocketd.engine.read import query
+from rocketd.engine.read import list_shapes, paging, query
 from rocketd.engine.write import transaction, writes
 from rocketd.engine.write.deletes import delete_record
 from rocketd.engine.write.nested import DATA_KEY, TargetFilter
@@ -74,7 +74,7 @@ class ListPage:
     """One list answer: the records either as dicts (`records`) or as the wire JSON PostgreSQL
     wrote for each (`encoded`, a page without includes), and the paging meta."""
 
-    meta: dict[str, int]
+    meta: dict[str, Any]
     records: list[dict[str, Any]] = field(default_factory=list)
     encoded: list[bytes] | None = None
 
@@ -97,7 +97,9 @@ async def list_page(
     *,
     max_per_page: int,
     default_per_page: int,
+    cursor_key: bytes = b"",
 ) -> ListPage:
+    """A list page (`read.paging` says how it is paged); `cursor_key` signs its cursors."""
     snapshot = app.snapshot
     registry = snapshot.registry
     entity = require_entity(registry, entity_name)
@@ -112,8 +114,13 @@ async def list_page(
         raw_include = dict(params.items()).get("include")  # the last value, as parsed
         spec = replace(spec, includes=scope.includes(spec.includes, raw_include))
     visible = hooks.visible_fields(snapshot, caller, entity)
-    meta = {"page": spec.page, "per_page": spec.per_page}
-    indexed = snapshot.indexed_columns(entity.table)
+    keyset = paging.keyset_of(entity, spec, visible, cursor_key)
+    can_cursor = keyset is not None or not spec.count_total
+    can_cursor = can_cursor and paging.cursorable(entity, spec, visible)
+    filter_values, shape = query.filter_shape(spec.filters)
+    list_shapes.record(app.name, entity.name, shape, spec.order, filter_values)
+    equal = [f.field.name for f in spec.filters if f.op == "eq"]
+    indexed = snapshot.sort_columns(entity.table, equal)
     async with app.pool.connection() as conn:
         if not spec.includes and visible is None:
             answer = await query.list_records_json(
@@ -124,9 +131,20 @@ async def list_page(
                 extra_where=where,
                 extra_params=where_params,
                 indexed=indexed,
+                keyset=keyset,
             )
             if answer is not None:
-                return ListPage({**meta, "total": answer[1]}, encoded=answer[0])
+                encoded, total = answer
+                meta = paging.page_meta(
+                    entity,
+                    spec,
+                    encoded,
+                    total,
+                    keyset=keyset,
+                    can_cursor=can_cursor,
+                    key=cursor_key,
+                )
+                return ListPage(meta, encoded=encoded)
         rows, total = await query.list_records(
             conn,
             registry,
@@ -136,9 +154,13 @@ async def list_page(
             extra_params=where_params,
             include_where=scope.include_where(),
             indexed=indexed,
+            keyset=keyset,
         )
+    meta = paging.page_meta(
+        entity, spec, rows, total, keyset=keyset, can_cursor=can_cursor, key=cursor_key
+    )
     _project(rows, visible)
-    return ListPage({**meta, "total": total}, records=rows)
+    return ListPage(meta, records=rows)
 
 
 @traced("engine", "handler", "record.get", entity_arg=2, id_arg=3)
