@@ -13,9 +13,9 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from tests.e2e.test_serve_embedded import ROOT, Server, data_dir, free_port
-
-__all__ = ["data_dir"]  # the fixture, re-used
+from tests.support.paths import ROOT
+from tests.support.processes import EmbeddedServer as Server
+from tests.support.processes import free_port
 
 pytestmark = pytest.mark.e2e
 

@@ -5,14 +5,6 @@ has the data. The embedded server refuses TCP connections without its generated 
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import signal
-import socket
-import subprocess
-import sys
-import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,73 +12,10 @@ import aiohttp
 import psycopg
 import pytest
 
-from tests.helpers import wait_until
+from tests.support.processes import EmbeddedServer as Server
+from tests.support.processes import free_port
 
-ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.e2e
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-@pytest.fixture
-def data_dir() -> Iterator[Path]:
-    # Not under pytest's tmp_path: as root, PostgreSQL runs as an unprivileged user, which must be
-    # able to enter the data dir (pytest's base temp dir is private to root).
-    path = Path(tempfile.mkdtemp(prefix="rocketd-e2e-"))
-    path.chmod(0o755)
-    yield path
-    shutil.rmtree(path, ignore_errors=True)
-
-
-class Server:
-    def __init__(self, data_dir: Path, port: int, workers: int = 1) -> None:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("ROCKET_")}
-        env.pop("DATABASE_URL", None)
-        env.update(
-            ROCKET_DATA_DIR=str(data_dir),
-            ROCKET_SERVER_HOST="127.0.0.1",
-            ROCKET_SERVER_WORKERS=str(workers),
-            ROCKET_SERVER_PORT=str(port),
-            ROCKET_LOG_FORMAT="json",
-        )
-        self.log = (data_dir / "rocketd.log").open("w")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "rocketd", "serve"],
-            cwd=ROOT,
-            env=env,
-            stdout=self.log,
-            stderr=subprocess.STDOUT,
-        )
-        self.base = f"http://127.0.0.1:{port}"
-
-    async def wait_ready(self, session: aiohttp.ClientSession) -> None:
-        async def ready() -> bool:
-            if self.proc.poll() is not None:
-                raise AssertionError(f"rocketd exited early with {self.proc.returncode}")
-            try:
-                async with session.get(self.base + "/ready") as resp:
-                    return resp.status == 200
-            except aiohttp.ClientError:
-                return False
-
-        await wait_until(ready, timeout=90, interval=0.2, what="rocketd /ready")
-
-    def terminate(self) -> int:
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            return self.proc.wait(timeout=60)
-        finally:
-            self.log.close()
-
-    def kill(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(timeout=30)
-        self.log.close()
 
 
 async def post(

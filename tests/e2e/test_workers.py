@@ -17,9 +17,10 @@ from typing import Any
 import aiohttp
 import pytest
 
-from tests.conftest import dsn_for
-from tests.e2e.test_serve_embedded import ROOT, free_port
-from tests.helpers import wait_until
+from tests.support.databases import dsn_for
+from tests.support.helpers import wait_until
+from tests.support.paths import ROOT
+from tests.support.processes import free_port
 
 pytestmark = pytest.mark.e2e
 
