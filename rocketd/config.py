@@ -461,6 +461,9 @@ class Settings(_Section):
     webhooks: WebhookSettings = field(default_factory=WebhookSettings)
     redis: RedisSettings = field(default_factory=RedisSettings)
     app_pool_size: int = _key(5, check=_at_least(1))
+    # Seconds a request waits for a connection of its app's pool before that app answers 503
+    # (a slow or unreachable app database never holds requests for long).
+    app_pool_timeout: float = _key(5.0, check=_greater_than(0))
     # Seconds between workflow timeout / resume sweeps (spec: at least every 60 s).
     workflow_tick_seconds: float = _key(5.0, check=_between(0.01, 60))
     # Finished workflow instances (any status but running) older than this many days, by their

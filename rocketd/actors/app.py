@@ -107,6 +107,7 @@ class AppActor(Actor):
             kwargs=self._connection_options(),
             open=False,
             name=f"app-{self.app_name}",
+            timeout=self._settings.app_pool_timeout,
         )
         await pool.open(wait=True, timeout=POOL_OPEN_TIMEOUT)
         self._pool = pool
