@@ -103,7 +103,7 @@ class AppActor(Actor):
             dsn,
             min_size=1,
             max_size=self._settings.app_pool_size,
-            kwargs={"autocommit": True},
+            kwargs=self._settings.database.connection_kwargs(),
             open=False,
             name=f"app-{self.app_name}",
         )
