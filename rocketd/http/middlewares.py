@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 import uuid
 
@@ -39,6 +40,7 @@ from rocketd.http.policy import (
     require_admin,
 )
 from rocketd.http.responses import json_body
+from rocketd.logging import enabled as logging_enabled
 from rocketd.logging import get_logger
 
 log = get_logger("rocketd.http")
@@ -106,13 +108,14 @@ async def trace_middleware(request: web.Request, handler: Handler) -> web.Stream
     started = time.perf_counter()
     response = await error_middleware(request, handler)
     response.headers[TRACE_HEADER] = trace_id
-    log.info(
-        "request",
-        method=request.method,
-        path=request.path,
-        status=response.status,
-        duration_ms=round((time.perf_counter() - started) * 1000, 2),
-    )
+    if logging_enabled(logging.INFO):
+        log.info(
+            "request",
+            method=request.method,
+            path=request.path,
+            status=response.status,
+            duration_ms=round((time.perf_counter() - started) * 1000, 2),
+        )
     return response
 
 
