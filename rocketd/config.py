@@ -289,6 +289,10 @@ class DatabaseSettings(_Section):
     password: str = _key("", secret=True)
     name: str = _key("rocket")
     pool_size: int = _key(10, check=_at_least(1))
+    # Server-side prepared statements (psycopg prepares a statement after it saw it a few
+    # times): off behind a pooler that does not keep them per client (PgBouncer in
+    # transaction mode).
+    prepared_statements: bool = _key(True)
     configured: bool = _internal(False)
 
     def __post_init__(self) -> None:
@@ -298,6 +302,14 @@ class DatabaseSettings(_Section):
             self.url or self.user or self.password or self.host not in ("localhost", "")
         ):
             object.__setattr__(self, "configured", True)
+
+    def connection_kwargs(self) -> dict[str, Any]:
+        """The keyword arguments of every pooled connection: autocommit, and no prepared
+        statements when `prepared_statements` is off (psycopg's `prepare_threshold=None`)."""
+        kwargs: dict[str, Any] = {"autocommit": True}
+        if not self.prepared_statements:
+            kwargs["prepare_threshold"] = None
+        return kwargs
 
     def dsn(self, dbname: str | None = None) -> str:
         """A libpq connection URL for the management database, or for `dbname` when given."""

@@ -101,7 +101,7 @@ async def open_management_pool(settings: Settings) -> AsyncConnectionPool[Any]:
         settings.database.dsn(),
         min_size=1,
         max_size=max(2, settings.database.pool_size),
-        kwargs={"autocommit": True},
+        kwargs=settings.database.connection_kwargs(),
         open=False,
         name="management",
     )

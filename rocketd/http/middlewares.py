@@ -14,6 +14,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 
 import psycopg
@@ -59,6 +60,7 @@ from rocketd.http.tracing import (
     trace_id_from,
     traced_request,
 )
+from rocketd.logging import enabled as logging_enabled
 from rocketd.logging import get_logger
 from rocketd.tracing import start_span
 
@@ -139,13 +141,14 @@ async def trace_middleware(request: web.Request, handler: Handler) -> web.Stream
     response = await error_middleware(request, handler)
     response.headers[TRACE_HEADER] = trace_id
     seconds = time.perf_counter() - started
-    log.info(
-        "request",
-        method=request.method,
-        path=request.path,
-        status=response.status,
-        duration_ms=round(seconds * 1000, 2),
-    )
+    if logging_enabled(logging.INFO):
+        log.info(
+            "request",
+            method=request.method,
+            path=request.path,
+            status=response.status,
+            duration_ms=round(seconds * 1000, 2),
+        )
     observe = request.app.get(OBSERVE_REQUEST)
     if observe is not None:
         observe(app_label(request), route_family(request), request.method, response.status, seconds)
