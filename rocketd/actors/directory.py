@@ -140,6 +140,24 @@ class AppDirectory:
         self._missing.pop(row.name, None)
         return actor
 
+    def app_states(self) -> dict[str, str]:
+        """Each app started here: "ok", or "unavailable" while its actor waits to be restarted
+        or its metadata listener is not connected (its database does not answer). For /ready."""
+        states = {}
+        for name, actor in sorted(self._actors.items()):
+            listener = self._listeners.get(name)
+            up = actor.running and listener is not None and listener.connected
+            states[name] = "ok" if up else "unavailable"
+        return states
+
+    def daemon_not_running(self) -> list[str]:
+        """The supervised actors not running now, apart from apps' own (an app whose database
+        fails answers 503 by itself; the daemon, its readiness and its watchdog stay healthy)."""
+        per_app = {actor.name for actor in self._actors.values()} | {
+            listener.name for listener in self._listeners.values()
+        }
+        return [name for name in self._supervisor.not_running() if name not in per_app]
+
     def add_signal_handler(self, name: str, handler: SignalHandler) -> None:
         """Call `handler(app_name)` whenever a committed write sends signal `name` (any
         instance's write: the signal is a NOTIFY on the app database)."""

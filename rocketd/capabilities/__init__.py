@@ -15,6 +15,7 @@ from typing import Final
 from rocketd.capabilities import (
     events,
     files,
+    indexes,
     permissions,
     rules,
     schema_io,
@@ -37,4 +38,5 @@ INSTALLED: Final[tuple[Capability, ...]] = (
     ui_configs.CAPABILITY,
     schema_io.CAPABILITY,
     events.CAPABILITY,
+    indexes.CAPABILITY,
 )

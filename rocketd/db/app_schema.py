@@ -354,5 +354,24 @@ APP_PLAN = plan(
                 "alter table _workflow_instances add column if not exists parent_span_id uuid",
             ),
         ),
+        Step(
+            13,
+            "declared index builds",
+            statements(
+                # One row per index the entities declare (db.declared_indexes): built by
+                # CREATE INDEX CONCURRENTLY outside any admin transaction, so its state is kept.
+                """
+                create table if not exists _index_builds (
+                  name        text primary key,
+                  entity      text not null,
+                  table_name  text not null,
+                  definition  jsonb not null,
+                  state       text not null default 'building',
+                  error       text,
+                  updated_at  timestamptz not null default now()
+                )
+                """,
+            ),
+        ),
     ],
 )
