@@ -278,6 +278,11 @@ class DatabaseSettings(_Section):
     password: str = _key("", secret=True)
     name: str = _key("rocket")
     pool_size: int = _key(10, check=_at_least(1))
+    # Direct to PostgreSQL, for what needs a session of its own (LISTEN, session advisory
+    # locks) when `url` goes through a pooler in transaction mode (PgBouncer); empty: `url`.
+    listen_url: str = _key("", check=_postgres_url)
+    # Server-side prepared statements on pooled connections: auto = off when listen_url is set.
+    prepared_statements: str = _key("auto", check=_one_of("auto", "on", "off"))
     configured: bool = _internal(False)
 
     def __post_init__(self) -> None:
@@ -303,6 +308,22 @@ class DatabaseSettings(_Section):
             netloc = f"{userinfo}@{netloc}"
         name = self.name if dbname is None else dbname
         return f"postgresql://{netloc}/{quote(name, safe='')}"
+
+    def direct_dsn(self, dbname: str | None = None) -> str:
+        """Like `dsn()`, but straight to PostgreSQL (`listen_url`) when a pooler is in front."""
+        if not self.listen_url:
+            return self.dsn(dbname)
+        parts = urlsplit(self.listen_url)
+        name = self.database_name if dbname is None else dbname
+        return urlunsplit(parts._replace(path="/" + quote(name, safe="")))
+
+    def connection_kwargs(self) -> dict[str, Any]:
+        """psycopg connection arguments: no prepared statements when they are off (a pooler in
+        transaction mode hands each transaction any server connection)."""
+        off = self.prepared_statements == "off" or (
+            self.prepared_statements == "auto" and bool(self.listen_url)
+        )
+        return {"prepare_threshold": None} if off else {}
 
     @property
     def database_name(self) -> str:
@@ -437,6 +458,9 @@ class Settings(_Section):
     # Seconds a request waits for a connection of its app's pool before that app answers 503
     # (a slow or unreachable app database never holds requests for long).
     app_pool_timeout: float = _key(5.0, check=_greater_than(0))
+    # An app pool idle this long closes its last connection (and opens one on the next
+    # request): many quiet apps cost no connections. 0: each app keeps one open.
+    app_pool_idle_seconds: float = _key(300.0, check=_at_least(0))
     # Seconds between workflow timeout / resume sweeps (spec: at least every 60 s).
     workflow_tick_seconds: float = _key(5.0, check=_between(0.01, 60))
     # Finished workflow instances (any status but running) older than this many days, by their
