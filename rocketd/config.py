@@ -46,6 +46,7 @@ __all__ = [
     "InstrumentationSettings",
     "LogSettings",
     "LoginThrottleSettings",
+    "MetricsSettings",
     "OutboundSettings",
     "RedisSettings",
     "ServerSettings",
@@ -172,6 +173,16 @@ def _seed_password(value: Any) -> Any:
     return value
 
 
+def _listen_address(value: Any) -> Any:
+    """Empty, or `host:port` (IPv6 hosts in brackets) with a port in 1..65535."""
+    if value == "":
+        return value
+    host, sep, port = str(value).rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise _Invalid("must be host:port, for example 127.0.0.1:9464")
+    return value
+
+
 def _postgres_driver(value: Any) -> Any:
     normal = str(value).strip().lower()
     if normal in ("postgres", "postgresql"):
@@ -278,11 +289,14 @@ class DatabaseSettings(_Section):
     password: str = _key("", secret=True)
     name: str = _key("rocket")
     pool_size: int = _key(10, check=_at_least(1))
+    # Server-side prepared statements (psycopg prepares a statement after it saw it a few
+    # times): off behind a pooler that does not keep them per client (PgBouncer in
+    # transaction mode).
+    prepared_statements: bool = _key(True)
     # Direct to PostgreSQL, for what needs a session of its own (LISTEN, session advisory
     # locks) when `url` goes through a pooler in transaction mode (PgBouncer); empty: `url`.
+    # Setting it also turns prepared statements off (the pooler's connections are shared).
     listen_url: str = _key("", check=_postgres_url)
-    # Server-side prepared statements on pooled connections: auto = off when listen_url is set.
-    prepared_statements: str = _key("auto", check=_one_of("auto", "on", "off"))
     configured: bool = _internal(False)
 
     def __post_init__(self) -> None:
@@ -292,6 +306,15 @@ class DatabaseSettings(_Section):
             self.url or self.user or self.password or self.host not in ("localhost", "")
         ):
             object.__setattr__(self, "configured", True)
+
+    def connection_kwargs(self) -> dict[str, Any]:
+        """The keyword arguments of every pooled connection: autocommit, and no prepared
+        statements when `prepared_statements` is off or a pooler is in front (`listen_url`:
+        psycopg's `prepare_threshold=None`)."""
+        kwargs: dict[str, Any] = {"autocommit": True}
+        if not self.prepared_statements or self.listen_url:
+            kwargs["prepare_threshold"] = None
+        return kwargs
 
     def dsn(self, dbname: str | None = None) -> str:
         """A libpq connection URL for the management database, or for `dbname` when given."""
@@ -316,14 +339,6 @@ class DatabaseSettings(_Section):
         parts = urlsplit(self.listen_url)
         name = self.database_name if dbname is None else dbname
         return urlunsplit(parts._replace(path="/" + quote(name, safe="")))
-
-    def connection_kwargs(self) -> dict[str, Any]:
-        """psycopg connection arguments: no prepared statements when they are off (a pooler in
-        transaction mode hands each transaction any server connection)."""
-        off = self.prepared_statements == "off" or (
-            self.prepared_statements == "auto" and bool(self.listen_url)
-        )
-        return {"prepare_threshold": None} if off else {}
 
     @property
     def database_name(self) -> str:
@@ -397,6 +412,18 @@ class InstrumentationSettings(_Section):
     sampling_rate: float = _key(1.0, check=_between(0, 1))
     buffer_size: int = _key(500, check=_at_least(1))
     flush_interval_ms: int = _key(100, check=_at_least(1))
+    # Events waiting in memory at most; past it the oldest are dropped (and counted).
+    max_buffered: int = _key(20_000, check=_at_least(1))
+    # OTLP/HTTP traces endpoint (e.g. http://127.0.0.1:4318/v1/traces); empty: no export.
+    otlp_endpoint: str = _key("")
+
+
+@dataclass(frozen=True, repr=False)
+class MetricsSettings(_Section):
+    # `/metrics` in the Prometheus text format; off by default (it tells about every app).
+    enabled: bool = _key(False)
+    # "host:port" of a separate listener for /metrics; empty: served on the API port.
+    listen: str = _key("", check=_listen_address)
 
 
 @dataclass(frozen=True, repr=False)
@@ -431,6 +458,9 @@ class WebhookSettings(_Section):
     breaker_cooldown: float = _key(30.0, check=_greater_than(0))
     # HMAC-SHA256 key for the X-Rocket-Signature header; empty: requests are not signed.
     secret: str = _key("", secret=True)
+    # Finished deliveries (delivered, failed) older than this many days are deleted hourly;
+    # 0 keeps them.
+    log_retention_days: float = _key(30.0, check=_at_least(0))
 
 
 @dataclass(frozen=True, repr=False)
@@ -450,6 +480,7 @@ class Settings(_Section):
     storage: StorageSettings = field(default_factory=StorageSettings)
     api: ApiSettings = field(default_factory=ApiSettings)
     instrumentation: InstrumentationSettings = field(default_factory=InstrumentationSettings)
+    metrics: MetricsSettings = field(default_factory=MetricsSettings)
     ai: AISettings = field(default_factory=AISettings)
     outbound: OutboundSettings = field(default_factory=OutboundSettings)
     webhooks: WebhookSettings = field(default_factory=WebhookSettings)

@@ -1,6 +1,6 @@
 """structlog set-up: coloured console lines on a TTY, JSON lines otherwise (systemd, files).
 
-Request context (`trace_id`, `app`, `user_id`) is bound through `structlog.contextvars` by the HTTP
+Request context (`trace_id`, `span_id`, `app`, `user_id`) is bound through `structlog.contextvars` by the HTTP
 middlewares, so every line logged while a request is handled carries it without passing loggers
 around. This module must not log secrets: callers mask DSNs before logging them.
 """
@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import logging
 import sys
+from collections.abc import MutableMapping
 from typing import Any
 
 import structlog
+
+from rocketd.tracing import current_span
 
 _LEVELS = {
     "debug": logging.DEBUG,
@@ -19,6 +22,17 @@ _LEVELS = {
     "warning": logging.WARNING,
     "error": logging.ERROR,
 }
+# The level `configure_logging` set last (structlog's own default: everything).
+_level = logging.DEBUG
+
+
+def _current_span(logger: Any, method: str, event: MutableMapping[str, Any]) -> Any:
+    """Every line logged inside a traced span names the trace and that span."""
+    span = current_span()
+    if span is not None:
+        event["trace_id"] = span.trace.trace_id
+        event["span_id"] = span.span_id
+    return event
 
 
 def configure_logging(level: str = "info", fmt: str = "auto", stream: Any = None) -> None:
@@ -26,8 +40,11 @@ def configure_logging(level: str = "info", fmt: str = "auto", stream: Any = None
     out = stream if stream is not None else sys.stderr
     use_json = fmt == "json" or (fmt == "auto" and not getattr(out, "isatty", lambda: False)())
     numeric_level = _LEVELS.get(level, logging.INFO)
+    global _level
+    _level = numeric_level
     shared: list[Any] = [
         structlog.contextvars.merge_contextvars,
+        _current_span,
         structlog.processors.add_log_level,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
     ]
@@ -50,6 +67,13 @@ def configure_logging(level: str = "info", fmt: str = "auto", stream: Any = None
     root.handlers[:] = [handler]
     root.setLevel(max(numeric_level, logging.WARNING))
     logging.getLogger("aiohttp.access").setLevel(logging.ERROR)
+
+
+def enabled(level: int) -> bool:
+    """Whether a line at `level` (`logging.INFO`, ...) would be written. For once-per-request
+    lines: a filtered call on a module's logger still costs several µs (the logger is not cached
+    on first use, so that a reconfiguration reaches every module)."""
+    return level >= _level
 
 
 def get_logger(name: str) -> Any:

@@ -30,6 +30,7 @@ from rocketd.actors.directory import AppDirectory
 from rocketd.actors.listener import MetadataListener
 from rocketd.actors.scheduler import Scheduler
 from rocketd.actors.supervisor import Supervisor
+from rocketd.admin import serving as admin_ui
 from rocketd.auth.accounts import PLATFORM_TABLES, AccountService
 from rocketd.auth.throttle import LoginThrottle, ThrottleStore
 from rocketd.auth.throttle_stores import PostgresThrottleStore, RedisThrottleStore
@@ -102,7 +103,7 @@ async def open_management_pool(settings: Settings) -> AsyncConnectionPool[Any]:
         settings.database.dsn(),
         min_size=1,
         max_size=max(2, settings.database.pool_size),
-        kwargs={"autocommit": True, **settings.database.connection_kwargs()},
+        kwargs=settings.database.connection_kwargs(),
         open=False,
         name="management",
     )
@@ -325,7 +326,9 @@ class Runtime:
     async def _start_http(self) -> None:
         assert self.services is not None
         settings = self.settings
-        runner = HttpRunner(create_app(self.services), settings.server)
+        web_app = create_app(self.services)
+        admin_ui.add_routes(web_app)  # the admin UI's static files at /admin
+        runner = HttpRunner(web_app, settings.server)
         await runner.setup()
         site = web.TCPSite(runner, settings.server.host, settings.server.port, reuse_port=True)
         await site.start()

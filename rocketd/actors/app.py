@@ -19,6 +19,7 @@ from rocketd.config import Settings
 from rocketd.db import email_index
 from rocketd.db.app_schema import APP_PLAN
 from rocketd.db.migrations import apply_plan
+from rocketd.db.traced_cursor import TracedCursor
 from rocketd.engine.installation import BARE_KERNEL, Installation
 from rocketd.engine.pipeline import AppContext
 from rocketd.engine.signals import SignalSender
@@ -91,8 +92,8 @@ class AppActor(Actor):
     async def on_start(self) -> None:
         dsn = self._settings.database.dsn(self.db_name)
         # Upgrade the app's system tables to this release (idempotent, versioned).
-        extra = self._settings.database.connection_kwargs()
-        async with await psycopg.AsyncConnection.connect(dsn, **extra) as conn:
+        # One short session (no prepared statements: it may go through a pooler).
+        async with await psycopg.AsyncConnection.connect(dsn, prepare_threshold=None) as conn:
             await apply_plan(conn, APP_PLAN)
             for plan in self._installation.schema_plans:
                 await apply_plan(conn, plan)
@@ -107,7 +108,7 @@ class AppActor(Actor):
             min_size=0 if idle > 0 else 1,
             max_idle=idle if idle > 0 else 600.0,
             max_size=self._settings.app_pool_size,
-            kwargs={"autocommit": True, **extra},
+            kwargs=self._connection_options(),
             open=False,
             name=f"app-{self.app_name}",
             timeout=self._settings.app_pool_timeout,
@@ -125,6 +126,12 @@ class AppActor(Actor):
         self._users = UserStates(pool, APP_TABLES.users)
         await self._reload()
         log.info("app started", app=self.app_name, entities=len(self.registry.entities))
+
+    def _connection_options(self) -> dict[str, Any]:
+        options = self._settings.database.connection_kwargs()
+        if self._settings.instrumentation.enabled:  # a span per statement (db.traced_cursor)
+            options["cursor_factory"] = TracedCursor
+        return options
 
     async def handle(self, message: object) -> Any:
         if message == RELOAD:

@@ -30,6 +30,7 @@ from rocketd.db.notify import (
     UserChanged,
 )
 from rocketd.engine.installation import BARE_KERNEL, Installation
+from rocketd.engine.pipeline import ServiceKey
 from rocketd.errors import ServiceUnavailable
 from rocketd.logging import get_logger
 from rocketd.platform import apps
@@ -64,6 +65,11 @@ class AppDirectory:
         self._listeners: dict[str, MetadataListener] = {}
         self._signal_handlers: dict[str, SignalHandler] = {}
         self._missing: dict[str, float] = {}
+
+    @property
+    def services(self) -> Mapping[ServiceKey[Any], Any]:
+        """The process services the capabilities provided at start (`ServiceKey`s)."""
+        return self._installation.services
 
     @property
     def actors(self) -> dict[str, AppActor]:

@@ -216,14 +216,15 @@ async def provision_database(settings: Settings, pool: AsyncConnectionPool[Any],
 
 async def bootstrap_app_database(settings: Settings, db_name: str) -> None:
     """Apply the app schema plan and seed the admin user (both idempotent)."""
-    extra = settings.database.connection_kwargs()
+    # Short sessions, without prepared statements (they may go through a pooler).
+    unprepared: dict[str, Any] = {"prepare_threshold": None}
     async with await psycopg.AsyncConnection.connect(
-        settings.database.dsn(db_name), **extra
+        settings.database.dsn(db_name), **unprepared
     ) as conn:
         await apply_plan(conn, APP_PLAN)
         await conn.commit()
     pool: AsyncConnectionPool[Any] = AsyncConnectionPool(
-        settings.database.dsn(db_name), min_size=1, max_size=1, open=False, kwargs=extra
+        settings.database.dsn(db_name), min_size=1, max_size=1, open=False, kwargs=unprepared
     )
     await pool.open(wait=True)
     try:

@@ -242,6 +242,7 @@ ENV_OVERRIDES = [
     ("ROCKET_DATABASE_PORT", "6543", "database.port", 6543),
     ("ROCKET_DATABASE_NAME", "mgmt", "database.name", "mgmt"),
     ("ROCKET_DATABASE_POOL_SIZE", "20", "database.pool_size", 20),
+    ("ROCKET_DATABASE_PREPARED_STATEMENTS", "false", "database.prepared_statements", False),
     ("ROCKET_LOG_FORMAT", "json", "log.format", "json"),
     ("ROCKET_API_DEFAULT_PER_PAGE", "10", "api.default_per_page", 10),
     ("ROCKET_API_MAX_PER_PAGE", "500", "api.max_per_page", 500),
@@ -281,6 +282,15 @@ ENV_OVERRIDES = [
     ("ROCKET_INSTRUMENTATION_SAMPLING_RATE", "0.25", "instrumentation.sampling_rate", 0.25),
     ("ROCKET_INSTRUMENTATION_BUFFER_SIZE", "10", "instrumentation.buffer_size", 10),
     ("ROCKET_INSTRUMENTATION_FLUSH_INTERVAL_MS", "5", "instrumentation.flush_interval_ms", 5),
+    ("ROCKET_INSTRUMENTATION_MAX_BUFFERED", "50", "instrumentation.max_buffered", 50),
+    (
+        "ROCKET_INSTRUMENTATION_OTLP_ENDPOINT",
+        "http://c:4318/v1/traces",
+        "instrumentation.otlp_endpoint",
+        "http://c:4318/v1/traces",
+    ),
+    ("ROCKET_METRICS_ENABLED", "yes", "metrics.enabled", True),
+    ("ROCKET_METRICS_LISTEN", "127.0.0.1:9464", "metrics.listen", "127.0.0.1:9464"),
     ("ROCKET_AI_BASE_URL", "http://ai", "ai.base_url", "http://ai"),
     ("ROCKET_AI_API_KEY", "sk-1", "ai.api_key", "sk-1"),
     ("ROCKET_AI_MODEL", "m", "ai.model", "m"),
@@ -307,6 +317,7 @@ ENV_OVERRIDES = [
     ("ROCKET_WEBHOOKS_BREAKER_THRESHOLD", "3", "webhooks.breaker_threshold", 3),
     ("ROCKET_WEBHOOKS_BREAKER_COOLDOWN", "9", "webhooks.breaker_cooldown", 9.0),
     ("ROCKET_WEBHOOKS_SECRET", "k", "webhooks.secret", "k"),
+    ("ROCKET_WEBHOOKS_LOG_RETENTION_DAYS", "7", "webhooks.log_retention_days", 7.0),
     ("ROCKET_REDIS_URL", "redis://cache:6379/1", "redis.url", "redis://cache:6379/1"),
     ("ROCKET_REDIS_KEY_PREFIX", "shop:", "redis.key_prefix", "shop:"),
     ("ROCKET_APP_POOL_SIZE", "7", "app_pool_size", 7),
@@ -318,7 +329,6 @@ ENV_OVERRIDES = [
         "database.listen_url",
         "postgresql://db:5432/x",
     ),
-    ("ROCKET_DATABASE_PREPARED_STATEMENTS", "off", "database.prepared_statements", "off"),
     ("ROCKET_WORKFLOW_TICK_SECONDS", "0.5", "workflow_tick_seconds", 0.5),
     ("ROCKET_WORKFLOW_RETENTION_DAYS", "30", "workflow_retention_days", 30.0),
     ("ROCKET_BACKGROUND_WORK", "false", "background_work", False),
@@ -749,3 +759,11 @@ def test_redis_url_is_checked_and_kept_secret(empty_cwd: Path) -> None:
         load_settings(environ={"ROCKET_REDIS_URL": "http://:hunter22@cache/"})
     assert "redis.url" in str(err.value) and "hunter22" not in str(err.value)
     assert load_settings(environ={}).redis.url == ""
+
+
+def test_prepared_statements_are_on_by_default_and_off_means_no_prepare_threshold() -> None:
+    on = DatabaseSettings()
+    assert on.prepared_statements is True
+    assert on.connection_kwargs() == {"autocommit": True}
+    off = DatabaseSettings(prepared_statements=False)
+    assert off.connection_kwargs() == {"autocommit": True, "prepare_threshold": None}
