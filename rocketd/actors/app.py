@@ -92,7 +92,8 @@ class AppActor(Actor):
     async def on_start(self) -> None:
         dsn = self._settings.database.dsn(self.db_name)
         # Upgrade the app's system tables to this release (idempotent, versioned).
-        async with await psycopg.AsyncConnection.connect(dsn) as conn:
+        # One short session (no prepared statements: it may go through a pooler).
+        async with await psycopg.AsyncConnection.connect(dsn, prepare_threshold=None) as conn:
             await apply_plan(conn, APP_PLAN)
             for plan in self._installation.schema_plans:
                 await apply_plan(conn, plan)
@@ -100,9 +101,12 @@ class AppActor(Actor):
             # Retried every start: made once the users' case-duplicates are resolved.
             duplicates = await email_index.ensure_case_insensitive_index(conn, APP_TABLES.users)
         email_index.report_duplicates(duplicates, f"app {self.app_name}")
+        idle = self._settings.app_pool_idle_seconds
         pool: AsyncConnectionPool[Any] = AsyncConnectionPool(
             dsn,
-            min_size=1,
+            # Shrinks to nothing after `idle` s without use, grows again on demand.
+            min_size=0 if idle > 0 else 1,
+            max_idle=idle if idle > 0 else 600.0,
             max_size=self._settings.app_pool_size,
             kwargs=self._connection_options(),
             open=False,
