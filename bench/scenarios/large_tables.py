@@ -71,7 +71,7 @@ PRODUCT: Final[dict[str, Any]] = {
 
 SEED_SQL: Final = f"""
 insert into products (category, price, name, created_at)
-select 'c' || (g % {CATEGORIES}), ((g * 7919) % 100000) / 100.0, 'product ' || g,
+select 'c' || (g % {CATEGORIES}), ((g::bigint * 7919) % 100000) / 100.0, 'product ' || g,
        now() - make_interval(secs => g)
   from generate_series(1, {SEED_ROWS}) g
 """
