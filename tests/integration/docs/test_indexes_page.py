@@ -89,8 +89,7 @@ async def test_indexes_page_examples(client: Any) -> None:
     await shop.call("GET", "invoice", params={"filter[issued_on.gte]": "2026-02-01"})
     found = (await shop.ok("GET", "_admin/indexes/guidance"))["data"]
     assert [
-        {k: f[k] for k in ("entity", "filters", "sort", "seen", "suggested_index")}
-        for f in found
+        {k: f[k] for k in ("entity", "filters", "sort", "seen", "suggested_index")} for f in found
     ] == [
         {
             "entity": "invoice",
