@@ -83,8 +83,9 @@ def _ok(status: int, body: Any, expected: tuple[int, ...], what: str) -> Any:
     return body
 
 
-def _prepare(bench: Bench, server: ServerProcess, result: ScenarioResult) -> str:
-    """App, entity, a million rows, the list index built; returns an app admin token."""
+def _prepare(bench: Bench, server: ServerProcess, result: ScenarioResult) -> tuple[str, float]:
+    """App, entity, a million rows, the list index built; returns an app admin token and the
+    seconds the build took."""
     if bench.database_exists(APP_DB):
         raise RuntimeError(f"database {APP_DB} exists; drop it first: dropdb {APP_DB}")
     port = server.port
@@ -118,7 +119,7 @@ def _prepare(bench: Bench, server: ServerProcess, result: ScenarioResult) -> str
         f"index (category, price DESC) built concurrently on {SEED_ROWS:,} rows in {seconds:.1f} s"
         " (declared through the admin API, polled until its state was ready)"
     )
-    return token
+    return token, seconds
 
 
 def declare_and_wait(port: int, token: str, indexes: list[dict[str, Any]]) -> float:
@@ -182,7 +183,7 @@ def list_(bench: Bench) -> ScenarioResult:
     baselines: list[Measurement] = []
     duration = bench.config.duration_s
     with bench.rocketd(auth_access_token_ttl=ACCESS_TOKEN_TTL_S) as server:
-        token = _prepare(bench, server, result)
+        token, _ = _prepare(bench, server, result)
         counted = _env("list", token, LIST_QUERY)
         uncounted = _env("list", token, LIST_QUERY + "&total=false")
         run_wrk(server, counted, bench.config.warmup_s, "warm-up", script=SCRIPT)
@@ -298,7 +299,7 @@ def deep(bench: Bench) -> ScenarioResult:
         (LIST_QUERY, filtered_page, f"filtered list, page {filtered_page}"),
     ]
     with bench.rocketd(auth_access_token_ttl=ACCESS_TOKEN_TTL_S) as server:
-        token = _prepare(bench, server, result)
+        token, _ = _prepare(bench, server, result)
         for query, page, label in cases:
             cursor = _cursor_before(server.port, token, query, page)
             by_offset, by_cursor = _latencies(
@@ -339,7 +340,7 @@ def build(bench: Bench) -> ScenarioResult:
     result = ScenarioResult("build", f"declaring an index on {SEED_ROWS:,} rows while writes run")
     duration = bench.config.duration_s
     with bench.rocketd(auth_access_token_ttl=ACCESS_TOKEN_TTL_S) as server:
-        token = _prepare(bench, server, result)
+        token, first_build = _prepare(bench, server, result)
         env = _env("create", token)
         run_wrk(
             server,
@@ -352,7 +353,9 @@ def build(bench: Bench) -> ScenarioResult:
         time.sleep(SETTLE_S)
         alone = _wrk(server, env, duration, "writes alone", WRITE_CONNECTIONS)
         time.sleep(SETTLE_S)
-        during, seconds = _writes_during_build(server, env, duration)
+        # The load must outlast the build: give it three times what the first build took.
+        window = max(duration, int(3 * first_build) + 5)
+        during, seconds = _writes_during_build(server, env, window)
         bench.stop(server)
     result.measurements = [alone, during]
     result.ratios = [
@@ -374,8 +377,8 @@ def _writes_during_build(
     server: ServerProcess, env: dict[str, str], duration: int
 ) -> tuple[Measurement, float]:
     """Start the write load, declare the second index 1 s later, wait for it; the load runs for
-    `duration` seconds or until the build is over, whichever is longer (restarted if needed)."""
-    seconds = max(duration, 5)
+    `duration` seconds, which must cover the build (else the run fails and says so)."""
+    seconds = duration
     argv = wrk_command(server, seconds, script=SCRIPT, connections=WRITE_CONNECTIONS)
     run_env = dict(os.environ) | env | {"BENCH_TAG": "build"}
     with CpuMeter(APP_DB, server.pid) as meter:
