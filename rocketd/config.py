@@ -289,6 +289,10 @@ class DatabaseSettings(_Section):
     password: str = _key("", secret=True)
     name: str = _key("rocket")
     pool_size: int = _key(10, check=_at_least(1))
+    # Server-side prepared statements (psycopg prepares a statement after it saw it a few
+    # times): off behind a pooler that does not keep them per client (PgBouncer in
+    # transaction mode).
+    prepared_statements: bool = _key(True)
     configured: bool = _internal(False)
 
     def __post_init__(self) -> None:
@@ -298,6 +302,14 @@ class DatabaseSettings(_Section):
             self.url or self.user or self.password or self.host not in ("localhost", "")
         ):
             object.__setattr__(self, "configured", True)
+
+    def connection_kwargs(self) -> dict[str, Any]:
+        """The keyword arguments of every pooled connection: autocommit, and no prepared
+        statements when `prepared_statements` is off (psycopg's `prepare_threshold=None`)."""
+        kwargs: dict[str, Any] = {"autocommit": True}
+        if not self.prepared_statements:
+            kwargs["prepare_threshold"] = None
+        return kwargs
 
     def dsn(self, dbname: str | None = None) -> str:
         """A libpq connection URL for the management database, or for `dbname` when given."""
@@ -461,6 +473,9 @@ class Settings(_Section):
     webhooks: WebhookSettings = field(default_factory=WebhookSettings)
     redis: RedisSettings = field(default_factory=RedisSettings)
     app_pool_size: int = _key(5, check=_at_least(1))
+    # Seconds a request waits for a connection of its app's pool before that app answers 503
+    # (a slow or unreachable app database never holds requests for long).
+    app_pool_timeout: float = _key(5.0, check=_greater_than(0))
     # Seconds between workflow timeout / resume sweeps (spec: at least every 60 s).
     workflow_tick_seconds: float = _key(5.0, check=_between(0.01, 60))
     # Finished workflow instances (any status but running) older than this many days, by their

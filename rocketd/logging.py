@@ -22,6 +22,8 @@ _LEVELS = {
     "warning": logging.WARNING,
     "error": logging.ERROR,
 }
+# The level `configure_logging` set last (structlog's own default: everything).
+_level = logging.DEBUG
 
 
 def _current_span(logger: Any, method: str, event: MutableMapping[str, Any]) -> Any:
@@ -38,6 +40,8 @@ def configure_logging(level: str = "info", fmt: str = "auto", stream: Any = None
     out = stream if stream is not None else sys.stderr
     use_json = fmt == "json" or (fmt == "auto" and not getattr(out, "isatty", lambda: False)())
     numeric_level = _LEVELS.get(level, logging.INFO)
+    global _level
+    _level = numeric_level
     shared: list[Any] = [
         structlog.contextvars.merge_contextvars,
         _current_span,
@@ -63,6 +67,13 @@ def configure_logging(level: str = "info", fmt: str = "auto", stream: Any = None
     root.handlers[:] = [handler]
     root.setLevel(max(numeric_level, logging.WARNING))
     logging.getLogger("aiohttp.access").setLevel(logging.ERROR)
+
+
+def enabled(level: int) -> bool:
+    """Whether a line at `level` (`logging.INFO`, ...) would be written. For once-per-request
+    lines: a filtered call on a module's logger still costs several µs (the logger is not cached
+    on first use, so that a reconfiguration reaches every module)."""
+    return level >= _level
 
 
 def get_logger(name: str) -> Any:

@@ -101,7 +101,7 @@ async def open_management_pool(settings: Settings) -> AsyncConnectionPool[Any]:
         settings.database.dsn(),
         min_size=1,
         max_size=max(2, settings.database.pool_size),
-        kwargs={"autocommit": True},
+        kwargs=settings.database.connection_kwargs(),
         open=False,
         name="management",
     )
@@ -332,7 +332,9 @@ class Runtime:
         log.info("listening", address=f"http://{settings.server.host}:{settings.server.port}")
 
     async def _healthy(self) -> bool:
-        return self.services is not None and not self.services.supervisor.not_running()
+        """The watchdog's check: the daemon's own actors, not any one app's (a failing app
+        database answers 503 for that app; restarting the daemon would not fix it)."""
+        return self.services is not None and not self.services.directory.daemon_not_running()
 
     async def _purge_tokens(self) -> None:
         assert self.services is not None

@@ -539,9 +539,9 @@ CHECKS: dict[str, Callable[[Bench, int, str, ScenarioResult], None]] = {
 
 
 def _written(bench: Bench, prefix: str) -> tuple[int, int]:
-    """(orders whose number starts with `prefix`, their lines), counted in one statement so both
-    numbers come from one snapshot: a create still committing when the load generator stopped
-    lands in both or in neither."""
+    """(orders whose number starts with `prefix`, their lines), from one statement: one snapshot,
+    so a nested create still in flight when the load generator stopped counts wholly or not at
+    all (two statements could see its lines but not its order)."""
     orders, lines = bench.query(
         APP_DB,
         "select (select count(*) from orders where number like %s),"

@@ -107,6 +107,7 @@ class AppActor(Actor):
             kwargs=self._connection_options(),
             open=False,
             name=f"app-{self.app_name}",
+            timeout=self._settings.app_pool_timeout,
         )
         await pool.open(wait=True, timeout=POOL_OPEN_TIMEOUT)
         self._pool = pool
@@ -123,7 +124,7 @@ class AppActor(Actor):
         log.info("app started", app=self.app_name, entities=len(self.registry.entities))
 
     def _connection_options(self) -> dict[str, Any]:
-        options: dict[str, Any] = {"autocommit": True}
+        options = self._settings.database.connection_kwargs()
         if self._settings.instrumentation.enabled:  # a span per statement (db.traced_cursor)
             options["cursor_factory"] = TracedCursor
         return options

@@ -10,6 +10,7 @@ by `?`. Fingerprints are cached by statement text.
 from __future__ import annotations
 
 import re
+import weakref
 from collections.abc import Iterable
 from typing import Any, Final
 
@@ -23,6 +24,9 @@ _CACHE_SIZE: Final = 2048
 _LITERALS: Final = re.compile(r"'(?:[^']|'')*'|\b\d+(?:\.\d+)?\b|\$\d+|%s|%\(\w+\)s")
 _SPACE: Final = re.compile(r"\s+")
 _fingerprints: dict[str, str] = {}
+# Composed statements are built once and cached by the kernel (engine/sql/compose.py): their
+# fingerprint is kept by object identity (checked through a weak reference: ids are reused).
+_composed: dict[int, tuple[weakref.ref[sql.Composable], str]] = {}
 
 
 def fingerprint(text: str) -> str:
@@ -42,8 +46,15 @@ class TracedCursor(AsyncCursor[Any]):
 
     def _statement(self, query: Any) -> str:
         if isinstance(query, sql.Composable):
-            text = query.as_string(self.connection)
-        elif isinstance(query, bytes | bytearray | memoryview):
+            known = _composed.get(id(query))
+            if known is not None and known[0]() is query:
+                return known[1]
+            shape = fingerprint(query.as_string(self.connection))
+            if len(_composed) >= _CACHE_SIZE:
+                _composed.clear()
+            _composed[id(query)] = (weakref.ref(query), shape)
+            return shape
+        if isinstance(query, bytes | bytearray | memoryview):
             text = bytes(query).decode("utf-8", "replace")
         else:
             text = str(query)

@@ -293,10 +293,20 @@ async def create(
     ctx = _context(app, caller, mode, entity, "create", body)
     stages = app.stages.for_entity(entity, mode)
     await _prepare(ctx, stages)
-    ctx.plan = writes.plan_create(app.registry, entity, _body(ctx))  # validated before BEGIN
-    async with _write_transaction(app, entity) as conn:
-        ctx.conn = conn
-        record = await _write_created(ctx, stages)
+    prepared = _body(ctx)
+    ctx.plan = writes.plan_create(app.registry, entity, prepared)  # validated before BEGIN
+    try:
+        async with _write_transaction(app, entity) as conn:
+            ctx.conn = conn
+            record = await _write_created(ctx, stages, batch_children=True)
+    except writes.BatchFailed:
+        # Again from BEGIN, child by child, so that the error names the child (rare: the
+        # write fails either way). PREPARE stages ran once; the prepared body is reused.
+        ctx = _context(app, caller, mode, entity, "create", prepared)
+        ctx.plan = writes.plan_create(app.registry, entity, prepared)
+        async with _write_transaction(app, entity) as conn:
+            ctx.conn = conn
+            record = await _write_created(ctx, stages)
     await _after_commit(app, stages, ctx)
     return record
 
@@ -315,11 +325,20 @@ async def update(
     ctx = _context(app, caller, mode, entity, "update", body)
     stages = app.stages.for_entity(entity, mode)
     await _prepare(ctx, stages)
-    ctx.plan = writes.plan_update(app.registry, entity, _body(ctx))
-    async with _write_transaction(app, entity) as conn:
-        ctx.conn = conn
-        await _lock_stored(ctx, raw_id)
-        record = await _write_updated(ctx, stages)
+    prepared = _body(ctx)
+    ctx.plan = writes.plan_update(app.registry, entity, prepared)
+    try:
+        async with _write_transaction(app, entity) as conn:
+            ctx.conn = conn
+            await _lock_stored(ctx, raw_id)
+            record = await _write_updated(ctx, stages, batch_children=True)
+    except writes.BatchFailed:  # as in `create`
+        ctx = _context(app, caller, mode, entity, "update", prepared)
+        ctx.plan = writes.plan_update(app.registry, entity, prepared)
+        async with _write_transaction(app, entity) as conn:
+            ctx.conn = conn
+            await _lock_stored(ctx, raw_id)
+            record = await _write_updated(ctx, stages)
     await _after_commit(app, stages, ctx)
     return record
 
@@ -462,29 +481,52 @@ async def _lock_stored(ctx: WriteContext, raw_id: str) -> None:
     ctx.pk = stored[ctx.entity.primary_key.field]
 
 
-async def _write_created(ctx: WriteContext, stages: EntityStages) -> dict[str, Any]:
+async def _write_created(
+    ctx: WriteContext, stages: EntityStages, *, batch_children: bool = False
+) -> dict[str, Any]:
+    """`batch_children` only where a `writes.BatchFailed` can be retried: a transaction of the
+    write's own (`create`, `update`), never inside a caller's."""
     book = ctx.app.stages
     conn = ctx.connection()
     await book.run(stages.before_write, ctx)
     plan = _plan(ctx)
-    row = await writes.execute_create(conn, ctx.registry, plan, _children(ctx, plan))
+    effects = writes.NestedEffects()
+    row = await writes.execute_create(
+        conn,
+        ctx.registry,
+        plan,
+        _children(ctx, plan),
+        batch_children=batch_children,
+        effects=effects,
+    )
     ctx.pk = row[ctx.entity.pk.name]
-    record = await writes.written_record(conn, ctx.registry, plan, row)
+    record = await writes.written_record(conn, ctx.registry, plan, row, effects)
     ctx.record = record
     await book.run(stages.after_write, ctx)
     return record
 
 
-async def _write_updated(ctx: WriteContext, stages: EntityStages) -> dict[str, Any]:
+async def _write_updated(
+    ctx: WriteContext, stages: EntityStages, *, batch_children: bool = False
+) -> dict[str, Any]:
     book = ctx.app.stages
     conn = ctx.connection()
     await book.run(stages.before_write, ctx)
     plan = _plan(ctx)
-    row = await writes.execute_update(conn, ctx.registry, plan, ctx.pk, _children(ctx, plan))
+    effects = writes.NestedEffects()
+    row = await writes.execute_update(
+        conn,
+        ctx.registry,
+        plan,
+        ctx.pk,
+        _children(ctx, plan),
+        batch_children=batch_children,
+        effects=effects,
+    )
     stored = ctx.stored if row is None else row
     if stored is None:  # pragma: no cover - `_lock_stored` ran first
         raise RuntimeError("update without a stored row")
-    record = await writes.written_record(conn, ctx.registry, plan, stored)
+    record = await writes.written_record(conn, ctx.registry, plan, stored, effects)
     ctx.record = record
     await book.run(stages.after_write, ctx)
     return record
@@ -532,6 +574,10 @@ class ChildStages:
 
     def _stages(self, entity: Entity) -> EntityStages:
         return self.book.for_entity(entity, self.parent.mode, child=True)
+
+    def batchable(self, target: Entity) -> bool:
+        stages = self._stages(target)
+        return all(stage.batch_safe for stage in (*stages.before_write, *stages.after_write))
 
     async def before_child(
         self,

@@ -9,7 +9,7 @@ that trace with `continue_trace`, in whichever process runs it.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, Final, Protocol
 
 from psycopg_pool import AsyncConnectionPool
@@ -34,6 +34,11 @@ class Tracer(Protocol):
 
 
 TRACER: Final[ServiceKey[Tracer]] = ServiceKey("tracer")
+
+# (app or "", route pattern, method, status, seconds): every answered request, when a capability
+# measures them (the events capability's /metrics).
+RequestObserver = Callable[[str, str, str, int, float], None]
+REQUEST_OBSERVER: Final[ServiceKey[RequestObserver]] = ServiceKey("request_observer")
 
 
 def continue_trace(

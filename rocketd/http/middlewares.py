@@ -2,7 +2,8 @@
 
 1. `trace_middleware`   - accepts a UUID `X-Trace-ID` or makes one, echoes it (on errors too),
                           binds log context, logs the request; it runs `error_middleware` inside:
-   `error_middleware`   - any failure becomes the contract's error body; a 500 never leaks details.
+   `error_middleware`   - any failure becomes the contract's error body; a 500 never leaks details;
+                          a database that does not answer is a 503 (naming the app, if any).
 2. `body_limit_middleware` - refuses a declared body above `server.max_body_size` before reading
                           (a body that lies about its size is stopped by aiohttp's reader: 413 too).
                           File uploads are exempt: they stream, limited by `storage.max_file_size`.
@@ -13,10 +14,14 @@
 
 from __future__ import annotations
 
+import logging
 import time
 
+import psycopg
 import structlog
 from aiohttp import web
+from psycopg import errors as pg_errors
+from psycopg_pool import PoolClosed, PoolTimeout
 
 from rocketd.auth.principal import Principal
 from rocketd.engine.tracer import TRACER
@@ -28,8 +33,16 @@ from rocketd.errors import (
     MethodNotAllowed,
     NotFound,
     PayloadTooLarge,
+    ServiceUnavailable,
 )
-from rocketd.http.keys import APP_ACTOR, PLATFORM_USERS, PRINCIPAL, SERVICES, TRACE_ID
+from rocketd.http.keys import (
+    APP_ACTOR,
+    OBSERVE_REQUEST,
+    PLATFORM_USERS,
+    PRINCIPAL,
+    SERVICES,
+    TRACE_ID,
+)
 from rocketd.http.policy import (
     Handler,
     Policy,
@@ -40,14 +53,21 @@ from rocketd.http.policy import (
     require_admin,
 )
 from rocketd.http.responses import json_body
-from rocketd.http.tracing import TRACE_HEADER, trace_id_from, traced_request
+from rocketd.http.tracing import (
+    TRACE_HEADER,
+    app_label,
+    route_family,
+    trace_id_from,
+    traced_request,
+)
+from rocketd.logging import enabled as logging_enabled
 from rocketd.logging import get_logger
 from rocketd.tracing import start_span
 
 log = get_logger("rocketd.http")
 
-# Liveness/readiness answers stay exactly as load balancers expect (no trace header, no logging).
-_QUIET_PATHS = frozenset({"/health", "/ready"})
+# Liveness/readiness answers (and scrapes) stay exactly as load balancers expect (no trace header, no logging).
+_QUIET_PATHS = frozenset({"/health", "/ready", "/metrics"})
 
 
 def _error_response(err: ApiError) -> web.Response:
@@ -83,9 +103,29 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         if exc.status < 400:
             raise
         return _error_response(_from_http_exception(exc, request))
+    except (psycopg.OperationalError, PoolTimeout, PoolClosed) as exc:
+        if isinstance(exc, pg_errors.TransactionRollback):  # a deadlock: not this
+            log.exception("unhandled error", method=request.method, path=request.path)
+            return _error_response(InternalError())
+        return _error_response(_database_unavailable(request, exc))
     except Exception:
         log.exception("unhandled error", method=request.method, path=request.path)
         return _error_response(InternalError())
+
+
+def _database_unavailable(request: web.Request, exc: Exception) -> ApiError:
+    """A database that does not answer (unreachable, dropped, out of connections, too slow to
+    hand out a connection): 503 for this request, naming the app when it is an app's, so one
+    failing app database costs that app only. The class name is logged, never the message
+    (it may hold a DSN)."""
+    actor = request.get(APP_ACTOR)
+    app = actor.app_name if actor is not None else None
+    log.warning("database unavailable", app=app, path=request.path, problem=type(exc).__name__)
+    what = f"App {app}" if app is not None else "The service"
+    return ServiceUnavailable(
+        f"{what} is unavailable right now: its database does not answer; retry shortly",
+        headers={"Retry-After": "1"},
+    )
 
 
 @web.middleware
@@ -100,13 +140,18 @@ async def trace_middleware(request: web.Request, handler: Handler) -> web.Stream
     started = time.perf_counter()
     response = await error_middleware(request, handler)
     response.headers[TRACE_HEADER] = trace_id
-    log.info(
-        "request",
-        method=request.method,
-        path=request.path,
-        status=response.status,
-        duration_ms=round((time.perf_counter() - started) * 1000, 2),
-    )
+    seconds = time.perf_counter() - started
+    if logging_enabled(logging.INFO):
+        log.info(
+            "request",
+            method=request.method,
+            path=request.path,
+            status=response.status,
+            duration_ms=round(seconds * 1000, 2),
+        )
+    observe = request.app.get(OBSERVE_REQUEST)
+    if observe is not None:
+        observe(app_label(request), route_family(request), request.method, response.status, seconds)
     return response
 
 

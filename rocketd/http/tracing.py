@@ -21,7 +21,7 @@ import structlog
 from aiohttp import web
 
 from rocketd.errors import ApiError
-from rocketd.http.keys import PRINCIPAL
+from rocketd.http.keys import APP_ACTOR, PRINCIPAL
 from rocketd.tracing import Trace, error_text, start_root
 
 TRACE_HEADER: Final = "X-Trace-ID"
@@ -53,6 +53,21 @@ def remote_parent(headers: Mapping[str, str]) -> tuple[str, str] | None:
     if match is None or match.group(1) == "0" * 32 or match.group(2) == "0" * 16:
         return None
     return str(uuid.UUID(match.group(1))), match.group(2)
+
+
+def route_family(request: web.Request) -> str:
+    """The matched route's pattern (`/api/{app}/{entity}/{id}`), never the concrete path, so
+    metric labels stay few whatever clients send; `unmatched` for a 404/405 without a route."""
+    info = request.match_info
+    if getattr(info, "http_exception", None) is not None:
+        return "unmatched"
+    resource = info.route.resource
+    return "unmatched" if resource is None else resource.canonical
+
+
+def app_label(request: web.Request) -> str:
+    """The app of a request that resolved one (never a made-up name from a 404)."""
+    return request.match_info.get("app", "") if APP_ACTOR in request else ""
 
 
 def _root_metadata(request: web.Request, trace_id: str) -> dict[str, Any]:

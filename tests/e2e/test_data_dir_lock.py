@@ -14,7 +14,8 @@ import aiohttp
 import pytest
 
 from tests.support.paths import ROOT
-from tests.support.processes import Server, free_port
+from tests.support.processes import EmbeddedServer as Server
+from tests.support.processes import free_port
 
 pytestmark = pytest.mark.e2e
 

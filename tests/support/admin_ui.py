@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import urllib.error
 import urllib.request
@@ -28,6 +29,9 @@ CHROMIUM_ARGS = [
     "--no-first-run",
 ]
 AXE_SOURCE = ROOT / "tests" / "support" / "vendor" / "axe.min.js"
+HTTP_ERROR_NOTE = re.compile(
+    r"Failed to load resource: the server responded with a status of 4\d\d"
+)
 PLATFORM_LOGIN = {"email": "platform@localhost", "password": "changeme"}
 APP_ADMIN_LOGIN = {"email": "admin@localhost", "password": "changeme"}
 
@@ -53,13 +57,20 @@ class Api:
         self.base = base
 
     def call(
-        self, method: str, path: str, token: str | None = None, body: Any = None
+        self,
+        method: str,
+        path: str,
+        token: str | None = None,
+        body: Any = None,
+        headers: dict[str, str] | None = None,
     ) -> tuple[int, Any]:
         data = None if body is None else json.dumps(body).encode()
         request = urllib.request.Request(self.base + path, data=data, method=method)  # noqa: S310
         request.add_header("Content-Type", "application/json")
         if token:
             request.add_header("Authorization", f"Bearer {token}")
+        for name, value in (headers or {}).items():
+            request.add_header(name, value)
         try:
             with urllib.request.urlopen(request, timeout=30) as response:  # noqa: S310 - loopback
                 text = response.read()
@@ -136,8 +147,22 @@ class UiPage:
         )
         return [v for v in result if v["impact"] in ("serious", "critical")]
 
-    def assert_clean(self) -> None:
-        assert self.console_errors == [], self.console_errors
+    def assert_clean(self, http_errors: bool = False) -> None:
+        """No console error (with `http_errors`, the browser's own notes of 4xx answers the test
+        provoked on purpose are allowed), no foreign request, no serious axe finding."""
+        errors = self.console_errors
+        if http_errors:
+            errors = [e for e in errors if not HTTP_ERROR_NOTE.match(e)]
+        assert errors == [], errors
         assert self.foreign_requests == [], self.foreign_requests
         violations = self.axe_violations()
         assert violations == [], violations
+
+
+def invoicing_app(api: Api, prefix: str = "ui") -> tuple[str, str]:
+    """A new app with the invoicing example imported through the API: (app name, platform token)."""
+    name = api.new_app(prefix)
+    token = api.platform_token()
+    schema = json.loads((ROOT / "examples" / "invoicing.json").read_text())
+    api.ok("POST", f"/api/{name}/_admin/import", token, schema)
+    return name, token

@@ -1,9 +1,15 @@
-"""Reading a trace back through the API, once the event flusher wrote it."""
+"""Events tests' helpers: a runtime with tuned settings, and reading a trace back through the
+API once the event flusher wrote it."""
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
+from rocketd.config import Settings
+from rocketd.http.app import create_app
+from rocketd.runtime import Runtime
 from tests.support.apps import AppClient
 from tests.support.helpers import wait_until
 
@@ -21,3 +27,14 @@ async def trace_rows(app: AppClient, trace_id: str, at_least: int = 1) -> list[d
 
     await wait_until(arrived, f"events of trace {trace_id}")
     return rows
+
+
+@asynccontextmanager
+async def runtime_client(settings: Settings, aiohttp_client: Any) -> AsyncIterator[Any]:
+    """A test client on a started runtime with `settings` (stopped afterwards)."""
+    runtime = Runtime(settings)
+    await runtime.start(http=False)
+    try:
+        yield await aiohttp_client(create_app(runtime.services))
+    finally:
+        await runtime.stop()

@@ -33,8 +33,8 @@ class Instance:
         env.update(
             ROCKET_DATABASE_URL=dsn,
             ROCKET_SERVER_HOST="127.0.0.1",
+            ROCKET_SERVER_WORKERS="1",  # one process; the tests of workers ask for more
             ROCKET_SERVER_PORT=str(port),
-            ROCKET_SERVER_WORKERS="1",
             ROCKET_AUTH_BCRYPT_COST="4",
             ROCKET_LOG_FORMAT="json",
         )
@@ -103,8 +103,8 @@ async def new_app_admin(http: aiohttp.ClientSession, base: str, prefix: str) -> 
     return app, body["data"]["access_token"]
 
 
-class Server:
-    """`rocketd serve` on the zero-configuration default (embedded PostgreSQL in data_dir)."""
+class EmbeddedServer:
+    """`rocketd serve` on the embedded PostgreSQL in `data_dir` (its log: data_dir/rocketd.log)."""
 
     def __init__(self, data_dir: Path, port: int, workers: int = 1) -> None:
         env = {k: v for k, v in os.environ.items() if not k.startswith("ROCKET_")}

@@ -242,6 +242,7 @@ ENV_OVERRIDES = [
     ("ROCKET_DATABASE_PORT", "6543", "database.port", 6543),
     ("ROCKET_DATABASE_NAME", "mgmt", "database.name", "mgmt"),
     ("ROCKET_DATABASE_POOL_SIZE", "20", "database.pool_size", 20),
+    ("ROCKET_DATABASE_PREPARED_STATEMENTS", "false", "database.prepared_statements", False),
     ("ROCKET_LOG_FORMAT", "json", "log.format", "json"),
     ("ROCKET_API_DEFAULT_PER_PAGE", "10", "api.default_per_page", 10),
     ("ROCKET_API_MAX_PER_PAGE", "500", "api.max_per_page", 500),
@@ -320,6 +321,7 @@ ENV_OVERRIDES = [
     ("ROCKET_REDIS_URL", "redis://cache:6379/1", "redis.url", "redis://cache:6379/1"),
     ("ROCKET_REDIS_KEY_PREFIX", "shop:", "redis.key_prefix", "shop:"),
     ("ROCKET_APP_POOL_SIZE", "7", "app_pool_size", 7),
+    ("ROCKET_APP_POOL_TIMEOUT", "2.5", "app_pool_timeout", 2.5),
     ("ROCKET_WORKFLOW_TICK_SECONDS", "0.5", "workflow_tick_seconds", 0.5),
     ("ROCKET_WORKFLOW_RETENTION_DAYS", "30", "workflow_retention_days", 30.0),
     ("ROCKET_BACKGROUND_WORK", "false", "background_work", False),
@@ -750,3 +752,11 @@ def test_redis_url_is_checked_and_kept_secret(empty_cwd: Path) -> None:
         load_settings(environ={"ROCKET_REDIS_URL": "http://:hunter22@cache/"})
     assert "redis.url" in str(err.value) and "hunter22" not in str(err.value)
     assert load_settings(environ={}).redis.url == ""
+
+
+def test_prepared_statements_are_on_by_default_and_off_means_no_prepare_threshold() -> None:
+    on = DatabaseSettings()
+    assert on.prepared_statements is True
+    assert on.connection_kwargs() == {"autocommit": True}
+    off = DatabaseSettings(prepared_statements=False)
+    assert off.connection_kwargs() == {"autocommit": True, "prepare_threshold": None}

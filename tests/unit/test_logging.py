@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import io
 import json
+import logging
 
 import structlog
 
-from rocketd.logging import configure_logging, get_logger
+from rocketd.logging import configure_logging, enabled, get_logger
 
 
 def test_json_lines_carry_bound_request_context() -> None:
@@ -34,3 +35,11 @@ def test_console_format_is_not_json() -> None:
     text = out.getvalue()
     assert "plain" in text
     assert not text.lstrip().startswith("{")
+
+
+def test_enabled_follows_the_configured_level() -> None:
+    out = io.StringIO()
+    configure_logging("warning", "json", stream=out)
+    assert not enabled(logging.INFO) and enabled(logging.WARNING) and enabled(logging.ERROR)
+    configure_logging("info", "json", stream=out)
+    assert enabled(logging.INFO) and not enabled(logging.DEBUG)

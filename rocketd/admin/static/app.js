@@ -12,6 +12,12 @@ import { DataPage, RecordPage } from './pages/data.js';
 import { RulesPage } from './pages/rules.js';
 import { StateMachinesPage } from './pages/state-machines.js';
 import { WorkflowsPage, ApprovalsPage, InstancePage } from './pages/workflows.js';
+import { UsersPage, InvitesPage, PermissionsPage, AcceptInvitePage } from './pages/access.js';
+import { WebhooksPage, WebhookLogsPage } from './pages/webhooks.js';
+import { FilesPage } from './pages/files.js';
+import { UiConfigsPage } from './pages/ui-configs.js';
+import { SchemaPage } from './pages/schema.js';
+import { EventsPage, StatsPage, TracePage } from './pages/events.js';
 import { NotFoundPage } from './pages/not-found.js';
 
 // Pages inside an app, in the order of the app navigation.
@@ -23,6 +29,14 @@ export const APP_SECTIONS = [
   { path: 'state-machines', label: 'State machines' },
   { path: 'workflows', label: 'Workflows' },
   { path: 'approvals', label: 'Approvals' },
+  { path: 'users', label: 'Users' },
+  { path: 'invites', label: 'Invites' },
+  { path: 'permissions', label: 'Permissions' },
+  { path: 'webhooks', label: 'Webhooks' },
+  { path: 'files', label: 'Files' },
+  { path: 'ui-configs', label: 'UI configs' },
+  { path: 'schema', label: 'Export / import' },
+  { path: 'events', label: 'Events' },
 ];
 
 const ROUTES = [
@@ -41,6 +55,18 @@ const ROUTES = [
   ['/admin/apps/:app/workflows', WorkflowsPage],
   ['/admin/apps/:app/approvals', ApprovalsPage],
   ['/admin/apps/:app/instances/:id', InstancePage],
+  ['/admin/apps/:app/users', UsersPage],
+  ['/admin/apps/:app/invites', InvitesPage],
+  ['/admin/apps/:app/accept-invite', AcceptInvitePage, { bare: true }],
+  ['/admin/apps/:app/permissions', PermissionsPage],
+  ['/admin/apps/:app/webhooks', WebhooksPage],
+  ['/admin/apps/:app/webhook-logs', WebhookLogsPage],
+  ['/admin/apps/:app/files', FilesPage],
+  ['/admin/apps/:app/ui-configs', UiConfigsPage],
+  ['/admin/apps/:app/schema', SchemaPage],
+  ['/admin/apps/:app/events', EventsPage],
+  ['/admin/apps/:app/events/stats', StatsPage],
+  ['/admin/apps/:app/events/trace/:traceId', TracePage],
 ];
 
 function resolve(path) {

@@ -3,6 +3,7 @@ business events the kernel announces (`send_event` actions) recorded in `_events
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any, Final, cast
@@ -77,7 +78,7 @@ def business_sink(tracer: AppTracer) -> Any:
             return
         if event.trace_id is None or not sampled(event.trace_id, tracer.sampling_rate):
             return
-        trace = Trace(event.trace_id, lambda rows: tracer.buffer.add(app.name, app.pool, rows))
+        trace = Trace(event.trace_id, lambda rows: tracer.deliver(app.name, app.pool, rows))
         trace.record(
             (
                 event.trace_id,
@@ -93,6 +94,7 @@ def business_sink(tracer: AppTracer) -> Any:
                 None,
                 None,
                 metadata,
+                time.time_ns(),
             )
         )
         trace.close()

@@ -8,9 +8,10 @@ from typing import Any, Final
 from aiohttp import web
 
 from rocketd.capabilities.events import queries
+from rocketd.capabilities.events.metrics import METRICS, Metrics
 from rocketd.errors import ErrorDetail, ValidationFailed
 from rocketd.http.bodies import read_json_object, reject_unknown_keys
-from rocketd.http.keys import APP_ACTOR
+from rocketd.http.keys import APP_ACTOR, SERVICES
 from rocketd.http.paths import APP_PATH
 from rocketd.http.policy import app_admin, app_token
 from rocketd.http.responses import data, json_body
@@ -87,8 +88,18 @@ async def get_stats(request: web.Request) -> web.StreamResponse:
     return data(await queries.stats(request[APP_ACTOR].pool, request.query))
 
 
+async def metrics(request: web.Request) -> web.StreamResponse:
+    """`GET /metrics` on the API port (public, like every Prometheus endpoint: prefer
+    `metrics.listen` on a private address)."""
+    found: Metrics = request.app[SERVICES].directory.services[METRICS]
+    return await found.handle(request)
+
+
 def add_routes(app: web.Application) -> None:
     r = app.router
+    settings = app[SERVICES].settings.metrics
+    if settings.enabled and not settings.listen:
+        r.add_get("/metrics", metrics)
     base = f"{APP_PATH}/_events"
     r.add_post(base, post_event)
     r.add_get(base, list_events)

@@ -14,7 +14,8 @@ from typing import Any
 from psycopg_pool import AsyncConnectionPool
 
 from rocketd.capabilities.events.buffer import EventBuffer
-from rocketd.tracing import Trace
+from rocketd.capabilities.events.otlp import OtlpExporter
+from rocketd.tracing import EventRow, Trace
 
 
 def sampled(trace_id: str, rate: float) -> bool:
@@ -32,11 +33,20 @@ def sampled(trace_id: str, rate: float) -> bool:
 class AppTracer:
     """The `TRACER` service: a new `Trace` of an app whose rows go to the buffer."""
 
-    def __init__(self, buffer: EventBuffer, sampling_rate: float) -> None:
+    def __init__(
+        self, buffer: EventBuffer, sampling_rate: float, exporter: OtlpExporter | None = None
+    ) -> None:
         self.buffer = buffer
         self.sampling_rate = sampling_rate
+        self.exporter = exporter
 
     def begin(self, app: str, pool: AsyncConnectionPool[Any], trace_id: str) -> Trace | None:
         if not sampled(trace_id, self.sampling_rate):
             return None
-        return Trace(trace_id, functools.partial(self.buffer.add, app, pool))
+        return Trace(trace_id, functools.partial(self.deliver, app, pool))
+
+    def deliver(self, app: str, pool: AsyncConnectionPool[Any], rows: list[EventRow]) -> None:
+        """A closed trace's rows: to the buffer, and to the OTLP exporter when there is one."""
+        self.buffer.add(app, pool, rows)
+        if self.exporter is not None:
+            self.exporter.export(app, rows)

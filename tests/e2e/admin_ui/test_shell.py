@@ -91,8 +91,7 @@ def test_wrong_password_is_shown(ui: UiPage) -> None:
     alert = ui.page.get_by_role("alert")
     alert.wait_for()
     assert "Login failed" in alert.inner_text() and "UNAUTHORIZED" in alert.inner_text()
-    ui.console_errors.clear()  # the browser logs the 401 of the failed login itself
-    ui.assert_clean()
+    ui.assert_clean(http_errors=True)  # the browser notes the 401 of the failed login
 
 
 def test_deep_link_and_reload_keep_the_session(ui: UiPage, ui_server: Api) -> None:
@@ -133,8 +132,7 @@ def test_expired_access_token_is_refreshed(ui: UiPage, ui_server: Api) -> None:
         "POST", "/api/_platform/auth/refresh", body={"refresh_token": before["refresh_token"]}
     )
     assert status == 401
-    ui.console_errors = [e for e in ui.console_errors if "401" not in e]
-    assert ui.console_errors == []
+    ui.assert_clean(http_errors=True)  # the browser notes the 401 that caused the refresh
 
 
 def test_app_login_and_logout(ui: UiPage, ui_server: Api) -> None:

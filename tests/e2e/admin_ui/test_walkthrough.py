@@ -197,5 +197,4 @@ def test_done_when_walkthrough(ui: UiPage, ui_server: Api) -> None:
     assert "review: approved" in history and "Looks right" in history
     assert "approve: completed" in history
     ui.screenshot("instance-history")
-    ui.console_errors = [e for e in ui.console_errors if "422" not in e and "status of" not in e]
-    ui.assert_clean()
+    ui.assert_clean(http_errors=True)

@@ -54,15 +54,15 @@ export function Diagram({ nodes, edges, label }) {
   const key = JSON.stringify([nodes, edges]);
   useEffect(() => {
     let live = true;
-    loadDagre().then(
-      (dagre) => live && setGraph(layout(dagre, nodes, edges)),
-      (err) => live && setError(err),
-    );
+    setError(null);
+    loadDagre()
+      .then((dagre) => live && setGraph(layout(dagre, nodes, edges)))
+      .catch((err) => live && setError(err));
     return () => {
       live = false;
     };
   }, [key]);
-  if (error) return html`<p class="field-error">${error.message}</p>`;
+  if (error) return html`<p class="field-error">The diagram cannot be drawn: ${error.message}</p>`;
   if (!graph) return html`<p aria-busy="true">Drawing…</p>`;
   const size = graph.graph();
   return html`<div class="diagram" tabindex="0" role="region" aria-label=${label}>

@@ -316,11 +316,13 @@ export function RecordPage({ app, entity: entityName, id }) {
     if (!entity) throw new Error(`No entity named ${entityName}`);
     const include = childRelations(schema, entityName).map((r) => r.name).join(',');
     const record = isNew ? {} : (await client.get(`/${entityName}/${encodeURIComponent(id)}`, { query: { include } })).data;
-    return { schema, entity, record };
+    return { schema, entity, record, version };
   }, [app, entityName, id, version]);
+  // The form shows the record as read for the current version, never the one from before a save.
+  const fresh = state.data && !state.loading && state.data.version === version;
   return html`<${Page} title=${isNew ? `New ${entityName}` : `${entityName} ${id}`}
     actions=${html`<a class="button" href=${`/admin/apps/${app}/data/${entityName}`}>All ${entityName} records</a>`}>
     <${ErrorBox} error=${state.error} />
-    ${state.data && !state.loading ? html`<${RecordForm} key=${version} notice=${saved.notice} onSaved=${(notice) => setSaved({ version: version + 1, notice })} app=${app} schema=${state.data.schema} entity=${state.data.entity} record=${state.data.record} isNew=${isNew} />` : null}
+    ${fresh ? html`<${RecordForm} key=${version} notice=${saved.notice} onSaved=${(notice) => setSaved({ version: version + 1, notice })} app=${app} schema=${state.data.schema} entity=${state.data.entity} record=${state.data.record} isNew=${isNew} />` : null}
   <//>`;
 }

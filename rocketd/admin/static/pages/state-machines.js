@@ -12,8 +12,10 @@ function blank(entity) {
 export function stateGraph(definition) {
   const states = new Set(definition.initial ? [definition.initial] : []);
   const edges = [];
-  for (const t of definition.transitions || []) {
-    for (const from of [].concat(t.from)) {
+  const transitions = Array.isArray(definition.transitions) ? definition.transitions : [];
+  for (const t of transitions) {
+    if (!t || typeof t.to !== 'string' || !t.to) continue; // a draft being typed
+    for (const from of [].concat(t.from).filter((f) => typeof f === 'string' && f)) {
       states.add(from);
       states.add(t.to);
       const extras = [t.guard ? 'guard' : '', t.roles && t.roles.length ? t.roles.join('/') : ''].filter(Boolean);

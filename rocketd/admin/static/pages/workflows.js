@@ -125,8 +125,8 @@ function Decision({ app, instance, onDone }) {
     setError(null);
     try {
       const body = comment.trim() ? { comment: comment.trim() } : {};
-      const { data } = await client.post(`/_workflows/${instance.id}/${verb}`, body);
-      onDone(verb, data);
+      const answer = await client.post(`/_workflows/${instance.id}/${verb}`, body);
+      onDone(verb, answer.data, answer.traceId);
     } catch (err) {
       setError(err);
     }
@@ -146,8 +146,8 @@ export function ApprovalsPage({ app }) {
   const client = appApi(app);
   const [notice, setNotice] = useState('');
   const pending = useLoad(() => client.get('/_workflows/pending').then((r) => r.data), [app]);
-  const done = (verb, instance) => {
-    setNotice(html`${verb === 'approve' ? 'Approved' : 'Rejected'}: ${instance.workflow_name} is now ${instance.status}. <a href=${`/admin/apps/${app}/instances/${instance.id}`}>See its history</a>.`);
+  const done = (verb, instance, traceId) => {
+    setNotice(html`${verb === 'approve' ? 'Approved' : 'Rejected'}: ${instance.workflow_name} is now ${instance.status}. <a href=${`/admin/apps/${app}/instances/${instance.id}`}>See its history</a>${traceId ? html`, or <a href=${`/admin/apps/${app}/events/trace/${traceId}`}>follow the trace of this request</a>` : null}.`);
     pending.reload();
   };
   return html`<${Page} title="Pending approvals">

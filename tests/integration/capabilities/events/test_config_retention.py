@@ -16,11 +16,9 @@ from rocketd.capabilities.events.flusher import EventFlusher
 from rocketd.capabilities.events.retention import expire_events
 from rocketd.capabilities.webhooks.retention import expire_logs
 from rocketd.config import Settings
-from rocketd.http.app import create_app
-from rocketd.runtime import Runtime
 from tests.support.apps import AppClient, new_app
 from tests.support.databases import dsn_for
-from tests.support.events import trace_rows
+from tests.support.events import runtime_client, trace_rows
 
 LOW = "00000000-0000-4000-8000-000000000000"  # sampled at any rate above 0
 HIGH = "ffffffff-0000-4000-8000-000000000000"  # sampled only at rate 1
@@ -32,12 +30,8 @@ async def tuned(settings: Settings, aiohttp_client: Any, request: Any) -> AsyncI
     tuned = dataclasses.replace(
         settings, instrumentation=dataclasses.replace(settings.instrumentation, **request.param)
     )
-    runtime = Runtime(tuned)
-    await runtime.start(http=False)
-    try:
-        yield await aiohttp_client(create_app(runtime.services))
-    finally:
-        await runtime.stop()
+    async with runtime_client(tuned, aiohttp_client) as c:
+        yield c
 
 
 def count(pg_dsn: str, app: AppClient, query: str = "select count(*) from _events") -> int:
@@ -136,6 +130,7 @@ async def test_a_failing_app_database_does_not_stop_the_others(
         None,
         None,
         {"k": 1},
+        0,
     )
     lost = (*row[:6], "lost", *row[7:])
     flusher.buffer.add("gone", broken, [lost])  # type: ignore[list-item]

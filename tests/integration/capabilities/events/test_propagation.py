@@ -5,14 +5,16 @@ in the outbox row and the instance row), and through sync hooks, approvals and t
 from __future__ import annotations
 
 import copy
+import dataclasses
 import uuid
 from typing import Any
 
 import psycopg
 
+from rocketd.config import Settings
 from tests.support.apps import AppClient, new_app
 from tests.support.databases import dsn_for
-from tests.support.events import trace_rows
+from tests.support.events import runtime_client, trace_rows
 from tests.support.helpers import wait_until
 from tests.support.receiver import Receiver
 from tests.support.schemas import LEAVE, LEAVE_FLOW, set_status
@@ -183,3 +185,29 @@ async def test_reject_span(client: Any, pg_dsn: str) -> None:
     # the steps after the decision ran in the request: children of the reject span
     advance = [r for r in rows if r["action"] == "workflow.advance"]
     assert advance and all(a["parent_span_id"] == reject["span_id"] for a in advance)
+
+
+async def test_failed_deliveries_and_open_circuits_are_spans(
+    settings: Settings, aiohttp_client: Any, receiver: Receiver
+) -> None:
+    receiver.status = 500
+    hooks = dataclasses.replace(settings.webhooks, breaker_threshold=1, breaker_cooldown=30.0)
+    async with runtime_client(dataclasses.replace(settings, webhooks=hooks), aiohttp_client) as c:
+        app = await new_app(c)
+        await app.ok("POST", "_admin/entities", TICKET, 201)
+        await app.ok("POST", "_admin/webhooks", {"entity": "ticket", "url": receiver.url}, 201)
+        trace_id = str(uuid.uuid4())
+        await send(app, "POST", "ticket", {"title": "a"}, trace_id)
+        rows: list[dict[str, Any]] = []
+
+        async def postponed() -> bool:
+            nonlocal rows
+            rows = await trace_rows(app, trace_id)
+            return any(r["action"] == "webhook.circuit_open" for r in rows)
+
+        await wait_until(postponed, "the open circuit's span")
+    failed = one(rows, "webhook.dispatch")
+    assert failed["status"] == "error" and failed["metadata"]["status_code"] == 500
+    opened = next(r for r in rows if r["action"] == "webhook.circuit_open")
+    assert opened["metadata"]["target"].startswith("http://127.0.0.1:")
+    assert opened["parent_span_id"] == failed["parent_span_id"]  # both under webhook.match
