@@ -19,6 +19,7 @@ from rocketd.config import Settings
 from rocketd.db import email_index
 from rocketd.db.app_schema import APP_PLAN
 from rocketd.db.migrations import apply_plan
+from rocketd.db.pool import LeasingPool
 from rocketd.engine.installation import BARE_KERNEL, Installation
 from rocketd.engine.pipeline import AppContext
 from rocketd.engine.signals import SignalSender
@@ -99,7 +100,7 @@ class AppActor(Actor):
             # Retried every start: made once the users' case-duplicates are resolved.
             duplicates = await email_index.ensure_case_insensitive_index(conn, APP_TABLES.users)
         email_index.report_duplicates(duplicates, f"app {self.app_name}")
-        pool: AsyncConnectionPool[Any] = AsyncConnectionPool(
+        pool: AsyncConnectionPool[Any] = LeasingPool(
             dsn,
             min_size=1,
             max_size=self._settings.app_pool_size,
