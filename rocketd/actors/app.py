@@ -19,6 +19,7 @@ from rocketd.config import Settings
 from rocketd.db import email_index
 from rocketd.db.app_schema import APP_PLAN
 from rocketd.db.migrations import apply_plan
+from rocketd.db.pool import LeasingPool
 from rocketd.db.traced_cursor import TracedCursor
 from rocketd.engine.installation import BARE_KERNEL, Installation
 from rocketd.engine.pipeline import AppContext
@@ -102,7 +103,7 @@ class AppActor(Actor):
             duplicates = await email_index.ensure_case_insensitive_index(conn, APP_TABLES.users)
         email_index.report_duplicates(duplicates, f"app {self.app_name}")
         idle = self._settings.app_pool_idle_seconds
-        pool: AsyncConnectionPool[Any] = AsyncConnectionPool(
+        pool: AsyncConnectionPool[Any] = LeasingPool(
             dsn,
             # Shrinks to nothing after `idle` s without use, grows again on demand.
             min_size=0 if idle > 0 else 1,
