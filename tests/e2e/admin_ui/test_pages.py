@@ -241,6 +241,8 @@ def test_users_invites_and_permissions(ui: UiPage, ui_server: Api, browser: Any)
     try:
         other = invitee.new_page()
         other.goto(link)
+        other.get_by_label("Choose a password").wait_for()
+        UiPage(other, ui_server.base, ui.shots).assert_accessible()  # the invitee's page
         other.get_by_label("Choose a password").fill("another long password 8")
         other.get_by_role("button", name="Accept the invite").click()
         other.get_by_text("Signed in to this app as new@example.com").wait_for()
