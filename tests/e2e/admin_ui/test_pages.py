@@ -188,7 +188,7 @@ def test_state_machine_with_diagram(ui: UiPage, ui_server: Api) -> None:
     ]
     page.get_by_label("Transitions").fill(json.dumps(transitions))
     page.get_by_role("button", name="Create state machine").click()
-    page.get_by_role("status").filter(has_text="State machine saved.").wait_for()
+    page.get_by_role("status").filter(has_text="State machine created.").wait_for()
     diagram = page.get_by_role("img", name="State diagram of invoice.status")
     diagram.locator("g.node").nth(3).wait_for()
     assert diagram.locator("g.node").count() == 4

@@ -151,7 +151,7 @@ def test_done_when_walkthrough(ui: UiPage, ui_server: Api) -> None:
     ui.screenshot("rule-test-panel")
     ui.assert_accessible()
     page.get_by_role("button", name="Create rule").click()
-    page.get_by_role("status").filter(has_text="Rule saved.").wait_for()
+    page.get_by_role("status").filter(has_text="Rule created.").wait_for()
     assert len(ui_server.ok("GET", f"/api/{app}/_admin/rules", token)["data"]) == 1
 
     page.get_by_role("link", name="Data", exact=True).click()
@@ -177,7 +177,7 @@ def test_done_when_walkthrough(ui: UiPage, ui_server: Api) -> None:
     page.get_by_label("Steps", exact=True).fill(json.dumps(STEPS, indent=2))
     page.get_by_role("img", name="Steps of the workflow being edited").wait_for()
     page.get_by_role("button", name="Create workflow").click()
-    page.get_by_role("status").filter(has_text="Workflow saved.").wait_for()
+    page.get_by_role("status").filter(has_text="Workflow created.").wait_for()
     ui.screenshot("workflows")
     ui.assert_accessible()
 
