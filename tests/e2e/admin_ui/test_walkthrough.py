@@ -209,6 +209,15 @@ def test_done_when_walkthrough(ui: UiPage, ui_server: Api) -> None:
     assert "approve: completed" in history
     ui.screenshot("instance-history")
     ui.assert_accessible()
+    page.get_by_role("link", name="Workflows", exact=True).click()
+    page.get_by_role("link", name="Runs of invoice_approval").click()
+    page.get_by_role("heading", name="Runs of invoice_approval").wait_for()
+    runs = page.locator("tbody tr")
+    runs.first.wait_for()
+    assert runs.count() == 1 and "completed" in runs.first.inner_text()
+    assert "approve: completed" in runs.first.inner_text()
+    ui.screenshot("workflow-runs")
+    ui.assert_accessible()
 
     # 6. Follow the trace of the approving request (a deep link): its spans on a timeline.
     ui.goto(trace_path)

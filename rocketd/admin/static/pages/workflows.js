@@ -4,6 +4,7 @@ import { html, useState } from '../lib/html.js';
 import { appApi } from '../lib/api.js';
 import { Diagram } from '../lib/diagram.js';
 import { KindPage } from '../lib/kind.js';
+import { setQuery, useLocation } from '../lib/router.js';
 import { CheckField, ErrorBox, Field, JsonField, Notice, Page, SelectField, TextField, formatTime, useLoad } from '../lib/ui.js';
 
 function blank(entity) {
@@ -73,12 +74,44 @@ function WorkflowsKind(app) {
     blank: (entities) => blank(entities[0] && entities[0].name),
     toBody: (d) => ({ name: d.name, active: d.active, trigger: d.trigger, context: d.context, steps: d.steps }),
     Fields: WorkflowFields,
+    actions: (row) => html`<a class="button" href=${`/admin/apps/${app}/workflows/${row.id}/instances`}>Runs of ${row.name}</a>`,
     pageActions: html`<a class="button" href=${`/admin/apps/${app}/approvals`}>Pending approvals</a>`,
   };
 }
 
 export function WorkflowsPage({ app }) {
   return html`<${KindPage} app=${app} kind=${WorkflowsKind(app)} />`;
+}
+
+// One workflow's latest runs (GET /_admin/workflows/{id}/instances), by status.
+export function WorkflowInstancesPage({ app, id }) {
+  const client = appApi(app);
+  const { query } = useLocation();
+  const status = query.get('status') || '';
+  const state = useLoad(async () => {
+    const [workflow, runs] = await Promise.all([
+      client.get(`/_admin/workflows/${id}`).then((r) => r.data),
+      client.get(`/_admin/workflows/${id}/instances`, { query: { status } }).then((r) => r.data),
+    ]);
+    return { workflow, runs };
+  }, [app, id, status]);
+  const data = state.data;
+  return html`<${Page} title=${data ? `Runs of ${data.workflow.name}` : 'Workflow runs'} wide>
+    <${ErrorBox} error=${state.error} />
+    <${SelectField} label="Status" value=${status} options=${['', 'running', 'completed', 'failed']} onChange=${(v) => setQuery({ status: v })} />
+    ${data
+      ? data.runs.length
+        ? html`<div class="table-wrap"><table>
+            <thead><tr><th scope="col">Started</th><th scope="col">Status</th><th scope="col">Current step</th><th scope="col">Last change</th><th scope="col">Context</th></tr></thead>
+            <tbody>${data.runs.map((i) => html`<tr key=${i.id}>
+              <td><a href=${`/admin/apps/${app}/instances/${i.id}`}>${formatTime(i.created_at)}</a></td>
+              <td><span class="pill">${i.status}</span></td><td>${i.current_step || ''}</td>
+              <td>${i.history.length ? `${i.history[i.history.length - 1].step}: ${i.history[i.history.length - 1].status}` : ''}</td>
+              <td class="cell"><code>${JSON.stringify(i.context)}</code></td>
+            </tr>`)}</tbody></table></div>`
+        : html`<p>No runs${status ? ` with status ${status}` : ''}.</p>`
+      : null}
+  <//>`;
 }
 
 function Decision({ app, instance, onDone }) {
