@@ -18,7 +18,9 @@ The supervisor serves no request. It
   worker that stopped answering it for three heartbeats (the backoff restart follows);
 * on SIGTERM or SIGINT, passes SIGTERM to every worker (each drains like a single-process
   server, within `server.shutdown_timeout`), waits for all, stops the embedded PostgreSQL and
-  exits 0.
+  exits 0;
+* with `metrics.enabled`, gives the group one `PROMETHEUS_MULTIPROC_DIR` (a private temporary
+  directory, unless the operator set one), so a scrape of `/metrics` on any worker covers all.
 
 A worker reports to the supervisor over a pipe, one byte per event (`WorkerNotifier` stands in
 for the systemd notifier the runtime uses); every log line of a worker carries `worker` (its
@@ -32,10 +34,13 @@ import contextlib
 import ctypes
 import os
 import select
+import shutil
 import signal
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from types import FrameType
 
 import structlog
@@ -60,6 +65,7 @@ KILL_GRACE = 30.0  # beyond server.shutdown_timeout, before a worker that will n
 
 _READY, _HEARTBEAT, _STOPPING = b"R", b"W", b"S"
 _PR_SET_PDEATHSIG = 1
+METRICS_DIR_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
 # What a worker process runs: (settings, index, notifier) -> exit code.
 WorkerMain = Callable[[Settings, int, "WorkerNotifier"], int]
@@ -133,6 +139,8 @@ class WorkerGroup:
     _signals: list[int] = field(default_factory=list)
 
     def run(self) -> int:
+        # Before anything imports prometheus-client: it picks its storage at import.
+        metrics_dir = self._share_metrics()
         embedded: EmbeddedDataDir | None = None
         if not self.settings.database.configured:
             from rocketd.runtime import settings_for_embedded
@@ -145,6 +153,26 @@ class WorkerGroup:
         finally:
             if embedded is not None:
                 embedded.stop()
+            if metrics_dir is not None:
+                shutil.rmtree(metrics_dir, ignore_errors=True)
+
+    def _share_metrics(self) -> Path | None:
+        """With `/metrics` on, a private PROMETHEUS_MULTIPROC_DIR for the group (unless the
+        operator set one): every worker writes its values there, and one scrape of any worker
+        reports them all (rocketd.capabilities.events.metrics)."""
+        if not self.settings.metrics.enabled or os.environ.get(METRICS_DIR_ENV):
+            return None
+        path = Path(tempfile.mkdtemp(prefix="rocketd-metrics-"))
+        os.environ[METRICS_DIR_ENV] = str(path)
+        return path
+
+    @staticmethod
+    def _metrics_forget(pid: int) -> None:
+        """Drop a dead worker's live gauges from the shared metrics (its counters stay)."""
+        if os.environ.get(METRICS_DIR_ENV):
+            from prometheus_client import multiprocess
+
+            multiprocess.mark_process_dead(pid)  # type: ignore[no-untyped-call]
 
     # ---------------------------------------------------------------- the loop
 
@@ -239,6 +267,7 @@ class WorkerGroup:
             if worker is None:
                 continue
             self._forget(worker)
+            self._metrics_forget(pid)
             how = _describe_exit(status)
             if not self._ever_ready:
                 log.error("a worker failed to start; stopping", worker=worker.index, exit=how)

@@ -322,6 +322,13 @@ ENV_OVERRIDES = [
     ("ROCKET_REDIS_KEY_PREFIX", "shop:", "redis.key_prefix", "shop:"),
     ("ROCKET_APP_POOL_SIZE", "7", "app_pool_size", 7),
     ("ROCKET_APP_POOL_TIMEOUT", "2.5", "app_pool_timeout", 2.5),
+    ("ROCKET_APP_POOL_IDLE_SECONDS", "60", "app_pool_idle_seconds", 60.0),
+    (
+        "ROCKET_DATABASE_LISTEN_URL",
+        "postgresql://db:5432/x",
+        "database.listen_url",
+        "postgresql://db:5432/x",
+    ),
     ("ROCKET_WORKFLOW_TICK_SECONDS", "0.5", "workflow_tick_seconds", 0.5),
     ("ROCKET_WORKFLOW_RETENTION_DAYS", "30", "workflow_retention_days", 30.0),
     ("ROCKET_BACKGROUND_WORK", "false", "background_work", False),
