@@ -1,6 +1,6 @@
 """structlog set-up: coloured console lines on a TTY, JSON lines otherwise (systemd, files).
 
-Request context (`trace_id`, `app`, `user_id`) is bound through `structlog.contextvars` by the HTTP
+Request context (`trace_id`, `span_id`, `app`, `user_id`) is bound through `structlog.contextvars` by the HTTP
 middlewares, so every line logged while a request is handled carries it without passing loggers
 around. This module must not log secrets: callers mask DSNs before logging them.
 """
@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import logging
 import sys
+from collections.abc import MutableMapping
 from typing import Any
 
 import structlog
+
+from rocketd.tracing import current_span
 
 _LEVELS = {
     "debug": logging.DEBUG,
@@ -23,6 +26,15 @@ _LEVELS = {
 _level = logging.DEBUG
 
 
+def _current_span(logger: Any, method: str, event: MutableMapping[str, Any]) -> Any:
+    """Every line logged inside a traced span names the trace and that span."""
+    span = current_span()
+    if span is not None:
+        event["trace_id"] = span.trace.trace_id
+        event["span_id"] = span.span_id
+    return event
+
+
 def configure_logging(level: str = "info", fmt: str = "auto", stream: Any = None) -> None:
     """Configure structlog (and the stdlib root logger it feeds aiohttp/psycopg messages into)."""
     out = stream if stream is not None else sys.stderr
@@ -32,6 +44,7 @@ def configure_logging(level: str = "info", fmt: str = "auto", stream: Any = None
     _level = numeric_level
     shared: list[Any] = [
         structlog.contextvars.merge_contextvars,
+        _current_span,
         structlog.processors.add_log_level,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
     ]

@@ -16,7 +16,6 @@ import asyncio
 import dataclasses
 import os
 import signal
-from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -31,14 +30,15 @@ from rocketd.actors.directory import AppDirectory
 from rocketd.actors.listener import MetadataListener
 from rocketd.actors.scheduler import Scheduler
 from rocketd.actors.supervisor import Supervisor
+from rocketd.admin import serving as admin_ui
 from rocketd.auth.accounts import PLATFORM_TABLES, AccountService
 from rocketd.auth.throttle import LoginThrottle, ThrottleStore
 from rocketd.auth.throttle_stores import PostgresThrottleStore, RedisThrottleStore
 from rocketd.auth.tokens import new_app_secret
 from rocketd.capabilities import INSTALLED
 from rocketd.config import DatabaseSettings, Settings
+from rocketd.data_dir import EmbeddedDataDir
 from rocketd.db import email_index
-from rocketd.db.embedded import EmbeddedPostgres
 from rocketd.db.management_schema import MANAGEMENT_PLAN
 from rocketd.db.migrations import apply_plan
 from rocketd.engine.installation import Installation
@@ -48,6 +48,7 @@ from rocketd.http.app import create_app
 from rocketd.http.server import HttpRunner
 from rocketd.logging import get_logger
 from rocketd.platform import apps
+from rocketd.platform.capacity import check_connection_budget
 from rocketd.services import Services
 from rocketd.systemd import SystemdNotifier
 
@@ -72,8 +73,9 @@ def settings_for_embedded(settings: Settings, server_dsn: str) -> Settings:
 
 async def ensure_database(settings: Settings) -> None:
     """Create the management database when the server has none of that name yet."""
+    # Straight to PostgreSQL: a pooler that tried a missing database waits before trying again.
     try:
-        conn = await psycopg.AsyncConnection.connect(settings.database.dsn())
+        conn = await psycopg.AsyncConnection.connect(settings.database.direct_dsn())
     except psycopg.OperationalError as exc:
         if "does not exist" not in str(exc):
             raise
@@ -81,7 +83,7 @@ async def ensure_database(settings: Settings) -> None:
         await conn.close()
         return
     async with await psycopg.AsyncConnection.connect(
-        settings.database.dsn("postgres"), autocommit=True
+        settings.database.direct_dsn("postgres"), autocommit=True
     ) as admin:
         try:
             await admin.execute(
@@ -194,24 +196,29 @@ class Runtime:
     """One rocketd process: owns the embedded database (if any), pools, actors and HTTP."""
 
     def __init__(
-        self, settings: Settings, capabilities: tuple[Capability, ...] = INSTALLED
+        self,
+        settings: Settings,
+        capabilities: tuple[Capability, ...] = INSTALLED,
+        notifier: SystemdNotifier | None = None,
     ) -> None:
         self.settings = settings
         self.capabilities = capabilities
         self.installation = build_installation(capabilities)
         self.started: StartContext | None = None
-        self.embedded: EmbeddedPostgres | None = None
+        self.embedded: EmbeddedDataDir | None = None
         self.services: Services | None = None
-        self.http_runner: web.AppRunner | None = None
+        self.http_runner: HttpRunner | None = None
         self.listener: MetadataListener | None = None
-        self.notifier = SystemdNotifier()
+        # A worker of `serve --workers N` reports to its supervisor instead (rocketd.workers).
+        self.notifier = notifier if notifier is not None else SystemdNotifier()
         self._watchdog: asyncio.Task[None] | None = None
 
     async def start(self, *, http: bool = True) -> None:
         """Bring everything up; `http=False` leaves the listening socket to the caller (tests)."""
         settings = self.settings
         if not settings.database.configured:
-            self.embedded = EmbeddedPostgres(Path(settings.data_dir))
+            # The data-directory lock first: a second server on this directory stops here.
+            self.embedded = EmbeddedDataDir(settings.data_dir)
             self.notifier.extend_timeout(120)
             dsn = await asyncio.to_thread(self.embedded.start)
             settings = self.settings = settings_for_embedded(settings, dsn)
@@ -265,8 +272,9 @@ class Runtime:
             capabilities=self.capabilities,
         )
         await directory.start_existing()
+        await check_connection_budget(settings, await directory.active_app_count())
         self.listener = MetadataListener(
-            settings.database.dsn(),
+            settings.database.direct_dsn(),
             on_notify=directory.on_notify,
             on_reconnect=directory.on_reconnect,
         )
@@ -290,7 +298,8 @@ class Runtime:
         """
         settings = self.settings
         background = settings.background_work
-        scheduler = Scheduler(settings.database.dsn()) if background else None
+        # Session advisory locks: straight to PostgreSQL, never through a transaction pooler.
+        scheduler = Scheduler(settings.database.direct_dsn()) if background else None
         ctx = self.started = StartContext(
             settings=settings,
             supervisor=supervisor,
@@ -317,7 +326,9 @@ class Runtime:
     async def _start_http(self) -> None:
         assert self.services is not None
         settings = self.settings
-        runner = HttpRunner(create_app(self.services), settings.server)
+        web_app = create_app(self.services)
+        admin_ui.add_routes(web_app)  # the admin UI's static files at /admin
+        runner = HttpRunner(web_app, settings.server)
         await runner.setup()
         site = web.TCPSite(runner, settings.server.host, settings.server.port, reuse_port=True)
         await site.start()
@@ -325,7 +336,9 @@ class Runtime:
         log.info("listening", address=f"http://{settings.server.host}:{settings.server.port}")
 
     async def _healthy(self) -> bool:
-        return self.services is not None and not self.services.supervisor.not_running()
+        """The watchdog's check: the daemon's own actors, not any one app's (a failing app
+        database answers 503 for that app; restarting the daemon would not fix it)."""
+        return self.services is not None and not self.services.directory.daemon_not_running()
 
     async def _purge_tokens(self) -> None:
         assert self.services is not None
@@ -343,6 +356,7 @@ class Runtime:
         if self._watchdog is not None:
             self._watchdog.cancel()
         if self.http_runner is not None:
+            await self.http_runner.drain(self.settings.server.drain_delay)
             await self.http_runner.cleanup()  # stops accepting, drains in-flight requests
             self.http_runner = None
         if self.services is not None:
@@ -354,15 +368,15 @@ class Runtime:
             await self.services.login_throttle.store.close()
             await self.services.management_pool.close()
             self.services = None
-        if self.embedded is not None and self.embedded.owned:
+        if self.embedded is not None:
             await asyncio.to_thread(self.embedded.stop)
             self.embedded = None
         log.info("stopped")
 
 
-async def serve(settings: Settings) -> int:
+async def serve(settings: Settings, notifier: SystemdNotifier | None = None) -> int:
     """Run until SIGTERM or SIGINT; return the process exit code."""
-    runtime = Runtime(settings)
+    runtime = Runtime(settings, notifier=notifier)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

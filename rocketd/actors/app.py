@@ -20,6 +20,7 @@ from rocketd.db import email_index
 from rocketd.db.app_schema import APP_PLAN
 from rocketd.db.migrations import apply_plan
 from rocketd.db.pool import LeasingPool
+from rocketd.db.traced_cursor import TracedCursor
 from rocketd.engine.installation import BARE_KERNEL, Installation
 from rocketd.engine.pipeline import AppContext
 from rocketd.engine.signals import SignalSender
@@ -92,7 +93,8 @@ class AppActor(Actor):
     async def on_start(self) -> None:
         dsn = self._settings.database.dsn(self.db_name)
         # Upgrade the app's system tables to this release (idempotent, versioned).
-        async with await psycopg.AsyncConnection.connect(dsn) as conn:
+        # One short session (no prepared statements: it may go through a pooler).
+        async with await psycopg.AsyncConnection.connect(dsn, prepare_threshold=None) as conn:
             await apply_plan(conn, APP_PLAN)
             for plan in self._installation.schema_plans:
                 await apply_plan(conn, plan)
@@ -100,13 +102,17 @@ class AppActor(Actor):
             # Retried every start: made once the users' case-duplicates are resolved.
             duplicates = await email_index.ensure_case_insensitive_index(conn, APP_TABLES.users)
         email_index.report_duplicates(duplicates, f"app {self.app_name}")
+        idle = self._settings.app_pool_idle_seconds
         pool: AsyncConnectionPool[Any] = LeasingPool(
             dsn,
-            min_size=1,
+            # Shrinks to nothing after `idle` s without use, grows again on demand.
+            min_size=0 if idle > 0 else 1,
+            max_idle=idle if idle > 0 else 600.0,
             max_size=self._settings.app_pool_size,
-            kwargs=self._settings.database.connection_kwargs(),
+            kwargs=self._connection_options(),
             open=False,
             name=f"app-{self.app_name}",
+            timeout=self._settings.app_pool_timeout,
         )
         await pool.open(wait=True, timeout=POOL_OPEN_TIMEOUT)
         self._pool = pool
@@ -121,6 +127,12 @@ class AppActor(Actor):
         self._users = UserStates(pool, APP_TABLES.users)
         await self._reload()
         log.info("app started", app=self.app_name, entities=len(self.registry.entities))
+
+    def _connection_options(self) -> dict[str, Any]:
+        options = self._settings.database.connection_kwargs()
+        if self._settings.instrumentation.enabled:  # a span per statement (db.traced_cursor)
+            options["cursor_factory"] = TracedCursor
+        return options
 
     async def handle(self, message: object) -> Any:
         if message == RELOAD:

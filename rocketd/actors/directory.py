@@ -30,9 +30,11 @@ from rocketd.db.notify import (
     UserChanged,
 )
 from rocketd.engine.installation import BARE_KERNEL, Installation
+from rocketd.engine.pipeline import ServiceKey
 from rocketd.errors import ServiceUnavailable
 from rocketd.logging import get_logger
 from rocketd.platform import apps
+from rocketd.platform.capacity import check_connection_budget
 
 log = get_logger("rocketd.actors.directory")
 
@@ -63,6 +65,11 @@ class AppDirectory:
         self._listeners: dict[str, MetadataListener] = {}
         self._signal_handlers: dict[str, SignalHandler] = {}
         self._missing: dict[str, float] = {}
+
+    @property
+    def services(self) -> Mapping[ServiceKey[Any], Any]:
+        """The process services the capabilities provided at start (`ServiceKey`s)."""
+        return self._installation.services
 
     @property
     def actors(self) -> dict[str, AppActor]:
@@ -123,7 +130,7 @@ class AppDirectory:
         # transaction, so each app gets a listener on its database (the management listener
         # only hears app lifecycle events).
         listener = MetadataListener(
-            self._settings.database.dsn(row.db_name),
+            self._settings.database.direct_dsn(row.db_name),  # LISTEN: never via a pooler
             on_notify=functools.partial(self._reload_on_notify, actor),
             on_reconnect=functools.partial(self._reload_on_reconnect, actor),
             name=f"metadata-listener:{row.name}",
@@ -133,6 +140,24 @@ class AppDirectory:
         self._listeners[row.name] = listener
         self._missing.pop(row.name, None)
         return actor
+
+    def app_states(self) -> dict[str, str]:
+        """Each app started here: "ok", or "unavailable" while its actor waits to be restarted
+        or its metadata listener is not connected (its database does not answer). For /ready."""
+        states = {}
+        for name, actor in sorted(self._actors.items()):
+            listener = self._listeners.get(name)
+            up = actor.running and listener is not None and listener.connected
+            states[name] = "ok" if up else "unavailable"
+        return states
+
+    def daemon_not_running(self) -> list[str]:
+        """The supervised actors not running now, apart from apps' own (an app whose database
+        fails answers 503 by itself; the daemon, its readiness and its watchdog stay healthy)."""
+        per_app = {actor.name for actor in self._actors.values()} | {
+            listener.name for listener in self._listeners.values()
+        }
+        return [name for name in self._supervisor.not_running() if name not in per_app]
 
     def add_signal_handler(self, name: str, handler: SignalHandler) -> None:
         """Call `handler(app_name)` whenever a committed write sends signal `name` (any
@@ -185,7 +210,11 @@ class AppDirectory:
     ) -> apps.AppRow:
         row = await apps.create_app(self._settings, self._pool, name, display_name, db_driver)
         await self._start(row)
+        await check_connection_budget(self._settings, await self.active_app_count())
         return row
+
+    async def active_app_count(self) -> int:
+        return sum(row.status == apps.STATUS_ACTIVE for row in await apps.list_apps(self._pool))
 
     async def delete_app(self, name: str) -> None:
         await self.forget(name)

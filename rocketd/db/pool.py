@@ -12,6 +12,9 @@ growing, resetting, checking and replacing connections) and adds a thin layer in
 - a connection goes back into psycopg_pool (`putconn`) when it is not clean (broken, closed,
   left in a transaction), when the pool is closing, and at least every `RECYCLE_S` seconds,
   so max_lifetime, resets and replacement still apply;
+- spares go back into psycopg_pool once no request has asked for a connection for
+  `SPARE_IDLE_S` seconds, so an idle app's pool still shrinks (`max_idle`, min_size 0) and a
+  quiet app holds no connection outside psycopg_pool's checks;
 - the end of a block behaves as with psycopg_pool (a transaction the block left open is
   committed, or rolled back after an error);
 - waiting is FIFO and bounded by the same timeout as `getconn` (`PoolTimeout`), and a waiter
@@ -36,6 +39,8 @@ from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 # Longest a connection stays in the hand-off layer before it passes through psycopg_pool again.
 RECYCLE_S: Final = 60.0
+# How long spares wait without any request asking for a connection before they go back.
+SPARE_IDLE_S: Final = 1.0
 
 Conn = AsyncConnection[Any]
 
@@ -49,12 +54,16 @@ class LeasingPool(AsyncConnectionPool[Conn]):
         self._waiters: deque[asyncio.Future[Conn | None]] = deque()
         self._held = 0  # connections taken from psycopg_pool: spares and those in use
         self._taken_at: dict[Conn, float] = {}
+        self._last_ask = 0.0  # monotonic time of the last _acquire
+        self._trimmer: asyncio.TimerHandle | None = None
+        self._returning: set[asyncio.Task[None]] = set()
 
     def connection(self, timeout: float | None = None) -> _Lease:  # type: ignore[override]
         return _Lease(self, timeout)
 
     async def _acquire(self, timeout: float | None) -> Conn:
-        deadline = monotonic() + (self.timeout if timeout is None else timeout)
+        now = self._last_ask = monotonic()
+        deadline = now + (self.timeout if timeout is None else timeout)
         while True:
             if self._spares:
                 return self._spares.pop()
@@ -111,6 +120,25 @@ class LeasingPool(AsyncConnectionPool[Conn]):
     def _give_back(self, conn: Conn) -> None:
         if not self._pass_on(conn):
             self._spares.append(conn)
+            if self._trimmer is None:
+                self._trimmer = asyncio.get_running_loop().call_later(SPARE_IDLE_S, self._trim)
+
+    def _trim(self) -> None:
+        """Spares back into psycopg_pool once nobody asked for a connection for SPARE_IDLE_S."""
+        self._trimmer = None
+        if not self._spares:
+            return
+        quiet = monotonic() - self._last_ask
+        if quiet < SPARE_IDLE_S:
+            self._trimmer = asyncio.get_running_loop().call_later(SPARE_IDLE_S - quiet, self._trim)
+            return
+        spares, self._spares = self._spares, []
+        for conn in spares:
+            self._taken_at.pop(conn, None)
+            self._held -= 1
+            task = asyncio.get_running_loop().create_task(self.putconn(conn))
+            self._returning.add(task)
+            task.add_done_callback(self._returning.discard)
 
     async def _release(self, conn: Conn) -> None:
         taken = self._taken_at.get(conn, 0.0)
@@ -131,6 +159,11 @@ class LeasingPool(AsyncConnectionPool[Conn]):
             self._pass_on(None)
 
     async def close(self, timeout: float = 5.0) -> None:
+        if self._trimmer is not None:
+            self._trimmer.cancel()
+            self._trimmer = None
+        if self._returning:
+            await asyncio.gather(*self._returning, return_exceptions=True)
         spares, self._spares = self._spares, []
         for conn in spares:
             self._taken_at.pop(conn, None)

@@ -62,6 +62,7 @@ from rocketd.errors import (
 from rocketd.metadata.field_types import ValueProblem, coerce_write_value, value_text
 from rocketd.metadata.model import DELETED_AT, Entity, Field, Relation
 from rocketd.metadata.registry import Registry
+from rocketd.tracing import traced
 
 _EMPTY: Final[Mapping[str, Any]] = MappingProxyType({})
 _KEY_IN_DETAIL: Final = re.compile(r"Key \(([^)]*)\)=")
@@ -87,6 +88,7 @@ def plan_update(registry: Registry, entity: Entity, body: Mapping[str, Any]) -> 
     return _plan(registry, entity, body, "update")
 
 
+@traced("engine", "writer", "nested_write.plan", entity_arg=1)
 def _plan(
     registry: Registry,
     entity: Entity,

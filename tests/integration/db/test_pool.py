@@ -11,7 +11,8 @@ import pytest
 from psycopg.pq import TransactionStatus
 from psycopg_pool import PoolTimeout
 
-from rocketd.db.pool import LeasingPool
+from rocketd.db.pool import SPARE_IDLE_S, LeasingPool
+from tests.support.helpers import wait_until
 
 
 @pytest.fixture
@@ -110,3 +111,19 @@ async def test_close_hands_the_spares_back(pg_dsn: str) -> None:
     await p.close()
     assert not p._spares and p._held == 0
     assert p.closed
+
+
+async def test_spares_go_back_into_the_pool_when_nobody_asks(pool: LeasingPool) -> None:
+    await _backend(pool)
+    assert pool._spares, "a connection given back with nobody waiting is kept as a spare"
+    await wait_until(lambda: not pool._spares and pool._held == 0, "spares returned", timeout=10)
+    # Returned through psycopg_pool, so its idle handling (max_idle, min_size) applies again.
+    assert pool.get_stats()["pool_available"] >= 1
+    await _backend(pool)  # and the pool still serves
+
+
+async def test_spares_stay_while_requests_keep_coming(pool: LeasingPool) -> None:
+    for _ in range(int(SPARE_IDLE_S / 0.1) + 5):
+        await _backend(pool)
+        await asyncio.sleep(0.1)  # paces the requests: the behaviour under test is the pace
+    assert pool._spares, "a steady trickle of requests keeps its spare"
