@@ -138,6 +138,9 @@ class Bench:
             "ROCKET_LOG_FORMAT": "json",
             "ROCKET_DATA_DIR": str(self.workdir / "data"),
             "ROCKET_STORAGE_LOCAL_PATH": str(self.workdir / "uploads"),
+            # One process, as every scenario measures (and /proc/<pid> reads): `serve` now
+            # starts one worker per core under a supervisor by default. A scenario may override.
+            "ROCKET_SERVER_WORKERS": "1",
         }
         env |= {f"ROCKET_{key.upper()}": str(value) for key, value in settings.items()}
         env |= dict(extra_env or {})
