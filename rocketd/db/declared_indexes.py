@@ -39,6 +39,7 @@ log = get_logger("rocketd.db.declared_indexes")
 __all__ = [
     "STATES_COLUMN",
     "DeclaredIndex",
+    "change_notes",
     "declared_indexes",
     "forget_entity",
     "reconcile",
@@ -106,6 +107,31 @@ def declared_indexes(entity: Entity) -> tuple[DeclaredIndex, ...]:
         )
         for spec in entity.declared_indexes
     )
+
+
+def change_notes(old: Entity | None, new: Entity) -> list[str]:
+    """What a save changes in the declared indexes, as migration notes (the admin answer's
+    `meta.migration`): the indexes it adds and those it drops."""
+    before = {i.name: i for i in declared_indexes(old)} if old is not None else {}
+    after = {i.name: i for i in declared_indexes(new)}
+    notes = [
+        f"index {_label(i)}: declared; built concurrently after this change (its state is in"
+        f" the entity's admin answer)"
+        for name, i in after.items()
+        if name not in before
+    ]
+    notes += [
+        f"index {_label(i)}: no longer declared; dropped concurrently after this change"
+        for name, i in before.items()
+        if name not in after
+    ]
+    return notes
+
+
+def _label(index: DeclaredIndex) -> str:
+    fields = ", ".join(c.to_json() for c in index.spec.columns)
+    kind = "unique " if index.spec.unique else ""
+    return f"{index.name} ({kind}{fields})"
 
 
 def _lock_key(name: str) -> str:
