@@ -42,6 +42,7 @@ __all__ = [
     "change_notes",
     "declared_indexes",
     "forget_entity",
+    "has_work",
     "reconcile",
     "record_wanted",
 ]
@@ -228,6 +229,27 @@ async def _set_state(
         "update _index_builds set state = %s, error = %s, updated_at = now() where name = %s",
         (state, error, name),
     )
+
+
+_WORK_SQL = """
+select exists (
+  select 1 from _index_builds b
+   where b.state in ('building', 'dropping')
+      or (b.state = 'ready' and not exists (
+            select 1 from pg_index ix
+              join pg_class i on i.oid = ix.indexrelid
+              join pg_namespace n on n.oid = i.relnamespace
+             where n.nspname = %s and i.relname = b.name and ix.indisvalid)))
+"""
+
+
+async def has_work(conn: AsyncConnection[Any]) -> bool:
+    """Whether `reconcile` has anything to do (a build or drop pending, or a ready index gone):
+    one cheap query on any connection, so the periodic sweep opens no building connection for
+    an app with nothing to do."""
+    cur = await conn.execute(_WORK_SQL, (SCHEMA,))
+    row = await cur.fetchone()
+    return bool(row and row[0])
 
 
 async def reconcile(conn: AsyncConnection[Any], entities: Iterable[Entity]) -> bool:
