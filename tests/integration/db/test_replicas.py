@@ -18,13 +18,7 @@ from rocketd.config import DatabaseSettings, Settings
 from tests.support.apps import AppClient, new_app
 from tests.support.databases import dsn_for, unique_name
 from tests.support.helpers import wait_until
-
-NOTE = {
-    "name": "note",
-    "table": "notes",
-    "primary_key": {"field": "id", "type": "uuid", "generated": True},
-    "fields": [{"name": "id", "type": "uuid"}, {"name": "n", "type": "integer"}],
-}
+from tests.support.schemas import NOTE
 
 
 @pytest.fixture
