@@ -209,6 +209,10 @@ def _postgres_url(value: Any) -> Any:
     return url
 
 
+def _postgres_urls(value: Any) -> Any:
+    return tuple(url for url in (_postgres_url(item) for item in value) if url)
+
+
 _REDIS_SCHEMES: Final = ("redis", "rediss", "unix")
 
 
@@ -297,6 +301,11 @@ class DatabaseSettings(_Section):
     # locks) when `url` goes through a pooler in transaction mode (PgBouncer); empty: `url`.
     # Setting it also turns prepared statements off (the pooler's connections are shared).
     listen_url: str = _key("", check=_postgres_url)
+    # Streaming replicas for the data API's lists and gets (rocketd.db.replicas); each URL's
+    # database name is replaced by each app's. A caller's reads wait up to `replica_wait`
+    # seconds for a replica to replay their last write, else read the primary.
+    replica_urls: tuple[str, ...] = _key((), check=_postgres_urls)
+    replica_wait: float = _key(0.5, check=_at_least(0))
     configured: bool = _internal(False)
 
     def __post_init__(self) -> None:
@@ -339,6 +348,13 @@ class DatabaseSettings(_Section):
         parts = urlsplit(self.listen_url)
         name = self.database_name if dbname is None else dbname
         return urlunsplit(parts._replace(path="/" + quote(name, safe="")))
+
+    def replica_dsns(self, dbname: str) -> list[str]:
+        """The DSNs of `dbname` on each replica."""
+        return [
+            urlunsplit(urlsplit(url)._replace(path="/" + quote(dbname, safe="")))
+            for url in self.replica_urls
+        ]
 
     @property
     def database_name(self) -> str:

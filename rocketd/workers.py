@@ -16,6 +16,7 @@ The supervisor serves no request. It
 * talks to systemd for the group: `READY=1` once every worker listens, `STOPPING=1` on SIGTERM,
   and one watchdog: it pings while at least one worker answers its own health check and kills a
   worker that stopped answering it for three heartbeats (the backoff restart follows);
+* passes SIGHUP on to every worker (never dies of it);
 * on SIGTERM or SIGINT, passes SIGTERM to every worker (each drains like a single-process
   server, within `server.shutdown_timeout`), waits for all, stops the embedded PostgreSQL and
   exits 0;
@@ -66,6 +67,7 @@ KILL_GRACE = 30.0  # beyond server.shutdown_timeout, before a worker that will n
 _READY, _HEARTBEAT, _STOPPING = b"R", b"W", b"S"
 _PR_SET_PDEATHSIG = 1
 METRICS_DIR_ENV = "PROMETHEUS_MULTIPROC_DIR"
+_HANDLED = (signal.SIGTERM, signal.SIGINT, signal.SIGCHLD, signal.SIGHUP)
 
 # What a worker process runs: (settings, index, notifier) -> exit code.
 WorkerMain = Callable[[Settings, int, "WorkerNotifier"], int]
@@ -180,10 +182,7 @@ class WorkerGroup:
         server = self.settings.server
         log.info("starting workers", workers=self.count, address=f"{server.host}:{server.port}")
         wake_read, wake_write = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
-        previous = {
-            sig: signal.signal(sig, self._on_signal)
-            for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGCHLD)
-        }
+        previous = {sig: signal.signal(sig, self._on_signal) for sig in _HANDLED}
         old_wakeup = signal.set_wakeup_fd(wake_write)
         try:
             self.workers = [_Worker(i) for i in range(self.count)]
@@ -216,8 +215,11 @@ class WorkerGroup:
                 if fd in pipes:
                     self._read_reports(pipes[fd])
             while self._signals:
-                if self._signals.pop(0) in (signal.SIGTERM, signal.SIGINT):
+                received = self._signals.pop(0)
+                if received in (signal.SIGTERM, signal.SIGINT):
                     return False
+                if received == signal.SIGHUP:
+                    self._forward(signal.SIGHUP)
             if self._reap():
                 return True
             now = time.monotonic()
@@ -312,6 +314,15 @@ class WorkerGroup:
                     os.kill(worker.pid, signal.SIGKILL)
                 worker.ready = False  # reaped (and restarted) on the next turn
 
+    def _forward(self, sig: int) -> None:
+        """Pass `sig` to every live worker (SIGHUP: each worker does what a single process
+        would; the supervisor itself has nothing to reload)."""
+        log.info("passing a signal to the workers", signal=signal.Signals(sig).name)
+        for worker in self.workers:
+            if worker.pid > 0:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(worker.pid, sig)
+
     def _stop_all(self) -> None:
         self._stopping = True
         self.notifier.stopping("stopping workers")
@@ -353,7 +364,7 @@ class WorkerGroup:
             try:
                 os.close(read_end)
                 _die_with_parent()
-                for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGCHLD):
+                for sig in _HANDLED:
                     signal.signal(sig, signal.SIG_DFL)
                 signal.set_wakeup_fd(-1)
                 for other in self.workers:

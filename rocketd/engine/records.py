@@ -122,7 +122,7 @@ async def list_page(
     list_shapes.record(app.name, entity.name, shape, spec.order, filter_values)
     equal = [f.field.name for f in spec.filters if f.op == "eq"]
     indexed = snapshot.sort_columns(entity.table, equal)
-    async with app.pool.connection() as conn:
+    async with app.read_connection(caller) as conn:
         if not spec.includes and visible is None:
             answer = await query.list_records_json(
                 conn,
@@ -179,7 +179,7 @@ async def get_one(
     row_filter = scope.row_filter(entity)
     includes = scope.includes(query.parse_includes(registry, entity, include, strict=True), include)
     where, where_params = row_filter if row_filter is not None else (None, ())
-    async with app.pool.connection() as conn:
+    async with app.read_connection(caller) as conn:
         record = await query.get_record(
             conn,
             registry,
@@ -213,7 +213,7 @@ async def may_read(
 
 @asynccontextmanager
 async def _write_transaction(
-    app: AppContext, entity: Entity
+    app: AppContext, entity: Entity, caller: Caller
 ) -> AsyncIterator[AsyncConnection[Any]]:
     """One write transaction; a database error anywhere in it becomes the contract's error.
 
@@ -233,6 +233,8 @@ async def _write_transaction(
                     yield conn
         except psycopg.Error as exc:
             raise writes.map_database_error(exc, entity, "") from exc
+        if app.replicas is not None:  # committed: the caller's next reads wait for it
+            await app.replicas.note_write(caller.user_id, conn)
 
 
 def _context(
@@ -297,7 +299,7 @@ async def create(
     prepared = _body(ctx)
     ctx.plan = writes.plan_create(app.registry, entity, prepared)  # validated before BEGIN
     try:
-        async with _write_transaction(app, entity) as conn:
+        async with _write_transaction(app, entity, caller) as conn:
             ctx.conn = conn
             record = await _write_created(ctx, stages, batch_children=True)
     except writes.BatchFailed:
@@ -305,7 +307,7 @@ async def create(
         # write fails either way). PREPARE stages ran once; the prepared body is reused.
         ctx = _context(app, caller, mode, entity, "create", prepared)
         ctx.plan = writes.plan_create(app.registry, entity, prepared)
-        async with _write_transaction(app, entity) as conn:
+        async with _write_transaction(app, entity, caller) as conn:
             ctx.conn = conn
             record = await _write_created(ctx, stages)
     await _after_commit(app, stages, ctx)
@@ -329,14 +331,14 @@ async def update(
     prepared = _body(ctx)
     ctx.plan = writes.plan_update(app.registry, entity, prepared)
     try:
-        async with _write_transaction(app, entity) as conn:
+        async with _write_transaction(app, entity, caller) as conn:
             ctx.conn = conn
             await _lock_stored(ctx, raw_id)
             record = await _write_updated(ctx, stages, batch_children=True)
     except writes.BatchFailed:  # as in `create`
         ctx = _context(app, caller, mode, entity, "update", prepared)
         ctx.plan = writes.plan_update(app.registry, entity, prepared)
-        async with _write_transaction(app, entity) as conn:
+        async with _write_transaction(app, entity, caller) as conn:
             ctx.conn = conn
             await _lock_stored(ctx, raw_id)
             record = await _write_updated(ctx, stages)
@@ -357,7 +359,7 @@ async def delete(
     ctx = _context(app, caller, mode, entity, "delete")
     stages = app.stages.for_entity(entity, mode)
     await app.stages.run(stages.prepare, ctx)
-    async with _write_transaction(app, entity) as conn:
+    async with _write_transaction(app, entity, caller) as conn:
         ctx.conn = conn
         await _lock_stored(ctx, raw_id)
         await _delete_stored(ctx, stages)

@@ -207,6 +207,7 @@ async def test_one_scrape_of_metrics_covers_every_worker(
     try:
         async with aiohttp.ClientSession() as http:
             await wait_until(lambda: ready(http, group), "workers ready", timeout=90, interval=0.1)
+            await wait_until(lambda: len(group.events("worker listening")) == 2, "both listening")
             fresh = aiohttp.TCPConnector(force_close=True)
             async with aiohttp.ClientSession(connector=fresh) as one_shot:
                 for _ in range(40):
@@ -227,3 +228,16 @@ async def test_one_scrape_of_metrics_covers_every_worker(
     finally:
         group.stop()
     assert not any(Path(tempfile.gettempdir()).glob("rocketd-metrics-*"))
+
+
+async def test_sighup_reaches_the_workers_and_never_stops_the_group(group: Group) -> None:
+    async with aiohttp.ClientSession() as http:
+        await wait_until(lambda: ready(http, group), "workers ready", timeout=90, interval=0.1)
+        group.proc.send_signal(signal.SIGHUP)
+        await wait_until(
+            lambda: bool(group.events("passing a signal to the workers")), "SIGHUP passed on"
+        )
+        # Whatever a worker does with it (reload, or die and be restarted), the port answers.
+        await wait_until(lambda: ready(http, group), "still ready", timeout=60, interval=0.1)
+    assert group.proc.poll() is None
+    assert group.stop() == 0

@@ -323,6 +323,13 @@ ENV_OVERRIDES = [
     ("ROCKET_APP_POOL_SIZE", "7", "app_pool_size", 7),
     ("ROCKET_APP_POOL_TIMEOUT", "2.5", "app_pool_timeout", 2.5),
     ("ROCKET_APP_POOL_IDLE_SECONDS", "60", "app_pool_idle_seconds", 60.0),
+    ("ROCKET_DATABASE_REPLICA_WAIT", "0.25", "database.replica_wait", 0.25),
+    (
+        "ROCKET_DATABASE_REPLICA_URLS",
+        "postgresql://r1/x,postgresql://r2/x",
+        "database.replica_urls",
+        ("postgresql://r1/x", "postgresql://r2/x"),
+    ),
     (
         "ROCKET_DATABASE_LISTEN_URL",
         "postgresql://db:5432/x",
