@@ -31,35 +31,108 @@ from rocketd.logging import configure_logging
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="rocketd", description="rocketd: JSON metadata in, a running REST backend out."
+        prog="rocketd",
+        description="rocketd: JSON metadata in, a running REST backend out.",
+        epilog="`rocketd COMMAND --help` describes each command. Settings: docs/configuration.md.",
     )
-    parser.add_argument(
-        "--config",
-        help="configuration file (default: $ROCKET_CONFIG, ./etc/rocket.yaml, ./app.yaml)",
+    parser.add_argument("--version", action="version", version=f"rocketd {__version__}")
+    parser.add_argument("--config", help=_CONFIG_HELP)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    _command(
+        sub,
+        "serve",
+        "run the server",
+        "Run the HTTP server until SIGTERM or SIGINT. With no database configured it starts its"
+        " own PostgreSQL in <data_dir>/postgres and stops it on exit. SIGHUP reopens the logs and"
+        " reloads the settings that can change live (docs/systemd.md).",
     )
-    sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("serve", help="run the server")
-    sub.add_parser("check-config", help="validate the configuration and print a summary")
-    sub.add_parser("version", help="print the version")
-    apps = sub.add_parser("apps", help="manage apps (directly in the database)")
-    apps_sub = apps.add_subparsers(dest="apps_command", required=True)
-    apps_sub.add_parser("list", help="list apps")
-    create = apps_sub.add_parser("create", help="create an app")
-    create.add_argument("name")
-    create.add_argument("--display-name", default=None)
-    delete = apps_sub.add_parser("delete", help="delete an app and drop its database")
-    delete.add_argument("name")
+    check = _command(
+        sub,
+        "check-config",
+        "validate the configuration and print a summary",
+        "Load the configuration (file, systemd credentials, ROCKET_* variables) and print a"
+        " one-line summary; exit 1 on an error. When the database answers, also report accounts"
+        " whose emails differ only in case. Changes nothing.",
+    )
+    check.add_argument(
+        "--strict",
+        action="store_true",
+        help="also fail on file keys and ROCKET_* variables that match no setting (by default"
+        " they are warnings)",
+    )
+    _command(sub, "version", "print the version", "Print `rocketd VERSION` and exit.")
+    apps = _command(
+        sub,
+        "apps",
+        "manage apps (directly in the database)",
+        "List, create and delete apps straight in the management database: no server needed."
+        " With no database configured, the embedded PostgreSQL is started for the command.",
+    )
+    apps_sub = apps.add_subparsers(dest="apps_command", required=True, metavar="ACTION")
+    _command(apps_sub, "list", "list apps", "Print one line per app: name, status, database.")
+    create = _command(
+        apps_sub,
+        "create",
+        "create an app",
+        "Create the app: its database rocket_<name>, its schema and its seeded admin user"
+        " (auth.app_admin_email / auth.app_admin_password).",
+    )
+    create.add_argument("name", help="the app name (lower case letters, digits, _; see docs)")
+    create.add_argument("--display-name", default=None, help="a human-readable name")
+    delete = _command(
+        apps_sub,
+        "delete",
+        "delete an app and drop its database",
+        "Delete the app and drop its database. Asks for confirmation on a terminal.",
+    )
+    delete.add_argument("name", help="the app to delete")
     delete.add_argument("--yes", action="store_true", help="do not ask for confirmation")
-    export = sub.add_parser("export", help="print an app's schema document (JSON) to stdout")
-    export.add_argument("app")
-    imp = sub.add_parser("import", help="import a schema document into an app (all or nothing)")
-    imp.add_argument("app")
+    export = _command(
+        sub,
+        "export",
+        "print an app's schema document (JSON) to stdout",
+        "Print the app's metadata (entities, relations, rules, ...) as one JSON document, the"
+        " same as GET /api/APP/_admin/export (docs/export-import.md).",
+    )
+    export.add_argument("app", help="the app to export")
+    imp = _command(
+        sub,
+        "import",
+        "import a schema document into an app (all or nothing)",
+        "Import a schema document into the app: everything is applied or nothing is"
+        " (docs/export-import.md). Running servers pick the change up by themselves.",
+    )
+    imp.add_argument("app", help="the app to import into")
     imp.add_argument("file", help="the document (JSON); - reads stdin")
     _backup_parsers(sub)
     # `--config` is accepted after the subcommand too (`rocketd serve --config x.yaml`).
-    for p in (*sub.choices.values(), *apps_sub.choices.values()):
-        p.add_argument("--config", dest="config_sub", default=None, help=argparse.SUPPRESS)
+    nested = [
+        p for action in _subparser_actions(sub) for p in action.choices.values() if p is not None
+    ]
+    for p in (*sub.choices.values(), *nested):
+        p.add_argument(
+            "--config", dest="config_sub", metavar="CONFIG", default=None, help=_CONFIG_HELP
+        )
     return parser
+
+
+_CONFIG_HELP = "configuration file (default: $ROCKET_CONFIG, ./etc/rocket.yaml, ./app.yaml)"
+
+
+def _command(sub: Any, name: str, summary: str, description: str) -> argparse.ArgumentParser:
+    """A subcommand with its one-line summary (in the parent's list) and its own description."""
+    parser: argparse.ArgumentParser = sub.add_parser(name, help=summary, description=description)
+    return parser
+
+
+def _subparser_actions(sub: Any) -> list[Any]:
+    """The sub-subcommand groups (e.g. `apps list|create|delete`) under `sub`'s commands."""
+    return [
+        action
+        for parser in sub.choices.values()
+        for action in parser._actions
+        if isinstance(action, argparse._SubParsersAction)
+    ]
 
 
 _PG_BINDIR_HELP = (
@@ -143,18 +216,23 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
         print(f"rocketd {__version__}", file=out)
         return 0
     config_path = getattr(args, "config_sub", None) or args.config
+    strict = bool(getattr(args, "strict", False))
     # Lines logged while the settings load are held back until logging is configured by them.
     with structlog.testing.capture_logs() as early_lines:
         try:
-            settings = load_settings(config_path)
+            settings = load_settings(config_path, strict=strict)
         except ConfigError as err:
             print(f"rocketd: configuration error: {err}", file=sys.stderr)
             return 1
     configure_logging(settings.log.level, settings.log.format)
-    _replay(early_lines)
     if args.command == "check-config":
+        # Its report says what is unknown itself (on stdout, with the summary).
+        _replay([line for line in early_lines if line.get("event") not in settings.unknown])
         print(_summary(settings), file=out)
+        for problem in settings.unknown:
+            print(f"warning: {problem}", file=out)
         return _run(_check_accounts(settings, out))
+    _replay(early_lines)
     if args.command == "serve":
         return _run(_serve(settings))
     if args.command == "apps" and args.apps_command == "delete" and not args.yes:

@@ -53,8 +53,6 @@ from rocketd.systemd import SystemdNotifier
 
 log = get_logger("rocketd.runtime")
 
-# The secret shipped in upstream's app.yaml: accepted, but never quietly (upstream-gaps S10).
-UPSTREAM_DEFAULT_PLATFORM_SECRET = "changeme-platform-secret"  # noqa: S105 - public default
 PLATFORM_SECRET_KEY = "platform_jwt_secret"  # noqa: S105 - a settings key name
 REFRESH_PURGE_INTERVAL = 3600.0
 THROTTLE_PURGE_INTERVAL = 900.0
@@ -141,14 +139,10 @@ async def check_platform_emails(pool: AsyncConnectionPool[Any]) -> None:
 
 
 async def resolve_platform_secret(settings: Settings, pool: AsyncConnectionPool[Any]) -> str:
+    # A configured one is at least 32 bytes (rocketd.config refuses shorter ones, such as
+    # upstream's public default `changeme-platform-secret`).
     configured = settings.platform_jwt_secret
     if configured:
-        if configured == UPSTREAM_DEFAULT_PLATFORM_SECRET:
-            log.warning(
-                "platform_jwt_secret is upstream's public default: anyone can mint platform "
-                "tokens. Set ROCKET_PLATFORM_JWT_SECRET to a long random value, or remove it to "
-                "let rocketd generate one."
-            )
         return configured
     async with pool.connection() as conn:
         await conn.execute(
