@@ -8,8 +8,20 @@ of rocketd, so every layer may use it.
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import overload
 
 
+@overload
+def iso_utc(value: datetime) -> str: ...
+@overload
+def iso_utc(value: None) -> None: ...
+@overload
+def iso_utc(value: datetime | None) -> str | None: ...
 def iso_utc(value: datetime | None) -> str | None:
     """`2026-02-22T10:15:30.123456Z` for an aware datetime; None stays None."""
     return None if value is None else value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def now_text() -> str:
+    """The current time to the second, `2026-02-22T10:15:30Z`: payload and document stamps."""
+    return datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")

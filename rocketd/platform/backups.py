@@ -56,18 +56,11 @@ from rocketd.platform.backup_archive import (
 )
 from rocketd.storage import LocalDriver, open_storage, write_object
 from rocketd.storage.postgres import file_id_of
+from rocketd.timestamps import iso_utc, now_text
 
 log = get_logger("rocketd.backups")
 
 STATUS_RESTORING: Final = "restoring"
-
-
-def _now_iso() -> str:
-    return datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
-
-
-def _iso(value: datetime | None) -> str | None:
-    return None if value is None else value.astimezone(UTC).isoformat()
 
 
 def default_archive_name(names: list[str], everything: bool) -> str:
@@ -131,7 +124,7 @@ async def backup(
             "format": FORMAT,
             "format_version": FORMAT_VERSION,
             "rocketd_version": __version__,
-            "created_at": _now_iso(),
+            "created_at": now_text(),
             "all": everything,
             "apps": entries,
             "platform": everything,
@@ -198,7 +191,7 @@ async def _backup_app(
                 "display_name": row.display_name,
                 "db_driver": row.db_driver,
                 "jwt_secret": row.jwt_secret,
-                "created_at": _iso(row.created_at),
+                "created_at": iso_utc(row.created_at),
             }
         ),
     )
@@ -240,10 +233,10 @@ async def _platform_rows(pool: AsyncConnectionPool[Any]) -> dict[str, Any]:
         platform_settings = await cur.fetchall()
     return {
         "users": [
-            {**u, "created_at": _iso(u["created_at"]), "updated_at": _iso(u["updated_at"])}
+            {**u, "created_at": iso_utc(u["created_at"]), "updated_at": iso_utc(u["updated_at"])}
             for u in users
         ],
-        "settings": [{**s, "created_at": _iso(s["created_at"])} for s in platform_settings],
+        "settings": [{**s, "created_at": iso_utc(s["created_at"])} for s in platform_settings],
     }
 
 

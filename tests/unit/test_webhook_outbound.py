@@ -6,7 +6,7 @@ import pytest
 
 from rocketd.capabilities.webhooks.dispatcher import Breakers, retry_delay
 from rocketd.capabilities.webhooks.model import parse_webhook
-from rocketd.capabilities.webhooks.outbound import Policy, RefusedTarget, Sender
+from rocketd.capabilities.webhooks.outbound import DeliveryPolicy, RefusedTarget, Sender
 from rocketd.config import WebhookSettings
 from tests.receiver import Receiver
 
@@ -30,11 +30,11 @@ from tests.receiver import Receiver
 )
 def test_non_global_addresses_are_refused_by_default(address: str) -> None:
     with pytest.raises(RefusedTarget):
-        Policy(WebhookSettings()).check_address(address)
+        DeliveryPolicy(WebhookSettings()).check_address(address)
 
 
 def test_allow_networks_opens_chosen_ranges_only() -> None:
-    policy = Policy(WebhookSettings(allow_networks=("127.0.0.0/8",)))
+    policy = DeliveryPolicy(WebhookSettings(allow_networks=("127.0.0.0/8",)))
     policy.check_address("127.0.0.1")
     policy.check_address("8.8.8.8")
     with pytest.raises(RefusedTarget):
@@ -44,16 +44,16 @@ def test_allow_networks_opens_chosen_ranges_only() -> None:
 def test_env_templates_resolve_only_the_prefix(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("ROCKET_WEBHOOK_KEY", "k1")
     monkeypatch.setenv("DATABASE_PASSWORD", "db-secret")
-    policy = Policy(WebhookSettings())
+    policy = DeliveryPolicy(WebhookSettings())
     headers = {"A": "Bearer {{env.ROCKET_WEBHOOK_KEY}}!", "B": "{{ env.DATABASE_PASSWORD }}"}
     assert policy.resolve_headers(headers) == {"A": "Bearer k1!", "B": ""}
     assert policy.sign(b"x") is None
-    assert (Policy(WebhookSettings(secret="s")).sign(b"x") or "").startswith("sha256=")
+    assert (DeliveryPolicy(WebhookSettings(secret="s")).sign(b"x") or "").startswith("sha256=")
 
 
 async def test_names_resolving_to_refused_addresses_are_not_connected() -> None:
     receiver = await Receiver().start()
-    sender = Sender(Policy(WebhookSettings()))
+    sender = Sender(DeliveryPolicy(WebhookSettings()))
     try:
         for url in (f"http://localhost:{receiver.port}/h", receiver.url):
             outcome = await sender.send("POST", url, {}, b"{}", "wh_1", timeout=2)
@@ -67,7 +67,7 @@ async def test_names_resolving_to_refused_addresses_are_not_connected() -> None:
 async def test_response_bodies_are_capped_and_errors_reported() -> None:
     receiver = await Receiver(body="x" * 10_000, status=201).start()
     settings = WebhookSettings(allow_networks=("127.0.0.0/8",), max_response_bytes=100)
-    sender = Sender(Policy(settings))
+    sender = Sender(DeliveryPolicy(settings))
     try:
         outcome = await sender.send("PUT", receiver.url, {"X-A": "1"}, b"{}", "wh_1", timeout=2)
         assert outcome.ok and outcome.status == 201 and outcome.body == "x" * 100

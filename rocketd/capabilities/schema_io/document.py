@@ -22,7 +22,6 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any, Final
 
 import psycopg
@@ -53,6 +52,7 @@ from rocketd.errors import (
 )
 from rocketd.metadata.model import Entity, Relation
 from rocketd.metadata.registry import Registry
+from rocketd.timestamps import now_text
 
 VERSION: Final = 1
 _INT_TYPES: Final = frozenset({"int", "integer", "bigint"})
@@ -70,10 +70,6 @@ class ImportRejected(ValidationFailed):
         )
 
 
-def _now() -> str:
-    return datetime.now(UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
-
-
 def _exported(kinds: Kinds) -> list[MetadataKind[Any]]:
     return [kind for kind in kinds if kind.exported]
 
@@ -86,7 +82,7 @@ async def export_document(
 ) -> dict[str, Any]:
     """The app's metadata as a version-1 document (never sample data): one array per kind, and
     `settings`: the keys the app set in each declared section (defaults are not exported)."""
-    doc: dict[str, Any] = {"version": VERSION, "exported_at": _now()}
+    doc: dict[str, Any] = {"version": VERSION, "exported_at": now_text()}
     for kind in _exported(kinds):
         doc[kind.name] = await kind.export_items(conn) if await _table_exists(conn, kind) else []
     stored = await stored_settings(conn)

@@ -35,7 +35,7 @@ from rocketd.actors.base import Actor, ActorError
 from rocketd.actors.directory import AppDirectory
 from rocketd.actors.scheduler import JobFunction
 from rocketd.actors.supervisor import Supervisor
-from rocketd.capabilities.webhooks.outbound import Outcome, Policy, Sender
+from rocketd.capabilities.webhooks.outbound import DeliveryPolicy, Outcome, Sender
 from rocketd.capabilities.webhooks.outbox import SIGNAL
 from rocketd.config import Settings, WebhookSettings
 from rocketd.logging import get_logger
@@ -197,7 +197,7 @@ class WebhookDispatcher(Actor):
         super().__init__(name)
         self._settings = settings
         self._pool_of = pool_of  # async (app name) -> pool or None
-        self._sender = Sender(Policy(settings, allow_networks))
+        self._sender = Sender(DeliveryPolicy(settings, allow_networks))
         self._slots = asyncio.Semaphore(settings.concurrency)
         self._breakers = Breakers(settings.breaker_threshold, settings.breaker_cooldown)
         self._drains: dict[str, asyncio.Task[None]] = {}

@@ -41,7 +41,7 @@ class Outcome:
         return 200 <= self.status < 300
 
 
-class Policy:
+class DeliveryPolicy:
     """What webhook requests may reach and how they are sent (from `webhooks.*` settings)."""
 
     def __init__(self, settings: WebhookSettings, allow_networks: Iterable[str] = ()) -> None:
@@ -72,7 +72,7 @@ class Policy:
 class Sender:
     """An aiohttp session with the vetting resolver; one per dispatcher (and one for sync)."""
 
-    def __init__(self, policy: Policy) -> None:
+    def __init__(self, policy: DeliveryPolicy) -> None:
         self.policy = policy
         self._session: aiohttp.ClientSession | None = None
 

@@ -23,7 +23,7 @@ from psycopg.types.json import Jsonb
 
 from rocketd.auth.principal import Principal
 from rocketd.capabilities.webhooks.model import WebhookBook
-from rocketd.capabilities.webhooks.outbound import Policy, Sender
+from rocketd.capabilities.webhooks.outbound import DeliveryPolicy, Sender
 from rocketd.config import WebhookSettings
 from rocketd.engine.changes import Changes
 from rocketd.engine.pipeline import ServiceKey
@@ -33,6 +33,7 @@ from rocketd.engine.write.transaction import execute_at_commit
 from rocketd.errors import ErrorDetail, InternalError, ValidationFailed
 from rocketd.expressions import EvaluationError
 from rocketd.logging import get_logger
+from rocketd.timestamps import now_text
 
 log = get_logger("rocketd.webhooks")
 
@@ -49,7 +50,7 @@ class Outbound:
     provided by the webhooks capability at start (`OUTBOUND`), closed at shutdown."""
 
     def __init__(self, settings: WebhookSettings, allow_networks: Iterable[str] = ()) -> None:
-        self.policy = Policy(settings, allow_networks)
+        self.policy = DeliveryPolicy(settings, allow_networks)
         self.sync_sender = Sender(self.policy)
 
     async def close(self) -> None:
@@ -61,10 +62,6 @@ OUTBOUND: Final[ServiceKey[Outbound]] = ServiceKey("webhooks.outbound")
 
 def new_idempotency_key() -> str:
     return f"wh_{uuid.uuid4()}"
-
-
-def _now_text() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def build_payload(
@@ -90,7 +87,7 @@ def build_payload(
         payload["changes"] = changes.to_json()
     if principal is not None and principal.user_id:
         payload["user"] = json_value(user_variable(principal))
-    payload["timestamp"] = _now_text()
+    payload["timestamp"] = now_text()
     payload["idempotency_key"] = idempotency_key
     return payload
 

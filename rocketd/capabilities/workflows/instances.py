@@ -12,7 +12,7 @@ Lifecycle of an instance:
   so a crash anywhere re-runs nothing that committed and loses nothing that did not: the instance
   is still `running` at the step it had reached, and the next sweep resumes it there.
 - **Waiting**: entering an approval step sets `waiting`, its deadline and its resolved assignees
-  in the same transaction as the transition into it. Approve/reject (`decide`) lock the row
+  in the same transaction as the transition into it. Approve/reject (`decide_approval`) lock the row
   (blocking `FOR UPDATE`), so of two concurrent approvals one wins and the other sees the new
   state: 422 `INVALID_STATE`.
 - **Timeouts** (`fire_timeouts`): claim due waiting rows with `FOR UPDATE SKIP LOCKED`, add
@@ -83,12 +83,8 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
-def _stamp(moment: datetime) -> str:
-    return moment.isoformat().replace("+00:00", "Z")
-
-
 def _entry(step: str, status: str, moment: datetime, **extra: Any) -> dict[str, Any]:
-    return {"step": step, "status": status, **extra, "at": _stamp(moment)}
+    return {"step": step, "status": status, **extra, "at": iso_utc(moment)}
 
 
 def _with_entry(history: Sequence[Any], entry: Mapping[str, Any]) -> list[Any]:
@@ -311,7 +307,7 @@ async def _definition(
 def _context_value(value: Any, context: Mapping[str, Any], moment: datetime) -> Any:
     """An action value: `"now"`, a `context.<path>` reference, or a literal."""
     if value == "now":
-        return _stamp(moment)
+        return iso_utc(moment)
     if isinstance(value, str) and value.startswith("context."):
         return resolve_path({"context": context}, value)
     return value
@@ -336,7 +332,7 @@ async def _set_field(
     if record_id is None:
         raise StepFailed(f"set_field: record_id {action.get('record_id')} resolved to null")
     value = action.get("value")
-    value = _stamp(moment) if value == "now" else value
+    value = iso_utc(moment) if value == "now" else value
     try:
         await records.update_in(
             conn,
@@ -388,7 +384,7 @@ async def _run_action(
         "workflow_id": str(row["workflow_id"]),
         "instance_id": str(row["id"]),
         "step": step.id,
-        "at": _stamp(moment),
+        "at": iso_utc(moment),
     }
     if action.type == "set_field":
         await _set_field(conn, app, action, context, moment, after_commit)
@@ -670,7 +666,7 @@ async def pending(app: AppContext, principal: Principal) -> list[dict[str, Any]]
     return out
 
 
-async def decide(
+async def decide_approval(
     app: AppContext,
     principal: Principal,
     raw_id: str,

@@ -53,7 +53,7 @@ async def _optional_body(request: web.Request) -> dict[str, Any]:
 async def _decide(request: web.Request, verdict: Verdict) -> web.StreamResponse:
     actor = request[APP_ACTOR]
     body = await _optional_body(request)
-    instance = await workflows.decide(
+    instance = await workflows.decide_approval(
         actor.context, principal_of(request), request.match_info["id"], verdict, body
     )
     return data(instance)
