@@ -224,7 +224,11 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
         except ConfigError as err:
             print(f"rocketd: configuration error: {err}", file=sys.stderr)
             return 1
-    configure_logging(settings.log.level, settings.log.format)
+    try:
+        configure_logging(settings.log.level, settings.log.format, file=settings.log.file)
+    except OSError as err:
+        print(f"rocketd: cannot open log.file: {err}", file=sys.stderr)
+        return 1
     if args.command == "check-config":
         # Its report says what is unknown itself (on stdout, with the summary).
         _replay([line for line in early_lines if line.get("event") not in settings.unknown])

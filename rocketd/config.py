@@ -32,10 +32,12 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Final, TypeVar, cast
-from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit, urlunsplit
+from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
 import structlog
 import yaml
+
+from rocketd.logging import mask_url as _mask_url
 
 __all__ = [
     "AISettings",
@@ -341,6 +343,9 @@ class DatabaseSettings(_Section):
 class LogSettings(_Section):
     format: str = _key("auto", check=_one_of("auto", "console", "json"))
     level: str = _key("info", check=_one_of("debug", "info", "warning", "error"))
+    # Empty: standard error (the journal under systemd). A file is appended to, and reopened
+    # on SIGHUP (after logrotate has moved it).
+    file: str = _key("")
 
 
 @dataclass(frozen=True, repr=False)
@@ -921,6 +926,56 @@ def load_settings(
 
 
 # --------------------------------------------------------------------------------------------
+# Reloading (SIGHUP)
+# --------------------------------------------------------------------------------------------
+
+# What a running server takes from a reloaded configuration (rocketd.runtime.Runtime.reload):
+# keys read afresh on every use, plus the logging set-up and the login throttle's limits, which
+# the reload re-applies. Dotted keys, or a section followed by ".".
+LIVE_KEYS: Final = (
+    "log.",
+    "api.",
+    "server.trusted_proxies",
+    "auth.login_throttle.",
+)
+
+
+def is_live(dotted: str) -> bool:
+    """Whether a running server applies a new value of this key on reload."""
+    return any(dotted == key or (key.endswith(".") and dotted.startswith(key)) for key in LIVE_KEYS)
+
+
+def _value_at(settings: Settings, path: tuple[str, ...]) -> Any:
+    value: Any = settings
+    for name in path:
+        value = getattr(value, name)
+    return value
+
+
+def _replaced_at(section: Any, path: tuple[str, ...], value: Any) -> Any:
+    head, rest = path[0], path[1:]
+    inner = _replaced_at(getattr(section, head), rest, value) if rest else value
+    return dataclasses.replace(section, **{head: inner})
+
+
+def changed_keys(old: Settings, new: Settings) -> list[str]:
+    """The dotted keys whose value differs between two loaded configurations."""
+    return [
+        key.dotted
+        for key in _all_keys(_SCHEMA)
+        if _value_at(old, key.path) != _value_at(new, key.path)
+    ]
+
+
+def with_live_values(running: Settings, new: Settings) -> Settings:
+    """`running` with the live keys' values taken from `new` (the rest stays as it is)."""
+    for key in _all_keys(_SCHEMA):
+        if is_live(key.dotted):
+            running = _replaced_at(running, key.path, _value_at(new, key.path))
+    return running
+
+
+# --------------------------------------------------------------------------------------------
 # URL helpers
 # --------------------------------------------------------------------------------------------
 
@@ -931,24 +986,3 @@ def _host_port(host: str, port: int) -> str:
     elif ":" in host and not host.startswith("["):  # IPv6 literal
         host = f"[{host}]"
     return f"{host}:{port}"
-
-
-def _mask_url(url: str) -> str:
-    """Replace the password in a URL's user info and in a `password=` query parameter."""
-    if not url:
-        return url
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return "***"
-    netloc = parts.netloc
-    userinfo, at, hostinfo = netloc.rpartition("@")
-    if at and ":" in userinfo:
-        netloc = f"{userinfo.split(':', 1)[0]}:***@{hostinfo}"
-    query = parts.query
-    if query:
-        pairs = parse_qsl(query, keep_blank_values=True)
-        if any(name == "password" for name, _ in pairs):
-            masked = [(name, "***" if name == "password" else value) for name, value in pairs]
-            query = urlencode(masked, safe="*/")
-    return urlunsplit(parts._replace(netloc=netloc, query=query))

@@ -36,7 +36,15 @@ from rocketd.auth.throttle import LoginThrottle, ThrottleStore
 from rocketd.auth.throttle_stores import PostgresThrottleStore, RedisThrottleStore
 from rocketd.auth.tokens import new_app_secret
 from rocketd.capabilities import INSTALLED
-from rocketd.config import DatabaseSettings, Settings
+from rocketd.config import (
+    ConfigError,
+    DatabaseSettings,
+    Settings,
+    changed_keys,
+    is_live,
+    load_settings,
+    with_live_values,
+)
 from rocketd.db import email_index
 from rocketd.db.embedded import EmbeddedPostgres
 from rocketd.db.management_schema import MANAGEMENT_PLAN
@@ -46,7 +54,7 @@ from rocketd.engine.read.scope import ReadHooks
 from rocketd.extensions import Capability, NoticeHandler, StartContext
 from rocketd.http.app import create_app
 from rocketd.http.server import HttpRunner
-from rocketd.logging import get_logger
+from rocketd.logging import configure_logging, get_logger
 from rocketd.platform import apps
 from rocketd.services import Services
 from rocketd.systemd import SystemdNotifier
@@ -191,6 +199,8 @@ class Runtime:
         self, settings: Settings, capabilities: tuple[Capability, ...] = INSTALLED
     ) -> None:
         self.settings = settings
+        # As loaded, before the embedded database is filled in: what a reload compares with.
+        self.loaded = settings
         self.capabilities = capabilities
         self.installation = build_installation(capabilities)
         self.started: StartContext | None = None
@@ -331,6 +341,38 @@ class Runtime:
         assert self.services is not None
         await self.services.login_throttle.store.purge()
 
+    def reload(self) -> None:
+        """SIGHUP: reopen the logs, apply the keys that can change live, name the others.
+
+        The configuration is read again as at start (same file, same environment); a new value
+        of a key outside `config.LIVE_KEYS` is logged as needing a restart and left alone. An
+        unusable configuration changes nothing.
+        """
+        try:
+            new = load_settings(self.loaded.config_path)
+        except ConfigError as err:
+            configure_logging(
+                self.loaded.log.level, self.loaded.log.format, file=self.loaded.log.file
+            )
+            log.error("reload: configuration error, nothing changed", error=str(err))
+            return
+        try:
+            configure_logging(new.log.level, new.log.format, file=new.log.file)
+        except OSError as err:  # the previous handler stays in place
+            log.error("reload: cannot open log.file, nothing changed", error=str(err))
+            return
+        changed = changed_keys(self.loaded, new)
+        applied = [key for key in changed if is_live(key)]
+        ignored = [key for key in changed if not is_live(key)]
+        self.loaded = with_live_values(self.loaded, new)
+        self.settings = with_live_values(self.settings, new)
+        if self.services is not None:
+            self.services.settings = self.settings
+            self.services.login_throttle.apply(self.settings.auth.login_throttle)
+        log.info("reloaded: logs reopened", applied=applied)
+        if ignored:
+            log.warning("reload: these settings changed but need a restart", keys=ignored)
+
     async def stop(self) -> None:
         self.notifier.stopping()
         log.info("shutting down")
@@ -361,6 +403,7 @@ async def serve(settings: Settings) -> int:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    loop.add_signal_handler(signal.SIGHUP, runtime.reload)
     try:
         await runtime.start()
         await stop.wait()

@@ -266,6 +266,7 @@ ENV_OVERRIDES = [
     ("ROCKET_API_DEFAULT_PER_PAGE", "10", "api.default_per_page", 10),
     ("ROCKET_API_MAX_PER_PAGE", "500", "api.max_per_page", 500),
     ("ROCKET_LOG_LEVEL", "WARNING", "log.level", "warning"),
+    ("ROCKET_LOG_FILE", "/var/log/rocketd.log", "log.file", "/var/log/rocketd.log"),
     ("ROCKET_AUTH_ACCESS_TOKEN_TTL", "60", "auth.access_token_ttl", 60),
     ("ROCKET_AUTH_REFRESH_TOKEN_TTL", "120", "auth.refresh_token_ttl", 120),
     ("ROCKET_AUTH_BCRYPT_COST", "12", "auth.bcrypt_cost", 12),
@@ -875,3 +876,25 @@ def test_redis_url_is_checked_and_kept_secret(empty_cwd: Path) -> None:
         load_settings(environ={"ROCKET_REDIS_URL": "http://:hunter22@cache/"})
     assert "redis.url" in str(err.value) and "hunter22" not in str(err.value)
     assert load_settings(environ={}).redis.url == ""
+
+
+# --- reloading (SIGHUP) --------------------------------------------------------------------------
+
+
+def test_changed_keys_and_live_values(tmp_path: Path, empty_cwd: Path) -> None:
+    old = load_settings(write(tmp_path, "api:\n  max_per_page: 100\n"), environ={})
+    new = load_settings(
+        write(tmp_path, "api:\n  max_per_page: 5\nserver:\n  port: 9000\nlog:\n  level: debug\n"),
+        environ={},
+    )
+    assert config.changed_keys(old, new) == ["server.port", "log.level", "api.max_per_page"]
+    assert [key for key in config.changed_keys(old, new) if config.is_live(key)] == [
+        "log.level",
+        "api.max_per_page",
+    ]
+    running = dataclasses.replace(old, database=DatabaseSettings(url="postgresql://embedded/x"))
+    applied = config.with_live_values(running, new)
+    assert (applied.api.max_per_page, applied.log.level) == (5, "debug")
+    assert applied.server.port == 8080 and applied.database.url == "postgresql://embedded/x"
+    assert config.is_live("auth.login_throttle.backoff_max")
+    assert not config.is_live("auth.bcrypt_cost") and not config.is_live("server.port")
