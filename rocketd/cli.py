@@ -1,11 +1,11 @@
 """The `rocketd` command line: serve, check-config, version, apps list|create|delete, export,
-import, backup, restore.
+import, platform set-password|set-email, backup, restore.
 
 `check-config` validates the settings, then, when the database answers (an external one, or the
 embedded one while a server runs it), reports accounts whose emails differ only in case (see
 rocketd.db.email_index); it never starts a database or changes one.
 
-`apps`, `export`/`import` and `backup`/`restore` talk to the databases directly (not over HTTP),
+`apps`, `export`/`import`, `platform` and `backup`/`restore` talk to the databases directly (not over HTTP),
 so they work while the server is down. With no database configured they use the embedded PostgreSQL in `data_dir`,
 starting it for the command and stopping it afterwards unless a running server already owns it.
 """
@@ -104,6 +104,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     imp.add_argument("app", help="the app to import into")
     imp.add_argument("file", help="the document (JSON); - reads stdin")
+    _platform_parsers(sub)
     _backup_parsers(sub)
     # `--config` is accepted after the subcommand too (`rocketd serve --config x.yaml`).
     nested = [
@@ -123,6 +124,57 @@ def _command(sub: Any, name: str, summary: str, description: str) -> argparse.Ar
     """A subcommand with its one-line summary (in the parent's list) and its own description."""
     parser: argparse.ArgumentParser = sub.add_parser(name, help=summary, description=description)
     return parser
+
+
+def _platform_parsers(sub: Any) -> None:
+    platform = _command(
+        sub,
+        "platform",
+        "manage platform users (directly in the database)",
+        "Change a platform user's password or email straight in the management database: no"
+        " server and no current password needed (whoever runs this can reach the database).",
+    )
+    actions = platform.add_subparsers(dest="platform_command", required=True, metavar="ACTION")
+    account_help = "the platform user to change (default: auth.platform_admin_email)"
+    set_password = _command(
+        actions,
+        "set-password",
+        "set a platform user's password",
+        "Set a platform user's password (asked twice on a terminal, or read from standard input"
+        " with --password-stdin). It must pass the password policy (docs/security.md). Every"
+        " refresh token of the user is revoked. Before the first start (no platform user yet)"
+        " it creates the platform admin with this password instead of `changeme`.",
+    )
+    set_password.add_argument("--email", help=account_help)
+    set_password.add_argument(
+        "--password-stdin",
+        action="store_true",
+        help="read the new password from the first line of standard input",
+    )
+    set_email = _command(
+        actions,
+        "set-email",
+        "change a platform user's email (the login name)",
+        "Change a platform user's email. Emails are unique whatever their case.",
+    )
+    set_email.add_argument("new_email", help="the new email")
+    set_email.add_argument("--email", help=account_help)
+
+
+def _new_password(args: argparse.Namespace) -> str | None:
+    """The password for `platform set-password`: stdin's first line, or asked twice."""
+    if args.password_stdin:
+        return sys.stdin.readline().rstrip("\r\n")
+    if not sys.stdin.isatty():
+        print("rocketd: no terminal to ask on; use --password-stdin", file=sys.stderr)
+        return None
+    import getpass
+
+    first = getpass.getpass("New password: ")
+    if getpass.getpass("Repeat it: ") != first:
+        print("rocketd: the passwords differ; nothing changed", file=sys.stderr)
+        return None
+    return first
 
 
 def _subparser_actions(sub: Any) -> list[Any]:
@@ -245,6 +297,11 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
             return 2
     if args.command in ("export", "import"):
         return _run(_schema_command(settings, args, out))
+    if args.command == "platform":
+        password = _new_password(args) if args.platform_command == "set-password" else ""
+        if password is None:
+            return 2
+        return _run(_platform_command(settings, args, password, out))
     if args.command == "backup" and bool(args.apps) == bool(args.all):
         print("rocketd: backup needs app names or --all (not both)", file=sys.stderr)
         return 2
@@ -280,11 +337,11 @@ async def _serve(settings: Settings) -> int:
     import psycopg
 
     from rocketd.db.embedded import EmbeddedPostgresError
-    from rocketd.runtime import serve
+    from rocketd.runtime import StartRefused, serve
 
     try:
         return await serve(settings)
-    except (EmbeddedPostgresError, psycopg.OperationalError, OSError) as err:
+    except (EmbeddedPostgresError, psycopg.OperationalError, OSError, StartRefused) as err:
         # A startup failure the operator must fix: one line saying what, no traceback.
         first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         print(f"rocketd: cannot start: {first_line}", file=sys.stderr)
@@ -400,6 +457,36 @@ async def _apps_command(settings: Settings, args: argparse.Namespace, out: TextI
             elif args.apps_command == "delete":
                 await apps.delete_app(settings, pool, args.name)
                 print(f"deleted app {args.name}", file=out)
+        except ApiError as err:
+            print(f"rocketd: {err.message}", file=sys.stderr)
+            return 1
+    return 0
+
+
+async def _platform_command(
+    settings: Settings, args: argparse.Namespace, password: str, out: TextIO
+) -> int:
+    from rocketd.platform import account
+
+    email = args.email or settings.auth.platform_admin_email
+    async with _management(settings) as (settings, pool):
+        try:
+            auth = settings.auth
+            if args.platform_command == "set-password":
+                account.check_new_password(password, auth.password_min_length, email, "")
+                if await account.seed_admin(pool, email, password, auth.bcrypt_cost):
+                    print(f"created the platform admin {email} with this password", file=out)
+                    return 0
+            user = await account.find_user(pool, email)
+            if args.platform_command == "set-password":
+                revoked = await account.set_password(pool, user, password, auth.bcrypt_cost)
+                print(
+                    f"password of {user.email} changed; {revoked} refresh tokens revoked",
+                    file=out,
+                )
+            else:
+                renamed = await account.set_email(pool, user, args.new_email)
+                print(f"email of {user.email} changed to {renamed.email}", file=out)
         except ApiError as err:
             print(f"rocketd: {err.message}", file=sys.stderr)
             return 1

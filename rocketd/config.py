@@ -261,7 +261,8 @@ class _Section:
 
 @dataclass(frozen=True, repr=False)
 class ServerSettings(_Section):
-    host: str = _key("0.0.0.0")
+    # Loopback by default: listening on every interface is a decision (see `allow_default_password`).
+    host: str = _key("127.0.0.1", check=_not_empty)
     port: int = _key(8080, check=_between(1, 65535))
     max_body_size: int = _key(1_048_576, check=_at_least(1))
     shutdown_timeout: float = _key(10.0, check=_at_least(0))
@@ -376,6 +377,9 @@ class AuthSettings(_Section):
     platform_admin_password: str = _key("changeme", check=_seed_password, secret=True)
     app_admin_email: str = _key("admin@localhost", check=_not_empty)
     app_admin_password: str = _key("changeme", check=_seed_password, secret=True)
+    # Start on a non-loopback `server.host` although a platform admin's password is still the
+    # seeded `changeme` (refused otherwise: anyone who can reach the port could log in).
+    allow_default_password: bool = _key(False)
     login_throttle: LoginThrottleSettings = field(default_factory=LoginThrottleSettings)
 
 

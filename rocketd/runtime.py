@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import ipaddress
 import os
 import signal
 from pathlib import Path
@@ -55,7 +56,7 @@ from rocketd.extensions import Capability, NoticeHandler, StartContext
 from rocketd.http.app import create_app
 from rocketd.http.server import HttpRunner
 from rocketd.logging import configure_logging, get_logger
-from rocketd.platform import apps
+from rocketd.platform import account, apps
 from rocketd.services import Services
 from rocketd.systemd import SystemdNotifier
 
@@ -64,6 +65,34 @@ log = get_logger("rocketd.runtime")
 PLATFORM_SECRET_KEY = "platform_jwt_secret"  # noqa: S105 - a settings key name
 REFRESH_PURGE_INTERVAL = 3600.0
 THROTTLE_PURGE_INTERVAL = 900.0
+
+
+class StartRefused(Exception):
+    """rocketd will not start in this state; the text (one line) says why and what to do."""
+
+
+def is_loopback(host: str) -> bool:
+    """Whether `server.host` accepts connections from this machine only."""
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False  # a host name: it may resolve to any interface
+
+
+async def refuse_default_password(settings: Settings, pool: AsyncConnectionPool[Any]) -> None:
+    """Refuse to listen beyond loopback while a platform admin still has `changeme`."""
+    if is_loopback(settings.server.host) or settings.auth.allow_default_password:
+        return
+    emails = await account.admins_with_default_password(pool, settings.auth.bcrypt_cost)
+    if emails:
+        raise StartRefused(
+            f"server.host is {settings.server.host!r} (not loopback) but the platform admin"
+            f" {', '.join(emails)} still has the default password 'changeme': set a new one with"
+            " `rocketd platform set-password` (or auth.platform_admin_password before the first"
+            " start), listen on 127.0.0.1, or set auth.allow_default_password: true"
+        )
 
 
 def settings_for_embedded(settings: Settings, server_dsn: str) -> Settings:
@@ -246,6 +275,11 @@ class Runtime:
                 "seeded the platform admin with the configured default password; change it",
                 email=settings.auth.platform_admin_email,
             )
+        try:
+            await refuse_default_password(settings, pool)
+        except StartRefused:
+            await pool.close()
+            raise
         await check_platform_emails(pool)
         throttle_store = await open_throttle_store(settings, pool)
         login_throttle = LoginThrottle(throttle_store, settings.auth.login_throttle)

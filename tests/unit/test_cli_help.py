@@ -40,8 +40,9 @@ def test_the_command_list_covers_the_documented_commands() -> None:
         "import",
         "backup",
         "restore",
+        "platform",
     }
-    assert ("apps", "create") in ALL_COMMANDS
+    assert ("apps", "create") in ALL_COMMANDS and ("platform", "set-password") in ALL_COMMANDS
 
 
 @pytest.mark.parametrize("path", ALL_COMMANDS, ids=" ".join)

@@ -93,7 +93,7 @@ def test_without_any_file_all_defaults_apply_and_database_is_not_configured(
     assert settings == Settings()
     assert settings.config_path is None
     assert settings.server.port == 8080
-    assert settings.server.host == "0.0.0.0"
+    assert settings.server.host == "127.0.0.1"
     assert settings.server.max_body_size == 1_048_576
     assert settings.server.shutdown_timeout == 10.0
     assert settings.database.port == 5432
@@ -275,6 +275,7 @@ ENV_OVERRIDES = [
     ("ROCKET_AUTH_PLATFORM_ADMIN_PASSWORD", "pw1", "auth.platform_admin_password", "pw1"),
     ("ROCKET_AUTH_APP_ADMIN_EMAIL", "a@x", "auth.app_admin_email", "a@x"),
     ("ROCKET_AUTH_APP_ADMIN_PASSWORD", "pw2", "auth.app_admin_password", "pw2"),
+    ("ROCKET_AUTH_ALLOW_DEFAULT_PASSWORD", "yes", "auth.allow_default_password", True),
     ("ROCKET_AUTH_LOGIN_THROTTLE_ENABLED", "no", "auth.login_throttle.enabled", False),
     (
         "ROCKET_AUTH_LOGIN_THROTTLE_ACCOUNT_MAX_FAILURES",
