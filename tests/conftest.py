@@ -3,25 +3,44 @@
 The server is, in order: `ROCKET_TEST_DSN` when set; else the local server on 127.0.0.1:5432 when
 it answers; else an embedded PostgreSQL started for the session (and stopped after it). Each test
 gets its own management database (and the app databases it creates) and drops them afterwards.
+
+Only fixtures live here; the functions tests call are in tests/support/.
 """
 
 from __future__ import annotations
 
 import os
-import secrets
 import tempfile
-from collections.abc import AsyncIterator, Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
 import psycopg
 import pytest
-from psycopg import sql
 
 from rocketd.config import AuthSettings, DatabaseSettings, ServerSettings, Settings
+from tests.support.databases import app_databases, drop_databases, dsn_for, unique_name
+from tests.support.upstream import OPT_OUT
 
 LOCAL_DSN = "postgresql://postgres@127.0.0.1:5432/postgres"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        "upstream_examples: reads ../shared/upstream-examples (tests/support/upstream.py)",
+    )
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """With ROCKET_TEST_WITHOUT_SHARED=1, leave out (deselect, never skip) the tests that need
+    ../shared; without it they run, and fail loudly if the folder is absent."""
+    if not os.environ.get(OPT_OUT):
+        return
+    left_out = [item for item in items if item.get_closest_marker("upstream_examples")]
+    if left_out:
+        config.hook.pytest_deselected(items=left_out)
+        items[:] = [item for item in items if not item.get_closest_marker("upstream_examples")]
 
 
 def _answers(dsn: str) -> bool:
@@ -56,49 +75,6 @@ def pg_dsn() -> Iterator[str]:
         import shutil
 
         shutil.rmtree(data_dir, ignore_errors=True)
-
-
-def dsn_for(server_dsn: str, dbname: str) -> str:
-    return DatabaseSettings(url=server_dsn).dsn(dbname)
-
-
-def drop_databases(server_dsn: str, names: list[str]) -> None:
-    with psycopg.connect(server_dsn, autocommit=True) as conn:
-        for name in names:
-            conn.execute(
-                sql.SQL("drop database if exists {} with (force)").format(sql.Identifier(name))
-            )
-
-
-@contextmanager
-def scratch_database(
-    server_dsn: str, prefix: str, setup: Callable[[psycopg.Connection[Any]], None]
-) -> Iterator[str]:
-    """A new database `<prefix>_<hex>` prepared by `setup` (autocommit), dropped afterwards;
-    yields its DSN."""
-    name = f"{prefix}_{secrets.token_hex(5)}"
-    with psycopg.connect(server_dsn, autocommit=True) as admin:
-        admin.execute(sql.SQL("create database {}").format(sql.Identifier(name)))
-    try:
-        with psycopg.connect(dsn_for(server_dsn, name), autocommit=True) as conn:
-            setup(conn)
-        yield dsn_for(server_dsn, name)
-    finally:
-        drop_databases(server_dsn, [name])
-
-
-def app_databases(server_dsn: str, management_db: str) -> list[str]:
-    """Databases named by the `_apps` table of a test's management database."""
-    try:
-        with psycopg.connect(dsn_for(server_dsn, management_db)) as conn:
-            rows = conn.execute("select db_name from _apps").fetchall()
-    except psycopg.Error:
-        return []
-    return [r[0] for r in rows]
-
-
-def unique_name(prefix: str = "t") -> str:
-    return f"{prefix}{secrets.token_hex(5)}"
 
 
 @pytest.fixture

@@ -9,13 +9,12 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.test_serve_embedded import data_dir  # noqa: F401 - a fixture
-from tests.integration.test_cli import rocketd
+from tests.support.cli import rocketd
 
 pytestmark = pytest.mark.e2e
 
 
-def test_backup_and_restore_with_the_embedded_database(data_dir: Path) -> None:  # noqa: F811
+def test_backup_and_restore_with_the_embedded_database(data_dir: Path) -> None:
     env = {
         "ROCKET_DATA_DIR": str(data_dir),
         "ROCKET_STORAGE_LOCAL_PATH": str(data_dir / "uploads"),

@@ -19,11 +19,10 @@ import aiohttp
 import psycopg
 import pytest
 
-from tests.conftest import dsn_for
-from tests.e2e.test_serve_embedded import free_port
-from tests.e2e.test_two_instances import Instance, call, new_app_admin, ready
-from tests.helpers import wait_until
-from tests.receiver import Receiver
+from tests.support.databases import dsn_for
+from tests.support.helpers import wait_until
+from tests.support.processes import Instance, call, free_port, new_app_admin, ready
+from tests.support.receiver import Receiver
 
 pytestmark = pytest.mark.e2e
 

@@ -14,18 +14,16 @@ import signal
 import subprocess
 import sys
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
 
-from tests.conftest import app_databases, drop_databases, dsn_for, unique_name
-from tests.e2e.test_serve_embedded import free_port
-from tests.e2e.test_two_instances import call, new_app_admin
-from tests.helpers import wait_until
+from tests.support.databases import app_databases, drop_databases, dsn_for, unique_name
+from tests.support.helpers import wait_until
+from tests.support.paths import ROOT
+from tests.support.processes import call, free_port, new_app_admin
 
-ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.e2e
 
 HUGE = "x{1000000000}"

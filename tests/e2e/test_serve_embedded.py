@@ -6,13 +6,9 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
-import socket
 import subprocess
 import sys
-import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,26 +16,11 @@ import aiohttp
 import psycopg
 import pytest
 
-from tests.helpers import wait_until
+from tests.support.helpers import wait_until
+from tests.support.paths import ROOT
+from tests.support.processes import free_port
 
-ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.e2e
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-@pytest.fixture
-def data_dir() -> Iterator[Path]:
-    # Not under pytest's tmp_path: as root, PostgreSQL runs as an unprivileged user, which must be
-    # able to enter the data dir (pytest's base temp dir is private to root).
-    path = Path(tempfile.mkdtemp(prefix="rocketd-e2e-"))
-    path.chmod(0o755)
-    yield path
-    shutil.rmtree(path, ignore_errors=True)
 
 
 class Server:

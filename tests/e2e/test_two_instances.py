@@ -3,60 +3,18 @@ server B (LISTEN/NOTIFY), found by polling with a deadline."""
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import aiohttp
 import pytest
 
-from tests.conftest import dsn_for, unique_name
-from tests.e2e.test_serve_embedded import free_port
-from tests.helpers import wait_until
+from tests.support.databases import dsn_for, unique_name
+from tests.support.helpers import wait_until
+from tests.support.processes import Instance, call, free_port, ready
 
-ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.e2e
-
-
-class Instance:
-    def __init__(
-        self, dsn: str, port: int, log_path: Path, extra_env: dict[str, str] | None = None
-    ) -> None:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("ROCKET_")}
-        env.pop("DATABASE_URL", None)
-        env.update(
-            ROCKET_DATABASE_URL=dsn,
-            ROCKET_SERVER_HOST="127.0.0.1",
-            ROCKET_SERVER_PORT=str(port),
-            ROCKET_AUTH_BCRYPT_COST="4",
-            ROCKET_LOG_FORMAT="json",
-        )
-        env.update(extra_env or {})
-        self.log = log_path.open("w")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "rocketd", "serve"],
-            cwd=ROOT,
-            env=env,
-            stdout=self.log,
-            stderr=subprocess.STDOUT,
-        )
-        self.base = f"http://127.0.0.1:{port}"
-
-    def stop(self) -> int | None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=10)
-        self.log.close()
-        return self.proc.returncode
 
 
 @pytest.fixture
@@ -68,48 +26,6 @@ def instances(pg_dsn: str, management_db: str, tmp_path: Path) -> Iterator[list[
     finally:
         codes = [inst.stop() for inst in started]
         assert codes == [0, 0], [p.read_text()[-2000:] for p in tmp_path.glob("*.log")]
-
-
-async def ready(http: aiohttp.ClientSession, inst: Instance) -> bool:
-    if inst.proc.poll() is not None:
-        raise AssertionError(f"rocketd exited early with {inst.proc.returncode}")
-    try:
-        async with http.get(inst.base + "/ready") as resp:
-            return resp.status == 200
-    except aiohttp.ClientError:
-        return False
-
-
-async def call(
-    http: aiohttp.ClientSession, method: str, url: str, token: str | None = None, body: Any = None
-) -> tuple[int, Any]:
-    headers = {"Authorization": f"Bearer {token}"} if token else {}
-    async with http.request(method, url, json=body, headers=headers) as resp:
-        return resp.status, await resp.json()
-
-
-async def new_app_admin(http: aiohttp.ClientSession, base: str, prefix: str) -> tuple[str, str]:
-    """A new app created through the platform API of the server at `base`: (name, admin token)."""
-    status, body = await call(
-        http,
-        "POST",
-        base + "/api/_platform/auth/login",
-        body={"email": "platform@localhost", "password": "changeme"},
-    )
-    assert status == 200, body
-    app = unique_name(prefix)
-    status, body = await call(
-        http, "POST", base + "/api/_platform/apps", body["data"]["access_token"], {"name": app}
-    )
-    assert status == 201, body
-    status, body = await call(
-        http,
-        "POST",
-        base + f"/api/{app}/auth/login",
-        body={"email": "admin@localhost", "password": "changeme"},
-    )
-    assert status == 200, body
-    return app, body["data"]["access_token"]
 
 
 async def test_entity_created_on_a_is_served_by_b(instances: list[Instance]) -> None:

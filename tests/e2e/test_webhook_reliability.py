@@ -10,7 +10,7 @@
   row another one has claimed).
 
 The slow sync receiver (rolls the write back, leaves no outbox row) is in
-tests/integration/test_webhooks_api.py::test_sync_hooks_gate_the_write.
+tests/integration/capabilities/webhooks/test_webhooks_api.py::test_sync_hooks_gate_the_write.
 """
 
 from __future__ import annotations
@@ -26,11 +26,10 @@ import aiohttp
 import psycopg
 import pytest
 
-from tests.conftest import dsn_for
-from tests.e2e.test_serve_embedded import free_port
-from tests.e2e.test_two_instances import Instance, call, new_app_admin, ready
-from tests.helpers import wait_until
-from tests.receiver import Receiver
+from tests.support.databases import dsn_for
+from tests.support.helpers import wait_until
+from tests.support.processes import Instance, call, free_port, new_app_admin, ready
+from tests.support.receiver import Receiver
 
 pytestmark = pytest.mark.e2e
 

@@ -17,12 +17,11 @@ import aiohttp
 import psycopg
 import pytest
 
-from tests.conftest import dsn_for, unique_name
-from tests.e2e.test_serve_embedded import free_port
-from tests.e2e.test_two_instances import call
-from tests.helpers import wait_until
+from tests.support.databases import dsn_for, unique_name
+from tests.support.helpers import wait_until
+from tests.support.paths import ROOT
+from tests.support.processes import call, free_port
 
-ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.e2e
 PK = {"field": "id", "type": "uuid", "generated": True}
 REQUEST = {

@@ -2,31 +2,11 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
-from tests.conftest import dsn_for, unique_name
-
-ROOT = Path(__file__).resolve().parents[2]
-
-
-def rocketd(
-    *args: str, env: dict[str, str] | None = None, cwd: Path | None = None, stdin: str | None = None
-) -> subprocess.CompletedProcess[str]:
-    base = {k: v for k, v in os.environ.items() if not k.startswith("ROCKET_")}
-    base.pop("DATABASE_URL", None)
-    return subprocess.run(
-        [sys.executable, "-m", "rocketd", *args],
-        env={**base, **(env or {})},
-        cwd=cwd or ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        input=stdin,
-        check=False,
-    )
+from tests.support.cli import rocketd
+from tests.support.databases import dsn_for, unique_name
+from tests.support.paths import ROOT
 
 
 def test_version_prints_the_package_version() -> None:

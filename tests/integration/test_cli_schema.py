@@ -5,8 +5,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from tests.conftest import dsn_for, unique_name
-from tests.integration.test_cli import ROOT, rocketd
+from tests.support.cli import rocketd
+from tests.support.databases import dsn_for, unique_name
+from tests.support.paths import ROOT
 
 
 def test_import_then_export_round_trip(pg_dsn: str, management_db: str, tmp_path: Path) -> None:

@@ -10,8 +10,8 @@ from typing import Any
 from rocketd.capabilities.webhooks import outbox
 from rocketd.config import Settings, WebhookSettings
 from rocketd.runtime import Runtime
-from tests.conftest import unique_name
-from tests.helpers import wait_until
+from tests.support.databases import unique_name
+from tests.support.helpers import wait_until
 
 BACKGROUND_ACTORS = {"webhook-dispatcher", "workflow-runner", "scheduler"}
 

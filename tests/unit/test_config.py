@@ -11,8 +11,9 @@ import structlog
 
 from rocketd import config
 from rocketd.config import ConfigError, DatabaseSettings, Settings, load_settings
+from tests.support.paths import ROOT
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+REPO_ROOT = ROOT
 SHIPPED = REPO_ROOT / "etc" / "rocket.yaml"
 
 UPSTREAM_APP_YAML = """\

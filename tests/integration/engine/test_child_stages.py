@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from tests.apps import AppClient, new_app
+from tests.support.apps import AppClient, new_app
 
 PK = {"field": "id", "type": "uuid", "generated": True}
 ORDER = {

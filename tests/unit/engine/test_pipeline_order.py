@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
 import pytest
 
 from rocketd.capabilities import INSTALLED
 from rocketd.engine.pipeline import ALL_MODES, Phase, Stage, WriteMode, order_stages
+from tests.support.paths import ROOT
 
-DOC = Path(__file__).resolve().parents[3] / "docs" / "rules.md"
+DOC = ROOT / "docs" / "rules.md"
 ROW = re.compile(r"^\| (\w+) \| (\d+) \| `([\w.]+)` \| ([A-Z, ]+) \| (yes|no) \|$")
 
 
