@@ -11,10 +11,9 @@ from typing import Any
 import aiohttp
 import pytest
 
-from tests.conftest import dsn_for
-from tests.e2e.test_serve_embedded import free_port
-from tests.e2e.test_two_instances import Instance, call, new_app_admin, ready
-from tests.helpers import wait_until
+from tests.support.databases import dsn_for
+from tests.support.helpers import wait_until
+from tests.support.processes import Instance, call, free_port, new_app_admin, ready
 
 pytestmark = pytest.mark.e2e
 

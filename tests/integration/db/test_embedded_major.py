@@ -7,7 +7,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from tests.integration.test_cli import rocketd
+from tests.support.cli import rocketd
 
 
 def test_serve_refuses_a_cluster_of_another_major_with_one_clear_line() -> None:

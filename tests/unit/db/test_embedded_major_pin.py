@@ -8,8 +8,7 @@ import re
 from pathlib import Path
 
 from rocketd.db import embedded
-
-ROOT = Path(__file__).resolve().parents[2]
+from tests.support.paths import ROOT
 
 
 def pinned_major() -> int:

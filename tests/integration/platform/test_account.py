@@ -11,9 +11,9 @@ import pytest
 
 from rocketd.config import ServerSettings, Settings
 from rocketd.runtime import Runtime, StartRefused
-from tests.conftest import dsn_for
-from tests.helpers import bearer, error_of, platform_login
-from tests.integration.test_cli import rocketd
+from tests.support.cli import rocketd
+from tests.support.databases import dsn_for
+from tests.support.helpers import bearer, error_of, platform_login
 
 NEW_PASSWORD = "Kx9-orbit-lantern"
 
