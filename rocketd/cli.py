@@ -38,13 +38,21 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"rocketd {__version__}")
     parser.add_argument("--config", help=_CONFIG_HELP)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    _command(
+    serve = _command(
         sub,
         "serve",
         "run the server",
         "Run the HTTP server until SIGTERM or SIGINT. With no database configured it starts its"
         " own PostgreSQL in <data_dir>/postgres and stops it on exit. SIGHUP reopens the logs and"
         " reloads the settings that can change live (docs/systemd.md).",
+    )
+    serve.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        metavar="N",
+        help="worker processes sharing the port (default: server.workers; 0: one per core,"
+        " at most 8; 1: a single process, no supervisor)",
     )
     check = _command(
         sub,
@@ -290,7 +298,7 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
         return _run(_check_accounts(settings, out))
     _replay(early_lines)
     if args.command == "serve":
-        return _run(_serve(settings))
+        return _serve_command(settings, args.workers)
     if args.command == "apps" and args.apps_command == "delete" and not args.yes:
         if not _confirm(f"Delete app {args.name} and drop its database? [y/N] "):
             print("aborted (use --yes to skip this question)", file=sys.stderr)
@@ -333,19 +341,44 @@ def _run(coro: Any) -> int:
     return int(uvloop.run(coro))
 
 
-async def _serve(settings: Settings) -> int:
+def _serve_command(settings: Settings, workers: int | None) -> int:
+    from rocketd.db.embedded import EmbeddedPostgresError
+    from rocketd.workers import WorkerGroup, worker_count
+
+    if workers is not None and not 0 <= workers <= 64:
+        print("rocketd: --workers must be between 0 and 64", file=sys.stderr)
+        return 2
+    count = worker_count(settings.server.workers if workers is None else workers)
+    if count == 1:
+        return _run(_serve(settings))
+
+    def worker_main(settings: Settings, index: int, notifier: Any) -> int:
+        return _run(_serve(settings, notifier))
+
+    try:
+        return WorkerGroup(settings, count, worker_main).run()
+    except (EmbeddedPostgresError, OSError) as err:
+        _cannot_start(err)
+        return 1
+
+
+async def _serve(settings: Settings, notifier: Any = None) -> int:
     import psycopg
 
     from rocketd.db.embedded import EmbeddedPostgresError
     from rocketd.runtime import StartRefused, serve
 
     try:
-        return await serve(settings)
+        return await serve(settings, notifier)
     except (EmbeddedPostgresError, psycopg.OperationalError, OSError, StartRefused) as err:
-        # A startup failure the operator must fix: one line saying what, no traceback.
-        first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        print(f"rocketd: cannot start: {first_line}", file=sys.stderr)
+        _cannot_start(err)
         return 1
+
+
+def _cannot_start(err: BaseException) -> None:
+    """A startup failure the operator must fix: one line saying what, no traceback."""
+    first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+    print(f"rocketd: cannot start: {first_line}", file=sys.stderr)
 
 
 async def _check_accounts(settings: Settings, out: TextIO) -> int:
@@ -414,6 +447,7 @@ async def _has_table(conn: Any, table: str) -> bool:
 
 @asynccontextmanager
 async def _management(settings: Settings) -> AsyncIterator[Any]:
+    from rocketd.data_dir import DataDirLock
     from rocketd.db.embedded import EmbeddedPostgres
     from rocketd.runtime import (
         bootstrap_management,
@@ -423,7 +457,11 @@ async def _management(settings: Settings) -> AsyncIterator[Any]:
     )
 
     embedded = None
+    lock = DataDirLock(settings.data_dir)
     if not settings.database.configured:
+        # Shared: a server holding the directory is used as it runs and never stopped here, and
+        # no server starts on the directory while this command may own its PostgreSQL.
+        lock.acquire_shared()
         embedded = EmbeddedPostgres(Path(settings.data_dir))
         dsn = await asyncio.to_thread(embedded.start)
         settings = settings_for_embedded(settings, dsn)
@@ -436,8 +474,9 @@ async def _management(settings: Settings) -> AsyncIterator[Any]:
         finally:
             await pool.close()
     finally:
-        if embedded is not None and embedded.owned:
+        if embedded is not None and embedded.owned and lock.held:
             await asyncio.to_thread(embedded.stop)
+        lock.release()
 
 
 async def _apps_command(settings: Settings, args: argparse.Namespace, out: TextIO) -> int:

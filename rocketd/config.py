@@ -48,6 +48,7 @@ __all__ = [
     "InstrumentationSettings",
     "LogSettings",
     "LoginThrottleSettings",
+    "MetricsSettings",
     "OutboundSettings",
     "RedisSettings",
     "ServerSettings",
@@ -189,6 +190,16 @@ def _jwt_secret(value: Any) -> Any:
     return value
 
 
+def _listen_address(value: Any) -> Any:
+    """Empty, or `host:port` (IPv6 hosts in brackets) with a port in 1..65535."""
+    if value == "":
+        return value
+    host, sep, port = str(value).rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise _Invalid("must be host:port, for example 127.0.0.1:9464")
+    return value
+
+
 def _postgres_driver(value: Any) -> Any:
     normal = str(value).strip().lower()
     if normal in ("postgres", "postgresql"):
@@ -266,6 +277,8 @@ class ServerSettings(_Section):
     port: int = _key(8080, check=_between(1, 65535))
     max_body_size: int = _key(1_048_576, check=_at_least(1))
     shutdown_timeout: float = _key(10.0, check=_at_least(0))
+    # Seconds between "not ready" and closing the listener on SIGTERM (rocketd.http.server).
+    drain_delay: float = _key(0.0, check=_at_least(0))
     # Parsed by aiohttp before any middleware (rocketd.http.server answers in the error shape).
     max_request_line: int = _key(65_536, check=_at_least(1024))
     max_header_size: int = _key(8190, check=_at_least(1024))
@@ -275,6 +288,8 @@ class ServerSettings(_Section):
     # Peers whose `X-Forwarded-For` is believed (CIDRs): the client address of a request that
     # comes through them is the nearest hop they did not add (rocketd.http.client_address).
     trusted_proxies: tuple[str, ...] = _key((), check=_networks)
+    # Worker processes of `rocketd serve` (rocketd.workers); 0: one per core, at most 8.
+    workers: int = _key(0, check=_between(0, 64))
 
 
 @dataclass(frozen=True, repr=False)
@@ -301,6 +316,10 @@ class DatabaseSettings(_Section):
     password_file: str = _key("")
     name: str = _key("rocket")
     pool_size: int = _key(10, check=_at_least(1))
+    # Server-side prepared statements (psycopg prepares a statement after it saw it a few
+    # times): off behind a pooler that does not keep them per client (PgBouncer in
+    # transaction mode).
+    prepared_statements: bool = _key(True)
     configured: bool = _internal(False)
 
     def __post_init__(self) -> None:
@@ -310,6 +329,14 @@ class DatabaseSettings(_Section):
             self.url or self.user or self.password or self.host not in ("localhost", "")
         ):
             object.__setattr__(self, "configured", True)
+
+    def connection_kwargs(self) -> dict[str, Any]:
+        """The keyword arguments of every pooled connection: autocommit, and no prepared
+        statements when `prepared_statements` is off (psycopg's `prepare_threshold=None`)."""
+        kwargs: dict[str, Any] = {"autocommit": True}
+        if not self.prepared_statements:
+            kwargs["prepare_threshold"] = None
+        return kwargs
 
     def dsn(self, dbname: str | None = None) -> str:
         """A libpq connection URL for the management database, or for `dbname` when given."""
@@ -405,6 +432,18 @@ class InstrumentationSettings(_Section):
     sampling_rate: float = _key(1.0, check=_between(0, 1))
     buffer_size: int = _key(500, check=_at_least(1))
     flush_interval_ms: int = _key(100, check=_at_least(1))
+    # Events waiting in memory at most; past it the oldest are dropped (and counted).
+    max_buffered: int = _key(20_000, check=_at_least(1))
+    # OTLP/HTTP traces endpoint (e.g. http://127.0.0.1:4318/v1/traces); empty: no export.
+    otlp_endpoint: str = _key("")
+
+
+@dataclass(frozen=True, repr=False)
+class MetricsSettings(_Section):
+    # `/metrics` in the Prometheus text format; off by default (it tells about every app).
+    enabled: bool = _key(False)
+    # "host:port" of a separate listener for /metrics; empty: served on the API port.
+    listen: str = _key("", check=_listen_address)
 
 
 @dataclass(frozen=True, repr=False)
@@ -439,6 +478,9 @@ class WebhookSettings(_Section):
     breaker_cooldown: float = _key(30.0, check=_greater_than(0))
     # HMAC-SHA256 key for the X-Rocket-Signature header; empty: requests are not signed.
     secret: str = _key("", secret=True)
+    # Finished deliveries (delivered, failed) older than this many days are deleted hourly;
+    # 0 keeps them.
+    log_retention_days: float = _key(30.0, check=_at_least(0))
 
 
 @dataclass(frozen=True, repr=False)
@@ -458,11 +500,15 @@ class Settings(_Section):
     storage: StorageSettings = field(default_factory=StorageSettings)
     api: ApiSettings = field(default_factory=ApiSettings)
     instrumentation: InstrumentationSettings = field(default_factory=InstrumentationSettings)
+    metrics: MetricsSettings = field(default_factory=MetricsSettings)
     ai: AISettings = field(default_factory=AISettings)
     outbound: OutboundSettings = field(default_factory=OutboundSettings)
     webhooks: WebhookSettings = field(default_factory=WebhookSettings)
     redis: RedisSettings = field(default_factory=RedisSettings)
     app_pool_size: int = _key(5, check=_at_least(1))
+    # Seconds a request waits for a connection of its app's pool before that app answers 503
+    # (a slow or unreachable app database never holds requests for long).
+    app_pool_timeout: float = _key(5.0, check=_greater_than(0))
     # Seconds between workflow timeout / resume sweeps (spec: at least every 60 s).
     workflow_tick_seconds: float = _key(5.0, check=_between(0.01, 60))
     # Finished workflow instances (any status but running) older than this many days, by their

@@ -4,8 +4,8 @@ structlog renders the lines (coloured console on a TTY, JSON lines otherwise). L
 loggers (psycopg, aiohttp, asyncio, ...) go through structlog's `ProcessorFormatter`, so they come
 out in the same shape as rocketd's own, with the same fields.
 
-Request context (`trace_id`, `app`, `user_id`) is bound through `structlog.contextvars` by the HTTP
-middlewares, so every line logged while a request is handled carries it without passing loggers
+Request context (`trace_id`, `span_id`, `app`, `user_id`) is bound through `structlog.contextvars`
+by the HTTP middlewares, so every line logged while a request is handled carries it without passing loggers
 around.
 
 Secrets never reach the output: the last step before rendering (`redact`) masks passwords in
@@ -33,6 +33,8 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import structlog
 
+from rocketd.tracing import current_span
+
 _LEVELS: Final = {
     "debug": logging.DEBUG,
     "info": logging.INFO,
@@ -50,6 +52,17 @@ _PRIORITIES: Final = {
 # Libraries log only their warnings and errors, whatever rocketd's own level.
 _LIBRARY_LOGGERS: Final = ("psycopg", "aiohttp", "asyncio", "redis", "aiosmtplib")
 _HANDLER_NAME: Final = "rocketd"
+# The level `configure_logging` set last (structlog's own default: everything).
+_level = logging.DEBUG
+
+
+def _current_span(logger: Any, method: str, event: MutableMapping[str, Any]) -> Any:
+    """Every line logged inside a traced span names the trace and that span."""
+    span = current_span()
+    if span is not None:
+        event["trace_id"] = span.trace.trace_id
+        event["span_id"] = span.span_id
+    return event
 
 
 # --------------------------------------------------------------------------------------------
@@ -200,10 +213,13 @@ def configure_logging(
         handler = logging.StreamHandler(out)
     use_json = fmt == "json" or (fmt == "auto" and not getattr(out, "isatty", lambda: False)())
     numeric_level = _LEVELS.get(level, logging.INFO)
+    global _level
+    _level = numeric_level
     shared: list[Any] = [
         structlog.contextvars.merge_contextvars,
         structlog.stdlib.add_log_level,
         structlog.stdlib.add_logger_name,
+        _current_span,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
     ]
     renderer: Any
@@ -238,6 +254,13 @@ def configure_logging(
         logging.getLogger(name).setLevel(max(numeric_level, logging.WARNING))
     # The trace middleware logs every request itself.
     logging.getLogger("aiohttp.access").setLevel(logging.ERROR)
+
+
+def enabled(level: int) -> bool:
+    """Whether a line at `level` (`logging.INFO`, ...) would be written. For once-per-request
+    lines: a filtered call on a module's logger still costs several µs (the logger is not cached
+    on first use, so that a reconfiguration reaches every module)."""
+    return level >= _level
 
 
 def get_logger(name: str) -> Any:

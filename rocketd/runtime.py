@@ -17,7 +17,6 @@ import dataclasses
 import ipaddress
 import os
 import signal
-from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -32,6 +31,7 @@ from rocketd.actors.directory import AppDirectory
 from rocketd.actors.listener import MetadataListener
 from rocketd.actors.scheduler import Scheduler
 from rocketd.actors.supervisor import Supervisor
+from rocketd.admin import serving as admin_ui
 from rocketd.auth.accounts import PLATFORM_TABLES, AccountService
 from rocketd.auth.throttle import LoginThrottle, ThrottleStore
 from rocketd.auth.throttle_stores import PostgresThrottleStore, RedisThrottleStore
@@ -46,8 +46,8 @@ from rocketd.config import (
     load_settings,
     with_live_values,
 )
+from rocketd.data_dir import EmbeddedDataDir
 from rocketd.db import email_index
-from rocketd.db.embedded import EmbeddedPostgres
 from rocketd.db.management_schema import MANAGEMENT_PLAN
 from rocketd.db.migrations import apply_plan
 from rocketd.engine.installation import Installation
@@ -136,7 +136,7 @@ async def open_management_pool(settings: Settings) -> AsyncConnectionPool[Any]:
         settings.database.dsn(),
         min_size=1,
         max_size=max(2, settings.database.pool_size),
-        kwargs={"autocommit": True},
+        kwargs=settings.database.connection_kwargs(),
         open=False,
         name="management",
     )
@@ -225,7 +225,10 @@ class Runtime:
     """One rocketd process: owns the embedded database (if any), pools, actors and HTTP."""
 
     def __init__(
-        self, settings: Settings, capabilities: tuple[Capability, ...] = INSTALLED
+        self,
+        settings: Settings,
+        capabilities: tuple[Capability, ...] = INSTALLED,
+        notifier: SystemdNotifier | None = None,
     ) -> None:
         self.settings = settings
         # As loaded, before the embedded database is filled in: what a reload compares with.
@@ -233,18 +236,20 @@ class Runtime:
         self.capabilities = capabilities
         self.installation = build_installation(capabilities)
         self.started: StartContext | None = None
-        self.embedded: EmbeddedPostgres | None = None
+        self.embedded: EmbeddedDataDir | None = None
         self.services: Services | None = None
-        self.http_runner: web.AppRunner | None = None
+        self.http_runner: HttpRunner | None = None
         self.listener: MetadataListener | None = None
-        self.notifier = SystemdNotifier()
+        # A worker of `serve --workers N` reports to its supervisor instead (rocketd.workers).
+        self.notifier = notifier if notifier is not None else SystemdNotifier()
         self._watchdog: asyncio.Task[None] | None = None
 
     async def start(self, *, http: bool = True) -> None:
         """Bring everything up; `http=False` leaves the listening socket to the caller (tests)."""
         settings = self.settings
         if not settings.database.configured:
-            self.embedded = EmbeddedPostgres(Path(settings.data_dir))
+            # The data-directory lock first: a second server on this directory stops here.
+            self.embedded = EmbeddedDataDir(settings.data_dir)
             self.notifier.extend_timeout(120)
             dsn = await asyncio.to_thread(self.embedded.start)
             settings = self.settings = settings_for_embedded(settings, dsn)
@@ -355,7 +360,9 @@ class Runtime:
     async def _start_http(self) -> None:
         assert self.services is not None
         settings = self.settings
-        runner = HttpRunner(create_app(self.services), settings.server)
+        web_app = create_app(self.services)
+        admin_ui.add_routes(web_app)  # the admin UI's static files at /admin
+        runner = HttpRunner(web_app, settings.server)
         await runner.setup()
         site = web.TCPSite(runner, settings.server.host, settings.server.port, reuse_port=True)
         await site.start()
@@ -363,7 +370,9 @@ class Runtime:
         log.info("listening", address=f"http://{settings.server.host}:{settings.server.port}")
 
     async def _healthy(self) -> bool:
-        return self.services is not None and not self.services.supervisor.not_running()
+        """The watchdog's check: the daemon's own actors, not any one app's (a failing app
+        database answers 503 for that app; restarting the daemon would not fix it)."""
+        return self.services is not None and not self.services.directory.daemon_not_running()
 
     async def _purge_tokens(self) -> None:
         assert self.services is not None
@@ -413,6 +422,7 @@ class Runtime:
         if self._watchdog is not None:
             self._watchdog.cancel()
         if self.http_runner is not None:
+            await self.http_runner.drain(self.settings.server.drain_delay)
             await self.http_runner.cleanup()  # stops accepting, drains in-flight requests
             self.http_runner = None
         if self.services is not None:
@@ -424,15 +434,15 @@ class Runtime:
             await self.services.login_throttle.store.close()
             await self.services.management_pool.close()
             self.services = None
-        if self.embedded is not None and self.embedded.owned:
+        if self.embedded is not None:
             await asyncio.to_thread(self.embedded.stop)
             self.embedded = None
         log.info("stopped")
 
 
-async def serve(settings: Settings) -> int:
+async def serve(settings: Settings, notifier: SystemdNotifier | None = None) -> int:
     """Run until SIGTERM or SIGINT; return the process exit code."""
-    runtime = Runtime(settings)
+    runtime = Runtime(settings, notifier=notifier)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

@@ -19,6 +19,7 @@ from rocketd.config import Settings
 from rocketd.db import email_index
 from rocketd.db.app_schema import APP_PLAN
 from rocketd.db.migrations import apply_plan
+from rocketd.db.traced_cursor import TracedCursor
 from rocketd.engine.installation import BARE_KERNEL, Installation
 from rocketd.engine.pipeline import AppContext
 from rocketd.engine.signals import SignalSender
@@ -103,9 +104,10 @@ class AppActor(Actor):
             dsn,
             min_size=1,
             max_size=self._settings.app_pool_size,
-            kwargs={"autocommit": True},
+            kwargs=self._connection_options(),
             open=False,
             name=f"app-{self.app_name}",
+            timeout=self._settings.app_pool_timeout,
         )
         await pool.open(wait=True, timeout=POOL_OPEN_TIMEOUT)
         self._pool = pool
@@ -120,6 +122,12 @@ class AppActor(Actor):
         self._users = UserStates(pool, APP_TABLES.users)
         await self._reload()
         log.info("app started", app=self.app_name, entities=len(self.registry.entities))
+
+    def _connection_options(self) -> dict[str, Any]:
+        options = self._settings.database.connection_kwargs()
+        if self._settings.instrumentation.enabled:  # a span per statement (db.traced_cursor)
+            options["cursor_factory"] = TracedCursor
+        return options
 
     async def handle(self, message: object) -> Any:
         if message == RELOAD:

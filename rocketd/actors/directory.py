@@ -30,6 +30,7 @@ from rocketd.db.notify import (
     UserChanged,
 )
 from rocketd.engine.installation import BARE_KERNEL, Installation
+from rocketd.engine.pipeline import ServiceKey
 from rocketd.errors import ServiceUnavailable
 from rocketd.logging import get_logger
 from rocketd.platform import apps
@@ -63,6 +64,11 @@ class AppDirectory:
         self._listeners: dict[str, MetadataListener] = {}
         self._signal_handlers: dict[str, SignalHandler] = {}
         self._missing: dict[str, float] = {}
+
+    @property
+    def services(self) -> Mapping[ServiceKey[Any], Any]:
+        """The process services the capabilities provided at start (`ServiceKey`s)."""
+        return self._installation.services
 
     @property
     def actors(self) -> dict[str, AppActor]:
@@ -133,6 +139,24 @@ class AppDirectory:
         self._listeners[row.name] = listener
         self._missing.pop(row.name, None)
         return actor
+
+    def app_states(self) -> dict[str, str]:
+        """Each app started here: "ok", or "unavailable" while its actor waits to be restarted
+        or its metadata listener is not connected (its database does not answer). For /ready."""
+        states = {}
+        for name, actor in sorted(self._actors.items()):
+            listener = self._listeners.get(name)
+            up = actor.running and listener is not None and listener.connected
+            states[name] = "ok" if up else "unavailable"
+        return states
+
+    def daemon_not_running(self) -> list[str]:
+        """The supervised actors not running now, apart from apps' own (an app whose database
+        fails answers 503 by itself; the daemon, its readiness and its watchdog stay healthy)."""
+        per_app = {actor.name for actor in self._actors.values()} | {
+            listener.name for listener in self._listeners.values()
+        }
+        return [name for name in self._supervisor.not_running() if name not in per_app]
 
     def add_signal_handler(self, name: str, handler: SignalHandler) -> None:
         """Call `handler(app_name)` whenever a committed write sends signal `name` (any

@@ -97,6 +97,10 @@ class Supervisor:
         """Names of the supervised actors not running now, in start order (for /ready)."""
         return [name for name, child in self._children.items() if not child.actor.running]
 
+    def restart_counts(self) -> dict[str, int]:
+        """Restarts after a crash, per supervised actor name (for metrics)."""
+        return dict(self._restarts)
+
     def restarts(self, name: str) -> int:
         """How many times the actor named `name` has been restarted after a crash."""
         try:

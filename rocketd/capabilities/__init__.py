@@ -13,7 +13,9 @@ from __future__ import annotations
 from typing import Final
 
 from rocketd.capabilities import (
+    events,
     files,
+    indexes,
     permissions,
     rules,
     schema_io,
@@ -35,4 +37,6 @@ INSTALLED: Final[tuple[Capability, ...]] = (
     files.CAPABILITY,
     ui_configs.CAPABILITY,
     schema_io.CAPABILITY,
+    events.CAPABILITY,
+    indexes.CAPABILITY,
 )

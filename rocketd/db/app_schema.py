@@ -342,5 +342,36 @@ APP_PLAN = plan(
             ),
             action=_user_emails_case_insensitive,
         ),
+        Step(
+            12,
+            "trace ids on outbox rows and workflow instances",
+            statements(
+                # The trace and span of the (traced) request that created the row, so the
+                # delivery or the step, run later and maybe by another instance, joins its trace.
+                "alter table _webhook_logs add column if not exists trace_id uuid",
+                "alter table _webhook_logs add column if not exists parent_span_id uuid",
+                "alter table _workflow_instances add column if not exists trace_id uuid",
+                "alter table _workflow_instances add column if not exists parent_span_id uuid",
+            ),
+        ),
+        Step(
+            13,
+            "declared index builds",
+            statements(
+                # One row per index the entities declare (db.declared_indexes): built by
+                # CREATE INDEX CONCURRENTLY outside any admin transaction, so its state is kept.
+                """
+                create table if not exists _index_builds (
+                  name        text primary key,
+                  entity      text not null,
+                  table_name  text not null,
+                  definition  jsonb not null,
+                  state       text not null default 'building',
+                  error       text,
+                  updated_at  timestamptz not null default now()
+                )
+                """,
+            ),
+        ),
     ],
 )

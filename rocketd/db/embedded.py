@@ -430,8 +430,13 @@ class EmbeddedPostgres:
         """True when this object's `start()` launched the running postmaster (vs. reused it)."""
         return self._owned and self.running
 
-    def start(self) -> str:
-        """Create the cluster if needed, start it unless already running, return its DSN."""
+    def start(self, *, adopt: bool = False) -> str:
+        """Create the cluster if needed, start it unless already running, return its DSN.
+
+        A running server is reused; with `adopt` (the caller holds the data-directory lock, so
+        nobody else runs it: a crashed rocketd left it behind) it also becomes `owned`, so the
+        caller's clean shutdown stops it.
+        """
         self.data_dir.mkdir(parents=True, exist_ok=True)
         with self._locked():
             password = self._load_or_create_password()
@@ -442,6 +447,14 @@ class EmbeddedPostgres:
                     changed = self._write_hba(self._resolve_run_as())
                     self._secure(reused, password, reload=changed)
                     self._port, self._password = reused.port, password
+                    if adopt:
+                        self._owned = True
+                        self._log.warning(
+                            "adopted an embedded postgres left running by an earlier rocketd;"
+                            " it is stopped at shutdown",
+                            pid=info.pid,
+                            port=reused.port,
+                        )
                     return self.dsn
             binaries = self._select_binaries()
             run_as = self._resolve_run_as()

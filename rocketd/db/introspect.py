@@ -19,6 +19,7 @@ __all__ = [
     "ColumnInfo",
     "IndexInfo",
     "column_types",
+    "index_column_lists",
     "index_leading_columns",
     "introspect_indexes",
     "introspect_table",
@@ -187,6 +188,39 @@ async def index_leading_columns(
     for table, column in await cur.fetchall():
         leading.setdefault(table, set()).add(column)
     return {table: frozenset(columns) for table, columns in leading.items()}
+
+
+# Valid btree indexes on plain columns, whole-table or partial on live rows only (the soft-delete
+# predicate every list of such an entity carries), with their columns in order.
+_COLUMN_LISTS_SQL = """
+select t.relname,
+       array(select a.attname::text
+               from unnest(i.indkey::int2[]) with ordinality as k(attnum, ord)
+               join pg_attribute a on a.attrelid = t.oid and a.attnum = k.attnum
+              order by k.ord)
+  from pg_index i
+  join pg_class t on t.oid = i.indrelid
+  join pg_namespace n on n.oid = t.relnamespace
+  join pg_class ic on ic.oid = i.indexrelid
+  join pg_am am on am.oid = ic.relam
+ where n.nspname = %(schema)s and t.relname = any(%(tables)s)
+   and am.amname = 'btree' and i.indisvalid and 0 <> all(i.indkey::int2[])
+   and (i.indpred is null
+        or pg_get_expr(i.indpred, i.indrelid) = '(deleted_at IS NULL)')
+"""
+
+
+async def index_column_lists(
+    conn: AsyncConnection[Any], tables: Collection[str]
+) -> dict[str, tuple[tuple[str, ...], ...]]:
+    """Per table of `tables`: the column lists of its btree indexes on plain columns (whole or
+    partial on `deleted_at IS NULL`), so a list can tell whether an index serves its filter and
+    sort together (`AppSnapshot.sort_columns`)."""
+    cur = await conn.execute(_COLUMN_LISTS_SQL, {"schema": SCHEMA, "tables": list(tables)})
+    lists: dict[str, list[tuple[str, ...]]] = {}
+    for table, columns in await cur.fetchall():
+        lists.setdefault(table, []).append(tuple(columns))
+    return {table: tuple(found) for table, found in lists.items()}
 
 
 _ALL_COLUMN_TYPES_SQL = """

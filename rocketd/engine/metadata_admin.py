@@ -17,9 +17,11 @@ from __future__ import annotations
 from collections.abc import Hashable, Mapping, Sequence
 from typing import Any, Final, TypeVar
 
-from psycopg import AsyncConnection
+from psycopg import AsyncConnection, sql
+from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
+from rocketd.db import declared_indexes
 from rocketd.db.migrator import migrate_entity, migrate_relation
 from rocketd.engine.admin import (
     AdminCall,
@@ -29,6 +31,7 @@ from rocketd.engine.admin import (
     Screened,
 )
 from rocketd.engine.admin import load_registry as load_registry
+from rocketd.engine.signals import send_signal
 from rocketd.errors import Conflict, InvalidPayload
 from rocketd.logging import get_logger
 from rocketd.metadata.consistency import entity_problems_in, relation_problems_in
@@ -126,11 +129,13 @@ class EntityKind(_NamedKind[Entity]):
             item,
             fk_columns=_fk_columns(registry, item.name),
         )
+        await _want_indexes(change.conn, item)
         _record_notes(change, item.name, notes)
         return {}
 
     async def delete_row(self, change: Change) -> bool:
-        """Forget the entity and its relations; its table (and data) stay (contract)."""
+        """Forget the entity and its relations; its table (and data) stay (contract), its
+        declared indexes go."""
         if await self.fetch(change.conn, change.key, for_update=True) is None:
             return False
         name = change.key
@@ -138,7 +143,24 @@ class EntityKind(_NamedKind[Entity]):
             "delete from _relations where source = %s or target = %s", (name, name)
         )
         await change.conn.execute("delete from _entities where name = %s", (name,))
+        await declared_indexes.forget_entity(change.conn, name)
+        await send_signal(change.conn, declared_indexes.SIGNAL)
         return True
+
+    # The admin answers show each entity's declared indexes and their builds (`indexes`).
+    async def fetch(
+        self, conn: AsyncConnection[Any], key: Any, *, for_update: bool = False
+    ) -> Row | None:
+        if for_update:
+            return await super().fetch(conn, key, for_update=True)
+        cur = conn.cursor(row_factory=dict_row)
+        await cur.execute(_WITH_STATES + sql.SQL(" where e.name = %s"), (key,))
+        return await cur.fetchone()
+
+    async def list_rows(self, conn: AsyncConnection[Any]) -> list[Row]:
+        cur = conn.cursor(row_factory=dict_row)
+        await cur.execute(_WITH_STATES + sql.SQL(" order by e.name"))
+        return await cur.fetchall()
 
     # import: an item without a name or table is skipped, an existing name too (unparsed)
     def screen(self, where: str, raw: object) -> Screened | None:
@@ -227,19 +249,26 @@ class RelationKind(_NamedKind[Relation]):
         return registry.with_relation(item)
 
 
+_WITH_STATES: Final = sql.SQL("select e.*, {} as index_builds from _entities e").format(
+    declared_indexes.STATES_COLUMN.format(sql.Identifier("e"))
+)
+
 ENTITIES: Final = EntityKind()
 RELATIONS: Final = RelationKind()
 KERNEL_KINDS: Final[tuple[MetadataKind[Any], ...]] = (ENTITIES, RELATIONS)
 
 
 def entity_row_json(row: Mapping[str, Any]) -> dict[str, Any]:
-    return {
+    out = {
         "name": row["name"],
         "table_name": row["table_name"],
         "definition": row["definition"],
         "created_at": iso_utc(row["created_at"]),
         "updated_at": iso_utc(row["updated_at"]),
     }
+    if row.get("index_builds"):  # only entities that declare indexes (contract shape otherwise)
+        out["indexes"] = row["index_builds"]
+    return out
 
 
 def relation_row_json(row: Mapping[str, Any]) -> dict[str, Any]:
@@ -281,7 +310,16 @@ async def insert_entity(conn: AsyncConnection[Any], entity: Entity) -> list[str]
         "insert into _entities (name, table_name, definition) values (%s, %s, %s)",
         (entity.name, entity.table, Jsonb(entity.to_json())),
     )
-    return await migrate_entity(conn, None, entity)
+    notes = await migrate_entity(conn, None, entity)
+    await _want_indexes(conn, entity)
+    return notes
+
+
+async def _want_indexes(conn: AsyncConnection[Any], entity: Entity) -> None:
+    """Record the entity's declared indexes and wake a builder once the change commits (they
+    are built outside this transaction: `db.declared_indexes`)."""
+    await declared_indexes.record_wanted(conn, entity)
+    await send_signal(conn, declared_indexes.SIGNAL)
 
 
 async def insert_relation(

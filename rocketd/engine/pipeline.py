@@ -88,6 +88,10 @@ class Stage:
     applies: Callable[[AppSnapshot, Entity], bool] = everywhere
     modes: WriteMode = WriteMode.API
     children: bool = False
+    # For a new nested child: the stage writes nothing to the database and reads no row but the
+    # child's own, so it may run for every new child of one relation before (BEFORE_WRITE) or
+    # after (AFTER_WRITE) a single multi-row INSERT of them all instead of around each INSERT.
+    batch_safe: bool = False
 
 
 @dataclass(frozen=True)

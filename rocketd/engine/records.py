@@ -38,7 +38,7 @@ from rocketd.engine.pipeline import (
     WriteContext,
     WriteMode,
 )
-from rocketd.engine.read import query
+from rocketd.engine.read import list_shapes, paging, query
 from rocketd.engine.write import transaction, writes
 from rocketd.engine.write.deletes import delete_record
 from rocketd.engine.write.nested import DATA_KEY, TargetFilter
@@ -48,6 +48,7 @@ from rocketd.expressions import patterns
 from rocketd.logging import get_logger
 from rocketd.metadata.model import Entity
 from rocketd.metadata.registry import Registry
+from rocketd.tracing import AnySpan, start_span, traced
 
 log = get_logger("rocketd.engine.records")
 
@@ -73,7 +74,7 @@ class ListPage:
     """One list answer: the records either as dicts (`records`) or as the wire JSON PostgreSQL
     wrote for each (`encoded`, a page without includes), and the paging meta."""
 
-    meta: dict[str, int]
+    meta: dict[str, Any]
     records: list[dict[str, Any]] = field(default_factory=list)
     encoded: list[bytes] | None = None
 
@@ -87,6 +88,7 @@ def _project(records: list[dict[str, Any]], visible: frozenset[str] | None) -> N
             del record[key]
 
 
+@traced("engine", "handler", "record.list", entity_arg=2)
 async def list_page(
     app: AppContext,
     caller: Caller,
@@ -95,7 +97,9 @@ async def list_page(
     *,
     max_per_page: int,
     default_per_page: int,
+    cursor_key: bytes = b"",
 ) -> ListPage:
+    """A list page (`read.paging` says how it is paged); `cursor_key` signs its cursors."""
     snapshot = app.snapshot
     registry = snapshot.registry
     entity = require_entity(registry, entity_name)
@@ -110,8 +114,13 @@ async def list_page(
         raw_include = dict(params.items()).get("include")  # the last value, as parsed
         spec = replace(spec, includes=scope.includes(spec.includes, raw_include))
     visible = hooks.visible_fields(snapshot, caller, entity)
-    meta = {"page": spec.page, "per_page": spec.per_page}
-    indexed = snapshot.indexed_columns(entity.table)
+    keyset = paging.keyset_of(entity, spec, visible, cursor_key)
+    can_cursor = keyset is not None or not spec.count_total
+    can_cursor = can_cursor and paging.cursorable(entity, spec, visible)
+    filter_values, shape = query.filter_shape(spec.filters)
+    list_shapes.record(app.name, entity.name, shape, spec.order, filter_values)
+    equal = [f.field.name for f in spec.filters if f.op == "eq"]
+    indexed = snapshot.sort_columns(entity.table, equal)
     async with app.pool.connection() as conn:
         if not spec.includes and visible is None:
             answer = await query.list_records_json(
@@ -122,9 +131,20 @@ async def list_page(
                 extra_where=where,
                 extra_params=where_params,
                 indexed=indexed,
+                keyset=keyset,
             )
             if answer is not None:
-                return ListPage({**meta, "total": answer[1]}, encoded=answer[0])
+                encoded, total = answer
+                meta = paging.page_meta(
+                    entity,
+                    spec,
+                    encoded,
+                    total,
+                    keyset=keyset,
+                    can_cursor=can_cursor,
+                    key=cursor_key,
+                )
+                return ListPage(meta, encoded=encoded)
         rows, total = await query.list_records(
             conn,
             registry,
@@ -134,11 +154,16 @@ async def list_page(
             extra_params=where_params,
             include_where=scope.include_where(),
             indexed=indexed,
+            keyset=keyset,
         )
+    meta = paging.page_meta(
+        entity, spec, rows, total, keyset=keyset, can_cursor=can_cursor, key=cursor_key
+    )
     _project(rows, visible)
-    return ListPage({**meta, "total": total}, records=rows)
+    return ListPage(meta, records=rows)
 
 
+@traced("engine", "handler", "record.get", entity_arg=2, id_arg=3)
 async def get_one(
     app: AppContext,
     caller: Caller,
@@ -197,7 +222,10 @@ async def _write_transaction(
     workflow instances a write adds are sent with its COMMIT (`transaction`). The regular
     expressions of its stages share one time budget (`patterns.time_budget`), nested records
     included."""
-    async with app.pool.connection() as conn:
+    async with (
+        app.pool.connection() as conn,
+        start_span("engine", "writer", "nested_write.execute", entity=entity.name),
+    ):
         try:
             async with transaction.write_transaction(conn, app.signals.signal):
                 with patterns.time_budget():
@@ -252,6 +280,7 @@ async def _read_record(
     return None if row is None else query.encode_record(entity, row)
 
 
+@traced("engine", "handler", "record.create", entity_arg=2)
 async def create(
     app: AppContext,
     caller: Caller,
@@ -264,14 +293,25 @@ async def create(
     ctx = _context(app, caller, mode, entity, "create", body)
     stages = app.stages.for_entity(entity, mode)
     await _prepare(ctx, stages)
-    ctx.plan = writes.plan_create(app.registry, entity, _body(ctx))  # validated before BEGIN
-    async with _write_transaction(app, entity) as conn:
-        ctx.conn = conn
-        record = await _write_created(ctx, stages)
+    prepared = _body(ctx)
+    ctx.plan = writes.plan_create(app.registry, entity, prepared)  # validated before BEGIN
+    try:
+        async with _write_transaction(app, entity) as conn:
+            ctx.conn = conn
+            record = await _write_created(ctx, stages, batch_children=True)
+    except writes.BatchFailed:
+        # Again from BEGIN, child by child, so that the error names the child (rare: the
+        # write fails either way). PREPARE stages ran once; the prepared body is reused.
+        ctx = _context(app, caller, mode, entity, "create", prepared)
+        ctx.plan = writes.plan_create(app.registry, entity, prepared)
+        async with _write_transaction(app, entity) as conn:
+            ctx.conn = conn
+            record = await _write_created(ctx, stages)
     await _after_commit(app, stages, ctx)
     return record
 
 
+@traced("engine", "handler", "record.update", entity_arg=2, id_arg=3)
 async def update(
     app: AppContext,
     caller: Caller,
@@ -285,15 +325,25 @@ async def update(
     ctx = _context(app, caller, mode, entity, "update", body)
     stages = app.stages.for_entity(entity, mode)
     await _prepare(ctx, stages)
-    ctx.plan = writes.plan_update(app.registry, entity, _body(ctx))
-    async with _write_transaction(app, entity) as conn:
-        ctx.conn = conn
-        await _lock_stored(ctx, raw_id)
-        record = await _write_updated(ctx, stages)
+    prepared = _body(ctx)
+    ctx.plan = writes.plan_update(app.registry, entity, prepared)
+    try:
+        async with _write_transaction(app, entity) as conn:
+            ctx.conn = conn
+            await _lock_stored(ctx, raw_id)
+            record = await _write_updated(ctx, stages, batch_children=True)
+    except writes.BatchFailed:  # as in `create`
+        ctx = _context(app, caller, mode, entity, "update", prepared)
+        ctx.plan = writes.plan_update(app.registry, entity, prepared)
+        async with _write_transaction(app, entity) as conn:
+            ctx.conn = conn
+            await _lock_stored(ctx, raw_id)
+            record = await _write_updated(ctx, stages)
     await _after_commit(app, stages, ctx)
     return record
 
 
+@traced("engine", "handler", "record.delete", entity_arg=2, id_arg=3)
 async def delete(
     app: AppContext,
     caller: Caller,
@@ -431,29 +481,52 @@ async def _lock_stored(ctx: WriteContext, raw_id: str) -> None:
     ctx.pk = stored[ctx.entity.primary_key.field]
 
 
-async def _write_created(ctx: WriteContext, stages: EntityStages) -> dict[str, Any]:
+async def _write_created(
+    ctx: WriteContext, stages: EntityStages, *, batch_children: bool = False
+) -> dict[str, Any]:
+    """`batch_children` only where a `writes.BatchFailed` can be retried: a transaction of the
+    write's own (`create`, `update`), never inside a caller's."""
     book = ctx.app.stages
     conn = ctx.connection()
     await book.run(stages.before_write, ctx)
     plan = _plan(ctx)
-    row = await writes.execute_create(conn, ctx.registry, plan, _children(ctx, plan))
+    effects = writes.NestedEffects()
+    row = await writes.execute_create(
+        conn,
+        ctx.registry,
+        plan,
+        _children(ctx, plan),
+        batch_children=batch_children,
+        effects=effects,
+    )
     ctx.pk = row[ctx.entity.pk.name]
-    record = await writes.written_record(conn, ctx.registry, plan, row)
+    record = await writes.written_record(conn, ctx.registry, plan, row, effects)
     ctx.record = record
     await book.run(stages.after_write, ctx)
     return record
 
 
-async def _write_updated(ctx: WriteContext, stages: EntityStages) -> dict[str, Any]:
+async def _write_updated(
+    ctx: WriteContext, stages: EntityStages, *, batch_children: bool = False
+) -> dict[str, Any]:
     book = ctx.app.stages
     conn = ctx.connection()
     await book.run(stages.before_write, ctx)
     plan = _plan(ctx)
-    row = await writes.execute_update(conn, ctx.registry, plan, ctx.pk, _children(ctx, plan))
+    effects = writes.NestedEffects()
+    row = await writes.execute_update(
+        conn,
+        ctx.registry,
+        plan,
+        ctx.pk,
+        _children(ctx, plan),
+        batch_children=batch_children,
+        effects=effects,
+    )
     stored = ctx.stored if row is None else row
     if stored is None:  # pragma: no cover - `_lock_stored` ran first
         raise RuntimeError("update without a stored row")
-    record = await writes.written_record(conn, ctx.registry, plan, stored)
+    record = await writes.written_record(conn, ctx.registry, plan, stored, effects)
     ctx.record = record
     await book.run(stages.after_write, ctx)
     return record
@@ -497,9 +570,14 @@ class ChildStages:
         self.parent = parent
         self.book = parent.app.stages
         self._open: list[WriteContext | None] = []
+        self._spans: list[AnySpan] = []  # a `nested_write.child` span per open child
 
     def _stages(self, entity: Entity) -> EntityStages:
         return self.book.for_entity(entity, self.parent.mode, child=True)
+
+    def batchable(self, target: Entity) -> bool:
+        stages = self._stages(target)
+        return all(stage.batch_safe for stage in (*stages.before_write, *stages.after_write))
 
     async def before_child(
         self,
@@ -510,6 +588,15 @@ class ChildStages:
         plan: WritePlan | None,
         path: str,
     ) -> WritePlan | None:
+        span = start_span(
+            "engine",
+            "writer",
+            "nested_write.child",
+            entity=target.name,
+            record_id=pk,
+            metadata={"operation": action, "path": path},
+        )
+        self._spans.append(span.__enter__())
         stages = self._stages(target)
         if stages.empty:
             self._open.append(None)
@@ -526,11 +613,15 @@ class ChildStages:
         self, conn: AsyncConnection[Any], action: ChildAction, target: Entity, pk: Any
     ) -> None:
         ctx = self._open.pop()
-        if ctx is None:
-            return
-        ctx.pk = pk
-        stages = self._stages(target)
-        await self.book.run(stages.after_delete if action == "delete" else stages.after_write, ctx)
+        if ctx is not None:
+            ctx.pk = pk
+            stages = self._stages(target)
+            await self.book.run(
+                stages.after_delete if action == "delete" else stages.after_write, ctx
+            )
+        span = self._spans.pop()
+        span.set_record(record_id=pk)
+        span.__exit__(None, None, None)
 
     async def before_links(
         self, conn: AsyncConnection[Any], write: RelationWrite

@@ -10,13 +10,13 @@ names a part: capabilities declare `SnapshotPart`s and the loader runs the insta
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
 from psycopg import AsyncConnection
 
-from rocketd.db.introspect import column_types, index_leading_columns
+from rocketd.db.introspect import column_types, index_column_lists, index_leading_columns
 from rocketd.engine.metadata_admin import load_registry
 from rocketd.metadata.registry import EMPTY_REGISTRY, Registry
 
@@ -60,6 +60,8 @@ class AppSnapshot:
     # table -> ((column, type name), ...) as the database has them at load time: list pages
     # have PostgreSQL write the records' JSON only for columns of the types rocketd expects.
     column_types: Mapping[str, tuple[tuple[str, str], ...]] = field(default_factory=dict)
+    # table -> the column lists of its btree indexes (whole, or partial on live rows).
+    index_columns: Mapping[str, tuple[tuple[str, ...], ...]] = field(default_factory=dict)
     # Invalid metadata skipped while loading (logged by the AppActor).
     problems: tuple[str, ...] = ()
 
@@ -69,6 +71,21 @@ class AppSnapshot:
 
     def indexed_columns(self, table: str) -> frozenset[str]:
         return self.sort_indexes.get(table, frozenset())
+
+    def sort_columns(self, table: str, equal: Collection[str]) -> frozenset[str]:
+        """The columns an index can hand rows out in order of, once the `equal` columns are
+        fixed by `eq` filters: `indexed_columns`, plus the column after a prefix of `equal`
+        columns (`(category, price)` serves `filter[category]=x&sort=price`)."""
+        leading = self.indexed_columns(table)
+        if not equal:
+            return leading
+        more = set(leading)
+        for columns in self.index_columns.get(table, ()):
+            for column in columns:
+                if column not in equal:
+                    more.add(column)
+                    break
+        return frozenset(more)
 
     def table_columns(self, table: str) -> tuple[tuple[str, str], ...]:
         return self.column_types.get(table, ())
@@ -90,11 +107,13 @@ async def load_snapshot(
         problems.extend(part.problems(value))
     tables = [entity.table for entity in registry.entities.values()]
     sort_indexes = await index_leading_columns(conn, tables)
+    index_columns = await index_column_lists(conn, tables)
     types = await column_types(conn, tables)
     return AppSnapshot(
         registry=registry,
         parts=loaded,
         sort_indexes=sort_indexes,
+        index_columns=index_columns,
         column_types={table: tuple(sorted(columns.items())) for table, columns in types.items()},
         problems=tuple(problems),
     )

@@ -12,9 +12,10 @@ from aiohttp import web
 
 from rocketd.auth.accounts import PLATFORM_TABLES
 from rocketd.auth.user_states import UserStates
+from rocketd.engine.tracer import REQUEST_OBSERVER
 from rocketd.extensions import settings_sections
 from rocketd.http.crud import add_kind_routes
-from rocketd.http.keys import APP_SETTINGS_SECTIONS, PLATFORM_USERS, SERVICES
+from rocketd.http.keys import APP_SETTINGS_SECTIONS, OBSERVE_REQUEST, PLATFORM_USERS, SERVICES
 from rocketd.http.middlewares import auth_middleware, body_limit_middleware, trace_middleware
 from rocketd.http.routes import admin_metadata, admin_settings, app_auth, data, health, platform
 from rocketd.http.server import parser_limits
@@ -30,6 +31,7 @@ def create_app(services: Services) -> web.Application:
         handler_args=parser_limits(services.settings.server),
     )
     app[SERVICES] = services
+    app[OBSERVE_REQUEST] = services.directory.services.get(REQUEST_OBSERVER)
     app[PLATFORM_USERS] = UserStates(services.management_pool, PLATFORM_TABLES.users)
     health.add_routes(app)
     data.add_routes(app)  # first: the hot path; `{entity}` never matches a fixed segment

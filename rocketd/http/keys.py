@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
@@ -11,6 +12,7 @@ if TYPE_CHECKING:
     from rocketd.auth.principal import Principal
     from rocketd.auth.user_states import UserStates
     from rocketd.engine.app_settings import AppSettingsSection
+    from rocketd.engine.tracer import RequestObserver
     from rocketd.services import Services
 
 SERVICES: web.AppKey[Services] = web.AppKey("rocketd.services")
@@ -20,6 +22,10 @@ PLATFORM_USERS: web.AppKey[UserStates] = web.AppKey("rocketd.platform_users")
 APP_SETTINGS_SECTIONS: web.AppKey[tuple[AppSettingsSection[Any], ...]] = web.AppKey(
     "rocketd.app_settings_sections"
 )
+# Told about every answered request (metrics), when a capability provides one.
+OBSERVE_REQUEST: web.AppKey[RequestObserver | None] = web.AppKey("rocketd.observe_request")
+# Set when the server stops: /ready answers 503 and responses close their connection.
+DRAINING: web.AppKey[asyncio.Event] = web.AppKey("rocketd.draining")
 # The AppActor of the `{app}` in the path, set by the auth middleware.
 APP_ACTOR: web.RequestKey[AppActor] = web.RequestKey("rocketd.app_actor")
 # Who is calling, set by the auth middleware on every authenticated route.

@@ -2,7 +2,8 @@
 
 1. `trace_middleware`   - accepts a UUID `X-Trace-ID` or makes one, echoes it (on errors too),
                           binds log context, logs the request; it runs `error_middleware` inside:
-   `error_middleware`   - any failure becomes the contract's error body; a 500 never leaks details.
+   `error_middleware`   - any failure becomes the contract's error body; a 500 never leaks details;
+                          a database that does not answer is a 503 (naming the app, if any).
 2. `body_limit_middleware` - refuses a declared body above `server.max_body_size` before reading
                           (a body that lies about its size is stopped by aiohttp's reader: 413 too).
                           File uploads are exempt: they stream, limited by `storage.max_file_size`.
@@ -13,12 +14,17 @@
 
 from __future__ import annotations
 
+import logging
 import time
-import uuid
 
+import psycopg
 import structlog
 from aiohttp import web
+from psycopg import errors as pg_errors
+from psycopg_pool import PoolClosed, PoolTimeout
 
+from rocketd.auth.principal import Principal
+from rocketd.engine.tracer import TRACER
 from rocketd.errors import (
     ApiError,
     AppNotFound,
@@ -27,8 +33,16 @@ from rocketd.errors import (
     MethodNotAllowed,
     NotFound,
     PayloadTooLarge,
+    ServiceUnavailable,
 )
-from rocketd.http.keys import APP_ACTOR, PLATFORM_USERS, PRINCIPAL, SERVICES, TRACE_ID
+from rocketd.http.keys import (
+    APP_ACTOR,
+    OBSERVE_REQUEST,
+    PLATFORM_USERS,
+    PRINCIPAL,
+    SERVICES,
+    TRACE_ID,
+)
 from rocketd.http.policy import (
     Handler,
     Policy,
@@ -39,13 +53,21 @@ from rocketd.http.policy import (
     require_admin,
 )
 from rocketd.http.responses import json_body
+from rocketd.http.tracing import (
+    TRACE_HEADER,
+    app_label,
+    route_family,
+    trace_id_from,
+    traced_request,
+)
+from rocketd.logging import enabled as logging_enabled
 from rocketd.logging import get_logger
+from rocketd.tracing import start_span
 
 log = get_logger("rocketd.http")
 
-TRACE_HEADER = "X-Trace-ID"
-# Liveness/readiness answers stay exactly as load balancers expect (no trace header, no logging).
-_QUIET_PATHS = frozenset({"/health", "/ready"})
+# Liveness/readiness answers (and scrapes) stay exactly as load balancers expect (no trace header, no logging).
+_QUIET_PATHS = frozenset({"/health", "/ready", "/metrics"})
 
 
 def _error_response(err: ApiError) -> web.Response:
@@ -81,24 +103,36 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         if exc.status < 400:
             raise
         return _error_response(_from_http_exception(exc, request))
+    except (psycopg.OperationalError, PoolTimeout, PoolClosed) as exc:
+        if isinstance(exc, pg_errors.TransactionRollback):  # a deadlock: not this
+            log.exception("unhandled error", method=request.method, path=request.path)
+            return _error_response(InternalError())
+        return _error_response(_database_unavailable(request, exc))
     except Exception:
         log.exception("unhandled error", method=request.method, path=request.path)
         return _error_response(InternalError())
 
 
-def _trace_id(request: web.Request) -> str:
-    incoming = request.headers.get(TRACE_HEADER, "")
-    try:
-        return str(uuid.UUID(incoming)) if incoming else str(uuid.uuid4())
-    except ValueError:
-        return str(uuid.uuid4())  # upstream-gaps C34: only UUIDs are accepted
+def _database_unavailable(request: web.Request, exc: Exception) -> ApiError:
+    """A database that does not answer (unreachable, dropped, out of connections, too slow to
+    hand out a connection): 503 for this request, naming the app when it is an app's, so one
+    failing app database costs that app only. The class name is logged, never the message
+    (it may hold a DSN)."""
+    actor = request.get(APP_ACTOR)
+    app = actor.app_name if actor is not None else None
+    log.warning("database unavailable", app=app, path=request.path, problem=type(exc).__name__)
+    what = f"App {app}" if app is not None else "The service"
+    return ServiceUnavailable(
+        f"{what} is unavailable right now: its database does not answer; retry shortly",
+        headers={"Retry-After": "1"},
+    )
 
 
 @web.middleware
 async def trace_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     if request.path in _QUIET_PATHS:
         return await error_middleware(request, handler)
-    trace_id = _trace_id(request)
+    trace_id = trace_id_from(request.headers)
     request[TRACE_ID] = trace_id
     structlog.contextvars.clear_contextvars()
     # Every line logged during the request carries these three (filled in as they become known).
@@ -106,13 +140,18 @@ async def trace_middleware(request: web.Request, handler: Handler) -> web.Stream
     started = time.perf_counter()
     response = await error_middleware(request, handler)
     response.headers[TRACE_HEADER] = trace_id
-    log.info(
-        "request",
-        method=request.method,
-        path=request.path,
-        status=response.status,
-        duration_ms=round((time.perf_counter() - started) * 1000, 2),
-    )
+    seconds = time.perf_counter() - started
+    if logging_enabled(logging.INFO):
+        log.info(
+            "request",
+            method=request.method,
+            path=request.path,
+            status=response.status,
+            duration_ms=round(seconds * 1000, 2),
+        )
+    observe = request.app.get(OBSERVE_REQUEST)
+    if observe is not None:
+        observe(app_label(request), route_family(request), request.method, response.status, seconds)
     return response
 
 
@@ -137,19 +176,43 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
             raise AppNotFound(f"App not found: {app_name}")
         request[APP_ACTOR] = actor
         structlog.contextvars.bind_contextvars(app=app_name)
+        tracer = actor.context.services.get(TRACER)
+        if tracer is not None:
+            trace = tracer.begin(app_name, actor.pool, request[TRACE_ID])
+            if trace is not None:
+                return await traced_request(trace, request, lambda: _authorized(request, handler))
+    return await _authorized(request, handler)
+
+
+async def _authorized(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """The route's policy applied, then the handler."""
+    services = request.app[SERVICES]
     policy = policy_of(request.match_info.handler)
     if policy is Policy.PLATFORM:
         principal = authenticate_platform(request, services.platform_secret)
         principal = await confirm_user(principal, request.app[PLATFORM_USERS])
     elif policy in (Policy.APP_TOKEN, Policy.APP_ADMIN):
-        actor = request[APP_ACTOR]
-        principal = authenticate_app(request, actor.jwt_secret, services.platform_secret)
-        users = request.app[PLATFORM_USERS] if principal.via_platform else actor.users
-        principal = await confirm_user(principal, users)
-        if policy is Policy.APP_ADMIN:
-            require_admin(principal)
+        principal = await _app_principal(request, policy)
     else:
         return await handler(request)
     request[PRINCIPAL] = principal
     structlog.contextvars.bind_contextvars(user_id=principal.user_id)
     return await handler(request)
+
+
+async def _app_principal(request: web.Request, policy: Policy) -> Principal:
+    """The app route's caller: token, current user state, admin role (span `auth.validate`, or
+    `auth.denied` when refused)."""
+    services = request.app[SERVICES]
+    actor = request[APP_ACTOR]
+    with start_span("auth", "middleware", "auth.validate") as span:
+        try:
+            principal = authenticate_app(request, actor.jwt_secret, services.platform_secret)
+            users = request.app[PLATFORM_USERS] if principal.via_platform else actor.users
+            principal = await confirm_user(principal, users)
+            if policy is Policy.APP_ADMIN:
+                require_admin(principal)
+        except ApiError:
+            span.rename("auth.denied")
+            raise
+    return principal

@@ -46,7 +46,7 @@ def json_body(
 
 
 def page(
-    records: list[dict[str, Any]], meta: dict[str, int], encoded: list[bytes] | None = None
+    records: list[dict[str, Any]], meta: dict[str, Any], encoded: list[bytes] | None = None
 ) -> web.Response:
     """`{"data": [...], "meta": {...}}`; `encoded` holds records already in their JSON form
     (written by PostgreSQL), which are joined as they are."""

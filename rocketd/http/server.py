@@ -30,11 +30,12 @@ import asyncio
 from http import HTTPStatus
 from typing import Any
 
-from aiohttp import web
+from aiohttp import hdrs, web
 from aiohttp.http_exceptions import HttpProcessingError, LineTooLong
 
 from rocketd.config import ServerSettings
 from rocketd.errors import ApiError, BadRequest, HeadersTooLarge, InternalError, UriTooLong
+from rocketd.http.keys import DRAINING
 from rocketd.http.responses import json_body
 from rocketd.logging import get_logger
 
@@ -44,6 +45,13 @@ log = get_logger("rocketd.http.server")
 
 # The parser's message for a request over `max_headers` (the same in the C and Python parsers).
 _TOO_MANY_HEADERS = "Too many headers"
+
+
+async def _close_when_draining(request: web.Request, response: web.StreamResponse) -> None:
+    if request.app[DRAINING].is_set():
+        # The headers are already prepared when this signal runs: say it, then do it.
+        response.headers[hdrs.CONNECTION] = "close"
+        response.force_close()
 
 
 def parser_limits(settings: ServerSettings) -> dict[str, int]:
@@ -215,7 +223,13 @@ class _Server(web.Server):
 
 
 class HttpRunner(web.AppRunner):
-    """`web.AppRunner` serving `app` through `Connection`, with the server settings' timeouts."""
+    """`web.AppRunner` serving `app` through `Connection`, with the server settings' timeouts.
+
+    Stopping is `drain()` then `cleanup()`: readiness turns false first while requests are still
+    served (each response now says `Connection: close`, so keep-alive clients reconnect,
+    elsewhere once their balancer saw the 503), then the listener closes, idle connections are
+    closed, and in-flight requests get `server.shutdown_timeout` to finish.
+    """
 
     def __init__(self, app: web.Application, settings: ServerSettings) -> None:
         super().__init__(
@@ -225,6 +239,15 @@ class HttpRunner(web.AppRunner):
             keepalive_timeout=settings.keepalive_timeout,
         )
         self._header_timeout = settings.header_timeout
+        self.draining = app[DRAINING] = asyncio.Event()
+        app.on_response_prepare.append(_close_when_draining)
+
+    async def drain(self, delay: float) -> None:
+        """Answer /ready with 503 and close each connection after its response, for `delay` s."""
+        self.draining.set()
+        if delay > 0:
+            log.info("draining: not ready, still serving", drain_delay=delay)
+            await asyncio.sleep(delay)
 
     async def _make_server(self) -> web.Server:
         return _Server(await super()._make_server(), self._header_timeout)

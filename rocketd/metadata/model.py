@@ -37,6 +37,9 @@ OWNERSHIPS: Final = frozenset({"source", "target", "none"})
 FETCH_MODES: Final = frozenset({"lazy", "eager"})
 AUTO_MODES: Final = frozenset({"create", "update"})
 DELETED_AT: Final = "deleted_at"
+# Declared indexes (`indexed` fields, the entity's `indexes`): limits an admin cannot exceed.
+MAX_INDEX_COLUMNS: Final = 8
+MAX_INDEXES: Final = 32
 # PostgreSQL's limit on the columns of a table (MaxHeapAttributeNumber).
 MAX_COLUMNS: Final = 1600
 
@@ -72,6 +75,7 @@ class Field:
     enum: tuple[str, ...] = ()
     precision: int = 0
     auto: str | None = None  # "create" | "update"
+    indexed: bool = False  # a declared single-column index (`indexes` holds composite ones)
 
     @property
     def has_default(self) -> bool:
@@ -103,6 +107,8 @@ class Field:
             out["precision"] = self.precision
         if self.auto:
             out["auto"] = self.auto
+        if self.indexed:
+            out["indexed"] = True
         return out
 
 
@@ -114,6 +120,29 @@ class PrimaryKey:
 
     def to_json(self) -> dict[str, Any]:
         return {"field": self.field, "type": self.type, "generated": self.generated}
+
+
+@dataclass(frozen=True)
+class IndexColumn:
+    """One column of a declared index; `-price` in metadata is `IndexColumn("price", True)`."""
+
+    field: str
+    descending: bool = False
+
+    def to_json(self) -> str:
+        return f"-{self.field}" if self.descending else self.field
+
+
+@dataclass(frozen=True)
+class IndexSpec:
+    """A declared index: `{"fields": ["category", "-price"], "unique": false}` (a field's
+    `indexed: true` is the one-column ascending case)."""
+
+    columns: tuple[IndexColumn, ...]
+    unique: bool = False
+
+    def to_json(self) -> dict[str, Any]:
+        return {"fields": [c.to_json() for c in self.columns], "unique": self.unique}
 
 
 @dataclass(frozen=True)
@@ -139,6 +168,8 @@ class Entity:
     fields: tuple[Field, ...]
     soft_delete: bool = False
     slug: SlugConfig | None = None
+    indexes: tuple[IndexSpec, ...] = ()
+    list_total: bool = True  # lists count their matches unless asked `?total=false`
     # Derived, filled in __post_init__ (not part of equality or the constructor).
     field_map: dict[str, Field] = field(init=False, repr=False, compare=False)
     writable_on_create: tuple[str, ...] = field(init=False, repr=False, compare=False)
@@ -170,6 +201,13 @@ class Entity:
         return self.soft_delete and DELETED_AT not in self.field_map
 
     @property
+    def declared_indexes(self) -> tuple[IndexSpec, ...]:
+        """Every index the metadata asks for: the `indexed` fields' (in field order), then the
+        entity's `indexes`."""
+        single = tuple(IndexSpec((IndexColumn(f.name),)) for f in self.fields if f.indexed)
+        return single + self.indexes
+
+    @property
     def output_columns(self) -> tuple[str, ...]:
         """Record keys, in order: declared fields, then the hidden `deleted_at` if any."""
         names = tuple(f.name for f in self.fields)
@@ -185,6 +223,10 @@ class Entity:
         if self.slug is not None:
             out["slug"] = self.slug.to_json()
         out["fields"] = [f.to_json() for f in self.fields]
+        if self.indexes:
+            out["indexes"] = [i.to_json() for i in self.indexes]
+        if not self.list_total:
+            out["list_total"] = False
         return out
 
 

@@ -26,6 +26,8 @@ from rocketd.metadata.model import (
     FETCH_MODES,
     FIELD_TYPES,
     MAX_COLUMNS,
+    MAX_INDEX_COLUMNS,
+    MAX_INDEXES,
     NO_DEFAULT,
     ON_DELETE_POLICIES,
     OWNERSHIPS,
@@ -34,6 +36,8 @@ from rocketd.metadata.model import (
     WRITE_MODES,
     Entity,
     Field,
+    IndexColumn,
+    IndexSpec,
     PrimaryKey,
     Relation,
     SlugConfig,
@@ -44,10 +48,26 @@ from rocketd.metadata.model import (
 NAME_PATTERN: Final = re.compile(r"[a-z][a-z0-9_]{0,62}")
 NAME_RULE: Final = 'use 1 to 63 lowercase letters, digits or "_", starting with a letter'
 
-ENTITY_KEYS: Final = frozenset({"name", "table", "primary_key", "soft_delete", "slug", "fields"})
-FIELD_KEYS: Final = frozenset(
-    {"name", "type", "required", "unique", "default", "nullable", "enum", "precision", "auto"}
+ENTITY_KEYS: Final = frozenset(
+    {"name", "table", "primary_key", "soft_delete", "slug", "fields", "indexes", "list_total"}
 )
+FIELD_KEYS: Final = frozenset(
+    {
+        "name",
+        "type",
+        "required",
+        "unique",
+        "default",
+        "nullable",
+        "enum",
+        "precision",
+        "auto",
+        "indexed",
+    }
+)
+INDEX_KEYS: Final = frozenset({"fields", "unique"})
+# Types a btree index on the column would not help a list with (lists cannot filter them).
+_UNINDEXABLE_TYPES: Final = frozenset({"json", "file"})
 PRIMARY_KEY_KEYS: Final = frozenset({"field", "type", "generated"})
 SLUG_KEYS: Final = frozenset({"field", "source", "regenerate_on_update"})
 RELATION_KEYS: Final = frozenset(
@@ -229,6 +249,9 @@ def parse_entity(data: object) -> Entity:
     _check_column_count(len(fields), soft_delete and DELETED_AT not in by_name, problems)
     primary_key = _parse_primary_key(data.get("primary_key"), by_name, problems)
     slug = _parse_slug(data.get("slug"), by_name, problems)
+    indexes = _parse_indexes(data.get("indexes"), by_name, primary_key.field, problems)
+    _check_indexed_fields(fields, primary_key.field, indexes, problems)
+    list_total = True if data.get("list_total") is None else _flag(data, "list_total", "", problems)
     problems.raise_if_any()
     return Entity(
         name=name,
@@ -237,6 +260,8 @@ def parse_entity(data: object) -> Entity:
         fields=tuple(fields),
         soft_delete=soft_delete,
         slug=slug,
+        indexes=tuple(indexes),
+        list_total=list_total,
     )
 
 
@@ -251,6 +276,107 @@ def _check_column_count(fields: int, hidden_deleted_at: bool, problems: _Problem
             f"too many fields: the table would have {columns} columns ({fields} fields{extra});"
             f" PostgreSQL allows at most {MAX_COLUMNS}",
         )
+
+
+def _parse_indexes(
+    raw: object, fields: Mapping[str, Field], pk: str, problems: _Problems
+) -> list[IndexSpec]:
+    """The entity's `indexes`: a list of `{"fields": [...], "unique": bool}`; a field name with a
+    leading "-" is a descending column."""
+    if raw is None:
+        return []
+    if not isinstance(raw, list):
+        problems.add("indexes", 'indexes must be a list of objects like {"fields": ["a", "-b"]}')
+        return []
+    if len(raw) > MAX_INDEXES:
+        problems.add("indexes", f"too many indexes: {len(raw)} (at most {MAX_INDEXES})")
+        return []
+    specs: list[IndexSpec] = []
+    seen: dict[tuple[str, ...], int] = {}
+    for position, item in enumerate(raw):
+        path = f"indexes[{position}]"
+        if not isinstance(item, dict):
+            problems.add(path, f'{path} must be an object like {{"fields": ["a", "-b"]}}')
+            continue
+        _check_keys(item, INDEX_KEYS, path, "index", problems)
+        unique = _flag(item, "unique", path, problems)
+        columns = _parse_index_columns(item.get("fields"), _join(path, "fields"), fields, problems)
+        if not columns:
+            continue
+        spec = IndexSpec(columns, unique)
+        signature = tuple(c.to_json() for c in columns)
+        if signature in seen:
+            problems.add(
+                _join(path, "fields"),
+                f"{path} repeats indexes[{seen[signature]}] (same fields in the same order)",
+            )
+            continue
+        if signature == (pk,):
+            problems.add(
+                _join(path, "fields"), f'{path}: the primary key "{pk}" is indexed already'
+            )
+            continue
+        seen[signature] = position
+        specs.append(spec)
+    return specs
+
+
+def _parse_index_columns(
+    raw: object, path: str, fields: Mapping[str, Field], problems: _Problems
+) -> tuple[IndexColumn, ...]:
+    if not isinstance(raw, list) or not raw:
+        problems.add(path, f'{path} must be a non-empty list of field names ("-name": descending)')
+        return ()
+    if len(raw) > MAX_INDEX_COLUMNS:
+        problems.add(path, f"{path}: too many fields ({len(raw)}, at most {MAX_INDEX_COLUMNS})")
+        return ()
+    columns: list[IndexColumn] = []
+    used: set[str] = set()
+    for position, item in enumerate(raw):
+        item_path = f"{path}[{position}]"
+        if not isinstance(item, str):
+            problems.add(item_path, f"{item_path} must be a field name")
+            return ()
+        descending = item.startswith("-")
+        name = item[1:] if descending else item
+        if not is_valid_name(name):
+            shown = item if len(item) <= 70 else item[:70] + "..."
+            problems.add(item_path, f'{item_path}: "{shown}" is not a field name ({NAME_RULE})')
+            return ()
+        field = fields.get(name)
+        if field is None:
+            problems.add(item_path, f'{item_path}: field "{name}" not found in fields')
+            return ()
+        if field.type in _UNINDEXABLE_TYPES:
+            problems.add(
+                item_path, f'{item_path}: field "{name}" is of type {field.type} (not indexable)'
+            )
+            return ()
+        if name in used:
+            problems.add(item_path, f'{item_path}: field "{name}" is listed twice')
+            return ()
+        used.add(name)
+        columns.append(IndexColumn(name, descending))
+    return tuple(columns)
+
+
+def _check_indexed_fields(
+    fields: Sequence[Field], pk: str, indexes: Sequence[IndexSpec], problems: _Problems
+) -> None:
+    """`indexed: true` must add an index nothing else already gives."""
+    declared = {tuple(c.to_json() for c in spec.columns) for spec in indexes}
+    for position, field in enumerate(fields):
+        if not field.indexed:
+            continue
+        path = f"fields[{position}].indexed"
+        if field.name == pk:
+            problems.add(path, f'field "{field.name}": the primary key is indexed already')
+        elif field.unique:
+            problems.add(path, f'field "{field.name}": a unique field is indexed already')
+        elif field.type in _UNINDEXABLE_TYPES:
+            problems.add(path, f'field "{field.name}" is of type {field.type} (not indexable)')
+        elif (field.name,) in declared:
+            problems.add(path, f'field "{field.name}": indexes declares the same index')
 
 
 def _parse_fields(raw: object, problems: _Problems) -> list[Field]:
@@ -299,6 +425,7 @@ def _parse_field(data: Mapping[str, Any], path: str, problems: _Problems) -> Fie
         field_type = ""
     required = _flag(data, "required", path, problems)
     unique = _flag(data, "unique", path, problems)
+    indexed = _flag(data, "indexed", path, problems)
     nullable = _flag(data, "nullable", path, problems)
     enum = _parse_enum(data.get("enum"), _join(path, "enum"), label, problems)
     precision = _parse_precision(data.get("precision"), field_type, path, label, problems)
@@ -329,6 +456,7 @@ def _parse_field(data: Mapping[str, Any], path: str, problems: _Problems) -> Fie
         enum=enum,
         precision=precision,
         auto=auto,
+        indexed=indexed,
     )
 
 

@@ -57,6 +57,7 @@ def server(pg_dsn: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[st
     env.update(
         ROCKET_DATABASE_URL=dsn_for(pg_dsn, management_db),
         ROCKET_SERVER_HOST="127.0.0.1",
+        ROCKET_SERVER_WORKERS="1",
         ROCKET_SERVER_PORT=str(port),
         ROCKET_AUTH_BCRYPT_COST="4",
         ROCKET_LOG_FORMAT="json",

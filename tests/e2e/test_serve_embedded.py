@@ -5,10 +5,6 @@ has the data. The embedded server refuses TCP connections without its generated 
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -16,57 +12,10 @@ import aiohttp
 import psycopg
 import pytest
 
-from tests.support.helpers import wait_until
-from tests.support.paths import ROOT
+from tests.support.processes import EmbeddedServer as Server
 from tests.support.processes import free_port
 
 pytestmark = pytest.mark.e2e
-
-
-class Server:
-    def __init__(self, data_dir: Path, port: int) -> None:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("ROCKET_")}
-        env.pop("DATABASE_URL", None)
-        env.update(
-            ROCKET_DATA_DIR=str(data_dir),
-            ROCKET_SERVER_HOST="127.0.0.1",
-            ROCKET_SERVER_PORT=str(port),
-            ROCKET_LOG_FORMAT="json",
-        )
-        self.log = (data_dir / "rocketd.log").open("w")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "rocketd", "serve"],
-            cwd=ROOT,
-            env=env,
-            stdout=self.log,
-            stderr=subprocess.STDOUT,
-        )
-        self.base = f"http://127.0.0.1:{port}"
-
-    async def wait_ready(self, session: aiohttp.ClientSession) -> None:
-        async def ready() -> bool:
-            if self.proc.poll() is not None:
-                raise AssertionError(f"rocketd exited early with {self.proc.returncode}")
-            try:
-                async with session.get(self.base + "/ready") as resp:
-                    return resp.status == 200
-            except aiohttp.ClientError:
-                return False
-
-        await wait_until(ready, timeout=90, interval=0.2, what="rocketd /ready")
-
-    def terminate(self) -> int:
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            return self.proc.wait(timeout=60)
-        finally:
-            self.log.close()
-
-    def kill(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(timeout=30)
-        self.log.close()
 
 
 async def post(

@@ -211,12 +211,14 @@ async def test_nothing_lost_with_failures_and_a_kill(
     assert codes[-1] == 0, cluster.logs()
 
 
+@pytest.mark.parametrize("workers", [1, 2])
 async def test_three_instances_never_deliver_an_event_twice(
-    cluster: Cluster, http: aiohttp.ClientSession
+    cluster: Cluster, http: aiohttp.ClientSession, workers: int
 ) -> None:
+    # workers=2: six dispatchers in six processes (rocketd serve --workers 2, three times).
     receiver = await Receiver(delay=0.05).start()
     try:
-        nodes = [cluster.start() for _ in range(3)]
+        nodes = [cluster.start(ROCKET_SERVER_WORKERS=str(workers)) for _ in range(3)]
         for node in nodes:
             await wait_until(lambda node=node: ready(http, node), "instance ready", timeout=60)
         app, token = await setup_app(http, nodes[0].base, receiver)

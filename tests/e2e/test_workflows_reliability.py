@@ -51,8 +51,9 @@ def note(text: str) -> dict[str, Any]:
 class Node:
     """One rocketd process (restartable) with a fast workflow tick."""
 
-    def __init__(self, dsn: str, log_dir: Path, index: int) -> None:
+    def __init__(self, dsn: str, log_dir: Path, index: int, workers: int = 1) -> None:
         self.dsn = dsn
+        self.workers = workers
         self.port = free_port()
         self.log_dir = log_dir
         self.index = index
@@ -67,6 +68,7 @@ class Node:
         env.update(
             ROCKET_DATABASE_URL=self.dsn,
             ROCKET_SERVER_HOST="127.0.0.1",
+            ROCKET_SERVER_WORKERS=str(self.workers),
             ROCKET_SERVER_PORT=str(self.port),
             ROCKET_AUTH_BCRYPT_COST="4",
             ROCKET_LOG_FORMAT="json",
@@ -116,12 +118,12 @@ class Node:
 
 
 @pytest.fixture
-def nodes(pg_dsn: str, management_db: str, tmp_path: Path) -> Iterator[Callable[[int], list[Node]]]:
+def nodes(pg_dsn: str, management_db: str, tmp_path: Path) -> Iterator[Callable[..., list[Node]]]:
     dsn = dsn_for(pg_dsn, management_db)
     started: list[Node] = []
 
-    def make(count: int) -> list[Node]:
-        started.extend(Node(dsn, tmp_path, len(started) + i) for i in range(count))
+    def make(count: int, workers: int = 1) -> list[Node]:
+        started.extend(Node(dsn, tmp_path, len(started) + i, workers) for i in range(count))
         return started
 
     yield make
@@ -304,7 +306,10 @@ async def test_concurrent_approvals_through_two_instances(nodes: Any, pg_dsn: st
         assert [h["status"] for h in history] == ["approved", "completed"]
 
 
-async def test_200_timeouts_across_three_instances_fire_once_each(nodes: Any, pg_dsn: str) -> None:
+@pytest.mark.parametrize("workers", [1, 2])
+async def test_200_timeouts_across_three_instances_fire_once_each(
+    nodes: Any, pg_dsn: str, workers: int
+) -> None:
     count = 200
     flow = {
         "name": "expire",
@@ -332,7 +337,7 @@ async def test_200_timeouts_across_three_instances_fire_once_each(nodes: Any, pg
             },
         ],
     }
-    cluster = nodes(3)
+    cluster = nodes(3, workers)  # workers=2: six workflow runners in six processes
     async with aiohttp.ClientSession() as http:
         for node in cluster:
             await node.ready(http)

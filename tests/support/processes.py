@@ -14,6 +14,7 @@ from typing import Any
 import aiohttp
 
 from tests.support.databases import unique_name
+from tests.support.helpers import wait_until
 from tests.support.paths import ROOT
 
 
@@ -32,6 +33,7 @@ class Instance:
         env.update(
             ROCKET_DATABASE_URL=dsn,
             ROCKET_SERVER_HOST="127.0.0.1",
+            ROCKET_SERVER_WORKERS="1",  # one process; the tests of workers ask for more
             ROCKET_SERVER_PORT=str(port),
             ROCKET_AUTH_BCRYPT_COST="4",
             ROCKET_LOG_FORMAT="json",
@@ -99,3 +101,52 @@ async def new_app_admin(http: aiohttp.ClientSession, base: str, prefix: str) -> 
     )
     assert status == 200, body
     return app, body["data"]["access_token"]
+
+
+class EmbeddedServer:
+    """`rocketd serve` on the embedded PostgreSQL in `data_dir` (its log: data_dir/rocketd.log)."""
+
+    def __init__(self, data_dir: Path, port: int, workers: int = 1) -> None:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("ROCKET_")}
+        env.pop("DATABASE_URL", None)
+        env.update(
+            ROCKET_DATA_DIR=str(data_dir),
+            ROCKET_SERVER_HOST="127.0.0.1",
+            ROCKET_SERVER_WORKERS=str(workers),
+            ROCKET_SERVER_PORT=str(port),
+            ROCKET_LOG_FORMAT="json",
+        )
+        self.log = (data_dir / "rocketd.log").open("w")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "rocketd", "serve"],
+            cwd=ROOT,
+            env=env,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+        )
+        self.base = f"http://127.0.0.1:{port}"
+
+    async def wait_ready(self, session: aiohttp.ClientSession) -> None:
+        async def ready() -> bool:
+            if self.proc.poll() is not None:
+                raise AssertionError(f"rocketd exited early with {self.proc.returncode}")
+            try:
+                async with session.get(self.base + "/ready") as resp:
+                    return resp.status == 200
+            except aiohttp.ClientError:
+                return False
+
+        await wait_until(ready, timeout=90, interval=0.2, what="rocketd /ready")
+
+    def terminate(self) -> int:
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            return self.proc.wait(timeout=60)
+        finally:
+            self.log.close()
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(timeout=30)
+        self.log.close()

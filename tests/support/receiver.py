@@ -11,6 +11,28 @@ from typing import Any
 from aiohttp import web
 
 
+async def serve_on_loopback(app: web.Application) -> tuple[web.AppRunner, int]:
+    """Serve `app` on 127.0.0.1 on a free port: (its runner, to clean up; the port)."""
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    server = site._server
+    assert server is not None
+    return runner, server.sockets[0].getsockname()[1]  # type: ignore[attr-defined]
+
+
+class LoopbackServer:
+    """`stop` for a test server started with `serve_on_loopback` into `_runner`."""
+
+    _runner: web.AppRunner | None
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+
 @dataclass
 class Received:
     method: str
@@ -24,7 +46,7 @@ class Received:
 
 
 @dataclass
-class Receiver:
+class Receiver(LoopbackServer):
     """Records every request; answers `status` (or a scripted list), optionally slowly, and may
     fail a random share of requests with 500."""
 
@@ -61,16 +83,5 @@ class Receiver:
         self._random = random.Random(self.seed)
         app = web.Application()
         app.router.add_route("*", "/{tail:.*}", self._handle)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        server = site._server
-        assert server is not None
-        self.port = server.sockets[0].getsockname()[1]  # type: ignore[attr-defined]
+        self._runner, self.port = await serve_on_loopback(app)
         return self
-
-    async def stop(self) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None

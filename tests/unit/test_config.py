@@ -252,6 +252,8 @@ ENV_OVERRIDES = [
     ("ROCKET_SERVER_MAX_HEADERS", "64", "server.max_headers", 64),
     ("ROCKET_SERVER_HEADER_TIMEOUT", "2.5", "server.header_timeout", 2.5),
     ("ROCKET_SERVER_KEEPALIVE_TIMEOUT", "30", "server.keepalive_timeout", 30.0),
+    ("ROCKET_SERVER_WORKERS", "3", "server.workers", 3),
+    ("ROCKET_SERVER_DRAIN_DELAY", "1.5", "server.drain_delay", 1.5),
     (
         "ROCKET_SERVER_TRUSTED_PROXIES",
         "10.0.0.0/8, 127.0.0.1",
@@ -263,6 +265,7 @@ ENV_OVERRIDES = [
     ("ROCKET_DATABASE_PORT", "6543", "database.port", 6543),
     ("ROCKET_DATABASE_NAME", "mgmt", "database.name", "mgmt"),
     ("ROCKET_DATABASE_POOL_SIZE", "20", "database.pool_size", 20),
+    ("ROCKET_DATABASE_PREPARED_STATEMENTS", "false", "database.prepared_statements", False),
     ("ROCKET_LOG_FORMAT", "json", "log.format", "json"),
     ("ROCKET_API_DEFAULT_PER_PAGE", "10", "api.default_per_page", 10),
     ("ROCKET_API_MAX_PER_PAGE", "500", "api.max_per_page", 500),
@@ -304,6 +307,15 @@ ENV_OVERRIDES = [
     ("ROCKET_INSTRUMENTATION_SAMPLING_RATE", "0.25", "instrumentation.sampling_rate", 0.25),
     ("ROCKET_INSTRUMENTATION_BUFFER_SIZE", "10", "instrumentation.buffer_size", 10),
     ("ROCKET_INSTRUMENTATION_FLUSH_INTERVAL_MS", "5", "instrumentation.flush_interval_ms", 5),
+    ("ROCKET_INSTRUMENTATION_MAX_BUFFERED", "50", "instrumentation.max_buffered", 50),
+    (
+        "ROCKET_INSTRUMENTATION_OTLP_ENDPOINT",
+        "http://c:4318/v1/traces",
+        "instrumentation.otlp_endpoint",
+        "http://c:4318/v1/traces",
+    ),
+    ("ROCKET_METRICS_ENABLED", "yes", "metrics.enabled", True),
+    ("ROCKET_METRICS_LISTEN", "127.0.0.1:9464", "metrics.listen", "127.0.0.1:9464"),
     ("ROCKET_AI_BASE_URL", "http://ai", "ai.base_url", "http://ai"),
     ("ROCKET_AI_API_KEY", "sk-1", "ai.api_key", "sk-1"),
     ("ROCKET_AI_MODEL", "m", "ai.model", "m"),
@@ -330,9 +342,11 @@ ENV_OVERRIDES = [
     ("ROCKET_WEBHOOKS_BREAKER_THRESHOLD", "3", "webhooks.breaker_threshold", 3),
     ("ROCKET_WEBHOOKS_BREAKER_COOLDOWN", "9", "webhooks.breaker_cooldown", 9.0),
     ("ROCKET_WEBHOOKS_SECRET", "k", "webhooks.secret", "k"),
+    ("ROCKET_WEBHOOKS_LOG_RETENTION_DAYS", "7", "webhooks.log_retention_days", 7.0),
     ("ROCKET_REDIS_URL", "redis://cache:6379/1", "redis.url", "redis://cache:6379/1"),
     ("ROCKET_REDIS_KEY_PREFIX", "shop:", "redis.key_prefix", "shop:"),
     ("ROCKET_APP_POOL_SIZE", "7", "app_pool_size", 7),
+    ("ROCKET_APP_POOL_TIMEOUT", "2.5", "app_pool_timeout", 2.5),
     ("ROCKET_WORKFLOW_TICK_SECONDS", "0.5", "workflow_tick_seconds", 0.5),
     ("ROCKET_WORKFLOW_RETENTION_DAYS", "30", "workflow_retention_days", 30.0),
     ("ROCKET_BACKGROUND_WORK", "false", "background_work", False),
@@ -900,3 +914,11 @@ def test_changed_keys_and_live_values(tmp_path: Path, empty_cwd: Path) -> None:
     assert applied.server.port == 8080 and applied.database.url == "postgresql://embedded/x"
     assert config.is_live("auth.login_throttle.backoff_max")
     assert not config.is_live("auth.bcrypt_cost") and not config.is_live("server.port")
+
+
+def test_prepared_statements_are_on_by_default_and_off_means_no_prepare_threshold() -> None:
+    on = DatabaseSettings()
+    assert on.prepared_statements is True
+    assert on.connection_kwargs() == {"autocommit": True}
+    off = DatabaseSettings(prepared_statements=False)
+    assert off.connection_kwargs() == {"autocommit": True, "prepare_threshold": None}

@@ -18,7 +18,13 @@ from tests.support.paths import ROOT
 PACKAGE = ROOT / "rocketd"
 
 # Everyone may use these (they import nothing of rocketd but each other).
-SHARED = ("rocketd.errors", "rocketd.logging", "rocketd.json_encoding", "rocketd.timestamps")
+SHARED = (
+    "rocketd.errors",
+    "rocketd.logging",
+    "rocketd.json_encoding",
+    "rocketd.timestamps",
+    "rocketd.tracing",
+)
 
 # layer (module prefix) -> the prefixes it may import, besides SHARED and itself.
 # The first matching prefix (longest) decides a module's layer.
@@ -27,9 +33,11 @@ ALLOWED: dict[str, tuple[str, ...]] = {
     "rocketd.logging": (),
     "rocketd.json_encoding": (),
     "rocketd.timestamps": (),
+    "rocketd.tracing": (),
     "rocketd.expressions": (),
     "rocketd.config": ("rocketd.capabilities.*.settings",),
     "rocketd.systemd": (),
+    "rocketd.data_dir": ("rocketd.db.embedded",),
     "rocketd.net": (),
     "rocketd.metadata": ("rocketd.expressions", "rocketd.config"),
     "rocketd.db": ("rocketd.metadata", "rocketd.expressions", "rocketd.config"),
@@ -103,6 +111,7 @@ ALLOWED: dict[str, tuple[str, ...]] = {
     ),
     "rocketd.admin": ("rocketd.http", "rocketd.services", "rocketd.extensions"),
     "rocketd.runtime": ("rocketd",),
+    "rocketd.workers": ("rocketd",),
     "rocketd.cli": ("rocketd",),
     "rocketd.__main__": ("rocketd",),
     "rocketd": (),  # the package's own __init__

@@ -11,7 +11,13 @@ from pathlib import Path
 import pytest
 import structlog
 
-from rocketd.logging import configure_logging, get_logger, redact_text, writes_to_journal
+from rocketd.logging import (
+    configure_logging,
+    enabled,
+    get_logger,
+    redact_text,
+    writes_to_journal,
+)
 
 
 def test_json_lines_carry_bound_request_context() -> None:
@@ -175,3 +181,11 @@ def test_configuring_again_reopens_the_log_file(tmp_path: Path) -> None:
     new = [json.loads(line)["event"] for line in path.read_text().splitlines()]
     assert (old, new) == (["before"], ["after", "library after"])
     configure_logging("info", "json", stream=io.StringIO())  # closes the file handler
+
+
+def test_enabled_follows_the_configured_level() -> None:
+    out = io.StringIO()
+    configure_logging("warning", "json", stream=out)
+    assert not enabled(logging.INFO) and enabled(logging.WARNING) and enabled(logging.ERROR)
+    configure_logging("info", "json", stream=out)
+    assert enabled(logging.INFO) and not enabled(logging.DEBUG)

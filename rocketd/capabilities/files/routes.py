@@ -26,6 +26,7 @@ from rocketd.http.policy import app_admin, app_token
 from rocketd.http.responses import data
 from rocketd.logging import get_logger
 from rocketd.storage import MissingObject, Storage, TooLarge
+from rocketd.tracing import annotate, traced
 
 log = get_logger("rocketd.files")
 
@@ -81,6 +82,7 @@ async def _chunks(reader: MultipartReader, part: BodyPartReader) -> AsyncIterato
 
 
 @app_token
+@traced("storage", "file", "file.upload")
 async def upload(request: web.Request) -> web.StreamResponse:
     actor = request[APP_ACTOR]
     limit = request.app[SERVICES].settings.storage.max_file_size
@@ -103,6 +105,7 @@ async def upload(request: web.Request) -> web.StreamResponse:
         raise _too_large(exc.seen, limit) from exc
     except (ValueError, ConnectionError, asyncio.IncompleteReadError) as exc:
         raise InvalidPayload("Malformed multipart body") from exc
+    annotate(file_id=body.get("id"), filename=body.get("filename"), size=body.get("size"))
     return data(body, 201)
 
 
@@ -118,10 +121,12 @@ def content_disposition(filename: str, mime_type: str) -> str:
 
 
 @app_token
+@traced("storage", "file", "file.serve")
 async def serve(request: web.Request) -> web.StreamResponse:
     actor = request[APP_ACTOR]
     raw_id = request.match_info["id"]
     row = await files.get_file(actor.pool, raw_id)
+    annotate(file_id=raw_id, filename=row["filename"], size=row["size"])
     storage = _storage(request)
     key = str(row["storage_path"])
     mime = str(row["mime_type"])
@@ -207,8 +212,10 @@ async def list_files(request: web.Request) -> web.StreamResponse:
 
 
 @app_admin
+@traced("storage", "file", "file.delete")
 async def delete_file(request: web.Request) -> web.StreamResponse:
     actor = request[APP_ACTOR]
+    annotate(file_id=request.match_info["id"][:64])
     force = request.rel_url.query.get("force", "false")
     if force not in ("true", "false"):
         raise InvalidPayload("force must be true or false")

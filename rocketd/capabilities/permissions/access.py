@@ -56,6 +56,7 @@ from rocketd.metadata.field_types import (
     value_text,
 )
 from rocketd.metadata.model import Entity, Field
+from rocketd.tracing import start_span, tracing_active
 
 Action = Literal["read", "create", "update", "delete"]
 # The policies a write may rely on, None when it needs none (admin, or an unconditional grant).
@@ -362,7 +363,23 @@ class Access:
         self._role_keys = frozenset(r.lower() for r in principal.roles)
 
     def grant(self, entity: str, action: Action) -> Grant:
-        """The caller's grant for (entity, action); 403 when there is none."""
+        """The caller's grant for (entity, action); 403 when there is none. Every permission
+        check passes here: a `permission.check` span (`permission.denied` on a 403) when traced."""
+        if not tracing_active():
+            return self._grant(entity, action)
+        with start_span(
+            "auth", "permissions", "permission.check", entity=entity, metadata={"action": action}
+        ) as span:
+            try:
+                grant = self._grant(entity, action)
+            except Forbidden:
+                span.rename("permission.denied")
+                span.set_metadata(result="denied")
+                raise
+            span.set_metadata(result="admin_bypass" if self.bypass else "allowed")
+            return grant
+
+    def _grant(self, entity: str, action: Action) -> Grant:
         if self.bypass:
             return BYPASS
         return self.permissions.grant(self._role_keys, entity, action)

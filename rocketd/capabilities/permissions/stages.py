@@ -120,7 +120,13 @@ def read_scope(snapshot: AppSnapshot, caller: Caller) -> ReadScope:
 STAGES = (
     Stage("permissions.grant", Phase.PREPARE, 10, grant, modes=Mode.API),
     Stage(
-        "permissions.conditions", Phase.BEFORE_WRITE, 10, conditions, modes=Mode.API, children=True
+        "permissions.conditions",
+        Phase.BEFORE_WRITE,
+        10,
+        conditions,
+        modes=Mode.API,
+        children=True,
+        batch_safe=True,  # a create reads nothing; an update is never batched
     ),
     Stage(
         "permissions.delete_conditions",
@@ -130,6 +136,14 @@ STAGES = (
         modes=Mode.API,
         children=True,
     ),
-    Stage("permissions.check", Phase.AFTER_WRITE, 10, check, modes=Mode.API, children=True),
+    Stage(
+        "permissions.check",
+        Phase.AFTER_WRITE,
+        10,
+        check,
+        modes=Mode.API,
+        children=True,
+        batch_safe=True,  # reads the written record only
+    ),
     Stage("permissions.links", Phase.BEFORE_LINKS, 10, links, modes=Mode.API, children=True),
 )

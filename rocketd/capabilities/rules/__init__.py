@@ -10,6 +10,7 @@ from typing import Any
 
 from psycopg import AsyncConnection
 
+from rocketd.capabilities.rules import routes
 from rocketd.capabilities.rules.admin import KINDS, load_rule_book
 from rocketd.capabilities.rules.model import RuleBook
 from rocketd.capabilities.rules.stages import RULE_BOOK, STAGES
@@ -26,6 +27,7 @@ CAPABILITY = Capability(
     snapshot_parts=(SnapshotPart(RULE_BOOK, _load, lambda book: book.problems),),
     stages=STAGES,
     kinds=KINDS,
+    add_routes=routes.add_routes,
 )
 
 __all__ = ["CAPABILITY", "RULE_BOOK"]

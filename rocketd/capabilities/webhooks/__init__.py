@@ -16,6 +16,7 @@ from rocketd.capabilities.webhooks.admin import KINDS, load_webhook_book
 from rocketd.capabilities.webhooks.dispatcher import start_webhooks, sweep_webhooks
 from rocketd.capabilities.webhooks.model import WebhookBook
 from rocketd.capabilities.webhooks.outbox import OUTBOUND, Outbound, enqueue_direct
+from rocketd.capabilities.webhooks.retention import RETENTION_INTERVAL, expire_logs
 from rocketd.capabilities.webhooks.stages import STAGES, WEBHOOKS
 from rocketd.extensions import Capability, SnapshotPart, StartContext
 from rocketd.metadata.registry import Registry
@@ -33,12 +34,17 @@ async def start(ctx: StartContext) -> None:
     ctx.on_stop(outbound.close)
     if ctx.scheduler is None:
         return
-    dispatcher = await start_webhooks(ctx.settings, ctx.directory, ctx.supervisor)
+    dispatcher = await start_webhooks(ctx.settings, ctx.directory, ctx.supervisor, ctx.services)
     ctx.scheduler.add_job(
         "webhook-sweep",
         ctx.settings.webhooks.sweep_interval,
         sweep_webhooks(ctx.directory, dispatcher),
     )
+    days = ctx.settings.webhooks.log_retention_days
+    if days > 0:
+        ctx.scheduler.add_job(
+            "webhook-logs-retention", RETENTION_INTERVAL, expire_logs(ctx.directory, days)
+        )
 
 
 CAPABILITY = Capability(

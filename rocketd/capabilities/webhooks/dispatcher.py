@@ -38,7 +38,10 @@ from rocketd.actors.supervisor import Supervisor
 from rocketd.capabilities.webhooks.outbound import DeliveryPolicy, Outcome, Sender
 from rocketd.capabilities.webhooks.outbox import SIGNAL
 from rocketd.config import Settings, WebhookSettings
+from rocketd.engine.pipeline import ServiceKey
+from rocketd.engine.tracer import continue_trace
 from rocketd.logging import get_logger
+from rocketd.tracing import NO_SPAN, AnySpan
 
 log = get_logger("rocketd.capabilities.webhooks.dispatcher")
 
@@ -58,7 +61,7 @@ update _webhook_logs l
  where l.id = due.id
 returning l.id, l.url, l.method, l.request_headers, l.request_body::text as request_body,
           l.attempt, l.max_attempts,
-          l.backoff, l.idempotency_key, l.status, l.next_retry_at
+          l.backoff, l.idempotency_key, l.status, l.next_retry_at, l.trace_id, l.parent_span_id
 """
 FINISH: Final = """
 update _webhook_logs
@@ -193,8 +196,10 @@ class WebhookDispatcher(Actor):
         *,
         allow_networks: tuple[str, ...] = (),
         name: str = "webhook-dispatcher",
+        services: Mapping[ServiceKey[Any], Any] | None = None,
     ) -> None:
         super().__init__(name)
+        self._services = services if services is not None else {}  # the tracer, when installed
         self._settings = settings
         self._pool_of = pool_of  # async (app name) -> pool or None
         self._sender = Sender(DeliveryPolicy(settings, allow_networks))
@@ -241,7 +246,9 @@ class WebhookDispatcher(Actor):
                 await asyncio.sleep(COALESCE_SECONDS)
                 claimed = await self._claim(pool)
                 if claimed:
-                    await asyncio.gather(*(self._attempt(recorder, row) for row in claimed))
+                    await asyncio.gather(
+                        *(self._traced_attempt(app_name, pool, recorder, row) for row in claimed)
+                    )
                     continue
                 if app_name in self._again:
                     self._again.discard(app_name)
@@ -262,7 +269,31 @@ class WebhookDispatcher(Actor):
             rows: list[dict[str, Any]] = await cur.fetchall()
             return rows
 
-    async def _attempt(self, recorder: _Recorder, row: Mapping[str, Any]) -> None:
+    async def _traced_attempt(
+        self,
+        app_name: str,
+        pool: AsyncConnectionPool[Any],
+        recorder: _Recorder,
+        row: Mapping[str, Any],
+    ) -> None:
+        """`_attempt` as a `webhook.dispatch` span of the trace of the request that wrote it."""
+        span = continue_trace(
+            self._services,
+            app_name,
+            pool,
+            row.get("trace_id"),
+            row.get("parent_span_id"),
+            "webhook",
+            "dispatcher",
+            "webhook.dispatch",
+            metadata={"url": row["url"], "method": row["method"], "async": True},
+        )
+        with span as active:
+            await self._attempt(recorder, row, active)
+
+    async def _attempt(
+        self, recorder: _Recorder, row: Mapping[str, Any], span: AnySpan = NO_SPAN
+    ) -> None:
         """Send one claimed row and record the outcome.
 
         The outcome is committed before the concurrency slot is released: a request the receiver
@@ -272,6 +303,8 @@ class WebhookDispatcher(Actor):
         target = Breakers.target(row["url"])
         wait = self._breakers.allow(target, time.monotonic())
         if wait is not None:
+            span.rename("webhook.circuit_open")
+            span.set_metadata(target=target)
             postponed = (
                 datetime.now(UTC) + timedelta(seconds=wait),
                 f"circuit open for {target}: not sent",
@@ -291,6 +324,9 @@ class WebhookDispatcher(Actor):
                 timeout=self._settings.timeout,
             )
             self._breakers.record(target, _counts_as_failure(outcome), time.monotonic())
+            span.set_metadata(status_code=outcome.status, attempt=int(row["attempt"]) + 1)
+            if not outcome.ok:
+                span.set_status("error", outcome.error or f"status {outcome.status}")
             await recorder.record(FINISH, self._finished(row, outcome))
 
     def _finished(self, row: Mapping[str, Any], outcome: Outcome) -> tuple[Any, ...]:
@@ -331,7 +367,10 @@ def _counts_as_failure(outcome: Outcome) -> bool:
 
 
 async def start_webhooks(
-    settings: Settings, directory: AppDirectory, supervisor: Supervisor
+    settings: Settings,
+    directory: AppDirectory,
+    supervisor: Supervisor,
+    services: Mapping[ServiceKey[Any], Any] | None = None,
 ) -> WebhookDispatcher:
     """Start the dispatcher and route the `webhooks` signal to it."""
 
@@ -340,7 +379,10 @@ async def start_webhooks(
         return None if actor is None else actor.pool
 
     dispatcher = WebhookDispatcher(
-        settings.webhooks, pool_of, allow_networks=settings.outbound.allow_networks
+        settings.webhooks,
+        pool_of,
+        allow_networks=settings.outbound.allow_networks,
+        services=services,
     )
     await supervisor.add(dispatcher)
 

@@ -34,14 +34,16 @@ from rocketd.errors import ErrorDetail, InternalError, ValidationFailed
 from rocketd.expressions import EvaluationError
 from rocketd.logging import get_logger
 from rocketd.timestamps import now_text
+from rocketd.tracing import current_ids, start_span
 
 log = get_logger("rocketd.webhooks")
 
 SIGNAL: Final = "webhooks"
 INSERT_LOG: Final = (
     "insert into _webhook_logs (webhook_id, source, entity, hook, url, method, request_headers,"
-    " request_body, status, attempt, max_attempts, backoff, next_retry_at, idempotency_key)"
-    " values (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
+    " request_body, status, attempt, max_attempts, backoff, next_retry_at, idempotency_key,"
+    " trace_id, parent_span_id)"
+    " values (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
 )
 
 
@@ -149,6 +151,7 @@ async def enqueue_async(
                 hook.retry.backoff,
                 datetime.now(UTC),
                 key,
+                *current_ids(),
             ),
             signal=SIGNAL,
         )
@@ -185,6 +188,7 @@ async def enqueue_direct(
             "exponential",
             datetime.now(UTC),
             key,
+            *current_ids(),
             *signal_params(SIGNAL),
         ),
     )
@@ -238,14 +242,30 @@ async def call_sync(
                 log.warning("sync webhook condition failed", webhook=hook.id, error=exc.message)
                 detail = f"webhook {hook.id} condition failed: {exc.message}"
                 raise InternalError(detail if _sees_detail(principal) else None) from exc
-        outcome = await outbound.sync_sender.send(
-            hook.method,
-            hook.url,
-            hook.headers,
-            body,
-            key,
-            timeout=outbound.policy.settings.sync_timeout,
-        )
+        async with start_span(
+            "webhook",
+            "dispatcher",
+            "webhook.dispatch",
+            entity=entity,
+            metadata={
+                "url": hook.url,
+                "method": hook.method,
+                "hook": event,
+                "async": False,
+                "webhook_id": hook.id,
+            },
+        ) as span:
+            outcome = await outbound.sync_sender.send(
+                hook.method,
+                hook.url,
+                hook.headers,
+                body,
+                key,
+                timeout=outbound.policy.settings.sync_timeout,
+            )
+            span.set_metadata(status_code=outcome.status)
+            if not outcome.ok:
+                span.set_status("error", outcome.error or f"status {outcome.status}")
         if not outcome.ok:
             log.warning(
                 "sync webhook refused the write",

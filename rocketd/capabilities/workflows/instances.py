@@ -60,6 +60,7 @@ from rocketd.engine.caller import SYSTEM_CALLER, Caller
 from rocketd.engine.pipeline import AppContext, WriteMode
 from rocketd.engine.record_state import json_value
 from rocketd.engine.snapshot import AppSnapshot
+from rocketd.engine.tracer import trace_span
 from rocketd.engine.write.transaction import execute_at_commit
 from rocketd.errors import ApiError, Forbidden, InvalidState, NotFound
 from rocketd.expressions import EvaluationError
@@ -68,6 +69,7 @@ from rocketd.metadata.field_types import parse_pk
 from rocketd.metadata.model import Entity
 from rocketd.metadata.parse import MetadataError
 from rocketd.timestamps import iso_utc
+from rocketd.tracing import AnySpan, ContinuedTrace, current_ids
 
 log = get_logger("rocketd.capabilities.workflows.instances")
 
@@ -200,8 +202,9 @@ def build_context(workflow: Workflow, entity: Entity, record: Mapping[str, Any])
 
 INSERT_INSTANCE: Final = (
     "insert into _workflow_instances (workflow_id, workflow_name, status, current_step,"
-    " current_step_deadline, waiting, assignees, context, trigger_entity, trigger_record_id)"
-    " values (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
+    " current_step_deadline, waiting, assignees, context, trigger_entity, trigger_record_id,"
+    " trace_id, parent_span_id)"
+    " values (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
 )
 
 
@@ -241,6 +244,7 @@ async def start_instances(
                 Jsonb(context),
                 entity.name,
                 state_text(record.get(entity.primary_key.field)),
+                *current_ids(),
             ),
             signal=None if waiting else SIGNAL,
         )
@@ -404,6 +408,7 @@ async def _run_action(
             entity=row.get("trigger_entity"),
             record_id=row.get("trigger_record_id"),
             metadata={**source, "data": dict(context)},
+            trace_id=None if row.get("trace_id") is None else str(row["trace_id"]),
         )
         # announced once the step committed: a step that fails announces nothing
         after_commit.append(lambda: emit_business_event(app, event))
@@ -445,7 +450,8 @@ async def _run_step_in(
             await _save(conn, instance_id, _failed(), _with_entry(history, entry))
             return False
         try:
-            async with conn.transaction():  # a savepoint: a failed action leaves nothing behind
+            # a savepoint: a failed action leaves nothing behind
+            async with conn.transaction(), _step_span(app, row, "workflow.advance", step.id):
                 target, status = await _execute(conn, app, row, step, moment, after_commit)
         except (StepFailed, ApiError, psycopg.Error) as exc:
             after_commit.clear()
@@ -461,6 +467,23 @@ async def _run_step_in(
             conn, instance_id, position, _with_entry(history, _entry(step.id, status, moment))
         )
         return position["status"] == "running" and not position["waiting"]
+
+
+def _step_span(
+    app: AppContext, row: Mapping[str, Any], action: str, step: str
+) -> AnySpan | ContinuedTrace:
+    """A span of the instance's trace (the request that started it), in whichever process."""
+    return trace_span(
+        app,
+        row.get("trace_id"),
+        row.get("parent_span_id"),
+        "workflow",
+        "engine",
+        action,
+        entity=row.get("trigger_entity"),
+        record_id=row.get("trigger_record_id"),
+        metadata={"workflow": row["workflow_name"], "instance_id": str(row["id"]), "step": step},
+    )
 
 
 async def _execute(
@@ -524,7 +547,9 @@ async def runnable(conn: AsyncConnection[Any], limit: int = CLAIM_BATCH) -> list
 # ----------------------------------------------------------------------------------- timeouts
 
 
-async def fire_timeouts(conn: AsyncConnection[Any], snapshot: AppSnapshot) -> list[Any]:
+async def fire_timeouts(
+    conn: AsyncConnection[Any], snapshot: AppSnapshot, app: AppContext | None = None
+) -> list[Any]:
     """Time out every due waiting instance once; returns the ids that have steps to run."""
     resumed: list[Any] = []
     while True:
@@ -538,7 +563,12 @@ async def fire_timeouts(conn: AsyncConnection[Any], snapshot: AppSnapshot) -> li
             )
             rows = await cur.fetchall()
             for row in rows:
-                if await _time_out(conn, snapshot, row):
+                if app is None:
+                    timed_out = await _time_out(conn, snapshot, row)
+                else:
+                    with _step_span(app, row, "workflow.timeout", str(row["current_step"])):
+                        timed_out = await _time_out(conn, snapshot, row)
+                if timed_out:
                     resumed.append(row["id"])
         if len(rows) < CLAIM_BATCH:
             return resumed

@@ -20,6 +20,7 @@ from rocketd.http.keys import APP_ACTOR
 from rocketd.http.paths import APP_PATH
 from rocketd.http.policy import app_token, principal_of
 from rocketd.http.responses import data
+from rocketd.tracing import start_span
 
 
 @app_token
@@ -53,9 +54,12 @@ async def _optional_body(request: web.Request) -> dict[str, Any]:
 async def _decide(request: web.Request, verdict: Verdict) -> web.StreamResponse:
     actor = request[APP_ACTOR]
     body = await _optional_body(request)
-    instance = await workflows.decide_approval(
-        actor.context, principal_of(request), request.match_info["id"], verdict, body
-    )
+    action = "workflow.approve" if verdict == "approved" else "workflow.reject"
+    async with start_span("workflow", "handler", action) as span:
+        span.set_metadata(instance_id=request.match_info["id"][:64])
+        instance = await workflows.decide_approval(
+            actor.context, principal_of(request), request.match_info["id"], verdict, body
+        )
     return data(instance)
 
 

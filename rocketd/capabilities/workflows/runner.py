@@ -65,7 +65,7 @@ class WorkflowRunner(Actor):
         """Scheduler job: fire due approval timeouts in every app, then run what they resumed."""
         for actor in self._running():
             async with actor.pool.connection() as conn:
-                resumed = await workflows.fire_timeouts(conn, actor.snapshot)
+                resumed = await workflows.fire_timeouts(conn, actor.snapshot, actor.context)
             if resumed:
                 await drain(actor)
 

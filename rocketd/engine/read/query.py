@@ -123,10 +123,16 @@ class ListQuery:
     page: int = 1
     per_page: int = DEFAULT_PER_PAGE
     includes: tuple[IncludeSpec, ...] = ()
+    count_total: bool = True  # `?total=`, else the entity's `list_total`
+    after: str | None = None  # `?after=<cursor>`: keyset paging (read.cursor), page ignored
 
     @property
     def offset(self) -> int:
-        return (self.page - 1) * self.per_page
+        return 0 if self.after is not None else (self.page - 1) * self.per_page
+
+    @property
+    def order(self) -> tuple[tuple[str, bool], ...]:
+        return tuple((k.field, k.descending) for k in self.sort)
 
 
 # --- parsing --------------------------------------------------------------------------------------
@@ -150,13 +156,26 @@ def parse_list_query(
         max_per_page=max_per_page,
         default_per_page=default_per_page,
     )
+    after = last.get("after")
     return ListQuery(
         filters=parse_filters(entity, last),
         sort=parse_sort(entity, last.get("sort")),
         page=page,
         per_page=per_page,
         includes=parse_includes(registry, entity, last.get("include"), strict=True),
+        count_total=parse_total(last.get("total"), entity.list_total),
+        after=after,
     )
+
+
+def parse_total(raw: str | None, default: bool) -> bool:
+    """`?total=true|false` (absent: the entity's `list_total`)."""
+    if raw is None:
+        return default
+    if raw in ("true", "false"):
+        return raw == "true"
+    message = f"Invalid total: {_short(raw)} (use total=true or total=false)"
+    raise InvalidPayload(message, [ErrorDetail(message, field="total", rule="enum")])
 
 
 PARSED_PER_ENTITY: Final = 256
@@ -460,6 +479,19 @@ def _filter_conditions(shape: Sequence[tuple[str, str]]) -> list[sql.Composable]
     return conditions
 
 
+def filter_shape(filters: Sequence[Filter]) -> tuple[list[Any], tuple[tuple[str, str], ...]]:
+    """(parameters, shape) of a list's filters: the shape (field, operator) decides the SQL."""
+    return _filter_params(filters)
+
+
+def rows_statement(
+    entity: Entity, shape: Sequence[tuple[str, str]], order: Sequence[tuple[str, bool]]
+) -> sql.Composed:
+    """The statement an uncounted page of this shape runs (without permission row filters):
+    parameters are the filter values, the limit, the offset. What index guidance EXPLAINs."""
+    return sc.build_list_rows(entity, conditions=_filter_conditions(shape), order=order)
+
+
 def _wrap_extra(extra_where: sql.Composable) -> tuple[list[sql.Composable], bytes | None]:
     return [sql.SQL("(") + extra_where + sql.SQL(")")], extra_where.as_bytes(None)
 
@@ -493,37 +525,75 @@ async def _page_rows(
     extra_params: Sequence[Any],
     indexed: Collection[str],
     wire: tuple[Hashable, sql.Composable] | None = None,
-) -> tuple[list[tuple[Any, ...]], int]:
-    """(the page's rows, the total) from one `build_list_page` statement; `wire` = (cache key,
-    `record_json`) asks for each record's JSON bytes instead of its columns."""
+    keyset: Sequence[Any] | None = None,
+) -> tuple[list[tuple[Any, ...]], int | None]:
+    """(the page's rows, the total); `wire` = (cache key, `record_json`) asks for each
+    record's JSON bytes instead of its columns.
+
+    Counted offset pages are one `build_list_page` statement. Otherwise (`count_total` off, or
+    `keyset`: the decoded `after` cursor) the page is fetched with one extra row, which tells
+    the caller whether there is a next page (`has_more`), and the total, when still wanted, is a
+    separate count (the keyset condition must not narrow it); None when not counted."""
     es = sc.entity_sql(entity)
     params, shape = _filter_params(query.filters)
     extra_conditions, extra_key = _extra(conn, extra_where)
-    order = tuple((k.field, k.descending) for k in query.sort)
-    scan_once = order[0][0] not in indexed
+    order = query.order
+    wire_key = None if wire is None else wire[0]
+    if keyset is None and query.count_total:
+        scan_once = order[0][0] not in indexed
+        statement = es.statements.render(
+            ("list", shape, order, extra_key, scan_once, wire_key),
+            conn,
+            lambda: sc.build_list_page(
+                entity,
+                conditions=[*_filter_conditions(shape), *extra_conditions],
+                order=order,
+                scan_once=scan_once,
+                record_json=None if wire is None else wire[1],
+            ),
+        )
+        where_params = [*params, *extra_params]
+        if not scan_once:
+            where_params += where_params
+        rows = await _fetch_all(
+            conn, statement, [*where_params, Int8(query.per_page), Int8(query.offset)]
+        )
+        empty = (
+            rows[0][0] is None
+            if wire is not None
+            else rows[0][_reader(entity).index[entity.primary_key.field]] is None
+        )
+        return ([] if empty else rows), int(rows[0][-1])
+    nulls = None if keyset is None else tuple(v is None for v in keyset)
+    seek: list[sql.Composable] = []
+    seek_params: list[Any] = []
+    if keyset is not None and nulls is not None:
+        condition, slots = sc.keyset_condition(order, nulls, entity.primary_key.field)
+        seek, seek_params = [condition], [keyset[i] for i in slots]
     statement = es.statements.render(
-        ("list", shape, order, extra_key, scan_once, None if wire is None else wire[0]),
+        ("rows", shape, order, extra_key, nulls, wire_key),
         conn,
-        lambda: sc.build_list_page(
+        lambda: sc.build_list_rows(
             entity,
-            conditions=[*_filter_conditions(shape), *extra_conditions],
+            conditions=[*_filter_conditions(shape), *extra_conditions, *seek],
             order=order,
-            scan_once=scan_once,
             record_json=None if wire is None else wire[1],
         ),
     )
-    where_params = [*params, *extra_params]
-    if not scan_once:
-        where_params += where_params
     rows = await _fetch_all(
-        conn, statement, [*where_params, Int8(query.per_page), Int8(query.offset)]
+        conn,
+        statement,
+        [*params, *extra_params, *seek_params, Int8(query.per_page + 1), Int8(query.offset)],
     )
-    empty = (
-        rows[0][0] is None
-        if wire is not None
-        else rows[0][_reader(entity).index[entity.primary_key.field]] is None
-    )
-    return ([] if empty else rows), int(rows[0][-1])
+    total = None
+    if query.count_total:
+        count = es.statements.render(
+            ("count", shape, extra_key),
+            conn,
+            lambda: sc.build_count(entity, [*_filter_conditions(shape), *extra_conditions]),
+        )
+        total = int((await _fetch_all(conn, count, [*params, *extra_params]))[0][0])
+    return rows, total
 
 
 async def list_records(
@@ -536,8 +606,11 @@ async def list_records(
     extra_params: Sequence[Any] = (),
     include_where: IncludeWhere | None = None,
     indexed: Collection[str] = (),
-) -> tuple[list[dict[str, Any]], int]:
+    keyset: Sequence[Any] | None = None,
+) -> tuple[list[dict[str, Any]], int | None]:
     """(records of the page with includes attached, total matching rows), in one statement.
+    Uncounted and keyset pages (`_page_rows`) hold one extra record when there is a next page,
+    and their total is None unless `count_total`.
 
     `indexed` names the entity's columns that lead a btree index (the snapshot's sort indexes).
     When the first sort key is one of them, the page can come from the index and the statement
@@ -546,7 +619,9 @@ async def list_records(
     placeholders taking `extra_params`) is ANDed: the hook for permission row filters.
     """
     reader = _reader(entity)
-    rows, total = await _page_rows(conn, entity, query, extra_where, extra_params, indexed)
+    rows, total = await _page_rows(
+        conn, entity, query, extra_where, extra_params, indexed, keyset=keyset
+    )
     records = _encode_rows(reader.names, reader.encoders, rows)
     if query.includes and records:
         await _attach(
@@ -594,7 +669,8 @@ async def list_records_json(
     extra_where: sql.Composable | None = None,
     extra_params: Sequence[Any] = (),
     indexed: Collection[str] = (),
-) -> tuple[list[bytes], int] | None:
+    keyset: Sequence[Any] | None = None,
+) -> tuple[list[bytes], int | None] | None:
     """Like `list_records` for a query without includes, with PostgreSQL writing each record's
     wire JSON (`wire_sql`): (the records as JSON bytes, total). None when a column's database
     type (`column_types`, from the snapshot) is not covered: use `list_records` then."""
@@ -603,7 +679,9 @@ async def list_records_json(
     wire = _wire_plan(entity, column_types)
     if wire is None:
         return None
-    rows, total = await _page_rows(conn, entity, query, extra_where, extra_params, indexed, wire)
+    rows, total = await _page_rows(
+        conn, entity, query, extra_where, extra_params, indexed, wire, keyset
+    )
     return [row[0] for row in rows], total
 
 

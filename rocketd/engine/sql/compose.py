@@ -250,6 +250,80 @@ def build_count(
     return sql.SQL("SELECT count(*) FROM ") + table + where_clause(all_conditions)
 
 
+def build_list_rows(
+    entity: Entity,
+    *,
+    conditions: Sequence[sql.Composable] = (),
+    order: Sequence[tuple[str, bool]] = (),
+    record_json: sql.Composable | None = None,
+) -> sql.Composed:
+    """A list page without its total (`?total=false`, keyset pages): the page's rows only.
+
+    With `record_json` (`wire_sql.record_json(..., "_p")`) each row is the record's wire JSON
+    as UTF-8 bytes. Parameters: those of `conditions`, then the limit, then the offset.
+    """
+    page = build_select(entity, conditions=conditions, order=order, limit=True, offset=True)
+    if record_json is None:
+        return page
+    return sql.Composed(
+        [
+            sql.SQL("SELECT convert_to(row_to_json(_r)::text, 'UTF8') FROM ("),
+            page,
+            sql.SQL(") AS _p, LATERAL "),
+            record_json,
+            sql.SQL(" AS _r"),
+            order_by(order, qualifier="_p"),
+        ]
+    )
+
+
+def keyset_condition(
+    order: Sequence[tuple[str, bool]], nulls: Sequence[bool], never_null: str
+) -> tuple[sql.Composable, tuple[int, ...]]:
+    """The rows after a cursor in `order` (PostgreSQL's: NULLs last ascending, first
+    descending): (condition, which cursor value each `%s` takes, in order). `nulls[i]` says the
+    cursor's value for key i is NULL (the statement's shape depends on it); `never_null` is the
+    primary key (the last key, never NULL, so its tests need no NULL branch).
+
+    `(k1 after v1) OR (k1 = v1 AND k2 after v2) OR ...`, plus, for a descending or non-null
+    first key, a plain range on it (`k1 <= v1`) that an index scan can start from.
+    """
+    terms: list[sql.Composable] = []
+    slots: list[int] = []
+    equal: list[sql.Composable] = []
+    equal_slots: list[int] = []
+    for i, ((name, descending), null) in enumerate(zip(order, nulls, strict=True)):
+        column = ident(name)
+        after: sql.Composable | None
+        if null:
+            after = None if not descending else sql.SQL("{} IS NOT NULL").format(column)
+            after_slots: list[int] = []
+        elif descending:
+            after, after_slots = sql.SQL("{} < %s").format(column), [i]
+        elif name == never_null:
+            after, after_slots = sql.SQL("{} > %s").format(column), [i]
+        else:
+            after = sql.SQL("({} > %s OR {} IS NULL)").format(column, column)
+            after_slots = [i]
+        if after is not None:
+            terms.append(sql.SQL("(") + sql.SQL(" AND ").join([*equal, after]) + sql.SQL(")"))
+            slots += [*equal_slots, *after_slots]
+        if null:
+            equal.append(sql.SQL("{} IS NULL").format(column))
+        else:
+            equal.append(sql.SQL("{} = %s").format(column))
+            equal_slots.append(i)
+    condition: sql.Composable = (
+        sql.SQL("(") + sql.SQL(" OR ").join(terms) + sql.SQL(")") if terms else sql.SQL("FALSE")
+    )
+    (first, descending), first_null = order[0], nulls[0]
+    if not first_null and (descending or first == never_null):
+        bound = sql.SQL("{} <= %s" if descending else "{} >= %s").format(ident(first))
+        condition = bound + sql.SQL(" AND ") + condition
+        slots = [0, *slots]
+    return condition, tuple(slots)
+
+
 def build_list_page(
     entity: Entity,
     *,

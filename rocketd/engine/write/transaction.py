@@ -36,6 +36,7 @@ import psycopg
 from psycopg import AsyncClientCursor, AsyncConnection
 from psycopg.pq import TransactionStatus
 
+from rocketd.db.commands import run_command
 from rocketd.engine.signals import RETURNING_SIGNAL, signal_params
 from rocketd.logging import get_logger
 
@@ -120,7 +121,7 @@ async def write_transaction(
     token = _OPEN.set(batch)
     reset = False
     try:
-        await conn.execute("BEGIN")
+        await run_command(conn, b"BEGIN")
         try:
             yield
             _OPEN.reset(token)  # from here on nothing defers: the batch is being sent
@@ -129,14 +130,14 @@ async def write_transaction(
                 async with AsyncClientCursor(conn) as cur:
                     await cur.execute("; ".join([*batch.queries, "COMMIT"]), batch.params)
             else:
-                await conn.execute("COMMIT")
+                await run_command(conn, b"COMMIT")
         except BaseException:
             if conn.info.transaction_status in (
                 TransactionStatus.INTRANS,
                 TransactionStatus.INERROR,
             ):
                 try:
-                    await conn.execute("ROLLBACK")
+                    await run_command(conn, b"ROLLBACK")
                 except psycopg.Error:
                     # A broken connection: the original error is the one to report, and the
                     # pool discards a connection it gets back in a transaction.

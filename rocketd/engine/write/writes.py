@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any, Final, Protocol
 
@@ -40,6 +41,7 @@ from rocketd.engine.write import nested
 from rocketd.engine.write.deletes import delete_record
 from rocketd.engine.write.plan import (
     ChildAction,
+    ChildStep,
     ChildWrite,
     Operation,
     RelationWrite,
@@ -59,6 +61,7 @@ from rocketd.errors import (
 from rocketd.metadata.field_types import ValueProblem, coerce_write_value, value_text
 from rocketd.metadata.model import DELETED_AT, Entity, Field, Relation
 from rocketd.metadata.registry import Registry
+from rocketd.tracing import traced
 
 _EMPTY: Final[Mapping[str, Any]] = MappingProxyType({})
 _KEY_IN_DETAIL: Final = re.compile(r"Key \(([^)]*)\)=")
@@ -84,6 +87,7 @@ def plan_update(registry: Registry, entity: Entity, body: Mapping[str, Any]) -> 
     return _plan(registry, entity, body, "update")
 
 
+@traced("engine", "writer", "nested_write.plan", entity_arg=1)
 def _plan(
     registry: Registry,
     entity: Entity,
@@ -391,14 +395,47 @@ class ChildHooks(Protocol):
         caller's read filter), or None for every live row."""
         ...
 
+    def batchable(self, target: Entity) -> bool:
+        """True when, for new children of `target`, `before_child` may run for all of them
+        before one multi-row INSERT and `after_child` for all after it, and neither changes
+        the parent row (every stage involved is `batch_safe`)."""
+        ...
+
+
+class BatchFailed(Exception):
+    """A multi-row INSERT of nested children failed. Which child caused it cannot be told from
+    one statement, and the transaction is aborted: the caller rolls back and runs the write
+    again with `batch_children=False`, which names the child exactly (this only costs time on a
+    write that fails anyway)."""
+
+
+@dataclass
+class NestedEffects:
+    """What a write's nested part did, for the caller: `parent_untouched` stays True when it only
+    inserted children, with batchable hooks at most, so the row its own INSERT/UPDATE returned
+    is still the row as the write left it (no re-read needed)."""
+
+    parent_untouched: bool = True
+
 
 async def execute_create(
-    conn: AsyncConnection[Any], registry: Registry, plan: WritePlan, hooks: ChildHooks | None = None
+    conn: AsyncConnection[Any],
+    registry: Registry,
+    plan: WritePlan,
+    hooks: ChildHooks | None = None,
+    *,
+    batch_children: bool = False,
+    effects: NestedEffects | None = None,
 ) -> dict[str, Any]:
     """INSERT the record and its nested writes; return the row as the INSERT stored it (column ->
     DB value). Nested writes run after that INSERT: a caller that needs the row as the whole
-    write left it re-reads when `plan.relations` is not empty."""
-    return await _Executor(conn, registry, hooks).insert(plan, "", _EMPTY)
+    write left it re-reads when `plan.relations` is not empty (`written_record`).
+
+    `batch_children`: new children of one relation that no hook watches go in one multi-row
+    INSERT; a database error there raises `BatchFailed` (see there). `effects` receives what
+    the nested part did."""
+    executor = _Executor(conn, registry, hooks, batch_children=batch_children, effects=effects)
+    return await executor.insert(plan, "", _EMPTY)
 
 
 async def execute_update(
@@ -407,19 +444,29 @@ async def execute_update(
     plan: WritePlan,
     pk: Any,
     hooks: ChildHooks | None = None,
+    *,
+    batch_children: bool = False,
+    effects: NestedEffects | None = None,
 ) -> dict[str, Any] | None:
     """UPDATE the record `pk` (already locked by the caller) and run its nested writes; return the
-    row as the UPDATE left it, or None when there was nothing to set (no UPDATE ran)."""
-    return await _Executor(conn, registry, hooks).update(plan, pk, "")
+    row as the UPDATE left it, or None when there was nothing to set (no UPDATE ran).
+    `batch_children` and `effects` as for `execute_create`."""
+    executor = _Executor(conn, registry, hooks, batch_children=batch_children, effects=effects)
+    return await executor.update(plan, pk, "")
 
 
 async def written_record(
-    conn: AsyncConnection[Any], registry: Registry, plan: WritePlan, row: Mapping[str, Any]
+    conn: AsyncConnection[Any],
+    registry: Registry,
+    plan: WritePlan,
+    row: Mapping[str, Any],
+    effects: NestedEffects | None = None,
 ) -> dict[str, Any]:
     """The record a write of `plan` produced: `row` (what its INSERT or UPDATE returned, or the
-    stored row when no UPDATE ran) encoded, or a re-read when nested writes ran after it."""
+    stored row when no UPDATE ran) encoded, or a re-read when nested writes ran after it and
+    may have changed it (`effects`: unless they only inserted children without hooks)."""
     entity = plan.entity
-    if plan.relations:
+    if plan.relations and (effects is None or not effects.parent_untouched):
         return await query.get_record_by_pk(conn, registry, entity, row[entity.pk.name])
     return query.encode_record(entity, row)
 
@@ -430,11 +477,19 @@ def _not_found(entity: Entity, pk: Any) -> NotFound:
 
 class _Executor:
     def __init__(
-        self, conn: AsyncConnection[Any], registry: Registry, hooks: ChildHooks | None = None
+        self,
+        conn: AsyncConnection[Any],
+        registry: Registry,
+        hooks: ChildHooks | None = None,
+        *,
+        batch_children: bool = False,
+        effects: NestedEffects | None = None,
     ) -> None:
         self.conn = conn
         self.registry = registry
         self.hooks = hooks
+        self.batch_children = batch_children
+        self.effects = NestedEffects() if effects is None else effects
 
     async def insert(self, plan: WritePlan, path: str, extra: Mapping[str, Any]) -> dict[str, Any]:
         entity = plan.entity
@@ -535,6 +590,7 @@ class _Executor:
     async def _relations(self, plan: WritePlan, parent_pk: Any, *, new_parent: bool) -> None:
         for write in plan.relations:
             if write.relation.many_to_many:
+                self.effects.parent_untouched = False
                 readable = (
                     None if self.hooks is None else await self.hooks.before_links(self.conn, write)
                 )
@@ -555,7 +611,14 @@ class _Executor:
                 self.conn, write.relation, write.target, parent_pk
             )
         hooks = self.hooks
-        for step in nested.child_steps(write, current):
+        steps = nested.child_steps(write, current)
+        batchable = hooks is None or hooks.batchable(write.target)
+        if not batchable or any(step.action != "insert" for step in steps):
+            self.effects.parent_untouched = False
+        elif self.batch_children and self._batchable_steps(steps):
+            await self._insert_new_children(write, steps, {fk: parent_pk})
+            return
+        for step in steps:
             plan = step.plan
             if hooks is not None:
                 plan = await hooks.before_child(
@@ -573,6 +636,67 @@ class _Executor:
                 await self.update(plan, pk, step.path)
             if hooks is not None:
                 await hooks.after_child(self.conn, step.action, write.target, pk)
+
+    @staticmethod
+    def _batchable_steps(steps: list[ChildStep]) -> bool:
+        """Two or more new children, none with a slug to find or nested writes of its own."""
+        return len(steps) >= 2 and all(
+            step.action == "insert"
+            and step.plan is not None
+            and step.plan.slug is None
+            and not step.plan.relations
+            for step in steps
+        )
+
+    async def _insert_new_children(
+        self, write: RelationWrite, steps: list[ChildStep], extra: Mapping[str, Any]
+    ) -> None:
+        """New children of one parent: every `before_child`, one multi-row INSERT (one INSERT
+        per child if the hooks changed the plans' shapes), then every `after_child`."""
+        target = write.target
+        hooks = self.hooks
+        plans: list[WritePlan] = []
+        for step in steps:
+            plan = step.plan
+            if hooks is not None:
+                plan = await hooks.before_child(self.conn, "insert", target, None, plan, step.path)
+            if plan is None:  # pragma: no cover - child_steps always attaches a plan
+                raise InternalError(f"No plan for {step.path}")
+            plans.append(plan)
+        columns = tuple(plans[0].values)
+        if all(tuple(p.values) == columns and p.slug is None and not p.relations for p in plans):
+            pks = await self._insert_rows(target, plans, extra)
+        else:
+            pks = [
+                (await self.insert(plan, step.path, extra))[target.pk.name]
+                for plan, step in zip(plans, steps, strict=True)
+            ]
+        if hooks is not None:
+            for pk in pks:
+                await hooks.after_child(self.conn, "insert", target, pk)
+
+    async def _insert_rows(
+        self, entity: Entity, plans: list[WritePlan], extra: Mapping[str, Any]
+    ) -> list[Any]:
+        """Rows of the same columns in one INSERT; their primary keys, in the plans' order (an
+        INSERT ... VALUES returns its rows in the order of the VALUES list)."""
+        columns = (*plans[0].values, *extra)
+        autos = tuple(f.name for f in entity.fields if f.auto and f.name not in columns)
+        pk_name = entity.pk.name
+        query = entity_sql(entity).statements.render(
+            ("writes.insert_rows", columns, len(plans)),
+            self.conn,
+            lambda: build_insert(
+                entity.table, columns, now_columns=autos, rows=len(plans), returning=(pk_name,)
+            ),
+        )
+        params = [value for plan in plans for value in (*plan.values.values(), *extra.values())]
+        try:
+            cur = await self.conn.execute(query, params, binary=True)
+            found = await cur.fetchall()
+        except psycopg.Error as exc:
+            raise BatchFailed(f"multi-row INSERT into {entity.table} failed") from exc
+        return [row[0] for row in found]
 
     async def _delete_child(self, target: Entity, pk: Any, path: str) -> None:
         try:

@@ -14,9 +14,11 @@ from rocketd.http.paths import APP_PATH
 from rocketd.http.policy import app_admin, public
 from rocketd.http.responses import data, message
 from rocketd.http.routes.platform import AUTH_TOKEN_KEYS, ai_status_body
+from rocketd.tracing import traced
 
 
 @public
+@traced("auth", "login", "auth.login")
 async def login(request: web.Request) -> web.StreamResponse:
     actor = request[APP_ACTOR]
     return await log_in(request, actor.accounts, app_scope(actor.app_name))

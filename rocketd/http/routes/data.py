@@ -10,6 +10,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from rocketd.engine import records
+from rocketd.engine.read.cursor import cursor_key
 from rocketd.http import responses
 from rocketd.http.bodies import read_json_object
 from rocketd.http.keys import APP_ACTOR, SERVICES
@@ -21,13 +22,15 @@ from rocketd.http.responses import data
 @app_token
 async def list_records(request: web.Request) -> web.StreamResponse:
     api = request.app[SERVICES].settings.api
+    actor = request[APP_ACTOR]
     page = await records.list_page(
-        request[APP_ACTOR].context,
+        actor.context,
         caller_of(request),
         request.match_info["entity"],
         request.rel_url.query,
         max_per_page=api.max_per_page,
         default_per_page=api.default_per_page,
+        cursor_key=cursor_key(actor.jwt_secret),
     )
     return responses.page(page.records, page.meta, page.encoded)
 

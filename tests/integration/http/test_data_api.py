@@ -98,6 +98,29 @@ async def test_failing_child_rolls_back_the_whole_write(shop: AppClient) -> None
     assert (await shop.ok("GET", "item"))["meta"]["total"] == 0
 
 
+async def test_a_duplicate_among_new_children_names_that_child(shop: AppClient) -> None:
+    """New children without hooks go in one multi-row INSERT; when it fails, the write runs
+    again child by child, so the 409 still names the child (and nothing is written)."""
+    await make_invoice(shop, "INV-TAKEN")
+    body = {
+        "name": "Acme",
+        "invoices": {"data": [{"number": "INV-A"}, {"number": "INV-B"}, {"number": "INV-TAKEN"}]},
+    }
+    status, err = await shop.call("POST", "customer", body)
+    assert status == 409, err
+    assert [(d["field"], d["rule"]) for d in err["error"]["details"]] == [
+        ("invoices[2].number", "unique")
+    ]
+    assert (await shop.ok("GET", "customer"))["meta"]["total"] == 0
+    assert (await shop.ok("GET", "invoice"))["meta"]["total"] == 1
+    body["invoices"]["data"][2]["number"] = "INV-C"
+    customer = (await shop.ok("POST", "customer", body, 201))["data"]
+    assert customer["slug"] == "acme"  # the record as stored, without a re-read
+    got = (await shop.ok("GET", f"customer/{customer['id']}?include=invoices"))["data"]
+    assert sorted(i["number"] for i in got["invoices"]) == ["INV-A", "INV-B", "INV-C"]
+    assert got["updated_at"] == customer["updated_at"]
+
+
 async def test_includes_in_both_directions_and_empty_values(shop: AppClient) -> None:
     acme = await make_customer(shop, "Acme")
     lonely = await make_customer(shop, "Lonely")

@@ -29,7 +29,7 @@ async def test_ready_reports_database_and_actors(client: Any) -> None:
     resp = await client.get("/ready")
     assert resp.status == 200
     body = await resp.json()
-    assert body == {"status": "ready", "checks": {"database": "ok", "actors": "ok"}}
+    assert body == {"status": "ready", "checks": {"database": "ok", "actors": "ok"}, "apps": {}}
 
 
 async def test_platform_login_returns_token_pair_and_flags_default_password(client: Any) -> None:

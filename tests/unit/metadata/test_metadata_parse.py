@@ -336,8 +336,8 @@ def test_unknown_keys_are_rejected_with_a_suggestion() -> None:
 def test_unknown_key_without_a_close_match_lists_the_allowed_keys() -> None:
     (problem,) = entity_problems(entity_json(colour="red"))
     assert problem == (
-        'unknown key "colour" in entity (allowed keys: fields, name, primary_key, slug, '
-        "soft_delete, table)"
+        'unknown key "colour" in entity (allowed keys: fields, indexes, list_total, name, '
+        "primary_key, slug, soft_delete, table)"
     )
 
 

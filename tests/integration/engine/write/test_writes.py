@@ -17,6 +17,8 @@ from psycopg import AsyncConnection, sql
 from psycopg.rows import dict_row
 
 from rocketd.engine.write.writes import (
+    BatchFailed,
+    NestedEffects,
     execute_create,
     execute_update,
     plan_create,
@@ -331,6 +333,84 @@ async def test_a_failing_child_rolls_back_the_parent(conn: AsyncConnection[Any])
     assert [(d["field"], d["rule"]) for d in details(exc)] == [("invoice_lines[1].sku", "unique")]
     assert await rows(conn, "SELECT id FROM invoices") == []
     assert await rows(conn, "SELECT id FROM lines") == []
+
+
+async def test_batched_children_are_one_insert_with_the_same_rows(
+    conn: AsyncConnection[Any],
+) -> None:
+    body = {
+        "number": "INV-1",
+        "invoice_lines": {
+            "data": [{"description": "a", "qty": 2}, {"description": "b", "qty": 3, "sku": "S"}]
+        },
+    }
+    plan = plan_create(REGISTRY, _entity("invoice"), body)
+    effects = NestedEffects()
+    async with conn.transaction():
+        row = await execute_create(conn, REGISTRY, plan, batch_children=True, effects=effects)
+    lines = await rows(conn, "SELECT * FROM lines ORDER BY description")
+    assert [(r["description"], r["qty"], r["sku"], r["invoice_id"]) for r in lines] == [
+        ("a", 2, None, row["id"]),
+        ("b", 3, "S", row["id"]),
+    ]
+    assert effects.parent_untouched  # only new children: the INSERT's row is still current
+
+
+async def test_children_with_different_columns_or_grandchildren_are_not_batched(
+    conn: AsyncConnection[Any],
+) -> None:
+    body = {
+        "number": "INV-1",
+        "invoice_lines": {
+            "data": [
+                {"description": "a", "line_notes": {"data": [{"text": "n1"}]}},
+                {"description": "b"},
+            ]
+        },
+    }
+    plan = plan_create(REGISTRY, _entity("invoice"), body)
+    async with conn.transaction():
+        await execute_create(conn, REGISTRY, plan, batch_children=True)
+    notes = await rows(
+        conn, "SELECT l.description FROM line_notes n JOIN lines l ON l.id = n.line_id"
+    )
+    assert [n["description"] for n in notes] == ["a"]
+    assert len(await rows(conn, "SELECT id FROM lines")) == 2
+
+
+async def test_a_failing_batch_raises_batch_failed_and_writes_nothing(
+    conn: AsyncConnection[Any],
+) -> None:
+    body = {
+        "number": "INV-1",
+        "invoice_lines": {
+            "data": [{"description": "a", "sku": "S"}, {"description": "b", "sku": "S"}]
+        },
+    }
+    plan = plan_create(REGISTRY, _entity("invoice"), body)
+    with pytest.raises(BatchFailed) as exc:
+        async with conn.transaction():
+            await execute_create(conn, REGISTRY, plan, batch_children=True)
+    assert isinstance(exc.value.__cause__, psycopg.errors.UniqueViolation)
+    assert await rows(conn, "SELECT id FROM invoices") == []
+
+
+async def test_updates_and_deletes_of_children_mark_the_parent_for_a_re_read(
+    conn: AsyncConnection[Any],
+) -> None:
+    pk, line_ids = await invoice_with_lines(conn, "a", "b")
+    body = {"invoice_lines": {"data": [{"id": str(line_ids[0]), "description": "a2"}]}}
+    effects = NestedEffects()
+    async with conn.transaction():
+        await execute_update(
+            conn,
+            REGISTRY,
+            plan_update(REGISTRY, _entity("invoice"), body),
+            pk,
+            batch_children=True,
+            effects=effects,
+        )
+    assert not effects.parent_untouched
 
 
 async def test_database_not_null_violation_in_a_child_is_422_required(

@@ -1,0 +1,187 @@
+// Workflows: definitions (editor with a step diagram), pending approvals (approve or reject with
+// a comment) and one instance's history.
+import { html, useState } from '../lib/html.js';
+import { appApi } from '../lib/api.js';
+import { Diagram } from '../lib/diagram.js';
+import { CheckField, ConfirmDelete, ErrorBox, Field, JsonField, Notice, Page, SelectField, TextField, formatTime, useLoad } from '../lib/ui.js';
+
+function blank(entity) {
+  return {
+    name: '',
+    active: true,
+    trigger: { type: 'state_change', entity: entity || '', field: 'status', to: '' },
+    context: { record_id: 'record_id' },
+    steps: [{ id: 'review', type: 'approval', assignee: { type: 'role', role: 'admin' }, on_approve: 'end', on_reject: 'end' }],
+  };
+}
+
+function targetOf(goto) {
+  if (!goto) return 'end';
+  if (typeof goto === 'string') return goto;
+  return goto.goto || 'end';
+}
+
+export function stepGraph(steps) {
+  const nodes = [{ id: '__start', title: 'start' }, ...steps.map((s) => ({ id: s.id, title: `${s.id} (${s.type})` })), { id: 'end', title: 'end' }];
+  const edges = steps.length ? [{ from: '__start', to: steps[0].id, label: '' }] : [];
+  const outs = { action: ['then'], condition: ['on_true', 'on_false'], approval: ['on_approve', 'on_reject', 'on_timeout'] };
+  for (const step of steps) {
+    for (const key of outs[step.type] || []) {
+      if (key === 'on_timeout' && !step.on_timeout) continue;
+      edges.push({ from: step.id, to: targetOf(step[key]), label: key.replace('on_', '') });
+    }
+  }
+  const known = new Set(nodes.map((n) => n.id));
+  return { nodes, edges: edges.filter((e) => known.has(e.to)) };
+}
+
+function WorkflowForm({ app, entities, initial, onSaved, onCancel }) {
+  const client = appApi(app);
+  const isNew = !initial.id;
+  const [draft, setDraft] = useState(initial);
+  const [error, setError] = useState(null);
+  const set = (key) => (value) => setDraft({ ...draft, [key]: value });
+  const setTrigger = (key) => (value) => setDraft({ ...draft, trigger: { ...draft.trigger, [key]: value } });
+  const at = (key) => (error && error.fieldMessages ? error.fieldMessages(key) : []);
+  const startsWith = (prefix) => (error && error.details ? error.details.filter((d) => d.field && d.field.startsWith(prefix)).map((d) => `${d.field}: ${d.message}`) : []);
+  const entity = entities.find((e) => e.name === draft.trigger.entity);
+  const save = async (event) => {
+    event.preventDefault();
+    setError(null);
+    const body = { name: draft.name, active: draft.active, trigger: draft.trigger, context: draft.context, steps: draft.steps };
+    try {
+      if (isNew) await client.post('/_admin/workflows', body);
+      else await client.put(`/_admin/workflows/${initial.id}`, body);
+      onSaved();
+    } catch (err) {
+      setError(err);
+    }
+  };
+  const graph = Array.isArray(draft.steps) ? stepGraph(draft.steps.filter((s) => s && s.id)) : { nodes: [], edges: [] };
+  return html`<form class="card" onSubmit=${save} aria-labelledby="workflow-form" novalidate>
+    <h2 id="workflow-form">${isNew ? 'New workflow' : `Edit workflow ${draft.name}`}</h2>
+    <${ErrorBox} error=${error} title="Not saved" />
+    <div class="row">
+      <${TextField} label="Workflow name" value=${draft.name} onInput=${set('name')} errors=${at('name')} />
+      <${CheckField} label="Active" checked=${draft.active} onChange=${set('active')} />
+    </div>
+    <fieldset><legend>Trigger: when a write changes a field to a value</legend>
+      <div class="row">
+        <${SelectField} label="Trigger entity" value=${draft.trigger.entity} options=${['', ...entities.map((e) => e.name)]} onChange=${setTrigger('entity')} errors=${at('trigger.entity')} />
+        <${SelectField} label="Trigger field" value=${draft.trigger.field} options=${['', ...(entity ? entity.definition.fields.map((f) => f.name) : [])]} onChange=${setTrigger('field')} errors=${at('trigger.field')} />
+        <${TextField} label="Changed to" value=${draft.trigger.to} onInput=${setTrigger('to')} errors=${at('trigger.to')} />
+      </div>
+    </fieldset>
+    <${JsonField} label="Context (name: dot path)" value=${draft.context} onChange=${set('context')} rows=${4} errors=${startsWith('context')} />
+    <${JsonField} label="Steps" value=${draft.steps} onChange=${set('steps')} rows=${12} errors=${startsWith('steps')} />
+    ${graph.nodes.length > 2 ? html`<${Diagram} nodes=${graph.nodes} edges=${graph.edges} label="Steps of the workflow being edited" />` : null}
+    <div class="actions">
+      <button type="submit" class="primary">${isNew ? 'Create workflow' : 'Save workflow'}</button>
+      <button type="button" onClick=${onCancel}>Cancel</button>
+    </div>
+  </form>`;
+}
+
+export function WorkflowsPage({ app }) {
+  const client = appApi(app);
+  const [editing, setEditing] = useState(null);
+  const [notice, setNotice] = useState('');
+  const state = useLoad(async () => {
+    const [entities, workflows] = await Promise.all([client.get('/_admin/entities'), client.get('/_admin/workflows')]);
+    return { entities: entities.data, workflows: workflows.data };
+  }, [app]);
+  const saved = () => {
+    setNotice('Workflow saved.');
+    setEditing(null);
+    state.reload();
+  };
+  const data = state.data;
+  return html`<${Page} title="Workflows" actions=${html`<a class="button" href=${`/admin/apps/${app}/approvals`}>Pending approvals</a>
+      <button type="button" class="primary" onClick=${() => setEditing(blank(data && data.entities[0] && data.entities[0].name))}>New workflow</button>`}>
+    <${Notice}>${notice}<//>
+    <${ErrorBox} error=${state.error} />
+    ${editing && data ? html`<${WorkflowForm} key=${editing.id || 'new'} app=${app} entities=${data.entities} initial=${editing} onSaved=${saved} onCancel=${() => setEditing(null)} />` : null}
+    ${data
+      ? data.workflows.length
+        ? html`<div class="table-wrap"><table>
+            <thead><tr><th scope="col">Name</th><th scope="col">Trigger</th><th scope="col">Steps</th><th scope="col">Active</th><th scope="col"><span class="sr-only">Actions</span></th></tr></thead>
+            <tbody>${data.workflows.map((w) => html`<tr key=${w.id}>
+              <th scope="row">${w.name}</th>
+              <td><code>${w.trigger.entity}.${w.trigger.field} → ${w.trigger.to}</code></td>
+              <td>${w.steps.map((s) => s.id).join(' → ')}</td><td>${w.active ? 'yes' : 'no'}</td>
+              <td class="actions"><button type="button" onClick=${() => setEditing(w)}>Edit ${w.name}</button>
+                <${ConfirmDelete} name=${w.name} what="workflow" onConfirm=${async () => { await client.del(`/_admin/workflows/${w.id}`); setNotice(`Workflow ${w.name} deleted.`); state.reload(); }} /></td>
+            </tr>`)}</tbody></table></div>`
+        : html`<p>No workflows yet.</p>`
+      : null}
+  <//>`;
+}
+
+function Decision({ app, instance, onDone }) {
+  const client = appApi(app);
+  const [comment, setComment] = useState('');
+  const [error, setError] = useState(null);
+  const decide = async (verb) => {
+    setError(null);
+    try {
+      const body = comment.trim() ? { comment: comment.trim() } : {};
+      const answer = await client.post(`/_workflows/${instance.id}/${verb}`, body);
+      onDone(verb, answer.data, answer.traceId);
+    } catch (err) {
+      setError(err);
+    }
+  };
+  return html`<div>
+    <${Field} label=${`Comment on ${instance.workflow_name} ${instance.current_step}`}
+      render=${(a) => html`<textarea ...${a} rows="2" value=${comment} onInput=${(e) => setComment(e.currentTarget.value)}></textarea>`} />
+    <div class="actions">
+      <button type="button" class="primary" onClick=${() => decide('approve')}>Approve</button>
+      <button type="button" class="danger" onClick=${() => decide('reject')}>Reject</button>
+    </div>
+    <${ErrorBox} error=${error} />
+  </div>`;
+}
+
+export function ApprovalsPage({ app }) {
+  const client = appApi(app);
+  const [notice, setNotice] = useState('');
+  const pending = useLoad(() => client.get('/_workflows/pending').then((r) => r.data), [app]);
+  const done = (verb, instance, traceId) => {
+    setNotice(html`${verb === 'approve' ? 'Approved' : 'Rejected'}: ${instance.workflow_name} is now ${instance.status}. <a href=${`/admin/apps/${app}/instances/${instance.id}`}>See its history</a>${traceId ? html`, or <a href=${`/admin/apps/${app}/events/trace/${traceId}`}>follow the trace of this request</a>` : null}.`);
+    pending.reload();
+  };
+  return html`<${Page} title="Pending approvals">
+    <${Notice} kind="ok">${notice}<//>
+    <${ErrorBox} error=${pending.error} />
+    ${pending.data
+      ? pending.data.length
+        ? pending.data.map((i) => html`<section class="card" key=${i.id} aria-label=${`${i.workflow_name} at ${i.current_step}`}>
+            <h2>${i.workflow_name}: <span class="muted">${i.current_step}</span></h2>
+            <p>Started ${formatTime(i.created_at)}${i.current_step_deadline ? `, due ${formatTime(i.current_step_deadline)}` : ''}. <a href=${`/admin/apps/${app}/instances/${i.id}`}>History of ${i.workflow_name} ${i.id.slice(0, 8)}</a></p>
+            <p>Context: <code>${JSON.stringify(i.context)}</code></p>
+            <${Decision} app=${app} instance=${i} onDone=${done} />
+          </section>`)
+        : html`<p>Nothing waits for an approval.</p>`
+      : null}
+  <//>`;
+}
+
+export function InstancePage({ app, id }) {
+  const client = appApi(app);
+  const instance = useLoad(() => client.get(`/_workflows/${id}`).then((r) => r.data), [app, id]);
+  const i = instance.data;
+  return html`<${Page} title=${i ? `Workflow ${i.workflow_name}` : 'Workflow instance'}>
+    <${ErrorBox} error=${instance.error} />
+    ${i
+      ? html`<dl class="facts">
+          <dt>Status</dt><dd><span class="pill">${i.status}</span></dd>
+          <dt>Current step</dt><dd>${i.current_step || '—'}</dd>
+          <dt>Started</dt><dd>${formatTime(i.created_at)}</dd>
+          <dt>Context</dt><dd><code>${JSON.stringify(i.context)}</code></dd>
+        </dl>
+        <h2>History</h2>
+        <ol class="history">${i.history.map((h) => html`<li><strong>${h.step}</strong>: ${h.status}${h.by ? ` by ${h.by}` : ''}${h.comment ? html` — “${h.comment}”` : null} <span class="muted">${formatTime(h.at)}</span></li>`)}</ol>
+        ${i.status === 'running' ? html`<p><a href=${`/admin/apps/${app}/approvals`}>Pending approvals</a></p>` : null}`
+      : null}
+  <//>`;
+}

@@ -1,0 +1,94 @@
+"""Every SQL statement of an app as a `query.execute` span, from one place: the cursor class of
+the app pools (installed only when instrumentation is on, so a disabled daemon runs psycopg's own
+cursor untouched).
+
+A span carries the statement's *fingerprint*, never its values: rocketd's statements are
+parameterised, and literals that were composed in anyway (numbers, quoted strings) are replaced
+by `?`. Fingerprints are cached by statement text.
+"""
+
+from __future__ import annotations
+
+import re
+import weakref
+from collections.abc import Iterable
+from typing import Any, Final
+
+from psycopg import AsyncCursor, sql
+from psycopg.abc import Params
+
+from rocketd.tracing import start_span, tracing_active
+
+MAX_FINGERPRINT: Final = 1000
+_CACHE_SIZE: Final = 2048
+_LITERALS: Final = re.compile(r"'(?:[^']|'')*'|\b\d+(?:\.\d+)?\b|\$\d+|%s|%\(\w+\)s")
+_SPACE: Final = re.compile(r"\s+")
+_fingerprints: dict[str, str] = {}
+# Composed statements are built once and cached by the kernel (engine/sql/compose.py): their
+# fingerprint is kept by object identity (checked through a weak reference: ids are reused).
+_composed: dict[int, tuple[weakref.ref[sql.Composable], str]] = {}
+
+
+def fingerprint(text: str) -> str:
+    """`text` with literals and placeholders as `?`, whitespace collapsed, capped in length."""
+    known = _fingerprints.get(text)
+    if known is not None:
+        return known
+    shape = _SPACE.sub(" ", _LITERALS.sub("?", text)).strip()[:MAX_FINGERPRINT]
+    if len(_fingerprints) >= _CACHE_SIZE:
+        _fingerprints.clear()
+    _fingerprints[text] = shape
+    return shape
+
+
+class TracedCursor(AsyncCursor[Any]):
+    """psycopg's async cursor, plus a span per `execute`/`executemany` while a trace runs."""
+
+    def _statement(self, query: Any) -> str:
+        if isinstance(query, sql.Composable):
+            known = _composed.get(id(query))
+            if known is not None and known[0]() is query:
+                return known[1]
+            shape = fingerprint(query.as_string(self.connection))
+            if len(_composed) >= _CACHE_SIZE:
+                _composed.clear()
+            _composed[id(query)] = (weakref.ref(query), shape)
+            return shape
+        if isinstance(query, bytes | bytearray | memoryview):
+            text = bytes(query).decode("utf-8", "replace")
+        else:
+            text = str(query)
+        return fingerprint(text)
+
+    async def execute(
+        self,
+        query: Any,
+        params: Params | None = None,
+        *,
+        prepare: bool | None = None,
+        binary: bool | None = None,
+    ) -> TracedCursor:
+        if not tracing_active():
+            await super().execute(query, params, prepare=prepare, binary=binary)
+            return self
+        with start_span(
+            "db", "postgres", "query.execute", metadata={"sql": self._statement(query)}
+        ) as span:
+            await super().execute(query, params, prepare=prepare, binary=binary)
+            span.set_metadata(rows=self.rowcount)
+        return self
+
+    async def executemany(
+        self, query: Any, params_seq: Iterable[Params], *, returning: bool = False
+    ) -> None:
+        if not tracing_active():
+            await super().executemany(query, params_seq, returning=returning)
+            return
+        with start_span(
+            "db",
+            "postgres",
+            "query.execute",
+            metadata={"sql": self._statement(query), "many": True},
+        ) as span:
+            await super().executemany(query, params_seq, returning=returning)
+            span.set_metadata(rows=self.rowcount)

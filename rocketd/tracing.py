@@ -1,0 +1,512 @@
+"""Spans and traces through `contextvars`: the instrumentation primitive every layer may use.
+
+A `Trace` is one traced request (or background work continuing one): its id, the caller, and
+where its finished spans go (`record`, given by the events capability: the app's event buffer).
+The current span lives in a context variable, so a span started while another is current becomes
+its child, across `await`s and in tasks created meanwhile, without passing anything around.
+
+When nothing is traced (instrumentation off, a request not sampled, work outside a request),
+`start_span` returns `NO_SPAN`, a shared object whose methods do nothing: the cost of a hook is
+one context-variable read. Hot paths that would build metadata first check `tracing_active()`.
+
+This module is a leaf (standard library only), like `logging`: the kernel, the capabilities and
+the HTTP layer all import it.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import itertools
+import os
+import random
+import time
+import uuid
+from collections.abc import Callable, Mapping
+from contextvars import ContextVar, Token
+from types import TracebackType
+from typing import Any, Final, ParamSpec, TypeVar
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+SYSTEM: Final = "system"
+BUSINESS: Final = "business"
+
+# One `_events` row, in the table's column order (the flusher copies it as it is):
+# trace_id, span_id, parent_span_id, event_type, source, component, action, entity, record_id,
+# user_id, duration_ms, status, metadata; then, not stored, the start as wall-clock nanoseconds
+# (for exporters: OTLP wants start and end times)
+EventRow = tuple[
+    str,
+    str,
+    str | None,
+    str,
+    str,
+    str,
+    str,
+    str | None,
+    str | None,
+    str | None,
+    float | None,
+    str | None,
+    dict[str, Any],
+    int,
+]
+Sink = Callable[[list[EventRow]], None]
+
+
+_MASK64: Final = (1 << 64) - 1
+_GOLDEN: Final = 0x9E3779B97F4A7C15  # odd: multiplying by it permutes 64-bit numbers
+
+
+class _Ids:
+    """Span ids without a system call each: a 64-bit counter scrambled by a bijection (so the
+    first 64 bits, an OTLP span id, differ in every bit), then 64 random bits chosen per process
+    (chosen again in a forked child). Unique within a process by construction, across processes
+    by the random half; PostgreSQL's uuid type takes any 128 bits."""
+
+    def __init__(self) -> None:
+        self.reseed()
+        os.register_at_fork(after_in_child=self.reseed)
+
+    def reseed(self) -> None:
+        self.counter = itertools.count(random.getrandbits(32))
+        self.salt = random.getrandbits(64)
+        self.tail = f"{random.getrandbits(64):016x}"
+
+    def next(self) -> str:
+        head = f"{((next(self.counter) * _GOLDEN) ^ self.salt) & _MASK64:016x}"
+        tail = self.tail
+        return f"{head[:8]}-{head[8:12]}-{head[12:]}-{tail[:4]}-{tail[4:]}"
+
+
+_IDS: Final = _Ids()
+
+
+def new_id() -> str:
+    """A new span id (UUID-shaped)."""
+    return _IDS.next()
+
+
+def as_uuid(text: str | None) -> str | None:
+    """`text` as a canonical UUID string, or None when it is not one (never raises)."""
+    if not text or len(text) > 64:
+        return None
+    try:
+        return str(uuid.UUID(text))
+    except ValueError:
+        return None
+
+
+class Trace:
+    """One trace as this process sees it: the id, the caller, and the rows of its finished
+    spans, handed to `sink` all at once when the trace closes (its root span ended): the caller
+    known by then is set on every row, and a trace is stored whole or not at all."""
+
+    __slots__ = ("closed", "rows", "sink", "trace_id", "user_id")
+
+    def __init__(self, trace_id: str, sink: Sink, user_id: str | None = None) -> None:
+        self.trace_id = trace_id
+        self.sink = sink
+        self.user_id = as_uuid(user_id)
+        self.rows: list[EventRow] = []
+        self.closed = False
+
+    def set_user(self, user_id: str | None) -> None:
+        """The caller, once authenticated (a non-UUID id, like the system caller's, is kept out
+        of the uuid column)."""
+        self.user_id = as_uuid(user_id)
+
+    def record(self, row: EventRow) -> None:
+        if not self.closed:
+            self.rows.append(row)
+
+    def close(self) -> None:
+        """Hand the rows over; spans ending later (work that outlived the request) are dropped."""
+        if self.closed:
+            return
+        self.closed = True
+        rows, self.rows = self.rows, []
+        user = self.user_id
+        if user is not None:
+            rows = [row if row[9] is not None else (*row[:9], user, *row[10:]) for row in rows]
+        if rows:
+            self.sink(rows)
+
+
+_CURRENT: ContextVar[Span | None] = ContextVar("rocketd_span", default=None)
+
+
+class Span:
+    """A timed operation: started when created, recorded when it ends (`end`, or leaving its
+    `with`/`async with` block). Leaving the block with an exception marks it `error`."""
+
+    __slots__ = (
+        "_started",
+        "_token",
+        "_wall",
+        "action",
+        "component",
+        "entity",
+        "metadata",
+        "parent_span_id",
+        "record_id",
+        "source",
+        "span_id",
+        "status",
+        "trace",
+    )
+
+    def __init__(
+        self,
+        trace: Trace,
+        parent_span_id: str | None,
+        source: str,
+        component: str,
+        action: str,
+        entity: str | None = None,
+        record_id: str | None = None,
+        metadata: dict[str, Any] | None = None,
+        started: float | None = None,
+    ) -> None:
+        self.trace = trace
+        self.span_id = new_id()
+        self.parent_span_id = parent_span_id
+        self.source = source
+        self.component = component
+        self.action = action
+        self.entity = entity
+        self.record_id = record_id
+        self.metadata: dict[str, Any] = metadata if metadata is not None else {}
+        self.status = "ok"
+        self._started = time.perf_counter() if started is None else started
+        self._wall = time.time_ns()
+        self._token: Token[Span | None] | None = None
+
+    @property
+    def trace_id(self) -> str:
+        return self.trace.trace_id
+
+    @property
+    def recording(self) -> bool:
+        return True
+
+    def set_status(self, status: str, error: str | None = None) -> None:
+        self.status = status
+        if error is not None:
+            self.metadata["error"] = error
+
+    def set_metadata(self, values: Mapping[str, Any] | None = None, **more: Any) -> None:
+        if values:
+            self.metadata.update(values)
+        if more:
+            self.metadata.update(more)
+
+    def rename(self, action: str) -> None:
+        self.action = action
+
+    def set_record(self, entity: str | None = None, record_id: Any = None) -> None:
+        if entity is not None:
+            self.entity = entity
+        if record_id is not None:
+            self.record_id = str(record_id)
+
+    def end(self) -> None:
+        duration = round((time.perf_counter() - self._started) * 1000.0, 3)
+        trace = self.trace
+        trace.record(
+            (
+                trace.trace_id,
+                self.span_id,
+                self.parent_span_id,
+                SYSTEM,
+                self.source,
+                self.component,
+                self.action,
+                self.entity,
+                self.record_id,
+                trace.user_id,
+                duration,
+                self.status,
+                self.metadata,
+                self._wall,
+            )
+        )
+
+    def _enter(self) -> Span:
+        self._token = _CURRENT.set(self)
+        return self
+
+    def _exit(self, exc: BaseException | None) -> None:
+        if self._token is not None:
+            try:
+                _CURRENT.reset(self._token)
+            except ValueError:  # ended in another context than it started: leave that one be
+                pass
+            self._token = None
+        if exc is not None and self.status == "ok":
+            self.set_status("error", error_text(exc))
+        self.end()
+
+    def __enter__(self) -> Span:
+        return self._enter()
+
+    def __exit__(self, kind: Any, exc: BaseException | None, tb: TracebackType | None) -> None:
+        self._exit(exc)
+
+    async def __aenter__(self) -> Span:
+        return self._enter()
+
+    async def __aexit__(
+        self, kind: Any, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self._exit(exc)
+
+
+class _NoSpan:
+    """What `start_span` gives when nothing is traced: every method does nothing."""
+
+    __slots__ = ()
+    trace = None
+    trace_id = None
+    span_id = None
+    parent_span_id = None
+    recording = False
+
+    def set_status(self, status: str, error: str | None = None) -> None:
+        pass
+
+    def set_metadata(self, values: Mapping[str, Any] | None = None, **more: Any) -> None:
+        pass
+
+    def rename(self, action: str) -> None:
+        pass
+
+    def set_record(self, entity: str | None = None, record_id: Any = None) -> None:
+        pass
+
+    def end(self) -> None:
+        pass
+
+    def __enter__(self) -> _NoSpan:
+        return self
+
+    def __exit__(self, kind: Any, exc: BaseException | None, tb: TracebackType | None) -> None:
+        pass
+
+    async def __aenter__(self) -> _NoSpan:
+        return self
+
+    async def __aexit__(
+        self, kind: Any, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        pass
+
+
+NO_SPAN: Final = _NoSpan()
+AnySpan = Span | _NoSpan
+
+
+def error_text(exc: BaseException) -> str:
+    """What a span says about a failure: an API error's code and message (they are what the
+    client saw), else only the exception's type (its text may hold values or secrets)."""
+    code = getattr(exc, "code", None)
+    message = getattr(exc, "message", None)
+    if isinstance(code, str) and isinstance(message, str):
+        return f"{code}: {message}"[:300]
+    return type(exc).__name__
+
+
+def current_span() -> Span | None:
+    return _CURRENT.get()
+
+
+def tracing_active() -> bool:
+    """Whether a span started now would be recorded (cheap: one context-variable read)."""
+    span = _CURRENT.get()
+    return span is not None and not span.trace.closed
+
+
+def current_trace_id() -> str | None:
+    span = _CURRENT.get()
+    return None if span is None else span.trace.trace_id
+
+
+def annotate(**values: Any) -> None:
+    """Add `values` to the current span's metadata (nothing when untraced)."""
+    span = _CURRENT.get()
+    if span is not None and not span.trace.closed:
+        span.metadata.update(values)
+
+
+def current_ids() -> tuple[str | None, str | None]:
+    """(trace id, span id) of the current span, for rows that carry a trace to later work;
+    (None, None) when nothing is traced."""
+    span = _CURRENT.get()
+    if span is None or span.trace.closed:
+        return None, None
+    return span.trace.trace_id, span.span_id
+
+
+def start_span(
+    source: str,
+    component: str,
+    action: str,
+    *,
+    entity: str | None = None,
+    record_id: Any = None,
+    metadata: dict[str, Any] | None = None,
+) -> AnySpan:
+    """A child of the current span, to use as `[async] with start_span(...) as span:`;
+    `NO_SPAN` when nothing is traced."""
+    parent = _CURRENT.get()
+    if parent is None or parent.trace.closed:
+        return NO_SPAN
+    return Span(
+        parent.trace,
+        parent.span_id,
+        source,
+        component,
+        action,
+        entity,
+        None if record_id is None else str(record_id),
+        metadata,
+    )
+
+
+def start_root(
+    trace: Trace,
+    source: str,
+    component: str,
+    action: str,
+    *,
+    parent_span_id: str | None = None,
+    metadata: dict[str, Any] | None = None,
+    started: float | None = None,
+) -> Span:
+    """The first span of `trace` in this process (a request's, or background work continuing a
+    request's trace: then `parent_span_id` links it under the span that caused it)."""
+    return Span(
+        trace, parent_span_id, source, component, action, metadata=metadata, started=started
+    )
+
+
+class ContinuedTrace:
+    """Background work continuing a request's trace (a webhook delivery, a workflow step): its
+    root span, parented under the span that caused the work, and the trace closed after it."""
+
+    __slots__ = ("span",)
+
+    def __init__(self, span: Span) -> None:
+        self.span = span
+
+    def __enter__(self) -> Span:
+        return self.span._enter()
+
+    def __exit__(self, kind: Any, exc: BaseException | None, tb: TracebackType | None) -> None:
+        try:
+            self.span._exit(exc)
+        finally:
+            self.span.trace.close()
+
+    async def __aenter__(self) -> Span:
+        return self.__enter__()
+
+    async def __aexit__(
+        self, kind: Any, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.__exit__(kind, exc, tb)
+
+
+def emit_business_event(
+    action: str,
+    entity: str | None = None,
+    record_id: str | None = None,
+    metadata: Mapping[str, Any] | None = None,
+    component: str = "api",
+) -> bool:
+    """Record a point-in-time business event under the current span; False when nothing is
+    traced (then nothing is stored)."""
+    parent = _CURRENT.get()
+    if parent is None or parent.trace.closed:
+        return False
+    trace = parent.trace
+    trace.record(
+        (
+            trace.trace_id,
+            new_id(),
+            parent.span_id,
+            BUSINESS,
+            BUSINESS,
+            component,
+            action,
+            entity,
+            record_id,
+            trace.user_id,
+            None,
+            None,
+            dict(metadata or {}),
+            time.time_ns(),
+        )
+    )
+    return True
+
+
+def traced(
+    source: str,
+    component: str,
+    action: str,
+    *,
+    entity_arg: int | None = None,
+    id_arg: int | None = None,
+) -> Callable[[Callable[P, R]], Callable[P, R]]:
+    """Decorate a function (plain or coroutine) so each call is a span; `entity_arg` and
+    `id_arg` name the positional arguments holding the entity (or its name) and the record id.
+    Untraced calls pay one context-variable read."""
+
+    def decorate(fn: Callable[P, R]) -> Callable[P, R]:
+        def span_for(args: tuple[Any, ...]) -> Span | None:
+            parent = _CURRENT.get()
+            if parent is None or parent.trace.closed:
+                return None
+            return Span(
+                parent.trace,
+                parent.span_id,
+                source,
+                component,
+                action,
+                _arg(args, entity_arg),
+                _arg(args, id_arg),
+            )
+
+        if inspect.iscoroutinefunction(fn):
+
+            @functools.wraps(fn)
+            async def wrapper(*args: P.args, **kwargs: P.kwargs) -> Any:
+                span = span_for(args)
+                if span is None:
+                    return await fn(*args, **kwargs)
+                with span:
+                    return await fn(*args, **kwargs)
+
+            return wrapper  # type: ignore[return-value]
+
+        @functools.wraps(fn)
+        def plain(*args: P.args, **kwargs: P.kwargs) -> R:
+            span = span_for(args)
+            if span is None:
+                return fn(*args, **kwargs)
+            with span:
+                return fn(*args, **kwargs)
+
+        return plain
+
+    return decorate
+
+
+def _arg(args: tuple[Any, ...], index: int | None) -> str | None:
+    if index is None or index >= len(args):
+        return None
+    value = args[index]
+    return value if isinstance(value, str) else str(getattr(value, "name", value))
