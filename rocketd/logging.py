@@ -56,6 +56,22 @@ _HANDLER_NAME: Final = "rocketd"
 _level = logging.DEBUG
 
 
+# Fields every line of this process carries (a worker's index), kept across reconfiguration.
+_process_fields: dict[str, Any] = {}
+
+
+def bind_process_fields(**fields: Any) -> None:
+    """Add fields to every line this process logs from now on, rocketd's and the libraries'
+    (a SIGHUP reload reconfigures logging and keeps them)."""
+    _process_fields.update(fields)
+
+
+def _add_process_fields(logger: Any, method: str, event: MutableMapping[str, Any]) -> Any:
+    for name, value in _process_fields.items():
+        event.setdefault(name, value)
+    return event
+
+
 def _current_span(logger: Any, method: str, event: MutableMapping[str, Any]) -> Any:
     """Every line logged inside a traced span names the trace and that span."""
     span = current_span()
@@ -219,6 +235,7 @@ def configure_logging(
         structlog.contextvars.merge_contextvars,
         structlog.stdlib.add_log_level,
         structlog.stdlib.add_logger_name,
+        _add_process_fields,
         _current_span,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
     ]

@@ -40,12 +40,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from types import FrameType
 
-import structlog
-from structlog.typing import EventDict
-
 from rocketd.config import Settings
 from rocketd.data_dir import EmbeddedDataDir
-from rocketd.logging import configure_logging, get_logger
+from rocketd.logging import bind_process_fields, configure_logging, get_logger
 from rocketd.systemd import FieldValue, SystemdNotifier
 
 __all__ = ["MAX_DEFAULT_WORKERS", "WorkerGroup", "WorkerNotifier", "worker_count"]
@@ -370,15 +367,9 @@ class WorkerGroup:
 
 
 def _log_worker_key(index: int) -> None:
-    """Every structlog line of this process carries `worker` (a processor, not a context
+    """Every log line of this process carries `worker` (a process field, not a context
     variable: the request middleware clears those for each request)."""
-
-    def add_worker(logger: object, method: str, event: EventDict) -> EventDict:
-        event.setdefault("worker", index)
-        return event
-
-    processors = list(structlog.get_config()["processors"])
-    structlog.configure(processors=[add_worker, *processors])
+    bind_process_fields(worker=index)
 
 
 def _die_with_parent() -> None:

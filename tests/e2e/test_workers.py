@@ -197,3 +197,17 @@ async def test_a_worker_that_cannot_start_stops_the_group(
     assert code == 1
     assert failing.events("a worker failed to start; stopping")
     assert "cannot start" in failing.log_path.read_text()
+
+
+async def test_sighup_reaches_every_worker_and_the_group_keeps_serving(group: Group) -> None:
+    async with aiohttp.ClientSession() as http:
+        await wait_until(lambda: ready(http, group), "workers ready", timeout=90, interval=0.1)
+        group.proc.send_signal(signal.SIGHUP)  # `systemctl reload`
+        await wait_until(
+            lambda: len(group.events("reloaded: logs reopened")) >= 2, "both reloads", timeout=20
+        )
+        assert sorted(line["worker"] for line in group.events("reloaded: logs reopened")) == [0, 1]
+        assert group.events("reload passed to the workers")
+        assert group.proc.poll() is None
+        async with http.get(group.base + "/ready") as resp:
+            assert resp.status == 200

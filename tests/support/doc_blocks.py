@@ -65,16 +65,19 @@ def shell_blocks(path: Path, root: Path) -> list[Block]:
     return blocks
 
 
-def script(blocks: list[Block], port: int, prelude: str = "") -> str:
+def script(blocks: list[Block], ports: dict[int, int], prelude: str = "") -> str:
     """One bash script running the page's runnable blocks in order, each announced on stderr
-    (so a failure names its block), against the server on `port` instead of 8080, after
-    `prelude` (the starting point the pages assume)."""
+    (so a failure names its block), after `prelude` (the starting point the pages assume). The
+    pages' ports (8080, 9464) become the test server's (`ports`: page port -> real port), since
+    the machine may run other servers on them."""
     parts = ["set -euo pipefail", prelude]
     for number, block in enumerate(blocks):
         if block.exempt:
             continue
-        text = block.text.replace("localhost:8080", f"localhost:{port}")
-        text = text.replace("127.0.0.1:8080", f"127.0.0.1:{port}")
+        text = block.text
+        for written, real in ports.items():
+            text = text.replace(f"localhost:{written}", f"localhost:{real}")
+            text = text.replace(f"127.0.0.1:{written}", f"127.0.0.1:{real}")
         parts.append(f"echo '@@ block {number} {block.where}' >&2")
         parts.append(text)
     parts.append("echo '@@ done' >&2")

@@ -189,3 +189,21 @@ def test_enabled_follows_the_configured_level() -> None:
     assert not enabled(logging.INFO) and enabled(logging.WARNING) and enabled(logging.ERROR)
     configure_logging("info", "json", stream=out)
     assert enabled(logging.INFO) and not enabled(logging.DEBUG)
+
+
+def test_process_fields_reach_every_line_and_survive_reconfiguration() -> None:
+    from rocketd import logging as rocketd_logging
+
+    out = io.StringIO()
+    try:
+        rocketd_logging.bind_process_fields(worker=3)
+        configure_logging("info", "json", stream=out)
+        get_logger("rocketd.test").info("own")
+        configure_logging("info", "json", stream=out)  # a SIGHUP reload
+        logging.getLogger("psycopg").warning("library")
+    finally:
+        rocketd_logging._process_fields.clear()
+    assert [(line["event"], line["worker"]) for line in json_lines(out)] == [
+        ("own", 3),
+        ("library", 3),
+    ]

@@ -74,6 +74,7 @@ def clean_env(port: int) -> dict[str, str]:
 @dataclass
 class DocsServer:
     port: int
+    metrics_port: int  # observability.md's metrics listener (metrics.listen)
     work: Path  # holds ./data, as a reader's checkout does
     env: dict[str, str]
 
@@ -111,20 +112,27 @@ def docs_server() -> Iterator[DocsServer]:
     # able to enter the data dir.
     work = Path(tempfile.mkdtemp(prefix="rocketd-docs-"))
     work.chmod(0o755)
-    port = free_port()
+    port, metrics_port = free_port(), free_port()
     env = clean_env(port)
+    server_env = {
+        **env,
+        "ROCKET_SERVER_PORT": str(port),
+        "ROCKET_LOG_FORMAT": "json",
+        "ROCKET_METRICS_ENABLED": "true",
+        "ROCKET_METRICS_LISTEN": f"127.0.0.1:{metrics_port}",
+    }
     log = work / "rocketd.log"
     with log.open("w") as out:
         proc = subprocess.Popen(
             [sys.executable, "-m", "rocketd", "serve"],
             cwd=work,
-            env={**env, "ROCKET_SERVER_PORT": str(port), "ROCKET_LOG_FORMAT": "json"},
+            env=server_env,
             stdout=out,
             stderr=subprocess.STDOUT,
         )
     try:
         wait_ready(port, proc, log)
-        yield DocsServer(port, work, env)
+        yield DocsServer(port, metrics_port, work, env)
     finally:
         proc.send_signal(signal.SIGTERM)
         try:
@@ -177,9 +185,10 @@ def failed_block(blocks: list[Block], stderr: str) -> str:
 @pytest.mark.parametrize("page", sorted(RUN), ids=str)
 def test_shell_examples_of_the_page_run(docs_server: DocsServer, page: str) -> None:
     blocks = RUN[page]
+    ports = {8080: docs_server.port, 9464: docs_server.metrics_port}
     fresh_start(docs_server, with_shop=page != "README.md")
     result = subprocess.run(
-        ["bash", "-c", script(blocks, docs_server.port, PRELUDE)],
+        ["bash", "-c", script(blocks, ports, PRELUDE)],
         cwd=page_dir(docs_server, page),
         stdin=subprocess.DEVNULL,
         env=docs_server.env,
