@@ -27,7 +27,8 @@ import logging
 import os
 import re
 import sys
-from collections.abc import Mapping, MutableMapping
+import threading
+from collections.abc import Callable, Mapping, MutableMapping
 from typing import Any, Final
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
@@ -192,20 +193,74 @@ def writes_to_journal(stream: Any, environ: Mapping[str, str] | None = None) -> 
         return False
 
 
-class _Formatter(structlog.stdlib.ProcessorFormatter):
-    """`ProcessorFormatter` that can start each line with its syslog priority for journald."""
+class _Sink:
+    """Where every line goes: one stream (stderr, or `log.file` opened by us), with the syslog
+    priority in front of each line when that stream is the journal. rocketd's own lines are
+    rendered by structlog and written here directly (no stdlib `LogRecord` on the hot path);
+    library lines come through `_LibraryHandler`."""
 
-    def __init__(self, *, journald: bool, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
+    def __init__(self, stream: Any, journald: bool, owned: bool) -> None:
+        self.stream = stream
         self.journald = journald
+        self.owned = owned  # a file we opened, closed when replaced
+        self.lock = threading.Lock()
 
-    def format(self, record: logging.LogRecord) -> str:
-        line = super().format(record)
-        if not self.journald:
-            return line
-        priority = _PRIORITIES.get(record.levelno, 6)
-        # Every physical line gets it: journald records each as an entry of its own.
-        return "\n".join(f"<{priority}>{part}" for part in line.split("\n"))
+    def write(self, line: str, levelno: int) -> None:
+        if self.journald:
+            # Every physical line gets it: journald records each as an entry of its own.
+            priority = _PRIORITIES.get(levelno, 6)
+            line = "\n".join(f"<{priority}>{part}" for part in line.split("\n"))
+        with self.lock:
+            self.stream.write(line + "\n")
+            self.stream.flush()
+
+    def close(self) -> None:
+        if self.owned:
+            self.stream.close()
+
+
+def _write_at(levelno: int) -> Callable[[_SinkLogger, str], None]:
+    """A `_SinkLogger` method writing its rendered line at `levelno`."""
+
+    def write(self: _SinkLogger, message: str) -> None:
+        self.sink.write(message, levelno)
+
+    return write
+
+
+class _SinkLogger:
+    """The logger structlog hands its rendered lines to (one method per level)."""
+
+    def __init__(self, sink: _Sink, name: str) -> None:
+        self.sink = sink
+        self.name = name  # for add_logger_name
+
+    debug = _write_at(logging.DEBUG)
+    info = msg = _write_at(logging.INFO)
+    warning = warn = _write_at(logging.WARNING)
+    error = exception = _write_at(logging.ERROR)
+    critical = fatal = _write_at(logging.CRITICAL)
+
+
+class _LibraryHandler(logging.Handler):
+    """Stdlib records (psycopg, aiohttp, asyncio, ...) through structlog's `ProcessorFormatter`
+    into the sink: the same processors, the same JSON."""
+
+    def __init__(self, sink: _Sink, formatter: logging.Formatter) -> None:
+        super().__init__()
+        self.sink = sink
+        self.setFormatter(formatter)
+        self.set_name(_HANDLER_NAME)
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            self.sink.write(self.format(record), record.levelno)
+        except Exception:  # never let a log line take the caller down
+            self.handleError(record)
+
+    def close(self) -> None:
+        self.sink.close()
+        super().close()
 
 
 def configure_logging(
@@ -215,18 +270,16 @@ def configure_logging(
     file: str = "",
     environ: Mapping[str, str] | None = None,
 ) -> None:
-    """Configure structlog and the stdlib root logger it shares its handler with.
+    """Configure structlog and the stdlib root logger, both writing to one sink.
 
     `file` (when not empty) is appended to instead of writing to `stream` (default stderr).
-    Calling it again replaces the handler (and closes a file it had open).
+    Calling it again replaces the sink (and closes a file it had open).
     """
-    handler: logging.Handler
     if file:
-        handler = logging.FileHandler(file, encoding="utf-8", delay=False)
-        out: Any = handler.stream
+        out: Any = open(file, "a", encoding="utf-8")  # closed when the sink is replaced
     else:
         out = stream if stream is not None else sys.stderr
-        handler = logging.StreamHandler(out)
+    sink = _Sink(out, journald=not file and writes_to_journal(out, environ), owned=bool(file))
     use_json = fmt == "json" or (fmt == "auto" and not getattr(out, "isatty", lambda: False)())
     numeric_level = _LEVELS.get(level, logging.INFO)
     global _level
@@ -240,24 +293,25 @@ def configure_logging(
         structlog.processors.TimeStamper(fmt="iso", utc=True),
     ]
     renderer: Any
-    rendering: list[Any] = [structlog.stdlib.ProcessorFormatter.remove_processors_meta]
+    rendering: list[Any] = []
     if use_json:
         renderer = structlog.processors.JSONRenderer()
         rendering.append(structlog.processors.format_exc_info)
     else:
         renderer = structlog.dev.ConsoleRenderer(colors=getattr(out, "isatty", lambda: False)())
-    handler.setFormatter(
-        _Formatter(
-            journald=not file and writes_to_journal(out, environ),
-            foreign_pre_chain=[*shared, structlog.stdlib.ExtraAdder()],
-            processors=[*rendering, redact, renderer],
-        )
+    library_formatter = structlog.stdlib.ProcessorFormatter(
+        foreign_pre_chain=[*shared, structlog.stdlib.ExtraAdder()],
+        processors=[
+            structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+            *rendering,
+            redact,
+            renderer,
+        ],
     )
-    handler.set_name(_HANDLER_NAME)
     structlog.configure(
-        processors=[*shared, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
+        processors=[*shared, *rendering, redact, renderer],
         wrapper_class=structlog.make_filtering_bound_logger(numeric_level),
-        logger_factory=structlog.stdlib.LoggerFactory(),
+        logger_factory=lambda name="rocketd", *_: _SinkLogger(sink, name),
         cache_logger_on_first_use=False,
     )
     root = logging.getLogger()
@@ -265,7 +319,7 @@ def configure_logging(
         root.removeHandler(old)
         if old.get_name() == _HANDLER_NAME:
             old.close()
-    root.addHandler(handler)
+    root.addHandler(_LibraryHandler(sink, library_formatter))
     root.setLevel(numeric_level)
     for name in _LIBRARY_LOGGERS:
         logging.getLogger(name).setLevel(max(numeric_level, logging.WARNING))

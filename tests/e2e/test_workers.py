@@ -202,6 +202,7 @@ async def test_a_worker_that_cannot_start_stops_the_group(
 async def test_sighup_reaches_every_worker_and_the_group_keeps_serving(group: Group) -> None:
     async with aiohttp.ClientSession() as http:
         await wait_until(lambda: ready(http, group), "workers ready", timeout=90, interval=0.1)
+        await wait_until(lambda: len(group.events("worker listening")) == 2, "both listen", 30)
         group.proc.send_signal(signal.SIGHUP)  # `systemctl reload`
         await wait_until(
             lambda: len(group.events("reloaded: logs reopened")) >= 2, "both reloads", timeout=20
