@@ -63,14 +63,17 @@ def running_server(pg_dsn: str) -> Iterator[Api]:
         shutil.rmtree(log_dir, ignore_errors=True)
 
 
-@pytest.fixture(scope="session")
+# Package scope, not session: Playwright's sync API keeps an event loop running in the main thread
+# while it is started, and every asyncio test after it would fail with "Runner.run() cannot be
+# called from a running event loop". Both still start once: only this package uses them.
+@pytest.fixture(scope="package")
 def ui_server(pg_dsn: str) -> Iterator[Api]:
     """The server every UI test shares."""
     with running_server(pg_dsn) as api:
         yield api
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def browser() -> Iterator[Any]:
     ensure_chromium()
     from playwright.sync_api import sync_playwright
