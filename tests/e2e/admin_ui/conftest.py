@@ -55,15 +55,18 @@ def running_server(pg_dsn: str) -> Iterator[Api]:
         shutil.rmtree(log_dir, ignore_errors=True)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def ui_server(pg_dsn: str) -> Iterator[Api]:
     """The server every UI test shares."""
     with running_server(pg_dsn) as api:
         yield api
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def browser() -> Iterator[Any]:
+    """One browser for the package's tests, closed when they are done: Playwright's sync API
+    marks an event loop as running in the main thread while it is open, which would make every
+    later async test fail with "Runner.run() cannot be called from a running event loop"."""
     ensure_chromium()
     from playwright.sync_api import sync_playwright
 
