@@ -184,6 +184,7 @@ def failed_block(blocks: list[Block], stderr: str) -> str:
     return started[-1].split()[-1] if started else "(before the first block)"
 
 
+@pytest.mark.timeout(900)  # a page's backups and restores take minutes on a busy machine
 @pytest.mark.parametrize("page", sorted(RUN), ids=str)
 def test_shell_examples_of_the_page_run(docs_server: DocsServer, page: str) -> None:
     blocks = RUN[page]
