@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import sys
 from collections.abc import AsyncIterator, MutableMapping, Sequence
 from contextlib import asynccontextmanager
@@ -349,6 +350,10 @@ def _serve_command(settings: Settings, workers: int | None) -> int:
         print("rocketd: --workers must be between 0 and 64", file=sys.stderr)
         return 2
     count = worker_count(settings.server.workers if workers is None else workers)
+    # The resolved count, for what depends on it (the connection budget).
+    settings = dataclasses.replace(
+        settings, server=dataclasses.replace(settings.server, workers=count)
+    )
     if count == 1:
         return _run(_serve(settings))
 

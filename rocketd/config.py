@@ -226,6 +226,10 @@ def _postgres_url(value: Any) -> Any:
     return url
 
 
+def _postgres_urls(value: Any) -> Any:
+    return tuple(url for url in (_postgres_url(item) for item in value) if url)
+
+
 _REDIS_SCHEMES: Final = ("redis", "rediss", "unix")
 
 
@@ -320,6 +324,15 @@ class DatabaseSettings(_Section):
     # times): off behind a pooler that does not keep them per client (PgBouncer in
     # transaction mode).
     prepared_statements: bool = _key(True)
+    # Direct to PostgreSQL, for what needs a session of its own (LISTEN, session advisory
+    # locks) when `url` goes through a pooler in transaction mode (PgBouncer); empty: `url`.
+    # Setting it also turns prepared statements off (the pooler's connections are shared).
+    listen_url: str = _key("", check=_postgres_url)
+    # Streaming replicas for the data API's lists and gets (rocketd.db.replicas); each URL's
+    # database name is replaced by each app's. A caller's reads wait up to `replica_wait`
+    # seconds for a replica to replay their last write, else read the primary.
+    replica_urls: tuple[str, ...] = _key((), check=_postgres_urls)
+    replica_wait: float = _key(0.5, check=_at_least(0))
     configured: bool = _internal(False)
 
     def __post_init__(self) -> None:
@@ -332,9 +345,10 @@ class DatabaseSettings(_Section):
 
     def connection_kwargs(self) -> dict[str, Any]:
         """The keyword arguments of every pooled connection: autocommit, and no prepared
-        statements when `prepared_statements` is off (psycopg's `prepare_threshold=None`)."""
+        statements when `prepared_statements` is off or a pooler is in front (`listen_url`:
+        psycopg's `prepare_threshold=None`)."""
         kwargs: dict[str, Any] = {"autocommit": True}
-        if not self.prepared_statements:
+        if not self.prepared_statements or self.listen_url:
             kwargs["prepare_threshold"] = None
         return kwargs
 
@@ -353,6 +367,21 @@ class DatabaseSettings(_Section):
             netloc = f"{userinfo}@{netloc}"
         name = self.name if dbname is None else dbname
         return f"postgresql://{netloc}/{quote(name, safe='')}"
+
+    def direct_dsn(self, dbname: str | None = None) -> str:
+        """Like `dsn()`, but straight to PostgreSQL (`listen_url`) when a pooler is in front."""
+        if not self.listen_url:
+            return self.dsn(dbname)
+        parts = urlsplit(self.listen_url)
+        name = self.database_name if dbname is None else dbname
+        return urlunsplit(parts._replace(path="/" + quote(name, safe="")))
+
+    def replica_dsns(self, dbname: str) -> list[str]:
+        """The DSNs of `dbname` on each replica."""
+        return [
+            urlunsplit(urlsplit(url)._replace(path="/" + quote(dbname, safe="")))
+            for url in self.replica_urls
+        ]
 
     @property
     def database_name(self) -> str:
@@ -509,6 +538,9 @@ class Settings(_Section):
     # Seconds a request waits for a connection of its app's pool before that app answers 503
     # (a slow or unreachable app database never holds requests for long).
     app_pool_timeout: float = _key(5.0, check=_greater_than(0))
+    # An app pool idle this long closes its last connection (and opens one on the next
+    # request): many quiet apps cost no connections. 0: each app keeps one open.
+    app_pool_idle_seconds: float = _key(300.0, check=_at_least(0))
     # Seconds between workflow timeout / resume sweeps (spec: at least every 60 s).
     workflow_tick_seconds: float = _key(5.0, check=_between(0.01, 60))
     # Finished workflow instances (any status but running) older than this many days, by their

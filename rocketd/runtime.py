@@ -57,6 +57,7 @@ from rocketd.http.app import create_app
 from rocketd.http.server import HttpRunner
 from rocketd.logging import configure_logging, get_logger
 from rocketd.platform import account, apps
+from rocketd.platform.capacity import check_connection_budget
 from rocketd.services import Services
 from rocketd.systemd import SystemdNotifier
 
@@ -107,8 +108,9 @@ def settings_for_embedded(settings: Settings, server_dsn: str) -> Settings:
 
 async def ensure_database(settings: Settings) -> None:
     """Create the management database when the server has none of that name yet."""
+    # Straight to PostgreSQL: a pooler that tried a missing database waits before trying again.
     try:
-        conn = await psycopg.AsyncConnection.connect(settings.database.dsn())
+        conn = await psycopg.AsyncConnection.connect(settings.database.direct_dsn())
     except psycopg.OperationalError as exc:
         if "does not exist" not in str(exc):
             raise
@@ -116,7 +118,7 @@ async def ensure_database(settings: Settings) -> None:
         await conn.close()
         return
     async with await psycopg.AsyncConnection.connect(
-        settings.database.dsn("postgres"), autocommit=True
+        settings.database.direct_dsn("postgres"), autocommit=True
     ) as admin:
         try:
             await admin.execute(
@@ -308,8 +310,9 @@ class Runtime:
             capabilities=self.capabilities,
         )
         await directory.start_existing()
+        await check_connection_budget(settings, await directory.active_app_count())
         self.listener = MetadataListener(
-            settings.database.dsn(),
+            settings.database.direct_dsn(),
             on_notify=directory.on_notify,
             on_reconnect=directory.on_reconnect,
         )
@@ -333,7 +336,8 @@ class Runtime:
         """
         settings = self.settings
         background = settings.background_work
-        scheduler = Scheduler(settings.database.dsn()) if background else None
+        # Session advisory locks: straight to PostgreSQL, never through a transaction pooler.
+        scheduler = Scheduler(settings.database.direct_dsn()) if background else None
         ctx = self.started = StartContext(
             settings=settings,
             supervisor=supervisor,

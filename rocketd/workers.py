@@ -20,7 +20,9 @@ The supervisor serves no request. It
   `Runtime.reload`: logs reopened, live settings applied);
 * on SIGTERM or SIGINT, passes SIGTERM to every worker (each drains like a single-process
   server, within `server.shutdown_timeout`), waits for all, stops the embedded PostgreSQL and
-  exits 0.
+  exits 0;
+* with `metrics.enabled`, gives the group one `PROMETHEUS_MULTIPROC_DIR` (a private temporary
+  directory, unless the operator set one), so a scrape of `/metrics` on any worker covers all.
 
 A worker reports to the supervisor over a pipe, one byte per event (`WorkerNotifier` stands in
 for the systemd notifier the runtime uses); every log line of a worker carries `worker` (its
@@ -34,10 +36,13 @@ import contextlib
 import ctypes
 import os
 import select
+import shutil
 import signal
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from types import FrameType
 
 from rocketd.config import Settings
@@ -59,6 +64,8 @@ KILL_GRACE = 30.0  # beyond server.shutdown_timeout, before a worker that will n
 
 _READY, _HEARTBEAT, _STOPPING = b"R", b"W", b"S"
 _PR_SET_PDEATHSIG = 1
+METRICS_DIR_ENV = "PROMETHEUS_MULTIPROC_DIR"
+_HANDLED = (signal.SIGTERM, signal.SIGINT, signal.SIGCHLD, signal.SIGHUP)
 
 # What a worker process runs: (settings, index, notifier) -> exit code.
 WorkerMain = Callable[[Settings, int, "WorkerNotifier"], int]
@@ -132,6 +139,8 @@ class WorkerGroup:
     _signals: list[int] = field(default_factory=list)
 
     def run(self) -> int:
+        # Before anything imports prometheus-client: it picks its storage at import.
+        metrics_dir = self._share_metrics()
         embedded: EmbeddedDataDir | None = None
         if not self.settings.database.configured:
             from rocketd.runtime import settings_for_embedded
@@ -144,6 +153,26 @@ class WorkerGroup:
         finally:
             if embedded is not None:
                 embedded.stop()
+            if metrics_dir is not None:
+                shutil.rmtree(metrics_dir, ignore_errors=True)
+
+    def _share_metrics(self) -> Path | None:
+        """With `/metrics` on, a private PROMETHEUS_MULTIPROC_DIR for the group (unless the
+        operator set one): every worker writes its values there, and one scrape of any worker
+        reports them all (rocketd.capabilities.events.metrics)."""
+        if not self.settings.metrics.enabled or os.environ.get(METRICS_DIR_ENV):
+            return None
+        path = Path(tempfile.mkdtemp(prefix="rocketd-metrics-"))
+        os.environ[METRICS_DIR_ENV] = str(path)
+        return path
+
+    @staticmethod
+    def _metrics_forget(pid: int) -> None:
+        """Drop a dead worker's live gauges from the shared metrics (its counters stay)."""
+        if os.environ.get(METRICS_DIR_ENV):
+            from prometheus_client import multiprocess
+
+            multiprocess.mark_process_dead(pid)  # type: ignore[no-untyped-call]
 
     # ---------------------------------------------------------------- the loop
 
@@ -151,10 +180,7 @@ class WorkerGroup:
         server = self.settings.server
         log.info("starting workers", workers=self.count, address=f"{server.host}:{server.port}")
         wake_read, wake_write = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
-        previous = {
-            sig: signal.signal(sig, self._on_signal)
-            for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGCHLD, signal.SIGHUP)
-        }
+        previous = {sig: signal.signal(sig, self._on_signal) for sig in _HANDLED}
         old_wakeup = signal.set_wakeup_fd(wake_write)
         try:
             self.workers = [_Worker(i) for i in range(self.count)]
@@ -176,10 +202,7 @@ class WorkerGroup:
         logs = self.settings.log
         with contextlib.suppress(OSError):  # the old handler stays when the file cannot open
             configure_logging(logs.level, logs.format, file=logs.file)
-        for worker in self.workers:
-            if worker.pid:
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(worker.pid, signal.SIGHUP)
+        self._forward(signal.SIGHUP)
         log.info("reload passed to the workers", workers=len(self.workers))
 
     def _on_signal(self, signum: int, frame: FrameType | None) -> None:
@@ -252,6 +275,7 @@ class WorkerGroup:
             if worker is None:
                 continue
             self._forget(worker)
+            self._metrics_forget(pid)
             how = _describe_exit(status)
             if not self._ever_ready:
                 log.error("a worker failed to start; stopping", worker=worker.index, exit=how)
@@ -296,6 +320,15 @@ class WorkerGroup:
                     os.kill(worker.pid, signal.SIGKILL)
                 worker.ready = False  # reaped (and restarted) on the next turn
 
+    def _forward(self, sig: int) -> None:
+        """Pass `sig` to every live worker (SIGHUP: each worker does what a single process
+        would; the supervisor itself has nothing to reload)."""
+        log.info("passing a signal to the workers", signal=signal.Signals(sig).name)
+        for worker in self.workers:
+            if worker.pid > 0:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(worker.pid, sig)
+
     def _stop_all(self) -> None:
         self._stopping = True
         self.notifier.stopping("stopping workers")
@@ -337,7 +370,7 @@ class WorkerGroup:
             try:
                 os.close(read_end)
                 _die_with_parent()
-                for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGCHLD):
+                for sig in _HANDLED:
                     signal.signal(sig, signal.SIG_DFL)
                 # Until its runtime handles SIGHUP (a reload), one must not end the worker.
                 signal.signal(signal.SIGHUP, signal.SIG_IGN)

@@ -34,6 +34,7 @@ from rocketd.engine.pipeline import ServiceKey
 from rocketd.errors import ServiceUnavailable
 from rocketd.logging import get_logger
 from rocketd.platform import apps
+from rocketd.platform.capacity import check_connection_budget
 
 log = get_logger("rocketd.actors.directory")
 
@@ -129,7 +130,7 @@ class AppDirectory:
         # transaction, so each app gets a listener on its database (the management listener
         # only hears app lifecycle events).
         listener = MetadataListener(
-            self._settings.database.dsn(row.db_name),
+            self._settings.database.direct_dsn(row.db_name),  # LISTEN: never via a pooler
             on_notify=functools.partial(self._reload_on_notify, actor),
             on_reconnect=functools.partial(self._reload_on_reconnect, actor),
             name=f"metadata-listener:{row.name}",
@@ -209,7 +210,11 @@ class AppDirectory:
     ) -> apps.AppRow:
         row = await apps.create_app(self._settings, self._pool, name, display_name, db_driver)
         await self._start(row)
+        await check_connection_budget(self._settings, await self.active_app_count())
         return row
+
+    async def active_app_count(self) -> int:
+        return sum(row.status == apps.STATUS_ACTIVE for row in await apps.list_apps(self._pool))
 
     async def delete_app(self, name: str) -> None:
         await self.forget(name)

@@ -74,16 +74,17 @@ def _row(r: dict[str, Any]) -> AppRow:
 
 
 @asynccontextmanager
-async def app_lock(
-    pool: AsyncConnectionPool[Any], name: str, *, wait: bool = True
-) -> AsyncIterator[bool]:
+async def app_lock(settings: Settings, name: str, *, wait: bool = True) -> AsyncIterator[bool]:
     """Hold the session advisory lock of one app's lifecycle (create, delete, repair).
 
     Yields whether the lock is held: with `wait=False` another instance may own it, in which case
     that instance is working on the app right now and the caller must leave it alone.
     """
     key = "rocketd:app:" + name
-    async with pool.connection() as conn:
+    # A session lock: on a connection of its own, straight to PostgreSQL (never via a pooler).
+    async with await psycopg.AsyncConnection.connect(
+        settings.database.direct_dsn(), autocommit=True
+    ) as conn:
         if wait:
             await conn.execute("select pg_advisory_lock(hashtextextended(%s, 0))", (key,))
             got = True
@@ -142,8 +143,9 @@ def validate_create_request(
 
 
 async def _admin_connection(settings: Settings) -> psycopg.AsyncConnection[Any]:
-    """An autocommit connection to the management database for CREATE/DROP DATABASE."""
-    return await psycopg.AsyncConnection.connect(settings.database.dsn(), autocommit=True)
+    """An autocommit connection to the management database for CREATE/DROP DATABASE (straight
+    to PostgreSQL: databases are made and dropped beside a pooler, never through it)."""
+    return await psycopg.AsyncConnection.connect(settings.database.direct_dsn(), autocommit=True)
 
 
 async def database_exists(settings: Settings, db_name: str) -> bool:
@@ -164,7 +166,7 @@ async def create_app(
     db_name = db_name_for(app_name)
     if db_name == settings.database.database_name:
         raise Conflict(f"App already exists: {app_name}")
-    async with app_lock(pool, app_name):
+    async with app_lock(settings, app_name):
         return await _create_locked(settings, pool, app_name, shown, db_name)
 
 
@@ -214,11 +216,15 @@ async def provision_database(settings: Settings, pool: AsyncConnectionPool[Any],
 
 async def bootstrap_app_database(settings: Settings, db_name: str) -> None:
     """Apply the app schema plan and seed the admin user (both idempotent)."""
-    async with await psycopg.AsyncConnection.connect(settings.database.dsn(db_name)) as conn:
+    # Short sessions, without prepared statements (they may go through a pooler).
+    unprepared: dict[str, Any] = {"prepare_threshold": None}
+    async with await psycopg.AsyncConnection.connect(
+        settings.database.dsn(db_name), **unprepared
+    ) as conn:
         await apply_plan(conn, APP_PLAN)
         await conn.commit()
     pool: AsyncConnectionPool[Any] = AsyncConnectionPool(
-        settings.database.dsn(db_name), min_size=1, max_size=1, open=False
+        settings.database.dsn(db_name), min_size=1, max_size=1, open=False, kwargs=unprepared
     )
     await pool.open(wait=True)
     try:
@@ -246,7 +252,7 @@ def token_policy(settings: Settings) -> TokenPolicy:
 
 async def delete_app(settings: Settings, pool: AsyncConnectionPool[Any], name: str) -> AppRow:
     """Mark the app deleting (other instances drop their pools on the notify), drop, forget."""
-    async with app_lock(pool, name):
+    async with app_lock(settings, name):
         return await _delete_locked(settings, pool, name)
 
 
@@ -292,7 +298,7 @@ async def repair_incomplete_apps(settings: Settings, pool: AsyncConnectionPool[A
     for listed in await list_apps(pool):
         if listed.status == STATUS_ACTIVE:
             continue
-        async with app_lock(pool, listed.name, wait=False) as held:
+        async with app_lock(settings, listed.name, wait=False) as held:
             if not held:
                 continue  # another instance is creating or deleting it right now
             row = await find_app(pool, listed.name)

@@ -357,7 +357,7 @@ async def _restore_app(
     # name gets its own, so the two apps never accept each other's tokens.
     secret = saved["jwt_secret"] if target == source else new_app_secret()
     db_name = db_name_for(target)
-    async with apps.app_lock(pool, target):
+    async with apps.app_lock(settings, target):
         try:
             async with pool.connection() as conn:
                 await conn.execute(

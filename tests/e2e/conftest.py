@@ -18,3 +18,12 @@ def data_dir() -> Iterator[Path]:
     path.chmod(0o755)
     yield path
     shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def pgbouncer_dsn(pg_dsn: str) -> Iterator[str]:
+    """A PgBouncer in transaction mode in front of the tests' PostgreSQL, once per session."""
+    from tests.support.pgbouncer import running_pgbouncer
+
+    with running_pgbouncer(pg_dsn) as dsn:
+        yield dsn

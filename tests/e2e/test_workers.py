@@ -10,6 +10,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -197,6 +198,36 @@ async def test_a_worker_that_cannot_start_stops_the_group(
     assert code == 1
     assert failing.events("a worker failed to start; stopping")
     assert "cannot start" in failing.log_path.read_text()
+
+
+async def test_one_scrape_of_metrics_covers_every_worker(
+    pg_dsn: str, management_db: str, tmp_path: Path
+) -> None:
+    group = Group(dsn_for(pg_dsn, management_db), tmp_path, ROCKET_METRICS_ENABLED="true")
+    try:
+        async with aiohttp.ClientSession() as http:
+            await wait_until(lambda: ready(http, group), "workers ready", timeout=90, interval=0.1)
+            await wait_until(lambda: len(group.events("worker listening")) == 2, "both listening")
+            fresh = aiohttp.TCPConnector(force_close=True)
+            async with aiohttp.ClientSession(connector=fresh) as one_shot:
+                for _ in range(40):
+                    async with one_shot.get(group.base + "/api/_platform/apps") as resp:
+                        assert resp.status == 401
+            async with http.get(group.base + "/metrics") as resp:
+                assert resp.status == 200
+                text = await resp.text()
+        assert {line["worker"] for line in group.events("request")} == {0, 1}
+        counted = sum(
+            float(line.rsplit(" ", 1)[1])
+            for line in text.splitlines()
+            if line.startswith("rocketd_http_requests_total{")
+            and 'route="/api/_platform/apps"' in line
+        )
+        assert counted == 40  # both workers' requests, from one scrape of one of them
+        assert group.stop() == 0
+    finally:
+        group.stop()
+    assert not any(Path(tempfile.gettempdir()).glob("rocketd-metrics-*"))
 
 
 async def test_sighup_reaches_every_worker_and_the_group_keeps_serving(group: Group) -> None:

@@ -191,6 +191,23 @@ def test_enabled_follows_the_configured_level() -> None:
     assert enabled(logging.INFO) and not enabled(logging.DEBUG)
 
 
+def test_lines_inside_a_span_name_its_trace_and_span() -> None:
+    from rocketd.tracing import Trace, start_root, start_span
+
+    out = io.StringIO()
+    configure_logging("info", "json", stream=out)
+    trace = Trace("6f1c3b9e-8d2a-4c1e-9f3a-2b7d5e8c1a40", lambda rows: None)
+    with start_root(trace, "http", "handler", "request") as root:
+        get_logger("test").info("in the request")
+        with start_span("engine", "handler", "record.get") as child:
+            get_logger("test").info("in the child")
+    get_logger("test").info("outside")
+    first, second, third = (json.loads(line) for line in out.getvalue().splitlines())
+    assert (first["trace_id"], first["span_id"]) == (trace.trace_id, root.span_id)
+    assert (second["trace_id"], second["span_id"]) == (trace.trace_id, child.span_id)
+    assert "span_id" not in third
+
+
 def test_process_fields_reach_every_line_and_survive_reconfiguration() -> None:
     from rocketd import logging as rocketd_logging
 

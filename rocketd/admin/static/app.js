@@ -11,13 +11,14 @@ import { RelationsPage } from './pages/relations.js';
 import { DataPage, RecordPage } from './pages/data.js';
 import { RulesPage } from './pages/rules.js';
 import { StateMachinesPage } from './pages/state-machines.js';
-import { WorkflowsPage, ApprovalsPage, InstancePage } from './pages/workflows.js';
+import { WorkflowsPage, WorkflowInstancesPage, ApprovalsPage, InstancePage } from './pages/workflows.js';
 import { UsersPage, InvitesPage, PermissionsPage, AcceptInvitePage } from './pages/access.js';
 import { WebhooksPage, WebhookLogsPage } from './pages/webhooks.js';
 import { FilesPage } from './pages/files.js';
 import { UiConfigsPage } from './pages/ui-configs.js';
 import { SchemaPage } from './pages/schema.js';
 import { EventsPage, StatsPage, TracePage } from './pages/events.js';
+import { AccountPage } from './pages/account.js';
 import { NotFoundPage } from './pages/not-found.js';
 
 // Pages inside an app, in the order of the app navigation.
@@ -43,6 +44,7 @@ const ROUTES = [
   ['/admin/login', LoginPage, { bare: true }],
   ['/admin', AppsPage],
   ['/admin/apps', AppsPage],
+  ['/admin/account', AccountPage],
   ['/admin/apps/:app', AppHome],
   ['/admin/apps/:app/entities', EntitiesPage],
   ['/admin/apps/:app/entities/:name', EntityEditor],
@@ -53,6 +55,7 @@ const ROUTES = [
   ['/admin/apps/:app/rules', RulesPage],
   ['/admin/apps/:app/state-machines', StateMachinesPage],
   ['/admin/apps/:app/workflows', WorkflowsPage],
+  ['/admin/apps/:app/workflows/:id/instances', WorkflowInstancesPage],
   ['/admin/apps/:app/approvals', ApprovalsPage],
   ['/admin/apps/:app/instances/:id', InstancePage],
   ['/admin/apps/:app/users', UsersPage],
@@ -100,7 +103,7 @@ function Header() {
   return html`<header class="top">
     <a class="brand" href="/admin">rocketd admin</a>
     <nav aria-label="Main">
-      ${platform ? html`<a href="/admin/apps">Apps</a>` : null}
+      ${platform ? html`<a href="/admin/apps">Apps</a><a href="/admin/account">Account</a>` : null}
     </nav>
     <div class="who">
       <span class="muted">${who}</span>

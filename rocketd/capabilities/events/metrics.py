@@ -210,7 +210,9 @@ class MetricsListener:
         app.router.add_get("/metrics", self.metrics.handle)
         self.runner = web.AppRunner(app, access_log=None)
         await self.runner.setup()
-        await web.TCPSite(self.runner, self.host, self.port).start()
+        # reuse_port: every worker of `serve --workers N` listens here too (any one answers
+        # for all of them, see PROMETHEUS_MULTIPROC_DIR).
+        await web.TCPSite(self.runner, self.host, self.port, reuse_port=True).start()
         log.info("metrics listening", address=f"http://{self.host}:{self.port}/metrics")
 
     async def stop(self) -> None:
