@@ -212,10 +212,10 @@ def test_shell_examples_of_the_page_run(docs_server: DocsServer, page: str) -> N
 
 
 def test_exemptions_stay_the_exception() -> None:
-    """Only the pages about other systems (systemd), minutes-long runs (benchmarks) and the browser
-    test suite (admin-ui) are exempt as a whole, and most examples run."""
+    """Only the pages about another system (systemd) and the browser test suite (admin-ui) are
+    exempt as a whole, and most examples run."""
     whole = sorted(page for page, blocks in RUN.items() if all(b.exempt for b in blocks))
-    assert whole == ["docs/admin-ui.md", "docs/benchmarks.md", "docs/systemd.md"]
+    assert whole == ["docs/admin-ui.md", "docs/systemd.md"]
     assert next(b.where for b in SETUP["docs/indexes-and-large-tables.md"]).startswith(
         "docs/querying.md:"
     )
