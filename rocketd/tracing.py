@@ -99,6 +99,10 @@ def as_uuid(text: str | None) -> str | None:
         return None
 
 
+# Closed traces whose rows the sink refused (it raised); the work itself carried on.
+SINK_FAILURES = 0
+
+
 class Trace:
     """One trace as this process sees it: the id, the caller, and the rows of its finished
     spans, handed to `sink` all at once when the trace closes (its root span ended): the caller
@@ -132,7 +136,11 @@ class Trace:
         if user is not None:
             rows = [row if row[9] is not None else (*row[:9], user, *row[10:]) for row in rows]
         if rows:
-            self.sink(rows)
+            try:
+                self.sink(rows)
+            except Exception:  # recording never fails the work it records
+                global SINK_FAILURES
+                SINK_FAILURES += 1
 
 
 _CURRENT: ContextVar[Span | None] = ContextVar("rocketd_span", default=None)

@@ -10,7 +10,16 @@ from collections.abc import Callable
 
 from bench.harness import Bench
 from bench.report import ScenarioResult
-from bench.scenarios import data_api, files, foundation, permissions, rules, webhooks, workflows
+from bench.scenarios import (
+    data_api,
+    files,
+    foundation,
+    large_tables,
+    permissions,
+    rules,
+    webhooks,
+    workflows,
+)
 
 Scenario = Callable[[Bench], ScenarioResult]
 
@@ -22,4 +31,5 @@ SETS: dict[str, dict[str, Scenario]] = {
     "files": files.SCENARIOS,
     "webhooks": webhooks.SCENARIOS,
     "rules": rules.SCENARIOS,
+    "large-tables": large_tables.SCENARIOS,
 }

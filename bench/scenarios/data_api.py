@@ -605,26 +605,45 @@ def wrk_env(op: Operation, token: str, ids_file: Path) -> dict[str, str]:
     }
 
 
-def run_wrk(server: ServerProcess, env: dict[str, str], seconds: int, name: str) -> Measurement:
+def wrk_command(
+    server: ServerProcess,
+    seconds: int,
+    *,
+    script: Path = DATA_API_LUA,
+    connections: int = CONNECTIONS,
+) -> list[str]:
+    """The wrk command line of one authenticated run (the token and the rest come by `env`)."""
+    return [
+        find_wrk(),
+        "--threads=1",
+        f"--connections={connections}",
+        f"--duration={seconds}s",
+        "--timeout=10s",
+        "--latency",
+        "--script",
+        str(script),
+        server.url("/"),
+    ]
+
+
+def run_wrk(
+    server: ServerProcess,
+    env: dict[str, str],
+    seconds: int,
+    name: str,
+    *,
+    script: Path = DATA_API_LUA,
+    connections: int = CONNECTIONS,
+) -> Measurement:
     params: dict[str, object] = {
-        "connections": CONNECTIONS,
+        "connections": connections,
         "threads": 1,
         "duration_s": seconds,
         "mode": env["BENCH_MODE"],
     }
     if seconds <= 0:
         return Measurement(name, "wrk", 0.0, "req/s", 0, 0.0, None, None, 0, params)
-    argv = [
-        find_wrk(),
-        "--threads=1",
-        f"--connections={CONNECTIONS}",
-        f"--duration={seconds}s",
-        "--timeout=10s",
-        "--latency",
-        "--script",
-        str(DATA_API_LUA),
-        server.url("/"),
-    ]
+    argv = wrk_command(server, seconds, script=script, connections=connections)
     run_env = dict(os.environ) | env | {"BENCH_TAG": secrets.token_hex(4)}
     proc = subprocess.run(
         argv,

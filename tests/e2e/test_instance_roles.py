@@ -10,7 +10,7 @@ keeps serving what happens inside a request: sync `before_write` webhooks (the o
 from __future__ import annotations
 
 import asyncio
-import time
+import json
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -19,6 +19,7 @@ import aiohttp
 import psycopg
 import pytest
 
+from tests.support.cli import rocketd
 from tests.support.databases import dsn_for
 from tests.support.helpers import wait_until
 from tests.support.processes import Instance, call, free_port, new_app_admin, ready
@@ -26,8 +27,7 @@ from tests.support.receiver import Receiver
 
 pytestmark = pytest.mark.e2e
 
-TICK = 0.2  # A's would-be sweep interval and workflow tick: fast, so idleness is meaningful
-QUIET_S = 5 * TICK  # how long A alone must leave its background work untouched
+TICK = 0.2  # the sweep interval and workflow tick of the instances with background work
 ENV = {
     "ROCKET_WEBHOOKS_ALLOW_NETWORKS": "127.0.0.0/8",
     "ROCKET_WEBHOOKS_SWEEP_INTERVAL": str(TICK),
@@ -132,7 +132,7 @@ async def setup_app(
 
 
 async def test_api_only_instance_leaves_deliveries_and_steps_to_a_background_instance(
-    deployment: Deployment, http: aiohttp.ClientSession, pg_dsn: str
+    deployment: Deployment, http: aiohttp.ClientSession, pg_dsn: str, tmp_path: Path
 ) -> None:
     hooks = await Receiver().start()
     gate = await Receiver().start()
@@ -179,7 +179,6 @@ async def test_api_only_instance_leaves_deliveries_and_steps_to_a_background_ins
         assert b.stop() == 0
         waiting_note = (await write("note", {"text": "A alone"}))["data"]["id"]
         waiting_go = (await write("request", {"status": "go"}))["data"]["id"]
-        quiet_until = time.monotonic() + QUIET_S
 
         # ...while what happens inside a request still works on A: a sync before_write webhook
         # (to 127.0.0.1, so A has the outbound policy with allow_networks)...
@@ -205,9 +204,23 @@ async def test_api_only_instance_leaves_deliveries_and_steps_to_a_background_ins
         assert decided["data"]["status"] == "completed", decided
         assert [h["status"] for h in decided["data"]["history"]] == ["approved", "completed"]
 
-        # Waiting for something not to happen: A has had several sweep intervals and workflow
-        # ticks (and the commit signals of both writes) by now.
-        await asyncio.sleep(max(0.0, quiet_until - time.monotonic()))
+        # Waiting for something not to happen, with a sentinel: A has no scheduler (no sweeps, no
+        # ticks: tests/integration/test_instance_roles.py), so only the writes' commit signals
+        # could set it to work. A metadata change saved by another process after them (the CLI,
+        # which takes far longer to start than a signal's 2 ms coalescing delay) reaches A's
+        # listener after those signals, which it handles in order: once A serves the new
+        # entity, A has had every signal of the writes.
+        sentinel = tmp_path / "sentinel.json"
+        sentinel.write_text(json.dumps({"version": 1, "entities": [entity("sentinel", "text")]}))
+        env = {"ROCKET_DATABASE_URL": deployment.dsn, "ROCKET_LOG_LEVEL": "error"}
+        out = await asyncio.to_thread(rocketd, "import", app, str(sentinel), env=env)
+        assert out.returncode == 0, out.stderr
+
+        async def a_serves_the_sentinel() -> bool:
+            status, _ = await call(http, "GET", a.base + f"/api/{app}/sentinel", token)
+            return status == 200
+
+        await wait_until(a_serves_the_sentinel, "A to load the sentinel entity", 20, 0.02)
         assert log_status(waiting_note) == [("pending", 0)]
         assert instance_status(waiting_go) == [("running", 0)]
         assert len(hooks.received) == 1

@@ -240,7 +240,21 @@ async def test_three_instances_never_deliver_an_event_twice(
             await asyncio.gather(*(write(n) for n in range(chunk, chunk + 30)))
         started = time.monotonic()
         await wait_until(lambda: len(receiver.received) >= total, "deliveries", 60, 0.05)
-        await asyncio.sleep(1.0)  # room for any duplicate to show up
+        dsn = app_dsn(cluster, app)
+
+        def drained() -> bool:
+            # No row left to claim (so none can be sent again), and every recorded attempt has
+            # reached the receiver: a duplicate would show as an extra request here.
+            with psycopg.connect(dsn) as conn:
+                row = conn.execute(
+                    "select count(*) filter (where status in ('pending', 'retrying')),"
+                    " coalesce(sum(attempt), 0) from _webhook_logs"
+                ).fetchone()
+            assert row is not None
+            return row[0] == 0 and row[1] == len(receiver.received)
+
+        await wait_until(drained, "the dispatchers to drain", 30, 0.05)
+        assert recorded_attempts(dsn) == total  # one attempt per event, none repeated
         keys = [got.json["idempotency_key"] for got in receiver.received]
         assert len(keys) == total and len(set(keys)) == total, len(keys)
         assert time.monotonic() - started < 60

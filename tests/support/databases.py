@@ -12,6 +12,7 @@ import psycopg
 from psycopg import sql
 
 from rocketd.config import DatabaseSettings
+from tests.support.helpers import wait_until
 
 
 def dsn_for(server_dsn: str, dbname: str) -> str:
@@ -55,3 +56,21 @@ def app_databases(server_dsn: str, management_db: str) -> list[str]:
 
 def unique_name(prefix: str = "t") -> str:
     return f"{prefix}{secrets.token_hex(5)}"
+
+
+async def wait_for_lock_waiter(dsn: str, holder_pid: int, timeout: float = 10.0) -> None:
+    """Wait until some backend is blocked on a lock held by backend `holder_pid` (polled from a
+    connection of its own: the lock manager's view is live, unlike a transaction's snapshot of
+    pg_stat_activity)."""
+    async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as conn:
+
+        async def blocked() -> bool:
+            cur = await conn.execute(
+                "select count(*) from pg_locks where not granted"
+                " and %s = any(pg_blocking_pids(pid))",
+                (holder_pid,),
+            )
+            row = await cur.fetchone()
+            return bool(row and row[0])
+
+        await wait_until(blocked, f"a backend waiting for a lock of backend {holder_pid}", timeout)

@@ -149,3 +149,17 @@ def test_span_tree_and_critical_path() -> None:
     assert [c["span_id"] for c in tree["root_span"]["children"]] == ["b", "c"]
     assert tree["critical_path"] == ["r", "c", "d"]
     assert critical_path({"span_id": "x", "children": []}) == ["x"]
+
+
+def test_a_failing_sink_never_fails_the_traced_work() -> None:
+    import rocketd.tracing as tracing
+
+    def refuse(rows: list[EventRow]) -> None:
+        raise RuntimeError("buffer gone")
+
+    before = tracing.SINK_FAILURES
+    trace = Trace(TRACE, refuse)
+    with start_root(trace, "http", "handler", "request"):
+        pass
+    trace.close()
+    assert tracing.SINK_FAILURES == before + 1

@@ -18,6 +18,7 @@ import { FilesPage } from './pages/files.js';
 import { UiConfigsPage } from './pages/ui-configs.js';
 import { SchemaPage } from './pages/schema.js';
 import { EventsPage, StatsPage, TracePage } from './pages/events.js';
+import { AccountPage } from './pages/account.js';
 import { NotFoundPage } from './pages/not-found.js';
 
 // Pages inside an app, in the order of the app navigation.
@@ -43,6 +44,7 @@ const ROUTES = [
   ['/admin/login', LoginPage, { bare: true }],
   ['/admin', AppsPage],
   ['/admin/apps', AppsPage],
+  ['/admin/account', AccountPage],
   ['/admin/apps/:app', AppHome],
   ['/admin/apps/:app/entities', EntitiesPage],
   ['/admin/apps/:app/entities/:name', EntityEditor],
@@ -100,7 +102,7 @@ function Header() {
   return html`<header class="top">
     <a class="brand" href="/admin">rocketd admin</a>
     <nav aria-label="Main">
-      ${platform ? html`<a href="/admin/apps">Apps</a>` : null}
+      ${platform ? html`<a href="/admin/apps">Apps</a><a href="/admin/account">Account</a>` : null}
     </nav>
     <div class="who">
       <span class="muted">${who}</span>

@@ -1,7 +1,7 @@
 """How a list page is paged and what its `meta` says: counted offset pages (the contract's
 `page`, `per_page`, `total`), uncounted pages (`?total=false` or the entity's
 `list_total: false`: `has_more` from one extra row instead of a `COUNT(*)`), and keyset pages
-(`?after=<cursor>`, `meta.next_cursor`; `read.cursor`).
+(`?after=<cursor>`, `meta.next_cursor`; `read.cursor`; counted only with `total=true`).
 
 Cursors are offered only when every sort key is a field the caller may read and can be resumed
 from (not json/file): a cursor spells the values of its keys.

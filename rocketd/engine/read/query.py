@@ -163,7 +163,8 @@ def parse_list_query(
         page=page,
         per_page=per_page,
         includes=parse_includes(registry, entity, last.get("include"), strict=True),
-        count_total=parse_total(last.get("total"), entity.list_total),
+        # A cursor page counts only when asked: a COUNT(*) would cost what the cursor saves.
+        count_total=parse_total(last.get("total"), entity.list_total and after is None),
         after=after,
     )
 

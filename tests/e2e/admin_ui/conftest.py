@@ -16,6 +16,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -27,8 +28,9 @@ from tests.support.paths import ROOT
 from tests.support.processes import Instance, free_port
 
 
-@pytest.fixture(scope="session")
-def ui_server(pg_dsn: str) -> Iterator[Api]:
+@contextmanager
+def running_server(pg_dsn: str) -> Iterator[Api]:
+    """A `rocketd serve` on a management database of its own, dropped afterwards."""
     management = unique_name("rkt_ui_")
     log_dir = Path(tempfile.mkdtemp(prefix="rocketd-ui-"))
     instance = Instance(dsn_for(pg_dsn, management), free_port(), log_dir / "rocketd.log")
@@ -51,6 +53,13 @@ def ui_server(pg_dsn: str) -> Iterator[Api]:
         instance.stop()
         drop_databases(pg_dsn, [*app_databases(pg_dsn, management), management])
         shutil.rmtree(log_dir, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def ui_server(pg_dsn: str) -> Iterator[Api]:
+    """The server every UI test shares."""
+    with running_server(pg_dsn) as api:
+        yield api
 
 
 @pytest.fixture(scope="session")

@@ -1,7 +1,7 @@
 """The issue's "Done when", in one browser session and without curl: log in with the seeded
 platform account, create an app, define two related entities, enter a record with a child, add a
-rule and see it reject a bad record, approve a workflow step. Every step is checked on the page
-and against the API."""
+rule and see it reject a bad record, approve a workflow step, and follow the trace of that request.
+Every step is checked on the page and against the API."""
 
 from __future__ import annotations
 
@@ -191,10 +191,24 @@ def test_done_when_walkthrough(ui: UiPage, ui_server: Api) -> None:
     record = ui_server.ok("GET", f"/api/{app}/invoice/{invoice_id}", token)["data"]
     assert record["status"] == "approved"
 
+    trace_path = page.get_by_role("link", name="follow the trace of this request").get_attribute(
+        "href"
+    )
+    assert trace_path
     page.get_by_role("link", name="See its history").click()
     page.get_by_role("heading", name="Workflow invoice_approval").wait_for()
     history = page.locator("ol.history").inner_text()
     assert "review: approved" in history and "Looks right" in history
     assert "approve: completed" in history
     ui.screenshot("instance-history")
+
+    # 6. Follow the trace of the approving request (a deep link): its spans on a timeline.
+    ui.goto(trace_path)
+    timeline = page.get_by_role("list", name="Span timeline")
+    timeline.get_by_text("workflow.approve").first.wait_for()
+    trace_id = trace_path.rsplit("/", 1)[1]
+    trace = ui_server.ok("GET", f"/api/{app}/_events/trace/{trace_id}", token)["data"]
+    assert trace["root_span"]["metadata"]["path"].endswith("/approve")
+    assert timeline.locator("li").count() == len(trace["spans"])
+    ui.screenshot("walkthrough-trace")
     ui.assert_clean(http_errors=True)

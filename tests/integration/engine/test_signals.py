@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 import psycopg
@@ -42,6 +41,8 @@ async def test_a_signal_in_an_insert_wakes_once_per_committed_transaction(
     app = await new_app(client)
     seen: list[str] = []
     runtime.services.directory.add_signal_handler("rows", seen.append)
+    sentinel: list[str] = []
+    runtime.services.directory.add_signal_handler("sentinel", sentinel.append)
     insert = "insert into _probe (n) values (%s)" + RETURNING_SIGNAL
     dsn = dsn_for(pg_dsn, f"rocket_{app.name}")
     async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as conn:
@@ -57,6 +58,9 @@ async def test_a_signal_in_an_insert_wakes_once_per_committed_transaction(
                 await conn.execute(insert, (n, *signal_params("rows")))
         async with conn.transaction():
             await conn.execute(insert, (4, *signal_params("rows")))
-    await wait_until(lambda: len(seen) >= 2, "two committed transactions' signals")
-    await asyncio.sleep(0.2)  # a third (duplicate or rolled-back) signal would arrive by now
+        # Notifications of one session arrive in commit order: once the sentinel is in, any
+        # third (duplicate or rolled-back) "rows" signal would have arrived before it.
+        async with conn.transaction():
+            await send_signal(conn, "sentinel")
+    await wait_until(lambda: sentinel == [app.name], "the sentinel signal")
     assert seen == [app.name, app.name]

@@ -93,6 +93,19 @@ async def test_declared_indexes_are_built_and_shown(app: AppClient, pg_dsn: str)
     assert set(bare) == {"name", "table_name", "definition", "created_at", "updated_at"}
 
 
+async def test_a_ready_index_reaches_the_snapshot_lists_plan_with(
+    app: AppClient, runtime: Any
+) -> None:
+    await app.ok("POST", "_admin/entities", product(), 201)
+    await all_ready(app, "product", 2)
+
+    def served() -> bool:
+        snapshot = runtime.services.directory.actors[app.name].snapshot
+        return "price" in snapshot.sort_columns("products", ["category"])
+
+    await wait_until(served, "the snapshot to see the built index", timeout=10, interval=0.02)
+
+
 async def test_soft_delete_indexes_are_partial_on_live_rows(app: AppClient, pg_dsn: str) -> None:
     await app.ok("POST", "_admin/entities", product(soft_delete=True), 201)
     await all_ready(app, "product", 2)

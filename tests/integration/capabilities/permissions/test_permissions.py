@@ -13,7 +13,7 @@ import psycopg
 import pytest
 
 from tests.support.apps import AppClient, new_app
-from tests.support.databases import dsn_for
+from tests.support.databases import dsn_for, wait_for_lock_waiter
 from tests.support.helpers import error_of
 from tests.support.perms import HELPDESK, cond, grant, raw, subject, user_client
 
@@ -450,7 +450,7 @@ async def test_write_conditions_see_the_row_locked_in_the_transaction(
     try:
         await conn.execute("update tickets set status = 'closed' where id = %s", (t["id"],))
         request = asyncio.ensure_future(agent.call("PUT", f"ticket/{t['id']}", {"title": "x"}))
-        await asyncio.sleep(0.3)
+        await wait_for_lock_waiter(dsn_for(pg_dsn, f"rocket_{desk.name}"), conn.info.backend_pid)
         assert not request.done()  # waiting for the lock
         await conn.commit()
         status, body = await request
