@@ -16,7 +16,8 @@ The supervisor serves no request. It
 * talks to systemd for the group: `READY=1` once every worker listens, `STOPPING=1` on SIGTERM,
   and one watchdog: it pings while at least one worker answers its own health check and kills a
   worker that stopped answering it for three heartbeats (the backoff restart follows);
-* passes SIGHUP on to every worker (never dies of it);
+* on SIGHUP, reopens its own log and passes SIGHUP to every worker, which reloads (rocketd.runtime
+  `Runtime.reload`: logs reopened, live settings applied);
 * on SIGTERM or SIGINT, passes SIGTERM to every worker (each drains like a single-process
   server, within `server.shutdown_timeout`), waits for all, stops the embedded PostgreSQL and
   exits 0;
@@ -44,12 +45,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
 
-import structlog
-from structlog.typing import EventDict
-
 from rocketd.config import Settings
 from rocketd.data_dir import EmbeddedDataDir
-from rocketd.logging import get_logger
+from rocketd.logging import bind_process_fields, configure_logging, get_logger
 from rocketd.systemd import FieldValue, SystemdNotifier
 
 __all__ = ["MAX_DEFAULT_WORKERS", "WorkerGroup", "WorkerNotifier", "worker_count"]
@@ -198,6 +196,14 @@ class WorkerGroup:
         log.info("stopped", workers=self.count)
         return 1 if failed else 0
 
+    def _reload(self) -> None:
+        """SIGHUP: reopen this process's log (after logrotate), then let every worker reload."""
+        logs = self.settings.log
+        with contextlib.suppress(OSError):  # the old handler stays when the file cannot open
+            configure_logging(logs.level, logs.format, file=logs.file)
+        self._forward(signal.SIGHUP)
+        log.info("reload passed to the workers", workers=len(self.workers))
+
     def _on_signal(self, signum: int, frame: FrameType | None) -> None:
         self._signals.append(signum)
 
@@ -218,7 +224,7 @@ class WorkerGroup:
                 if received in (signal.SIGTERM, signal.SIGINT):
                     return False
                 if received == signal.SIGHUP:
-                    self._forward(signal.SIGHUP)
+                    self._reload()
             if self._reap():
                 return True
             now = time.monotonic()
@@ -364,6 +370,8 @@ class WorkerGroup:
                 _die_with_parent()
                 for sig in _HANDLED:
                     signal.signal(sig, signal.SIG_DFL)
+                # Until its runtime handles SIGHUP (a reload), one must not end the worker.
+                signal.signal(signal.SIGHUP, signal.SIG_IGN)
                 signal.set_wakeup_fd(-1)
                 for other in self.workers:
                     if other.pipe >= 0:
@@ -390,15 +398,9 @@ class WorkerGroup:
 
 
 def _log_worker_key(index: int) -> None:
-    """Every structlog line of this process carries `worker` (a processor, not a context
+    """Every log line of this process carries `worker` (a process field, not a context
     variable: the request middleware clears those for each request)."""
-
-    def add_worker(logger: object, method: str, event: EventDict) -> EventDict:
-        event.setdefault("worker", index)
-        return event
-
-    processors = list(structlog.get_config()["processors"])
-    structlog.configure(processors=[add_worker, *processors])
+    bind_process_fields(worker=index)
 
 
 def _die_with_parent() -> None:

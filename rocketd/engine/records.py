@@ -22,6 +22,7 @@ business.
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field, replace
@@ -572,7 +573,10 @@ class ChildStages:
         self.parent = parent
         self.book = parent.app.stages
         self._open: list[WriteContext | None] = []
-        self._spans: list[AnySpan] = []  # a `nested_write.child` span per open child
+        # a `nested_write.child` span per open child, oldest first per target entity: the
+        # executor closes new children of one parent in the order it opened them (batched
+        # inserts) and an update or delete right after opening it
+        self._spans: dict[str, deque[AnySpan]] = {}
 
     def _stages(self, entity: Entity) -> EntityStages:
         return self.book.for_entity(entity, self.parent.mode, child=True)
@@ -598,7 +602,8 @@ class ChildStages:
             record_id=pk,
             metadata={"operation": action, "path": path},
         )
-        self._spans.append(span.__enter__())
+        if span.recording:  # not made current: batched children are open side by side
+            self._spans.setdefault(target.name, deque()).append(span)
         stages = self._stages(target)
         if stages.empty:
             self._open.append(None)
@@ -621,9 +626,11 @@ class ChildStages:
             await self.book.run(
                 stages.after_delete if action == "delete" else stages.after_write, ctx
             )
-        span = self._spans.pop()
-        span.set_record(record_id=pk)
-        span.__exit__(None, None, None)
+        spans = self._spans.get(target.name)
+        if spans:
+            span = spans.popleft()
+            span.set_record(record_id=pk)
+            span.end()
 
     async def before_links(
         self, conn: AsyncConnection[Any], write: RelationWrite
