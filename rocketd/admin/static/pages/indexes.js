@@ -134,7 +134,18 @@ function describeShape(shape) {
 
 export function IndexGuidancePage({ app }) {
   const client = appApi(app);
-  const guidance = useLoad(() => client.get('/_admin/indexes/guidance').then((r) => r.data), [app]);
+  // The shapes, and the build states of the indexes each entity declares already (a shape whose
+  // suggested index is declared shows that index's state instead of the button).
+  const guidance = useLoad(async () => {
+    const [shapes, entities] = await Promise.all([client.get('/_admin/indexes/guidance'), client.get('/_admin/entities')]);
+    const states = Object.fromEntries(entities.data.map((e) => [e.name, e.indexes || []]));
+    return { shapes: shapes.data, states };
+  }, [app]);
+  const declared = (shape) => {
+    const key = indexKey(cleanIndex(shape.suggested_index));
+    const found = ((guidance.data && guidance.data.states[shape.entity]) || []).find((s) => indexKey(s) === key);
+    return found && found.state;
+  };
   const [done, setDone] = useState(null);
   const [error, setError] = useState(null);
   const [busy, setBusy] = useState(false);
@@ -156,7 +167,8 @@ export function IndexGuidancePage({ app }) {
       setBusy(false);
     }
   };
-  const entities = guidance.data ? [...new Set(guidance.data.map((s) => s.entity))] : [];
+  const shapes = guidance.data ? guidance.data.shapes : [];
+  const entities = [...new Set(shapes.map((s) => s.entity))];
   return html`<${Page} title="Index guidance" actions=${html`<button type="button" onClick=${guidance.reload}>Refresh</button>`}>
     <p class="muted">Lists served by this instance in the last hour whose filter or sort no index serves: each reads every match, however big the table grows.
       Adding the suggested index declares it in the entity and builds it concurrently.</p>
@@ -166,16 +178,18 @@ export function IndexGuidancePage({ app }) {
       ? html`<${Notice} kind="ok"><p>Index (${done.index.fields.join(', ')}) added to <a href=${`/admin/apps/${app}/entities/${done.entity}`}>${done.entity}</a>; it is built in the background.</p>
           ${done.migration.length ? html`<ul class="migration-notes">${done.migration.map((n) => html`<li>${n}</li>`)}</ul>` : null}<//>`
       : null}
-    ${guidance.data && !guidance.data.length ? html`<p>No list of the last hour needs an index.</p>` : null}
+    ${guidance.data && !shapes.length ? html`<p>No list of the last hour needs an index.</p>` : null}
     ${entities.map((entity) => html`<section class="guidance-entity" aria-labelledby=${`guidance-${entity}`}>
       <h2 id=${`guidance-${entity}`}>${entity}</h2>
       <div class="table-wrap"><table>
         <thead><tr><th scope="col">List</th><th scope="col">Seen</th><th scope="col">Last seen</th><th scope="col">Suggested index</th><th scope="col"><span class="sr-only">Action</span></th></tr></thead>
-        <tbody>${guidance.data.filter((s) => s.entity === entity).map((shape) => html`<tr>
+        <tbody>${shapes.filter((s) => s.entity === entity).map((shape) => html`<tr>
           <td>${describeShape(shape)}</td><td>${shape.seen}</td><td>${formatTime(shape.last_seen)}</td>
           <td><code>(${shape.suggested_index.fields.join(', ')})</code></td>
-          <td><button type="button" class="primary" disabled=${busy} onClick=${() => add(shape)}
-            aria-label=${`Add this index (${shape.suggested_index.fields.join(', ')}) to ${entity}`}>Add this index</button></td>
+          <td>${declared(shape)
+            ? html`<span class="muted">Declared: </span><${StateBadge} state=${declared(shape)} />`
+            : html`<button type="button" class="primary" disabled=${busy} onClick=${() => add(shape)}
+                aria-label=${`Add this index (${shape.suggested_index.fields.join(', ')}) to ${entity}`}>Add this index</button>`}</td>
         </tr>`)}</tbody>
       </table></div>
     </section>`)}
