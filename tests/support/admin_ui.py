@@ -155,6 +155,9 @@ class UiPage:
             errors = [e for e in errors if not HTTP_ERROR_NOTE.match(e)]
         assert errors == [], errors
         assert self.foreign_requests == [], self.foreign_requests
+        self.assert_accessible()
+
+    def assert_accessible(self) -> None:
         violations = self.axe_violations()
         assert violations == [], violations
 

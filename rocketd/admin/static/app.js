@@ -11,7 +11,7 @@ import { RelationsPage } from './pages/relations.js';
 import { DataPage, RecordPage } from './pages/data.js';
 import { RulesPage } from './pages/rules.js';
 import { StateMachinesPage } from './pages/state-machines.js';
-import { WorkflowsPage, ApprovalsPage, InstancePage } from './pages/workflows.js';
+import { WorkflowsPage, WorkflowInstancesPage, ApprovalsPage, InstancePage } from './pages/workflows.js';
 import { UsersPage, InvitesPage, PermissionsPage, AcceptInvitePage } from './pages/access.js';
 import { WebhooksPage, WebhookLogsPage } from './pages/webhooks.js';
 import { FilesPage } from './pages/files.js';
@@ -55,6 +55,7 @@ const ROUTES = [
   ['/admin/apps/:app/rules', RulesPage],
   ['/admin/apps/:app/state-machines', StateMachinesPage],
   ['/admin/apps/:app/workflows', WorkflowsPage],
+  ['/admin/apps/:app/workflows/:id/instances', WorkflowInstancesPage],
   ['/admin/apps/:app/approvals', ApprovalsPage],
   ['/admin/apps/:app/instances/:id', InstancePage],
   ['/admin/apps/:app/users', UsersPage],

@@ -696,6 +696,33 @@ async def pending(app: AppContext, principal: Principal) -> list[dict[str, Any]]
     return out
 
 
+INSTANCE_STATUSES: Final = ("running", "completed", "failed")
+INSTANCE_LIST_LIMIT: Final = 200
+
+
+async def instances_of(
+    app: AppContext, raw_workflow_id: str, status: str | None = None
+) -> list[dict[str, Any]]:
+    """The latest instances of one workflow (every status, or one), newest first: the admin's
+    view of a workflow's runs. 404 when the workflow does not exist."""
+    try:
+        workflow_id = uuid.UUID(raw_workflow_id)
+    except ValueError:
+        raise NotFound(f"Workflow not found: {raw_workflow_id}") from None
+    async with app.pool.connection() as conn:
+        cur = await conn.execute("select 1 from _workflows where id = %s", [workflow_id])
+        if await cur.fetchone() is None:
+            raise NotFound(f"Workflow not found: {raw_workflow_id}")
+        rows = conn.cursor(row_factory=dict_row)
+        await rows.execute(
+            "select * from _workflow_instances where workflow_id = %s"
+            " and (%s::text is null or status = %s)"
+            " order by created_at desc, id limit %s",
+            [workflow_id, status, status, INSTANCE_LIST_LIMIT],
+        )
+        return [instance_json(row) for row in await rows.fetchall()]
+
+
 async def decide_approval(
     app: AppContext,
     principal: Principal,

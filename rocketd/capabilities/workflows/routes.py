@@ -2,7 +2,8 @@
 pending list, read, approve, reject, cancel; any valid token of the app, and an instance only
 for who may see it: admins, its current step's assignees, readers of its record).
 
-Admin routes come from the workflow kind (`capabilities.workflows.admin`): changes are validated,
+`GET /_admin/workflows/{id}/instances` (admin) lists a workflow's latest runs. Admin routes
+come from the workflow kind (`capabilities.workflows.admin`): changes are validated,
 saved and announced in one transaction, then this instance reloads before answering. Approve/reject act as the authenticated user, never a header.
 """
 
@@ -18,7 +19,7 @@ from rocketd.capabilities.workflows.instances import Verdict
 from rocketd.errors import InvalidPayload
 from rocketd.http.keys import APP_ACTOR
 from rocketd.http.paths import APP_PATH
-from rocketd.http.policy import app_token, principal_of
+from rocketd.http.policy import app_admin, app_token, principal_of
 from rocketd.http.responses import data
 from rocketd.tracing import start_span
 
@@ -63,6 +64,16 @@ async def _decide(request: web.Request, verdict: Verdict) -> web.StreamResponse:
     return data(instance)
 
 
+@app_admin
+async def list_instances(request: web.Request) -> web.StreamResponse:
+    status = request.query.get("status") or None
+    if status is not None and status not in workflows.INSTANCE_STATUSES:
+        allowed = ", ".join(workflows.INSTANCE_STATUSES)
+        raise InvalidPayload(f"Invalid status: {status[:40]} (one of {allowed})")
+    actor = request[APP_ACTOR]
+    return data(await workflows.instances_of(actor.context, request.match_info["id"], status))
+
+
 @app_token
 async def approve(request: web.Request) -> web.StreamResponse:
     return await _decide(request, "approved")
@@ -82,6 +93,7 @@ async def delete_instance(request: web.Request) -> web.StreamResponse:
 
 def add_routes(app: web.Application) -> None:
     r = app.router
+    r.add_get(f"{APP_PATH}/_admin/workflows/{{id}}/instances", list_instances)
     runtime = f"{APP_PATH}/_workflows"
     r.add_get(runtime + "/pending", pending)
     r.add_get(runtime + "/{id}", get_instance)

@@ -92,7 +92,7 @@ def screenshot_dir() -> Iterator[Path]:
 @pytest.fixture
 def ui(browser: Any, ui_server: Api, screenshot_dir: Path) -> Iterator[UiPage]:
     context = browser.new_context(viewport={"width": 1280, "height": 800})
-    context.set_default_timeout(15_000)
+    context.set_default_timeout(30_000)
     page = context.new_page()
     try:
         yield UiPage(page, ui_server.base, screenshot_dir)

@@ -36,7 +36,7 @@ def test_stream_trace_and_stats(ui: UiPage, ui_server: Api) -> None:
     # Live: a new request shows up without a reload.
     ui_server.ok("GET", f"/api/{app}/invoice", token)
     page.wait_for_function(
-        "(n) => document.querySelectorAll('li.event').length > n", arg=shown, timeout=15_000
+        "(n) => document.querySelectorAll('li.event').length > n", arg=shown, timeout=30_000
     )
     ui.screenshot("events-stream")
     ui.assert_clean()

@@ -132,6 +132,30 @@ def test_record_editor_nested_children_diff(ui: UiPage, ui_server: Api) -> None:
     assert len(record["invoice_items"]) == 1
 
 
+def test_record_editor_links_many_to_many(ui: UiPage, ui_server: Api) -> None:
+    app, token = invoicing_app(ui_server)
+    tags = [
+        ui_server.ok("POST", f"/api/{app}/tag", token, {"label": n})["data"]
+        for n in ("red", "blue")
+    ]
+    invoice = new_invoice(
+        ui_server, app, token, "MN-1", invoice_tags={"data": [{"id": tags[0]["id"]}]}
+    )
+    ui.log_in_platform(f"/admin/apps/{app}/data/invoice/{invoice['id']}")
+    page = ui.page
+    page.get_by_label(f"Unlink red ({tags[0]['id']})").check()
+    page.get_by_label("Link a tag").select_option(tags[1]["id"])
+    page.get_by_role("button", name="Link tag").click()
+    with page.expect_response(lambda r: r.request.method == "PUT") as answer:
+        page.get_by_role("button", name="Save invoice").click()
+    assert answer.value.status == 200
+    page.get_by_label(f"Unlink blue ({tags[1]['id']})").wait_for()
+    ui.screenshot("record-links")
+    ui.assert_clean()
+    record = ui_server.ok("GET", f"/api/{app}/invoice/{invoice['id']}?include=invoice_tags", token)
+    assert [t["label"] for t in record["data"]["invoice_tags"]] == ["blue"]
+
+
 def test_file_field_upload_and_download(ui: UiPage, ui_server: Api, tmp_path: Path) -> None:
     app = ui_server.new_app()
     token = ui_server.platform_token()
@@ -188,7 +212,7 @@ def test_state_machine_with_diagram(ui: UiPage, ui_server: Api) -> None:
     ]
     page.get_by_label("Transitions").fill(json.dumps(transitions))
     page.get_by_role("button", name="Create state machine").click()
-    page.get_by_role("status").filter(has_text="State machine saved.").wait_for()
+    page.get_by_role("status").filter(has_text="State machine created.").wait_for()
     diagram = page.get_by_role("img", name="State diagram of invoice.status")
     diagram.locator("g.node").nth(3).wait_for()
     assert diagram.locator("g.node").count() == 4
@@ -241,6 +265,8 @@ def test_users_invites_and_permissions(ui: UiPage, ui_server: Api, browser: Any)
     try:
         other = invitee.new_page()
         other.goto(link)
+        other.get_by_label("Choose a password").wait_for()
+        UiPage(other, ui_server.base, ui.shots).assert_accessible()  # the invitee's page
         other.get_by_label("Choose a password").fill("another long password 8")
         other.get_by_role("button", name="Accept the invite").click()
         other.get_by_text("Signed in to this app as new@example.com").wait_for()

@@ -83,6 +83,7 @@ def test_done_when_walkthrough(ui: UiPage, ui_server: Api) -> None:
     message = page.locator(f"#{described.split()[-1]}").inner_text()
     assert 'field name "Number" is invalid' in message
     ui.screenshot("entity-field-error")
+    ui.assert_accessible()
     name_input.fill("number")
     page.get_by_role("button", name="Create entity").click()
     page.get_by_text("Entity created.").wait_for()
@@ -112,6 +113,7 @@ def test_done_when_walkthrough(ui: UiPage, ui_server: Api) -> None:
     diagram.locator("text=invoice_items (one to many)").wait_for()
     assert diagram.locator("g.node").count() == 2
     ui.screenshot("relations")
+    ui.assert_accessible()
     token = ui_server.platform_token()
     relation = ui_server.ok("GET", f"/api/{app}/_admin/relations/invoice_items", token)["data"]
     assert relation["definition"]["target_key"] == "invoice_id"
@@ -129,6 +131,7 @@ def test_done_when_walkthrough(ui: UiPage, ui_server: Api) -> None:
     page.get_by_text("invoice created.").wait_for()
     page.get_by_role("group", name=re.compile(r"^item [0-9a-f-]{36}$")).wait_for()
     ui.screenshot("record-with-child")
+    ui.assert_accessible()
     invoices = ui_server.ok("GET", f"/api/{app}/invoice?include=invoice_items", token)["data"]
     assert len(invoices) == 1 and invoices[0]["number"] == "INV-1"
     assert invoices[0]["status"] == "draft"
@@ -146,8 +149,9 @@ def test_done_when_walkthrough(ui: UiPage, ui_server: Api) -> None:
     page.get_by_label("Record (the values the write sends)").fill('{"amount": 5}')
     page.locator(".test-result").get_by_text("Passes.").wait_for()
     ui.screenshot("rule-test-panel")
+    ui.assert_accessible()
     page.get_by_role("button", name="Create rule").click()
-    page.get_by_role("status").filter(has_text="Rule saved.").wait_for()
+    page.get_by_role("status").filter(has_text="Rule created.").wait_for()
     assert len(ui_server.ok("GET", f"/api/{app}/_admin/rules", token)["data"]) == 1
 
     page.get_by_role("link", name="Data", exact=True).click()
@@ -160,6 +164,7 @@ def test_done_when_walkthrough(ui: UiPage, ui_server: Api) -> None:
     alert.get_by_text("Amount must not be negative").wait_for()
     assert "VALIDATION_FAILED" in alert.inner_text()
     ui.screenshot("rule-rejects")
+    ui.assert_accessible()
     assert ui_server.ok("GET", f"/api/{app}/invoice", token)["meta"]["total"] == 1
 
     # 5. A workflow; submitting the invoice starts it; approve its step with a comment.
@@ -172,8 +177,9 @@ def test_done_when_walkthrough(ui: UiPage, ui_server: Api) -> None:
     page.get_by_label("Steps", exact=True).fill(json.dumps(STEPS, indent=2))
     page.get_by_role("img", name="Steps of the workflow being edited").wait_for()
     page.get_by_role("button", name="Create workflow").click()
-    page.get_by_role("status").filter(has_text="Workflow saved.").wait_for()
+    page.get_by_role("status").filter(has_text="Workflow created.").wait_for()
     ui.screenshot("workflows")
+    ui.assert_accessible()
 
     ui.goto(f"/admin/apps/{app}/data/invoice/{invoice_id}")  # a deep link to the record
     page.get_by_label("status", exact=True).select_option("submitted")
@@ -184,6 +190,7 @@ def test_done_when_walkthrough(ui: UiPage, ui_server: Api) -> None:
     page.get_by_role("heading", name="invoice_approval: review").wait_for()
     page.get_by_label("Comment on invoice_approval review").fill("Looks right")
     ui.screenshot("approvals")
+    ui.assert_accessible()
     page.get_by_role("button", name="Approve").click()
     page.get_by_role("status").filter(
         has_text="Approved: invoice_approval is now completed"
@@ -201,6 +208,16 @@ def test_done_when_walkthrough(ui: UiPage, ui_server: Api) -> None:
     assert "review: approved" in history and "Looks right" in history
     assert "approve: completed" in history
     ui.screenshot("instance-history")
+    ui.assert_accessible()
+    page.get_by_role("link", name="Workflows", exact=True).click()
+    page.get_by_role("link", name="Runs of invoice_approval").click()
+    page.get_by_role("heading", name="Runs of invoice_approval").wait_for()
+    runs = page.locator("tbody tr")
+    runs.first.wait_for()
+    assert runs.count() == 1 and "completed" in runs.first.inner_text()
+    assert "approve: completed" in runs.first.inner_text()
+    ui.screenshot("workflow-runs")
+    ui.assert_accessible()
 
     # 6. Follow the trace of the approving request (a deep link): its spans on a timeline.
     ui.goto(trace_path)

@@ -190,6 +190,60 @@ function childRelations(schema, entityName) {
   return schema.relations.filter((r) => r.source === entityName && r.type !== 'many_to_many');
 }
 
+function linkRelations(schema, entityName) {
+  return schema.relations.filter((r) => r.source === entityName && r.type === 'many_to_many');
+}
+
+function rowLabel(entity, row) {
+  const pk = entity.primary_key.field;
+  const text = entity.fields.find((f) => f.name !== pk && (f.type === 'string' || f.type === 'text') && row[f.name]);
+  return text ? `${row[text.name]} (${row[pk]})` : String(row[pk]);
+}
+
+// Many-to-many links: the linked targets (unlink each), and a target to link, written with the
+// relation's write mode or the one chosen here.
+function Links({ app, schema, relation, state, onChange }) {
+  const client = appApi(app);
+  const target = schema.entities.find((e) => e.name === relation.target);
+  const candidates = useLoad(() => client.get(`/${relation.target}`, { query: { per_page: 100 } }).then((r) => r.data), [app, relation.target]);
+  const [choice, setChoice] = useState('');
+  if (!target) return null;
+  const pk = target.primary_key.field;
+  const taken = new Set([...state.linked.map((l) => String(l.row[pk])), ...state.added.map((a) => String(a[pk]))]);
+  const options = (candidates.data || []).filter((row) => !taken.has(String(row[pk])));
+  const link = () => {
+    const row = options.find((o) => String(o[pk]) === choice);
+    if (row) onChange({ ...state, added: [...state.added, row] });
+    setChoice('');
+  };
+  return html`<section class="children" aria-labelledby=${`links-${relation.name}`}>
+    <h2 id=${`links-${relation.name}`}>${relation.name} <span class="muted">(linked ${relation.target})</span></h2>
+    <${SelectField} label=${`Write mode for ${relation.name}`} value=${state.mode} options=${[{ value: '', label: `default (${relation.write_mode || 'diff'})` }, 'diff', 'replace', 'append']}
+      onChange=${(mode) => onChange({ ...state, mode })} />
+    <ul class="links">
+      ${state.linked.map((l, i) => html`<li key=${l.row[pk]}><${CheckField} label=${`Unlink ${rowLabel(target, l.row)}`} checked=${l.unlink}
+        onChange=${(on) => onChange({ ...state, linked: state.linked.map((x, j) => (j === i ? { ...x, unlink: on } : x)) })} /></li>`)}
+      ${state.added.map((row) => html`<li key=${`new-${row[pk]}`}>${rowLabel(target, row)} <span class="pill">to link</span></li>`)}
+    </ul>
+    <div class="row">
+      <${SelectField} label=${`Link a ${relation.target}`} value=${choice} options=${['', ...options.map((o) => ({ value: String(o[pk]), label: rowLabel(target, o) }))]} onChange=${setChoice} />
+      <button type="button" onClick=${link} disabled=${!choice}>Link ${relation.target}</button>
+    </div>
+    <${ErrorBox} error=${candidates.error} />
+  </section>`;
+}
+
+function linksBody(schema, relation, state) {
+  const pk = schema.entities.find((e) => e.name === relation.target).primary_key.field;
+  const data = state.added.map((row) => ({ [pk]: row[pk] }));
+  for (const l of state.linked) {
+    if (l.unlink) data.push({ [pk]: l.row[pk], _delete: true });
+    else if (state.mode === 'replace') data.push({ [pk]: l.row[pk] });
+  }
+  if (!data.length && state.mode !== 'replace') return null;
+  return state.mode ? { _write_mode: state.mode, data } : { data };
+}
+
 function Children({ app, schema, relation, state, onChange }) {
   const target = schema.entities.find((e) => e.name === relation.target);
   if (!target) return null;
@@ -248,6 +302,10 @@ function RecordForm({ app, schema, entity, record, isNew, onSaved, notice }) {
     const rows = record[r.name] ? [].concat(record[r.name]) : [];
     return [r.name, { mode: '', rows: rows.map((v) => ({ values: v, changed: {}, isNew: false })) }];
   })));
+  const linkable = linkRelations(schema, entity.name);
+  const [links, setLinks] = useState(() => Object.fromEntries(linkable.map((r) => [
+    r.name, { mode: '', linked: (record[r.name] || []).map((row) => ({ row, unlink: false })), added: [] },
+  ])));
   const [error, setError] = useState(null);
   const pk = entity.primary_key.field;
   const set = (name) => (value) => {
@@ -265,6 +323,10 @@ function RecordForm({ app, schema, entity, record, isNew, onSaved, notice }) {
     }
     for (const r of children) {
       const part = nestedBody(schema, r, nested[r.name]);
+      if (part) body[r.name] = part;
+    }
+    for (const r of linkable) {
+      const part = linksBody(schema, r, links[r.name]);
       if (part) body[r.name] = part;
     }
     try {
@@ -294,6 +356,7 @@ function RecordForm({ app, schema, entity, record, isNew, onSaved, notice }) {
         : isNew ? null : html`<div class="field"><span class="label">${f.name}</span><output>${preview(record[f.name])}</output></div>`))}
     </div>
     ${children.map((r) => html`<${Children} app=${app} schema=${schema} relation=${r} state=${nested[r.name]} onChange=${(s) => setNested({ ...nested, [r.name]: s })} />`)}
+    ${linkable.map((r) => html`<${Links} app=${app} schema=${schema} relation=${r} state=${links[r.name]} onChange=${(s) => setLinks({ ...links, [r.name]: s })} />`)}
     <div class="actions">
       <button type="submit" class="primary">${isNew ? `Create ${entity.name}` : `Save ${entity.name}`}</button>
       ${!isNew ? html`<${ConfirmDelete} name=${String(record[pk])} what="record" onConfirm=${remove} />` : null}
@@ -314,7 +377,7 @@ export function RecordPage({ app, entity: entityName, id }) {
     const schema = await loadSchema(client);
     const entity = schema.entities.find((e) => e.name === entityName);
     if (!entity) throw new Error(`No entity named ${entityName}`);
-    const include = childRelations(schema, entityName).map((r) => r.name).join(',');
+    const include = [...childRelations(schema, entityName), ...linkRelations(schema, entityName)].map((r) => r.name).join(',');
     const record = isNew ? {} : (await client.get(`/${entityName}/${encodeURIComponent(id)}`, { query: { include } })).data;
     return { schema, entity, record, version };
   }, [app, entityName, id, version]);

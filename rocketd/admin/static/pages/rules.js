@@ -1,9 +1,10 @@
-// Rules: the list, an editor for field / expression / computed rules, and a live panel that
+// Rules (on the shared KindPage): the list, an editor for field / expression / computed rules, and a live panel that
 // tests the rule being edited against a record (POST /_admin/rules/test: the server's own
 // evaluator, nothing written).
 import { html, useEffect, useState } from '../lib/html.js';
 import { appApi } from '../lib/api.js';
-import { CheckField, ConfirmDelete, ErrorBox, Field, JsonField, Notice, Page, SelectField, TextField, useLoad } from '../lib/ui.js';
+import { KindPage } from '../lib/kind.js';
+import { CheckField, ErrorBox, Field, JsonField, SelectField, TextField } from '../lib/ui.js';
 
 const HOOKS = ['before_write', 'before_delete', 'after_write'];
 const TYPES = ['expression', 'field', 'computed'];
@@ -73,31 +74,13 @@ function TestPanel({ app, draft }) {
   </section>`;
 }
 
-function RuleForm({ app, entities, initial, onSaved, onCancel }) {
-  const client = appApi(app);
-  const isNew = !initial.id;
-  const [draft, setDraft] = useState(initial);
-  const [error, setError] = useState(null);
+function RuleFields({ app, draft, setDraft, at, entities }) {
   const set = (key) => (value) => setDraft({ ...draft, [key]: value });
   const setDef = (key) => (value) => setDraft({ ...draft, definition: { ...draft.definition, [key]: value } });
-  const at = (key) => (error && error.fieldMessages ? error.fieldMessages(key) : []);
   const entity = entities.find((e) => e.name === draft.entity);
   const fieldNames = ['', ...(entity ? entity.definition.fields.map((f) => f.name) : [])];
-  const save = async (event) => {
-    event.preventDefault();
-    setError(null);
-    try {
-      if (isNew) await client.post('/_admin/rules', bodyOf(draft));
-      else await client.put(`/_admin/rules/${initial.id}`, bodyOf(draft));
-      onSaved();
-    } catch (err) {
-      setError(err);
-    }
-  };
   const d = draft.definition;
-  return html`<form class="card" onSubmit=${save} aria-labelledby="rule-form" novalidate>
-    <h2 id="rule-form">${isNew ? 'New rule' : 'Edit rule'}</h2>
-    <${ErrorBox} error=${error} title="Not saved" />
+  return html`
     <div class="row">
       <${SelectField} label="Entity" value=${draft.entity} options=${['', ...entities.map((e) => e.name)]} onChange=${set('entity')} errors=${at('entity')} />
       <${SelectField} label="Hook" value=${draft.hook} options=${HOOKS} onChange=${set('hook')} errors=${at('hook')} />
@@ -121,12 +104,7 @@ function RuleForm({ app, entities, initial, onSaved, onCancel }) {
       <${CheckField} label="Stop on failure" checked=${d.stop_on_fail} onChange=${setDef('stop_on_fail')} />
       <${CheckField} label="Active" checked=${draft.active} onChange=${set('active')} />
     </div>
-    <div class="actions">
-      <button type="submit" class="primary">${isNew ? 'Create rule' : 'Save rule'}</button>
-      <button type="button" onClick=${onCancel}>Cancel</button>
-    </div>
-    <${TestPanel} app=${app} draft=${draft} />
-  </form>`;
+    <${TestPanel} app=${app} draft=${draft} />`;
 }
 
 function describe(rule) {
@@ -136,39 +114,24 @@ function describe(rule) {
   return d.expression;
 }
 
+const RULES = {
+  title: 'Rules',
+  noun: 'rule',
+  path: '/_admin/rules',
+  label: (row) => `${row.entity} ${row.hook} ${row.id.slice(0, 8)}`,
+  columns: [
+    { label: 'Entity', cell: (r) => r.entity },
+    { label: 'Hook', cell: (r) => r.hook },
+    { label: 'Type', cell: (r) => r.type },
+    { label: 'Rule', cell: (r) => html`<code>${describe(r)}</code>` },
+    { label: 'Message', cell: (r) => r.definition.message || '' },
+    { label: 'Active', cell: (r) => (r.active ? 'yes' : 'no') },
+  ],
+  blank: (entities) => blank(entities[0] && entities[0].name),
+  toBody: bodyOf,
+  Fields: RuleFields,
+};
+
 export function RulesPage({ app }) {
-  const client = appApi(app);
-  const [editing, setEditing] = useState(null);
-  const [notice, setNotice] = useState('');
-  const state = useLoad(async () => {
-    const [entities, rules] = await Promise.all([client.get('/_admin/entities'), client.get('/_admin/rules')]);
-    return { entities: entities.data, rules: rules.data };
-  }, [app]);
-  const saved = () => {
-    setNotice('Rule saved.');
-    setEditing(null);
-    state.reload();
-  };
-  const remove = async (rule) => {
-    await client.del(`/_admin/rules/${rule.id}`);
-    setNotice('Rule deleted.');
-    state.reload();
-  };
-  const data = state.data;
-  return html`<${Page} title="Rules" actions=${html`<button type="button" class="primary" onClick=${() => setEditing(blank(data && data.entities[0] && data.entities[0].name))}>New rule</button>`}>
-    <${Notice}>${notice}<//>
-    <${ErrorBox} error=${state.error} />
-    ${editing && data ? html`<${RuleForm} key=${editing.id || 'new'} app=${app} entities=${data.entities} initial=${editing} onSaved=${saved} onCancel=${() => setEditing(null)} />` : null}
-    ${data
-      ? data.rules.length
-        ? html`<div class="table-wrap"><table>
-            <thead><tr><th scope="col">Entity</th><th scope="col">Hook</th><th scope="col">Type</th><th scope="col">Rule</th><th scope="col">Message</th><th scope="col">Active</th><th scope="col"><span class="sr-only">Actions</span></th></tr></thead>
-            <tbody>${data.rules.map((r, i) => html`<tr key=${r.id}>
-              <td>${r.entity}</td><td>${r.hook}</td><td>${r.type}</td><td><code>${describe(r)}</code></td><td>${r.definition.message || ''}</td><td>${r.active ? 'yes' : 'no'}</td>
-              <td class="actions"><button type="button" onClick=${() => setEditing(r)}>Edit rule ${i + 1}</button>
-                <${ConfirmDelete} name=${`rule ${i + 1}`} what="rule" onConfirm=${() => remove(r)} /></td>
-            </tr>`)}</tbody></table></div>`
-        : html`<p>No rules yet.</p>`
-      : null}
-  <//>`;
+  return html`<${KindPage} app=${app} kind=${RULES} />`;
 }

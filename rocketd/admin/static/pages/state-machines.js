@@ -1,9 +1,9 @@
 // State machines: the list with a rendered state diagram for each, and an editor (entity, field,
 // initial state, transitions as JSON, validated by the API).
-import { html, useState } from '../lib/html.js';
-import { appApi } from '../lib/api.js';
+import { html } from '../lib/html.js';
 import { Diagram } from '../lib/diagram.js';
-import { CheckField, ConfirmDelete, ErrorBox, JsonField, Notice, Page, SelectField, TextField, useLoad } from '../lib/ui.js';
+import { KindPage } from '../lib/kind.js';
+import { CheckField, JsonField, SelectField, TextField } from '../lib/ui.js';
 
 function blank(entity) {
   return { entity: entity || '', field: '', active: true, definition: { initial: '', transitions: [{ from: '', to: '' }] } };
@@ -25,33 +25,12 @@ export function stateGraph(definition) {
   return { nodes: [...states].map((s) => ({ id: s, title: s, initial: s === definition.initial })), edges };
 }
 
-function MachineForm({ app, entities, initial, onSaved, onCancel }) {
-  const client = appApi(app);
-  const isNew = !initial.id;
-  const [draft, setDraft] = useState(initial);
-  const [error, setError] = useState(null);
+function MachineFields({ draft, setDraft, at, under, entities }) {
   const set = (key) => (value) => setDraft({ ...draft, [key]: value });
   const setDef = (key) => (value) => setDraft({ ...draft, definition: { ...draft.definition, [key]: value } });
-  const at = (key) => (error && error.fieldMessages ? error.fieldMessages(key) : []);
   const entity = entities.find((e) => e.name === draft.entity);
-  const save = async (event) => {
-    event.preventDefault();
-    setError(null);
-    const definition = { ...draft.definition };
-    if (!definition.initial) delete definition.initial;
-    const body = { entity: draft.entity, field: draft.field, active: draft.active, definition };
-    try {
-      if (isNew) await client.post('/_admin/state-machines', body);
-      else await client.put(`/_admin/state-machines/${initial.id}`, body);
-      onSaved();
-    } catch (err) {
-      setError(err);
-    }
-  };
   const graph = stateGraph(draft.definition);
-  return html`<form class="card" onSubmit=${save} aria-labelledby="machine-form" novalidate>
-    <h2 id="machine-form">${isNew ? 'New state machine' : `Edit state machine ${draft.entity}.${draft.field}`}</h2>
-    <${ErrorBox} error=${error} title="Not saved" />
+  return html`
     <div class="row">
       <${SelectField} label="Entity" value=${draft.entity} options=${['', ...entities.map((e) => e.name)]} onChange=${set('entity')} errors=${at('entity')} />
       <${SelectField} label="State field" value=${draft.field} options=${['', ...(entity ? entity.definition.fields.map((f) => f.name) : [])]} onChange=${set('field')} errors=${at('field')} />
@@ -59,49 +38,31 @@ function MachineForm({ app, entities, initial, onSaved, onCancel }) {
       <${CheckField} label="Active" checked=${draft.active} onChange=${set('active')} />
     </div>
     <${JsonField} label="Transitions" value=${draft.definition.transitions} onChange=${setDef('transitions')} rows=${10}
-      errors=${(error && error.details ? error.details.filter((d) => d.field && d.field.startsWith('definition.transitions')).map((d) => `${d.field}: ${d.message}`) : [])}
+      errors=${under('definition.transitions')}
       hint='[{"from": "draft", "to": "sent"}, {"from": ["sent"], "to": "paid", "guard": "record.total > 0", "roles": ["accounting"]}]' />
-    ${graph.nodes.length ? html`<${Diagram} nodes=${graph.nodes} edges=${graph.edges} label="State diagram of the machine being edited" />` : null}
-    <div class="actions">
-      <button type="submit" class="primary">${isNew ? 'Create state machine' : 'Save state machine'}</button>
-      <button type="button" onClick=${onCancel}>Cancel</button>
-    </div>
-  </form>`;
+    ${graph.nodes.length ? html`<${Diagram} nodes=${graph.nodes} edges=${graph.edges} label="State diagram of the machine being edited" />` : null}`;
 }
 
+function bodyOf(draft) {
+  const definition = { ...draft.definition };
+  if (!definition.initial) delete definition.initial;
+  return { entity: draft.entity, field: draft.field, active: draft.active, definition };
+}
+
+const MACHINES = {
+  title: 'State machines',
+  noun: 'state machine',
+  path: '/_admin/state-machines',
+  label: (row) => `${row.entity}.${row.field}`,
+  columns: [
+    { label: 'Machine', cell: (r) => html`<strong>${r.entity}.${r.field}</strong>${r.active ? null : html` <span class="pill">inactive</span>`}` },
+    { label: 'States', cell: (r) => { const g = stateGraph(r.definition); return html`<${Diagram} nodes=${g.nodes} edges=${g.edges} label=${`State diagram of ${r.entity}.${r.field}`} />`; } },
+  ],
+  blank: (entities) => blank(entities[0] && entities[0].name),
+  toBody: bodyOf,
+  Fields: MachineFields,
+};
+
 export function StateMachinesPage({ app }) {
-  const client = appApi(app);
-  const [editing, setEditing] = useState(null);
-  const [notice, setNotice] = useState('');
-  const state = useLoad(async () => {
-    const [entities, machines] = await Promise.all([client.get('/_admin/entities'), client.get('/_admin/state-machines')]);
-    return { entities: entities.data, machines: machines.data };
-  }, [app]);
-  const saved = () => {
-    setNotice('State machine saved.');
-    setEditing(null);
-    state.reload();
-  };
-  const data = state.data;
-  return html`<${Page} title="State machines" actions=${html`<button type="button" class="primary" onClick=${() => setEditing(blank(data && data.entities[0] && data.entities[0].name))}>New state machine</button>`}>
-    <${Notice}>${notice}<//>
-    <${ErrorBox} error=${state.error} />
-    ${editing && data ? html`<${MachineForm} key=${editing.id || 'new'} app=${app} entities=${data.entities} initial=${editing} onSaved=${saved} onCancel=${() => setEditing(null)} />` : null}
-    ${data
-      ? data.machines.length
-        ? data.machines.map((m) => {
-            const graph = stateGraph(m.definition);
-            const label = `${m.entity}.${m.field}`;
-            return html`<section class="card" key=${m.id} aria-label=${`State machine ${label}`}>
-              <h2>${label} ${m.active ? null : html`<span class="pill">inactive</span>`}</h2>
-              <${Diagram} nodes=${graph.nodes} edges=${graph.edges} label=${`State diagram of ${label}`} />
-              <div class="actions">
-                <button type="button" onClick=${() => setEditing(m)}>Edit ${label}</button>
-                <${ConfirmDelete} name=${label} what="state machine" onConfirm=${async () => { await client.del(`/_admin/state-machines/${m.id}`); setNotice('State machine deleted.'); state.reload(); }} />
-              </div>
-            </section>`;
-          })
-        : html`<p>No state machines yet.</p>`
-      : null}
-  <//>`;
+  return html`<${KindPage} app=${app} kind=${MACHINES} />`;
 }

@@ -3,7 +3,9 @@
 import { html, useState } from '../lib/html.js';
 import { appApi } from '../lib/api.js';
 import { Diagram } from '../lib/diagram.js';
-import { CheckField, ConfirmDelete, ErrorBox, Field, JsonField, Notice, Page, SelectField, TextField, formatTime, useLoad } from '../lib/ui.js';
+import { KindPage } from '../lib/kind.js';
+import { setQuery, useLocation } from '../lib/router.js';
+import { CheckField, ErrorBox, Field, JsonField, Notice, Page, SelectField, TextField, formatTime, useLoad } from '../lib/ui.js';
 
 function blank(entity) {
   return {
@@ -35,32 +37,12 @@ export function stepGraph(steps) {
   return { nodes, edges: edges.filter((e) => known.has(e.to)) };
 }
 
-function WorkflowForm({ app, entities, initial, onSaved, onCancel }) {
-  const client = appApi(app);
-  const isNew = !initial.id;
-  const [draft, setDraft] = useState(initial);
-  const [error, setError] = useState(null);
+function WorkflowFields({ draft, setDraft, at, under, entities }) {
   const set = (key) => (value) => setDraft({ ...draft, [key]: value });
   const setTrigger = (key) => (value) => setDraft({ ...draft, trigger: { ...draft.trigger, [key]: value } });
-  const at = (key) => (error && error.fieldMessages ? error.fieldMessages(key) : []);
-  const startsWith = (prefix) => (error && error.details ? error.details.filter((d) => d.field && d.field.startsWith(prefix)).map((d) => `${d.field}: ${d.message}`) : []);
   const entity = entities.find((e) => e.name === draft.trigger.entity);
-  const save = async (event) => {
-    event.preventDefault();
-    setError(null);
-    const body = { name: draft.name, active: draft.active, trigger: draft.trigger, context: draft.context, steps: draft.steps };
-    try {
-      if (isNew) await client.post('/_admin/workflows', body);
-      else await client.put(`/_admin/workflows/${initial.id}`, body);
-      onSaved();
-    } catch (err) {
-      setError(err);
-    }
-  };
   const graph = Array.isArray(draft.steps) ? stepGraph(draft.steps.filter((s) => s && s.id)) : { nodes: [], edges: [] };
-  return html`<form class="card" onSubmit=${save} aria-labelledby="workflow-form" novalidate>
-    <h2 id="workflow-form">${isNew ? 'New workflow' : `Edit workflow ${draft.name}`}</h2>
-    <${ErrorBox} error=${error} title="Not saved" />
+  return html`
     <div class="row">
       <${TextField} label="Workflow name" value=${draft.name} onInput=${set('name')} errors=${at('name')} />
       <${CheckField} label="Active" checked=${draft.active} onChange=${set('active')} />
@@ -72,47 +54,62 @@ function WorkflowForm({ app, entities, initial, onSaved, onCancel }) {
         <${TextField} label="Changed to" value=${draft.trigger.to} onInput=${setTrigger('to')} errors=${at('trigger.to')} />
       </div>
     </fieldset>
-    <${JsonField} label="Context (name: dot path)" value=${draft.context} onChange=${set('context')} rows=${4} errors=${startsWith('context')} />
-    <${JsonField} label="Steps" value=${draft.steps} onChange=${set('steps')} rows=${12} errors=${startsWith('steps')} />
-    ${graph.nodes.length > 2 ? html`<${Diagram} nodes=${graph.nodes} edges=${graph.edges} label="Steps of the workflow being edited" />` : null}
-    <div class="actions">
-      <button type="submit" class="primary">${isNew ? 'Create workflow' : 'Save workflow'}</button>
-      <button type="button" onClick=${onCancel}>Cancel</button>
-    </div>
-  </form>`;
+    <${JsonField} label="Context (name: dot path)" value=${draft.context} onChange=${set('context')} rows=${4} errors=${under('context')} />
+    <${JsonField} label="Steps" value=${draft.steps} onChange=${set('steps')} rows=${12} errors=${under('steps')} />
+    ${graph.nodes.length > 2 ? html`<${Diagram} nodes=${graph.nodes} edges=${graph.edges} label="Steps of the workflow being edited" />` : null}`;
+}
+
+function WorkflowsKind(app) {
+  return {
+    title: 'Workflows',
+    noun: 'workflow',
+    path: '/_admin/workflows',
+    label: (row) => row.name,
+    columns: [
+      { label: 'Name', cell: (w) => html`<strong>${w.name}</strong>` },
+      { label: 'Trigger', cell: (w) => html`<code>${w.trigger.entity}.${w.trigger.field} → ${w.trigger.to}</code>` },
+      { label: 'Steps', cell: (w) => w.steps.map((s) => s.id).join(' → ') },
+      { label: 'Active', cell: (w) => (w.active ? 'yes' : 'no') },
+    ],
+    blank: (entities) => blank(entities[0] && entities[0].name),
+    toBody: (d) => ({ name: d.name, active: d.active, trigger: d.trigger, context: d.context, steps: d.steps }),
+    Fields: WorkflowFields,
+    actions: (row) => html`<a class="button" href=${`/admin/apps/${app}/workflows/${row.id}/instances`}>Runs of ${row.name}</a>`,
+    pageActions: html`<a class="button" href=${`/admin/apps/${app}/approvals`}>Pending approvals</a>`,
+  };
 }
 
 export function WorkflowsPage({ app }) {
+  return html`<${KindPage} app=${app} kind=${WorkflowsKind(app)} />`;
+}
+
+// One workflow's latest runs (GET /_admin/workflows/{id}/instances), by status.
+export function WorkflowInstancesPage({ app, id }) {
   const client = appApi(app);
-  const [editing, setEditing] = useState(null);
-  const [notice, setNotice] = useState('');
+  const { query } = useLocation();
+  const status = query.get('status') || '';
   const state = useLoad(async () => {
-    const [entities, workflows] = await Promise.all([client.get('/_admin/entities'), client.get('/_admin/workflows')]);
-    return { entities: entities.data, workflows: workflows.data };
-  }, [app]);
-  const saved = () => {
-    setNotice('Workflow saved.');
-    setEditing(null);
-    state.reload();
-  };
+    const [workflow, runs] = await Promise.all([
+      client.get(`/_admin/workflows/${id}`).then((r) => r.data),
+      client.get(`/_admin/workflows/${id}/instances`, { query: { status } }).then((r) => r.data),
+    ]);
+    return { workflow, runs };
+  }, [app, id, status]);
   const data = state.data;
-  return html`<${Page} title="Workflows" actions=${html`<a class="button" href=${`/admin/apps/${app}/approvals`}>Pending approvals</a>
-      <button type="button" class="primary" onClick=${() => setEditing(blank(data && data.entities[0] && data.entities[0].name))}>New workflow</button>`}>
-    <${Notice}>${notice}<//>
+  return html`<${Page} title=${data ? `Runs of ${data.workflow.name}` : 'Workflow runs'} wide>
     <${ErrorBox} error=${state.error} />
-    ${editing && data ? html`<${WorkflowForm} key=${editing.id || 'new'} app=${app} entities=${data.entities} initial=${editing} onSaved=${saved} onCancel=${() => setEditing(null)} />` : null}
+    <${SelectField} label="Status" value=${status} options=${['', 'running', 'completed', 'failed']} onChange=${(v) => setQuery({ status: v })} />
     ${data
-      ? data.workflows.length
+      ? data.runs.length
         ? html`<div class="table-wrap"><table>
-            <thead><tr><th scope="col">Name</th><th scope="col">Trigger</th><th scope="col">Steps</th><th scope="col">Active</th><th scope="col"><span class="sr-only">Actions</span></th></tr></thead>
-            <tbody>${data.workflows.map((w) => html`<tr key=${w.id}>
-              <th scope="row">${w.name}</th>
-              <td><code>${w.trigger.entity}.${w.trigger.field} → ${w.trigger.to}</code></td>
-              <td>${w.steps.map((s) => s.id).join(' → ')}</td><td>${w.active ? 'yes' : 'no'}</td>
-              <td class="actions"><button type="button" onClick=${() => setEditing(w)}>Edit ${w.name}</button>
-                <${ConfirmDelete} name=${w.name} what="workflow" onConfirm=${async () => { await client.del(`/_admin/workflows/${w.id}`); setNotice(`Workflow ${w.name} deleted.`); state.reload(); }} /></td>
+            <thead><tr><th scope="col">Started</th><th scope="col">Status</th><th scope="col">Current step</th><th scope="col">Last change</th><th scope="col">Context</th></tr></thead>
+            <tbody>${data.runs.map((i) => html`<tr key=${i.id}>
+              <td><a href=${`/admin/apps/${app}/instances/${i.id}`}>${formatTime(i.created_at)}</a></td>
+              <td><span class="pill">${i.status}</span></td><td>${i.current_step || ''}</td>
+              <td>${i.history.length ? `${i.history[i.history.length - 1].step}: ${i.history[i.history.length - 1].status}` : ''}</td>
+              <td class="cell"><code>${JSON.stringify(i.context)}</code></td>
             </tr>`)}</tbody></table></div>`
-        : html`<p>No workflows yet.</p>`
+        : html`<p>No runs${status ? ` with status ${status}` : ''}.</p>`
       : null}
   <//>`;
 }

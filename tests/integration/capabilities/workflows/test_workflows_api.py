@@ -526,3 +526,27 @@ async def test_instances_of_hidden_records_are_not_found(client: Any, pg_dsn: st
     assert done["status"] == "completed"
     done = (await manager.ok("POST", f"_workflows/{mgr_long}/approve", {}))["data"]
     assert done["status"] == "completed" and done["context"]["days"] == 500
+
+
+async def test_admin_lists_a_workflows_instances(client: Any) -> None:
+    app = await leave_app(client)
+    [flow] = (await app.ok("GET", "_admin/workflows"))["data"]
+    for days in (2, 8):  # one runs to completion, one waits for the manager
+        leave = await app.ok("POST", "leave_request", {"days": days, "status": "draft"}, 201)
+        await app.ok("PUT", f"leave_request/{leave['data']['id']}", {"status": "pending"})
+
+    async def both_settled() -> bool:
+        rows = (await app.ok("GET", f"_admin/workflows/{flow['id']}/instances"))["data"]
+        steps = sorted((r["status"], r["current_step"] or "") for r in rows)
+        return steps == [("completed", ""), ("running", "manager_review")]
+
+    await wait_until(both_settled, "both instances to settle", timeout=10)
+    running = await app.ok("GET", f"_admin/workflows/{flow['id']}/instances?status=running")
+    [waiting] = running["data"]
+    assert waiting["current_step"] == "manager_review" and waiting["context"]["days"] == 8
+    assert set(waiting) >= {"id", "workflow_name", "status", "history", "created_at"}
+    status, body = await app.call("GET", f"_admin/workflows/{flow['id']}/instances?status=odd")
+    assert status == 400 and body["error"]["code"] == "INVALID_PAYLOAD", body
+    for missing in (str(uuid.uuid4()), "not-a-uuid"):
+        status, body = await app.call("GET", f"_admin/workflows/{missing}/instances")
+        assert status == 404 and body["error"]["message"] == f"Workflow not found: {missing}"
