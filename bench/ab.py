@@ -190,6 +190,8 @@ class ABReport:
         lines += [f"- {version.describe()}" for version in self.versions]
         lines += ["", "## Summary (median of per-round B / A, min to max)", ""]
         lines += _summary_table(self.summaries, tolerance)
+        lines += ["", "## Two-core ceiling (for --workers 1 against --workers 2)", ""]
+        lines += _ceiling_table(self.summaries)
         for summary in self.summaries:
             lines += ["", f"## Rounds: {summary.variant}", ""]
             lines += _rounds_table(_per_round(self.runs, summary.variant))
@@ -233,6 +235,21 @@ def _summary_table(summaries: list[VariantSummary], tolerance: float) -> list[st
             f"| {_us(s.postgres_us.get('B'))} | {_spread(s.postgres_cpu)} "
             f"| {_spread(s.over_health.get('A'))} | {_spread(s.over_health.get('B'))} | {verdict} |"
         )
+    return lines
+
+
+def _ceiling_table(summaries: list[VariantSummary]) -> list[str]:
+    """r and p (A's rocketd and PostgreSQL CPU per request) and 2·r/(r+p): with PostgreSQL on
+    the same two cores, the most a second worker can multiply throughput by (docs/deploy.md)."""
+    lines = [
+        "| variant | r: rocketd µs/req A | p: PostgreSQL µs/req A | ceiling 2·r/(r+p) "
+        "| throughput B/A |",
+        "| --- | ---: | ---: | ---: | ---: |",
+    ]
+    for s in summaries:
+        r, p = s.server_us.get("A"), s.postgres_us.get("A")
+        ceiling = f"{2 * r / (r + p):.2f}" if r and p is not None else "-"
+        lines.append(f"| {s.variant} | {_us(r)} | {_us(p)} | {ceiling} | {s.throughput.text()} |")
     return lines
 
 

@@ -34,6 +34,30 @@ def process_cpu_s(pid: int) -> float | None:
     return (int(fields[11]) + int(fields[12])) / _CLOCK_TICKS
 
 
+def tree_cpu_s(pid: int) -> float | None:
+    """`process_cpu_s` of `pid` plus its live descendants (the workers of `serve --workers N`
+    under their supervisor), None when `pid` is gone."""
+    own = process_cpu_s(pid)
+    if own is None:
+        return None
+    parents: dict[int, int] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                stat = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()
+            except (OSError, IndexError):
+                continue
+            parents[int(entry)] = int(stat[1])
+    total, frontier = own, [pid]
+    while frontier:
+        parent = frontier.pop()
+        for child, its_parent in parents.items():
+            if its_parent == parent:
+                total += process_cpu_s(child) or 0.0
+                frontier.append(child)
+    return total
+
+
 def children_cpu_s() -> float:
     """CPU seconds of this process's children that have exited (the load generators)."""
     usage = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -89,7 +113,7 @@ class CpuMeter:
 
     def __enter__(self) -> CpuMeter:
         self._children0 = children_cpu_s()
-        self._rocketd0 = process_cpu_s(self._rocketd_pid) if self._rocketd_pid else None
+        self._rocketd0 = tree_cpu_s(self._rocketd_pid) if self._rocketd_pid else None
         self._sample(starting=True)
         self._wall0 = time.monotonic()
         self._thread.start()
@@ -105,7 +129,7 @@ class CpuMeter:
             "load generator": children_cpu_s() - self._children0,
         }
         if self._rocketd_pid and self._rocketd0 is not None:
-            now = process_cpu_s(self._rocketd_pid)
+            now = tree_cpu_s(self._rocketd_pid)
             if now is not None:
                 self.seconds["rocketd"] = now - self._rocketd0
 

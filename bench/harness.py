@@ -134,6 +134,9 @@ class Bench:
             "ROCKET_DATABASE_URL": self.dsn(self.management_db),
             "ROCKET_SERVER_HOST": HOST,
             "ROCKET_SERVER_PORT": str(port),
+            # One process, as every published figure was measured; `ab --candidate-env
+            # ROCKET_SERVER_WORKERS=2` (or a scenario's settings) asks for more.
+            "ROCKET_SERVER_WORKERS": "1",
             "ROCKET_LOG_LEVEL": self.config.log_level,
             "ROCKET_LOG_FORMAT": "json",
             "ROCKET_DATA_DIR": str(self.workdir / "data"),

@@ -1,11 +1,11 @@
 """The `rocketd` command line: serve, check-config, version, apps list|create|delete, export,
-import, backup, restore.
+import, platform set-password|set-email, backup, restore.
 
 `check-config` validates the settings, then, when the database answers (an external one, or the
 embedded one while a server runs it), reports accounts whose emails differ only in case (see
 rocketd.db.email_index); it never starts a database or changes one.
 
-`apps`, `export`/`import` and `backup`/`restore` talk to the databases directly (not over HTTP),
+`apps`, `export`/`import`, `platform` and `backup`/`restore` talk to the databases directly (not over HTTP),
 so they work while the server is down. With no database configured they use the embedded PostgreSQL in `data_dir`,
 starting it for the command and stopping it afterwards unless a running server already owns it.
 """
@@ -32,14 +32,21 @@ from rocketd.logging import configure_logging
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="rocketd", description="rocketd: JSON metadata in, a running REST backend out."
+        prog="rocketd",
+        description="rocketd: JSON metadata in, a running REST backend out.",
+        epilog="`rocketd COMMAND --help` describes each command. Settings: docs/configuration.md.",
     )
-    parser.add_argument(
-        "--config",
-        help="configuration file (default: $ROCKET_CONFIG, ./etc/rocket.yaml, ./app.yaml)",
+    parser.add_argument("--version", action="version", version=f"rocketd {__version__}")
+    parser.add_argument("--config", help=_CONFIG_HELP)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    serve = _command(
+        sub,
+        "serve",
+        "run the server",
+        "Run the HTTP server until SIGTERM or SIGINT. With no database configured it starts its"
+        " own PostgreSQL in <data_dir>/postgres and stops it on exit. SIGHUP reopens the logs and"
+        " reloads the settings that can change live (docs/systemd.md).",
     )
-    sub = parser.add_subparsers(dest="command", required=True)
-    serve = sub.add_parser("serve", help="run the server")
     serve.add_argument(
         "--workers",
         type=int,
@@ -48,27 +55,145 @@ def _parser() -> argparse.ArgumentParser:
         help="worker processes sharing the port (default: server.workers; 0: one per core,"
         " at most 8; 1: a single process, no supervisor)",
     )
-    sub.add_parser("check-config", help="validate the configuration and print a summary")
-    sub.add_parser("version", help="print the version")
-    apps = sub.add_parser("apps", help="manage apps (directly in the database)")
-    apps_sub = apps.add_subparsers(dest="apps_command", required=True)
-    apps_sub.add_parser("list", help="list apps")
-    create = apps_sub.add_parser("create", help="create an app")
-    create.add_argument("name")
-    create.add_argument("--display-name", default=None)
-    delete = apps_sub.add_parser("delete", help="delete an app and drop its database")
-    delete.add_argument("name")
+    check = _command(
+        sub,
+        "check-config",
+        "validate the configuration and print a summary",
+        "Load the configuration (file, systemd credentials, ROCKET_* variables) and print a"
+        " one-line summary; exit 1 on an error. When the database answers, also report accounts"
+        " whose emails differ only in case. Changes nothing.",
+    )
+    check.add_argument(
+        "--strict",
+        action="store_true",
+        help="also fail on file keys and ROCKET_* variables that match no setting (by default"
+        " they are warnings)",
+    )
+    _command(sub, "version", "print the version", "Print `rocketd VERSION` and exit.")
+    apps = _command(
+        sub,
+        "apps",
+        "manage apps (directly in the database)",
+        "List, create and delete apps straight in the management database: no server needed."
+        " With no database configured, the embedded PostgreSQL is started for the command.",
+    )
+    apps_sub = apps.add_subparsers(dest="apps_command", required=True, metavar="ACTION")
+    _command(apps_sub, "list", "list apps", "Print one line per app: name, status, database.")
+    create = _command(
+        apps_sub,
+        "create",
+        "create an app",
+        "Create the app: its database rocket_<name>, its schema and its seeded admin user"
+        " (auth.app_admin_email / auth.app_admin_password).",
+    )
+    create.add_argument("name", help="the app name (lower case letters, digits, _; see docs)")
+    create.add_argument("--display-name", default=None, help="a human-readable name")
+    delete = _command(
+        apps_sub,
+        "delete",
+        "delete an app and drop its database",
+        "Delete the app and drop its database. Asks for confirmation on a terminal.",
+    )
+    delete.add_argument("name", help="the app to delete")
     delete.add_argument("--yes", action="store_true", help="do not ask for confirmation")
-    export = sub.add_parser("export", help="print an app's schema document (JSON) to stdout")
-    export.add_argument("app")
-    imp = sub.add_parser("import", help="import a schema document into an app (all or nothing)")
-    imp.add_argument("app")
+    export = _command(
+        sub,
+        "export",
+        "print an app's schema document (JSON) to stdout",
+        "Print the app's metadata (entities, relations, rules, ...) as one JSON document, the"
+        " same as GET /api/APP/_admin/export (docs/export-import.md).",
+    )
+    export.add_argument("app", help="the app to export")
+    imp = _command(
+        sub,
+        "import",
+        "import a schema document into an app (all or nothing)",
+        "Import a schema document into the app: everything is applied or nothing is"
+        " (docs/export-import.md). Running servers pick the change up by themselves.",
+    )
+    imp.add_argument("app", help="the app to import into")
     imp.add_argument("file", help="the document (JSON); - reads stdin")
+    _platform_parsers(sub)
     _backup_parsers(sub)
     # `--config` is accepted after the subcommand too (`rocketd serve --config x.yaml`).
-    for p in (*sub.choices.values(), *apps_sub.choices.values()):
-        p.add_argument("--config", dest="config_sub", default=None, help=argparse.SUPPRESS)
+    nested = [
+        p for action in _subparser_actions(sub) for p in action.choices.values() if p is not None
+    ]
+    for p in (*sub.choices.values(), *nested):
+        p.add_argument(
+            "--config", dest="config_sub", metavar="CONFIG", default=None, help=_CONFIG_HELP
+        )
     return parser
+
+
+_CONFIG_HELP = "configuration file (default: $ROCKET_CONFIG, ./etc/rocket.yaml, ./app.yaml)"
+
+
+def _command(sub: Any, name: str, summary: str, description: str) -> argparse.ArgumentParser:
+    """A subcommand with its one-line summary (in the parent's list) and its own description."""
+    parser: argparse.ArgumentParser = sub.add_parser(name, help=summary, description=description)
+    return parser
+
+
+def _platform_parsers(sub: Any) -> None:
+    platform = _command(
+        sub,
+        "platform",
+        "manage platform users (directly in the database)",
+        "Change a platform user's password or email straight in the management database: no"
+        " server and no current password needed (whoever runs this can reach the database).",
+    )
+    actions = platform.add_subparsers(dest="platform_command", required=True, metavar="ACTION")
+    account_help = "the platform user to change (default: auth.platform_admin_email)"
+    set_password = _command(
+        actions,
+        "set-password",
+        "set a platform user's password",
+        "Set a platform user's password (asked twice on a terminal, or read from standard input"
+        " with --password-stdin). It must pass the password policy (docs/security.md). Every"
+        " refresh token of the user is revoked. Before the first start (no platform user yet)"
+        " it creates the platform admin with this password instead of `changeme`.",
+    )
+    set_password.add_argument("--email", help=account_help)
+    set_password.add_argument(
+        "--password-stdin",
+        action="store_true",
+        help="read the new password from the first line of standard input",
+    )
+    set_email = _command(
+        actions,
+        "set-email",
+        "change a platform user's email (the login name)",
+        "Change a platform user's email. Emails are unique whatever their case.",
+    )
+    set_email.add_argument("new_email", help="the new email")
+    set_email.add_argument("--email", help=account_help)
+
+
+def _new_password(args: argparse.Namespace) -> str | None:
+    """The password for `platform set-password`: stdin's first line, or asked twice."""
+    if args.password_stdin:
+        return sys.stdin.readline().rstrip("\r\n")
+    if not sys.stdin.isatty():
+        print("rocketd: no terminal to ask on; use --password-stdin", file=sys.stderr)
+        return None
+    import getpass
+
+    first = getpass.getpass("New password: ")
+    if getpass.getpass("Repeat it: ") != first:
+        print("rocketd: the passwords differ; nothing changed", file=sys.stderr)
+        return None
+    return first
+
+
+def _subparser_actions(sub: Any) -> list[Any]:
+    """The sub-subcommand groups (e.g. `apps list|create|delete`) under `sub`'s commands."""
+    return [
+        action
+        for parser in sub.choices.values()
+        for action in parser._actions
+        if isinstance(action, argparse._SubParsersAction)
+    ]
 
 
 _PG_BINDIR_HELP = (
@@ -152,18 +277,27 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
         print(f"rocketd {__version__}", file=out)
         return 0
     config_path = getattr(args, "config_sub", None) or args.config
+    strict = bool(getattr(args, "strict", False))
     # Lines logged while the settings load are held back until logging is configured by them.
     with structlog.testing.capture_logs() as early_lines:
         try:
-            settings = load_settings(config_path)
+            settings = load_settings(config_path, strict=strict)
         except ConfigError as err:
             print(f"rocketd: configuration error: {err}", file=sys.stderr)
             return 1
-    configure_logging(settings.log.level, settings.log.format)
-    _replay(early_lines)
+    try:
+        configure_logging(settings.log.level, settings.log.format, file=settings.log.file)
+    except OSError as err:
+        print(f"rocketd: cannot open log.file: {err}", file=sys.stderr)
+        return 1
     if args.command == "check-config":
+        # Its report says what is unknown itself (on stdout, with the summary).
+        _replay([line for line in early_lines if line.get("event") not in settings.unknown])
         print(_summary(settings), file=out)
+        for problem in settings.unknown:
+            print(f"warning: {problem}", file=out)
         return _run(_check_accounts(settings, out))
+    _replay(early_lines)
     if args.command == "serve":
         return _serve_command(settings, args.workers)
     if args.command == "apps" and args.apps_command == "delete" and not args.yes:
@@ -172,6 +306,11 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
             return 2
     if args.command in ("export", "import"):
         return _run(_schema_command(settings, args, out))
+    if args.command == "platform":
+        password = _new_password(args) if args.platform_command == "set-password" else ""
+        if password is None:
+            return 2
+        return _run(_platform_command(settings, args, password, out))
     if args.command == "backup" and bool(args.apps) == bool(args.all):
         print("rocketd: backup needs app names or --all (not both)", file=sys.stderr)
         return 2
@@ -232,11 +371,11 @@ async def _serve(settings: Settings, notifier: Any = None) -> int:
     import psycopg
 
     from rocketd.db.embedded import EmbeddedPostgresError
-    from rocketd.runtime import serve
+    from rocketd.runtime import StartRefused, serve
 
     try:
         return await serve(settings, notifier)
-    except (EmbeddedPostgresError, psycopg.OperationalError, OSError) as err:
+    except (EmbeddedPostgresError, psycopg.OperationalError, OSError, StartRefused) as err:
         _cannot_start(err)
         return 1
 
@@ -362,6 +501,36 @@ async def _apps_command(settings: Settings, args: argparse.Namespace, out: TextI
             elif args.apps_command == "delete":
                 await apps.delete_app(settings, pool, args.name)
                 print(f"deleted app {args.name}", file=out)
+        except ApiError as err:
+            print(f"rocketd: {err.message}", file=sys.stderr)
+            return 1
+    return 0
+
+
+async def _platform_command(
+    settings: Settings, args: argparse.Namespace, password: str, out: TextIO
+) -> int:
+    from rocketd.platform import account
+
+    email = args.email or settings.auth.platform_admin_email
+    async with _management(settings) as (settings, pool):
+        try:
+            auth = settings.auth
+            if args.platform_command == "set-password":
+                account.check_new_password(password, auth.password_min_length, email, "")
+                if await account.seed_admin(pool, email, password, auth.bcrypt_cost):
+                    print(f"created the platform admin {email} with this password", file=out)
+                    return 0
+            user = await account.find_user(pool, email)
+            if args.platform_command == "set-password":
+                revoked = await account.set_password(pool, user, password, auth.bcrypt_cost)
+                print(
+                    f"password of {user.email} changed; {revoked} refresh tokens revoked",
+                    file=out,
+                )
+            else:
+                renamed = await account.set_email(pool, user, args.new_email)
+                print(f"email of {user.email} changed to {renamed.email}", file=out)
         except ApiError as err:
             print(f"rocketd: {err.message}", file=sys.stderr)
             return 1

@@ -32,10 +32,12 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Final, TypeVar, cast
-from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit, urlunsplit
+from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
 import structlog
 import yaml
+
+from rocketd.logging import mask_url as _mask_url
 
 __all__ = [
     "AISettings",
@@ -173,6 +175,21 @@ def _seed_password(value: Any) -> Any:
     return value
 
 
+# HS256 keys shorter than the hash output are guessable offline from any token (RFC 7518 3.2).
+MIN_JWT_SECRET_BYTES: Final = 32
+
+
+def _jwt_secret(value: Any) -> Any:
+    # Empty means "generate one"; a short one is refused rather than used.
+    if value and len(str(value).encode()) < MIN_JWT_SECRET_BYTES:
+        raise _Invalid(
+            f"must be at least {MIN_JWT_SECRET_BYTES} bytes (a long random value, e.g. from"
+            " `python3 -c 'import secrets; print(secrets.token_urlsafe(48))'`), or empty to"
+            " let rocketd generate one"
+        )
+    return value
+
+
 def _listen_address(value: Any) -> Any:
     """Empty, or `host:port` (IPv6 hosts in brackets) with a port in 1..65535."""
     if value == "":
@@ -207,6 +224,10 @@ def _postgres_url(value: Any) -> Any:
         shown = f"{parts.scheme!r}" if parts.scheme else "none"
         raise _Invalid(f"expected a postgresql:// URL, got scheme {shown}")
     return url
+
+
+def _postgres_urls(value: Any) -> Any:
+    return tuple(url for url in (_postgres_url(item) for item in value) if url)
 
 
 _REDIS_SCHEMES: Final = ("redis", "rediss", "unix")
@@ -255,7 +276,8 @@ class _Section:
 
 @dataclass(frozen=True, repr=False)
 class ServerSettings(_Section):
-    host: str = _key("0.0.0.0")
+    # Loopback by default: listening on every interface is a decision (see `allow_default_password`).
+    host: str = _key("127.0.0.1", check=_not_empty)
     port: int = _key(8080, check=_between(1, 65535))
     max_body_size: int = _key(1_048_576, check=_at_least(1))
     shutdown_timeout: float = _key(10.0, check=_at_least(0))
@@ -279,7 +301,13 @@ class DatabaseSettings(_Section):
     # Upstream SQLite keys (Go: `path`, Express: `data_dir`): accepted in files, never used.
     IGNORED_KEYS: ClassVar[tuple[str, ...]] = ("path", "data_dir")
     # Giving any of these (non-empty) means "use this external server".
-    CONNECTION_KEYS: ClassVar[tuple[str, ...]] = ("url", "host", "user", "password")
+    CONNECTION_KEYS: ClassVar[tuple[str, ...]] = (
+        "url",
+        "host",
+        "user",
+        "password",
+        "password_file",
+    )
 
     driver: str = _key("postgres", check=_postgres_driver)
     url: str = _key("", check=_postgres_url, env_aliases=("DATABASE_URL",))
@@ -287,6 +315,9 @@ class DatabaseSettings(_Section):
     port: int = _key(5432, check=_between(1, 65535))
     user: str = _key("")
     password: str = _key("", secret=True)
+    # A file holding the password (e.g. written by a secrets manager); its content, without the
+    # trailing newline, becomes `password` at load time.
+    password_file: str = _key("")
     name: str = _key("rocket")
     pool_size: int = _key(10, check=_at_least(1))
     # Server-side prepared statements (psycopg prepares a statement after it saw it a few
@@ -297,6 +328,11 @@ class DatabaseSettings(_Section):
     # locks) when `url` goes through a pooler in transaction mode (PgBouncer); empty: `url`.
     # Setting it also turns prepared statements off (the pooler's connections are shared).
     listen_url: str = _key("", check=_postgres_url)
+    # Streaming replicas for the data API's lists and gets (rocketd.db.replicas); each URL's
+    # database name is replaced by each app's. A caller's reads wait up to `replica_wait`
+    # seconds for a replica to replay their last write, else read the primary.
+    replica_urls: tuple[str, ...] = _key((), check=_postgres_urls)
+    replica_wait: float = _key(0.5, check=_at_least(0))
     configured: bool = _internal(False)
 
     def __post_init__(self) -> None:
@@ -340,6 +376,13 @@ class DatabaseSettings(_Section):
         name = self.database_name if dbname is None else dbname
         return urlunsplit(parts._replace(path="/" + quote(name, safe="")))
 
+    def replica_dsns(self, dbname: str) -> list[str]:
+        """The DSNs of `dbname` on each replica."""
+        return [
+            urlunsplit(urlsplit(url)._replace(path="/" + quote(dbname, safe="")))
+            for url in self.replica_urls
+        ]
+
     @property
     def database_name(self) -> str:
         """The management database's name: the URL's path when a URL is given, else `name`."""
@@ -357,6 +400,9 @@ class DatabaseSettings(_Section):
 class LogSettings(_Section):
     format: str = _key("auto", check=_one_of("auto", "console", "json"))
     level: str = _key("info", check=_one_of("debug", "info", "warning", "error"))
+    # Empty: standard error (the journal under systemd). A file is appended to, and reopened
+    # on SIGHUP (after logrotate has moved it).
+    file: str = _key("")
 
 
 @dataclass(frozen=True, repr=False)
@@ -387,6 +433,9 @@ class AuthSettings(_Section):
     platform_admin_password: str = _key("changeme", check=_seed_password, secret=True)
     app_admin_email: str = _key("admin@localhost", check=_not_empty)
     app_admin_password: str = _key("changeme", check=_seed_password, secret=True)
+    # Start on a non-loopback `server.host` although a platform admin's password is still the
+    # seeded `changeme` (refused otherwise: anyone who can reach the port could log in).
+    allow_default_password: bool = _key(False)
     login_throttle: LoginThrottleSettings = field(default_factory=LoginThrottleSettings)
 
 
@@ -504,9 +553,12 @@ class Settings(_Section):
     # Unused in multi-app mode (every app has its own secret); kept so upstream app.yaml loads.
     jwt_secret: str = _key("", secret=True)
     # Empty: generated on first boot and kept in the management database.
-    platform_jwt_secret: str = _key("", secret=True)
+    platform_jwt_secret: str = _key("", check=_jwt_secret, secret=True)
     data_dir: str = _key("./data", check=_not_empty)
     config_path: str | None = _internal(None)
+    # Keys of the file and ROCKET_* variables that match no key, one message each (warned about
+    # at start; `rocketd check-config --strict` refuses them).
+    unknown: tuple[str, ...] = _internal(())
 
 
 # --------------------------------------------------------------------------------------------
@@ -754,7 +806,14 @@ def _read_file(path: Path) -> dict[Any, Any]:
     return data
 
 
-def _walk_file(node: _Node, data: dict[Any, Any], origin: str, given: dict[str, _Given]) -> None:
+def _suggestion(name: str, choices: list[str], prefix: str = "") -> str:
+    close = difflib.get_close_matches(name, choices, n=1)
+    return f", did you mean {prefix}{close[0]}?" if close else ""
+
+
+def _walk_file(
+    node: _Node, data: dict[Any, Any], origin: str, given: dict[str, _Given], unknown: list[str]
+) -> None:
     for raw_name, value in data.items():
         name = str(raw_name)
         dotted = ".".join((*node.path, name))
@@ -762,19 +821,53 @@ def _walk_file(node: _Node, data: dict[Any, Any], origin: str, given: dict[str, 
         if child is None:
             if name in node.ignored:
                 continue
-            problem = "unknown key"
-            close = difflib.get_close_matches(name, list(node.children), n=1)
-            if close:
-                problem += f", did you mean {'.'.join((*node.path, close[0]))}?"
-            raise _fail(dotted, problem, origin)
+            near = [".".join((*node.path, other)) for other in node.children]
+            hint = _suggestion(dotted, near) or _suggestion(
+                dotted, [key.dotted for key in _all_keys(_SCHEMA)]
+            )
+            unknown.append(f"{dotted}: unknown key{hint} ({origin})")
+            continue
         if value is None:  # `key:` with nothing after it means "use the default"
             continue
         if isinstance(child, _Node):
             if not isinstance(value, dict):
                 raise _fail(dotted, f"expected a mapping, got {_describe(value, False)}", origin)
-            _walk_file(child, value, origin, given)
+            _walk_file(child, value, origin, given, unknown)
         else:
             given[child.dotted] = _accept(child, value, origin, _from_yaml)
+
+
+CREDENTIALS_ENV: Final = "CREDENTIALS_DIRECTORY"
+
+
+def _apply_credentials(
+    keys: list[_Key], environ: Mapping[str, str], given: dict[str, _Given]
+) -> None:
+    """Secrets from systemd's `LoadCredential=`: a file named after a secret key's dotted path
+    (`database.password`) or its variable (`ROCKET_DATABASE_PASSWORD`) in $CREDENTIALS_DIRECTORY.
+    Other files there are left alone (the directory is shared with other credentials)."""
+    directory = environ.get(CREDENTIALS_ENV)
+    if not directory:
+        return
+    for key in keys:
+        if not key.secret:
+            continue
+        for name in (key.dotted, key.env):
+            path = Path(directory) / name
+            if path.is_file():
+                origin = f"from credential {name}"
+                given[key.dotted] = _accept(key, _read_secret(key.dotted, path), origin, _from_env)
+                break
+
+
+def _read_secret(key: str, path: Path) -> str:
+    """A secret file's content without the trailing newline (never shown in messages)."""
+    try:
+        return path.read_text(encoding="utf-8").rstrip("\r\n")
+    except UnicodeDecodeError:
+        raise ConfigError(f"{key}: {path} is not valid UTF-8") from None
+    except OSError as exc:
+        raise ConfigError(f"{key}: cannot read {path}: {exc.strerror or exc}") from None
 
 
 def _apply_env(keys: list[_Key], environ: Mapping[str, str], given: dict[str, _Given]) -> None:
@@ -788,34 +881,39 @@ def _apply_env(keys: list[_Key], environ: Mapping[str, str], given: dict[str, _G
             break
 
 
-def _unknown_env(known: Mapping[str, _Key], environ: Mapping[str, str]) -> list[str]:
-    return sorted(
+def _unknown_env(
+    known: Mapping[str, _Key], environ: Mapping[str, str], foreign_prefixes: tuple[str, ...]
+) -> list[str]:
+    names = sorted(
         name
         for name in environ
         if name.startswith(ENV_PREFIX)
         and name != CONFIG_ENV
-        and not name.startswith(_NOT_KEY_ENV_PREFIXES)
+        and not name.startswith((*_NOT_KEY_ENV_PREFIXES, *foreign_prefixes))
         and name not in known
     )
+    # Compared without the shared prefix, which would make every name look alike.
+    bare = [name.removeprefix(ENV_PREFIX) for name in known]
+    return [
+        f"{name}: unknown variable{_suggestion(name.removeprefix(ENV_PREFIX), bare, ENV_PREFIX)}"
+        for name in names
+    ]
 
 
 def _read_values(
     schema: _Node, config_path: str | None, environ: Mapping[str, str]
-) -> tuple[dict[str, _Given], Path | None]:
-    """Collect the checked values given for `schema`'s keys by the file and the environment."""
+) -> tuple[dict[str, _Given], Path | None, list[str]]:
+    """Collect the checked values given for `schema`'s keys by the file, the credentials and
+    the environment, and the file keys that match none."""
     keys = _all_keys(schema)
     given: dict[str, _Given] = {}
+    unknown: list[str] = []
     path = _choose_file(config_path, environ)
     if path is not None:
-        _walk_file(schema, _read_file(path), f"in {path}", given)
+        _walk_file(schema, _read_file(path), f"in {path}", given, unknown)
+    _apply_credentials(keys, environ, given)
     _apply_env(keys, environ, given)
-
-    unknown = _unknown_env(_check_env_names(keys), environ)
-    if unknown:
-        structlog.get_logger("rocketd.config").debug(
-            "ignoring environment variables that match no config key", names=unknown
-        )
-    return given, path
+    return given, path, unknown
 
 
 def _instantiate(node: _Node, given: dict[str, _Given]) -> Any:
@@ -836,6 +934,8 @@ def _database(db: DatabaseSettings, given: dict[str, _Given]) -> DatabaseSetting
         if f"database.{name}" in given and given[f"database.{name}"].value
     ]
     db = dataclasses.replace(db, configured=bool(explicit))
+    if db.password_file:
+        db = _password_from_file(db, given)
     if db.url:
         return db
     for name in ("user", "name"):
@@ -854,23 +954,107 @@ def _database(db: DatabaseSettings, given: dict[str, _Given]) -> DatabaseSetting
     return db
 
 
+def _password_from_file(db: DatabaseSettings, given: dict[str, _Given]) -> DatabaseSettings:
+    """`database.password_file`'s content as the password (in the URL when one is given)."""
+    origin = given["database.password_file"].origin if "database.password_file" in given else ""
+    if db.password:
+        problem = "set database.password or database.password_file, not both"
+        raise _fail("database.password_file", problem, origin)
+    password = _read_secret("database.password_file", Path(db.password_file).expanduser())
+    if not db.url:
+        return dataclasses.replace(db, password=password)
+    parts = urlsplit(db.url)
+    userinfo, at, hostinfo = parts.netloc.rpartition("@")
+    if at and ":" in userinfo:
+        problem = "the database.url has a password already; remove one of them"
+        raise _fail("database.password_file", problem, origin)
+    user = userinfo if at else ""
+    netloc = f"{user}:{quote(password, safe='')}@{hostinfo}"
+    return dataclasses.replace(db, password=password, url=urlunsplit(parts._replace(netloc=netloc)))
+
+
 def load_settings(
-    config_path: str | None = None, environ: Mapping[str, str] | None = None
+    config_path: str | None = None,
+    environ: Mapping[str, str] | None = None,
+    *,
+    strict: bool = False,
 ) -> Settings:
     """Read the settings: defaults, then the YAML file, then `ROCKET_*` environment variables.
 
     The file is `config_path`, else `$ROCKET_CONFIG`, else `./etc/rocket.yaml`, else `./app.yaml`
-    (the upstream layout), else none. A file named explicitly must exist. Raises `ConfigError`
-    (one line, naming the key) for anything unusable.
+    (the upstream layout), else none. A file named explicitly must exist. Secret keys may also
+    come from systemd credentials ($CREDENTIALS_DIRECTORY). Raises `ConfigError` (one line,
+    naming the key) for anything unusable.
+
+    File keys and `ROCKET_*` variables that match no key are logged as warnings naming the
+    closest valid key (and kept in `Settings.unknown`); with `strict` they are an error.
     """
     env: Mapping[str, str] = os.environ if environ is None else environ
-    given, path = _read_values(_SCHEMA, config_path, env)
+    given, path, unknown = _read_values(_SCHEMA, config_path, env)
     settings = cast(Settings, _instantiate(_SCHEMA, given))
+    foreign = (settings.webhooks.env_prefix,)  # variables webhook headers may read
+    unknown += _unknown_env(_check_env_names(_all_keys(_SCHEMA)), env, foreign)
+    if strict and unknown:
+        raise ConfigError("; ".join(unknown))
+    log = structlog.get_logger("rocketd.config")
+    for problem in unknown:
+        log.warning(problem)
     return dataclasses.replace(
         settings,
         database=_database(settings.database, given),
         config_path=None if path is None else str(path),
+        unknown=tuple(unknown),
     )
+
+
+# --------------------------------------------------------------------------------------------
+# Reloading (SIGHUP)
+# --------------------------------------------------------------------------------------------
+
+# What a running server takes from a reloaded configuration (rocketd.runtime.Runtime.reload):
+# keys read afresh on every use, plus the logging set-up and the login throttle's limits, which
+# the reload re-applies. Dotted keys, or a section followed by ".".
+LIVE_KEYS: Final = (
+    "log.",
+    "api.",
+    "server.trusted_proxies",
+    "auth.login_throttle.",
+)
+
+
+def is_live(dotted: str) -> bool:
+    """Whether a running server applies a new value of this key on reload."""
+    return any(dotted == key or (key.endswith(".") and dotted.startswith(key)) for key in LIVE_KEYS)
+
+
+def _value_at(settings: Settings, path: tuple[str, ...]) -> Any:
+    value: Any = settings
+    for name in path:
+        value = getattr(value, name)
+    return value
+
+
+def _replaced_at(section: Any, path: tuple[str, ...], value: Any) -> Any:
+    head, rest = path[0], path[1:]
+    inner = _replaced_at(getattr(section, head), rest, value) if rest else value
+    return dataclasses.replace(section, **{head: inner})
+
+
+def changed_keys(old: Settings, new: Settings) -> list[str]:
+    """The dotted keys whose value differs between two loaded configurations."""
+    return [
+        key.dotted
+        for key in _all_keys(_SCHEMA)
+        if _value_at(old, key.path) != _value_at(new, key.path)
+    ]
+
+
+def with_live_values(running: Settings, new: Settings) -> Settings:
+    """`running` with the live keys' values taken from `new` (the rest stays as it is)."""
+    for key in _all_keys(_SCHEMA):
+        if is_live(key.dotted):
+            running = _replaced_at(running, key.path, _value_at(new, key.path))
+    return running
 
 
 # --------------------------------------------------------------------------------------------
@@ -884,24 +1068,3 @@ def _host_port(host: str, port: int) -> str:
     elif ":" in host and not host.startswith("["):  # IPv6 literal
         host = f"[{host}]"
     return f"{host}:{port}"
-
-
-def _mask_url(url: str) -> str:
-    """Replace the password in a URL's user info and in a `password=` query parameter."""
-    if not url:
-        return url
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return "***"
-    netloc = parts.netloc
-    userinfo, at, hostinfo = netloc.rpartition("@")
-    if at and ":" in userinfo:
-        netloc = f"{userinfo.split(':', 1)[0]}:***@{hostinfo}"
-    query = parts.query
-    if query:
-        pairs = parse_qsl(query, keep_blank_values=True)
-        if any(name == "password" for name, _ in pairs):
-            masked = [(name, "***" if name == "password" else value) for name, value in pairs]
-            query = urlencode(masked, safe="*/")
-    return urlunsplit(parts._replace(netloc=netloc, query=query))

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import ipaddress
 import os
 import signal
 from typing import Any
@@ -36,7 +37,15 @@ from rocketd.auth.throttle import LoginThrottle, ThrottleStore
 from rocketd.auth.throttle_stores import PostgresThrottleStore, RedisThrottleStore
 from rocketd.auth.tokens import new_app_secret
 from rocketd.capabilities import INSTALLED
-from rocketd.config import DatabaseSettings, Settings
+from rocketd.config import (
+    ConfigError,
+    DatabaseSettings,
+    Settings,
+    changed_keys,
+    is_live,
+    load_settings,
+    with_live_values,
+)
 from rocketd.data_dir import EmbeddedDataDir
 from rocketd.db import email_index
 from rocketd.db.management_schema import MANAGEMENT_PLAN
@@ -46,19 +55,45 @@ from rocketd.engine.read.scope import ReadHooks
 from rocketd.extensions import Capability, NoticeHandler, StartContext
 from rocketd.http.app import create_app
 from rocketd.http.server import HttpRunner
-from rocketd.logging import get_logger
-from rocketd.platform import apps
+from rocketd.logging import configure_logging, get_logger
+from rocketd.platform import account, apps
 from rocketd.platform.capacity import check_connection_budget
 from rocketd.services import Services
 from rocketd.systemd import SystemdNotifier
 
 log = get_logger("rocketd.runtime")
 
-# The secret shipped in upstream's app.yaml: accepted, but never quietly (upstream-gaps S10).
-UPSTREAM_DEFAULT_PLATFORM_SECRET = "changeme-platform-secret"  # noqa: S105 - public default
 PLATFORM_SECRET_KEY = "platform_jwt_secret"  # noqa: S105 - a settings key name
 REFRESH_PURGE_INTERVAL = 3600.0
 THROTTLE_PURGE_INTERVAL = 900.0
+
+
+class StartRefused(Exception):
+    """rocketd will not start in this state; the text (one line) says why and what to do."""
+
+
+def is_loopback(host: str) -> bool:
+    """Whether `server.host` accepts connections from this machine only."""
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False  # a host name: it may resolve to any interface
+
+
+async def refuse_default_password(settings: Settings, pool: AsyncConnectionPool[Any]) -> None:
+    """Refuse to listen beyond loopback while a platform admin still has `changeme`."""
+    if is_loopback(settings.server.host) or settings.auth.allow_default_password:
+        return
+    emails = await account.admins_with_default_password(pool, settings.auth.bcrypt_cost)
+    if emails:
+        raise StartRefused(
+            f"server.host is {settings.server.host!r} (not loopback) but the platform admin"
+            f" {', '.join(emails)} still has the default password 'changeme': set a new one with"
+            " `rocketd platform set-password` (or auth.platform_admin_password before the first"
+            " start), listen on 127.0.0.1, or set auth.allow_default_password: true"
+        )
 
 
 def settings_for_embedded(settings: Settings, server_dsn: str) -> Settings:
@@ -143,14 +178,10 @@ async def check_platform_emails(pool: AsyncConnectionPool[Any]) -> None:
 
 
 async def resolve_platform_secret(settings: Settings, pool: AsyncConnectionPool[Any]) -> str:
+    # A configured one is at least 32 bytes (rocketd.config refuses shorter ones, such as
+    # upstream's public default `changeme-platform-secret`).
     configured = settings.platform_jwt_secret
     if configured:
-        if configured == UPSTREAM_DEFAULT_PLATFORM_SECRET:
-            log.warning(
-                "platform_jwt_secret is upstream's public default: anyone can mint platform "
-                "tokens. Set ROCKET_PLATFORM_JWT_SECRET to a long random value, or remove it to "
-                "let rocketd generate one."
-            )
         return configured
     async with pool.connection() as conn:
         await conn.execute(
@@ -202,6 +233,8 @@ class Runtime:
         notifier: SystemdNotifier | None = None,
     ) -> None:
         self.settings = settings
+        # As loaded, before the embedded database is filled in: what a reload compares with.
+        self.loaded = settings
         self.capabilities = capabilities
         self.installation = build_installation(capabilities)
         self.started: StartContext | None = None
@@ -249,6 +282,11 @@ class Runtime:
                 "seeded the platform admin with the configured default password; change it",
                 email=settings.auth.platform_admin_email,
             )
+        try:
+            await refuse_default_password(settings, pool)
+        except StartRefused:
+            await pool.close()
+            raise
         await check_platform_emails(pool)
         throttle_store = await open_throttle_store(settings, pool)
         login_throttle = LoginThrottle(throttle_store, settings.auth.login_throttle)
@@ -350,6 +388,38 @@ class Runtime:
         assert self.services is not None
         await self.services.login_throttle.store.purge()
 
+    def reload(self) -> None:
+        """SIGHUP: reopen the logs, apply the keys that can change live, name the others.
+
+        The configuration is read again as at start (same file, same environment); a new value
+        of a key outside `config.LIVE_KEYS` is logged as needing a restart and left alone. An
+        unusable configuration changes nothing.
+        """
+        try:
+            new = load_settings(self.loaded.config_path)
+        except ConfigError as err:
+            configure_logging(
+                self.loaded.log.level, self.loaded.log.format, file=self.loaded.log.file
+            )
+            log.error("reload: configuration error, nothing changed", error=str(err))
+            return
+        try:
+            configure_logging(new.log.level, new.log.format, file=new.log.file)
+        except OSError as err:  # the previous handler stays in place
+            log.error("reload: cannot open log.file, nothing changed", error=str(err))
+            return
+        changed = changed_keys(self.loaded, new)
+        applied = [key for key in changed if is_live(key)]
+        ignored = [key for key in changed if not is_live(key)]
+        self.loaded = with_live_values(self.loaded, new)
+        self.settings = with_live_values(self.settings, new)
+        if self.services is not None:
+            self.services.settings = self.settings
+            self.services.login_throttle.apply(self.settings.auth.login_throttle)
+        log.info("reloaded: logs reopened", applied=applied)
+        if ignored:
+            log.warning("reload: these settings changed but need a restart", keys=ignored)
+
     async def stop(self) -> None:
         self.notifier.stopping()
         log.info("shutting down")
@@ -381,6 +451,7 @@ async def serve(settings: Settings, notifier: SystemdNotifier | None = None) -> 
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    loop.add_signal_handler(signal.SIGHUP, runtime.reload)
     try:
         await runtime.start()
         await stop.wait()

@@ -16,6 +16,8 @@ The supervisor serves no request. It
 * talks to systemd for the group: `READY=1` once every worker listens, `STOPPING=1` on SIGTERM,
   and one watchdog: it pings while at least one worker answers its own health check and kills a
   worker that stopped answering it for three heartbeats (the backoff restart follows);
+* on SIGHUP, reopens its own log and passes SIGHUP to every worker, which reloads (rocketd.runtime
+  `Runtime.reload`: logs reopened, live settings applied);
 * on SIGTERM or SIGINT, passes SIGTERM to every worker (each drains like a single-process
   server, within `server.shutdown_timeout`), waits for all, stops the embedded PostgreSQL and
   exits 0;
@@ -43,12 +45,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
 
-import structlog
-from structlog.typing import EventDict
-
 from rocketd.config import Settings
 from rocketd.data_dir import EmbeddedDataDir
-from rocketd.logging import get_logger
+from rocketd.logging import bind_process_fields, configure_logging, get_logger
 from rocketd.systemd import FieldValue, SystemdNotifier
 
 __all__ = ["MAX_DEFAULT_WORKERS", "WorkerGroup", "WorkerNotifier", "worker_count"]
@@ -66,6 +65,7 @@ KILL_GRACE = 30.0  # beyond server.shutdown_timeout, before a worker that will n
 _READY, _HEARTBEAT, _STOPPING = b"R", b"W", b"S"
 _PR_SET_PDEATHSIG = 1
 METRICS_DIR_ENV = "PROMETHEUS_MULTIPROC_DIR"
+_HANDLED = (signal.SIGTERM, signal.SIGINT, signal.SIGCHLD, signal.SIGHUP)
 
 # What a worker process runs: (settings, index, notifier) -> exit code.
 WorkerMain = Callable[[Settings, int, "WorkerNotifier"], int]
@@ -180,10 +180,7 @@ class WorkerGroup:
         server = self.settings.server
         log.info("starting workers", workers=self.count, address=f"{server.host}:{server.port}")
         wake_read, wake_write = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
-        previous = {
-            sig: signal.signal(sig, self._on_signal)
-            for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGCHLD)
-        }
+        previous = {sig: signal.signal(sig, self._on_signal) for sig in _HANDLED}
         old_wakeup = signal.set_wakeup_fd(wake_write)
         try:
             self.workers = [_Worker(i) for i in range(self.count)]
@@ -199,6 +196,14 @@ class WorkerGroup:
             os.close(wake_write)
         log.info("stopped", workers=self.count)
         return 1 if failed else 0
+
+    def _reload(self) -> None:
+        """SIGHUP: reopen this process's log (after logrotate), then let every worker reload."""
+        logs = self.settings.log
+        with contextlib.suppress(OSError):  # the old handler stays when the file cannot open
+            configure_logging(logs.level, logs.format, file=logs.file)
+        self._forward(signal.SIGHUP)
+        log.info("reload passed to the workers", workers=len(self.workers))
 
     def _on_signal(self, signum: int, frame: FrameType | None) -> None:
         self._signals.append(signum)
@@ -216,8 +221,11 @@ class WorkerGroup:
                 if fd in pipes:
                     self._read_reports(pipes[fd])
             while self._signals:
-                if self._signals.pop(0) in (signal.SIGTERM, signal.SIGINT):
+                received = self._signals.pop(0)
+                if received in (signal.SIGTERM, signal.SIGINT):
                     return False
+                if received == signal.SIGHUP:
+                    self._reload()
             if self._reap():
                 return True
             now = time.monotonic()
@@ -312,6 +320,15 @@ class WorkerGroup:
                     os.kill(worker.pid, signal.SIGKILL)
                 worker.ready = False  # reaped (and restarted) on the next turn
 
+    def _forward(self, sig: int) -> None:
+        """Pass `sig` to every live worker (SIGHUP: each worker does what a single process
+        would; the supervisor itself has nothing to reload)."""
+        log.info("passing a signal to the workers", signal=signal.Signals(sig).name)
+        for worker in self.workers:
+            if worker.pid > 0:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(worker.pid, sig)
+
     def _stop_all(self) -> None:
         self._stopping = True
         self.notifier.stopping("stopping workers")
@@ -353,8 +370,10 @@ class WorkerGroup:
             try:
                 os.close(read_end)
                 _die_with_parent()
-                for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGCHLD):
+                for sig in _HANDLED:
                     signal.signal(sig, signal.SIG_DFL)
+                # Until its runtime handles SIGHUP (a reload), one must not end the worker.
+                signal.signal(signal.SIGHUP, signal.SIG_IGN)
                 signal.set_wakeup_fd(-1)
                 for other in self.workers:
                     if other.pipe >= 0:
@@ -381,15 +400,9 @@ class WorkerGroup:
 
 
 def _log_worker_key(index: int) -> None:
-    """Every structlog line of this process carries `worker` (a processor, not a context
+    """Every log line of this process carries `worker` (a process field, not a context
     variable: the request middleware clears those for each request)."""
-
-    def add_worker(logger: object, method: str, event: EventDict) -> EventDict:
-        event.setdefault("worker", index)
-        return event
-
-    processors = list(structlog.get_config()["processors"])
-    structlog.configure(processors=[add_worker, *processors])
+    bind_process_fields(worker=index)
 
 
 def _die_with_parent() -> None:

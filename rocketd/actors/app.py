@@ -20,6 +20,7 @@ from rocketd.db import email_index
 from rocketd.db.app_schema import APP_PLAN
 from rocketd.db.migrations import apply_plan
 from rocketd.db.pool import LeasingPool
+from rocketd.db.replicas import ReplicaReads
 from rocketd.db.traced_cursor import TracedCursor
 from rocketd.engine.installation import BARE_KERNEL, Installation
 from rocketd.engine.pipeline import AppContext
@@ -49,6 +50,7 @@ class AppActor(Actor):
         self._users: UserStates | None = None
         self._signals: SignalSender | None = None
         self._context: AppContext | None = None
+        self._replicas: ReplicaReads | None = None
         self._installation = installation
         self.reloads = 0
         self.snapshot: AppSnapshot = EMPTY_SNAPSHOT
@@ -102,20 +104,18 @@ class AppActor(Actor):
             # Retried every start: made once the users' case-duplicates are resolved.
             duplicates = await email_index.ensure_case_insensitive_index(conn, APP_TABLES.users)
         email_index.report_duplicates(duplicates, f"app {self.app_name}")
-        idle = self._settings.app_pool_idle_seconds
-        pool: AsyncConnectionPool[Any] = LeasingPool(
-            dsn,
-            # Shrinks to nothing after `idle` s without use, grows again on demand.
-            min_size=0 if idle > 0 else 1,
-            max_idle=idle if idle > 0 else 600.0,
-            max_size=self._settings.app_pool_size,
-            kwargs=self._connection_options(),
-            open=False,
-            name=f"app-{self.app_name}",
-            timeout=self._settings.app_pool_timeout,
-        )
+        pool = self._new_pool(dsn, f"app-{self.app_name}")
         await pool.open(wait=True, timeout=POOL_OPEN_TIMEOUT)
         self._pool = pool
+        replica_dsns = self._settings.database.replica_dsns(self.db_name)
+        if replica_dsns:
+            replicas = [
+                self._new_pool(replica, f"app-{self.app_name}-replica-{n}")
+                for n, replica in enumerate(replica_dsns)
+            ]
+            for replica_pool in replicas:
+                await replica_pool.open(wait=False)  # a replica down at start is skipped
+            self._replicas = ReplicaReads(pool, replicas, self._settings.database.replica_wait)
         self._signals = SignalSender(pool)
         self._accounts = AccountService(
             pool,
@@ -127,6 +127,20 @@ class AppActor(Actor):
         self._users = UserStates(pool, APP_TABLES.users)
         await self._reload()
         log.info("app started", app=self.app_name, entities=len(self.registry.entities))
+
+    def _new_pool(self, dsn: str, name: str) -> AsyncConnectionPool[Any]:
+        idle = self._settings.app_pool_idle_seconds
+        return LeasingPool(
+            dsn,
+            # Shrinks to nothing after `idle` s without use, grows again on demand.
+            min_size=0 if idle > 0 else 1,
+            max_idle=idle if idle > 0 else 600.0,
+            max_size=self._settings.app_pool_size,
+            kwargs=self._connection_options(),
+            open=False,
+            name=name,
+            timeout=self._settings.app_pool_timeout,
+        )
 
     def _connection_options(self) -> dict[str, Any]:
         options = self._settings.database.connection_kwargs()
@@ -146,7 +160,9 @@ class AppActor(Actor):
         for problem in snapshot.problems:
             log.warning("invalid metadata skipped", app=self.app_name, problem=problem)
         # one reference swap each: requests in flight keep theirs
-        self._context = self._installation.context(self.app_name, self.pool, snapshot, self.signals)
+        self._context = self._installation.context(
+            self.app_name, self.pool, snapshot, self.signals, self._replicas
+        )
         self.snapshot = snapshot
         self.reloads += 1
 
@@ -155,7 +171,9 @@ class AppActor(Actor):
         wrote and has not committed included), with this app's pool, signals and installation.
         Imports write their sample rows with it."""
         snapshot = await load_snapshot(conn, self._installation.parts)
-        return self._installation.context(self.app_name, self.pool, snapshot, self.signals)
+        return self._installation.context(
+            self.app_name, self.pool, snapshot, self.signals, self._replicas
+        )
 
     @property
     def registry(self) -> Registry:
@@ -167,6 +185,9 @@ class AppActor(Actor):
         return snapshot
 
     async def on_stop(self) -> None:
+        if self._replicas is not None:
+            await self._replicas.close()
+            self._replicas = None
         if self._pool is not None:
             if self._signals is not None:
                 await self._signals.flush()  # committed writes' wake-ups go out

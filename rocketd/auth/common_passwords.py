@@ -1,5 +1,5 @@
-"""The commonest passwords, refused wherever a password is set (the users capability's
-`check_password`).
+"""The commonest passwords, refused wherever a password is set
+(`rocketd.auth.password_policy`).
 
 The list is bundled data (`common_passwords.txt`): the 10,000 most frequent passwords of a public
 leaked-password corpus, plus rocketd's own defaults (`changeme`: the seeded accounts may keep it,

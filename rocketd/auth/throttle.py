@@ -200,6 +200,10 @@ class LoginThrottle:
 
     def __init__(self, store: ThrottleStore, settings: LoginThrottleSettings) -> None:
         self._store = store
+        self.apply(settings)
+
+    def apply(self, settings: LoginThrottleSettings) -> None:
+        """Take new limits (SIGHUP); counters already stored are kept and judged by them."""
         self._enabled = settings.enabled
         self.account_limit = Limit(
             settings.account_max_failures,

@@ -39,8 +39,10 @@ log = get_logger("rocketd.db.declared_indexes")
 __all__ = [
     "STATES_COLUMN",
     "DeclaredIndex",
+    "change_notes",
     "declared_indexes",
     "forget_entity",
+    "has_work",
     "reconcile",
     "record_wanted",
 ]
@@ -106,6 +108,31 @@ def declared_indexes(entity: Entity) -> tuple[DeclaredIndex, ...]:
         )
         for spec in entity.declared_indexes
     )
+
+
+def change_notes(old: Entity | None, new: Entity) -> list[str]:
+    """What a save changes in the declared indexes, as migration notes (the admin answer's
+    `meta.migration`): the indexes it adds and those it drops."""
+    before = {i.name: i for i in declared_indexes(old)} if old is not None else {}
+    after = {i.name: i for i in declared_indexes(new)}
+    notes = [
+        f"index {_label(i)}: declared; built concurrently after this change (its state is in"
+        f" the entity's admin answer)"
+        for name, i in after.items()
+        if name not in before
+    ]
+    notes += [
+        f"index {_label(i)}: no longer declared; dropped concurrently after this change"
+        for name, i in before.items()
+        if name not in after
+    ]
+    return notes
+
+
+def _label(index: DeclaredIndex) -> str:
+    fields = ", ".join(c.to_json() for c in index.spec.columns)
+    kind = "unique " if index.spec.unique else ""
+    return f"{index.name} ({kind}{fields})"
 
 
 def _lock_key(name: str) -> str:
@@ -202,6 +229,27 @@ async def _set_state(
         "update _index_builds set state = %s, error = %s, updated_at = now() where name = %s",
         (state, error, name),
     )
+
+
+_WORK_SQL = """
+select exists (
+  select 1 from _index_builds b
+   where b.state in ('building', 'dropping')
+      or (b.state = 'ready' and not exists (
+            select 1 from pg_index ix
+              join pg_class i on i.oid = ix.indexrelid
+              join pg_namespace n on n.oid = i.relnamespace
+             where n.nspname = %s and i.relname = b.name and ix.indisvalid)))
+"""
+
+
+async def has_work(conn: AsyncConnection[Any]) -> bool:
+    """Whether `reconcile` has anything to do (a build or drop pending, or a ready index gone):
+    one cheap query on any connection, so the periodic sweep opens no building connection for
+    an app with nothing to do."""
+    cur = await conn.execute(_WORK_SQL, (SCHEMA,))
+    row = await cur.fetchone()
+    return bool(row and row[0])
 
 
 async def reconcile(conn: AsyncConnection[Any], entities: Iterable[Entity]) -> bool:

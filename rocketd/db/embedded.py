@@ -211,6 +211,10 @@ def _probe(bindir: Path) -> _Binaries | None:
     return None
 
 
+# Where a cluster of another major version is explained (the pinned major: pyproject.toml).
+UPGRADE_HINT = "see docs/configuration.md, 'Upgrading the embedded PostgreSQL'"
+
+
 def _version_key(name: str) -> tuple[int, ...]:
     return tuple(int(p) for p in name.split("."))
 
@@ -263,7 +267,7 @@ def _find_binaries(required_major: str | None = None) -> _Binaries:
     raise EmbeddedPostgresError(
         f"the embedded cluster was created by PostgreSQL {required_major} but only other "
         f"versions are available ({found}); install PostgreSQL {required_major} binaries "
-        "or dump the data with that version first"
+        f"or dump the data with that version first ({UPGRADE_HINT})"
     )
 
 
@@ -699,7 +703,7 @@ class EmbeddedPostgres:
             if required is not None and binaries.major != required:
                 raise EmbeddedPostgresError(
                     f"the embedded cluster was created by PostgreSQL {required} but "
-                    f"{self._bindir} holds PostgreSQL {binaries.version}"
+                    f"{self._bindir} holds PostgreSQL {binaries.version} ({UPGRADE_HINT})"
                 )
         else:
             binaries = _find_binaries(required)

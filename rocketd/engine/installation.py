@@ -15,6 +15,7 @@ from typing import Any
 from psycopg_pool import AsyncConnectionPool
 
 from rocketd.db.migrations import SchemaPlan
+from rocketd.db.replicas import ReplicaReads
 from rocketd.engine.pipeline import AppContext, ServiceKey, Stage, StageBook, StageObserver
 from rocketd.engine.read.scope import NO_READ_HOOKS, ReadHooks
 from rocketd.engine.signals import SignalSender
@@ -37,6 +38,7 @@ class Installation:
         pool: AsyncConnectionPool[Any],
         snapshot: AppSnapshot,
         signals: SignalSender,
+        replicas: ReplicaReads | None = None,
     ) -> AppContext:
         """The AppContext of one snapshot: its stages compiled lazily, per entity."""
         services: Mapping[ServiceKey[Any], Any] = self.services
@@ -47,6 +49,7 @@ class Installation:
             signals=signals,
             stages=StageBook(snapshot, self.stages, self.observer),
             read_hooks=self.read_hooks,
+            replicas=replicas,
             services=services,
         )
 

@@ -123,13 +123,11 @@ class EntityKind(_NamedKind[Entity]):
             " where name = %s",
             (item.table, Jsonb(item.to_json()), change.key),
         )
+        old = registry.entity(change.key)
         notes = await migrate_entity(
-            change.conn,
-            registry.entity(change.key),
-            item,
-            fk_columns=_fk_columns(registry, item.name),
+            change.conn, old, item, fk_columns=_fk_columns(registry, item.name)
         )
-        await _want_indexes(change.conn, item)
+        notes += await _want_indexes(change.conn, item, old)
         _record_notes(change, item.name, notes)
         return {}
 
@@ -311,15 +309,18 @@ async def insert_entity(conn: AsyncConnection[Any], entity: Entity) -> list[str]
         (entity.name, entity.table, Jsonb(entity.to_json())),
     )
     notes = await migrate_entity(conn, None, entity)
-    await _want_indexes(conn, entity)
-    return notes
+    return notes + await _want_indexes(conn, entity, None)
 
 
-async def _want_indexes(conn: AsyncConnection[Any], entity: Entity) -> None:
+async def _want_indexes(
+    conn: AsyncConnection[Any], entity: Entity, old: Entity | None
+) -> list[str]:
     """Record the entity's declared indexes and wake a builder once the change commits (they
-    are built outside this transaction: `db.declared_indexes`)."""
+    are built outside this transaction: `db.declared_indexes`); notes naming the indexes the
+    change adds and drops, for `meta.migration`."""
     await declared_indexes.record_wanted(conn, entity)
     await send_signal(conn, declared_indexes.SIGNAL)
+    return declared_indexes.change_notes(old, entity)
 
 
 async def insert_relation(

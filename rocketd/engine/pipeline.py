@@ -34,6 +34,7 @@ from typing import Any, Final, Generic, Literal, TypeVar
 from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool
 
+from rocketd.db.replicas import ReplicaReads
 from rocketd.engine.caller import Caller
 from rocketd.engine.changes import Changes, compute_changes
 from rocketd.engine.read.scope import NO_READ_HOOKS, ReadHooks
@@ -125,10 +126,19 @@ class AppContext:
     stages: StageBook
     read_hooks: ReadHooks = NO_READ_HOOKS
     services: Mapping[ServiceKey[Any], Any] = field(default_factory=dict)
+    # Streaming replicas for lists and gets (`database.replica_urls`), if any.
+    replicas: ReplicaReads | None = None
 
     @property
     def registry(self) -> Registry:
         return self.snapshot.registry
+
+    def read_connection(self, caller: Caller) -> AbstractAsyncContextManager[AsyncConnection[Any]]:
+        """A connection for a list or a get: a replica that has the caller's writes, else the
+        primary pool's."""
+        if self.replicas is None:
+            return self.pool.connection()
+        return self.replicas.connection(caller.user_id)
 
     def service(self, key: ServiceKey[T]) -> T:
         try:

@@ -22,6 +22,7 @@ business.
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field, replace
@@ -121,7 +122,7 @@ async def list_page(
     list_shapes.record(app.name, entity.name, shape, spec.order, filter_values)
     equal = [f.field.name for f in spec.filters if f.op == "eq"]
     indexed = snapshot.sort_columns(entity.table, equal)
-    async with app.pool.connection() as conn:
+    async with app.read_connection(caller) as conn:
         if not spec.includes and visible is None:
             answer = await query.list_records_json(
                 conn,
@@ -178,7 +179,7 @@ async def get_one(
     row_filter = scope.row_filter(entity)
     includes = scope.includes(query.parse_includes(registry, entity, include, strict=True), include)
     where, where_params = row_filter if row_filter is not None else (None, ())
-    async with app.pool.connection() as conn:
+    async with app.read_connection(caller) as conn:
         record = await query.get_record(
             conn,
             registry,
@@ -212,7 +213,7 @@ async def may_read(
 
 @asynccontextmanager
 async def _write_transaction(
-    app: AppContext, entity: Entity
+    app: AppContext, entity: Entity, caller: Caller
 ) -> AsyncIterator[AsyncConnection[Any]]:
     """One write transaction; a database error anywhere in it becomes the contract's error.
 
@@ -232,6 +233,8 @@ async def _write_transaction(
                     yield conn
         except psycopg.Error as exc:
             raise writes.map_database_error(exc, entity, "") from exc
+        if app.replicas is not None:  # committed: the caller's next reads wait for it
+            await app.replicas.note_write(caller.user_id, conn)
 
 
 def _context(
@@ -296,7 +299,7 @@ async def create(
     prepared = _body(ctx)
     ctx.plan = writes.plan_create(app.registry, entity, prepared)  # validated before BEGIN
     try:
-        async with _write_transaction(app, entity) as conn:
+        async with _write_transaction(app, entity, caller) as conn:
             ctx.conn = conn
             record = await _write_created(ctx, stages, batch_children=True)
     except writes.BatchFailed:
@@ -304,7 +307,7 @@ async def create(
         # write fails either way). PREPARE stages ran once; the prepared body is reused.
         ctx = _context(app, caller, mode, entity, "create", prepared)
         ctx.plan = writes.plan_create(app.registry, entity, prepared)
-        async with _write_transaction(app, entity) as conn:
+        async with _write_transaction(app, entity, caller) as conn:
             ctx.conn = conn
             record = await _write_created(ctx, stages)
     await _after_commit(app, stages, ctx)
@@ -328,14 +331,14 @@ async def update(
     prepared = _body(ctx)
     ctx.plan = writes.plan_update(app.registry, entity, prepared)
     try:
-        async with _write_transaction(app, entity) as conn:
+        async with _write_transaction(app, entity, caller) as conn:
             ctx.conn = conn
             await _lock_stored(ctx, raw_id)
             record = await _write_updated(ctx, stages, batch_children=True)
     except writes.BatchFailed:  # as in `create`
         ctx = _context(app, caller, mode, entity, "update", prepared)
         ctx.plan = writes.plan_update(app.registry, entity, prepared)
-        async with _write_transaction(app, entity) as conn:
+        async with _write_transaction(app, entity, caller) as conn:
             ctx.conn = conn
             await _lock_stored(ctx, raw_id)
             record = await _write_updated(ctx, stages)
@@ -356,7 +359,7 @@ async def delete(
     ctx = _context(app, caller, mode, entity, "delete")
     stages = app.stages.for_entity(entity, mode)
     await app.stages.run(stages.prepare, ctx)
-    async with _write_transaction(app, entity) as conn:
+    async with _write_transaction(app, entity, caller) as conn:
         ctx.conn = conn
         await _lock_stored(ctx, raw_id)
         await _delete_stored(ctx, stages)
@@ -570,7 +573,10 @@ class ChildStages:
         self.parent = parent
         self.book = parent.app.stages
         self._open: list[WriteContext | None] = []
-        self._spans: list[AnySpan] = []  # a `nested_write.child` span per open child
+        # a `nested_write.child` span per open child, oldest first per target entity: the
+        # executor closes new children of one parent in the order it opened them (batched
+        # inserts) and an update or delete right after opening it
+        self._spans: dict[str, deque[AnySpan]] = {}
 
     def _stages(self, entity: Entity) -> EntityStages:
         return self.book.for_entity(entity, self.parent.mode, child=True)
@@ -596,7 +602,8 @@ class ChildStages:
             record_id=pk,
             metadata={"operation": action, "path": path},
         )
-        self._spans.append(span.__enter__())
+        if span.recording:  # not made current: batched children are open side by side
+            self._spans.setdefault(target.name, deque()).append(span)
         stages = self._stages(target)
         if stages.empty:
             self._open.append(None)
@@ -619,9 +626,11 @@ class ChildStages:
             await self.book.run(
                 stages.after_delete if action == "delete" else stages.after_write, ctx
             )
-        span = self._spans.pop()
-        span.set_record(record_id=pk)
-        span.__exit__(None, None, None)
+        spans = self._spans.get(target.name)
+        if spans:
+            span = spans.popleft()
+            span.set_record(record_id=pk)
+            span.end()
 
     async def before_links(
         self, conn: AsyncConnection[Any], write: RelationWrite

@@ -20,15 +20,10 @@ import pytest
 from tests.support.databases import dsn_for
 from tests.support.helpers import wait_until
 from tests.support.processes import Instance, call, free_port, new_app_admin, ready
+from tests.support.schemas import NOTE
 
 pytestmark = pytest.mark.e2e
 
-NOTE = {
-    "name": "note",
-    "table": "notes",
-    "primary_key": {"field": "id", "type": "uuid", "generated": True},
-    "fields": [{"name": "id", "type": "uuid"}, {"name": "n", "type": "integer"}],
-}
 DRAIN_ENV = {"ROCKET_SERVER_DRAIN_DELAY": "1.0", "ROCKET_SERVER_SHUTDOWN_TIMEOUT": "10"}
 
 

@@ -207,6 +207,7 @@ async def test_one_scrape_of_metrics_covers_every_worker(
     try:
         async with aiohttp.ClientSession() as http:
             await wait_until(lambda: ready(http, group), "workers ready", timeout=90, interval=0.1)
+            await wait_until(lambda: len(group.events("worker listening")) == 2, "both listening")
             fresh = aiohttp.TCPConnector(force_close=True)
             async with aiohttp.ClientSession(connector=fresh) as one_shot:
                 for _ in range(40):
@@ -227,3 +228,18 @@ async def test_one_scrape_of_metrics_covers_every_worker(
     finally:
         group.stop()
     assert not any(Path(tempfile.gettempdir()).glob("rocketd-metrics-*"))
+
+
+async def test_sighup_reaches_every_worker_and_the_group_keeps_serving(group: Group) -> None:
+    async with aiohttp.ClientSession() as http:
+        await wait_until(lambda: ready(http, group), "workers ready", timeout=90, interval=0.1)
+        await wait_until(lambda: len(group.events("worker listening")) == 2, "both listen", 30)
+        group.proc.send_signal(signal.SIGHUP)  # `systemctl reload`
+        await wait_until(
+            lambda: len(group.events("reloaded: logs reopened")) >= 2, "both reloads", timeout=20
+        )
+        assert sorted(line["worker"] for line in group.events("reloaded: logs reopened")) == [0, 1]
+        assert group.events("reload passed to the workers")
+        assert group.proc.poll() is None
+        async with http.get(group.base + "/ready") as resp:
+            assert resp.status == 200

@@ -37,10 +37,27 @@ def test_check_config_names_the_bad_key_in_one_line(tmp_path: Path) -> None:
     assert len(lines) == 1
     assert "server.port" in lines[0]
     cfg.write_text("servr:\n  port: 1\n")
-    out = rocketd("check-config", "--config", str(cfg))
+    out = rocketd("check-config", "--strict", "--config", str(cfg))
     assert out.returncode == 1 and "servr" in out.stderr
     out = rocketd("check-config", env={"ROCKET_SERVER_PORT": "99999"})
     assert out.returncode == 1 and "ROCKET_SERVER_PORT" in out.stderr
+
+
+def test_unknown_settings_warn_and_fail_check_config_strict(tmp_path: Path) -> None:
+    cfg = tmp_path / "rocket.yaml"
+    cfg.write_text("server:\n  prot: 8081\n")
+    env = {"ROCKET_DATABSE_URL": "postgresql://x/y", "ROCKET_LOG_FORMAT": "json"}
+    out = rocketd("check-config", "--config", str(cfg), env=env)
+    assert out.returncode == 0, out.stderr
+    assert "server.prot: unknown key, did you mean server.port?" in out.stdout
+    assert "ROCKET_DATABSE_URL: unknown variable, did you mean ROCKET_DATABASE_URL?" in out.stdout
+    out = rocketd("check-config", "--strict", "--config", str(cfg), env=env)
+    assert out.returncode == 1
+    assert out.stderr.startswith("rocketd: configuration error: server.prot: unknown key")
+    assert "did you mean ROCKET_DATABASE_URL?" in out.stderr
+    cfg.write_text("server:\n  port: 8081\n")
+    out = rocketd("check-config", "--strict", "--config", str(cfg))
+    assert out.returncode == 0, out.stderr
 
 
 def test_serve_refuses_to_start_on_a_bad_config(tmp_path: Path) -> None:

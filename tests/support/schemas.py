@@ -1,11 +1,18 @@
-"""Schemas and definitions several test modules load: the leave-request entity and its approval
-workflow (docs/workflows.md's shape)."""
+"""Schemas and definitions several test modules load: a numbered note, the leave-request entity
+and its approval workflow (docs/workflows.md's shape)."""
 
 from __future__ import annotations
 
 from typing import Any
 
 PK = {"field": "id", "type": "uuid", "generated": True}
+# The smallest entity worth writing: a generated id and a number.
+NOTE = {
+    "name": "note",
+    "table": "notes",
+    "primary_key": PK,
+    "fields": [{"name": "id", "type": "uuid"}, {"name": "n", "type": "integer"}],
+}
 LEAVE = {
     "name": "leave_request",
     "table": "leave_requests",

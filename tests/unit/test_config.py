@@ -33,7 +33,7 @@ database:
 
 app_pool_size: 5
 jwt_secret: changeme-secret
-platform_jwt_secret: changeme-platform-secret
+platform_jwt_secret: {platform_secret}
 
 storage:
   driver: local
@@ -52,6 +52,13 @@ instrumentation:
 #   api_key: sk-...
 #   model: gpt-4o
 """
+
+
+LONG_SECRET = "0123456789abcdef0123456789abcdef"  # 32 bytes: the shortest accepted
+
+
+def upstream_app_yaml(platform_secret: str = LONG_SECRET) -> str:
+    return UPSTREAM_APP_YAML.replace("{platform_secret}", platform_secret)
 
 
 def write(tmp_path: Path, text: str, name: str = "rocket.yaml") -> str:
@@ -87,7 +94,7 @@ def test_without_any_file_all_defaults_apply_and_database_is_not_configured(
     assert settings == Settings()
     assert settings.config_path is None
     assert settings.server.port == 8080
-    assert settings.server.host == "0.0.0.0"
+    assert settings.server.host == "127.0.0.1"
     assert settings.server.max_body_size == 1_048_576
     assert settings.server.shutdown_timeout == 10.0
     assert settings.database.port == 5432
@@ -192,8 +199,24 @@ def test_shipped_rocket_yaml_documents_every_key() -> None:
         assert f"{key.path[-1]}:" in text, key.dotted
 
 
-def test_upstream_app_yaml_loads_unchanged_and_configures_the_database(tmp_path: Path) -> None:
-    settings = load_settings(write(tmp_path, UPSTREAM_APP_YAML, name="app.yaml"), environ={})
+def test_upstream_app_yaml_with_its_short_platform_secret_is_refused(tmp_path: Path) -> None:
+    path = write(tmp_path, upstream_app_yaml("changeme-platform-secret"), name="app.yaml")
+    message = error_of(path)
+    assert message.startswith("platform_jwt_secret: must be at least 32 bytes")
+    assert "changeme-platform-secret" not in message
+
+
+@pytest.mark.parametrize("secret", ["x" * 31, "é" * 15 + "x"])  # 31 bytes either way
+def test_a_platform_jwt_secret_shorter_than_32_bytes_is_refused(
+    empty_cwd: Path, secret: str
+) -> None:
+    message = error_of(environ={"ROCKET_PLATFORM_JWT_SECRET": secret})
+    assert message.startswith("platform_jwt_secret: must be at least 32 bytes")
+    assert load_settings(environ={"ROCKET_PLATFORM_JWT_SECRET": secret + "y"}).platform_jwt_secret
+
+
+def test_upstream_app_yaml_loads_and_configures_the_database(tmp_path: Path) -> None:
+    settings = load_settings(write(tmp_path, upstream_app_yaml(), name="app.yaml"), environ={})
     db = settings.database
     assert db.configured is True
     assert (db.host, db.port, db.user, db.password, db.name) == (
@@ -204,7 +227,7 @@ def test_upstream_app_yaml_loads_unchanged_and_configures_the_database(tmp_path:
         "rocket",
     )
     assert db.pool_size == 50
-    assert settings.platform_jwt_secret == "changeme-platform-secret"
+    assert settings.platform_jwt_secret == LONG_SECRET
     assert settings.jwt_secret == "changeme-secret"
     assert settings.storage.local_path == "./uploads"
     assert db.dsn() == "postgresql://rocket:rocket@localhost:5433/rocket"
@@ -247,6 +270,7 @@ ENV_OVERRIDES = [
     ("ROCKET_API_DEFAULT_PER_PAGE", "10", "api.default_per_page", 10),
     ("ROCKET_API_MAX_PER_PAGE", "500", "api.max_per_page", 500),
     ("ROCKET_LOG_LEVEL", "WARNING", "log.level", "warning"),
+    ("ROCKET_LOG_FILE", "/var/log/rocketd.log", "log.file", "/var/log/rocketd.log"),
     ("ROCKET_AUTH_ACCESS_TOKEN_TTL", "60", "auth.access_token_ttl", 60),
     ("ROCKET_AUTH_REFRESH_TOKEN_TTL", "120", "auth.refresh_token_ttl", 120),
     ("ROCKET_AUTH_BCRYPT_COST", "12", "auth.bcrypt_cost", 12),
@@ -255,6 +279,7 @@ ENV_OVERRIDES = [
     ("ROCKET_AUTH_PLATFORM_ADMIN_PASSWORD", "pw1", "auth.platform_admin_password", "pw1"),
     ("ROCKET_AUTH_APP_ADMIN_EMAIL", "a@x", "auth.app_admin_email", "a@x"),
     ("ROCKET_AUTH_APP_ADMIN_PASSWORD", "pw2", "auth.app_admin_password", "pw2"),
+    ("ROCKET_AUTH_ALLOW_DEFAULT_PASSWORD", "yes", "auth.allow_default_password", True),
     ("ROCKET_AUTH_LOGIN_THROTTLE_ENABLED", "no", "auth.login_throttle.enabled", False),
     (
         "ROCKET_AUTH_LOGIN_THROTTLE_ACCOUNT_MAX_FAILURES",
@@ -323,6 +348,13 @@ ENV_OVERRIDES = [
     ("ROCKET_APP_POOL_SIZE", "7", "app_pool_size", 7),
     ("ROCKET_APP_POOL_TIMEOUT", "2.5", "app_pool_timeout", 2.5),
     ("ROCKET_APP_POOL_IDLE_SECONDS", "60", "app_pool_idle_seconds", 60.0),
+    ("ROCKET_DATABASE_REPLICA_WAIT", "0.25", "database.replica_wait", 0.25),
+    (
+        "ROCKET_DATABASE_REPLICA_URLS",
+        "postgresql://r1/x,postgresql://r2/x",
+        "database.replica_urls",
+        ("postgresql://r1/x", "postgresql://r2/x"),
+    ),
     (
         "ROCKET_DATABASE_LISTEN_URL",
         "postgresql://db:5432/x",
@@ -333,7 +365,7 @@ ENV_OVERRIDES = [
     ("ROCKET_WORKFLOW_RETENTION_DAYS", "30", "workflow_retention_days", 30.0),
     ("ROCKET_BACKGROUND_WORK", "false", "background_work", False),
     ("ROCKET_JWT_SECRET", "j", "jwt_secret", "j"),
-    ("ROCKET_PLATFORM_JWT_SECRET", "pj", "platform_jwt_secret", "pj"),
+    ("ROCKET_PLATFORM_JWT_SECRET", LONG_SECRET, "platform_jwt_secret", LONG_SECRET),
     ("ROCKET_DATA_DIR", "/var/lib/rocket", "data_dir", "/var/lib/rocket"),
 ]
 
@@ -353,7 +385,7 @@ def test_env_variable_names_follow_the_one_rule_for_every_key() -> None:
     rows = {env: dotted for env, _, dotted, _ in ENV_OVERRIDES}
     rows |= {
         f"ROCKET_DATABASE_{name.upper()}": f"database.{name}"
-        for name in ("host", "user", "password")
+        for name in ("host", "user", "password", "password_file")
     }
     keys = config._all_keys(config._SCHEMA)
     assert rows == {key.env: key.dotted for key in keys}
@@ -432,7 +464,7 @@ def test_a_list_key_declared_once_is_read_from_env_comma_separated(empty_cwd: Pa
     [key] = config._all_keys(schema)
     assert key.env == "ROCKET_WEBHOOKS_ALLOW_NETWORKS"
     environ = {"ROCKET_WEBHOOKS_ALLOW_NETWORKS": " 10.0.0.0/8, ,192.168.0.0/16 "}
-    given, _ = config._read_values(schema, None, environ)
+    given, _, _ = config._read_values(schema, None, environ)
     root = config._instantiate(schema, given)
     assert root.webhooks.allow_networks == ("10.0.0.0/8", "192.168.0.0/16")
 
@@ -440,7 +472,7 @@ def test_a_list_key_declared_once_is_read_from_env_comma_separated(empty_cwd: Pa
 def test_a_list_key_is_read_from_a_yaml_list(tmp_path: Path) -> None:
     schema = config._build_schema(_RootWithList)
     path = write(tmp_path, "webhooks:\n  allow_networks: [10.0.0.0/8, 127.0.0.1/32]\n")
-    given, _ = config._read_values(schema, path, {})
+    given, _, _ = config._read_values(schema, path, {})
     root = config._instantiate(schema, given)
     assert root.webhooks.allow_networks == ("10.0.0.0/8", "127.0.0.1/32")
 
@@ -479,20 +511,36 @@ def test_empty_database_url_is_not_a_configuration(empty_cwd: Path) -> None:
 # --- unknown environment variables ---------------------------------------------------------------
 
 
-def test_unknown_rocket_env_vars_are_ignored_and_logged_once_at_debug(empty_cwd: Path) -> None:
+def test_unknown_rocket_env_vars_are_warnings_naming_the_closest_variable(empty_cwd: Path) -> None:
     environ = {
-        "ROCKET_SERVER_PROT": "1",
+        "ROCKET_DATABSE_URL": "postgresql://x/y",
         "ROCKET_OTHER_TOOL_TOKEN": "x",
         "ROCKET_CONFIG": "",
         "ROCKET_TEST_DSN": "postgresql://t/t",
+        "ROCKET_WEBHOOK_API_KEY": "for webhook headers",
         "ROCKETSHIP": "not ours",
     }
     with structlog.testing.capture_logs() as logs:
         settings = load_settings(environ=environ)
-    assert settings.server.port == 8080
-    [entry] = [e for e in logs if e.get("names") is not None]
-    assert entry["log_level"] == "debug"
-    assert entry["names"] == ["ROCKET_OTHER_TOOL_TOKEN", "ROCKET_SERVER_PROT"]
+    assert settings.database.configured is False  # the misspelt URL is not used
+    assert [(e["log_level"], e["event"]) for e in logs] == [
+        ("warning", "ROCKET_DATABSE_URL: unknown variable, did you mean ROCKET_DATABASE_URL?"),
+        ("warning", "ROCKET_OTHER_TOOL_TOKEN: unknown variable"),
+    ]
+    assert settings.unknown == tuple(e["event"] for e in logs)
+
+
+def test_unknown_rocket_env_var_is_an_error_when_strict(empty_cwd: Path) -> None:
+    with pytest.raises(ConfigError) as info:
+        load_settings(environ={"ROCKET_DATABSE_URL": "postgresql://x/y"}, strict=True)
+    assert str(info.value) == (
+        "ROCKET_DATABSE_URL: unknown variable, did you mean ROCKET_DATABASE_URL?"
+    )
+
+
+def test_variables_with_a_configured_webhook_env_prefix_are_not_unknown(empty_cwd: Path) -> None:
+    environ = {"ROCKET_WEBHOOKS_ENV_PREFIX": "ROCKET_HOOK_", "ROCKET_HOOK_TOKEN": "t"}
+    assert load_settings(environ=environ, strict=True).webhooks.env_prefix == "ROCKET_HOOK_"
 
 
 def test_no_log_line_when_every_rocket_env_var_is_known(empty_cwd: Path) -> None:
@@ -501,24 +549,118 @@ def test_no_log_line_when_every_rocket_env_var_is_known(empty_cwd: Path) -> None
     assert logs == []
 
 
-# --- errors --------------------------------------------------------------------------------------
+# --- unknown file keys ---------------------------------------------------------------------------
 
 
-def test_unknown_key_in_file_names_the_dotted_path_and_suggests_a_fix(tmp_path: Path) -> None:
+def warnings_of(path: str) -> list[str]:
+    with structlog.testing.capture_logs() as logs:
+        settings = load_settings(path, environ={})
+    assert all(e["log_level"] == "warning" for e in logs)
+    assert settings.unknown == tuple(e["event"] for e in logs)
+    return [str(e["event"]) for e in logs]
+
+
+def test_unknown_key_in_file_is_a_warning_naming_the_dotted_path_and_a_fix(tmp_path: Path) -> None:
+    path = write(tmp_path, "server:\n  prot: 8081\n  port: 8082\n")
+    assert warnings_of(path) == [f"server.prot: unknown key, did you mean server.port? (in {path})"]
+    assert load_settings(path, environ={}).server.port == 8082
+
+
+def test_unknown_key_in_file_is_an_error_when_strict(tmp_path: Path) -> None:
     path = write(tmp_path, "server:\n  prot: 8080\n")
-    message = error_of(path)
-    assert message.startswith("server.prot: unknown key")
-    assert "server.port" in message
-    assert path in message
+    with pytest.raises(ConfigError) as info:
+        load_settings(path, environ={}, strict=True)
+    assert str(info.value).startswith("server.prot: unknown key, did you mean server.port?")
 
 
-def test_unknown_top_level_key_is_an_error(tmp_path: Path) -> None:
-    assert error_of(write(tmp_path, "sever:\n  port: 1\n")).startswith("sever: unknown key")
+def test_unknown_top_level_key_suggests_the_closest_key_anywhere(tmp_path: Path) -> None:
+    path = write(tmp_path, "sever:\n  port: 1\nbackground_wrok: false\n")
+    assert warnings_of(path) == [
+        f"sever: unknown key, did you mean server? (in {path})",
+        f"background_wrok: unknown key, did you mean background_work? (in {path})",
+    ]
 
 
-def test_unknown_key_in_ignored_section_position_is_still_an_error(tmp_path: Path) -> None:
+def test_ignored_upstream_key_in_another_section_is_unknown(tmp_path: Path) -> None:
     # `path` is only ignored under `database`, not elsewhere.
-    assert error_of(write(tmp_path, "server:\n  path: x\n")).startswith("server.path: unknown")
+    path = write(tmp_path, "server:\n  path: x\n")
+    assert warnings_of(path)[0].startswith("server.path: unknown key")
+
+
+# --- secrets from files --------------------------------------------------------------------------
+
+
+def test_database_password_file_supplies_the_password(tmp_path: Path, empty_cwd: Path) -> None:
+    secret = tmp_path / "db-password"
+    secret.write_text("s3cr et/@\n", encoding="utf-8")
+    environ = {
+        "ROCKET_DATABASE_HOST": "db.internal",
+        "ROCKET_DATABASE_USER": "rocket",
+        "ROCKET_DATABASE_PASSWORD_FILE": str(secret),
+    }
+    db = load_settings(environ=environ).database
+    assert db.configured and db.password == "s3cr et/@"
+    assert db.dsn() == "postgresql://rocket:s3cr%20et%2F%40@db.internal:5432/rocket"
+    assert "s3cr" not in db.masked_dsn() and "s3cr" not in repr(db)
+
+
+def test_database_password_file_goes_into_a_url_without_password(
+    tmp_path: Path, empty_cwd: Path
+) -> None:
+    secret = tmp_path / "db-password"
+    secret.write_text("pw", encoding="utf-8")
+    environ = {
+        "ROCKET_DATABASE_URL": "postgresql://rocket@db:5432/rocket?sslmode=require",
+        "ROCKET_DATABASE_PASSWORD_FILE": str(secret),
+    }
+    db = load_settings(environ=environ).database
+    assert db.dsn() == "postgresql://rocket:pw@db:5432/rocket?sslmode=require"
+    assert db.dsn("rocket_shop") == "postgresql://rocket:pw@db:5432/rocket_shop?sslmode=require"
+
+
+def test_database_password_file_problems_name_the_key(tmp_path: Path, empty_cwd: Path) -> None:
+    missing = str(tmp_path / "nope")
+    message = error_of(environ={"ROCKET_DATABASE_PASSWORD_FILE": missing})
+    assert message.startswith(f"database.password_file: cannot read {missing}")
+    secret = tmp_path / "pw"
+    secret.write_text("pw", encoding="utf-8")
+    both = {"ROCKET_DATABASE_PASSWORD": "x", "ROCKET_DATABASE_PASSWORD_FILE": str(secret)}
+    assert error_of(environ=both).startswith(
+        "database.password_file: set database.password or database.password_file, not both"
+    )
+
+
+def test_systemd_credentials_supply_secret_keys(tmp_path: Path, empty_cwd: Path) -> None:
+    creds = tmp_path / "credentials"
+    creds.mkdir()
+    (creds / "database.password").write_text("from-credential\n", encoding="utf-8")
+    (creds / "ROCKET_PLATFORM_JWT_SECRET").write_text(LONG_SECRET, encoding="utf-8")
+    (creds / "server.port").write_text("1", encoding="utf-8")  # not a secret: not read
+    (creds / "something-else").write_text("x", encoding="utf-8")
+    environ = {
+        "CREDENTIALS_DIRECTORY": str(creds),
+        "ROCKET_DATABASE_HOST": "db",
+        "ROCKET_DATABASE_USER": "rocket",
+    }
+    settings = load_settings(environ=environ, strict=True)
+    assert settings.database.password == "from-credential"
+    assert settings.platform_jwt_secret == LONG_SECRET
+    assert settings.server.port == 8080
+    # A ROCKET_* variable still wins over a credential.
+    environ["ROCKET_DATABASE_PASSWORD"] = "from-env"
+    assert load_settings(environ=environ).database.password == "from-env"
+
+
+def test_a_bad_credential_is_checked_like_the_key(tmp_path: Path, empty_cwd: Path) -> None:
+    creds = tmp_path / "credentials"
+    creds.mkdir()
+    (creds / "platform_jwt_secret").write_text("short", encoding="utf-8")
+    message = error_of(environ={"CREDENTIALS_DIRECTORY": str(creds)})
+    assert message.startswith("platform_jwt_secret: must be at least 32 bytes")
+    assert "(from credential platform_jwt_secret)" in message and "short" not in message
+
+
+# --- errors --------------------------------------------------------------------------------------
 
 
 def test_wrong_type_in_file_is_an_error(tmp_path: Path) -> None:
@@ -715,7 +857,7 @@ def test_repr_hides_secrets() -> None:
 
 
 def test_loaded_settings_repr_hides_env_secrets(empty_cwd: Path) -> None:
-    settings = load_settings(environ={"ROCKET_PLATFORM_JWT_SECRET": "topsecret"})
+    settings = load_settings(environ={"ROCKET_PLATFORM_JWT_SECRET": "topsecret" * 4})
     assert "topsecret" not in repr(settings)
 
 
@@ -740,8 +882,13 @@ def test_login_throttle_section_nests_in_the_file(tmp_path: Path) -> None:
     )
     throttle = load_settings(path, environ={}).auth.login_throttle
     assert (throttle.account_max_failures, throttle.backoff_max) == (3, 60.0)
-    message = error_of(write(tmp_path, "auth:\n  login_throttle:\n    account_max_failure: 3\n"))
-    assert "auth.login_throttle.account_max_failure" in message and "did you mean" in message
+    [message] = warnings_of(
+        write(tmp_path, "auth:\n  login_throttle:\n    account_max_failure: 3\n")
+    )
+    assert message.startswith(
+        "auth.login_throttle.account_max_failure: unknown key,"
+        " did you mean auth.login_throttle.account_max_failures?"
+    )
     message = error_of(write(tmp_path, "auth:\n  login_throttle:\n    address_window: 0\n"))
     assert "auth.login_throttle.address_window" in message
 
@@ -759,6 +906,28 @@ def test_redis_url_is_checked_and_kept_secret(empty_cwd: Path) -> None:
         load_settings(environ={"ROCKET_REDIS_URL": "http://:hunter22@cache/"})
     assert "redis.url" in str(err.value) and "hunter22" not in str(err.value)
     assert load_settings(environ={}).redis.url == ""
+
+
+# --- reloading (SIGHUP) --------------------------------------------------------------------------
+
+
+def test_changed_keys_and_live_values(tmp_path: Path, empty_cwd: Path) -> None:
+    old = load_settings(write(tmp_path, "api:\n  max_per_page: 100\n"), environ={})
+    new = load_settings(
+        write(tmp_path, "api:\n  max_per_page: 5\nserver:\n  port: 9000\nlog:\n  level: debug\n"),
+        environ={},
+    )
+    assert config.changed_keys(old, new) == ["server.port", "log.level", "api.max_per_page"]
+    assert [key for key in config.changed_keys(old, new) if config.is_live(key)] == [
+        "log.level",
+        "api.max_per_page",
+    ]
+    running = dataclasses.replace(old, database=DatabaseSettings(url="postgresql://embedded/x"))
+    applied = config.with_live_values(running, new)
+    assert (applied.api.max_per_page, applied.log.level) == (5, "debug")
+    assert applied.server.port == 8080 and applied.database.url == "postgresql://embedded/x"
+    assert config.is_live("auth.login_throttle.backoff_max")
+    assert not config.is_live("auth.bcrypt_cost") and not config.is_live("server.port")
 
 
 def test_prepared_statements_are_on_by_default_and_off_means_no_prepare_threshold() -> None:

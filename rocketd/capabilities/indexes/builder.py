@@ -18,7 +18,7 @@ from rocketd.actors.base import Actor, ActorError
 from rocketd.actors.directory import AppDirectory
 from rocketd.actors.scheduler import JobFunction
 from rocketd.config import Settings
-from rocketd.db.declared_indexes import SIGNAL, reconcile
+from rocketd.db.declared_indexes import SIGNAL, has_work, reconcile
 from rocketd.db.notify import MetadataChanged, send
 from rocketd.engine.admin import load_registry
 from rocketd.logging import get_logger
@@ -57,6 +57,9 @@ class IndexBuilder(Actor):
             return
         dsn = self._settings.database.dsn(actor.db_name)
         try:
+            async with actor.pool.connection() as pooled:
+                if not await has_work(pooled):
+                    return
             async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as conn:
                 registry = await load_registry(conn)
                 if await reconcile(conn, registry.entities.values()):

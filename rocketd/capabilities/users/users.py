@@ -27,8 +27,8 @@ from psycopg import AsyncConnection
 from psycopg.rows import dict_row
 
 from rocketd.auth import passwords
-from rocketd.auth.common_passwords import is_common
 from rocketd.auth.emails import lock_email
+from rocketd.auth.password_policy import email_problem, password_problem
 from rocketd.capabilities.permissions import Problems, parse_roles, reject_unknown
 from rocketd.config import Settings
 from rocketd.db.notify import Notice, UserChanged
@@ -36,7 +36,6 @@ from rocketd.engine.admin import AdminCall, Change, MetadataKind, Operation, Row
 from rocketd.errors import Conflict, InvalidPayload
 from rocketd.timestamps import iso_utc
 
-MAX_EMAIL_LENGTH: Final = 254
 USER_KEYS: Final = ("email", "password", "roles", "active")
 READ_ONLY_KEYS: Final = frozenset({"id", "created_at", "updated_at"})
 EMAIL_TAKEN: Final = "A user with this email already exists"
@@ -54,47 +53,17 @@ class PasswordPolicy:
 def check_password(
     password: str, policy: PasswordPolicy, problems: Problems, email: str | None = None
 ) -> None:
-    """The password policy for a password being set (for the account of `email`, when known);
-    problems never quote the password."""
-    if len(password) < policy.min_length:
-        problems.add(
-            "password",
-            f"password must be at least {policy.min_length} characters",
-            "min_length",
-        )
-    elif len(password.encode()) > passwords.MAX_PASSWORD_BYTES:
-        problems.add(
-            "password",
-            f"password must be at most {passwords.MAX_PASSWORD_BYTES} bytes",
-            "max_length",
-        )
-    elif "\x00" in password:
-        problems.add("password", "password must not contain NUL characters", "type")
-    elif is_common(password):
-        problems.add(
-            "password",
-            "password is one of the most common passwords; choose one that is harder to guess",
-            "common",
-        )
-    elif email and password.lower() in _email_forms(email):
-        problems.add("password", "password must not be the account's email address", "email")
-
-
-def _email_forms(email: str) -> set[str]:
-    """The email and its local part, lower-cased: passwords an attacker tries first."""
-    lowered = email.lower()
-    return {lowered, lowered.rpartition("@")[0] or lowered}
+    """The password policy (rocketd.auth.password_policy) for a password being set (for the
+    account of `email`, when known)."""
+    problem = password_problem(password, policy.min_length, email)
+    if problem is not None:
+        problems.add("password", *problem)
 
 
 def check_email(email: str, problems: Problems, where: str = "email") -> None:
-    if len(email) > MAX_EMAIL_LENGTH:
-        problems.add(where, f"{where} must be at most {MAX_EMAIL_LENGTH} characters", "max_length")
-    elif not email.isprintable() or email != email.strip():
-        problems.add(
-            where,
-            f"{where} must not contain control characters or surrounding spaces",
-            "format",
-        )
+    problem = email_problem(email, where)
+    if problem is not None:
+        problems.add(where, *problem)
 
 
 def _text(body: Mapping[str, Any], key: str, problems: Problems, *, required: bool) -> str | None:

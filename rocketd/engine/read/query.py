@@ -34,9 +34,9 @@ from typing import Any, Final, Protocol
 
 import psycopg
 from psycopg import sql
-from psycopg.rows import tuple_row
 from psycopg.types.numeric import Int8
 
+from rocketd.db.cursors import fetch_rows
 from rocketd.engine.read import wire_sql
 from rocketd.engine.sql import compose as sc
 from rocketd.engine.sql.compose import IncludeWhere
@@ -513,9 +513,7 @@ def _extra(
 async def _fetch_all(
     conn: Connection, statement: bytes, params: Sequence[Any]
 ) -> list[tuple[Any, ...]]:
-    cursor = conn.cursor(row_factory=tuple_row)
-    await cursor.execute(statement, params, binary=True)
-    return await cursor.fetchall()
+    return await fetch_rows(conn, statement, params)
 
 
 async def _page_rows(

@@ -28,6 +28,7 @@ import psycopg
 from psycopg import AsyncConnection
 from psycopg import errors as pg_errors
 
+from rocketd.db.cursors import fetch_rows
 from rocketd.engine.read import query
 from rocketd.engine.sql.compose import (
     build_insert,
@@ -543,11 +544,10 @@ class _Executor:
                 entity.table, columns, now_columns=autos, returning=es.output_columns
             ),
         )
-        cur = await self.conn.execute(query, tuple(values.values()), binary=True)
-        row = await cur.fetchone()
-        if row is None:  # pragma: no cover - INSERT ... RETURNING always yields the row
+        found = await fetch_rows(self.conn, query, tuple(values.values()))
+        if not found:  # pragma: no cover - INSERT ... RETURNING always yields the row
             raise InternalError(f"INSERT into {entity.table} returned nothing")
-        return dict(zip(es.output_columns, row, strict=True))
+        return dict(zip(es.output_columns, found[0], strict=True))
 
     async def _update_row(
         self, entity: Entity, values: Mapping[str, Any], pk: Any
@@ -572,11 +572,10 @@ class _Executor:
                 returning=es.output_columns,
             ),
         )
-        cur = await self.conn.execute(query, (*values.values(), pk), binary=True)
-        row = await cur.fetchone()
-        if row is None:
+        found = await fetch_rows(self.conn, query, (*values.values(), pk))
+        if not found:
             raise _not_found(entity, pk)
-        return dict(zip(es.output_columns, row, strict=True))
+        return dict(zip(es.output_columns, found[0], strict=True))
 
     async def _source_changed(self, entity: Entity, slug: SlugRequest, pk: Any) -> bool:
         query = build_select(entity, columns=(slug.source,), conditions=[condition(entity.pk.name)])
@@ -692,8 +691,7 @@ class _Executor:
         )
         params = [value for plan in plans for value in (*plan.values.values(), *extra.values())]
         try:
-            cur = await self.conn.execute(query, params, binary=True)
-            found = await cur.fetchall()
+            found = await fetch_rows(self.conn, query, params)
         except psycopg.Error as exc:
             raise BatchFailed(f"multi-row INSERT into {entity.table} failed") from exc
         return [row[0] for row in found]

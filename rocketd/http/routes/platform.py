@@ -1,18 +1,23 @@
-"""`/api/_platform/*`: platform login, refresh, logout, and app management."""
+"""`/api/_platform/*`: platform login, refresh, logout, the caller's own account (me, password,
+email), and app management."""
 
 from __future__ import annotations
 
 from aiohttp import web
 
+from rocketd.errors import ErrorDetail, ValidationFailed
 from rocketd.http.bodies import INVALID_REQUEST_BODY, read_strict_object
 from rocketd.http.keys import SERVICES
-from rocketd.http.login import PLATFORM_SCOPE, log_in
-from rocketd.http.policy import platform, public
+from rocketd.http.login import PLATFORM_SCOPE, log_in, throttled
+from rocketd.http.policy import platform, principal_of, public
 from rocketd.http.responses import data, message
-from rocketd.platform import apps
+from rocketd.platform import account, apps
 
 AUTH_TOKEN_KEYS = ("refresh_token",)
 APP_CREATE_KEYS = ("name", "display_name", "db_driver")
+# `refresh_token` (optional): the caller's own session, kept when the password changes.
+PASSWORD_KEYS = ("current_password", "new_password", "refresh_token")
+EMAIL_KEYS = ("current_password", "email")
 
 
 @public
@@ -32,6 +37,68 @@ async def logout(request: web.Request) -> web.StreamResponse:
     body = await read_strict_object(request, AUTH_TOKEN_KEYS, INVALID_REQUEST_BODY, AUTH_TOKEN_KEYS)
     await request.app[SERVICES].platform_accounts.logout(body.get("refresh_token"))
     return message("Logged out")
+
+
+@platform
+async def me(request: web.Request) -> web.StreamResponse:
+    pool = request.app[SERVICES].management_pool
+    return data((await account.get_user(pool, principal_of(request).user_id)).to_json())
+
+
+def _require(body: dict[str, object], keys: tuple[str, ...]) -> None:
+    missing = [key for key in keys if not body.get(key)]
+    if missing:
+        raise ValidationFailed(
+            "; ".join(f"{key} is required" for key in missing),
+            [ErrorDetail(f"{key} is required", key, "required") for key in missing],
+        )
+
+
+async def _caller_with_password(
+    request: web.Request, body: dict[str, object]
+) -> account.PlatformUser:
+    """The calling platform user, once `current_password` is proved (a throttled attempt)."""
+    services = request.app[SERVICES]
+    user = await account.get_user(services.management_pool, principal_of(request).user_id)
+    async with throttled(request, PLATFORM_SCOPE, user.email):
+        await account.check_current_password(
+            services.management_pool,
+            user,
+            body["current_password"],
+            services.settings.auth.bcrypt_cost,
+        )
+    return user
+
+
+@platform
+async def change_password(request: web.Request) -> web.StreamResponse:
+    body = await read_strict_object(request, PASSWORD_KEYS, INVALID_REQUEST_BODY, PASSWORD_KEYS)
+    _require(body, ("current_password", "new_password"))
+    services = request.app[SERVICES]
+    auth = services.settings.auth
+    caller = await account.get_user(services.management_pool, principal_of(request).user_id)
+    # The policy first: a weak new password is no guess at the current one.
+    account.check_new_password(
+        body["new_password"], auth.password_min_length, caller.email, "new_password"
+    )
+    user = await _caller_with_password(request, body)
+    await account.set_password(
+        services.management_pool,
+        user,
+        body["new_password"],
+        auth.bcrypt_cost,
+        keep_refresh_token=body.get("refresh_token"),
+    )
+    return message("Password changed")
+
+
+@platform
+async def change_email(request: web.Request) -> web.StreamResponse:
+    body = await read_strict_object(request, EMAIL_KEYS, INVALID_REQUEST_BODY, EMAIL_KEYS)
+    _require(body, EMAIL_KEYS)
+    user = await _caller_with_password(request, body)
+    pool = request.app[SERVICES].management_pool
+    return data((await account.set_email(pool, user, body["email"])).to_json())
 
 
 @platform
@@ -80,6 +147,9 @@ def add_routes(app: web.Application) -> None:
     r.add_post("/api/_platform/auth/login", login)
     r.add_post("/api/_platform/auth/refresh", refresh)
     r.add_post("/api/_platform/auth/logout", logout)
+    r.add_get("/api/_platform/auth/me", me)
+    r.add_put("/api/_platform/auth/password", change_password)
+    r.add_put("/api/_platform/auth/email", change_email)
     r.add_get("/api/_platform/apps", list_apps)
     r.add_post("/api/_platform/apps", create_app)
     r.add_get("/api/_platform/apps/{name}", get_app)

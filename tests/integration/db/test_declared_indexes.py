@@ -10,7 +10,7 @@ import psycopg
 import pytest
 
 from rocketd.db.app_schema import APP_PLAN
-from rocketd.db.declared_indexes import declared_indexes, reconcile, record_wanted
+from rocketd.db.declared_indexes import declared_indexes, has_work, reconcile, record_wanted
 from rocketd.db.migrations import apply_plan
 from rocketd.metadata.parse import parse_entity
 from tests.support.databases import scratch_database
@@ -104,3 +104,16 @@ async def test_index_no_longer_declared_is_dropped(conn: psycopg.AsyncConnection
     assert await reconcile(conn, []) is True
     assert await _index(conn) is None
     assert await _state(conn) is None
+
+
+async def test_has_work_until_reconciled(conn: psycopg.AsyncConnection[Any]) -> None:
+    assert await has_work(conn) is False
+    async with conn.transaction():
+        await record_wanted(conn, ENTITY)
+    assert await has_work(conn) is True
+    await reconcile(conn, [ENTITY])
+    assert await has_work(conn) is False
+    await conn.execute(f"drop index {INDEX.name}")  # dropped by hand: ready but gone
+    assert await has_work(conn) is True
+    assert await reconcile(conn, [ENTITY]) is True
+    assert await _index(conn) == (True, False)

@@ -16,13 +16,7 @@ from psycopg import sql
 from rocketd.config import Settings
 from tests.support.apps import AppClient, new_app
 from tests.support.helpers import error_of, wait_until
-
-NOTE = {
-    "name": "note",
-    "table": "notes",
-    "primary_key": {"field": "id", "type": "uuid", "generated": True},
-    "fields": [{"name": "id", "type": "uuid"}, {"name": "n", "type": "integer"}],
-}
+from tests.support.schemas import NOTE
 
 
 @pytest.fixture

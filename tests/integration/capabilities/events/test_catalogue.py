@@ -111,7 +111,8 @@ async def test_nested_writes_plan_and_children(client: Any) -> None:
     assert all(c["entity"] == "line" and c["metadata"]["operation"] == "insert" for c in children)
     assert all(c["parent_span_id"] == write["span_id"] for c in children)
     assert {c["metadata"]["path"] for c in children} == {"lines[0]", "lines[1]"}
-    assert all(c["record_id"] for c in children)
+    note = (await app.ok("GET", "note?include=lines"))["data"][0]
+    assert {c["record_id"] for c in children} == {line["id"] for line in note["lines"]}
 
 
 async def test_permission_spans(client: Any) -> None:

@@ -138,3 +138,23 @@ async def test_a_failing_app_database_does_not_stop_the_others(
     await flusher.flush()
     assert flusher.failed == 1 and flusher.written == 1
     assert count(pg_dsn, app, "select count(*) from _events where action = 'kept'") == 1
+
+
+async def test_the_events_table_and_its_indexes(client: Any, pg_dsn: str) -> None:
+    app = await new_app(client)
+    with psycopg.connect(dsn_for(pg_dsn, f"rocket_{app.name}")) as conn:
+        indexes = {
+            r[0]: r[1]
+            for r in conn.execute(
+                "select indexname, indexdef from pg_indexes where tablename = '_events'"
+            )
+        }
+        versions = conn.execute(
+            "select version from _schema_versions where scope = 'app:events'"
+        ).fetchall()
+    assert versions == [(1,)]
+    assert "(trace_id)" in indexes["idx_events_trace"]
+    assert "(entity, created_at DESC)" in indexes["idx_events_entity_created"]
+    assert "(created_at DESC)" in indexes["idx_events_created"]
+    assert "(event_type, source)" in indexes["idx_events_type_source"]
+    assert "_events_pkey" in indexes

@@ -115,9 +115,15 @@ async def test_soft_delete_indexes_are_partial_on_live_rows(app: AppClient, pg_d
 
 
 async def test_removed_index_is_dropped(app: AppClient, pg_dsn: str) -> None:
-    await app.ok("POST", "_admin/entities", product(), 201)
+    created = await app.ok("POST", "_admin/entities", product(), 201)
+    notes = created["meta"]["migration"]
+    assert [n.split(": ")[1].split(";")[0] for n in notes] == ["declared", "declared"]
     await all_ready(app, "product", 2)
-    await app.ok("PUT", "_admin/entities/product", product(indexes=[]))
+    changed = await app.ok("PUT", "_admin/entities/product", product(indexes=[]))
+    (note,) = changed["meta"]["migration"]
+    assert note.startswith("index rx_products_category_dprice_") and note.endswith(
+        "(category, -price): no longer declared; dropped concurrently after this change"
+    )
 
     async def one_left() -> bool:
         return await states(app, "product") == ["ready"]

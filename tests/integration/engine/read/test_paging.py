@@ -136,3 +136,30 @@ async def test_bad_forged_and_mismatched_cursors_are_400(app: AppClient) -> None
     await bad_cursor(app, f"sort=meta&after={cursor}")
     status, body = await app.call("GET", "item?total=maybe")
     assert status == 400 and body["error"]["code"] == "INVALID_PAYLOAD"
+
+
+async def test_cursor_pages_with_includes(app: AppClient) -> None:
+    """Pages with includes are encoded by rocketd, not PostgreSQL: the same cursors."""
+    await app.ok(
+        "POST",
+        "_admin/entities",
+        {
+            "name": "tag",
+            "table": "tags",
+            "primary_key": {"field": "id", "type": "int", "generated": True},
+            "fields": [{"name": "id", "type": "int"}, {"name": "item_id", "type": "int"}],
+        },
+        201,
+    )
+    relation = {
+        "name": "item_tags",
+        "type": "one_to_many",
+        "source": "item",
+        "target": "tag",
+        "target_key": "item_id",
+    }
+    await app.ok("POST", "_admin/relations", relation, 201)
+    expected = [r["id"] for r in (await app.ok("GET", "item?per_page=100&sort=-at"))["data"]]
+    ids, metas = await walk(app, "per_page=6&sort=-at&include=item_tags")
+    assert ids == expected
+    assert len(metas) == 4 and metas[-1]["has_more"] is False

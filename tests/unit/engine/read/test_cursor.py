@@ -7,6 +7,8 @@ from decimal import Decimal
 import pytest
 
 from rocketd.engine.read.cursor import cursor_key, decode_cursor, encode_cursor
+from rocketd.engine.read.paging import cursorable
+from rocketd.engine.read.query import ListQuery, SortKey
 from rocketd.engine.snapshot import AppSnapshot
 from rocketd.engine.sql.compose import keyset_condition
 from rocketd.errors import InvalidPayload
@@ -74,3 +76,10 @@ def test_an_index_after_equality_filtered_columns_serves_the_sort() -> None:
     assert "price" not in snapshot.sort_columns("items", ())
     assert "price" in snapshot.sort_columns("items", ["category"])
     assert "price" not in snapshot.sort_columns("items", ["name"])
+
+
+def test_no_cursor_for_a_sort_the_caller_cannot_read_or_resume() -> None:
+    by_price = ListQuery(sort=(SortKey("price", True), SortKey("id")), count_total=False)
+    assert cursorable(ENTITY, by_price, None)
+    assert not cursorable(ENTITY, by_price, frozenset({"id", "score"}))  # price is hidden
+    assert cursorable(ENTITY, by_price, frozenset({"id", "price"}))
