@@ -226,5 +226,17 @@ def test_usable_at_390px(browser: Any, ui_server: Api, screenshot_dir: Any) -> N
         assert (
             ui_server.ok("GET", f"/api/{app}/_admin/entities/note", token)["data"]["name"] == "note"
         )
+        # Wide content (tables, diagrams, the trace) scrolls inside its box, never the page.
+        ui_server.ok("POST", f"/api/{app}/note", token, {})
+        for section, heading in (
+            ("data/note", "Data: note"),
+            ("relations", "Relations"),
+            ("events", "Events"),
+            ("events/stats", "Event stats"),
+        ):
+            ui.goto(f"/admin/apps/{app}/{section}")
+            ui.page.get_by_role("heading", name=heading, exact=True).wait_for()
+            width = ui.page.evaluate("() => document.documentElement.scrollWidth")
+            assert width <= 390, (section, width)
     finally:
         context.close()
