@@ -204,6 +204,17 @@ def test_keyboard_only_login_and_navigation(ui: UiPage, ui_server: Api) -> None:
     assert outline == "solid"  # focus is visible
     page.keyboard.press("Enter")
     page.get_by_role("heading", name=f"App {app}").wait_for()
+    # A destructive action by keyboard: the confirmation takes the focus, Enter submits it.
+    page.go_back()
+    row = page.get_by_role("row").filter(has_text=app)
+    row.get_by_role("button", name="Delete…").focus()
+    page.keyboard.press("Enter")
+    assert page.evaluate("() => document.activeElement.id") == f"confirm-{app}"
+    page.keyboard.type(app)
+    page.keyboard.press("Enter")
+    page.get_by_role("status").filter(has_text=f"App {app} deleted").wait_for()
+    token = ui_server.platform_token()
+    assert ui_server.call("GET", f"/api/_platform/apps/{app}", token)[0] == 404
 
 
 def test_usable_at_390px(browser: Any, ui_server: Api, screenshot_dir: Any) -> None:
