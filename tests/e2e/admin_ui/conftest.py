@@ -62,6 +62,14 @@ def ui_server(pg_dsn: str) -> Iterator[Api]:
         yield api
 
 
+@pytest.fixture
+def own_server(pg_dsn: str) -> Iterator[Api]:
+    """A server of its own, for a test that changes the seeded platform account (which every
+    other test signs in with, and whose password cannot be set back to the seeded one)."""
+    with running_server(pg_dsn) as api:
+        yield api
+
+
 @pytest.fixture(scope="package")
 def browser() -> Iterator[Any]:
     """One browser for the package's tests, closed when they are done: Playwright's sync API

@@ -102,12 +102,12 @@ def test_record_editor_nested_children_diff(ui: UiPage, ui_server: Api) -> None:
     ui.log_in_platform(f"/admin/apps/{app}/data/invoice/{invoice['id']}")
     page = ui.page
     page.get_by_role("heading", name=f"invoice {invoice['id']}").wait_for()
-    page.get_by_label("item 1 qty").fill("5")
+    page.get_by_label("item 1 qty", exact=True).fill("5")
     page.get_by_label(re.compile(r"^Delete item \d+$")).nth(1).check()
     page.get_by_role("button", name="Add item").click()
-    page.get_by_label("item 3 description").fill("new")
-    page.get_by_label("item 3 qty").fill("2")
-    page.get_by_label("item 3 unit_price").fill("3.50")
+    page.get_by_label("new item 3 description").fill("new")
+    page.get_by_label("new item 3 qty").fill("2")
+    page.get_by_label("new item 3 unit_price").fill("3.50")
     page.get_by_role("button", name="Save invoice").click()
     page.get_by_text("invoice saved.").wait_for()
     ui.screenshot("record-editor")
@@ -484,3 +484,40 @@ def test_data_browser_skips_the_total_and_pages_by_cursor(ui: UiPage, ui_server:
     assert [r["number"] for r in second["data"]] == ["INV-11"]
     page.get_by_role("button", name="First page").click()
     page.get_by_text("more records follow this page", exact=False).wait_for()
+
+
+def test_reject_a_step_and_filter_the_runs(ui: UiPage, ui_server: Api) -> None:
+    app, token = invoicing_app(ui_server)
+    flow = {
+        "name": "send_check",
+        "trigger": {"type": "state_change", "entity": "invoice", "field": "status", "to": "sent"},
+        "context": {"record_id": "record.id", "number": "record.number"},
+        "steps": [{"id": "check", "type": "approval", "on_approve": "end", "on_reject": "end"}],
+    }
+    workflow = ui_server.ok("POST", f"/api/{app}/_admin/workflows", token, flow)["data"]
+    invoice = new_invoice(ui_server, app, token, "RJ-1", status="draft")
+    ui_server.ok("PUT", f"/api/{app}/invoice/{invoice['id']}", token, {"status": "sent"})
+    ui.log_in_platform(f"/admin/apps/{app}/approvals")
+    page = ui.page
+    for _ in range(20):  # the instance reaches its approval step after the write commits
+        if page.get_by_role("heading", name="send_check: check").count():
+            break
+        page.wait_for_timeout(250)
+        page.reload()
+    page.get_by_label("Comment on send_check check").fill("Wrong customer")
+    page.get_by_role("button", name="Reject").click()
+    page.get_by_role("status").filter(has_text="Rejected: send_check is now completed").wait_for()
+    page.get_by_text("Nothing waits for an approval.").wait_for()
+    ui.assert_clean()
+    [run] = ui_server.ok("GET", f"/api/{app}/_admin/workflows/{workflow['id']}/instances", token)[
+        "data"
+    ]
+    assert [(h["step"], h["status"], h.get("comment")) for h in run["history"]] == [
+        ("check", "rejected", "Wrong customer")
+    ]
+    ui.goto(f"/admin/apps/{app}/workflows/{workflow['id']}/instances?status=running")
+    page.get_by_text("No runs with status running.").wait_for()
+    page.get_by_label("Status").select_option("completed")
+    page.locator("tbody a").first.click()
+    page.get_by_role("heading", name="Workflow send_check").wait_for()
+    assert "check: rejected" in page.locator("ol.history").inner_text()

@@ -276,7 +276,7 @@ function Children({ app, schema, relation, state, onChange }) {
     ${state.rows.map((row, i) => html`<fieldset class=${row.deleted ? 'child deleted' : 'child'} key=${i}>
       <legend>${row.isNew ? `New ${relation.target} ${i + 1}` : `${relation.target} ${row.values[pk]}`}</legend>
       <div class="row">
-        ${fields.map((f) => html`<${ValueInput} app=${app} field=${f} label=${`${relation.target} ${i + 1} ${f.name}`} value=${toInput(f, row.values[f.name])}
+        ${fields.map((f) => html`<${ValueInput} app=${app} field=${f} label=${`${row.isNew ? `new ${relation.target} ${i + 1}` : `${relation.target} ${row.values[pk]}`} ${f.name}`} value=${toInput(f, row.values[f.name])}
           onChange=${(v) => setRow(i, { ...row, values: { ...row.values, [f.name]: v }, changed: { ...row.changed, [f.name]: true } })} />`)}
       </div>
       ${row.isNew
