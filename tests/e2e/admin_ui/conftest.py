@@ -27,13 +27,21 @@ from tests.support.databases import app_databases, drop_databases, dsn_for, uniq
 from tests.support.paths import ROOT
 from tests.support.processes import Instance, free_port
 
+# The shared server collects one app per test; with the default pools (5 connections each, kept
+# for 300 s) twenty apps would hold most of the server's max_connections (100 here) while other
+# tests need some. Small pools that close after a few idle seconds keep the whole package at a
+# handful of connections; no UI test depends on the pool size.
+SHARED_SERVER_POOLS = {"ROCKET_APP_POOL_SIZE": "3", "ROCKET_APP_POOL_IDLE_SECONDS": "5"}
+
 
 @contextmanager
 def running_server(pg_dsn: str) -> Iterator[Api]:
     """A `rocketd serve` on a management database of its own, dropped afterwards."""
     management = unique_name("rkt_ui_")
     log_dir = Path(tempfile.mkdtemp(prefix="rocketd-ui-"))
-    instance = Instance(dsn_for(pg_dsn, management), free_port(), log_dir / "rocketd.log")
+    instance = Instance(
+        dsn_for(pg_dsn, management), free_port(), log_dir / "rocketd.log", SHARED_SERVER_POOLS
+    )
     api = Api(instance.base)
     try:
         deadline = time.monotonic() + 90
