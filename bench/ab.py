@@ -250,6 +250,11 @@ def _ceiling_table(summaries: list[VariantSummary]) -> list[str]:
         r, p = s.server_us.get("A"), s.postgres_us.get("A")
         ceiling = f"{2 * r / (r + p):.2f}" if r and p is not None else "-"
         lines.append(f"| {s.variant} | {_us(r)} | {_us(p)} | {ceiling} | {s.throughput.text()} |")
+    lines += [
+        "",
+        "Below 1, PostgreSQL needs more CPU per request than rocketd: one worker already keeps"
+        " both cores busy through it, and the ceiling for a second worker is 1.",
+    ]
     return lines
 
 

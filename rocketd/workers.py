@@ -134,7 +134,6 @@ class WorkerGroup:
     main: WorkerMain
     notifier: SystemdNotifier = field(default_factory=SystemdNotifier)
     workers: list[_Worker] = field(default_factory=list)
-    _stopping: bool = False
     _ever_ready: bool = False
     _signals: list[int] = field(default_factory=list)
 
@@ -330,7 +329,6 @@ class WorkerGroup:
                     os.kill(worker.pid, sig)
 
     def _stop_all(self) -> None:
-        self._stopping = True
         self.notifier.stopping("stopping workers")
         log.info("shutting down workers", workers=self.count)
         for worker in self.workers:

@@ -104,13 +104,14 @@ class AppActor(Actor):
             # Retried every start: made once the users' case-duplicates are resolved.
             duplicates = await email_index.ensure_case_insensitive_index(conn, APP_TABLES.users)
         email_index.report_duplicates(duplicates, f"app {self.app_name}")
-        pool = self._new_pool(dsn, f"app-{self.app_name}")
+        pool = self._new_pool(LeasingPool, dsn, f"app-{self.app_name}")
         await pool.open(wait=True, timeout=POOL_OPEN_TIMEOUT)
         self._pool = pool
         replica_dsns = self._settings.database.replica_dsns(self.db_name)
         if replica_dsns:
             replicas = [
-                self._new_pool(replica, f"app-{self.app_name}-replica-{n}")
+                # Plain pools: ReplicaReads takes their connections with getconn/putconn.
+                self._new_pool(AsyncConnectionPool, replica, f"app-{self.app_name}-replica-{n}")
                 for n, replica in enumerate(replica_dsns)
             ]
             for replica_pool in replicas:
@@ -128,9 +129,11 @@ class AppActor(Actor):
         await self._reload()
         log.info("app started", app=self.app_name, entities=len(self.registry.entities))
 
-    def _new_pool(self, dsn: str, name: str) -> AsyncConnectionPool[Any]:
+    def _new_pool(
+        self, kind: type[AsyncConnectionPool[Any]], dsn: str, name: str
+    ) -> AsyncConnectionPool[Any]:
         idle = self._settings.app_pool_idle_seconds
-        return LeasingPool(
+        return kind(
             dsn,
             # Shrinks to nothing after `idle` s without use, grows again on demand.
             min_size=0 if idle > 0 else 1,

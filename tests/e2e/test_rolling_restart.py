@@ -52,15 +52,18 @@ class Balancer:
         return live[next(self._turn) % len(live)] if live else None
 
 
+@pytest.mark.parametrize("workers", [1, 2])
 async def test_rolling_restart_of_two_instances_fails_no_request(
-    pg_dsn: str, management_db: str, tmp_path: Path
+    pg_dsn: str, management_db: str, tmp_path: Path, workers: int
 ) -> None:
+    # workers=2: each instance is a supervisor whose SIGTERM drains both of its workers.
     dsn = dsn_for(pg_dsn, management_db)
     ports = [free_port(), free_port()]
     logs = itertools.count()
 
     def start(port: int) -> Instance:
-        return Instance(dsn, port, tmp_path / f"rocketd-{next(logs)}.log", DRAIN_ENV)
+        env = {**DRAIN_ENV, "ROCKET_SERVER_WORKERS": str(workers)}
+        return Instance(dsn, port, tmp_path / f"rocketd-{next(logs)}.log", env)
 
     instances = [start(port) for port in ports]
     failures: list[str] = []
@@ -129,7 +132,7 @@ async def test_rolling_restart_of_two_instances_fails_no_request(
     assert failures == [], failures[:10]
     assert served > 100  # the restarts happened under load, not beside it
     restarted_logs = "".join(p.read_text() for p in sorted(tmp_path.glob("rocketd-*.log")))
-    assert restarted_logs.count("draining: not ready, still serving") >= 2
+    assert restarted_logs.count("draining: not ready, still serving") >= 2 * workers
 
 
 async def _lists(http: aiohttp.ClientSession, base: str, app: str, token: str) -> bool:

@@ -63,9 +63,6 @@ def running_server(pg_dsn: str) -> Iterator[Api]:
         shutil.rmtree(log_dir, ignore_errors=True)
 
 
-# Package scope, not session: Playwright's sync API keeps an event loop running in the main thread
-# while it is started, and every asyncio test after it would fail with "Runner.run() cannot be
-# called from a running event loop". Both still start once: only this package uses them.
 @pytest.fixture(scope="package")
 def ui_server(pg_dsn: str) -> Iterator[Api]:
     """The server every UI test shares."""
@@ -73,8 +70,19 @@ def ui_server(pg_dsn: str) -> Iterator[Api]:
         yield api
 
 
+@pytest.fixture
+def own_server(pg_dsn: str) -> Iterator[Api]:
+    """A server of its own, for a test that changes the seeded platform account (which every
+    other test signs in with, and whose password cannot be set back to the seeded one)."""
+    with running_server(pg_dsn) as api:
+        yield api
+
+
 @pytest.fixture(scope="package")
 def browser() -> Iterator[Any]:
+    """One browser for the package's tests, closed when they are done: Playwright's sync API
+    marks an event loop as running in the main thread while it is open, which would make every
+    later async test fail with "Runner.run() cannot be called from a running event loop"."""
     ensure_chromium()
     from playwright.sync_api import sync_playwright
 
