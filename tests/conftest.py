@@ -19,7 +19,7 @@ import psycopg
 import pytest
 
 from rocketd.config import AuthSettings, DatabaseSettings, ServerSettings, Settings
-from tests.support.databases import app_databases, drop_databases, dsn_for, unique_name
+from tests.support.databases import DEFERRED_DROPS, drop_later, dsn_for, unique_name
 from tests.support.upstream import OPT_OUT
 
 LOCAL_DSN = "postgresql://postgres@127.0.0.1:5432/postgres"
@@ -77,12 +77,23 @@ def pg_dsn() -> Iterator[str]:
         shutil.rmtree(data_dir, ignore_errors=True)
 
 
+@pytest.fixture(scope="session")
+def deferred_drops(pg_dsn: str) -> Iterator[None]:
+    """Waits, at the end of the session, for the databases dropped in the background
+    (tests/support/databases.py DeferredDrops); a drop that failed fails the session."""
+    yield
+    failures = DEFERRED_DROPS.wait()
+    if failures:
+        pytest.fail("databases left behind:\n" + "\n".join(failures))
+
+
 @pytest.fixture
-def management_db(pg_dsn: str) -> Iterator[str]:
-    """The name of a fresh management database; it and its apps' databases are dropped after."""
+def management_db(pg_dsn: str, deferred_drops: None) -> Iterator[str]:
+    """The name of a fresh management database; it and its apps' databases are dropped after
+    the test, in the background (DeferredDrops)."""
     name = unique_name("rkt_mgmt_")
     yield name
-    drop_databases(pg_dsn, [*app_databases(pg_dsn, name), name])
+    drop_later(pg_dsn, name)
 
 
 @pytest.fixture

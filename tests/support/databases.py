@@ -4,7 +4,9 @@ cleans up after a test (used by the conftest fixtures and by tests that make the
 from __future__ import annotations
 
 import secrets
+import threading
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from typing import Any
 
@@ -25,6 +27,56 @@ def drop_databases(server_dsn: str, names: list[str]) -> None:
             conn.execute(
                 sql.SQL("drop database if exists {} with (force)").format(sql.Identifier(name))
             )
+
+
+class DeferredDrops:
+    """Drops the databases a test leaves behind on background threads, so its teardown does not
+    wait for them.
+
+    Why: PostgreSQL 15's DROP DATABASE forces an immediate checkpoint and waits for it, 1-6 s on
+    the shared test machine, and nearly every integration test leaves two databases behind (its
+    management database and an app's). Drops running at the same time wait for the same
+    checkpoint, so a few threads keep up with the suite. `wait` (called once at the end of the
+    session by the conftest) waits for all of them and reports the ones that failed.
+    """
+
+    THREADS = 4  # each holds one connection while it drops; max_connections is shared
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._executor: ThreadPoolExecutor | None = None
+        self._pending: list[tuple[str, Future[None]]] = []
+
+    def submit(self, server_dsn: str, names: Callable[[], list[str]], what: str) -> None:
+        """Drop the databases `names()` returns (it runs on the background thread too)."""
+        with self._lock:
+            if self._executor is None:
+                self._executor = ThreadPoolExecutor(self.THREADS, thread_name_prefix="drop-db")
+            future = self._executor.submit(lambda: drop_databases(server_dsn, names()))
+            self._pending.append((what, future))
+
+    def wait(self) -> list[str]:
+        """Wait for every submitted drop; the failures, one line each."""
+        with self._lock:
+            pending, self._pending = self._pending, []
+        failures = []
+        for what, future in pending:
+            exc = future.exception()
+            if exc is not None:
+                failures.append(f"{what}: {type(exc).__name__}: {exc}")
+        return failures
+
+
+DEFERRED_DROPS = DeferredDrops()
+
+
+def drop_later(server_dsn: str, management_db: str) -> None:
+    """Drop a management database and its apps' databases in the background (DeferredDrops)."""
+    DEFERRED_DROPS.submit(
+        server_dsn,
+        lambda: [*app_databases(server_dsn, management_db), management_db],
+        f"management database {management_db}",
+    )
 
 
 @contextmanager

@@ -9,6 +9,12 @@ before its fence, with one of the reasons of `EXEMPT_REASONS`:
     ```sh
     journalctl -u rocketd -f -o cat | jq .
     ```
+
+A page that starts where a section of another page ends says so in prose and with
+
+    <!-- docs-test: setup docs/querying.md#setup -->
+
+and the blocks of that section run first.
 """
 
 from __future__ import annotations
@@ -27,6 +33,9 @@ EXEMPT_REASONS: Final = {
     "long-running": "starts a server that runs until stopped, or runs for minutes",
 }
 FENCE: Final = re.compile(r"^```(?P<lang>[A-Za-z]*)\s*$")
+SETUP: Final = re.compile(
+    r"^<!-- docs-test: setup (?P<page>[\w./-]+)#(?P<anchor>[\w-]+) -->$", re.M
+)
 
 
 @dataclass(frozen=True)
@@ -63,6 +72,30 @@ def shell_blocks(path: Path, root: Path) -> list[Block]:
             blocks.append(Block(page, index + 1, "\n".join(lines[index + 1 : end]), exempt))
         index = end + 1
     return blocks
+
+
+def anchor_of(heading: str) -> str:
+    """GitHub's anchor of a heading: lower case, punctuation dropped, spaces to hyphens."""
+    return re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
+
+
+def section_blocks(path: Path, anchor: str, root: Path) -> list[Block]:
+    """The shell blocks under the heading `anchor` of a page, up to the next heading."""
+    lines = path.read_text(encoding="utf-8").splitlines()
+    starts = [i for i, line in enumerate(lines) if line.startswith("#")]
+    begin = next((i for i in starts if anchor_of(lines[i].lstrip("#")) == anchor), None)
+    if begin is None:
+        raise ValueError(f"{path.name}: no heading #{anchor}")
+    end = next((i for i in starts if i > begin), len(lines))
+    return [b for b in shell_blocks(path, root) if begin < b.line - 1 < end]
+
+
+def setup_blocks(path: Path, root: Path) -> list[Block]:
+    """The blocks the page's `docs-test: setup` markers name, in order."""
+    found: list[Block] = []
+    for marker in SETUP.finditer(path.read_text(encoding="utf-8")):
+        found.extend(section_blocks(root / marker.group("page"), marker.group("anchor"), root))
+    return found
 
 
 def script(blocks: list[Block], ports: dict[int, int], prelude: str = "") -> str:

@@ -7,6 +7,7 @@ import { logOutAll } from './lib/api.js';
 import { LoginPage } from './pages/login.js';
 import { AppsPage, AppHome } from './pages/apps.js';
 import { EntitiesPage, EntityEditor } from './pages/entities.js';
+import { IndexGuidancePage } from './pages/indexes.js';
 import { RelationsPage } from './pages/relations.js';
 import { DataPage, RecordPage } from './pages/data.js';
 import { RulesPage } from './pages/rules.js';
@@ -24,6 +25,7 @@ import { NotFoundPage } from './pages/not-found.js';
 // Pages inside an app, in the order of the app navigation.
 export const APP_SECTIONS = [
   { path: 'entities', label: 'Entities' },
+  { path: 'index-guidance', label: 'Index guidance' },
   { path: 'relations', label: 'Relations' },
   { path: 'data', label: 'Data' },
   { path: 'rules', label: 'Rules' },
@@ -48,6 +50,7 @@ const ROUTES = [
   ['/admin/apps/:app', AppHome],
   ['/admin/apps/:app/entities', EntitiesPage],
   ['/admin/apps/:app/entities/:name', EntityEditor],
+  ['/admin/apps/:app/index-guidance', IndexGuidancePage],
   ['/admin/apps/:app/relations', RelationsPage],
   ['/admin/apps/:app/data', DataPage],
   ['/admin/apps/:app/data/:entity', DataPage],

@@ -27,13 +27,21 @@ from tests.support.databases import app_databases, drop_databases, dsn_for, uniq
 from tests.support.paths import ROOT
 from tests.support.processes import Instance, free_port
 
+# The shared server collects one app per test; with the default pools (5 connections each, kept
+# for 300 s) twenty apps would hold most of the server's max_connections (100 here) while other
+# tests need some. Small pools that close after a few idle seconds keep the whole package at a
+# handful of connections; no UI test depends on the pool size.
+SHARED_SERVER_POOLS = {"ROCKET_APP_POOL_SIZE": "3", "ROCKET_APP_POOL_IDLE_SECONDS": "5"}
+
 
 @contextmanager
 def running_server(pg_dsn: str) -> Iterator[Api]:
     """A `rocketd serve` on a management database of its own, dropped afterwards."""
     management = unique_name("rkt_ui_")
     log_dir = Path(tempfile.mkdtemp(prefix="rocketd-ui-"))
-    instance = Instance(dsn_for(pg_dsn, management), free_port(), log_dir / "rocketd.log")
+    instance = Instance(
+        dsn_for(pg_dsn, management), free_port(), log_dir / "rocketd.log", SHARED_SERVER_POOLS
+    )
     api = Api(instance.base)
     try:
         deadline = time.monotonic() + 90
@@ -55,15 +63,26 @@ def running_server(pg_dsn: str) -> Iterator[Api]:
         shutil.rmtree(log_dir, ignore_errors=True)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def ui_server(pg_dsn: str) -> Iterator[Api]:
     """The server every UI test shares."""
     with running_server(pg_dsn) as api:
         yield api
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture
+def own_server(pg_dsn: str) -> Iterator[Api]:
+    """A server of its own, for a test that changes the seeded platform account (which every
+    other test signs in with, and whose password cannot be set back to the seeded one)."""
+    with running_server(pg_dsn) as api:
+        yield api
+
+
+@pytest.fixture(scope="package")
 def browser() -> Iterator[Any]:
+    """One browser for the package's tests, closed when they are done: Playwright's sync API
+    marks an event loop as running in the main thread while it is open, which would make every
+    later async test fail with "Runner.run() cannot be called from a running event loop"."""
     ensure_chromium()
     from playwright.sync_api import sync_playwright
 

@@ -102,12 +102,12 @@ def test_record_editor_nested_children_diff(ui: UiPage, ui_server: Api) -> None:
     ui.log_in_platform(f"/admin/apps/{app}/data/invoice/{invoice['id']}")
     page = ui.page
     page.get_by_role("heading", name=f"invoice {invoice['id']}").wait_for()
-    page.get_by_label("item 1 qty").fill("5")
+    page.get_by_label("item 1 qty", exact=True).fill("5")
     page.get_by_label(re.compile(r"^Delete item \d+$")).nth(1).check()
     page.get_by_role("button", name="Add item").click()
-    page.get_by_label("item 3 description").fill("new")
-    page.get_by_label("item 3 qty").fill("2")
-    page.get_by_label("item 3 unit_price").fill("3.50")
+    page.get_by_label("new item 3 description").fill("new")
+    page.get_by_label("new item 3 qty").fill("2")
+    page.get_by_label("new item 3 unit_price").fill("3.50")
     page.get_by_role("button", name="Save invoice").click()
     page.get_by_text("invoice saved.").wait_for()
     ui.screenshot("record-editor")
@@ -396,3 +396,128 @@ def test_export_then_import_into_another_app(ui: UiPage, ui_server: Api) -> None
         ]
     )
     page.get_by_text("Skipped (already there):").wait_for()
+
+
+def test_entity_editor_declares_indexes_and_shows_build_states(ui: UiPage, ui_server: Api) -> None:
+    app, token = invoicing_app(ui_server)
+    ui.log_in_platform(f"/admin/apps/{app}/entities/invoice")
+    page = ui.page
+    page.get_by_role("heading", name="Entity invoice").wait_for()
+    page.get_by_label("Indexed (issued_on)").check()
+    page.get_by_label("Count the total of every list page").uncheck()
+    page.get_by_role("button", name="Add an index").click()
+    index = page.get_by_role("group", name=re.compile(r"^Index 1\b"))
+    # A json column is refused by the API; its message shows at that column.
+    index.get_by_label("Index 1, column 1", exact=True).select_option("notes")
+    page.get_by_role("button", name="Save entity").click()
+    column_error = index.locator(".field-error").first
+    column_error.wait_for()
+    assert "notes" in column_error.inner_text()
+    index.get_by_label("Index 1, column 1", exact=True).select_option("status")
+    index.get_by_role("button", name="Add a column to index 1").click()
+    index.get_by_label("Index 1, column 2", exact=True).select_option("issued_on")
+    index.get_by_label("Index 1, column 2 direction").select_option("desc")
+    page.get_by_role("button", name="Save entity").click()
+    page.locator("ul.migration-notes").wait_for()
+    # The build states are asked again until no build runs: both indexes end ready.
+    states = page.locator("td.index-state")
+    page.wait_for_function(
+        "() => { const s = [...document.querySelectorAll('td.index-state')];"
+        " return s.length === 2 && s.every((td) => td.innerText.trim() === 'ready'); }"
+    )
+    assert states.count() == 2
+    assert index.locator(".pill").inner_text() == "ready"
+    ui.screenshot("entity-indexes")
+    ui.assert_clean(http_errors=True)
+    answer = ui_server.ok("GET", f"/api/{app}/_admin/entities/invoice", token)["data"]
+    definition = answer["definition"]
+    assert definition["indexes"] == [{"fields": ["status", "-issued_on"], "unique": False}]
+    assert definition["list_total"] is False
+    assert next(f for f in definition["fields"] if f["name"] == "issued_on")["indexed"] is True
+    built = {tuple(i["fields"]): i["state"] for i in answer["indexes"]}
+    assert built == {("status", "-issued_on"): "ready", ("issued_on",): "ready"}
+
+
+def test_index_guidance_adds_the_suggested_index(ui: UiPage, ui_server: Api) -> None:
+    app, token = invoicing_app(ui_server)
+    new_invoice(ui_server, app, token, "INV-1", issued_on="2026-03-01")
+    ui_server.ok("GET", f"/api/{app}/invoice?filter%5Bissued_on.gte%5D=2026-02-01", token)
+    ui.log_in_platform(f"/admin/apps/{app}/index-guidance")
+    page = ui.page
+    page.get_by_role("heading", name="invoice").wait_for()
+    assert "filter issued_on gte; sort id" in page.locator("tbody").inner_text()
+    page.get_by_role("button", name="Add this index (issued_on) to invoice").click()
+    page.get_by_text("Index (issued_on) added to").wait_for()
+    # Once the index is built the shape is no longer reported; until then its row shows the build.
+    page.locator("tbody .pill").or_(page.get_by_text("No list of the last hour needs")).wait_for()
+    assert page.get_by_role("button", name="Add this index (issued_on) to invoice").count() == 0
+    ui.screenshot("index-guidance")
+    ui.assert_clean()
+    answer = ui_server.ok("GET", f"/api/{app}/_admin/entities/invoice", token)["data"]
+    assert answer["definition"]["indexes"] == [{"fields": ["issued_on"], "unique": False}]
+    assert [i["fields"] for i in answer["indexes"]] == [["issued_on"]]
+
+
+def test_data_browser_skips_the_total_and_pages_by_cursor(ui: UiPage, ui_server: Api) -> None:
+    app, token = invoicing_app(ui_server)
+    for n in range(1, 12):
+        new_invoice(ui_server, app, token, f"INV-{n:02}")
+    ui.log_in_platform(f"/admin/apps/{app}/data/invoice?sort=number&per_page=10")
+    page = ui.page
+    page.get_by_text("11 records").wait_for()
+    page.get_by_label("Skip the total", exact=False).check()
+    page.get_by_text("more records follow this page (has_more: true)", exact=False).wait_for()
+    assert "total=false" in page.url
+    page.get_by_role("button", name="Next page by cursor").click()
+    page.get_by_text("this is the last page (has_more: false)", exact=False).wait_for()
+    rows = page.locator("tbody tr")
+    assert rows.count() == 1 and rows.nth(0).locator("td").nth(1).inner_text() == "INV-11"
+    assert "after=" in page.url
+    ui.screenshot("data-browser-cursor")
+    ui.assert_clean()
+    query = f"/api/{app}/invoice?sort=number&per_page=10&total=false"
+    first = ui_server.ok("GET", query, token)
+    assert "total" not in first["meta"] and first["meta"]["has_more"] is True
+    cursor = first["meta"]["next_cursor"]
+    assert f"after={cursor}" in page.url.replace("%3D", "=")
+    second = ui_server.ok("GET", f"{query}&after={cursor}", token)
+    assert [r["number"] for r in second["data"]] == ["INV-11"]
+    page.get_by_role("button", name="First page").click()
+    page.get_by_text("more records follow this page", exact=False).wait_for()
+
+
+def test_reject_a_step_and_filter_the_runs(ui: UiPage, ui_server: Api) -> None:
+    app, token = invoicing_app(ui_server)
+    flow = {
+        "name": "send_check",
+        "trigger": {"type": "state_change", "entity": "invoice", "field": "status", "to": "sent"},
+        "context": {"record_id": "record.id", "number": "record.number"},
+        "steps": [{"id": "check", "type": "approval", "on_approve": "end", "on_reject": "end"}],
+    }
+    workflow = ui_server.ok("POST", f"/api/{app}/_admin/workflows", token, flow)["data"]
+    invoice = new_invoice(ui_server, app, token, "RJ-1", status="draft")
+    ui_server.ok("PUT", f"/api/{app}/invoice/{invoice['id']}", token, {"status": "sent"})
+    ui.log_in_platform(f"/admin/apps/{app}/approvals")
+    page = ui.page
+    for _ in range(20):  # the instance reaches its approval step after the write commits
+        if page.get_by_role("heading", name="send_check: check").count():
+            break
+        page.wait_for_timeout(250)
+        page.reload()
+    page.get_by_label("Comment on send_check check").fill("Wrong customer")
+    page.get_by_role("button", name="Reject").click()
+    page.get_by_role("status").filter(has_text="Rejected: send_check is now completed").wait_for()
+    page.get_by_text("Nothing waits for an approval.").wait_for()
+    ui.assert_clean()
+    [run] = ui_server.ok("GET", f"/api/{app}/_admin/workflows/{workflow['id']}/instances", token)[
+        "data"
+    ]
+    assert [(h["step"], h["status"], h.get("comment")) for h in run["history"]] == [
+        ("check", "rejected", "Wrong customer")
+    ]
+    ui.goto(f"/admin/apps/{app}/workflows/{workflow['id']}/instances?status=running")
+    page.get_by_text("No runs with status running.").wait_for()
+    page.get_by_label("Status").select_option("completed")
+    page.locator("tbody a").first.click()
+    page.get_by_role("heading", name="Workflow send_check").wait_for()
+    assert "check: rejected" in page.locator("ol.history").inner_text()

@@ -204,6 +204,17 @@ def test_keyboard_only_login_and_navigation(ui: UiPage, ui_server: Api) -> None:
     assert outline == "solid"  # focus is visible
     page.keyboard.press("Enter")
     page.get_by_role("heading", name=f"App {app}").wait_for()
+    # A destructive action by keyboard: the confirmation takes the focus, Enter submits it.
+    page.go_back()
+    row = page.get_by_role("row").filter(has_text=app)
+    row.get_by_role("button", name="Delete…").focus()
+    page.keyboard.press("Enter")
+    assert page.evaluate("() => document.activeElement.id") == f"confirm-{app}"
+    page.keyboard.type(app)
+    page.keyboard.press("Enter")
+    page.get_by_role("status").filter(has_text=f"App {app} deleted").wait_for()
+    token = ui_server.platform_token()
+    assert ui_server.call("GET", f"/api/_platform/apps/{app}", token)[0] == 404
 
 
 def test_usable_at_390px(browser: Any, ui_server: Api, screenshot_dir: Any) -> None:
@@ -226,5 +237,17 @@ def test_usable_at_390px(browser: Any, ui_server: Api, screenshot_dir: Any) -> N
         assert (
             ui_server.ok("GET", f"/api/{app}/_admin/entities/note", token)["data"]["name"] == "note"
         )
+        # Wide content (tables, diagrams, the trace) scrolls inside its box, never the page.
+        ui_server.ok("POST", f"/api/{app}/note", token, {})
+        for section, heading in (
+            ("data/note", "Data: note"),
+            ("relations", "Relations"),
+            ("events", "Events"),
+            ("events/stats", "Event stats"),
+        ):
+            ui.goto(f"/admin/apps/{app}/{section}")
+            ui.page.get_by_role("heading", name=heading, exact=True).wait_for()
+            width = ui.page.evaluate("() => document.documentElement.scrollWidth")
+            assert width <= 390, (section, width)
     finally:
         context.close()

@@ -1,4 +1,5 @@
-// The data browser (filters of every operator, sort, paging, includes; the URL carries the same
+// The data browser (filters of every operator, sort, paging by page or by cursor, the total
+// skipped on request, includes; the URL carries the same
 // query parameters as the API, so a view can be bookmarked) and the record editor (fields by
 // type, file upload and download, nested children written in diff, replace or append mode).
 import { html, useState } from '../lib/html.js';
@@ -32,7 +33,7 @@ function FilterForm({ entity }) {
   const [value, setValue] = useState('');
   const add = (event) => {
     event.preventDefault();
-    setQuery({ [op === 'eq' ? `filter[${field}]` : `filter[${field}.${op}]`]: value, page: null });
+    setQuery({ [op === 'eq' ? `filter[${field}]` : `filter[${field}.${op}]`]: value, page: null, after: null });
     setValue('');
   };
   return html`<form class="filters" onSubmit=${add} aria-label="Add a filter">
@@ -61,7 +62,9 @@ function Browser({ app, schema, entityName }) {
   const pk = entity.primary_key.field;
   const columns = entity.fields.slice(0, 8).map((f) => f.name);
   const meta = (list.data && list.data.meta) || { page: 1, per_page: 25, total: 0 };
-  const pages = Math.max(1, Math.ceil(meta.total / meta.per_page));
+  const counted = meta.total !== undefined;
+  const pages = counted ? Math.max(1, Math.ceil(meta.total / meta.per_page)) : null;
+  const byCursor = query.has('after');
   const toggleInclude = (name, on) => {
     const next = on ? [...includes, name] : includes.filter((n) => n !== name);
     setQuery({ include: next.join(',') || null });
@@ -71,14 +74,16 @@ function Browser({ app, schema, entityName }) {
     ${filters.length
       ? html`<ul class="row" aria-label="Active filters">${filters.map((f) => html`<li class="pill">
           <code>${f.field} ${f.op} ${f.value}</code>
-          <button type="button" onClick=${() => setQuery({ [f.key]: null, page: null })} aria-label=${`Remove filter ${f.field} ${f.op} ${f.value}`}>×</button></li>`)}</ul>`
+          <button type="button" onClick=${() => setQuery({ [f.key]: null, page: null, after: null })} aria-label=${`Remove filter ${f.field} ${f.op} ${f.value}`}>×</button></li>`)}</ul>`
       : null}
     <div class="row">
       <${SelectField} label="Sort by" value=${sortField} options=${['', ...entity.fields.map((f) => f.name)]}
-        onChange=${(v) => setQuery({ sort: v ? (sort.startsWith('-') ? `-${v}` : v) : null })} />
+        onChange=${(v) => setQuery({ sort: v ? (sort.startsWith('-') ? `-${v}` : v) : null, after: null })} />
       <${SelectField} label="Direction" value=${sort.startsWith('-') ? 'desc' : 'asc'} options=${[{ value: 'asc', label: 'ascending' }, { value: 'desc', label: 'descending' }]}
-        onChange=${(v) => sortField && setQuery({ sort: v === 'desc' ? `-${sortField}` : sortField })} />
-      <${SelectField} label="Per page" value=${String(meta.per_page)} options=${PER_PAGE} onChange=${(v) => setQuery({ per_page: v, page: null })} />
+        onChange=${(v) => sortField && setQuery({ sort: v === 'desc' ? `-${sortField}` : sortField, after: null })} />
+      <${SelectField} label="Per page" value=${String(meta.per_page)} options=${PER_PAGE} onChange=${(v) => setQuery({ per_page: v, page: null, after: null })} />
+      <${CheckField} label="Skip the total (faster on large tables)" checked=${query.get('total') === 'false'}
+        onChange=${(on) => setQuery({ total: on ? 'false' : null, page: null, after: null })} />
     </div>
     ${includable.length
       ? html`<fieldset><legend>Include related records</legend><div class="row">
@@ -87,7 +92,9 @@ function Browser({ app, schema, entityName }) {
       : null}
     <${ErrorBox} error=${list.error} />
     ${list.data
-      ? html`<p class="muted" role="status">${meta.total} record${meta.total === 1 ? '' : 's'}</p>
+      ? html`<p class="muted" role="status">${counted
+          ? `${meta.total} record${meta.total === 1 ? '' : 's'}`
+          : `Total not counted; ${meta.has_more ? 'more records follow this page' : 'this is the last page'} (has_more: ${meta.has_more})`}</p>
         <div class="table-wrap"><table>
           <thead><tr>${columns.map((c) => html`<th scope="col">${c}</th>`)}${includes.map((n) => html`<th scope="col">${n}</th>`)}</tr></thead>
           <tbody>${list.data.data.map((record) => html`<tr key=${record[pk]}>
@@ -97,12 +104,22 @@ function Browser({ app, schema, entityName }) {
             ${includes.map((n) => html`<td class="cell">${preview(record[n])}</td>`)}
           </tr>`)}</tbody>
         </table></div>
-        <nav class="pager" aria-label="Pages">
-          <button type="button" disabled=${meta.page <= 1} onClick=${() => setQuery({ page: String(meta.page - 1) })}>Previous page</button>
-          <span>Page ${meta.page} of ${pages}</span>
-          <button type="button" disabled=${meta.page >= pages} onClick=${() => setQuery({ page: String(meta.page + 1) })}>Next page</button>
-        </nav>`
+        <${Pager} meta=${meta} pages=${pages} byCursor=${byCursor} />`
       : null}`;
+}
+
+// Offset pages (`page`), or, when the API offers `meta.next_cursor`, the next page by cursor
+// (`after`): a cursor page has no page number, so it offers the first page instead of the previous.
+function Pager({ meta, pages, byCursor }) {
+  const more = pages === null ? Boolean(meta.has_more) : meta.page < pages;
+  return html`<nav class="pager" aria-label="Pages">
+    ${byCursor
+      ? html`<button type="button" onClick=${() => setQuery({ after: null, page: null })}>First page</button><span>Page by cursor</span>`
+      : html`<button type="button" disabled=${meta.page <= 1} onClick=${() => setQuery({ page: String(meta.page - 1) })}>Previous page</button>
+        <span>Page ${meta.page}${pages === null ? '' : ` of ${pages}`}</span>
+        <button type="button" disabled=${!more} onClick=${() => setQuery({ page: String(meta.page + 1) })}>Next page</button>`}
+    ${meta.next_cursor ? html`<button type="button" onClick=${() => setQuery({ after: meta.next_cursor, page: null })}>Next page by cursor</button>` : null}
+  </nav>`;
 }
 
 export function DataPage({ app, entity }) {
@@ -259,7 +276,7 @@ function Children({ app, schema, relation, state, onChange }) {
     ${state.rows.map((row, i) => html`<fieldset class=${row.deleted ? 'child deleted' : 'child'} key=${i}>
       <legend>${row.isNew ? `New ${relation.target} ${i + 1}` : `${relation.target} ${row.values[pk]}`}</legend>
       <div class="row">
-        ${fields.map((f) => html`<${ValueInput} app=${app} field=${f} label=${`${relation.target} ${i + 1} ${f.name}`} value=${toInput(f, row.values[f.name])}
+        ${fields.map((f) => html`<${ValueInput} app=${app} field=${f} label=${`${row.isNew ? `new ${relation.target} ${i + 1}` : `${relation.target} ${row.values[pk]}`} ${f.name}`} value=${toInput(f, row.values[f.name])}
           onChange=${(v) => setRow(i, { ...row, values: { ...row.values, [f.name]: v }, changed: { ...row.changed, [f.name]: true } })} />`)}
       </div>
       ${row.isNew

@@ -1,10 +1,11 @@
 // Entities: the list, and the editor of one entity's definition (fields, types, primary key,
-// soft delete, slug). The API's validation errors are shown at the input they concern (their
+// soft delete, slug, declared indexes and their build states, list totals). The API's validation errors are shown at the input they concern (their
 // `field` is a path like `fields[2].type`); the migration notes of a save are shown after it.
 import { html, useState } from '../lib/html.js';
 import { appApi } from '../lib/api.js';
 import { navigate } from '../lib/router.js';
 import { CheckField, ConfirmDelete, ErrorBox, Notice, Page, SelectField, TextField, useLoad } from '../lib/ui.js';
+import { IndexesSection, cleanIndex, useIndexStates } from './indexes.js';
 
 export const FIELD_TYPES = ['string', 'text', 'int', 'bigint', 'float', 'decimal', 'boolean', 'uuid', 'timestamp', 'date', 'json', 'file'];
 const PK_TYPES = ['uuid', 'int', 'bigint', 'string'];
@@ -46,7 +47,7 @@ function blankEntity() {
 // Keeps only the keys a field definition should carry (defaults omitted, enum as a list).
 function cleanField(field) {
   const out = { name: field.name, type: field.type };
-  for (const key of ['required', 'unique', 'nullable']) if (field[key]) out[key] = true;
+  for (const key of ['required', 'unique', 'nullable', 'indexed']) if (field[key]) out[key] = true;
   if (field.auto) out.auto = field.auto;
   if (field.precision !== undefined && field.precision !== '' && field.precision !== null) out.precision = Number(field.precision);
   if (field.defaultText !== undefined && field.defaultText !== '') {
@@ -70,6 +71,9 @@ function definitionOf(draft) {
     soft_delete: Boolean(draft.soft_delete),
     fields: draft.fields.map(cleanField),
   };
+  const indexes = (draft.indexes || []).map(cleanIndex);
+  if (indexes.length) out.indexes = indexes;
+  if (draft.list_total === false) out.list_total = false;
   if (draft.slug && draft.slug.field) {
     out.slug = { field: draft.slug.field };
     if (draft.slug.source) out.slug.source = draft.slug.source;
@@ -98,6 +102,7 @@ function FieldRow({ field, index, errors, onChange, onRemove, onMove, count }) {
       <${CheckField} label="Required" checked=${field.required} onChange=${set('required')} errors=${at('required')} />
       <${CheckField} label="Unique" checked=${field.unique} onChange=${set('unique')} errors=${at('unique')} />
       <${CheckField} label="Nullable" checked=${field.nullable} onChange=${set('nullable')} errors=${at('nullable')} />
+      <${CheckField} label=${`Indexed${field.name ? ` (${field.name})` : ''}`} checked=${field.indexed} onChange=${set('indexed')} errors=${at('indexed')} />
       <span class="spacer"></span>
       <button type="button" onClick=${() => onMove(-1)} disabled=${index === 0} aria-label=${`Move field ${field.name || index + 1} up`}>↑</button>
       <button type="button" onClick=${() => onMove(1)} disabled=${index === count - 1} aria-label=${`Move field ${field.name || index + 1} down`}>↓</button>
@@ -107,9 +112,10 @@ function FieldRow({ field, index, errors, onChange, onRemove, onMove, count }) {
   </fieldset>`;
 }
 
-function EntityForm({ app, initial, isNew }) {
+function EntityForm({ app, initial, initialStates, isNew }) {
   const client = appApi(app);
   const [draft, setDraft] = useState(initial);
+  const builds = useIndexStates(client, isNew ? '' : initial.name, initialStates);
   const [error, setError] = useState(null);
   const [notes, setNotes] = useState(() => {
     const shown = flash;
@@ -145,7 +151,10 @@ function EntityForm({ app, initial, isNew }) {
       if (isNew) {
         flash = saved;
         navigate(`/admin/apps/${app}/entities/${body.name}`, { replace: true });
-      } else setNotes(saved);
+      } else {
+        setNotes(saved);
+        builds.refresh();
+      }
     } catch (err) {
       setError(err);
     } finally {
@@ -157,7 +166,7 @@ function EntityForm({ app, initial, isNew }) {
     navigate(`/admin/apps/${app}/entities`);
   };
   const fieldNames = ['', ...draft.fields.map((f) => f.name).filter(Boolean)];
-  const placed = (d) => d.field && /^(name|table|primary_key|slug|soft_delete|fields\[\d+\]\.(name|type|default|enum|precision|auto|required|unique|nullable))/.test(d.field);
+  const placed = (d) => d.field && /^(name|table|primary_key|slug|soft_delete|list_total|indexes|fields\[\d+\]\.(name|type|default|enum|precision|auto|required|unique|nullable|indexed))/.test(d.field);
   const loose = error && error.details ? error.details.filter((d) => !placed(d)) : [];
 
   return html`<form onSubmit=${save} class="entity-form" novalidate>
@@ -194,10 +203,19 @@ function EntityForm({ app, initial, isNew }) {
         <${CheckField} label="Regenerate the slug on update" checked=${draft.slug && draft.slug.regenerate_on_update} onChange=${setSlug('regenerate_on_update')} />
       </div>
     </fieldset>
+    <fieldset>
+      <legend>Lists</legend>
+      <p class="muted">On a big entity, a list's count reads every match; without it a page answers <code>has_more</code> (a client can still ask <code>total=true</code>).</p>
+      <${CheckField} label="Count the total of every list page"
+        checked=${draft.list_total !== false} onChange=${(on) => setDraft({ ...draft, list_total: on ? undefined : false })} errors=${errorsAt('list_total')} />
+    </fieldset>
     <h2>Fields</h2>
     ${draft.fields.map((field, i) => html`<${FieldRow} key=${i} field=${field} index=${i} count=${draft.fields.length} errors=${errorsAt}
       onChange=${setField(i)} onRemove=${removeField(i)} onMove=${moveField(i)} />`)}
     <p><button type="button" onClick=${addField}>Add a field</button></p>
+    <${IndexesSection} indexes=${draft.indexes || []} fieldNames=${fieldNames.filter(Boolean)} error=${error} states=${builds.states} moving=${builds.moving}
+      onChange=${set('indexes')} />
+    <${ErrorBox} error=${builds.error} title="Build states not refreshed" />
     <div class="actions">
       <button type="submit" class="primary" disabled=${busy}>${isNew ? 'Create entity' : 'Save entity'}</button>
       ${!isNew ? html`<a class="button" href=${`/admin/apps/${app}/data/${draft.name}`}>Browse data</a>` : null}
@@ -209,9 +227,9 @@ function EntityForm({ app, initial, isNew }) {
 export function EntityEditor({ app, name }) {
   const isNew = name === 'new';
   const client = appApi(app);
-  const entity = useLoad(() => (isNew ? Promise.resolve(blankEntity()) : client.get(`/_admin/entities/${name}`).then((r) => r.data.definition)), [app, name]);
+  const entity = useLoad(() => (isNew ? Promise.resolve({ definition: blankEntity() }) : client.get(`/_admin/entities/${name}`).then((r) => r.data)), [app, name]);
   return html`<${Page} title=${isNew ? 'New entity' : `Entity ${name}`}>
     <${ErrorBox} error=${entity.error} />
-    ${entity.data ? html`<${EntityForm} key=${name} app=${app} initial=${entity.data} isNew=${isNew} />` : null}
+    ${entity.data ? html`<${EntityForm} key=${name} app=${app} initial=${entity.data.definition} initialStates=${entity.data.indexes} isNew=${isNew} />` : null}
   <//>`;
 }

@@ -183,6 +183,16 @@ def details(exc: pytest.ExceptionInfo[ApiError]) -> list[dict[str, str]]:
     return [d.to_json() for d in exc.value.details]
 
 
+def _two_lines_with_one_sku() -> dict[str, Any]:
+    """An invoice whose two new lines share a unique `sku`: the second one fails."""
+    return {
+        "number": "INV-1",
+        "invoice_lines": {
+            "data": [{"description": "a", "sku": "S"}, {"description": "b", "sku": "S"}]
+        },
+    }
+
+
 async def invoice_with_lines(
     conn: AsyncConnection[Any], *descriptions: str
 ) -> tuple[Any, list[Any]]:
@@ -322,12 +332,7 @@ async def test_create_parent_children_and_grandchildren_in_one_go(
 
 
 async def test_a_failing_child_rolls_back_the_parent(conn: AsyncConnection[Any]) -> None:
-    body = {
-        "number": "INV-1",
-        "invoice_lines": {
-            "data": [{"description": "a", "sku": "S"}, {"description": "b", "sku": "S"}]
-        },
-    }
+    body = _two_lines_with_one_sku()
     with pytest.raises(Conflict) as exc:
         await create(conn, "invoice", body)
     assert [(d["field"], d["rule"]) for d in details(exc)] == [("invoice_lines[1].sku", "unique")]
@@ -381,12 +386,7 @@ async def test_children_with_different_columns_or_grandchildren_are_not_batched(
 async def test_a_failing_batch_raises_batch_failed_and_writes_nothing(
     conn: AsyncConnection[Any],
 ) -> None:
-    body = {
-        "number": "INV-1",
-        "invoice_lines": {
-            "data": [{"description": "a", "sku": "S"}, {"description": "b", "sku": "S"}]
-        },
-    }
+    body = _two_lines_with_one_sku()
     plan = plan_create(REGISTRY, _entity("invoice"), body)
     with pytest.raises(BatchFailed) as exc:
         async with conn.transaction():
