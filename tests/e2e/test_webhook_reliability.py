@@ -1,13 +1,14 @@
 """Webhook reliability with real rocketd processes and a real receiver on 127.0.0.1.
 
-* 1,000 writes while the receiver fails 30 % of requests and the only rocketd process is killed
-  (-9) and replaced in the middle: every committed write is delivered at least once, and each
+* 1,000 writes (300 by default; 1,000 under the `full` marker, tests/support/sizes.py) while
+  the receiver fails 30 % of requests and the only rocketd process is killed (-9) and replaced
+  in the middle: every committed write is delivered at least once, and each
   idempotency key only ever carries one event (duplicates are retries of the same event). Each
   attempt is recorded as it completes, so until the kill the receiver is never more than
   `webhooks.concurrency` requests ahead of the recorded attempts, and the kill makes the receiver
   accept at most that many events a second time.
 * Three instances on one database: every event is delivered exactly once (no instance sends a
-  row another one has claimed).
+  row another one has claimed); 120 events by default, 300 under `full`.
 
 The slow sync receiver (rolls the write back, leaves no outbox row) is in
 tests/integration/capabilities/webhooks/test_webhooks_api.py::test_sync_hooks_gate_the_write.
@@ -30,6 +31,7 @@ from tests.support.databases import dsn_for
 from tests.support.helpers import wait_until
 from tests.support.processes import Instance, call, free_port, new_app_admin, ready
 from tests.support.receiver import Receiver
+from tests.support.sizes import sizes
 
 pytestmark = pytest.mark.e2e
 
@@ -115,8 +117,9 @@ def repeated_successes(receiver: Receiver) -> int:
     return sum(count - 1 for count in successes.values())
 
 
+@pytest.mark.parametrize("total", sizes(300, 1000))
 async def test_nothing_lost_with_failures_and_a_kill(
-    cluster: Cluster, http: aiohttp.ClientSession
+    cluster: Cluster, http: aiohttp.ClientSession, total: int
 ) -> None:
     receiver = await Receiver(fail_ratio=0.3, delay=0.005).start()
     concurrency = 4  # small, so that a batch claimed at once is much larger than what is in flight
@@ -139,7 +142,7 @@ async def test_nothing_lost_with_failures_and_a_kill(
 
         acknowledged: set[str] = set()
         failed_writes = 0
-        total, workers = 1000, 16
+        workers = 16
         counter = iter(range(total))
 
         up = asyncio.Event()
@@ -211,9 +214,10 @@ async def test_nothing_lost_with_failures_and_a_kill(
     assert codes[-1] == 0, cluster.logs()
 
 
+@pytest.mark.parametrize("total", sizes(120, 300))
 @pytest.mark.parametrize("workers", [1, 2])
 async def test_three_instances_never_deliver_an_event_twice(
-    cluster: Cluster, http: aiohttp.ClientSession, workers: int
+    cluster: Cluster, http: aiohttp.ClientSession, workers: int, total: int
 ) -> None:
     # workers=2: six dispatchers in six processes (rocketd serve --workers 2, three times).
     receiver = await Receiver(delay=0.05).start()
@@ -222,7 +226,6 @@ async def test_three_instances_never_deliver_an_event_twice(
         for node in nodes:
             await wait_until(lambda node=node: ready(http, node), "instance ready", timeout=60)
         app, token = await setup_app(http, nodes[0].base, receiver)
-        total = 300
 
         async def wait_for_hook(node: Instance) -> bool:
             s, body = await call(http, "GET", node.base + f"/api/{app}/_admin/webhooks", token)
