@@ -436,6 +436,17 @@ def test_entity_editor_declares_indexes_and_shows_build_states(ui: UiPage, ui_se
     assert next(f for f in definition["fields"] if f["name"] == "issued_on")["indexed"] is True
     built = {tuple(i["fields"]): i["state"] for i in answer["indexes"]}
     assert built == {("status", "-issued_on"): "ready", ("issued_on",): "ready"}
+    # A unique index over duplicate values fails to build; the page follows it to `failed: ...`.
+    for number in ("INV-1", "INV-2"):
+        new_invoice(ui_server, app, token, number, status="paid", issued_on="2026-03-01")
+    index.get_by_label("Index 1 is unique").check()
+    page.get_by_role("button", name="Save entity").click()
+    index.locator(".pill", has_text="failed").wait_for()
+    assert "save the entity again to retry" in index.inner_text()
+    states = ui_server.ok("GET", f"/api/{app}/_admin/entities/invoice", token)["data"]["indexes"]
+    failed = next(i for i in states if i["fields"] == ["status", "-issued_on"])
+    assert failed["unique"] is True and failed["state"].startswith("failed: ")
+    assert failed["state"] in index.locator(".pill").inner_text()
 
 
 def test_index_guidance_adds_the_suggested_index(ui: UiPage, ui_server: Api) -> None:
