@@ -447,6 +447,13 @@ def test_entity_editor_declares_indexes_and_shows_build_states(ui: UiPage, ui_se
     failed = next(i for i in states if i["fields"] == ["status", "-issued_on"])
     assert failed["unique"] is True and failed["state"].startswith("failed: ")
     assert failed["state"] in index.locator(".pill").inner_text()
+    # With `list_total: false` the data browser's lists skip the count unless asked.
+    page.get_by_role("link", name="Browse data").click()
+    page.get_by_text("Total not counted; this is the last page (has_more: false)").wait_for()
+    assert page.get_by_label("Skip the total", exact=False).is_checked()
+    page.get_by_label("Skip the total", exact=False).uncheck()
+    page.get_by_text("2 records").wait_for()
+    assert "total=true" in page.url
 
 
 def test_index_guidance_adds_the_suggested_index(ui: UiPage, ui_server: Api) -> None:
