@@ -409,10 +409,16 @@ def test_entity_editor_declares_indexes_and_shows_build_states(ui: UiPage, ui_se
     index = page.get_by_role("group", name=re.compile(r"^Index 1\b"))
     # A json column is refused by the API; its message shows at that column.
     index.get_by_label("Index 1, column 1", exact=True).select_option("notes")
+    # An index that `indexed: true` declares already is refused at that field's box.
+    page.get_by_role("button", name="Add an index").click()
+    page.get_by_label("Index 2, column 1", exact=True).select_option("issued_on")
     page.get_by_role("button", name="Save entity").click()
     column_error = index.locator(".field-error").first
     column_error.wait_for()
     assert "notes" in column_error.inner_text()
+    issued_on = page.get_by_role("group", name="Field 6: issued_on")
+    assert "indexes declares the same index" in issued_on.locator(".field-error").inner_text()
+    page.get_by_role("button", name="Remove index 2").click()
     index.get_by_label("Index 1, column 1", exact=True).select_option("status")
     index.get_by_role("button", name="Add a column to index 1").click()
     index.get_by_label("Index 1, column 2", exact=True).select_option("issued_on")
