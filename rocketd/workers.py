@@ -15,7 +15,8 @@ The supervisor serves no request. It
   ready is a start-up failure the operator must fix: the group stops and the supervisor exits 1;
 * talks to systemd for the group: `READY=1` once every worker listens, `STOPPING=1` on SIGTERM,
   and one watchdog: it pings while at least one worker answers its own health check and kills a
-  worker that stopped answering it for three heartbeats (the backoff restart follows);
+  worker that stopped answering it for `WatchdogSec` (at least three heartbeats; the backoff
+  restart follows);
 * on SIGHUP, reopens its own log and passes SIGHUP to every worker, which reloads (rocketd.runtime
   `Runtime.reload`: logs reopened, live settings applied);
 * on SIGTERM or SIGINT, passes SIGTERM to every worker (each drains like a single-process
@@ -298,11 +299,15 @@ class WorkerGroup:
                 self._fork(worker)
 
     def _healthy(self, worker: _Worker, now: float) -> bool:
-        return (
-            worker.pid > 0
-            and worker.ready
-            and now - worker.last_heartbeat <= HEARTBEAT * MISSED_HEARTBEATS
-        )
+        return worker.pid > 0 and worker.ready and now - worker.last_heartbeat <= self._silence
+
+    @property
+    def _silence(self) -> float:
+        """How long a worker may go without a health report: three heartbeats, or as long as
+        systemd would give a single process (`WatchdogSec`, twice the ping interval), if longer;
+        a busy machine slows a worker's loop without making it stuck."""
+        interval = self.notifier.watchdog_interval() or 0.0
+        return max(HEARTBEAT * MISSED_HEARTBEATS, 2 * interval)
 
     def _kill_silent(self, now: float) -> None:
         """Kill a ready worker that stopped reporting health (only with a watchdog)."""

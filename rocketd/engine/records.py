@@ -573,9 +573,8 @@ class ChildStages:
         self.parent = parent
         self.book = parent.app.stages
         self._open: list[WriteContext | None] = []
-        # a `nested_write.child` span per open child, oldest first per target entity: the
-        # executor closes new children of one parent in the order it opened them (batched
-        # inserts) and an update or delete right after opening it
+        # a `nested_write.child` span per open child, per target entity, closed last-opened
+        # first like the contexts (the executor closes a batch of new children in reverse)
         self._spans: dict[str, deque[AnySpan]] = {}
 
     def _stages(self, entity: Entity) -> EntityStages:
@@ -628,7 +627,7 @@ class ChildStages:
             )
         spans = self._spans.get(target.name)
         if spans:
-            span = spans.popleft()
+            span = spans.pop()
             span.set_record(record_id=pk)
             span.end()
 

@@ -671,7 +671,9 @@ class _Executor:
                 for plan, step in zip(plans, steps, strict=True)
             ]
         if hooks is not None:
-            for pk in pks:
+            # The hooks keep open children as a stack (a child's own nested writes open and
+            # close inside it): close the batch last-opened first, each with its own key.
+            for pk in reversed(pks):
                 await hooks.after_child(self.conn, "insert", target, pk)
 
     async def _insert_rows(

@@ -409,10 +409,16 @@ def test_entity_editor_declares_indexes_and_shows_build_states(ui: UiPage, ui_se
     index = page.get_by_role("group", name=re.compile(r"^Index 1\b"))
     # A json column is refused by the API; its message shows at that column.
     index.get_by_label("Index 1, column 1", exact=True).select_option("notes")
+    # An index that `indexed: true` declares already is refused at that field's box.
+    page.get_by_role("button", name="Add an index").click()
+    page.get_by_label("Index 2, column 1", exact=True).select_option("issued_on")
     page.get_by_role("button", name="Save entity").click()
     column_error = index.locator(".field-error").first
     column_error.wait_for()
     assert "notes" in column_error.inner_text()
+    issued_on = page.get_by_role("group", name="Field 6: issued_on")
+    assert "indexes declares the same index" in issued_on.locator(".field-error").inner_text()
+    page.get_by_role("button", name="Remove index 2").click()
     index.get_by_label("Index 1, column 1", exact=True).select_option("status")
     index.get_by_role("button", name="Add a column to index 1").click()
     index.get_by_label("Index 1, column 2", exact=True).select_option("issued_on")
@@ -436,6 +442,24 @@ def test_entity_editor_declares_indexes_and_shows_build_states(ui: UiPage, ui_se
     assert next(f for f in definition["fields"] if f["name"] == "issued_on")["indexed"] is True
     built = {tuple(i["fields"]): i["state"] for i in answer["indexes"]}
     assert built == {("status", "-issued_on"): "ready", ("issued_on",): "ready"}
+    # A unique index over duplicate values fails to build; the page follows it to `failed: ...`.
+    for number in ("INV-1", "INV-2"):
+        new_invoice(ui_server, app, token, number, status="paid", issued_on="2026-03-01")
+    index.get_by_label("Index 1 is unique").check()
+    page.get_by_role("button", name="Save entity").click()
+    index.locator(".pill", has_text="failed").wait_for()
+    assert "save the entity again to retry" in index.inner_text()
+    states = ui_server.ok("GET", f"/api/{app}/_admin/entities/invoice", token)["data"]["indexes"]
+    failed = next(i for i in states if i["fields"] == ["status", "-issued_on"])
+    assert failed["unique"] is True and failed["state"].startswith("failed: ")
+    assert failed["state"] in index.locator(".pill").inner_text()
+    # With `list_total: false` the data browser's lists skip the count unless asked.
+    page.get_by_role("link", name="Browse data").click()
+    page.get_by_text("Total not counted; this is the last page (has_more: false)").wait_for()
+    assert page.get_by_label("Skip the total", exact=False).is_checked()
+    page.get_by_label("Skip the total", exact=False).uncheck()
+    page.get_by_text("2 records").wait_for()
+    assert "total=true" in page.url
 
 
 def test_index_guidance_adds_the_suggested_index(ui: UiPage, ui_server: Api) -> None:

@@ -65,6 +65,9 @@ function Browser({ app, schema, entityName }) {
   const counted = meta.total !== undefined;
   const pages = counted ? Math.max(1, Math.ceil(meta.total / meta.per_page)) : null;
   const byCursor = query.has('after');
+  // Without `total` in the query the entity's `list_total` decides whether lists count.
+  const skipByDefault = entity.list_total === false;
+  const skipping = query.has('total') ? query.get('total') === 'false' : skipByDefault;
   const toggleInclude = (name, on) => {
     const next = on ? [...includes, name] : includes.filter((n) => n !== name);
     setQuery({ include: next.join(',') || null });
@@ -82,8 +85,8 @@ function Browser({ app, schema, entityName }) {
       <${SelectField} label="Direction" value=${sort.startsWith('-') ? 'desc' : 'asc'} options=${[{ value: 'asc', label: 'ascending' }, { value: 'desc', label: 'descending' }]}
         onChange=${(v) => sortField && setQuery({ sort: v === 'desc' ? `-${sortField}` : sortField, after: null })} />
       <${SelectField} label="Per page" value=${String(meta.per_page)} options=${PER_PAGE} onChange=${(v) => setQuery({ per_page: v, page: null, after: null })} />
-      <${CheckField} label="Skip the total (faster on large tables)" checked=${query.get('total') === 'false'}
-        onChange=${(on) => setQuery({ total: on ? 'false' : null, page: null, after: null })} />
+      <${CheckField} label="Skip the total (faster on large tables)" checked=${skipping}
+        onChange=${(on) => setQuery({ total: on === skipByDefault ? null : String(!on), page: null, after: null })} />
     </div>
     ${includable.length
       ? html`<fieldset><legend>Include related records</legend><div class="row">

@@ -213,7 +213,7 @@ function EntityForm({ app, initial, initialStates, isNew }) {
     ${draft.fields.map((field, i) => html`<${FieldRow} key=${i} field=${field} index=${i} count=${draft.fields.length} errors=${errorsAt}
       onChange=${setField(i)} onRemove=${removeField(i)} onMove=${moveField(i)} />`)}
     <p><button type="button" onClick=${addField}>Add a field</button></p>
-    <${IndexesSection} indexes=${draft.indexes || []} fieldNames=${fieldNames.filter(Boolean)} error=${error} states=${builds.states} moving=${builds.moving}
+    <${IndexesSection} app=${app} indexes=${draft.indexes || []} fieldNames=${fieldNames.filter(Boolean)} error=${error} states=${builds.states} moving=${builds.moving}
       onChange=${set('indexes')} />
     <${ErrorBox} error=${builds.error} title="Build states not refreshed" />
     <div class="actions">

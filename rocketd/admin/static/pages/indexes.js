@@ -96,7 +96,7 @@ function IndexRow({ index, position, names, errorsAt, details, state, onChange, 
 
 // The Indexes section of the entity editor: the declared indexes and the states of all the
 // entity's indexes (including those of `indexed: true` fields).
-export function IndexesSection({ indexes, fieldNames, error, states, moving, onChange }) {
+export function IndexesSection({ app, indexes, fieldNames, error, states, moving, onChange }) {
   const details = error && error.details ? error.details.filter((d) => d.field && d.field.startsWith('indexes')) : [];
   const errorsAt = (path) => details.filter((d) => d.field === path).map((d) => d.message);
   const stateOf = (index) => {
@@ -107,7 +107,8 @@ export function IndexesSection({ indexes, fieldNames, error, states, moving, onC
   return html`<section class="indexes" aria-labelledby="indexes-title">
     <h2 id="indexes-title">Indexes</h2>
     <p class="muted">Composite, unique and descending indexes; built concurrently after the save, without blocking writes.
-      A field's own <em>Indexed</em> box declares an index on that field alone.</p>
+      A field's own <em>Indexed</em> box declares an index on that field alone.
+      <a href=${`/admin/apps/${app}/index-guidance`}>Index guidance</a> shows the lists that need one.</p>
     ${top.length ? html`<p class="field-error">${top.join('; ')}</p>` : null}
     ${indexes.map((index, i) => html`<${IndexRow} key=${i} index=${index} position=${i} names=${fieldNames} errorsAt=${errorsAt} details=${details}
       state=${stateOf(index)} onChange=${(next) => onChange(indexes.map((x, j) => (j === i ? next : x)))}
