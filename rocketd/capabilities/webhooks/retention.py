@@ -7,8 +7,8 @@ from __future__ import annotations
 from typing import Final
 
 from rocketd.actors.directory import AppDirectory
+from rocketd.actors.retention import retention_job
 from rocketd.actors.scheduler import JobFunction
-from rocketd.db.retention import delete_older_than
 from rocketd.logging import get_logger
 
 log = get_logger("rocketd.webhooks")
@@ -17,23 +17,12 @@ RETENTION_INTERVAL: Final = 3600.0
 
 
 def expire_logs(directory: AppDirectory, retention_days: float) -> JobFunction:
-    async def expire() -> None:
-        for actor in list(directory.actors.values()):
-            if not actor.running:
-                continue
-            try:
-                async with actor.pool.connection() as conn:
-                    deleted = await delete_older_than(
-                        conn,
-                        "_webhook_logs",
-                        "updated_at",
-                        retention_days,
-                        only="status in ('delivered', 'failed')",
-                    )
-            except Exception:
-                log.exception("webhook log retention failed", app=actor.app_name)
-                continue
-            if deleted:
-                log.info("old webhook logs deleted", app=actor.app_name, count=deleted)
-
-    return expire
+    return retention_job(
+        directory,
+        table="_webhook_logs",
+        column="updated_at",
+        days=retention_days,
+        what="webhook logs",
+        log=log,
+        only="status in ('delivered', 'failed')",
+    )
