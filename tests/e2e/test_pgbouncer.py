@@ -56,7 +56,7 @@ async def test_two_instances_behind_pgbouncer_in_transaction_mode(
             status, _ = await call(http, "GET", b.base + f"/api/{app}/note", token)
             return status == 200
 
-        await wait_until(served_by_b, "the entity announced to B", timeout=15, interval=0.1)
+        await wait_until(served_by_b, "the entity announced to B", timeout=60, interval=0.1)
 
         async def work(inst: Instance, n: int) -> None:
             status, body = await call(http, "POST", inst.base + f"/api/{app}/note", token, {"n": n})
