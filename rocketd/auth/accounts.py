@@ -139,7 +139,10 @@ class AccountService:
         self._q_count_users = sql.SQL("select count(*) from {}").format(users)
         self._q_seed = sql.SQL(
             "insert into {} (email, password_hash, roles, active) values (%s, %s, %s, true)"
-            " on conflict (email) do nothing"
+            # No conflict target: the unique index is on lower(email), and two workers (or
+            # instances) starting at once both find the table empty; the second insert is a
+            # no-op instead of a UniqueViolation that kills its start.
+            " on conflict do nothing"
         ).format(users)
 
     @property
@@ -232,8 +235,8 @@ class AccountService:
             if row and row[0] > 0:
                 return False
             pw_hash = await passwords.hash_password(password, self._policy.bcrypt_cost)
-            await conn.execute(self._q_seed, (email, pw_hash, roles))
-        return True
+            cur = await conn.execute(self._q_seed, (email, pw_hash, roles))
+            return cur.rowcount == 1
 
     async def _issue(
         self,
