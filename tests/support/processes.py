@@ -129,7 +129,9 @@ class EmbeddedServer:
     async def wait_ready(self, session: aiohttp.ClientSession) -> None:
         async def ready() -> bool:
             if self.proc.poll() is not None:
-                raise AssertionError(f"rocketd exited early with {self.proc.returncode}")
+                self.log.flush()
+                tail = Path(self.log.name).read_text(errors="replace")[-3000:]
+                raise AssertionError(f"rocketd exited early with {self.proc.returncode}:\n{tail}")
             try:
                 async with session.get(self.base + "/ready") as resp:
                     return resp.status == 200

@@ -179,21 +179,29 @@ def test_csp_blocks_an_inline_script(ui: UiPage) -> None:
     assert outcome == {"blocked": "script-src-elem", "ran": False}
 
 
+def wait_for_focus(page: Any, element_id: str) -> None:
+    """Waits (up to Playwright's default timeout) until the element with this id has the focus:
+    pages move the focus in an effect after they render, not within the key press."""
+    page.wait_for_function("(id) => document.activeElement?.id === id", arg=element_id)
+
+
 def test_keyboard_only_login_and_navigation(ui: UiPage, ui_server: Api) -> None:
     app = ui_server.new_app()
     page = ui.page
     ui.goto("/admin/login")
     page.get_by_role("button", name="Log in").wait_for()
     page.keyboard.press("Tab")  # the first control: the platform account radio
-    assert page.evaluate("() => document.activeElement.id") == "kind-platform"
+    wait_for_focus(page, "kind-platform")
     page.keyboard.press("Tab")  # the radio group is one stop: on to the email
     page.keyboard.type("platform@localhost")
     page.keyboard.press("Tab")
     page.keyboard.type("changeme")
     page.keyboard.press("Enter")
     page.get_by_role("heading", name="Apps").wait_for()
-    # The heading of the new page has the focus; the app's link is reachable with Tab.
-    assert page.evaluate("() => document.activeElement.id") == "page-title"
+    # The heading of the new page has the focus; the app's link is reachable with Tab once the
+    # list has loaded.
+    wait_for_focus(page, "page-title")
+    page.get_by_role("link", name=app, exact=True).wait_for()
     for _ in range(40):
         page.keyboard.press("Tab")
         if page.evaluate("() => document.activeElement.textContent") == app:
@@ -209,7 +217,7 @@ def test_keyboard_only_login_and_navigation(ui: UiPage, ui_server: Api) -> None:
     row = page.get_by_role("row").filter(has_text=app)
     row.get_by_role("button", name="Delete…").focus()
     page.keyboard.press("Enter")
-    assert page.evaluate("() => document.activeElement.id") == f"confirm-{app}"
+    wait_for_focus(page, f"confirm-{app}")
     page.keyboard.type(app)
     page.keyboard.press("Enter")
     page.get_by_role("status").filter(has_text=f"App {app} deleted").wait_for()

@@ -3,6 +3,6 @@
 import { h, render, Fragment, createContext } from '../vendor/preact.js';
 import htm from '../vendor/htm.js';
 
-export { useState, useEffect, useRef, useMemo, useCallback, useContext } from '../vendor/preact-hooks.js';
+export { useState, useEffect, useLayoutEffect, useRef, useMemo, useCallback, useContext } from '../vendor/preact-hooks.js';
 export { h, render, Fragment, createContext };
 export const html = htm.bind(h);

@@ -1,6 +1,6 @@
 // Components every page uses: page frame, fields with their errors, error and notice boxes,
 // loading data, confirmations, JSON editing.
-import { html, useCallback, useEffect, useRef, useState } from './html.js';
+import { html, useCallback, useEffect, useLayoutEffect, useRef, useState } from './html.js';
 import { ApiError } from './api.js';
 
 // A page: its heading takes the focus when the page opens, so keyboard and screen-reader users
@@ -134,7 +134,8 @@ export function ConfirmDelete({ name, what, onConfirm, label }) {
   const [typed, setTyped] = useState('');
   const [error, setError] = useState(null);
   const input = useRef(null);
-  useEffect(() => {
+  // A layout effect: the focus moves in the same task as the render, before the next key press.
+  useLayoutEffect(() => {
     if (open && input.current) input.current.focus();
   }, [open]);
   if (!open) {
