@@ -8,6 +8,7 @@ import json
 import os
 import re
 import subprocess
+import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -122,6 +123,22 @@ class UiPage:
 
     def goto(self, path: str) -> None:
         self.page.goto(self.base + path)
+
+    def reload_until(self, locator: Any, timeout: float = 30.0) -> None:
+        """Reloads the page until `locator` shows: for what the server does in the background
+        (a workflow reaching its approval step, a webhook delivery failing), which a page shows
+        when it is loaded again. Each load gets a few seconds to show it; no fixed pause."""
+        from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                locator.first.wait_for(timeout=3_000)
+                return
+            except PlaywrightTimeout:
+                if time.monotonic() > deadline:
+                    raise
+                self.page.reload()
 
     def log_in_platform(self, next_path: str = "/admin") -> None:
         self.goto(next_path)

@@ -132,6 +132,140 @@ def test_record_editor_nested_children_diff(ui: UiPage, ui_server: Api) -> None:
     assert len(record["invoice_items"]) == 1
 
 
+def test_record_editor_nested_children_append(ui: UiPage, ui_server: Api) -> None:
+    app, token = invoicing_app(ui_server)
+    red, blue = (
+        ui_server.ok("POST", f"/api/{app}/tag", token, {"label": n})["data"] for n in ("red", "blue")
+    )
+    invoice = new_invoice(
+        ui_server,
+        app,
+        token,
+        "AP-1",
+        invoice_items={
+            "data": [
+                {"description": "first", "qty": 1, "unit_price": "1.00"},
+                {"description": "second", "qty": 2, "unit_price": "1.00"},
+            ]
+        },
+        invoice_tags={"data": [{"id": red["id"]}]},
+    )
+    path = f"/api/{app}/invoice/{invoice['id']}?include=invoice_items,invoice_tags"
+    before = {i["id"]: i for i in ui_server.ok("GET", path, token)["data"]["invoice_items"]}
+    ui.log_in_platform(f"/admin/apps/{app}/data/invoice/{invoice['id']}")
+    page = ui.page
+    page.get_by_role("heading", name=f"invoice {invoice['id']}").wait_for()
+    # Append only adds: the children and links there now are shown as they stay, not editable.
+    page.get_by_label("Write mode for invoice_items").select_option("append")
+    first = min(before)
+    page.get_by_role("group", name=f"item {first} stays as it is").wait_for()
+    assert page.get_by_label(f"item {first} qty", exact=True).count() == 0
+    assert page.get_by_label(re.compile(r"^Delete item \d+$")).count() == 0
+    page.get_by_role("button", name="Add item").click()
+    page.get_by_label("new item 3 description").fill("third")
+    page.get_by_label("new item 3 qty").fill("3")
+    page.get_by_label("new item 3 unit_price").fill("2.50")
+    page.get_by_label("Write mode for invoice_tags").select_option("append")
+    page.get_by_text(f"red ({red['id']}) stays linked").wait_for()
+    assert page.get_by_label(f"Unlink red ({red['id']})").count() == 0
+    page.get_by_label("Link a tag").select_option(str(blue["id"]))
+    page.get_by_role("button", name="Link tag").click()
+    ui.screenshot("record-append")
+    ui.assert_clean()
+    with page.expect_request(lambda r: r.method == "PUT") as sent:
+        page.get_by_role("button", name="Save invoice").click()
+    body = sent.value.post_data_json
+    assert body["invoice_items"] == {
+        "_write_mode": "append",
+        "data": [{"description": "third", "qty": 3, "unit_price": "2.50"}],
+    }
+    assert body["invoice_tags"] == {"_write_mode": "append", "data": [{"id": blue["id"]}]}
+    page.get_by_text("invoice saved.").wait_for()
+    record = ui_server.ok("GET", path, token)["data"]
+    items = {i["id"]: i for i in record["invoice_items"]}
+    assert {k: v for k, v in items.items() if k in before} == before  # untouched
+    assert [(i["description"], i["qty"]) for k, i in items.items() if k not in before] == [
+        ("third", 3)
+    ]
+    assert sorted(t["label"] for t in record["invoice_tags"]) == ["blue", "red"]
+    # The relation's own write mode is the default: with `replace`, the rows the form did not
+    # change are sent too, so they stay.
+    relation = ui_server.ok("GET", f"/api/{app}/_admin/relations/invoice_items", token)["data"]
+    definition = {**relation["definition"], "write_mode": "replace"}
+    ui_server.ok("PUT", f"/api/{app}/_admin/relations/invoice_items", token, definition)
+    page.reload()
+    mode = page.get_by_label("Write mode for invoice_items")
+    mode.locator("option", has_text="default (replace)").wait_for(state="attached")
+    assert mode.input_value() == ""
+    page.get_by_label(f"item {first} qty", exact=True).fill("7")
+    page.get_by_role("button", name="Save invoice").click()
+    page.get_by_text("invoice saved.").wait_for()
+    record = ui_server.ok("GET", path, token)["data"]
+    assert sorted(i["id"] for i in record["invoice_items"]) == sorted(items)
+    assert next(i["qty"] for i in record["invoice_items"] if i["id"] == first) == 7
+
+
+def test_relations_edit_and_delete(ui: UiPage, ui_server: Api) -> None:
+    app, token = invoicing_app(ui_server)
+    ui.log_in_platform(f"/admin/apps/{app}/relations")
+    page = ui.page
+    diagram = page.get_by_role("img", name="Entity-relationship diagram")
+    diagram.get_by_text("invoice_items (one to many)").wait_for()
+    assert diagram.locator("g.edge").count() == 3
+    # Edit: the form starts from the stored definition (a PUT replaces all of it); the name stays.
+    page.get_by_role("button", name="Edit invoice_items").click()
+    form = page.get_by_role("form", name="Edit relation invoice_items")
+    assert form.get_by_label("Relation name").get_attribute("readonly") is not None
+    target_key = form.get_by_label("Target key (foreign key on the child)")
+    assert target_key.input_value() == "invoice_id"
+    target_key.select_option("")
+    form.get_by_role("button", name="Save relation").click()
+    assert "target_key is required" in form.locator(".field-error").inner_text()
+    assert target_key.get_attribute("aria-invalid") == "true"
+    target_key.select_option("invoice_id")
+    form.get_by_label("Type").select_option("one_to_one")
+    form.get_by_label("On delete").select_option("restrict")
+    form.get_by_label("Nested write mode").select_option("append")
+    ui.screenshot("relations-edit")
+    ui.assert_clean(http_errors=True)
+    form.get_by_role("button", name="Save relation").click()
+    page.get_by_role("status").filter(has_text="Relation invoice_items saved.").wait_for()
+    page.get_by_role("form", name="New relation").wait_for()
+    row = page.get_by_role("row").filter(has=page.get_by_role("rowheader", name="invoice_items"))
+    row.get_by_role("cell", name="one_to_one").wait_for()  # the list is read again after a save
+    assert "restrict" in row.inner_text()
+    diagram.get_by_text("invoice_items (one to one)").wait_for()
+    assert diagram.get_by_text("invoice_items (one to many)").count() == 0
+    stored = ui_server.ok("GET", f"/api/{app}/_admin/relations/invoice_items", token)["data"]
+    assert {k: stored["definition"].get(k) for k in ("type", "on_delete", "write_mode")} == {
+        "type": "one_to_one",
+        "on_delete": "restrict",
+        "write_mode": "append",
+    }
+    assert (stored["source"], stored["target"], stored["definition"]["target_key"]) == (
+        "invoice",
+        "item",
+        "invoice_id",
+    )
+    # Delete: only once the name is typed.
+    row = page.get_by_role("row").filter(has=page.get_by_role("rowheader", name="invoice_tags"))
+    row.get_by_role("button", name="Delete…").click()
+    confirm = row.get_by_role("button", name="Delete relation")
+    assert confirm.is_disabled()
+    row.get_by_label("Type invoice_tags to delete this relation").fill("invoice_tag")
+    assert confirm.is_disabled()
+    ui.assert_accessible()
+    row.get_by_label("Type invoice_tags to delete this relation").fill("invoice_tags")
+    confirm.click()
+    page.get_by_role("status").filter(has_text="Relation invoice_tags deleted.").wait_for()
+    assert page.get_by_role("rowheader", name="invoice_tags").count() == 0
+    diagram.get_by_text("invoice_tags (many to many)").wait_for(state="detached")
+    assert diagram.locator("g.edge").count() == 2
+    assert ui_server.call("GET", f"/api/{app}/_admin/relations/invoice_tags", token)[0] == 404
+    names = [r["name"] for r in ui_server.ok("GET", f"/api/{app}/_admin/relations", token)["data"]]
+    assert names == ["customer_invoices", "invoice_items"]
+
+
 def test_record_editor_links_many_to_many(ui: UiPage, ui_server: Api) -> None:
     app, token = invoicing_app(ui_server)
     tags = [
@@ -308,12 +442,7 @@ def test_webhook_and_delivery_log_retry(ui: UiPage, ui_server: Api) -> None:
     page.get_by_role("link", name="Delivery logs").click()
     page.get_by_label("Status").select_option("failed")
     retry = page.get_by_role("button", name=re.compile("^Retry delivery"))
-    for _ in range(30):  # the outbox delivers in the background: poll with a deadline
-        if retry.count():
-            break
-        page.wait_for_timeout(500)
-        page.reload()
-    retry.first.wait_for()
+    ui.reload_until(retry)  # the outbox delivers in the background
     ui.screenshot("webhook-logs")
     ui.assert_clean()
     retry.first.click()
@@ -523,11 +652,8 @@ def test_reject_a_step_and_filter_the_runs(ui: UiPage, ui_server: Api) -> None:
     ui_server.ok("PUT", f"/api/{app}/invoice/{invoice['id']}", token, {"status": "sent"})
     ui.log_in_platform(f"/admin/apps/{app}/approvals")
     page = ui.page
-    for _ in range(20):  # the instance reaches its approval step after the write commits
-        if page.get_by_role("heading", name="send_check: check").count():
-            break
-        page.wait_for_timeout(250)
-        page.reload()
+    # The instance reaches its approval step in the background, after the write commits.
+    ui.reload_until(page.get_by_role("heading", name="send_check: check"))
     page.get_by_label("Comment on send_check check").fill("Wrong customer")
     page.get_by_role("button", name="Reject").click()
     page.get_by_role("status").filter(has_text="Rejected: send_check is now completed").wait_for()

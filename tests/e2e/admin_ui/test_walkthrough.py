@@ -59,6 +59,9 @@ def test_done_when_walkthrough(ui: UiPage, ui_server: Api) -> None:
     ui.log_in_platform()
     page.get_by_label("Name", exact=True).fill(app)
     page.get_by_role("button", name="Create app").click()
+    page.get_by_role("status").filter(has_text=f"App {app} created").wait_for()
+    token = ui_server.platform_token()
+    assert ui_server.ok("GET", f"/api/_platform/apps/{app}", token)["data"]["name"] == app
     page.get_by_role("link", name=app).click()
     page.get_by_role("heading", name=f"App {app}").wait_for()
 
@@ -99,6 +102,11 @@ def test_done_when_walkthrough(ui: UiPage, ui_server: Api) -> None:
     add_field(ui, 4, "qty", "int")
     page.get_by_role("button", name="Create entity").click()
     page.get_by_text("Entity created.").wait_for()
+    entities = ui_server.ok("GET", f"/api/{app}/_admin/entities", token)["data"]
+    assert {e["name"]: [f["name"] for f in e["definition"]["fields"]] for e in entities} == {
+        "invoice": ["id", "number", "status", "amount"],
+        "item": ["id", "invoice_id", "label", "qty"],
+    }
 
     # ... related: invoice 1:N item.
     page.get_by_role("link", name="Relations", exact=True).click()
@@ -114,7 +122,6 @@ def test_done_when_walkthrough(ui: UiPage, ui_server: Api) -> None:
     assert diagram.locator("g.node").count() == 2
     ui.screenshot("relations")
     ui.assert_accessible()
-    token = ui_server.platform_token()
     relation = ui_server.ok("GET", f"/api/{app}/_admin/relations/invoice_items", token)["data"]
     assert relation["definition"]["target_key"] == "invoice_id"
 
@@ -187,28 +194,45 @@ def test_done_when_walkthrough(ui: UiPage, ui_server: Api) -> None:
     page.get_by_text("invoice saved.").wait_for()
 
     page.get_by_role("link", name="Approvals", exact=True).click()
-    page.get_by_role("heading", name="invoice_approval: review").wait_for()
+    # The instance reaches its approval step in the background, after the write commits.
+    ui.reload_until(page.get_by_role("heading", name="invoice_approval: review"))
     page.get_by_label("Comment on invoice_approval review").fill("Looks right")
     ui.screenshot("approvals")
     ui.assert_accessible()
-    page.get_by_role("button", name="Approve").click()
+    with page.expect_response(lambda r: r.url.endswith("/approve")) as approving:
+        page.get_by_role("button", name="Approve").click()
+    approved = approving.value
+    assert approved.status == 200
     page.get_by_role("status").filter(
         has_text="Approved: invoice_approval is now completed"
     ).wait_for()
     record = ui_server.ok("GET", f"/api/{app}/invoice/{invoice_id}", token)["data"]
     assert record["status"] == "approved"
+    instance_id = approved.json()["data"]["id"]
+    instance = ui_server.ok("GET", f"/api/{app}/_workflows/{instance_id}", token)["data"]
+    assert [(h["step"], h["status"], h.get("comment")) for h in instance["history"]] == [
+        ("review", "approved", "Looks right"),
+        ("approve", "completed", None),
+    ]
 
-    trace_path = page.get_by_role("link", name="follow the trace of this request").get_attribute(
-        "href"
-    )
-    assert trace_path
-    page.get_by_role("link", name="See its history").click()
-    page.get_by_role("heading", name="Workflow invoice_approval").wait_for()
-    history = page.locator("ol.history").inner_text()
-    assert "review: approved" in history and "Looks right" in history
-    assert "approve: completed" in history
-    ui.screenshot("instance-history")
-    ui.assert_accessible()
+    # 6. Follow the trace of the approving request, from the link the approval shows.
+    page.get_by_role("link", name="follow the trace of this request").click()
+    trace_id = approved.headers["x-trace-id"]
+    page.get_by_role("heading", name=f"Trace {trace_id[:8]}").wait_for()
+    timeline = page.get_by_role("list", name="Span timeline")
+    # The request's own span is the root once the trace is stored whole (the page asks again
+    # until it is): the approval and its steps nested below it.
+    timeline.locator("li.src-http:first-child").wait_for()
+    timeline.get_by_text("workflow.approve").first.wait_for()
+    trace = ui_server.ok("GET", f"/api/{app}/_events/trace/{trace_id}", token)["data"]
+    approve_path = f"/api/{app}/_workflows/{instance_id}/approve"
+    assert trace["root_span"]["metadata"]["path"] == approve_path
+    assert timeline.locator("li").count() == len(trace["spans"])
+    assert approve_path in page.locator("table").inner_text()
+    ui.screenshot("walkthrough-trace")
+    ui.assert_clean(http_errors=True)
+
+    # 7. The workflow's runs and the run's history, from the workflows page.
     page.get_by_role("link", name="Workflows", exact=True).click()
     page.get_by_role("link", name="Runs of invoice_approval").click()
     page.get_by_role("heading", name="Runs of invoice_approval").wait_for()
@@ -218,14 +242,11 @@ def test_done_when_walkthrough(ui: UiPage, ui_server: Api) -> None:
     assert "approve: completed" in runs.first.inner_text()
     ui.screenshot("workflow-runs")
     ui.assert_accessible()
-
-    # 6. Follow the trace of the approving request (a deep link): its spans on a timeline.
-    ui.goto(trace_path)
-    timeline = page.get_by_role("list", name="Span timeline")
-    timeline.get_by_text("workflow.approve").first.wait_for()
-    trace_id = trace_path.rsplit("/", 1)[1]
-    trace = ui_server.ok("GET", f"/api/{app}/_events/trace/{trace_id}", token)["data"]
-    assert trace["root_span"]["metadata"]["path"].endswith("/approve")
-    assert timeline.locator("li").count() == len(trace["spans"])
-    ui.screenshot("walkthrough-trace")
-    ui.assert_clean(http_errors=True)
+    runs.first.get_by_role("link").click()
+    page.get_by_role("heading", name="Workflow invoice_approval").wait_for()
+    assert page.url.endswith(f"/instances/{instance_id}")
+    history = page.locator("ol.history").inner_text()
+    assert "review: approved" in history and "Looks right" in history
+    assert "approve: completed" in history
+    ui.screenshot("instance-history")
+    ui.assert_accessible()

@@ -78,10 +78,10 @@ export function Field({ label, errors, hint, render, inline }) {
   </div>`;
 }
 
-export function TextField({ label, value, onInput, errors, hint, type, required, autocomplete, placeholder, name }) {
+export function TextField({ label, value, onInput, errors, hint, type, required, autocomplete, placeholder, name, readOnly }) {
   return html`<${Field} label=${label} errors=${errors} hint=${hint}
     render=${(a) => html`<input ...${a} name=${name} type=${type || 'text'} value=${value ?? ''}
-      required=${required} autocomplete=${autocomplete} placeholder=${placeholder}
+      required=${required} autocomplete=${autocomplete} placeholder=${placeholder} readOnly=${readOnly}
       onInput=${(e) => onInput(e.currentTarget.value)} />`} />`;
 }
 

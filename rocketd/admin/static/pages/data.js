@@ -229,6 +229,7 @@ function Links({ app, schema, relation, state, onChange }) {
   const [choice, setChoice] = useState('');
   if (!target) return null;
   const pk = target.primary_key.field;
+  const appending = modeOf(relation, state) === 'append';
   const taken = new Set([...state.linked.map((l) => String(l.row[pk])), ...state.added.map((a) => String(a[pk]))]);
   const options = (candidates.data || []).filter((row) => !taken.has(String(row[pk])));
   const link = () => {
@@ -238,11 +239,13 @@ function Links({ app, schema, relation, state, onChange }) {
   };
   return html`<section class="children" aria-labelledby=${`links-${relation.name}`}>
     <h2 id=${`links-${relation.name}`}>${relation.name} <span class="muted">(linked ${relation.target})</span></h2>
-    <${SelectField} label=${`Write mode for ${relation.name}`} value=${state.mode} options=${[{ value: '', label: `default (${relation.write_mode || 'diff'})` }, 'diff', 'replace', 'append']}
-      onChange=${(mode) => onChange({ ...state, mode })} />
+    <${SelectField} label=${`Write mode for ${relation.name}`} value=${state.mode} options=${modeOptions(relation)}
+      onChange=${(mode) => onChange({ ...state, mode })} hint=${appending ? 'append only links: nothing is unlinked' : ''} />
     <ul class="links">
-      ${state.linked.map((l, i) => html`<li key=${l.row[pk]}><${CheckField} label=${`Unlink ${rowLabel(target, l.row)}`} checked=${l.unlink}
-        onChange=${(on) => onChange({ ...state, linked: state.linked.map((x, j) => (j === i ? { ...x, unlink: on } : x)) })} /></li>`)}
+      ${state.linked.map((l, i) => (appending
+        ? html`<li key=${l.row[pk]}>${rowLabel(target, l.row)} <span class="pill">stays linked</span></li>`
+        : html`<li key=${l.row[pk]}><${CheckField} label=${`Unlink ${rowLabel(target, l.row)}`} checked=${l.unlink}
+          onChange=${(on) => onChange({ ...state, linked: state.linked.map((x, j) => (j === i ? { ...x, unlink: on } : x)) })} /></li>`))}
       ${state.added.map((row) => html`<li key=${`new-${row[pk]}`}>${rowLabel(target, row)} <span class="pill">to link</span></li>`)}
     </ul>
     <div class="row">
@@ -253,15 +256,36 @@ function Links({ app, schema, relation, state, onChange }) {
   </section>`;
 }
 
+// What a write in `mode` does with what the form shows (data-api.md, "Nested writes"): `diff`
+// acts on the items listed (update, `_delete`); `replace` makes the list the whole set, so every
+// kept row is listed and a removed one is left out; `append` only adds (items naming a current
+// child or link, and `_delete`, are skipped), so only the new rows are sent and the current ones
+// are shown as they stay. The mode is the one chosen, else the relation's, else `diff`.
+function modeOf(relation, state) {
+  return state.mode || relation.write_mode || 'diff';
+}
+
+function modeOptions(relation) {
+  return [{ value: '', label: `default (${relation.write_mode || 'diff'})` }, 'diff', 'replace', 'append'];
+}
+
+function envelope(state, mode, data) {
+  if (!data.length && mode !== 'replace') return null;
+  return state.mode ? { _write_mode: state.mode, data } : { data };
+}
+
 function linksBody(schema, relation, state) {
   const pk = schema.entities.find((e) => e.name === relation.target).primary_key.field;
+  const mode = modeOf(relation, state);
   const data = state.added.map((row) => ({ [pk]: row[pk] }));
-  for (const l of state.linked) {
-    if (l.unlink) data.push({ [pk]: l.row[pk], _delete: true });
-    else if (state.mode === 'replace') data.push({ [pk]: l.row[pk] });
+  if (mode !== 'append') {
+    for (const l of state.linked) {
+      if (l.unlink) {
+        if (mode === 'diff') data.push({ [pk]: l.row[pk], _delete: true });
+      } else if (mode === 'replace') data.push({ [pk]: l.row[pk] });
+    }
   }
-  if (!data.length && state.mode !== 'replace') return null;
-  return state.mode ? { _write_mode: state.mode, data } : { data };
+  return envelope(state, mode, data);
 }
 
 function Children({ app, schema, relation, state, onChange }) {
@@ -269,14 +293,20 @@ function Children({ app, schema, relation, state, onChange }) {
   if (!target) return null;
   const pk = target.primary_key.field;
   const fields = target.fields.filter((f) => f.name !== relation.target_key && editable(target, f, true));
+  const appending = modeOf(relation, state) === 'append';
   const setRow = (i, row) => onChange({ ...state, rows: state.rows.map((r, j) => (j === i ? row : r)) });
   const add = () => onChange({ ...state, rows: [...state.rows, { values: {}, changed: {}, isNew: true }] });
   return html`<section class="children" aria-labelledby=${`children-${relation.name}`}>
     <h2 id=${`children-${relation.name}`}>${relation.name} <span class="muted">(${relation.target})</span></h2>
-    <${SelectField} label=${`Write mode for ${relation.name}`} value=${state.mode} options=${[{ value: '', label: `default (${relation.write_mode || 'diff'})` }, 'diff', 'replace', 'append']}
+    <${SelectField} label=${`Write mode for ${relation.name}`} value=${state.mode} options=${modeOptions(relation)}
       onChange=${(mode) => onChange({ ...state, mode })}
       hint="diff: update listed, delete marked; replace: the list becomes the children; append: only add" />
-    ${state.rows.map((row, i) => html`<fieldset class=${row.deleted ? 'child deleted' : 'child'} key=${i}>
+    ${state.rows.map((row, i) => (appending && !row.isNew
+      ? html`<fieldset class="child kept" key=${i}>
+          <legend>${relation.target} ${row.values[pk]} <span class="pill">stays as it is</span></legend>
+          <div class="row">${fields.map((f) => html`<div class="field"><span class="label">${f.name}</span><output>${preview(row.values[f.name])}</output></div>`)}</div>
+        </fieldset>`
+      : html`<fieldset class=${row.deleted ? 'child deleted' : 'child'} key=${i}>
       <legend>${row.isNew ? `New ${relation.target} ${i + 1}` : `${relation.target} ${row.values[pk]}`}</legend>
       <div class="row">
         ${fields.map((f) => html`<${ValueInput} app=${app} field=${f} label=${`${row.isNew ? `new ${relation.target} ${i + 1}` : `${relation.target} ${row.values[pk]}`} ${f.name}`} value=${toInput(f, row.values[f.name])}
@@ -285,7 +315,7 @@ function Children({ app, schema, relation, state, onChange }) {
       ${row.isNew
         ? html`<button type="button" onClick=${() => onChange({ ...state, rows: state.rows.filter((_, j) => j !== i) })}>Remove new ${relation.target} ${i + 1}</button>`
         : html`<${CheckField} label=${`Delete ${relation.target} ${row.values[pk]}`} checked=${row.deleted} onChange=${(on) => setRow(i, { ...row, deleted: on })} />`}
-    </fieldset>`)}
+    </fieldset>`))}
     <button type="button" onClick=${add}>Add ${relation.target}</button>
   </section>`;
 }
@@ -294,21 +324,23 @@ function nestedBody(schema, relation, state) {
   const target = schema.entities.find((e) => e.name === relation.target);
   const pk = target.primary_key.field;
   const fields = target.fields.filter((f) => f.name !== relation.target_key && editable(target, f, true));
+  const mode = modeOf(relation, state);
   const data = [];
   for (const row of state.rows) {
     if (row.isNew) {
       const item = {};
       for (const f of fields) if (row.changed[f.name]) item[f.name] = fromInput(f, row.values[f.name]);
       data.push(item);
-    } else if (row.deleted) data.push({ [pk]: row.values[pk], _delete: true });
-    else if (Object.keys(row.changed).length || state.mode === 'replace') {
+    } else if (mode === 'append') continue;
+    else if (row.deleted) {
+      if (mode === 'diff') data.push({ [pk]: row.values[pk], _delete: true });
+    } else if (Object.keys(row.changed).length || mode === 'replace') {
       const item = { [pk]: row.values[pk] };
       for (const f of fields) if (row.changed[f.name]) item[f.name] = fromInput(f, row.values[f.name]);
       data.push(item);
     }
   }
-  if (!data.length && state.mode !== 'replace') return null;
-  return state.mode ? { _write_mode: state.mode, data } : { data };
+  return envelope(state, mode, data);
 }
 
 let flash = '';

@@ -80,16 +80,37 @@ export function waterfall(root) {
   return rows;
 }
 
+// A request's events are stored in batches shortly after it ends (`instrumentation.
+// flush_interval_ms`), so a trace followed right away may not be there yet (404), or only in part:
+// its stored root then has a parent that is not stored yet. The page asks again every half second
+// while that is so, for ten seconds at most (a root whose parent is another system's, from a
+// `traceparent`, never arrives), showing what it has meanwhile.
+const TRACE_ASKS = 20;
+
+function stillStoring(trace) {
+  if (trace.loading) return false;
+  if (trace.error) return trace.error.status === 404;
+  return Boolean(trace.data && trace.data.root_span.parent_span_id);
+}
+
 export function TracePage({ app, traceId }) {
   const client = appApi(app);
-  const trace = useLoad(() => client.get(`/_events/trace/${traceId}`).then((r) => r.data), [app, traceId]);
+  const [asked, setAsked] = useState(0);
+  const trace = useLoad(() => client.get(`/_events/trace/${traceId}`).then((r) => r.data), [app, traceId, asked]);
+  const waiting = asked < TRACE_ASKS && stillStoring(trace);
+  useEffect(() => {
+    if (!waiting) return undefined;
+    const timer = setTimeout(() => setAsked((n) => n + 1), 500);
+    return () => clearTimeout(timer);
+  }, [waiting, asked]);
+  const missing = trace.error && trace.error.status === 404 && asked < TRACE_ASKS;
   const t = trace.data;
   const rows = t ? waterfall(t.root_span) : [];
   const total = t ? t.total_duration_ms || Math.max(...rows.map((r) => r.end), 1) : 1;
   const critical = new Set((t && t.critical_path) || []);
   return html`<${Page} title=${`Trace ${traceId.slice(0, 8)}`} wide>
     <${Tabs} app=${app} current="trace" />
-    <${ErrorBox} error=${trace.error} />
+    ${missing ? html`<p role="status" aria-busy="true">Waiting for the trace's events to be stored…</p>` : html`<${ErrorBox} error=${trace.error} />`}
     ${t
       ? html`<p>${rows.length} spans, ${total.toFixed(2)} ms. Trace id <code>${t.trace_id}</code>. <a href=${`/admin/apps/${app}/events?trace_id=${t.trace_id}`}>Its events in the stream</a></p>
         <ol class="waterfall" aria-label="Span timeline">${rows.map((r) => html`<li key=${r.node.span_id} class=${`src-${r.node.source}`}>

@@ -51,7 +51,8 @@ function RelationForm({ app, entities, initial, onSaved, onCancel }) {
     <h2 id="relation-form">${isNew ? 'New relation' : `Edit relation ${draft.name}`}</h2>
     <${ErrorBox} error=${error} title="Not saved" />
     <div class="row">
-      <${TextField} label="Relation name" value=${draft.name} onInput=${isNew ? set('name') : () => {}} errors=${at('name')} />
+      <${TextField} label="Relation name" value=${draft.name} onInput=${set('name')} readOnly=${!isNew} errors=${at('name')}
+        hint=${isNew ? '' : 'a relation cannot be renamed'} />
       <${SelectField} label="Type" value=${draft.type} options=${TYPES} onChange=${set('type')} errors=${at('type')} />
       <${SelectField} label="Source (parent)" value=${draft.source} options=${names} onChange=${set('source')} errors=${at('source')} />
       <${SelectField} label="Target (child)" value=${draft.target} options=${names} onChange=${set('target')} errors=${at('target')} />
