@@ -85,6 +85,9 @@ def test_platform_login_create_and_delete_app(ui: UiPage, ui_server: Api) -> Non
 
 def test_wrong_password_is_shown(ui: UiPage) -> None:
     ui.goto("/admin")
+    ui.page.get_by_role("button", name="Log in").wait_for()
+    ui.screenshot("login")
+    ui.assert_accessible()
     ui.page.get_by_label("Email").fill("platform@localhost")
     ui.page.get_by_label("Password").fill("not the password")
     ui.page.get_by_role("button", name="Log in").click()
@@ -110,6 +113,14 @@ def test_deep_link_and_reload_keep_the_session(ui: UiPage, ui_server: Api) -> No
     ui.page.go_back()  # history works: the login page, which sends a signed-in user on
     ui.page.go_forward()
     ui.page.get_by_role("heading", name="Entities").wait_for()
+    # A link to no page: its own page, inside the frame, with a way back.
+    ui.goto(f"/admin/apps/{app}/nowhere")
+    ui.page.get_by_role("heading", name="Page not found").wait_for()
+    assert f"/admin/apps/{app}/nowhere" in ui.page.locator("main").inner_text()
+    ui.screenshot("not-found")
+    ui.assert_clean()
+    ui.page.get_by_role("link", name="Go to the apps").click()
+    ui.page.get_by_role("heading", name="Apps").wait_for()
 
 
 def test_expired_access_token_is_refreshed(ui: UiPage, ui_server: Api) -> None:
