@@ -12,6 +12,7 @@ so spellings that store the same (defaults left out, upstream formats) are not c
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
@@ -76,15 +77,20 @@ def same_json(a: Any, b: Any) -> bool:
 
 def _naming(items: Sequence[Any]) -> Callable[[Any], str] | None:
     """How the objects of an array are told apart, when they can be: by `name` (an entity's
-    fields, a workflow's steps), or by their `fields` (an entity's indexes). None: compared
-    as a whole."""
+    fields), `id` (a workflow's steps), or by their `fields` (an entity's indexes). None:
+    compared as a whole."""
     if not items or not all(isinstance(i, Mapping) for i in items):
         return None
-    if all(isinstance(i.get("name"), str) for i in items):
-        return lambda i: str(i["name"])
+    for key in ("name", "id"):
+        if all(isinstance(i.get(key), str) for i in items):
+            return operator.itemgetter(key)
     if all(isinstance(i.get("fields"), list) for i in items):
-        return lambda i: ",".join(str(f) for f in i["fields"])
+        return _index_name
     return None
+
+
+def _index_name(index: Mapping[str, Any]) -> str:
+    return ",".join(str(f) for f in index["fields"])
 
 
 def _keyed(items: Sequence[Any], name: Callable[[Any], str]) -> dict[str, Any] | None:
