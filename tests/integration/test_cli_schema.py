@@ -1,4 +1,5 @@
-"""`rocketd export APP` and `rocketd import APP FILE` straight against the database."""
+"""`rocketd export APP`, `rocketd import APP FILE` and `rocketd diff APP FILE` straight against the
+database."""
 
 from __future__ import annotations
 
@@ -10,12 +11,16 @@ from tests.support.databases import dsn_for, unique_name
 from tests.support.paths import ROOT
 
 
-def test_import_then_export_round_trip(pg_dsn: str, management_db: str, tmp_path: Path) -> None:
-    env = {
+def cli_env(pg_dsn: str, management_db: str) -> dict[str, str]:
+    return {
         "ROCKET_DATABASE_URL": dsn_for(pg_dsn, management_db),
         "ROCKET_AUTH_BCRYPT_COST": "4",
         "ROCKET_LOG_LEVEL": "error",
     }
+
+
+def test_import_then_export_round_trip(pg_dsn: str, management_db: str, tmp_path: Path) -> None:
+    env = cli_env(pg_dsn, management_db)
     name = unique_name("cli")
     assert rocketd("apps", "create", name, env=env).returncode == 0
 
@@ -52,11 +57,7 @@ def test_import_then_export_round_trip(pg_dsn: str, management_db: str, tmp_path
 def test_diff_prints_what_an_import_would_change(
     pg_dsn: str, management_db: str, tmp_path: Path
 ) -> None:
-    env = {
-        "ROCKET_DATABASE_URL": dsn_for(pg_dsn, management_db),
-        "ROCKET_AUTH_BCRYPT_COST": "4",
-        "ROCKET_LOG_LEVEL": "error",
-    }
+    env = cli_env(pg_dsn, management_db)
     name = unique_name("cli")
     assert rocketd("apps", "create", name, env=env).returncode == 0
     example = ROOT / "examples" / "invoicing.json"

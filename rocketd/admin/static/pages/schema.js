@@ -98,35 +98,20 @@ function DiffResult({ diff, file }) {
   </div>`;
 }
 
-export function SchemaPage({ app }) {
-  const client = appApi(app);
+// A file input's change handler that reads the chosen document and sends it (`send(document,
+// file)`), with the answer, the error and whether it is running.
+function useDocumentUpload(send) {
+  const [result, setResult] = useState(null);
   const [error, setError] = useState(null);
-  const [report, setReport] = useState(null);
   const [running, setRunning] = useState(false);
-  const [notice, setNotice] = useState('');
-  const [diff, setDiff] = useState(null);
-  const [diffError, setDiffError] = useState(null);
-  const [comparing, setComparing] = useState(false);
-  const exportSchema = async () => {
-    setError(null);
-    try {
-      const { data } = await client.get('/_admin/export');
-      saveJson(`${app}-schema.json`, data);
-      setNotice(`Exported ${data.entities.length} entities and ${data.relations.length} relations.`);
-    } catch (err) {
-      setError(err);
-    }
-  };
-  const importSchema = async (event) => {
+  const onChange = async (event) => {
     const file = event.currentTarget.files[0];
     if (!file) return;
     setError(null);
-    setReport(null);
+    setResult(null);
     setRunning(true);
     try {
-      const document = await readDocument(file);
-      const answer = await client.post('/_admin/import', document);
-      setReport({ ...answer.data, meta: answer.meta || {} });
+      setResult(await send(await readDocument(file), file));
     } catch (err) {
       setError(err);
     } finally {
@@ -134,23 +119,32 @@ export function SchemaPage({ app }) {
       event.target.value = '';
     }
   };
-  const compareSchema = async (event) => {
-    const file = event.currentTarget.files[0];
-    if (!file) return;
-    setDiffError(null);
-    setDiff(null);
-    setComparing(true);
+  return { result, error, setError, running, onChange };
+}
+
+export function SchemaPage({ app }) {
+  const client = appApi(app);
+  const [notice, setNotice] = useState('');
+  const importing = useDocumentUpload(async (document) => {
+    const answer = await client.post('/_admin/import', document);
+    return { ...answer.data, meta: answer.meta || {} };
+  });
+  const comparing = useDocumentUpload(async (document, file) => {
+    const answer = await client.post('/_admin/diff', document);
+    return { data: answer.data, file: file.name };
+  });
+  const exportSchema = async () => {
+    importing.setError(null);
     try {
-      const document = await readDocument(file);
-      const answer = await client.post('/_admin/diff', document);
-      setDiff({ data: answer.data, file: file.name });
+      const { data } = await client.get('/_admin/export');
+      saveJson(`${app}-schema.json`, data);
+      setNotice(`Exported ${data.entities.length} entities and ${data.relations.length} relations.`);
     } catch (err) {
-      setDiffError(err);
-    } finally {
-      setComparing(false);
-      event.target.value = '';
+      importing.setError(err);
     }
   };
+  const report = importing.result;
+  const diff = comparing.result;
   return html`<${Page} title="Export and import">
     <section class="card" aria-labelledby="export-title">
       <h2 id="export-title">Export</h2>
@@ -161,9 +155,9 @@ export function SchemaPage({ app }) {
     <section class="card" aria-labelledby="import-title">
       <h2 id="import-title">Import</h2>
       <p>All or nothing: a document with a problem changes nothing. Items that already exist are skipped.</p>
-      <${Field} label="Schema document to import" render=${(a) => html`<input ...${a} type="file" accept="application/json,.json" onChange=${importSchema} disabled=${running} />`} />
-      ${running ? html`<p role="status"><progress aria-label="Importing"></progress> Importing…</p>` : null}
-      <${ErrorBox} error=${error} title="Not imported" />
+      <${Field} label="Schema document to import" render=${(a) => html`<input ...${a} type="file" accept="application/json,.json" onChange=${importing.onChange} disabled=${importing.running} />`} />
+      ${importing.running ? html`<p role="status"><progress aria-label="Importing"></progress> Importing…</p>` : null}
+      <${ErrorBox} error=${importing.error} title="Not imported" />
       ${report
         ? html`<div class="notice ok" role="status" aria-label="Import report">
             <p><strong>${report.message}</strong></p>
@@ -177,9 +171,9 @@ export function SchemaPage({ app }) {
     <section class="card" aria-labelledby="compare-title">
       <h2 id="compare-title">Compare with a file</h2>
       <p>What importing a schema document would change in this app, item by item: what it adds, what differs (an import leaves existing items as they are, except UI configs) and what only the app has. Nothing is written.</p>
-      <${Field} label="Schema document to compare" render=${(a) => html`<input ...${a} type="file" accept="application/json,.json" onChange=${compareSchema} disabled=${comparing} />`} />
-      ${comparing ? html`<p role="status"><progress aria-label="Comparing"></progress> Comparing…</p>` : null}
-      <${ErrorBox} error=${diffError} title="Not compared" />
+      <${Field} label="Schema document to compare" render=${(a) => html`<input ...${a} type="file" accept="application/json,.json" onChange=${comparing.onChange} disabled=${comparing.running} />`} />
+      ${comparing.running ? html`<p role="status"><progress aria-label="Comparing"></progress> Comparing…</p>` : null}
+      <${ErrorBox} error=${comparing.error} title="Not compared" />
       ${diff ? html`<${DiffResult} diff=${diff.data} file=${diff.file} />` : null}
     </section>
   <//>`;
