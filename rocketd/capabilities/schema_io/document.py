@@ -13,9 +13,11 @@ rows, the settings and the metadata NOTIFY commit together or not at all.
 
 Idempotency is the spec's: an item whose natural key (`MetadataKind.key_of`) already exists (or
 appeared earlier in the file) is skipped and not validated; UI configs are upserted; a settings
-section already stored is skipped. Sample data is seed data: inserted after the metadata with only
-declared columns (other keys dropped and listed), `ON CONFLICT DO NOTHING`, no rules, state
-machines, defaults or timestamps; a row the database refuses rejects the import.
+section already stored is skipped. The plan records that decision for every item
+(`plan_import`): the schema diff (`diff.py`) reports it without applying anything. Sample data
+is seed data, written after the metadata through the write pipeline in IMPORT mode (join-table
+rows inserted as given, `ON CONFLICT DO NOTHING`), with only declared columns (other keys
+dropped and listed); a row refused rejects the import.
 """
 
 from __future__ import annotations
