@@ -1,11 +1,11 @@
 """The `rocketd` command line: serve, check-config, version, apps list|create|delete, export,
-import, platform set-password|set-email, backup, restore.
+import, diff, platform set-password|set-email, backup, restore.
 
 `check-config` validates the settings, then, when the database answers (an external one, or the
 embedded one while a server runs it), reports accounts whose emails differ only in case (see
 rocketd.db.email_index); it never starts a database or changes one.
 
-`apps`, `export`/`import`, `platform` and `backup`/`restore` talk to the databases directly (not over HTTP),
+`apps`, `export`/`import`/`diff`, `platform` and `backup`/`restore` talk to the databases directly (not over HTTP),
 so they work while the server is down. With no database configured they use the embedded PostgreSQL in `data_dir`,
 starting it for the command and stopping it afterwards unless a running server already owns it.
 """
@@ -113,6 +113,16 @@ def _parser() -> argparse.ArgumentParser:
     )
     imp.add_argument("app", help="the app to import into")
     imp.add_argument("file", help="the document (JSON); - reads stdin")
+    diff = _command(
+        sub,
+        "diff",
+        "print what importing a schema document would change (JSON), changing nothing",
+        "Compare a schema document with the app: what an import would add, the items that"
+        " differ (and whether import would change or leave them) and what only the app has,"
+        " the same as POST /api/APP/_admin/diff (docs/export-import.md). Writes nothing.",
+    )
+    diff.add_argument("app", help="the app to compare with")
+    diff.add_argument("file", help="the document (JSON); - reads stdin")
     _platform_parsers(sub)
     _backup_parsers(sub)
     # `--config` is accepted after the subcommand too (`rocketd serve --config x.yaml`).
@@ -304,7 +314,7 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
         if not _confirm(f"Delete app {args.name} and drop its database? [y/N] "):
             print("aborted (use --yes to skip this question)", file=sys.stderr)
             return 2
-    if args.command in ("export", "import"):
+    if args.command in ("export", "import", "diff"):
         return _run(_schema_command(settings, args, out))
     if args.command == "platform":
         password = _new_password(args) if args.platform_command == "set-password" else ""
@@ -538,14 +548,15 @@ async def _platform_command(
 
 
 async def _schema_command(settings: Settings, args: argparse.Namespace, out: TextIO) -> int:
-    """`export APP` / `import APP FILE`, against the app's database directly (the server, if
-    running, hears about an import through the metadata notification)."""
+    """`export APP` / `import APP FILE` / `diff APP FILE`, against the app's database directly
+    (the server, if running, hears about an import through the metadata notification)."""
     import json
 
     import psycopg
     from psycopg_pool import AsyncConnectionPool
 
     from rocketd.capabilities import INSTALLED
+    from rocketd.capabilities.schema_io import diff as schema_diff
     from rocketd.capabilities.schema_io import document as schema_io
     from rocketd.db.app_schema import APP_PLAN
     from rocketd.db.migrations import apply_plan
@@ -558,7 +569,7 @@ async def _schema_command(settings: Settings, args: argparse.Namespace, out: Tex
     from rocketd.runtime import build_installation
 
     doc: object = None
-    if args.command == "import":
+    if args.command in ("import", "diff"):
         try:
             text = sys.stdin.read() if args.file == "-" else Path(args.file).read_text("utf-8")
             doc = json.loads(text)
@@ -580,6 +591,14 @@ async def _schema_command(settings: Settings, args: argparse.Namespace, out: Tex
                 if args.command == "export":
                     result = await schema_io.export_app(
                         app_pool, metadata_kinds(INSTALLED), settings_sections(INSTALLED)
+                    )
+                elif args.command == "diff":
+                    result = await schema_diff.diff_document(
+                        app_pool,
+                        AdminCall(row.name, settings),
+                        doc,
+                        metadata_kinds(INSTALLED),
+                        settings_sections(INSTALLED),
                     )
                 else:
                     call = AdminCall(row.name, settings)

@@ -236,7 +236,7 @@ class AccountService:
                 return False
             pw_hash = await passwords.hash_password(password, self._policy.bcrypt_cost)
             cur = await conn.execute(self._q_seed, (email, pw_hash, roles))
-            return cur.rowcount == 1
+            return bool(cur.rowcount == 1)
 
     async def _issue(
         self,

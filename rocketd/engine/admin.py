@@ -36,6 +36,7 @@ from typing import Any, ClassVar, Final, Generic, Literal, TypeVar
 from psycopg import AsyncConnection, sql
 from psycopg import errors as pg_errors
 from psycopg.rows import dict_row
+from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
 
 from rocketd.auth.principal import Principal
@@ -450,6 +451,14 @@ class MetadataKind(Generic[T]):
     def export_json(self, row: Row) -> Any:
         return dict(row)
 
+    def export_item(self, item: T) -> Any:
+        """A parsed item as an export would show it once stored (a schema diff compares the
+        document's items and the stored ones in this form). Default: its `values` as a row."""
+        exported = self.export_columns if self.export_columns is not None else self.columns
+        values = (v.obj if isinstance(v, Jsonb) else v for v in self.values(item))
+        row = dict(zip(self.columns, values, strict=True))
+        return self.export_json({c: row[c] for c in exported})
+
     async def existing_keys(self, conn: AsyncConnection[Any]) -> set[Hashable]:
         """The natural keys (`import_key_columns`) of the stored rows."""
         if not self.import_key_columns:
@@ -470,6 +479,11 @@ class MetadataKind(Generic[T]):
         """An item's natural key: an import skips an item whose key exists already (or came
         earlier in the document). None: the kind has no natural key."""
         return None
+
+    def diff_key(self, item: T) -> Hashable | None:
+        """What pairs a document's item with a stored one in a schema diff (default: the
+        import's natural key, `key_of`); None: the item pairs with nothing."""
+        return self.key_of(item)
 
     def raw_key(self, raw: object) -> Hashable | None:
         """The key of a raw document item when it can be checked before parsing (then an

@@ -76,6 +76,9 @@ class _NamedKind(MetadataKind[_Named]):
     def export_json(self, row: Row) -> Any:
         return row["definition"]
 
+    def export_item(self, item: _Named) -> Any:
+        return item.to_json()  # what is stored as the definition
+
     def raw_label(self, raw: object) -> str | None:
         return str(raw.get("name")) if isinstance(raw, Mapping) else None
 

@@ -61,10 +61,19 @@ def example_schema(name: str) -> dict[str, Any]:
     return dict(json.loads((ROOT / "examples" / f"{name}.json").read_text()))
 
 
-async def import_doc(app: AppClient, doc: Any) -> tuple[int, Any]:
+async def post_document(app: AppClient, path: str, doc: Any) -> tuple[int, Any]:
+    """POST a schema document (a dict, or the raw bytes/text of a body) to `_admin/{path}`."""
     resp = await app.client.post(
-        app.url("_admin/import"),
+        app.url(f"_admin/{path}"),
         data=doc if isinstance(doc, (bytes, str)) else json.dumps(doc),
         headers={**app.headers, "Content-Type": "application/json"},
     )
     return resp.status, await resp.json()
+
+
+async def import_doc(app: AppClient, doc: Any) -> tuple[int, Any]:
+    return await post_document(app, "import", doc)
+
+
+async def diff_doc(app: AppClient, doc: Any) -> tuple[int, Any]:
+    return await post_document(app, "diff", doc)

@@ -38,6 +38,7 @@ def test_the_command_list_covers_the_documented_commands() -> None:
         "apps",
         "export",
         "import",
+        "diff",
         "backup",
         "restore",
         "platform",

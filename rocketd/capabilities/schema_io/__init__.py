@@ -1,4 +1,5 @@
-"""Schema export and import: one JSON document with an app's metadata (and sample data)."""
+"""Schema export, import and diff: one JSON document with an app's metadata (and sample data),
+and what importing one would change."""
 
 from __future__ import annotations
 

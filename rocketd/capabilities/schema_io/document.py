@@ -13,16 +13,18 @@ rows, the settings and the metadata NOTIFY commit together or not at all.
 
 Idempotency is the spec's: an item whose natural key (`MetadataKind.key_of`) already exists (or
 appeared earlier in the file) is skipped and not validated; UI configs are upserted; a settings
-section already stored is skipped. Sample data is seed data: inserted after the metadata with only
-declared columns (other keys dropped and listed), `ON CONFLICT DO NOTHING`, no rules, state
-machines, defaults or timestamps; a row the database refuses rejects the import.
+section already stored is skipped. The plan records that decision for every item
+(`plan_import`): the schema diff (`diff.py`) reports it without applying anything. Sample data
+is seed data, written after the metadata through the write pipeline in IMPORT mode (join-table
+rows inserted as given, `ON CONFLICT DO NOTHING`), with only declared columns (other keys
+dropped and listed); a row refused rejects the import.
 """
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Final
+from typing import Any, Final, Literal
 
 import psycopg
 from psycopg import AsyncConnection, sql
@@ -55,8 +57,10 @@ from rocketd.metadata.registry import Registry
 from rocketd.timestamps import now_text
 
 VERSION: Final = 1
+# Levels of arrays and objects a document may nest: far more than any schema needs, and well
+# below what the JSON encoder writes (254) and Python's recursion allows.
+MAX_DEPTH: Final = 100
 _INT_TYPES: Final = frozenset({"int", "integer", "bigint"})
-_JSON_TYPES: Final = frozenset({"json", "file"})
 
 Kinds = Sequence[MetadataKind[Any]]
 
@@ -70,7 +74,8 @@ class ImportRejected(ValidationFailed):
         )
 
 
-def _exported(kinds: Kinds) -> list[MetadataKind[Any]]:
+def exported_kinds(kinds: Kinds) -> list[MetadataKind[Any]]:
+    """The kinds that are part of the document, in document order."""
     return [kind for kind in kinds if kind.exported]
 
 
@@ -83,8 +88,8 @@ async def export_document(
     """The app's metadata as a version-1 document (never sample data): one array per kind, and
     `settings`: the keys the app set in each declared section (defaults are not exported)."""
     doc: dict[str, Any] = {"version": VERSION, "exported_at": now_text()}
-    for kind in _exported(kinds):
-        doc[kind.name] = await kind.export_items(conn) if await _table_exists(conn, kind) else []
+    for kind in exported_kinds(kinds):
+        doc[kind.name] = await exported_items(conn, kind)
     stored = await stored_settings(conn)
     doc["settings"] = {s.name: stored[s.name] for s in sections if stored.get(s.name)}
     return doc
@@ -98,6 +103,11 @@ async def _table_exists(conn: AsyncConnection[Any], kind: MetadataKind[Any]) -> 
     return bool(row and row[0])
 
 
+async def exported_items(conn: AsyncConnection[Any], kind: MetadataKind[Any]) -> list[Any]:
+    """The kind's part of an export document ([] before its table exists)."""
+    return await kind.export_items(conn) if await _table_exists(conn, kind) else []
+
+
 async def export_app(
     pool: AsyncConnectionPool[Any], kinds: Kinds, sections: Sections = ()
 ) -> dict[str, Any]:
@@ -108,18 +118,47 @@ async def export_app(
 # ------------------------------------------------------------------------------------ import
 
 
+IN_APP: Final = "already in the app"
+EARLIER: Final = "earlier in the document"
+
+
+@dataclass(frozen=True)
+class Decision:
+    """What import does with one item of the document (`where`: its path): `create` writes it
+    (UI configs: upserts it; settings: stores the section), `skip` leaves it out and the app as
+    it is (`why` says why), `ignore` drops it. `key` is the natural key it was matched by, and
+    `item` the parsed item, when the planner got that far."""
+
+    where: str
+    raw: Any
+    action: Literal["create", "skip", "ignore"]
+    why: str = ""
+    key: Hashable | None = None
+    item: Any = None
+
+
 @dataclass
-class _Plan:
-    """What a validated document will do: the items to write per kind, in document order."""
+class ImportPlan:
+    """What a document will do: the items to write per kind, in document order, and a decision
+    for every item of every section (what the schema diff reports)."""
 
     items: dict[str, list[Any]] = field(default_factory=dict)
     settings: dict[str, dict[str, Any]] = field(default_factory=dict)
     skipped: dict[str, list[str]] = field(default_factory=dict)
     ignored: list[str] = field(default_factory=list)
     problems: list[ErrorDetail] = field(default_factory=list)
+    decisions: dict[str, list[Decision]] = field(default_factory=dict)
 
-    def skip(self, kind: str, label: str) -> None:
+    def decide(self, section: str, decision: Decision) -> None:
+        self.decisions.setdefault(section, []).append(decision)
+
+    def skip(self, kind: str, label: str, decision: Decision) -> None:
         self.skipped.setdefault(kind, []).append(label)
+        self.decide(kind, decision)
+
+    def ignore(self, section: str, text: str, decision: Decision) -> None:
+        self.ignored.append(text)
+        self.decide(section, decision)
 
     def problem(self, where: str, err: ApiError | ErrorDetail | str) -> None:
         """Record a problem; `where` is the item's path, optionally followed by " (label)"."""
@@ -135,7 +174,7 @@ class _Plan:
             self.problems.append(ErrorDetail(f"{where}: {d.message}", at, d.rule or ""))
 
 
-def _items(doc: Mapping[str, Any], kind: str, plan: _Plan) -> list[tuple[str, Any]]:
+def _items(doc: Mapping[str, Any], kind: str, plan: ImportPlan) -> list[tuple[str, Any]]:
     raw = doc.get(kind)
     if raw is None:
         return []
@@ -145,7 +184,7 @@ def _items(doc: Mapping[str, Any], kind: str, plan: _Plan) -> list[tuple[str, An
     return [(f"{kind}[{i}]", item) for i, item in enumerate(raw)]
 
 
-def _parsed(plan: _Plan, where: str, parse: Callable[[Any], Any], item: Any) -> Any:
+def _parsed(plan: ImportPlan, where: str, parse: Callable[[Any], Any], item: Any) -> Any:
     try:
         return parse(item)
     except ApiError as err:
@@ -162,34 +201,39 @@ async def _plan_kind(
     kind: MetadataKind[Any],
     doc: Mapping[str, Any],
     call: AdminCall,
-    plan: _Plan,
+    plan: ImportPlan,
     registry: Registry,
 ) -> Registry:
     """Plan the document's items of one kind; the registry with the accepted ones added."""
     planned = plan.items.setdefault(kind.name, [])
-    keys: set[Hashable] = set()
+    stored: set[Hashable] = set()
     if await _table_exists(conn, kind):
-        keys = await kind.existing_keys(conn)
+        stored = await kind.existing_keys(conn)
+    keys = set(stored)
     for where, raw in _items(doc, kind.name, plan):
         screened = kind.screen(where, raw)
         if screened is not None:
             if screened.outcome == "problem":
                 plan.problem(where, screened.text)
             elif screened.outcome == "skip":
-                plan.skip(kind.name, screened.text)
+                plan.skip(kind.name, screened.text, Decision(where, raw, "skip", screened.text))
             else:
-                plan.ignored.append(screened.text)
+                plan.ignore(kind.name, screened.text, Decision(where, raw, "ignore", screened.text))
             continue
         raw_key = kind.raw_key(raw)
         if raw_key is not None and raw_key in keys:
-            plan.skip(kind.name, kind.skip_label(raw, None))
+            why = IN_APP if raw_key in stored else EARLIER
+            decision = Decision(where, raw, "skip", why, raw_key)
+            plan.skip(kind.name, kind.skip_label(raw, None), decision)
             continue
         item = _parsed(plan, _at(where, kind.raw_label(raw)), lambda b: kind.parse(b, call), raw)
         if item is None:
             continue
         key = kind.key_of(item)
         if raw_key is None and key is not None and key in keys:
-            plan.skip(kind.name, kind.skip_label(raw, item))
+            why = IN_APP if key in stored else EARLIER
+            decision = Decision(where, raw, "skip", why, key, item)
+            plan.skip(kind.name, kind.skip_label(raw, item), decision)
             continue
         problems = kind.import_problems_in(registry, item)
         if problems:
@@ -201,21 +245,31 @@ async def _plan_kind(
             keys.add(key)
         registry = kind.extend(registry, item)
         planned.append(item)
+        created = raw_key if raw_key is not None else key
+        plan.decide(kind.name, Decision(where, raw, "create", key=created, item=item))
     return registry
 
 
-async def _plan(
-    conn: AsyncConnection[Any], doc: Mapping[str, Any], call: AdminCall, kinds: Kinds
-) -> tuple[_Plan, Registry]:
-    plan = _Plan()
+async def plan_import(
+    conn: AsyncConnection[Any],
+    doc: Mapping[str, Any],
+    call: AdminCall,
+    kinds: Kinds,
+    sections: Sections,
+) -> tuple[ImportPlan, Registry]:
+    """What importing `doc` would do, only reading the app: every item parsed and validated,
+    a decision for each; and the metadata as it will be after the document. Problems are
+    listed in the plan (the caller rejects the document)."""
+    plan = ImportPlan()
     registry = await load_registry(conn)
-    for kind in kinds:
+    for kind in exported_kinds(kinds):
         registry = await _plan_kind(conn, kind, doc, call, plan, registry)
+    await _plan_settings(conn, doc, sections, plan)
     return plan, registry
 
 
 async def _plan_settings(
-    conn: AsyncConnection[Any], doc: Mapping[str, Any], sections: Sections, plan: _Plan
+    conn: AsyncConnection[Any], doc: Mapping[str, Any], sections: Sections, plan: ImportPlan
 ) -> None:
     """The document's `settings`: each section validated like the settings route's PUT; a
     section the app has set already is skipped; one this server does not declare is ignored
@@ -229,73 +283,146 @@ async def _plan_settings(
     stored = await stored_settings(conn)
     for name, value in raw.items():
         where = f"settings.{name}"
+        key = (name,)
         section = section_named(sections, name)
         if section is None:
-            plan.ignored.append(f"{where}: not a settings section of this server")
+            why = "not a settings section of this server"
+            plan.ignore("settings", f"{where}: {why}", Decision(where, value, "ignore", why, key))
             continue
         if stored.get(name):
-            plan.skip("settings", str(name))
+            plan.skip("settings", str(name), Decision(where, value, "skip", IN_APP, key))
             continue
         problems = section.problems(value)
         for problem in problems:
             plan.problem(where, problem)
         if not problems:
-            plan.settings[name] = section.overrides(None, value)
+            overrides = section.overrides(None, value)
+            plan.settings[name] = overrides
+            plan.decide("settings", Decision(where, value, "create", key=key, item=overrides))
 
 
-async def _apply(change: Change, plan: _Plan, kinds: Kinds) -> dict[str, int]:
+async def _apply(change: Change, plan: ImportPlan, kinds: Kinds) -> dict[str, int]:
     for kind in kinds:
         for item in plan.items[kind.name]:
             await kind.import_write(change, item)
     return {kind.name: len(plan.items[kind.name]) for kind in kinds}
 
 
-def _sample_value(kind: str, value: Any) -> Any:
-    if kind in _JSON_TYPES:
-        return None if value is None else Jsonb(value)
-    if kind in _INT_TYPES and isinstance(value, float) and value.is_integer():
-        return int(value)
-    if isinstance(value, (dict, list)):
-        return Jsonb(value)
-    return value
+def _join_value(value: Any) -> Any:
+    return Jsonb(value) if isinstance(value, (dict, list)) else value
+
+
+NOT_A_TARGET: Final = "not an entity or join table of this document"
+
+
+@dataclass(frozen=True)
+class SampleTarget:
+    """One `sample_data` entry and where import writes it: the rows of an entity the app will
+    have, or of the join table of one of the document's many-to-many relations; neither: the
+    entry is ignored."""
+
+    key: str
+    rows: Any
+    entity: Entity | None = None
+    relation: Relation | None = None
+
+    @property
+    def where(self) -> str:
+        return f"sample_data.{self.key}"
+
+    @property
+    def columns(self) -> frozenset[str]:
+        """The keys of a row that import writes (the others are dropped and listed)."""
+        if self.entity is not None:
+            return frozenset(self.entity.field_map)
+        if self.relation is not None:
+            joins = (self.relation.source_join_key, self.relation.target_join_key)
+            return frozenset(k for k in joins if k is not None)
+        return frozenset()
+
+    def checked_rows(self, plan: ImportPlan) -> list[tuple[int, Mapping[str, Any]]]:
+        """The rows, with their indexes; an entry that is not an array of objects is a problem."""
+        if not isinstance(self.rows, list):
+            plan.problem(self.where, "must be an array")
+            return []
+        rows = []
+        for index, row in enumerate(self.rows):
+            if isinstance(row, Mapping):
+                rows.append((index, row))
+            else:
+                plan.problem(f"{self.where}[{index}]", "must be an object")
+        return rows
+
+    def kept(self, row: Mapping[str, Any]) -> dict[str, Any]:
+        """What import writes of a row (a row with none of the columns is not written)."""
+        columns = self.columns
+        return {k: v for k, v in row.items() if k in columns}
+
+    def dropped(self, rows: Sequence[tuple[int, Mapping[str, Any]]]) -> list[str]:
+        columns = self.columns
+        return sorted({str(k) for _, row in rows for k in row if k not in columns})
+
+
+def sample_targets(
+    doc: Mapping[str, Any], registry: Registry, plan: ImportPlan
+) -> list[SampleTarget]:
+    """The document's `sample_data` entries in the order import writes them: the entities of the
+    document's `entities` array (in that order) that `registry` (the metadata after the
+    document) has, then the others in document order (join tables, or ignored ones)."""
+    sample = doc.get("sample_data")
+    if sample is None:
+        return []
+    if not isinstance(sample, Mapping):
+        plan.problem("sample_data", "must be an object")
+        return []
+    targets: list[SampleTarget] = []
+    used: set[str] = set()
+    order = [e.get("name") for e in doc.get("entities") or [] if isinstance(e, Mapping)]
+    for name in order:
+        if not isinstance(name, str) or name in used or name not in sample:
+            continue
+        entity = registry.entity(name)
+        if entity is None:
+            continue
+        used.add(name)
+        targets.append(SampleTarget(name, sample[name], entity=entity))
+    joins: dict[str, Relation] = {}
+    for item in doc.get("relations") or []:
+        if isinstance(item, Mapping) and isinstance(item.get("name"), str):
+            relation = registry.relation(item["name"])
+            if relation is not None and relation.many_to_many and relation.join_table:
+                joins.setdefault(relation.join_table, relation)
+    for key, rows in sample.items():
+        if key not in used:
+            targets.append(SampleTarget(str(key), rows, relation=joins.get(key)))
+    return targets
 
 
 async def _insert_rows(
     conn: AsyncConnection[Any],
-    table: str,
-    rows: list[Any],
-    columns: Mapping[str, str],
-    where: str,
-    plan: _Plan,
+    target: SampleTarget,
+    rows: Sequence[tuple[int, Mapping[str, Any]]],
+    plan: ImportPlan,
 ) -> int:
-    """Insert seed rows keeping only `columns` (name -> field type); dropped keys are listed."""
+    """Insert join-table rows with only the relation's two join columns, as given."""
     done = 0
-    dropped: set[str] = set()
-    for index, row in enumerate(rows):
-        if not isinstance(row, Mapping):
-            plan.problem(f"{where}[{index}]", "must be an object")
-            continue
-        keep = {k: v for k, v in row.items() if k in columns}
-        dropped.update(k for k in row if k not in columns)
+    for index, row in rows:
+        keep = target.kept(row)
         if not keep:
             continue
         statement = sql.SQL("insert into {} ({}) values ({}) on conflict do nothing").format(
-            sql.Identifier(table),
+            sql.Identifier(target.key),
             sql.SQL(", ").join(sql.Identifier(k) for k in keep),
             sql.SQL(", ").join(sql.Placeholder() for _ in keep),
         )
         try:
             async with conn.transaction():
-                await conn.execute(
-                    statement, [_sample_value(columns[k], v) for k, v in keep.items()]
-                )
+                await conn.execute(statement, [_join_value(v) for v in keep.values()])
         except psycopg.Error as exc:
             reason = exc.diag.message_primary or type(exc).__name__
-            plan.problem(f"{where}[{index}]", f"the database refused the row: {reason}")
+            plan.problem(f"{target.where}[{index}]", f"the database refused the row: {reason}")
             continue
         done += 1
-    if dropped:
-        plan.ignored.append(f"{where}: unknown keys ignored: {', '.join(sorted(dropped))}")
     return done
 
 
@@ -316,26 +443,17 @@ async def _insert_records(
     conn: AsyncConnection[Any],
     app: AppContext,
     entity: Entity,
-    rows: list[Any],
-    where: str,
-    plan: _Plan,
+    target: SampleTarget,
+    rows: Sequence[tuple[int, Mapping[str, Any]]],
+    plan: ImportPlan,
     after_commit: records.AfterCommit,
 ) -> int:
     """Seed rows of one entity through the write pipeline in IMPORT mode: field validation,
     defaults, slugs, `auto` timestamps and initial states apply; ids and timestamps given are
     kept; a row that conflicts with one already there is skipped (a re-import adds nothing)."""
     done = 0
-    dropped: set[str] = set()
-    for index, row in enumerate(rows):
-        if not isinstance(row, Mapping):
-            plan.problem(f"{where}[{index}]", "must be an object")
-            continue
-        keep = {
-            k: _integral(entity.field_map[k].base_type, v)
-            for k, v in row.items()
-            if k in entity.field_map
-        }
-        dropped.update(k for k in row if k not in entity.field_map)
+    for index, row in rows:
+        keep = {k: _integral(entity.field_map[k].base_type, v) for k, v in target.kept(row).items()}
         if not keep:
             continue
         try:
@@ -352,11 +470,9 @@ async def _insert_records(
         except Conflict:
             pass  # already there: skipped, as `ON CONFLICT DO NOTHING` would
         except ApiError as exc:
-            plan.problem(f"{where}[{index}]", exc)
+            plan.problem(f"{target.where}[{index}]", exc)
             continue
         done += 1
-    if dropped:
-        plan.ignored.append(f"{where}: unknown keys ignored: {', '.join(sorted(dropped))}")
     return done
 
 
@@ -364,59 +480,69 @@ async def _sample_data(
     conn: AsyncConnection[Any],
     doc: Mapping[str, Any],
     registry: Registry,
-    plan: _Plan,
+    plan: ImportPlan,
     sample_context: SampleContext,
     after_commit: records.AfterCommit,
 ) -> int:
-    sample = doc.get("sample_data")
-    if sample is None:
-        return 0
-    if not isinstance(sample, Mapping):
-        plan.problem("sample_data", "must be an object")
+    targets = sample_targets(doc, registry, plan)
+    if not targets:
         return 0
     app = await sample_context(conn)
     records_done = 0
-    used: set[str] = set()
-    order = [e.get("name") for e in doc.get("entities") or [] if isinstance(e, Mapping)]
-    for name in order:
-        if not isinstance(name, str) or name in used or name not in sample:
+    for target in targets:
+        entity = None if target.entity is None else app.registry.entity(target.entity.name)
+        if entity is None and target.relation is None:
+            plan.ignored.append(f"{target.where}: {NOT_A_TARGET}")
             continue
-        entity = app.registry.entity(name)
-        if entity is None:
-            continue
-        used.add(name)
-        rows = sample[name]
-        if not isinstance(rows, list):
-            plan.problem(f"sample_data.{name}", "must be an array")
-            continue
-        records_done += await _insert_records(
-            conn, app, entity, rows, f"sample_data.{name}", plan, after_commit
-        )
-    joins: dict[str, Relation] = {}
-    for item in doc.get("relations") or []:
-        if isinstance(item, Mapping) and isinstance(item.get("name"), str):
-            relation = registry.relation(item["name"])
-            if relation is not None and relation.many_to_many and relation.join_table:
-                joins.setdefault(relation.join_table, relation)
-    for key, rows in sample.items():
-        if key in used:
-            continue
-        relation = joins.get(key)
-        if relation is None:
-            plan.ignored.append(f"sample_data.{key}: not an entity or join table of this document")
-            continue
-        if not isinstance(rows, list):
-            plan.problem(f"sample_data.{key}", "must be an array")
-            continue
-        columns = {
-            k: "join" for k in (relation.source_join_key, relation.target_join_key) if k is not None
-        }
-        records_done += await _insert_rows(conn, key, rows, columns, f"sample_data.{key}", plan)
+        rows = target.checked_rows(plan)
+        if entity is not None:
+            records_done += await _insert_records(
+                conn, app, entity, target, rows, plan, after_commit
+            )
+        else:
+            records_done += await _insert_rows(conn, target, rows, plan)
+        dropped = target.dropped(rows)
+        if dropped:
+            plan.ignored.append(f"{target.where}: unknown keys ignored: {', '.join(dropped)}")
     return records_done
 
 
+def _unfit(doc: Mapping[str, Any]) -> ApiError | None:
+    """What no item's own check catches: arrays and objects nested more than `MAX_DEPTH` levels
+    (400), a NUL character in a key or a string, which PostgreSQL cannot store (422: import would
+    fail at the database). Walked without recursion: the value is the client's."""
+    stack: list[tuple[object, int, str]] = [(doc, 1, "")]
+    while stack:
+        value, depth, path = stack.pop()
+        if isinstance(value, str):
+            if "\x00" in value:
+                return _has_nul(path)
+            continue
+        children: list[tuple[object, str]] = []
+        if isinstance(value, Mapping):
+            for key, child in value.items():
+                at = f"{path}.{key}" if path else str(key)
+                if "\x00" in str(key):
+                    return _has_nul(at)
+                children.append((child, at))
+        elif isinstance(value, list):
+            children = [(item, f"{path}[{index}]") for index, item in enumerate(value)]
+        else:
+            continue
+        if depth > MAX_DEPTH:
+            detail = f"the document nests arrays and objects more than {MAX_DEPTH} levels deep"
+            return InvalidPayload("Invalid JSON body", [ErrorDetail(detail)])
+        stack.extend((child, depth + 1, at) for child, at in children)
+    return None
+
+
+def _has_nul(path: str) -> ValidationFailed:
+    message = f"{path}: must not contain NUL characters (PostgreSQL cannot store them)"
+    return ValidationFailed(message, [ErrorDetail(message, path, "type")])
+
+
 def check_document(doc: object) -> Mapping[str, Any]:
-    """The checks made before any work: an object, version 1."""
+    """The checks made before any work: an object, version 1, nothing `_unfit`."""
     if not isinstance(doc, Mapping):
         raise InvalidPayload(
             "Invalid JSON body", [ErrorDetail("the document must be a JSON object")]
@@ -427,6 +553,9 @@ def check_document(doc: object) -> Mapping[str, Any]:
             f"Unsupported schema version: {version}",
             [ErrorDetail(f"Unsupported schema version: {version}", "version", "enum")],
         )
+    problem = _unfit(doc)
+    if problem is not None:
+        raise problem
     return doc
 
 
@@ -443,15 +572,14 @@ async def import_document(
     `warnings` (items skipped or ignored) when there are any. `ImportRejected` (422, nothing
     applied) when any item is invalid or any sample row is refused."""
     document = check_document(doc)
-    kinds = _exported(kinds)
+    kinds = exported_kinds(kinds)
     notice = MetadataChanged(call.app_name)
     after_commit: records.AfterCommit = []
     async with pool.connection() as conn:
         try:
             async with conn.transaction():
                 await lock_metadata(conn)
-                plan, registry = await _plan(conn, document, call, kinds)
-                await _plan_settings(conn, document, sections, plan)
+                plan, registry = await plan_import(conn, document, call, kinds, sections)
                 if plan.problems:
                     raise ImportRejected(plan.problems)
                 change = Change(conn, call, planned_registry=registry)
@@ -483,7 +611,7 @@ async def import_document(
     return Saved(report, (notice,), meta, _warnings(plan))
 
 
-def _warnings(plan: _Plan) -> tuple[ApiWarning, ...]:
+def _warnings(plan: ImportPlan) -> tuple[ApiWarning, ...]:
     """What a client should show the admin after an import that succeeded."""
     out = [
         ApiWarning(

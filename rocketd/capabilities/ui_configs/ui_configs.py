@@ -9,7 +9,7 @@ contract's PUT does not check it), except `_`-names such as `_app`.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Hashable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -138,6 +138,9 @@ class UiConfigKind(MetadataKind[UiConfig]):
 
     async def import_write(self, change: Change, item: UiConfig) -> None:
         await upsert(change.conn, item)
+
+    def diff_key(self, item: UiConfig) -> Hashable:
+        return (item.entity, item.scope)  # what the import's upsert replaces
 
 
 UI_CONFIGS: Final = UiConfigKind()
