@@ -26,7 +26,7 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from rocketd.db.pg_binaries import (
     candidate_bindirs,
-    library_path_env,
+    extra_envs,
     major_of,
     reported_version,
     subprocess_env,
@@ -79,11 +79,7 @@ def _probe(bindir: Path) -> DumpTools | None:
     """The tools in `bindir` when both run and report the same version."""
     if not all(os.access(bindir / name, os.X_OK) for name in _TOOLS):
         return None
-    extras: list[tuple[tuple[str, str], ...]] = [()]
-    library_path = library_path_env(bindir)
-    if library_path is not None:
-        extras.append(library_path)
-    for extra in extras:
+    for extra in extra_envs(bindir):
         versions = {reported_version(bindir / name, subprocess_env(extra)) for name in _TOOLS}
         if len(versions) == 1 and None not in versions:
             return DumpTools(bindir, str(versions.pop()), extra)

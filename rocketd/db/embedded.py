@@ -103,7 +103,7 @@ from structlog.typing import FilteringBoundLogger
 
 from rocketd.db.pg_binaries import (
     candidate_bindirs,
-    library_path_env,
+    extra_envs,
     major_of,
     reported_version,
     subprocess_env,
@@ -174,11 +174,7 @@ def _runs(bindir: Path, env: dict[str, str]) -> str | None:
 def _probe(bindir: Path) -> _Binaries | None:
     if not all(os.access(bindir / n, os.X_OK) for n in ("postgres", "initdb", "pg_ctl")):
         return None
-    version = _runs(bindir, subprocess_env())
-    if version is not None:
-        return _Binaries(bindir, version, ())
-    extra = library_path_env(bindir)
-    if extra is not None:
+    for extra in extra_envs(bindir):
         version = _runs(bindir, subprocess_env(extra))
         if version is not None:
             return _Binaries(bindir, version, extra)

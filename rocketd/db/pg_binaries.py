@@ -17,12 +17,16 @@ import subprocess
 from pathlib import Path
 
 __all__ = [
+    "ExtraEnv",
     "candidate_bindirs",
-    "library_path_env",
+    "extra_envs",
     "major_of",
     "reported_version",
     "subprocess_env",
 ]
+
+# Variables added to `subprocess_env()` for one installation's programs.
+ExtraEnv = tuple[tuple[str, str], ...]
 
 # What every PostgreSQL program prints for `--version`: "postgres (PostgreSQL) 18.6".
 _VERSION_RE = re.compile(r"\(PostgreSQL\)\s+(\d+(?:\.\d+)*)")
@@ -36,7 +40,7 @@ def major_of(version: str) -> str:
     return parts[0]
 
 
-def subprocess_env(extra: tuple[tuple[str, str], ...] = ()) -> dict[str, str]:
+def subprocess_env(extra: ExtraEnv = ()) -> dict[str, str]:
     """The environment of every PostgreSQL subprocess: rocketd's own without any `PG*` variable
     (so no libpq setting of the caller leaks in), C messages (so output can be parsed), plus
     `extra`."""
@@ -46,14 +50,16 @@ def subprocess_env(extra: tuple[tuple[str, str], ...] = ()) -> dict[str, str]:
     return env
 
 
-def library_path_env(bindir: Path) -> tuple[tuple[str, str], ...] | None:
-    """The extra environment that lets the programs of `bindir` find the installation's own
-    `lib/` (`LD_LIBRARY_PATH`, prepended), or None when the installation has no `lib/`."""
+def extra_envs(bindir: Path) -> list[ExtraEnv]:
+    """The extra environments to try the programs of `bindir` with, in this order: none, then
+    (when the installation has a `lib/`) that `lib/` prepended to `LD_LIBRARY_PATH`, for
+    binaries that only run with their own libraries."""
+    found: list[ExtraEnv] = [()]
     libdir = bindir.parent / "lib"
-    if not libdir.is_dir():
-        return None
-    current = os.environ.get("LD_LIBRARY_PATH", "")
-    return (("LD_LIBRARY_PATH", f"{libdir}:{current}" if current else str(libdir)),)
+    if libdir.is_dir():
+        current = os.environ.get("LD_LIBRARY_PATH", "")
+        found.append((("LD_LIBRARY_PATH", f"{libdir}:{current}" if current else str(libdir)),))
+    return found
 
 
 def reported_version(executable: Path, env: dict[str, str]) -> str | None:

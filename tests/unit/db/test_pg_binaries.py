@@ -1,5 +1,6 @@
 """What rocketd.db.pg_binaries tells about an installation: major versions, the environment of
-PostgreSQL subprocesses, the installation's library path and the version a program reports."""
+PostgreSQL subprocesses, the environments to try its programs with and the version a program
+reports."""
 
 from __future__ import annotations
 
@@ -31,19 +32,20 @@ def test_subprocess_env_drops_pg_variables_and_forces_c_messages(
     assert env["PATH"] == os.environ["PATH"]
 
 
-def test_library_path_env_prepends_the_installations_lib(
+def test_extra_envs_try_none_then_the_installations_lib(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     bindir = tmp_path / "bin"
     bindir.mkdir()
-    assert pg_binaries.library_path_env(bindir) is None
+    assert pg_binaries.extra_envs(bindir) == [()]
     (tmp_path / "lib").mkdir()
     monkeypatch.setenv("LD_LIBRARY_PATH", "/usr/local/lib")
-    assert pg_binaries.library_path_env(bindir) == (
-        ("LD_LIBRARY_PATH", f"{tmp_path / 'lib'}:/usr/local/lib"),
-    )
+    assert pg_binaries.extra_envs(bindir) == [
+        (),
+        (("LD_LIBRARY_PATH", f"{tmp_path / 'lib'}:/usr/local/lib"),),
+    ]
     monkeypatch.delenv("LD_LIBRARY_PATH")
-    assert pg_binaries.library_path_env(bindir) == (("LD_LIBRARY_PATH", str(tmp_path / "lib")),)
+    assert pg_binaries.extra_envs(bindir)[1] == (("LD_LIBRARY_PATH", str(tmp_path / "lib")),)
 
 
 def test_reported_version_reads_the_version_line_or_gives_none(tmp_path: Path) -> None:
