@@ -289,8 +289,10 @@ class ABConfig:
     tolerance: float
 
 
-def _health(server: ServerProcess, token: str, seconds: int, name: str) -> Measurement:
-    del token  # /health needs none
+def _health(
+    bench: Bench, server: ServerProcess, token: str, seconds: int, name: str
+) -> Measurement:
+    del bench, token  # /health needs neither
     run = WrkRun(url=server.url("/health"), duration_s=seconds, connections=HEALTH_CONNECTIONS)
     return run_wrk(run, name=name)
 
@@ -307,7 +309,7 @@ class _Pair:
         self.bench = bench
         self.abset = abset
         self.servers = servers
-        self.tokens = {side: abset.login(server) for side, server in servers.items()}
+        self.tokens = {side: abset.login(server.port) for side, server in servers.items()}
         self.runs = runs
 
     def run(
@@ -320,7 +322,7 @@ class _Pair:
         time.sleep(SETTLE_S)
         server = self.servers[side]
         with CpuMeter(self.abset.app_db, server.pid) as meter:
-            measurement = variant.run(server, self.tokens[side], seconds, name)
+            measurement = variant.run(self.bench, server, self.tokens[side], seconds, name)
         meter.attach(measurement)
         return measurement, meter.per_request_us(measurement.requests)
 
@@ -350,8 +352,8 @@ def run_set(
     runs: list[ABRun],
 ) -> None:
     """Set up once, then the alternating rounds; every measured run is appended to `runs`."""
-    variants = [HEALTH_VARIANT, *(abset.variants()[name] for name in variant_names)]
-    with Bench(config.bench) as bench, abset.resources():
+    variants = [HEALTH_VARIANT, *(abset.variant(name) for name in variant_names)]
+    with Bench(config.bench) as bench, abset.resources() as resource:
         servers = {
             side: bench.rocketd_server(
                 abset.settings,
@@ -363,7 +365,7 @@ def run_set(
         }
         try:
             with servers["A"]:
-                abset.prepare(bench, servers["A"], result)
+                abset.prepare(bench, servers["A"], resource)
                 with servers["B"]:
                     pair = _Pair(bench, abset, servers, runs)
                     for side in SIDES:
@@ -484,8 +486,8 @@ def main(argv: list[str]) -> int:
             print(f"removed {path}")
         return 0
     if args.list:
-        for name, cls in SETS.items():
-            for scenario, variants in cls.scenarios.items():
+        for name, abset in SETS.items():
+            for scenario, variants in abset.scenarios.items():
                 print(f"{name}: {scenario}: {', '.join(variants)}")
         print(f"cached checkouts in {args.cache_dir}: {len(cached(args.cache_dir))}")
         return 0
@@ -536,7 +538,7 @@ def _run_report(
     config: ABConfig,
     command: str,
 ) -> ABReport:
-    abset = SETS[set_name]()
+    abset = SETS[set_name]
     print(f"== ab {set_name}: {', '.join(variant_names)} ...", flush=True)
     report = ABReport(
         label=stem,

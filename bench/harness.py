@@ -88,6 +88,15 @@ class Bench:
             self.query("postgres", "select 1 from pg_database where datname = %s", (dbname,))
         )
 
+    def require_no_database(self, dbname: str) -> None:
+        """Raise when `dbname` exists: a scenario creates its app's database itself, and one left
+        by an interrupted run would be measured as it is."""
+        if self.database_exists(dbname):
+            raise RuntimeError(
+                f"database {dbname} already exists (left over from an interrupted run?); "
+                f"drop it first: dropdb -h 127.0.0.1 -U postgres {dbname}"
+            )
+
     def app_databases(self) -> list[str]:
         """The app databases registered in this bench's management database."""
         if not self.database_exists(self.management_db):

@@ -1,6 +1,6 @@
 """`python -m bench.profile [op ...]`: where rocketd's CPU goes on the data API, sampled by py-spy.
 
-One rocketd process on the data-api set's seeded app (`bench/ab_sets.py` DataApi: 10,000
+One rocketd process on the data-api set's seeded app (`bench/ab_sets.py` DATA_API: 10,000
 orders); for each operation (list, get, create, update, nested; default all) a warm-up wrk run,
 then a measured wrk run while `py-spy record` samples the server process. Per operation it
 writes `<out>/<op>.txt` (py-spy's collapsed stacks) and prints two top-N tables in Markdown:
@@ -26,7 +26,7 @@ from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 
-from bench.ab_sets import DataApi
+from bench.ab_sets import DATA_API
 from bench.cpu import CpuMeter
 from bench.harness import DEFAULT_PG_URL, SETTLE_S, Bench, BenchConfig
 from bench.report import Measurement, ScenarioResult
@@ -125,29 +125,28 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--pg-url", default=DEFAULT_PG_URL)
     args = parser.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
-    dataset = DataApi()
-    variants = dataset.variants()
+    dataset = DATA_API
     result = ScenarioResult("profile", "py-spy profile of the data API")
     with Bench(BenchConfig(pg_url=args.pg_url, duration_s=args.duration)) as bench:
         with bench.rocketd_server(dataset.settings) as server:
-            dataset.prepare(bench, server, result)
-            token = dataset.login(server)
+            dataset.prepare(bench, server, None)
+            token = dataset.login(server.port)
             assert server.pid is not None
             for op in args.ops or OPS:
-                if op not in variants:
+                if op not in dataset.scenarios:
                     raise SystemExit(f"unknown operation {op}; choose from {', '.join(OPS)}")
-                run = variants[op].run
+                run = dataset.variant(op).run
                 dataset.reset(bench)
-                run(server, token, 2, f"{op} (warm-up)")
+                run(bench, server, token, 2, f"{op} (warm-up)")
                 time.sleep(SETTLE_S)
                 raw = args.out / f"{op}.txt"
-                with CpuMeter(DataApi.app_db, server.pid) as meter:
+                with CpuMeter(dataset.app_db, server.pid) as meter:
                     measured = _record(
                         server.pid,
                         raw,
                         "raw",
                         args.duration,
-                        partial(run, server, token, args.duration, op),
+                        partial(run, bench, server, token, args.duration, op),
                     )
                 meter.attach(measured)
                 per_request = measured.params.get("cpu_us_per_request")
@@ -167,7 +166,7 @@ def main(argv: list[str] | None = None) -> int:
                         args.out / f"{op}.svg",
                         "flamegraph",
                         args.duration,
-                        partial(run, server, token, args.duration, op),
+                        partial(run, bench, server, token, args.duration, op),
                     )
             dataset.reset(bench)
             bench.stop(server)

@@ -4,13 +4,15 @@ The server is, in order: `ROCKET_TEST_DSN` when set; else the local server on 12
 it answers; else an embedded PostgreSQL started for the session (and stopped after it). Each test
 gets its own management database (and the app databases it creates) and drops them afterwards.
 
+A session starts by sweeping up what killed sessions left running (tests/support/orphans.py):
+their PostgreSQL clusters are stopped and their directories removed.
+
 Only fixtures live here; the functions tests call are in tests/support/.
 """
 
 from __future__ import annotations
 
 import os
-import tempfile
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -20,6 +22,7 @@ import pytest
 
 from rocketd.config import AuthSettings, DatabaseSettings, ServerSettings, Settings
 from tests.support.databases import DEFERRED_DROPS, drop_later, dsn_for, unique_name
+from tests.support.orphans import SweepReport, owned_tempdir, sweep
 from tests.support.upstream import OPT_OUT
 
 LOCAL_DSN = "postgresql://postgres@127.0.0.1:5432/postgres"
@@ -30,6 +33,23 @@ def pytest_configure(config: pytest.Config) -> None:
         "markers",
         "upstream_examples: reads ../shared/upstream-examples (tests/support/upstream.py)",
     )
+
+
+SWEPT = pytest.StashKey[SweepReport]()
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    session.config.stash[SWEPT] = sweep()
+
+
+def pytest_report_header(config: pytest.Config) -> list[str]:
+    report = config.stash.get(SWEPT, None)
+    if report is None:
+        return []
+    lines = [
+        f"left by killed test sessions, stopped and removed: {path}" for path in report.removed
+    ]
+    return lines + [f"left by killed test sessions, kept: {reason}" for reason in report.kept]
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -64,8 +84,7 @@ def pg_dsn() -> Iterator[str]:
         return
     from rocketd.db.embedded import EmbeddedPostgres
 
-    data_dir = Path(tempfile.mkdtemp(prefix="rocketd-test-pg-"))
-    data_dir.chmod(0o755)  # reachable by the unprivileged user PostgreSQL runs as under root
+    data_dir = owned_tempdir("pg")  # reachable by the unprivileged user PostgreSQL runs as
     server = EmbeddedPostgres(data_dir, fast=True)
     dsn = server.start()
     try:

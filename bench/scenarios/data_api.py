@@ -226,7 +226,7 @@ def _measure_operation(bench: Bench, op: Operation) -> ScenarioResult:
     if op.name == "list":
         return _measure_list(bench, op)
     result = ScenarioResult(op.name, op.title)
-    require_no_app_db(bench)
+    bench.require_no_database(APP_DB)
     ids_file = bench.workdir / "order-ids.txt"
     with bench.rocketd(auth_access_token_ttl=ACCESS_TOKEN_TTL_S) as server:
         token = _prepare(bench, server, op, ids_file, result)
@@ -294,7 +294,7 @@ def _measure_list(bench: Bench, op: Operation) -> ScenarioResult:
     alternate on the same rows, and alternating keeps a slow spell of this shared machine from
     landing on one side only (single runs of the same code moved between 0.52 and 1.24)."""
     result = ScenarioResult(op.name, f"{op.title}, {LIST_ROUNDS} alternating rounds")
-    require_no_app_db(bench)
+    bench.require_no_database(APP_DB)
     ids_file = bench.workdir / "order-ids.txt"
     rockets: list[Measurement] = []
     baselines: list[Measurement] = []
@@ -359,14 +359,6 @@ def _pgbench(
 
 
 # --- app, schema, seed -------------------------------------------------------------------------
-
-
-def require_no_app_db(bench: Bench) -> None:
-    if bench.database_exists(APP_DB):
-        raise RuntimeError(
-            f"database {APP_DB} already exists (left over from an interrupted run?); "
-            f"drop it first: dropdb -h 127.0.0.1 -U postgres {APP_DB}"
-        )
 
 
 def _ok(status: int, body: Any, expected: tuple[int, ...], what: str) -> Any:
@@ -745,7 +737,7 @@ def propagation(bench: Bench) -> ScenarioResult:
         "propagation",
         "metadata propagation: a change through server A's admin API until server B serves it",
     )
-    require_no_app_db(bench)
+    bench.require_no_database(APP_DB)
     with (
         bench.rocketd(auth_access_token_ttl=ACCESS_TOKEN_TTL_S) as a,
         bench.rocketd(auth_access_token_ttl=ACCESS_TOKEN_TTL_S) as b,

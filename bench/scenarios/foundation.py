@@ -87,11 +87,7 @@ def health(bench: Bench) -> ScenarioResult:
 
 def login(bench: Bench) -> ScenarioResult:
     result = ScenarioResult("login", "app login, bcrypt cost 10 vs 12, vs the login SQL in pgbench")
-    if bench.database_exists(APP_DB):
-        raise RuntimeError(
-            f"database {APP_DB} already exists (left over from an interrupted run?); "
-            f"drop it first: dropdb -h 127.0.0.1 -U postgres {APP_DB}"
-        )
+    bench.require_no_database(APP_DB)
     verifies = [_bcrypt_verify(cost) for cost in BCRYPT_COSTS]  # first, on a quiet machine
     logins = [
         _login_at_cost(bench, cost, result, create_app=cost == BCRYPT_COSTS[0])

@@ -87,7 +87,7 @@ def row_filter(bench: Bench) -> ScenarioResult:
     result = ScenarioResult(
         "row_filter", "list and get by id: a member with a row filter vs an admin, same rows"
     )
-    _require_no_app_db(bench)
+    bench.require_no_database(APP_DB)
     with (
         bench.rocketd(auth_access_token_ttl=ACCESS_TOKEN_TTL_S) as server,
         tempfile.TemporaryDirectory(prefix="rocketd-bench-perm-") as scratch,
@@ -329,7 +329,7 @@ def _notes(bench: Bench, runs: dict[str, list[Measurement]], result: ScenarioRes
 
 def member_login(bench: Bench) -> ScenarioResult:
     result = ScenarioResult("member_login", "app login of a non-admin user (bcrypt cost 10)")
-    _require_no_app_db(bench)
+    bench.require_no_database(APP_DB)
     with bench.rocketd(auth_access_token_ttl=ACCESS_TOKEN_TTL_S) as server:
         _setup_login(server.port)
         measurement = bench.wrk(
@@ -375,14 +375,6 @@ def _setup_login(port: int) -> None:
 
 
 # --- helpers -----------------------------------------------------------------------------------
-
-
-def _require_no_app_db(bench: Bench) -> None:
-    if bench.database_exists(APP_DB):
-        raise RuntimeError(
-            f"database {APP_DB} already exists (left over from an interrupted run?); "
-            f"drop it first: dropdb -h 127.0.0.1 -U postgres {APP_DB}"
-        )
 
 
 def _ok(status: int, body: Any, what: str) -> Any:

@@ -133,11 +133,7 @@ def rule_cost(bench: Bench) -> ScenarioResult:
         "rule_cost",
         "create/update with 5 rules + a state machine vs the same entity without them",
     )
-    if bench.database_exists(APP_DB):
-        raise RuntimeError(
-            f"database {APP_DB} already exists (left over from an interrupted run?); "
-            f"drop it first: dropdb -h 127.0.0.1 -U postgres {APP_DB}"
-        )
+    bench.require_no_database(APP_DB)
     seconds = min(ROUND_S, bench.config.duration_s)
     runs: dict[str, list[Measurement]] = {}
     with (
@@ -186,11 +182,16 @@ def rule_cost(bench: Bench) -> ScenarioResult:
     return result
 
 
+def id_file(directory: Path, side: str) -> Path:
+    """Where `write_id_files` puts the seeded ids of `side`."""
+    return directory / f"{side}-ids.txt"
+
+
 def write_id_files(bench: Bench, directory: Path) -> dict[str, Path]:
     """Per side, a file of its seeded ids, one a line (wrk/put_json.lua picks them at random)."""
     files: dict[str, Path] = {}
     for side in SIDES:
-        files[side] = directory / f"{side}-ids.txt"
+        files[side] = id_file(directory, side)
         ids = bench.query(APP_DB, f"select id from {side} order by id")
         files[side].write_text("\n".join(str(r[0]) for r in ids) + "\n")
     return files

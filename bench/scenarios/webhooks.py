@@ -173,8 +173,13 @@ def posts(server: ServerProcess, entity: str, token: str, seconds: int) -> WrkRu
     )
 
 
+def post(server: ServerProcess, token: str, entity: str, seconds: int, name: str) -> Measurement:
+    """A wrk run of POSTs of `BODY` to `entity` for `seconds`."""
+    return run_wrk(posts(server, entity, token, seconds), name=name)
+
+
 def _post(bench: Bench, server: ServerProcess, entity: str, token: str, name: str) -> Measurement:
-    measurement = run_wrk(posts(server, entity, token, bench.config.duration_s), name=name)
+    measurement = post(server, token, entity, bench.config.duration_s, name)
     if measurement.errors:
         bench.failures.append(f"{name}: {measurement.errors} errors")
     return measurement

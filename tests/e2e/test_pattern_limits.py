@@ -21,6 +21,7 @@ import pytest
 
 from tests.support.databases import app_databases, drop_databases, dsn_for, unique_name
 from tests.support.helpers import wait_until
+from tests.support.orphans import die_with_test_process
 from tests.support.paths import ROOT
 from tests.support.processes import call, free_port, new_app_admin
 
@@ -69,7 +70,7 @@ def server(pg_dsn: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[st
         env=env,
         stdout=log,
         stderr=subprocess.STDOUT,
-        preexec_fn=_capped_memory,
+        preexec_fn=die_with_test_process(then=_capped_memory),
     )
     try:
         yield f"http://127.0.0.1:{port}"

@@ -20,6 +20,7 @@ import pytest
 
 from tests.support.databases import dsn_for
 from tests.support.helpers import wait_until
+from tests.support.orphans import die_with_test_process
 from tests.support.paths import ROOT
 from tests.support.processes import free_port
 
@@ -74,6 +75,7 @@ class Group:
                 env=env,
                 stdout=log,
                 stderr=subprocess.STDOUT,
+                preexec_fn=die_with_test_process(),
             )
         self.base = f"http://127.0.0.1:{self.port}"
 

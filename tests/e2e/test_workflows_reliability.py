@@ -20,6 +20,7 @@ import pytest
 
 from tests.support.databases import dsn_for, unique_name
 from tests.support.helpers import wait_until
+from tests.support.orphans import die_with_test_process
 from tests.support.paths import ROOT
 from tests.support.processes import call, free_port
 from tests.support.sizes import sizes
@@ -84,6 +85,7 @@ class Node:
             env=env,
             stdout=log,
             stderr=subprocess.STDOUT,
+            preexec_fn=die_with_test_process(),
         )
         log.close()
 

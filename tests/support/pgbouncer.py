@@ -10,17 +10,19 @@ with its password when it has one.
 from __future__ import annotations
 
 import os
+import pwd
 import shutil
 import subprocess
-import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
 
+from tests.support.orphans import die_with_test_process, owned_tempdir
 from tests.support.processes import free_port
 
 UNPRIVILEGED = "nobody"  # PgBouncer refuses to run as root
@@ -68,17 +70,25 @@ pidfile = {workdir / "pgbouncer.pid"}
 def running_pgbouncer(server_dsn: str) -> Iterator[str]:
     """Start PgBouncer in front of `server_dsn`; yield its DSN (database `postgres`)."""
     binary = ensure_installed()
-    workdir = Path(tempfile.mkdtemp(prefix="rocketd-pgbouncer-"))
-    workdir.chmod(0o777)  # its log and pid file are written as the unprivileged user
+    workdir = owned_tempdir("pgbouncer", 0o777)  # its log and pid file are written as `nobody`
     port = free_port()
     (workdir / "userlist.txt").write_text('"postgres" ""\n')
     (workdir / "pgbouncer.ini").write_text(_config(server_dsn, port, workdir))
     for name in ("userlist.txt", "pgbouncer.ini"):
         (workdir / name).chmod(0o644)
-    command = [binary, str(workdir / "pgbouncer.ini")]
+    # Started as the unprivileged user rather than with `-u`: PgBouncer's own switch of user
+    # would clear the signal it gets when the test process dies.
+    account: dict[str, Any] = {}
     if os.geteuid() == 0:
-        command[1:1] = ["-u", UNPRIVILEGED]
-    proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+        entry = pwd.getpwnam(UNPRIVILEGED)
+        account = {"user": entry.pw_uid, "group": entry.pw_gid, "extra_groups": []}
+    proc = subprocess.Popen(
+        [binary, str(workdir / "pgbouncer.ini")],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.STDOUT,
+        preexec_fn=die_with_test_process(),
+        **account,
+    )
     server = urlsplit(server_dsn)
     user = server.username or "postgres"
     dsn = urlunsplit(server._replace(netloc=f"{user}@127.0.0.1:{port}", path="/postgres"))

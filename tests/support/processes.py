@@ -1,5 +1,6 @@
 """Real `rocketd serve` processes for the end-to-end tests: a free port, an instance on a given
-database, its readiness, and JSON calls to it."""
+database, its readiness, and JSON calls to it. Each process gets SIGTERM when the test process
+dies (tests/support/orphans.py)."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ import aiohttp
 
 from tests.support.databases import unique_name
 from tests.support.helpers import wait_until
+from tests.support.orphans import die_with_test_process
 from tests.support.paths import ROOT
 
 
@@ -46,6 +48,7 @@ class Instance:
             env=env,
             stdout=self.log,
             stderr=subprocess.STDOUT,
+            preexec_fn=die_with_test_process(),
         )
         self.base = f"http://127.0.0.1:{port}"
 
@@ -123,6 +126,7 @@ class EmbeddedServer:
             env=env,
             stdout=self.log,
             stderr=subprocess.STDOUT,
+            preexec_fn=die_with_test_process(),
         )
         self.base = f"http://127.0.0.1:{port}"
 

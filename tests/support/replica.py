@@ -5,7 +5,8 @@ pair with the Debian PostgreSQL 15 binaries (`/usr/lib/postgresql/15/bin`, or wh
 `find_postgres_bindir` finds): `initdb` a primary (its default pg_hba.conf trusts local
 replication), start it on a free port, `pg_basebackup -R -X stream` a copy, start that as a hot
 standby on a second port. Both listen on 127.0.0.1 only, `trust` auth, fsync off. As root they
-run as the `postgres` user (PostgreSQL refuses root).
+run as the `postgres` user (PostgreSQL refuses root). `pg_ctl` detaches them: should the test
+process be killed before it stops them, the next session's sweep does (tests/support/orphans.py).
 """
 
 from __future__ import annotations
@@ -14,13 +15,13 @@ import os
 import pwd
 import shutil
 import subprocess
-import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from rocketd.db.embedded import find_postgres_bindir
+from tests.support.orphans import owned_tempdir
 from tests.support.processes import free_port
 
 DEBIAN_BINDIR = Path("/usr/lib/postgresql/15/bin")
@@ -60,8 +61,7 @@ def _start(bindir: Path, data: Path, port: int, log: Path) -> None:
 def primary_with_replica() -> Iterator[tuple[str, str]]:
     """Yield (primary DSN, replica DSN), both superuser `postgres`, database `postgres`."""
     bindir = _bindir()
-    base = Path(tempfile.mkdtemp(prefix="rocketd-replica-"))
-    base.chmod(0o777)  # written by the postgres user under root
+    base = owned_tempdir("replica", 0o777)  # written by the postgres user under root
     primary, replica = base / "primary", base / "replica"
     primary_port, replica_port = free_port(), free_port()
     started: list[Path] = []

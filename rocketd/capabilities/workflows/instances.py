@@ -54,6 +54,7 @@ from rocketd.capabilities.workflows.model import (
     parse_workflow,
     resolve_path,
 )
+from rocketd.db.retention import delete_older_than
 from rocketd.engine import records
 from rocketd.engine.business_events import BusinessEvent, emit_business_event
 from rocketd.engine.caller import SYSTEM_CALLER, Caller
@@ -253,21 +254,19 @@ async def start_instances(
 
 
 PURGE_BATCH: Final = 1000
-PURGE_FINISHED: Final = (
-    "delete from _workflow_instances where id in (select id from _workflow_instances"
-    " where status <> 'running' and updated_at < now() - make_interval(secs => %s) limit %s)"
-)
 
 
 async def purge_finished(conn: AsyncConnection[Any], older_than_days: float) -> int:
     """Delete finished instances (any status but `running`) last changed more than
     `older_than_days` ago, in batches (short statements, short locks); the number deleted."""
-    deleted = 0
-    while True:
-        cur = await conn.execute(PURGE_FINISHED, (older_than_days * 86_400, PURGE_BATCH))
-        deleted += cur.rowcount
-        if cur.rowcount < PURGE_BATCH:
-            return deleted
+    return await delete_older_than(
+        conn,
+        "_workflow_instances",
+        "updated_at",
+        older_than_days,
+        only="status <> 'running'",
+        batch=PURGE_BATCH,
+    )
 
 
 # ------------------------------------------------------------------------------------- steps
@@ -320,6 +319,16 @@ def _context_value(value: Any, context: Mapping[str, Any], moment: datetime) -> 
 AfterCommit = list[Any]
 
 
+def _action_entity(app: AppContext, action: WorkflowAction) -> Entity:
+    """The entity an action writes to; the step fails when the app has no such entity (it was
+    dropped after the workflow was saved)."""
+    name = str(action.get("entity") or "")
+    entity = app.registry.entity(name)
+    if entity is None:
+        raise StepFailed(f"{action.type}: unknown entity {name}")
+    return entity
+
+
 async def _set_field(
     conn: AsyncConnection[Any],
     app: AppContext,
@@ -328,10 +337,7 @@ async def _set_field(
     moment: datetime,
     after_commit: AfterCommit,
 ) -> None:
-    name = str(action.get("entity") or "")
-    entity = app.registry.entity(name)
-    if entity is None:
-        raise StepFailed(f"set_field: unknown entity {name}")
+    entity = _action_entity(app, action)
     record_id = resolve_path({"context": context}, str(action.get("record_id")))
     if record_id is None:
         raise StepFailed(f"set_field: record_id {action.get('record_id')} resolved to null")
@@ -349,7 +355,7 @@ async def _set_field(
             after_commit=after_commit,
         )
     except NotFound:
-        raise StepFailed(f"set_field: {name} with id {record_id} not found") from None
+        raise StepFailed(f"set_field: {entity.name} with id {record_id} not found") from None
 
 
 async def _create_record(
@@ -360,10 +366,7 @@ async def _create_record(
     moment: datetime,
     after_commit: AfterCommit,
 ) -> None:
-    name = str(action.get("entity") or "")
-    entity = app.registry.entity(name)
-    if entity is None:
-        raise StepFailed(f"create_record: unknown entity {name}")
+    entity = _action_entity(app, action)
     raw = action.get("data") if action.get("data") is not None else action.get("value")
     data = raw if isinstance(raw, Mapping) else {}
     body = {key: _context_value(v, context, moment) for key, v in data.items()}

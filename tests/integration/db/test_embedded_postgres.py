@@ -14,7 +14,6 @@ import signal
 import socket
 import stat
 import subprocess
-import tempfile
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -28,6 +27,7 @@ from rocketd.db.embedded import (
     EmbeddedPostgresError,
     find_postgres_bindir,
 )
+from tests.support.orphans import owned_tempdir
 
 try:
     find_postgres_bindir()
@@ -39,8 +39,7 @@ MakePg = Callable[..., EmbeddedPostgres]
 
 @pytest.fixture
 def base_dir() -> Iterator[Path]:
-    base = Path(tempfile.mkdtemp(prefix="rocketd-ep-"))
-    base.chmod(0o755)
+    base = owned_tempdir("embedded")
     try:
         yield base
     finally:

