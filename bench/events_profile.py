@@ -1,0 +1,359 @@
+"""What tracing costs rocketd's own process on the real path, in process: the data-api set's
+`order` entity served by a `Runtime` behind aiohttp's test server (a loopback socket), `get` and
+`create` requests sent by an in-process client, with `instrumentation.enabled` false and true in
+alternating rounds (each round a fresh runtime on the same app, like `python -m bench ab`).
+
+For each round it reports the CPU time of this process per request (`time.process_time`: the
+server, the client and, when on, the EventFlusher writing the rows, which it is given time to
+finish inside the measured window), and the CPU the app database's PostgreSQL backends spent
+(`/proc/<pid>/stat` of each backend, so it must run as the PostgreSQL user or root on the same
+machine). The client's share is the same in both modes: the difference is what tracing costs.
+
+`--py-spy DIR` samples the traced rounds with py-spy (`pip install py-spy`; it must be allowed
+to ptrace this process) and prints the heaviest functions by own samples and by samples
+anywhere on the stack (raw stacks in DIR/<op>.txt).
+
+    .venv/bin/python -m bench.events_profile [--requests 3000] [--rounds 3] [get create]
+
+A microbenchmark, not a throughput measure: take the differences, not the absolute numbers
+(the in-process client costs as much as a request's server side).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import dataclasses
+import itertools
+import os
+import secrets
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import psycopg
+from aiohttp.test_utils import TestClient, TestServer
+from psycopg import sql
+
+from bench.profile import frame_name
+from bench.scenarios.data_api import CREATE_FIELDS, ORDER_ENTITY
+from rocketd.config import (
+    AuthSettings,
+    DatabaseSettings,
+    InstrumentationSettings,
+    LogSettings,
+    ServerSettings,
+    Settings,
+)
+from rocketd.http.app import create_app
+from rocketd.logging import configure_logging
+from rocketd.runtime import Runtime
+
+CONCURRENCY = 16
+SEED = 500
+FLUSH_GRACE_S = 0.5  # the flusher's interval is 100 ms: every row is written by then
+PY_SPY_RATE = 400
+
+
+@dataclasses.dataclass
+class Fixture:
+    app: str
+    token: str
+    ids: list[str]
+
+
+def settings_for(dsn: str, data_dir: str, traced: bool) -> Settings:
+    return Settings(
+        server=ServerSettings(host="127.0.0.1", port=0),
+        database=DatabaseSettings(url=dsn),
+        auth=AuthSettings(bcrypt_cost=4, access_token_ttl=3600),
+        log=LogSettings(level="warning"),
+        instrumentation=InstrumentationSettings(enabled=traced),
+        data_dir=data_dir,
+    )
+
+
+async def _json(client: TestClient[Any, Any], method: str, path: str, **kw: Any) -> Any:
+    resp = await client.request(method, path, **kw)
+    body = await resp.json()
+    if resp.status >= 300:
+        raise RuntimeError(f"{method} {path}: {resp.status} {body}")
+    return body["data"]
+
+
+async def set_up(client: TestClient[Any, Any]) -> Fixture:
+    login = {"email": "platform@localhost", "password": "changeme"}
+    platform = await _json(client, "POST", "/api/_platform/auth/login", json=login)
+    name = f"evbench{secrets.token_hex(3)}"
+    await _json(
+        client,
+        "POST",
+        "/api/_platform/apps",
+        json={"name": name},
+        headers={"Authorization": f"Bearer {platform['access_token']}"},
+    )
+    admin = {"email": "admin@localhost", "password": "changeme"}
+    token = (await _json(client, "POST", f"/api/{name}/auth/login", json=admin))["access_token"]
+    auth = {"Authorization": f"Bearer {token}"}
+    await _json(client, "POST", f"/api/{name}/_admin/entities", json=ORDER_ENTITY, headers=auth)
+    ids = []
+    for number in range(SEED):
+        body = {**CREATE_FIELDS, "number": f"seed-{number}"}
+        ids.append(
+            (await _json(client, "POST", f"/api/{name}/order", json=body, headers=auth))["id"]
+        )
+    return Fixture(name, token, ids)
+
+
+def _request(client: TestClient[Any, Any], fixture: Fixture, op: str) -> Callable[[int], Any]:
+    auth = {"Authorization": f"Bearer {fixture.token}"}
+    path = f"/api/{fixture.app}/order"
+    tag = secrets.token_hex(4)
+    numbers = itertools.count()
+
+    async def get(n: int) -> None:
+        resp = await client.get(f"{path}/{fixture.ids[n % len(fixture.ids)]}", headers=auth)
+        await resp.read()
+        assert resp.status == 200, resp.status
+
+    async def create(n: int) -> None:
+        body = {**CREATE_FIELDS, "number": f"{tag}-{next(numbers)}"}
+        resp = await client.post(path, json=body, headers=auth)
+        await resp.read()
+        assert resp.status == 201, resp.status
+
+    return get if op == "get" else create
+
+
+async def _drive(call: Callable[[int], Awaitable[None]], requests: int) -> None:
+    counter = iter(range(requests))
+
+    async def worker() -> None:
+        for n in counter:
+            await call(n)
+
+    await asyncio.gather(*(worker() for _ in range(CONCURRENCY)))
+
+
+def _backend_ticks(pids: list[int]) -> int:
+    total = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])  # utime, stime
+    return total
+
+
+def _backends(admin: psycopg.Connection[Any], dbname: str) -> list[int]:
+    rows = admin.execute(
+        "select pid from pg_stat_activity where datname = %s", (dbname,)
+    ).fetchall()
+    return [int(row[0]) for row in rows]
+
+
+@dataclasses.dataclass
+class Sample:
+    rocketd_us: float
+    postgres_us: float
+
+
+async def measure(
+    dsn: str,
+    admin: psycopg.Connection[Any],
+    data_dir: str,
+    traced: bool,
+    fixture: Fixture | None,
+    ops: list[str],
+    requests: int,
+    spy_dir: Path | None,
+) -> tuple[Fixture, dict[str, Sample]]:
+    runtime = Runtime(settings_for(dsn, data_dir, traced))
+    await runtime.start(http=False)
+    assert runtime.services is not None
+    client: TestClient[Any, Any] = TestClient(TestServer(create_app(runtime.services)))
+    await client.start_server()
+    samples: dict[str, Sample] = {}
+    try:
+        if fixture is None:
+            fixture = await set_up(client)
+        dbname = f"rocket_{fixture.app}"
+        tick = os.sysconf("SC_CLK_TCK")
+        for op in ops:
+            call = _request(client, fixture, op)
+            await _drive(call, min(500, requests))  # warm-up: pools, caches, prepared statements
+            await asyncio.sleep(FLUSH_GRACE_S)
+            pids = _backends(admin, dbname)
+            pg_before = _backend_ticks(pids)
+            mode = "on" if traced else "off"
+            spy = _start_py_spy(spy_dir / f"{op}-{mode}.txt") if spy_dir is not None else None
+            cpu_before = time.process_time()
+            await _drive(call, requests)
+            await asyncio.sleep(FLUSH_GRACE_S)
+            cpu = time.process_time() - cpu_before
+            pg = (_backend_ticks(pids) - pg_before) / tick
+            if spy is not None:
+                _stop_py_spy(spy)
+            samples[op] = Sample(cpu / requests * 1e6, pg / requests * 1e6)
+    finally:
+        await client.close()
+        await runtime.stop()
+    return fixture, samples
+
+
+def _start_py_spy(out: Path) -> subprocess.Popen[bytes]:
+    found = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
+    process = subprocess.Popen(
+        [
+            found,
+            "record",
+            "--pid",
+            str(os.getpid()),
+            "--rate",
+            str(PY_SPY_RATE),
+            "--format",
+            "raw",
+            "--output",
+            str(out),
+            "--nonblocking",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    time.sleep(1.0)  # attached before the run starts
+    return process
+
+
+def _stop_py_spy(process: subprocess.Popen[bytes]) -> None:
+    process.send_signal(2)  # SIGINT: py-spy writes its output and exits
+    process.wait(timeout=30)
+
+
+async def run(args: argparse.Namespace) -> None:
+    name = f"rocketbench_evprof_{secrets.token_hex(4)}"
+    dsn = DatabaseSettings(url=args.pg_url).dsn(name)
+    spy_dir = Path(args.py_spy) if args.py_spy else None
+    if spy_dir is not None:
+        spy_dir.mkdir(parents=True, exist_ok=True)
+    with (
+        psycopg.connect(args.pg_url, autocommit=True) as admin,
+        tempfile.TemporaryDirectory() as data_dir,
+    ):
+        fixture: Fixture | None = None
+        results: dict[tuple[bool, str], list[Sample]] = {}
+        try:
+            for round_no in range(args.rounds):
+                for traced in (False, True):
+                    spy = spy_dir if round_no == args.rounds - 1 else None
+                    fixture, samples = await measure(
+                        dsn, admin, data_dir, traced, fixture, args.ops, args.requests, spy
+                    )
+                    for op, sample in samples.items():
+                        results.setdefault((traced, op), []).append(sample)
+        finally:
+            apps = []
+            try:
+                with psycopg.connect(dsn, autocommit=True) as conn:
+                    apps = [r[0] for r in conn.execute("select db_name from _apps").fetchall()]
+            except psycopg.Error:
+                pass
+            for db in [*apps, name]:
+                admin.execute(
+                    sql.SQL("drop database if exists {} with (force)").format(sql.Identifier(db))
+                )
+    print(f"CPU per request, medians of {args.rounds} rounds of {args.requests} requests")
+    print()
+    print("| op | rocketd process off µs | on µs | added | PostgreSQL off µs | on µs | added |")
+    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: |")
+    for op in args.ops:
+        off = results[(False, op)]
+        on = results[(True, op)]
+        r_off = statistics.median(s.rocketd_us for s in off)
+        r_on = statistics.median(s.rocketd_us for s in on)
+        p_off = statistics.median(s.postgres_us for s in off)
+        p_on = statistics.median(s.postgres_us for s in on)
+        print(
+            f"| {op} | {r_off:.0f} | {r_on:.0f} | {r_on - r_off:+.0f} "
+            f"| {p_off:.0f} | {p_on:.0f} | {p_on - p_off:+.0f} |"
+        )
+    if spy_dir is not None:
+        for op in args.ops:
+            cpu = {
+                mode: results[(traced, op)][-1].rocketd_us
+                for mode, traced in (("off", False), ("on", True))
+            }
+            print(f"\n{op}: µs per request by function (py-spy, last round), most added first")
+            print(_added_table(spy_dir, op, cpu, args.top))
+
+
+def _per_request(path: Path, cpu_us: float) -> tuple[Counter[str], Counter[str]]:
+    """µs per request by function, own samples and anywhere on the stack: each function's share
+    of the run's samples times the run's CPU per request."""
+    own: Counter[str] = Counter()
+    total: Counter[str] = Counter()
+    samples = 0
+    for line in path.read_text().splitlines():
+        stack, _, count_text = line.rpartition(" ")
+        if not stack or not count_text.isdigit():
+            continue
+        count = int(count_text)
+        frames = [frame_name(f) for f in stack.split(";")]
+        samples += count
+        own[frames[-1]] += count
+        for name in set(frames):
+            total[name] += count
+    scale = cpu_us / samples if samples else 0.0
+    return (
+        Counter({k: v * scale for k, v in own.items()}),
+        Counter({k: v * scale for k, v in total.items()}),
+    )
+
+
+def _added_table(spy_dir: Path, op: str, cpu: dict[str, float], top: int) -> str:
+    own_off, total_off = _per_request(spy_dir / f"{op}-off.txt", cpu["off"])
+    own_on, total_on = _per_request(spy_dir / f"{op}-on.txt", cpu["on"])
+    lines = ["| own time | off | on | added | anywhere on the stack | off | on | added |"]
+    lines.append("| --- | ---: | ---: | ---: | --- | ---: | ---: | ---: |")
+
+    def added(off: Counter[str], on: Counter[str]) -> list[tuple[str, float, float]]:
+        names = set(off) | set(on)
+        ranked = sorted(names, key=lambda n: on.get(n, 0.0) - off.get(n, 0.0), reverse=True)
+        return [(n, off.get(n, 0.0), on.get(n, 0.0)) for n in ranked[:top]]
+
+    for (a, a_off, a_on), (b, b_off, b_on) in zip(
+        added(own_off, own_on), added(total_off, total_on), strict=True
+    ):
+        lines.append(
+            f"| `{a}` | {a_off:.1f} | {a_on:.1f} | {a_on - a_off:+.1f} "
+            f"| `{b}` | {b_off:.1f} | {b_on:.1f} | {b_on - b_off:+.1f} |"
+        )
+    return "\n".join(lines)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("ops", nargs="*", help="get, create (default: both)")
+    parser.add_argument("--pg-url", default="postgresql://postgres@127.0.0.1:5432/postgres")
+    parser.add_argument("--requests", type=int, default=3000)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--py-spy", default="", help="sample the last traced round into DIR")
+    parser.add_argument("--top", type=int, default=30)
+    args = parser.parse_args()
+    args.ops = args.ops or ["get", "create"]
+    if not set(args.ops) <= {"get", "create"}:
+        parser.error("operations: get, create")
+    configure_logging(level="warning")
+    asyncio.run(run(args))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
