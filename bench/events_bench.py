@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
+import uvloop
 from psycopg import sql
 from psycopg_pool import AsyncConnectionPool
 
@@ -54,13 +55,16 @@ STAGES = (
 )
 
 
+RECORD_ID = "0b8f3c52-5a1e-4d7e-9c11-6d2f0e8a4b73"
+
+
 def _root_metadata(method: str) -> dict[str, Any]:
-    return {"method": method, "path": f"/api/benchdata/{ENTITY}/{uuid.uuid4()}"}
+    return {"method": method, "path": f"/api/benchdata/{ENTITY}/{RECORD_ID}"}
 
 
 def get_like(trace: Trace, user: str) -> None:
     """A traced `GET /api/{app}/order/{id}` as the kernel records it: 5 spans."""
-    record_id = str(uuid.uuid4())
+    record_id = RECORD_ID
     root = start_root(trace, "http", "handler", "request", metadata=_root_metadata("GET"))
     with root:
         with start_span("auth", "middleware", "auth.validate"):
@@ -113,7 +117,7 @@ def create_like(trace: Trace, user: str) -> None:
                     "permissions",
                     "permission.stage",
                     entity=ENTITY,
-                    record_id=uuid.uuid4(),
+                    record_id=RECORD_ID,
                     metadata=metadata,
                 ):
                     pass
@@ -195,8 +199,8 @@ def main() -> int:
     try:
         asyncio.run(_apply(dsn))
         for kind in KINDS:
-            asyncio.run(measure(dsn, kind, min(2000, args.requests), args.batch))  # warm-up
-            results[kind] = asyncio.run(measure(dsn, kind, args.requests, args.batch))
+            uvloop.run(measure(dsn, kind, min(2000, args.requests), args.batch))  # warm-up
+            results[kind] = uvloop.run(measure(dsn, kind, args.requests, args.batch))
     finally:
         with psycopg.connect(args.pg_url, autocommit=True) as admin:
             admin.execute(

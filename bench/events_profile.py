@@ -1,22 +1,23 @@
-"""What tracing costs rocketd's own process on the real path, in process: the data-api set's
-`order` entity served by a `Runtime` behind aiohttp's test server (a loopback socket), `get` and
-`create` requests sent by an in-process client, with `instrumentation.enabled` false and true in
-alternating rounds (each round a fresh runtime on the same app, like `python -m bench ab`).
+"""What tracing costs rocketd's own process on the real path: the data-api set's `order` entity
+served by a `Runtime` in this process behind aiohttp's test server (a loopback socket), `get` and
+`create` requests sent by another process (aiohttp, 16 connections), with
+`instrumentation.enabled` false and true in alternating rounds (each round a fresh runtime on
+the same app, like `python -m bench ab`), uvloop as `rocketd serve` runs.
 
 For each round it reports the CPU time of this process per request (`time.process_time`: the
-server, the client and, when on, the EventFlusher writing the rows, which it is given time to
-finish inside the measured window), and the CPU the app database's PostgreSQL backends spent
+server and, when on, the EventFlusher writing the rows, which it is given time to finish inside
+the measured window), and the CPU the app database's PostgreSQL backends spent
 (`/proc/<pid>/stat` of each backend, so it must run as the PostgreSQL user or root on the same
-machine). The client's share is the same in both modes: the difference is what tracing costs.
+machine). The difference between the modes is what tracing costs.
 
-`--py-spy DIR` samples the traced rounds with py-spy (`pip install py-spy`; it must be allowed
-to ptrace this process) and prints the heaviest functions by own samples and by samples
-anywhere on the stack (raw stacks in DIR/<op>.txt).
+`--py-spy DIR` samples the last round of each mode with py-spy (`pip install py-spy`; it must be
+allowed to ptrace this process) and prints the functions that cost the most µs per request more
+with tracing on, by own samples and by samples anywhere on the stack (raw stacks in
+DIR/<op>-<mode>.txt).
 
     .venv/bin/python -m bench.events_profile [--requests 3000] [--rounds 3] [get create]
 
-A microbenchmark, not a throughput measure: take the differences, not the absolute numbers
-(the in-process client costs as much as a request's server side).
+A microbenchmark of CPU per request, not a throughput measure (`python -m bench ab` is).
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import dataclasses
-import itertools
+import json
 import os
 import secrets
 import shutil
@@ -34,11 +35,12 @@ import sys
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import psycopg
+import uvloop
 from aiohttp.test_utils import TestClient, TestServer
 from psycopg import sql
 
@@ -112,34 +114,54 @@ async def set_up(client: TestClient[Any, Any]) -> Fixture:
     return Fixture(name, token, ids)
 
 
-def _request(client: TestClient[Any, Any], fixture: Fixture, op: str) -> Callable[[int], Any]:
+async def _drive(base_url: str, fixture: Fixture, op: str, requests: int, tag: str) -> None:
+    """`requests` requests of `op` on CONCURRENCY connections (run in the load process)."""
     auth = {"Authorization": f"Bearer {fixture.token}"}
     path = f"/api/{fixture.app}/order"
-    tag = secrets.token_hex(4)
-    numbers = itertools.count()
-
-    async def get(n: int) -> None:
-        resp = await client.get(f"{path}/{fixture.ids[n % len(fixture.ids)]}", headers=auth)
-        await resp.read()
-        assert resp.status == 200, resp.status
-
-    async def create(n: int) -> None:
-        body = {**CREATE_FIELDS, "number": f"{tag}-{next(numbers)}"}
-        resp = await client.post(path, json=body, headers=auth)
-        await resp.read()
-        assert resp.status == 201, resp.status
-
-    return get if op == "get" else create
-
-
-async def _drive(call: Callable[[int], Awaitable[None]], requests: int) -> None:
     counter = iter(range(requests))
 
-    async def worker() -> None:
+    async def worker(session: aiohttp.ClientSession) -> None:
         for n in counter:
-            await call(n)
+            if op == "get":
+                url = f"{path}/{fixture.ids[n % len(fixture.ids)]}"
+                async with session.get(url, headers=auth) as resp:
+                    await resp.read()
+                    expected = 200
+            else:
+                body = {**CREATE_FIELDS, "number": f"{tag}-{n}"}
+                async with session.post(path, json=body, headers=auth) as resp:
+                    await resp.read()
+                    expected = 201
+            if resp.status != expected:
+                raise RuntimeError(f"{op}: {resp.status}")
 
-    await asyncio.gather(*(worker() for _ in range(CONCURRENCY)))
+    connector = aiohttp.TCPConnector(limit=CONCURRENCY)
+    async with aiohttp.ClientSession(base_url, connector=connector) as session:
+        await asyncio.gather(*(worker(session) for _ in range(CONCURRENCY)))
+
+
+def _load_process() -> None:
+    """The load process: reads what to send from standard input (JSON), sends it."""
+    spec = json.load(sys.stdin)
+    fixture = Fixture(**spec["fixture"])
+    uvloop.run(_drive(spec["url"], fixture, spec["op"], spec["requests"], spec["tag"]))
+
+
+async def _load(base_url: str, fixture: Fixture, op: str, requests: int) -> None:
+    """Send the requests from another process, so this one's CPU time is the server's alone."""
+    spec = {
+        "url": base_url,
+        "fixture": dataclasses.asdict(fixture),
+        "op": op,
+        "requests": requests,
+        "tag": secrets.token_hex(4),
+    }
+    load = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "bench.events_profile", "--load", stdin=asyncio.subprocess.PIPE
+    )
+    await load.communicate(json.dumps(spec).encode())
+    if load.returncode != 0:
+        raise RuntimeError(f"the load process failed ({load.returncode})")
 
 
 def _backend_ticks(pids: list[int]) -> int:
@@ -187,16 +209,16 @@ async def measure(
             fixture = await set_up(client)
         dbname = f"rocket_{fixture.app}"
         tick = os.sysconf("SC_CLK_TCK")
+        base_url = str(client.make_url("/"))
         for op in ops:
-            call = _request(client, fixture, op)
-            await _drive(call, min(500, requests))  # warm-up: pools, caches, prepared statements
+            await _load(base_url, fixture, op, min(500, requests))  # warm-up: pools, caches
             await asyncio.sleep(FLUSH_GRACE_S)
             pids = _backends(admin, dbname)
             pg_before = _backend_ticks(pids)
             mode = "on" if traced else "off"
             spy = _start_py_spy(spy_dir / f"{op}-{mode}.txt") if spy_dir is not None else None
             cpu_before = time.process_time()
-            await _drive(call, requests)
+            await _load(base_url, fixture, op, requests)
             await asyncio.sleep(FLUSH_GRACE_S)
             cpu = time.process_time() - cpu_before
             pg = (_backend_ticks(pids) - pg_before) / tick
@@ -339,6 +361,9 @@ def _added_table(spy_dir: Path, op: str, cpu: dict[str, float], top: int) -> str
 
 
 def main() -> int:
+    if sys.argv[1:] == ["--load"]:
+        _load_process()
+        return 0
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("ops", nargs="*", help="get, create (default: both)")
     parser.add_argument("--pg-url", default="postgresql://postgres@127.0.0.1:5432/postgres")
@@ -351,7 +376,7 @@ def main() -> int:
     if not set(args.ops) <= {"get", "create"}:
         parser.error("operations: get, create")
     configure_logging(level="warning")
-    asyncio.run(run(args))
+    uvloop.run(run(args))  # as `rocketd serve` runs
     return 0
 
 

@@ -4,8 +4,8 @@ business events the kernel announces (`send_event` actions) recorded in `_events
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from contextlib import AbstractAsyncContextManager
+from types import TracebackType
 from typing import Any, Final, cast
 
 from rocketd.capabilities.events.tracer import AppTracer, sampled
@@ -52,18 +52,31 @@ def observe_stage(stage: Stage, ctx: WriteContext) -> AbstractAsyncContextManage
     span = start_span(
         source, component, action, entity=ctx.entity.name, record_id=ctx.pk, metadata=metadata
     )
-    return _observed(cast(Span, span), denied)
+    return _StageSpan(cast(Span, span), denied)
 
 
-@asynccontextmanager
-async def _observed(span: Span, denied: str) -> AsyncIterator[None]:
-    with span:
-        try:
-            yield
-        except Forbidden:
-            span.rename(denied)
+class _StageSpan:
+    """The span of one stage run, made current while the stage runs; a stage refusing with
+    403 renames it (a class, not `asynccontextmanager`: this runs for every stage of every
+    traced write)."""
+
+    __slots__ = ("denied", "span")
+
+    def __init__(self, span: Span, denied: str) -> None:
+        self.span = span
+        self.denied = denied
+
+    async def __aenter__(self) -> None:
+        self.span._enter()
+
+    async def __aexit__(
+        self, kind: Any, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        span = self.span
+        if isinstance(exc, Forbidden):
+            span.rename(self.denied)
             span.metadata["result"] = "denied"
-            raise
+        span._exit(exc)
 
 
 def business_sink(tracer: AppTracer) -> Any:

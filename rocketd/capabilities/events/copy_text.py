@@ -1,0 +1,123 @@
+"""`_events` rows as one `COPY ... FROM STDIN` payload in PostgreSQL's text format, built in one
+pass: the EventFlusher runs in the request-serving process, so every microsecond spent per row
+here is taken from requests (psycopg's `write_row` dumps each field through its adapters).
+
+The text format: columns separated by tabs, rows ended by a newline, `\\N` for NULL, and a
+backslash, tab, newline or carriage return inside a value written as `\\\\`, `\\t`, `\\n`, `\\r`.
+The fast path writes values as they are and proves that was right: ids are UUIDs (rocketd's own,
+or checked), a backslash in a text column that can come from outside (any column of a business
+event; a span's entity and record id: its other names are rocketd's own) sends that row through
+the escaping path, and a batch whose payload holds any tab, newline or carriage return other than
+the separators is encoded again with every value escaped. The duration, whole microseconds, is
+written as `<n>e-3` (milliseconds, exactly what `round(ms, 3)` gives). `metadata` is JSON (orjson escapes every control character), so only its
+backslashes are doubled.
+
+PostgreSQL refuses a NUL character in text and jsonb (a `\\u0000` escape too), and UTF-8 has no
+lone surrogates: one would make the whole batch fail, so such a character coming from a client
+(a business event, a record id) is stored as U+FFFD or `?` instead, and metadata orjson cannot
+write (keys that are not strings) is written with its keys as strings.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, Final
+
+from rocketd.json_encoding import encode
+from rocketd.tracing import SYSTEM, EventRow
+
+# The stored columns, in the order of an `EventRow` (the rest of the tuple is not stored).
+COLUMNS: Final = (
+    "trace_id",
+    "span_id",
+    "parent_span_id",
+    "event_type",
+    "source",
+    "component",
+    "action",
+    "entity",
+    "record_id",
+    "user_id",
+    "duration_ms",
+    "status",
+    "metadata",
+)
+NULL: Final = "\\N"
+_SEPARATORS: Final = len(COLUMNS) - 1
+_ESCAPES: Final = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
+_REPLACEMENT: Final = "\ufffd"
+_JSON_NUL: Final = "\\u0000"
+
+
+def copy_payload(rows: Sequence[EventRow]) -> bytes:
+    """`rows` as the data of one text-format `COPY _events (COLUMNS) FROM STDIN`."""
+    lines = []
+    for row in rows:
+        (trace_id, span_id, parent, event_type, source, component, action, entity, record_id,
+         user_id, duration_us, status, metadata, _) = row  # fmt: skip
+        if event_type is SYSTEM:  # its names are rocketd's own: only these two come from outside
+            suspect = (entity is not None and "\\" in entity) or (
+                record_id is not None and "\\" in record_id
+            )
+        else:
+            suspect = "\\" in f"{event_type}{source}{component}{action}{entity}{record_id}{status}"
+        if suspect:
+            lines.append(escaped_line(row))
+            continue
+        lines.append(
+            f"{trace_id}\t{span_id}\t{NULL if parent is None else parent}\t{event_type}\t"
+            f"{source}\t{component}\t{action}\t{NULL if entity is None else entity}\t"
+            f"{NULL if record_id is None else record_id}\t{NULL if user_id is None else user_id}\t"
+            f"{NULL if duration_us is None else f'{duration_us}e-3'}\t"
+            f"{NULL if status is None else status}\t{_json(metadata)}\n"
+        )
+    payload = "".join(lines)
+    if (
+        payload.count("\t") != _SEPARATORS * len(rows)
+        or payload.count("\n") != len(rows)
+        or "\r" in payload
+    ):
+        payload = "".join(escaped_line(row) for row in rows)
+    if "\x00" in payload or _JSON_NUL in payload:
+        payload = "".join(escaped_line(_storable(row)) for row in rows)
+    return payload.encode("utf-8", "replace")
+
+
+def escaped_line(row: EventRow) -> str:
+    """One row with every value escaped: the path that never trusts a value."""
+    values = [_text(value) for value in row[:10]]
+    duration_us = row[10]
+    values.append(NULL if duration_us is None else f"{int(duration_us)}e-3")
+    values.append(_text(row[11]))
+    values.append(_json(row[12]))
+    return "\t".join(values) + "\n"
+
+
+def _text(value: Any) -> str:
+    return NULL if value is None else str(value).translate(_ESCAPES)
+
+
+def _json(metadata: Any) -> str:
+    if not metadata:
+        return "{}"
+    try:
+        text = encode(metadata, default=str).decode()
+    except TypeError:  # orjson's error: a key that is not a string, a lone surrogate
+        text = encode(_storable(metadata), default=str).decode()
+    return text.replace("\\", "\\\\") if "\\" in text else text
+
+
+def _storable(value: Any) -> Any:
+    """`value` (a row, metadata, or a value in them) with every string as PostgreSQL stores it:
+    NUL characters replaced by U+FFFD, lone surrogates by `?`; mapping keys as strings."""
+    if isinstance(value, str):
+        if "\x00" in value:
+            value = value.replace("\x00", _REPLACEMENT)
+        return value.encode("utf-8", "replace").decode()
+    if isinstance(value, dict):
+        return {_storable(str(key)): _storable(item) for key, item in value.items()}
+    if isinstance(value, tuple):
+        return tuple(_storable(item) for item in value)
+    if isinstance(value, list):
+        return [_storable(item) for item in value]
+    return value
