@@ -20,6 +20,10 @@ write (keys that are not strings) is written with its keys as strings.
 
 from __future__ import annotations
 
+import itertools
+import os
+import random
+import time
 from collections.abc import Sequence
 from typing import Any, Final
 
@@ -42,15 +46,46 @@ COLUMNS: Final = (
     "status",
     "metadata",
 )
+# What the flusher copies: a row id first, then the row.
+COPY_COLUMNS: Final = ("id", *COLUMNS)
 NULL: Final = "\\N"
-_SEPARATORS: Final = len(COLUMNS) - 1
+_SEPARATORS: Final = len(COPY_COLUMNS) - 1
+_MASK48: Final = (1 << 48) - 1
 _ESCAPES: Final = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
 _REPLACEMENT: Final = "\ufffd"
 _JSON_NUL: Final = "\\u0000"
 
 
+class RowIds:
+    """Time-ordered `_events.id` values (the column keeps its `gen_random_uuid()` default): the
+    Unix time in milliseconds (48 bits) taken once per batch, a version-7 nibble and 26 random
+    bits chosen per process (again in a forked child), then a 48-bit counter of the process.
+    Every batch's ids follow the previous ones in the primary key, so PostgreSQL adds them at the
+    index's right edge instead of at a random page per row, and skips generating a random UUID
+    per row: about a third less of its CPU per row (docs/benchmarks.md)."""
+
+    def __init__(self) -> None:
+        self.reseed()
+        os.register_at_fork(after_in_child=self.reseed)
+
+    def reseed(self) -> None:
+        self.process = f"7{random.getrandbits(12):03x}-{0x8000 | random.getrandbits(14):04x}-"
+        self.counter = itertools.count(random.getrandbits(40))
+
+    def prefix(self) -> str:
+        """The first 80 bits of this batch's ids (the counter fills the last 48)."""
+        ms = time.time_ns() // 1_000_000
+        return f"{(ms >> 16) & 0xFFFFFFFF:08x}-{ms & 0xFFFF:04x}-{self.process}"
+
+
+ROW_IDS: Final = RowIds()
+
+
 def copy_payload(rows: Sequence[EventRow]) -> bytes:
-    """`rows` as the data of one text-format `COPY _events (COLUMNS) FROM STDIN`."""
+    """`rows` as the data of one text-format `COPY _events (COPY_COLUMNS) FROM STDIN`, each
+    with a new time-ordered id."""
+    prefix = ROW_IDS.prefix()
+    counter = ROW_IDS.counter
     lines = []
     for row in rows:
         (trace_id, span_id, parent, event_type, source, component, action, entity, record_id,
@@ -61,11 +96,12 @@ def copy_payload(rows: Sequence[EventRow]) -> bytes:
             )
         else:
             suspect = "\\" in f"{event_type}{source}{component}{action}{entity}{record_id}{status}"
+        row_id = f"{prefix}{next(counter) & _MASK48:012x}"
         if suspect:
-            lines.append(escaped_line(row))
+            lines.append(escaped_line(row_id, row))
             continue
         lines.append(
-            f"{trace_id}\t{span_id}\t{NULL if parent is None else parent}\t{event_type}\t"
+            f"{row_id}\t{trace_id}\t{span_id}\t{NULL if parent is None else parent}\t{event_type}\t"
             f"{source}\t{component}\t{action}\t{NULL if entity is None else entity}\t"
             f"{NULL if record_id is None else record_id}\t{NULL if user_id is None else user_id}\t"
             f"{NULL if duration_us is None else f'{duration_us}e-3'}\t"
@@ -77,15 +113,21 @@ def copy_payload(rows: Sequence[EventRow]) -> bytes:
         or payload.count("\n") != len(rows)
         or "\r" in payload
     ):
-        payload = "".join(escaped_line(row) for row in rows)
+        payload = _escaped(lines, rows)
     if "\x00" in payload or _JSON_NUL in payload:
-        payload = "".join(escaped_line(_storable(row)) for row in rows)
+        payload = _escaped(lines, [_storable(row) for row in rows])
     return payload.encode("utf-8", "replace")
 
 
-def escaped_line(row: EventRow) -> str:
+def _escaped(lines: list[str], rows: Sequence[EventRow]) -> str:
+    """`rows` with every value escaped, each keeping its id (the first 36 characters of its
+    line)."""
+    return "".join(escaped_line(line[:36], row) for line, row in zip(lines, rows, strict=True))
+
+
+def escaped_line(row_id: str, row: EventRow) -> str:
     """One row with every value escaped: the path that never trusts a value."""
-    values = [_text(value) for value in row[:10]]
+    values = [row_id, *(_text(value) for value in row[:10])]
     duration_us = row[10]
     values.append(NULL if duration_us is None else f"{int(duration_us)}e-3")
     values.append(_text(row[11]))

@@ -19,14 +19,14 @@ from psycopg.pq import TransactionStatus
 
 from rocketd.actors.base import Actor
 from rocketd.capabilities.events.buffer import AppQueue, EventBuffer
-from rocketd.capabilities.events.copy_text import COLUMNS, copy_payload
+from rocketd.capabilities.events.copy_text import COPY_COLUMNS, copy_payload
 from rocketd.db.commands import run_command
 from rocketd.logging import get_logger
 from rocketd.tracing import EventRow
 
 log = get_logger("rocketd.events")
 
-COPY_SQL: Final = f"copy _events ({', '.join(COLUMNS)}) from stdin"
+COPY_SQL: Final = f"copy _events ({', '.join(COPY_COLUMNS)}) from stdin"
 # Rows per COPY: one flush of a busy app is split so a transaction stays short.
 MAX_ROWS_PER_WRITE: Final = 5000
 WRITE_TIMEOUT: Final = 10.0
