@@ -4,18 +4,19 @@ here is taken from requests (psycopg's `write_row` dumps each field through its 
 
 The text format: columns separated by tabs, rows ended by a newline, `\\N` for NULL, and a
 backslash, tab, newline or carriage return inside a value written as `\\\\`, `\\t`, `\\n`, `\\r`.
-The fast path writes values as they are and proves that was right: ids are UUIDs (rocketd's own,
-or checked), a backslash in a text column that can come from outside (any column of a business
-event; a span's entity and record id: its other names are rocketd's own) sends that row through
-the escaping path, and a batch whose payload holds any tab, newline or carriage return other than
-the separators is encoded again with every value escaped. The duration, whole microseconds, is
-written as `<n>e-3` (milliseconds, exactly what `round(ms, 3)` gives). `metadata` is JSON (orjson escapes every control character), so only its
-backslashes are doubled.
+The fast path writes values as they are where that is safe: ids are UUIDs (rocketd's own, or
+checked when they come in), a span's source, component, action and status are rocketd's own names
+(code, never a request's values), durations are integers, and orjson's JSON holds no control
+character (only backslashes, doubled here). A text value that can come from outside (a span's
+entity and record id, every column of a business event) is written as it is only when it is
+printable and has no backslash; otherwise its row takes the path that escapes every value. The
+duration, whole microseconds, is written as `<n>e-3` (milliseconds, exactly what `round(ms, 3)`
+gave before).
 
 PostgreSQL refuses a NUL character in text and jsonb (a `\\u0000` escape too), and UTF-8 has no
 lone surrogates: one would make the whole batch fail, so such a character coming from a client
-(a business event, a record id) is stored as U+FFFD or `?` instead, and metadata orjson cannot
-write (keys that are not strings) is written with its keys as strings.
+(a business event, a record id) is stored as U+FFFD or `?` instead (the escaping path), and
+metadata orjson cannot write (keys that are not strings) is written with its keys as strings.
 """
 
 from __future__ import annotations
@@ -26,6 +27,8 @@ import random
 import time
 from collections.abc import Sequence
 from typing import Any, Final
+
+import orjson
 
 from rocketd.json_encoding import encode
 from rocketd.tracing import SYSTEM, EventRow
@@ -49,11 +52,11 @@ COLUMNS: Final = (
 # What the flusher copies: a row id first, then the row.
 COPY_COLUMNS: Final = ("id", *COLUMNS)
 NULL: Final = "\\N"
-_SEPARATORS: Final = len(COPY_COLUMNS) - 1
 _MASK48: Final = (1 << 48) - 1
 _ESCAPES: Final = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
 _REPLACEMENT: Final = "\ufffd"
 _JSON_NUL: Final = "\\u0000"
+_dumps: Final = orjson.dumps
 
 
 class RowIds:
@@ -86,47 +89,57 @@ def copy_payload(rows: Sequence[EventRow]) -> bytes:
     with a new time-ordered id."""
     prefix = ROW_IDS.prefix()
     counter = ROW_IDS.counter
-    lines = []
+    lines: list[str] = []
+    append = lines.append
     for row in rows:
         (trace_id, span_id, parent, event_type, source, component, action, entity, record_id,
          user_id, duration_us, status, metadata, _) = row  # fmt: skip
+        row_id = f"{prefix}{next(counter) & _MASK48:012x}"
         if event_type is SYSTEM:  # its names are rocketd's own: only these two come from outside
-            suspect = (entity is not None and "\\" in entity) or (
-                record_id is not None and "\\" in record_id
+            suspect = (entity is not None and not _plain(entity)) or (
+                record_id is not None and not _plain(record_id)
             )
         else:
-            suspect = "\\" in f"{event_type}{source}{component}{action}{entity}{record_id}{status}"
-        row_id = f"{prefix}{next(counter) & _MASK48:012x}"
+            suspect = not _plain(
+                f"{event_type}{source}{component}{action}{entity}{record_id}{status}"
+            )
         if suspect:
-            lines.append(escaped_line(row_id, row))
+            append(escaped_line(row_id, row))
             continue
-        lines.append(
+        if metadata:
+            try:
+                meta = _dumps(metadata).decode()
+            except TypeError:  # orjson's error (an integer beyond 64 bits, a key not a string)
+                meta = _json(metadata)
+            else:
+                if "\\" in meta:
+                    if _JSON_NUL in meta:
+                        append(escaped_line(row_id, row))
+                        continue
+                    meta = meta.replace("\\", "\\\\")
+        else:
+            meta = "{}"
+        append(
             f"{row_id}\t{trace_id}\t{span_id}\t{NULL if parent is None else parent}\t{event_type}\t"
             f"{source}\t{component}\t{action}\t{NULL if entity is None else entity}\t"
             f"{NULL if record_id is None else record_id}\t{NULL if user_id is None else user_id}\t"
             f"{NULL if duration_us is None else f'{duration_us}e-3'}\t"
-            f"{NULL if status is None else status}\t{_json(metadata)}\n"
+            f"{NULL if status is None else status}\t{meta}\n"
         )
-    payload = "".join(lines)
-    if (
-        payload.count("\t") != _SEPARATORS * len(rows)
-        or payload.count("\n") != len(rows)
-        or "\r" in payload
-    ):
-        payload = _escaped(lines, rows)
-    if "\x00" in payload or _JSON_NUL in payload:
-        payload = _escaped(lines, [_storable(row) for row in rows])
-    return payload.encode("utf-8", "replace")
+    return "".join(lines).encode("utf-8", "replace")  # "?" for a lone surrogate
 
 
-def _escaped(lines: list[str], rows: Sequence[EventRow]) -> str:
-    """`rows` with every value escaped, each keeping its id (the first 36 characters of its
-    line)."""
-    return "".join(escaped_line(line[:36], row) for line, row in zip(lines, rows, strict=True))
+def _plain(value: str) -> bool:
+    """Whether `value` can be written as it is: no backslash, and printable (so no tab, newline
+    or carriage return; other characters Python does not call printable take the escaping path
+    too, which is merely slower)."""
+    return value.isprintable() and "\\" not in value
 
 
 def escaped_line(row_id: str, row: EventRow) -> str:
-    """One row with every value escaped: the path that never trusts a value."""
+    """One row with every value escaped, NUL characters replaced: the path that never trusts a
+    value."""
+    row = _storable(row)
     values = [row_id, *(_text(value) for value in row[:10])]
     duration_us = row[10]
     values.append(NULL if duration_us is None else f"{int(duration_us)}e-3")
@@ -140,6 +153,8 @@ def _text(value: Any) -> str:
 
 
 def _json(metadata: Any) -> str:
+    """`metadata` as JSON in a COPY value: `rocketd.json_encoding` (integers beyond 64 bits,
+    anything else as its `str`), backslashes doubled."""
     if not metadata:
         return "{}"
     try:

@@ -28,6 +28,7 @@ HOSTILE = [
     "quotes ' and \" and `",
     "unicode é 日本 🚀",
     "\\t literally",
+    "not printable to Python: \u00a0 \u200d \x1f",
     "",
 ]
 
@@ -144,13 +145,15 @@ async def test_characters_postgresql_refuses_do_not_lose_the_batch(
     conn: psycopg.AsyncConnection[Any],
 ) -> None:
     nul = row(record_id="a\x00b", metadata={"k\x00": "v\x00", "list": ["\x00"]})
+    nul_in_metadata = row(metadata={"v": "x\x00y", "sql": 'select "a"'})
     surrogate = row(BUSINESS, action="x\ud800y", metadata={"s": "\udfff"}, status=None)
     plain = row(record_id="plain")
     not_text_keys = row(metadata={1: "one", "two": 2})  # type: ignore[dict-item]
-    await write_rows(conn, [nul, surrogate, plain, not_text_keys])
+    await write_rows(conn, [nul, nul_in_metadata, surrogate, plain, not_text_keys])
     found = await stored(conn)
     assert found[nul[1]][8] == "a\ufffdb"
     assert found[nul[1]][12] == {"k\ufffd": "v\ufffd", "list": ["\ufffd"]}
+    assert found[nul_in_metadata[1]][12] == {"v": "x\ufffdy", "sql": 'select "a"'}
     assert found[surrogate[1]][6] == "x?y" and found[surrogate[1]][12] == {"s": "?"}
     assert found[plain[1]] == expected(plain)
     assert found[not_text_keys[1]][12] == {"1": "one", "two": 2}
