@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import dataclasses
+import itertools
 import json
 import os
 import secrets
@@ -34,6 +35,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import uuid
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -41,6 +43,7 @@ from typing import Any
 import aiohttp
 import psycopg
 import uvloop
+from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 from psycopg import sql
 
@@ -62,6 +65,10 @@ CONCURRENCY = 16
 SEED = 500
 FLUSH_GRACE_S = 0.5  # the flusher's interval is 100 ms: every row is written by then
 PY_SPY_RATE = 400
+MARK_PATH = "/_bench/mark"
+# X-Trace-ID heads: sampled at any rate above 0, and only at rate 1 (tracer.sampled)
+TRACED_HEAD = "00000000"
+UNTRACED_HEAD = "ffffffff"
 
 
 @dataclasses.dataclass
@@ -71,13 +78,13 @@ class Fixture:
     ids: list[str]
 
 
-def settings_for(dsn: str, data_dir: str, traced: bool) -> Settings:
+def settings_for(dsn: str, data_dir: str, traced: bool, sampling_rate: float = 1.0) -> Settings:
     return Settings(
         server=ServerSettings(host="127.0.0.1", port=0),
         database=DatabaseSettings(url=dsn),
         auth=AuthSettings(bcrypt_cost=4, access_token_ttl=3600),
         log=LogSettings(level="warning"),
-        instrumentation=InstrumentationSettings(enabled=traced),
+        instrumentation=InstrumentationSettings(enabled=traced, sampling_rate=sampling_rate),
         data_dir=data_dir,
     )
 
@@ -114,47 +121,78 @@ async def set_up(client: TestClient[Any, Any]) -> Fixture:
     return Fixture(name, token, ids)
 
 
-async def _drive(base_url: str, fixture: Fixture, op: str, requests: int, tag: str) -> None:
-    """`requests` requests of `op` on CONCURRENCY connections (run in the load process)."""
+async def _drive(
+    session: aiohttp.ClientSession,
+    fixture: Fixture,
+    op: str,
+    requests: int,
+    tag: str,
+    trace_head: str | None = None,
+) -> None:
+    """`requests` requests of `op` on CONCURRENCY connections (run in the load process); with
+    `trace_head`, each carries an `X-Trace-ID` starting with it (which decides sampling)."""
     auth = {"Authorization": f"Bearer {fixture.token}"}
     path = f"/api/{fixture.app}/order"
     counter = iter(range(requests))
 
-    async def worker(session: aiohttp.ClientSession) -> None:
+    async def worker() -> None:
+        headers = dict(auth)
         for n in counter:
+            if trace_head is not None:
+                headers["X-Trace-ID"] = f"{trace_head}{str(uuid.uuid4())[8:]}"
             if op == "get":
                 url = f"{path}/{fixture.ids[n % len(fixture.ids)]}"
-                async with session.get(url, headers=auth) as resp:
+                async with session.get(url, headers=headers) as resp:
                     await resp.read()
                     expected = 200
             else:
                 body = {**CREATE_FIELDS, "number": f"{tag}-{n}"}
-                async with session.post(path, json=body, headers=auth) as resp:
+                async with session.post(path, json=body, headers=headers) as resp:
                     await resp.read()
                     expected = 201
             if resp.status != expected:
                 raise RuntimeError(f"{op}: {resp.status}")
 
+    await asyncio.gather(*(worker() for _ in range(CONCURRENCY)))
+
+
+async def _send(spec: dict[str, Any]) -> None:
+    fixture = Fixture(**spec["fixture"])
     connector = aiohttp.TCPConnector(limit=CONCURRENCY)
-    async with aiohttp.ClientSession(base_url, connector=connector) as session:
-        await asyncio.gather(*(worker(session) for _ in range(CONCURRENCY)))
+    async with aiohttp.ClientSession(spec["url"], connector=connector) as session:
+        batches = spec.get("batches")
+        if batches is None:
+            await _drive(session, fixture, spec["op"], spec["requests"], spec["tag"])
+            return
+        for number, head in enumerate(batches):
+            tag = f"{spec['tag']}-{number}"
+            await _drive(session, fixture, spec["op"], spec["requests"], tag, head)
+            await asyncio.sleep(FLUSH_GRACE_S)  # the flusher writes the batch's rows
+            async with session.get(MARK_PATH, params={"batch": str(number)}) as resp:
+                await resp.read()
 
 
 def _load_process() -> None:
     """The load process: reads what to send from standard input (JSON), sends it."""
-    spec = json.load(sys.stdin)
-    fixture = Fixture(**spec["fixture"])
-    uvloop.run(_drive(spec["url"], fixture, spec["op"], spec["requests"], spec["tag"]))
+    uvloop.run(_send(json.load(sys.stdin)))
 
 
-async def _load(base_url: str, fixture: Fixture, op: str, requests: int) -> None:
-    """Send the requests from another process, so this one's CPU time is the server's alone."""
+async def _load(
+    base_url: str,
+    fixture: Fixture,
+    op: str,
+    requests: int,
+    batches: list[str | None] | None = None,
+) -> None:
+    """Send the requests from another process, so this one's CPU time is the server's alone;
+    with `batches` (one X-Trace-ID head each), `requests` per batch, each followed by a mark."""
     spec = {
         "url": base_url,
         "fixture": dataclasses.asdict(fixture),
         "op": op,
         "requests": requests,
         "tag": secrets.token_hex(4),
+        "batches": batches,
     }
     load = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "bench.events_profile", "--load", stdin=asyncio.subprocess.PIPE
@@ -231,6 +269,56 @@ async def measure(
     return fixture, samples
 
 
+async def measure_interleaved(
+    dsn: str,
+    admin: psycopg.Connection[Any],
+    data_dir: str,
+    ops: list[str],
+    requests: int,
+    rounds: int,
+) -> dict[tuple[bool, str], list[Sample]]:
+    """One runtime sampling half of the traces; batches of requests whose trace ids are sampled
+    and batches whose ids are not, alternating, each batch's CPU read at the marks the load
+    process sends after it (and after the flusher wrote its rows)."""
+    runtime = Runtime(settings_for(dsn, data_dir, True, sampling_rate=0.5))
+    await runtime.start(http=False)
+    assert runtime.services is not None
+    marks: list[tuple[float, float]] = []
+    pids: list[int] = []
+
+    async def mark(request: web.Request) -> web.Response:
+        marks.append((time.process_time(), _backend_ticks(pids) / os.sysconf("SC_CLK_TCK")))
+        return web.json_response({})
+
+    web_app = create_app(runtime.services)
+    web_app.router.add_get(MARK_PATH, mark)
+    client: TestClient[Any, Any] = TestClient(TestServer(web_app))
+    await client.start_server()
+    results: dict[tuple[bool, str], list[Sample]] = {}
+    try:
+        fixture = await set_up(client)
+        pids.extend(_backends(admin, f"rocket_{fixture.app}"))
+        base_url = str(client.make_url("/"))
+        heads: list[str | None] = [TRACED_HEAD, UNTRACED_HEAD] * rounds
+        for op in ops:
+            await _load(base_url, fixture, op, min(500, requests))  # warm-up: pools, caches
+            pids[:] = _backends(admin, f"rocket_{fixture.app}")
+            marks.clear()
+            await _load(base_url, fixture, op, 0, [None])  # the mark before the first batch
+            await _load(base_url, fixture, op, requests, heads)  # a mark after each batch
+            assert len(marks) == len(heads) + 1, (len(marks), len(heads))
+            for head, (before, after) in zip(heads, itertools.pairwise(marks), strict=True):
+                sample = Sample(
+                    (after[0] - before[0]) / requests * 1e6,
+                    (after[1] - before[1]) / requests * 1e6,
+                )
+                results.setdefault((head == TRACED_HEAD, op), []).append(sample)
+    finally:
+        await client.close()
+        await runtime.stop()
+    return results
+
+
 def _start_py_spy(out: Path) -> subprocess.Popen[bytes]:
     found = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
     process = subprocess.Popen(
@@ -272,7 +360,11 @@ async def run(args: argparse.Namespace) -> None:
         fixture: Fixture | None = None
         results: dict[tuple[bool, str], list[Sample]] = {}
         try:
-            for round_no in range(args.rounds):
+            if args.interleaved:
+                results = await measure_interleaved(
+                    dsn, admin, data_dir, args.ops, args.requests, args.rounds
+                )
+            for round_no in range(0 if args.interleaved else args.rounds):
                 for traced in (False, True):
                     spy = spy_dir if round_no == args.rounds - 1 else None
                     fixture, samples = await measure(
@@ -291,7 +383,13 @@ async def run(args: argparse.Namespace) -> None:
                 admin.execute(
                     sql.SQL("drop database if exists {} with (force)").format(sql.Identifier(db))
                 )
-    print(f"CPU per request, medians of {args.rounds} rounds of {args.requests} requests")
+    if args.interleaved:
+        print(
+            f"CPU per request, medians of {args.rounds} alternating batches of {args.requests}"
+            " requests each untraced (off) and traced (on), one server sampling half the traces"
+        )
+    else:
+        print(f"CPU per request, medians of {args.rounds} rounds of {args.requests} requests")
     print()
     print("| op | rocketd process off µs | on µs | added | PostgreSQL off µs | on µs | added |")
     print("| --- | ---: | ---: | ---: | ---: | ---: | ---: |")
@@ -306,7 +404,18 @@ async def run(args: argparse.Namespace) -> None:
             f"| {op} | {r_off:.0f} | {r_on:.0f} | {r_on - r_off:+.0f} "
             f"| {p_off:.0f} | {p_on:.0f} | {p_on - p_off:+.0f} |"
         )
-    if spy_dir is not None:
+    if args.interleaved:
+        print()
+        print("Added µs per request, each traced batch against the untraced batch after it:")
+        for op in args.ops:
+            pairs = zip(results[(True, op)], results[(False, op)], strict=True)
+            added = sorted(on.rocketd_us - off.rocketd_us for on, off in pairs)
+            quartiles = statistics.quantiles(added, n=4)
+            print(
+                f"- {op}: median {statistics.median(added):+.0f}, quartiles"
+                f" {quartiles[0]:+.0f} to {quartiles[2]:+.0f}"
+            )
+    if spy_dir is not None and not args.interleaved:
         for op in args.ops:
             cpu = {
                 mode: results[(traced, op)][-1].rocketd_us
@@ -369,7 +478,12 @@ def main() -> int:
     parser.add_argument("--pg-url", default="postgresql://postgres@127.0.0.1:5432/postgres")
     parser.add_argument("--requests", type=int, default=3000)
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--py-spy", default="", help="sample the last traced round into DIR")
+    parser.add_argument(
+        "--interleaved",
+        action="store_true",
+        help="one server, batches of traced and untraced requests alternating (--rounds pairs)",
+    )
+    parser.add_argument("--py-spy", default="", help="sample the last round of each mode")
     parser.add_argument("--top", type=int, default=30)
     args = parser.parse_args()
     args.ops = args.ops or ["get", "create"]
