@@ -52,7 +52,6 @@ COLUMNS: Final = (
 # What the flusher copies: a row id first, then the row.
 COPY_COLUMNS: Final = ("id", *COLUMNS)
 NULL: Final = "\\N"
-_MASK48: Final = (1 << 48) - 1
 _ESCAPES: Final = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
 _REPLACEMENT: Final = "\ufffd"
 _JSON_NUL: Final = "\\u0000"
@@ -62,7 +61,8 @@ _dumps: Final = orjson.dumps
 class RowIds:
     """Time-ordered `_events.id` values (the column keeps its `gen_random_uuid()` default): the
     Unix time in milliseconds (48 bits) taken once per batch, a version-7 nibble and 26 random
-    bits chosen per process (again in a forked child), then a 48-bit counter of the process.
+    bits chosen per process (again in a forked child), then a 48-bit counter of the process
+    (started below 2**40: a million rows a second would take eight years to run out).
     Every batch's ids follow the previous ones in the primary key, so PostgreSQL adds them at the
     index's right edge instead of at a random page per row, and skips generating a random UUID
     per row: about a third less of its CPU per row (docs/benchmarks.md)."""
@@ -94,17 +94,15 @@ def copy_payload(rows: Sequence[EventRow]) -> bytes:
     for row in rows:
         (trace_id, span_id, parent, event_type, source, component, action, entity, record_id,
          user_id, duration_us, status, metadata, _) = row  # fmt: skip
-        row_id = f"{prefix}{next(counter) & _MASK48:012x}"
+        number = next(counter)
         if event_type is SYSTEM:  # its names are rocketd's own: only these two come from outside
-            suspect = (entity is not None and not _plain(entity)) or (
-                record_id is not None and not _plain(record_id)
-            )
-        else:
-            suspect = not _plain(
-                f"{event_type}{source}{component}{action}{entity}{record_id}{status}"
-            )
-        if suspect:
-            append(escaped_line(row_id, row))
+            if (entity is not None and not (entity.isprintable() and "\\" not in entity)) or (
+                record_id is not None and not (record_id.isprintable() and "\\" not in record_id)
+            ):
+                append(escaped_line(f"{prefix}{number:012x}", row))
+                continue
+        elif not _plain(f"{event_type}{source}{component}{action}{entity}{record_id}{status}"):
+            append(escaped_line(f"{prefix}{number:012x}", row))
             continue
         if metadata:
             try:
@@ -114,13 +112,13 @@ def copy_payload(rows: Sequence[EventRow]) -> bytes:
             else:
                 if "\\" in meta:
                     if _JSON_NUL in meta:
-                        append(escaped_line(row_id, row))
+                        append(escaped_line(f"{prefix}{number:012x}", row))
                         continue
                     meta = meta.replace("\\", "\\\\")
         else:
             meta = "{}"
         append(
-            f"{row_id}\t{trace_id}\t{span_id}\t{NULL if parent is None else parent}\t{event_type}\t"
+            f"{prefix}{number:012x}\t{trace_id}\t{span_id}\t{NULL if parent is None else parent}\t{event_type}\t"
             f"{source}\t{component}\t{action}\t{NULL if entity is None else entity}\t"
             f"{NULL if record_id is None else record_id}\t{NULL if user_id is None else user_id}\t"
             f"{NULL if duration_us is None else f'{duration_us}e-3'}\t"
