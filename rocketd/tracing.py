@@ -278,7 +278,17 @@ class Span:
         return self
 
     def __exit__(self, kind: Any, exc: BaseException | None, tb: TracebackType | None) -> None:
-        self._exit(exc)
+        # `_exit`, inlined: this runs for every span
+        token = self._token
+        if token is not None:
+            self._token = None
+            try:
+                _CURRENT.reset(token)
+            except ValueError:  # ended in another context than it started: leave that one be
+                pass
+        if exc is not None and self.status == "ok":
+            self.set_status("error", error_text(exc))
+        self.end()
 
     async def __aenter__(self) -> Span:
         self._token = _CURRENT.set(self)
