@@ -46,7 +46,8 @@ class EventFlusher(Actor):
     async def run(self) -> None:
         while True:
             try:
-                await asyncio.wait_for(self._wakeup.wait(), self.interval)
+                async with asyncio.timeout(self.interval):
+                    await self._wakeup.wait()
             except TimeoutError:
                 pass
             self._wakeup.clear()
@@ -74,7 +75,8 @@ class EventFlusher(Actor):
                 return
             queue, rows = taken
             try:
-                await asyncio.wait_for(_write(queue, rows), WRITE_TIMEOUT)
+                async with asyncio.timeout(WRITE_TIMEOUT):  # no task per batch, as wait_for makes
+                    await _write(queue, rows)
             except asyncio.CancelledError:
                 self.buffer.give_back(app, rows)  # stopping: the final flush writes them
                 raise
