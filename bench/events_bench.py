@@ -24,7 +24,7 @@ import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import psycopg
 import uvloop
@@ -36,9 +36,11 @@ from rocketd.capabilities.events.flusher import EventFlusher
 from rocketd.capabilities.events.schema import EVENTS_PLAN
 from rocketd.capabilities.events.tracer import AppTracer
 from rocketd.db.migrations import apply_plan
-from rocketd.tracing import Trace, start_root, start_span
+from rocketd.tracing import AnySpan, Span, Trace, record_span, start_root, start_span
 
 ENTITY = "order"
+CHECK = ("auth", "permissions", "permission.check")
+QUERY = ("db", "postgres", "query.execute")
 INSERT_SQL = (
     'INSERT INTO "orders" ("number", "status", "total", "created_at") VALUES (?, ?, ?, now()) '
     'RETURNING "id", "number", "status", "total", "created_at"'
@@ -62,6 +64,21 @@ def _root_metadata(method: str) -> dict[str, Any]:
     return {"method": method, "path": f"/api/benchdata/{ENTITY}/{RECORD_ID}"}
 
 
+def _permission_check(parent: AnySpan, action: str) -> None:
+    """As `Access.grant` records one: a leaf span."""
+    started = time.perf_counter_ns()
+    metadata = {"action": action, "result": "admin_bypass"}
+    record_span(cast(Span, parent), *CHECK, started, entity=ENTITY, metadata=metadata)
+
+
+def _statement(parent: AnySpan, statement: str) -> None:
+    """As the `TracedCursor` records one: a leaf span."""
+    started = time.perf_counter_ns()
+    metadata: dict[str, Any] = {"sql": statement}
+    metadata["rows"] = 1
+    record_span(cast(Span, parent), *QUERY, started, metadata=metadata)
+
+
 def get_like(trace: Trace, user: str) -> None:
     """A traced `GET /api/{app}/order/{id}` as the kernel records it: 5 spans."""
     record_id = RECORD_ID
@@ -69,17 +86,11 @@ def get_like(trace: Trace, user: str) -> None:
     with root:
         with start_span("auth", "middleware", "auth.validate"):
             trace.set_user(user)
-        with start_span("engine", "handler", "record.get", entity=ENTITY, record_id=record_id):
-            with start_span(
-                "auth",
-                "permissions",
-                "permission.check",
-                entity=ENTITY,
-                metadata={"action": "read"},
-            ) as span:
-                span.set_metadata(result="admin_bypass")
-            with start_span("db", "postgres", "query.execute", metadata={"sql": SELECT_SQL}) as q:
-                q.set_metadata(rows=1)
+        with start_span(
+            "engine", "handler", "record.get", entity=ENTITY, record_id=record_id
+        ) as handler:
+            _permission_check(handler, "read")
+            _statement(handler, SELECT_SQL)
         root.metadata["status_code"] = 200
         root.metadata["user_id"] = user
     trace.close()
@@ -91,26 +102,16 @@ def create_like(trace: Trace, user: str) -> None:
     with root:
         with start_span("auth", "middleware", "auth.validate"):
             trace.set_user(user)
-        with start_span("engine", "handler", "record.create", entity=ENTITY):
-            with start_span(
-                "auth",
-                "permissions",
-                "permission.check",
-                entity=ENTITY,
-                metadata={"action": "create"},
-            ) as span:
-                span.set_metadata(result="admin_bypass")
+        with start_span("engine", "handler", "record.create", entity=ENTITY) as handler:
+            _permission_check(handler, "create")
             with start_span("engine", "writer", "nested_write.plan", entity=ENTITY):
                 pass
-            with start_span("engine", "writer", "nested_write.execute", entity=ENTITY):
+            with start_span("engine", "writer", "nested_write.execute", entity=ENTITY) as writer:
                 for source, component, action, stage in STAGES:
                     metadata = {"stage": stage, "phase": "before_write", "action": "create"}
                     with start_span(source, component, action, entity=ENTITY, metadata=metadata):
                         pass
-                with start_span(
-                    "db", "postgres", "query.execute", metadata={"sql": INSERT_SQL}
-                ) as q:
-                    q.set_metadata(rows=1)
+                _statement(writer, INSERT_SQL)
                 metadata = {"stage": "permissions.check", "phase": "after_write"}
                 with start_span(
                     "auth",

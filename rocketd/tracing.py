@@ -23,7 +23,7 @@ import random
 import re
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextvars import ContextVar, Token
 from types import TracebackType
 from typing import Any, Final, ParamSpec, TypeVar
@@ -58,32 +58,29 @@ EventRow = tuple[
 Sink = Callable[[list[EventRow]], None]
 
 
-class _Ids:
-    """Span ids without a system call each: 80 random bits chosen per process (chosen again in a
-    forked child), then a 48-bit counter starting at a random point. Unique within a process by
-    construction, across processes by the random part; the last 64 bits, an OTLP span id, hold
-    the counter, so they differ for every span of a process. PostgreSQL's uuid type takes any
-    128 bits. One string format per id: a span's id is on every traced request's path."""
-
-    def __init__(self) -> None:
-        self.reseed()
-        os.register_at_fork(after_in_child=self.reseed)
-
-    def reseed(self) -> None:
-        head = f"{random.getrandbits(80):020x}"
-        self.prefix = f"{head[:8]}-{head[8:12]}-{head[12:16]}-{head[16:]}-"
-        self.counter = itertools.count(random.getrandbits(40))
-
-    def next(self) -> str:
-        return f"{self.prefix}{next(self.counter):012x}"
+# Span ids without a system call each: 80 random bits chosen per process (chosen again in a
+# forked child), then a 48-bit counter starting at a random point. Unique within a process by
+# construction, across processes by the random part; the last 64 bits, an OTLP span id, hold the
+# counter, so they differ for every span of a process. PostgreSQL's uuid type takes any 128 bits.
+# One string format per id, inline where spans are made: they are on every traced request's path.
+_span_prefix = ""
+_span_numbers: Iterator[int] = itertools.count()
 
 
-_IDS: Final = _Ids()
+def _reseed_span_ids() -> None:
+    global _span_prefix, _span_numbers
+    head = f"{random.getrandbits(80):020x}"
+    _span_prefix = f"{head[:8]}-{head[8:12]}-{head[12:16]}-{head[16:]}-"
+    _span_numbers = itertools.count(random.getrandbits(40))
+
+
+_reseed_span_ids()
+os.register_at_fork(after_in_child=_reseed_span_ids)
 
 
 def new_id() -> str:
     """A new span id (UUID-shaped)."""
-    return _IDS.next()
+    return f"{_span_prefix}{next(_span_numbers):012x}"
 
 
 _CANONICAL_UUID: Final = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
@@ -110,10 +107,22 @@ class Trace:
     spans, handed to `sink` all at once when the trace closes (its root span ended): the caller
     known by then is set on every row, and a trace is stored whole or not at all."""
 
-    __slots__ = ("_user_text", "_without_user", "closed", "rows", "sink", "trace_id", "user_id")
+    __slots__ = (
+        "_user_text",
+        "_without_user",
+        "closed",
+        "rows",
+        "sink",
+        "trace_id",
+        "user_id",
+        "wall_offset",
+    )
 
     def __init__(self, trace_id: str, sink: Sink, user_id: str | None = None) -> None:
         self.trace_id = trace_id
+        # wall-clock minus monotonic nanoseconds: a span's start as wall-clock time (for
+        # exporters) is its monotonic start plus this, with no clock read of its own
+        self.wall_offset = time.time_ns() - time.perf_counter_ns()
         self.sink = sink
         self._user_text = user_id
         self.user_id = as_uuid(user_id)
@@ -158,7 +167,6 @@ class Trace:
 
 _CURRENT: ContextVar[Span | None] = ContextVar("rocketd_span", default=None)
 _perf_ns: Final = time.perf_counter_ns
-_wall_ns: Final = time.time_ns
 
 
 class Span:
@@ -168,7 +176,6 @@ class Span:
     __slots__ = (
         "_started",
         "_token",
-        "_wall",
         "action",
         "component",
         "entity",
@@ -193,7 +200,7 @@ class Span:
         metadata: dict[str, Any] | None = None,
     ) -> None:
         self.trace = trace
-        self.span_id = _IDS.next()
+        self.span_id = f"{_span_prefix}{next(_span_numbers):012x}"
         self.parent_span_id = parent_span_id
         self.source = source
         self.component = component
@@ -203,7 +210,6 @@ class Span:
         self.metadata: dict[str, Any] = {} if metadata is None else metadata
         self.status = "ok"
         self._token: Token[Span | None] | None = None
-        self._wall = _wall_ns()
         self._started = _perf_ns()
 
     @property
@@ -235,7 +241,8 @@ class Span:
             self.record_id = str(record_id)
 
     def end(self) -> None:
-        elapsed_us = (_perf_ns() - self._started) // 1000
+        started = self._started
+        elapsed_us = (_perf_ns() - started) // 1000
         trace = self.trace
         if not trace.closed:
             trace.rows.append(
@@ -253,7 +260,7 @@ class Span:
                     elapsed_us,
                     self.status,
                     self.metadata,
-                    self._wall,
+                    started + trace.wall_offset,
                 )
             )
 
@@ -415,6 +422,48 @@ def start_span(
         entity,
         None if record_id is None else str(record_id),
         metadata,
+    )
+
+
+def record_span(
+    parent: Span,
+    source: str,
+    component: str,
+    action: str,
+    started_ns: int,
+    *,
+    entity: str | None = None,
+    metadata: dict[str, Any] | None = None,
+    error: BaseException | None = None,
+) -> None:
+    """Record a finished child of `parent` that had no children of its own, started at
+    `started_ns` (`time.perf_counter_ns()`), without a `Span` (never current): the cheap path
+    for what a traced request does many times (SQL statements, permission checks). With `error`
+    it is an `error` span saying what failed."""
+    trace = parent.trace
+    if trace.closed:
+        return
+    if metadata is None:
+        metadata = {}
+    if error is not None:
+        metadata["error"] = error_text(error)
+    trace.rows.append(
+        (
+            trace.trace_id,
+            f"{_span_prefix}{next(_span_numbers):012x}",
+            parent.span_id,
+            SYSTEM,
+            source,
+            component,
+            action,
+            entity,
+            None,
+            trace.user_id,
+            (_perf_ns() - started_ns) // 1000,
+            "ok" if error is None else "error",
+            metadata,
+            started_ns + trace.wall_offset,
+        )
     )
 
 
