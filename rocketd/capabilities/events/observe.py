@@ -4,7 +4,7 @@ business events the kernel announces (`send_event` actions) recorded in `_events
 from __future__ import annotations
 
 import time
-from contextlib import AbstractAsyncContextManager
+from contextlib import AbstractContextManager
 from types import TracebackType
 from typing import Any, Final, cast
 
@@ -36,14 +36,15 @@ _STAGE_SPANS: Final[dict[str, tuple[str, str, str, str]]] = {
 }
 
 
-def observe_stage(stage: Stage, ctx: WriteContext) -> AbstractAsyncContextManager[None]:
+def observe_stage(stage: Stage, ctx: WriteContext) -> AbstractContextManager[None]:
     """The stage observer: a span around each stage run while a request is traced."""
     if not tracing_active():
-        return cast(AbstractAsyncContextManager[None], NO_SPAN)
+        return cast(AbstractContextManager[None], NO_SPAN)
     family = stage.name.partition(".")[0]
-    source, component, action, denied = _STAGE_SPANS.get(
-        family, ("engine", "pipeline", f"write.{stage.name}", f"write.{stage.name}")
-    )
+    names = _STAGE_SPANS.get(family)
+    if names is None:
+        names = ("engine", "pipeline", f"write.{stage.name}", f"write.{stage.name}")
+    source, component, action, denied = names
     metadata: dict[str, Any] = {"stage": stage.name, "phase": stage.phase.value}
     if family == "permissions":
         metadata["action"] = ctx.action
@@ -57,8 +58,8 @@ def observe_stage(stage: Stage, ctx: WriteContext) -> AbstractAsyncContextManage
 
 class _StageSpan:
     """The span of one stage run, made current while the stage runs; a stage refusing with
-    403 renames it (a class, not `asynccontextmanager`: this runs for every stage of every
-    traced write)."""
+    403 renames it (a plain context manager class: this runs for every stage of every traced
+    write)."""
 
     __slots__ = ("denied", "span")
 
@@ -66,12 +67,10 @@ class _StageSpan:
         self.span = span
         self.denied = denied
 
-    async def __aenter__(self) -> None:
+    def __enter__(self) -> None:
         self.span._enter()
 
-    async def __aexit__(
-        self, kind: Any, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
+    def __exit__(self, kind: Any, exc: BaseException | None, tb: TracebackType | None) -> None:
         span = self.span
         if isinstance(exc, Forbidden):
             span.rename(self.denied)
