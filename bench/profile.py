@@ -42,7 +42,7 @@ def _py_spy() -> str:
     return found
 
 
-def _frame_name(frame: str) -> str:
+def frame_name(frame: str) -> str:
     """`handle (rocketd/http/crud.py:42)` -> `handle (rocketd/http/crud.py)`: lines apart, one
     function is one row."""
     name, _, where = frame.partition(" (")
@@ -66,7 +66,7 @@ def top_tables(collapsed: str, n: int) -> tuple[list[tuple[str, float]], list[tu
         if not stack or not count_text.isdigit():
             continue
         count = int(count_text)
-        frames = [_frame_name(f) for f in stack.split(";")]
+        frames = [frame_name(f) for f in stack.split(";")]
         # The first frame is the thread ("process 123:..."/"thread (...)") in some modes.
         samples += count
         own[frames[-1]] += count

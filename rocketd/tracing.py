@@ -20,9 +20,10 @@ import inspect
 import itertools
 import os
 import random
+import re
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextvars import ContextVar, Token
 from types import TracebackType
 from typing import Any, Final, ParamSpec, TypeVar
@@ -35,8 +36,9 @@ BUSINESS: Final = "business"
 
 # One `_events` row, in the table's column order (the flusher copies it as it is):
 # trace_id, span_id, parent_span_id, event_type, source, component, action, entity, record_id,
-# user_id, duration_ms, status, metadata; then, not stored, the start as wall-clock nanoseconds
-# (for exporters: OTLP wants start and end times)
+# user_id, the duration in whole microseconds (stored as `duration_ms`, in milliseconds), status,
+# metadata; then, not stored, the start as wall-clock nanoseconds (for exporters: OTLP wants start
+# and end times)
 EventRow = tuple[
     str,
     str,
@@ -48,7 +50,7 @@ EventRow = tuple[
     str | None,
     str | None,
     str | None,
-    float | None,
+    int | None,
     str | None,
     dict[str, Any],
     int,
@@ -56,43 +58,40 @@ EventRow = tuple[
 Sink = Callable[[list[EventRow]], None]
 
 
-_MASK64: Final = (1 << 64) - 1
-_GOLDEN: Final = 0x9E3779B97F4A7C15  # odd: multiplying by it permutes 64-bit numbers
+# Span ids without a system call each: 80 random bits chosen per process (chosen again in a
+# forked child), then a 48-bit counter starting at a random point. Unique within a process by
+# construction, across processes by the random part; the last 64 bits, an OTLP span id, hold the
+# counter, so they differ for every span of a process. PostgreSQL's uuid type takes any 128 bits.
+# One string format per id, inline where spans are made: they are on every traced request's path.
+_span_prefix = ""
+_span_numbers: Iterator[int] = itertools.count()
 
 
-class _Ids:
-    """Span ids without a system call each: a 64-bit counter scrambled by a bijection (so the
-    first 64 bits, an OTLP span id, differ in every bit), then 64 random bits chosen per process
-    (chosen again in a forked child). Unique within a process by construction, across processes
-    by the random half; PostgreSQL's uuid type takes any 128 bits."""
-
-    def __init__(self) -> None:
-        self.reseed()
-        os.register_at_fork(after_in_child=self.reseed)
-
-    def reseed(self) -> None:
-        self.counter = itertools.count(random.getrandbits(32))
-        self.salt = random.getrandbits(64)
-        self.tail = f"{random.getrandbits(64):016x}"
-
-    def next(self) -> str:
-        head = f"{((next(self.counter) * _GOLDEN) ^ self.salt) & _MASK64:016x}"
-        tail = self.tail
-        return f"{head[:8]}-{head[8:12]}-{head[12:]}-{tail[:4]}-{tail[4:]}"
+def _reseed_span_ids() -> None:
+    global _span_prefix, _span_numbers
+    head = f"{random.getrandbits(80):020x}"
+    _span_prefix = f"{head[:8]}-{head[8:12]}-{head[12:16]}-{head[16:]}-"
+    _span_numbers = itertools.count(random.getrandbits(40))
 
 
-_IDS: Final = _Ids()
+_reseed_span_ids()
+os.register_at_fork(after_in_child=_reseed_span_ids)
 
 
 def new_id() -> str:
     """A new span id (UUID-shaped)."""
-    return _IDS.next()
+    return f"{_span_prefix}{next(_span_numbers):012x}"
+
+
+_CANONICAL_UUID: Final = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 
 
 def as_uuid(text: str | None) -> str | None:
     """`text` as a canonical UUID string, or None when it is not one (never raises)."""
     if not text or len(text) > 64:
         return None
+    if len(text) == 36 and _CANONICAL_UUID.fullmatch(text):
+        return text
     try:
         return str(uuid.UUID(text))
     except ValueError:
@@ -108,19 +107,39 @@ class Trace:
     spans, handed to `sink` all at once when the trace closes (its root span ended): the caller
     known by then is set on every row, and a trace is stored whole or not at all."""
 
-    __slots__ = ("closed", "rows", "sink", "trace_id", "user_id")
+    __slots__ = (
+        "_user_text",
+        "_without_user",
+        "closed",
+        "rows",
+        "sink",
+        "trace_id",
+        "user_id",
+        "wall_offset",
+    )
 
     def __init__(self, trace_id: str, sink: Sink, user_id: str | None = None) -> None:
         self.trace_id = trace_id
+        # wall-clock minus monotonic nanoseconds: a span's start as wall-clock time (for
+        # exporters) is its monotonic start plus this, with no clock read of its own
+        self.wall_offset = time.time_ns() - time.perf_counter_ns()
         self.sink = sink
+        self._user_text = user_id
         self.user_id = as_uuid(user_id)
         self.rows: list[EventRow] = []
+        # rows recorded before the caller last changed: they may lack it (fixed on close)
+        self._without_user = 0
         self.closed = False
 
     def set_user(self, user_id: str | None) -> None:
         """The caller, once authenticated (a non-UUID id, like the system caller's, is kept out
-        of the uuid column)."""
+        of the uuid column). Set it as soon as it is known: rows recorded from then on carry it
+        and need no copy when the trace closes."""
+        if user_id == self._user_text:
+            return
+        self._user_text = user_id
         self.user_id = as_uuid(user_id)
+        self._without_user = len(self.rows)
 
     def record(self, row: EventRow) -> None:
         if not self.closed:
@@ -134,7 +153,10 @@ class Trace:
         rows, self.rows = self.rows, []
         user = self.user_id
         if user is not None:
-            rows = [row if row[9] is not None else (*row[:9], user, *row[10:]) for row in rows]
+            for index in range(min(self._without_user, len(rows))):
+                row = rows[index]
+                if row[9] is None:
+                    rows[index] = (*row[:9], user, *row[10:])
         if rows:
             try:
                 self.sink(rows)
@@ -144,6 +166,7 @@ class Trace:
 
 
 _CURRENT: ContextVar[Span | None] = ContextVar("rocketd_span", default=None)
+_perf_ns: Final = time.perf_counter_ns
 
 
 class Span:
@@ -153,7 +176,6 @@ class Span:
     __slots__ = (
         "_started",
         "_token",
-        "_wall",
         "action",
         "component",
         "entity",
@@ -176,21 +198,19 @@ class Span:
         entity: str | None = None,
         record_id: str | None = None,
         metadata: dict[str, Any] | None = None,
-        started: float | None = None,
     ) -> None:
         self.trace = trace
-        self.span_id = new_id()
+        self.span_id = f"{_span_prefix}{next(_span_numbers):012x}"
         self.parent_span_id = parent_span_id
         self.source = source
         self.component = component
         self.action = action
         self.entity = entity
         self.record_id = record_id
-        self.metadata: dict[str, Any] = metadata if metadata is not None else {}
+        self.metadata: dict[str, Any] = {} if metadata is None else metadata
         self.status = "ok"
-        self._started = time.perf_counter() if started is None else started
-        self._wall = time.time_ns()
         self._token: Token[Span | None] | None = None
+        self._started = _perf_ns()
 
     @property
     def trace_id(self) -> str:
@@ -221,50 +241,65 @@ class Span:
             self.record_id = str(record_id)
 
     def end(self) -> None:
-        duration = round((time.perf_counter() - self._started) * 1000.0, 3)
+        started = self._started
+        elapsed_us = (_perf_ns() - started) // 1000
         trace = self.trace
-        trace.record(
-            (
-                trace.trace_id,
-                self.span_id,
-                self.parent_span_id,
-                SYSTEM,
-                self.source,
-                self.component,
-                self.action,
-                self.entity,
-                self.record_id,
-                trace.user_id,
-                duration,
-                self.status,
-                self.metadata,
-                self._wall,
+        if not trace.closed:
+            trace.rows.append(
+                (
+                    trace.trace_id,
+                    self.span_id,
+                    self.parent_span_id,
+                    SYSTEM,
+                    self.source,
+                    self.component,
+                    self.action,
+                    self.entity,
+                    self.record_id,
+                    trace.user_id,
+                    elapsed_us,
+                    self.status,
+                    self.metadata,
+                    started + trace.wall_offset,
+                )
             )
-        )
 
     def _enter(self) -> Span:
         self._token = _CURRENT.set(self)
         return self
 
     def _exit(self, exc: BaseException | None) -> None:
-        if self._token is not None:
+        token = self._token
+        if token is not None:
+            self._token = None
             try:
-                _CURRENT.reset(self._token)
+                _CURRENT.reset(token)
             except ValueError:  # ended in another context than it started: leave that one be
                 pass
-            self._token = None
         if exc is not None and self.status == "ok":
             self.set_status("error", error_text(exc))
         self.end()
 
     def __enter__(self) -> Span:
-        return self._enter()
+        self._token = _CURRENT.set(self)
+        return self
 
     def __exit__(self, kind: Any, exc: BaseException | None, tb: TracebackType | None) -> None:
-        self._exit(exc)
+        # `_exit`, inlined: this runs for every span
+        token = self._token
+        if token is not None:
+            self._token = None
+            try:
+                _CURRENT.reset(token)
+            except ValueError:  # ended in another context than it started: leave that one be
+                pass
+        if exc is not None and self.status == "ok":
+            self.set_status("error", error_text(exc))
+        self.end()
 
     async def __aenter__(self) -> Span:
-        return self._enter()
+        self._token = _CURRENT.set(self)
+        return self
 
     async def __aexit__(
         self, kind: Any, exc: BaseException | None, tb: TracebackType | None
@@ -341,6 +376,13 @@ def current_trace_id() -> str | None:
     return None if span is None else span.trace.trace_id
 
 
+def set_trace_user(user_id: str | None) -> None:
+    """The caller of the current trace, as soon as it is authenticated (nothing when untraced)."""
+    span = _CURRENT.get()
+    if span is not None:
+        span.trace.set_user(user_id)
+
+
 def annotate(**values: Any) -> None:
     """Add `values` to the current span's metadata (nothing when untraced)."""
     span = _CURRENT.get()
@@ -383,6 +425,48 @@ def start_span(
     )
 
 
+def record_span(
+    parent: Span,
+    source: str,
+    component: str,
+    action: str,
+    started_ns: int,
+    *,
+    entity: str | None = None,
+    metadata: dict[str, Any] | None = None,
+    error: BaseException | None = None,
+) -> None:
+    """Record a finished child of `parent` that had no children of its own, started at
+    `started_ns` (`time.perf_counter_ns()`), without a `Span` (never current): the cheap path
+    for what a traced request does many times (SQL statements, permission checks). With `error`
+    it is an `error` span saying what failed."""
+    trace = parent.trace
+    if trace.closed:
+        return
+    if metadata is None:
+        metadata = {}
+    if error is not None:
+        metadata["error"] = error_text(error)
+    trace.rows.append(
+        (
+            trace.trace_id,
+            f"{_span_prefix}{next(_span_numbers):012x}",
+            parent.span_id,
+            SYSTEM,
+            source,
+            component,
+            action,
+            entity,
+            None,
+            trace.user_id,
+            (_perf_ns() - started_ns) // 1000,
+            "ok" if error is None else "error",
+            metadata,
+            started_ns + trace.wall_offset,
+        )
+    )
+
+
 def start_root(
     trace: Trace,
     source: str,
@@ -391,13 +475,10 @@ def start_root(
     *,
     parent_span_id: str | None = None,
     metadata: dict[str, Any] | None = None,
-    started: float | None = None,
 ) -> Span:
     """The first span of `trace` in this process (a request's, or background work continuing a
     request's trace: then `parent_span_id` links it under the span that caused it)."""
-    return Span(
-        trace, parent_span_id, source, component, action, metadata=metadata, started=started
-    )
+    return Span(trace, parent_span_id, source, component, action, metadata=metadata)
 
 
 class ContinuedTrace:

@@ -1,10 +1,12 @@
 """Every SQL statement of an app as a `query.execute` span, from one place: the cursor class of
 the app pools (installed only when instrumentation is on, so a disabled daemon runs psycopg's own
-cursor untouched).
+cursor untouched). A statement starts nothing under it, so its span is recorded as a leaf
+(`record_span`: a row, no `Span` made current), the cheapest way a span can be.
 
 A span carries the statement's *fingerprint*, never its values: rocketd's statements are
 parameterised, and literals that were composed in anyway (numbers, quoted strings) are replaced
-by `?`. Fingerprints are cached by statement text.
+by `?`. Fingerprints are cached by statement: the kernel's statements are built once and kept
+(bytes, whose hash Python keeps too), so a traced statement costs a dictionary lookup.
 """
 
 from __future__ import annotations
@@ -12,32 +14,36 @@ from __future__ import annotations
 import re
 import weakref
 from collections.abc import Iterable
+from time import perf_counter_ns
 from typing import Any, Final
 
 from psycopg import AsyncCursor, sql
 from psycopg.abc import Params
 
-from rocketd.tracing import start_span, tracing_active
+from rocketd.tracing import current_span, record_span
 
 MAX_FINGERPRINT: Final = 1000
 _CACHE_SIZE: Final = 2048
 _LITERALS: Final = re.compile(r"'(?:[^']|'')*'|\b\d+(?:\.\d+)?\b|\$\d+|%s|%\(\w+\)s")
 _SPACE: Final = re.compile(r"\s+")
-_fingerprints: dict[str, str] = {}
+_QUERY: Final = ("db", "postgres", "query.execute")
+_fingerprints: dict[str | bytes, str] = {}
 # Composed statements are built once and cached by the kernel (engine/sql/compose.py): their
 # fingerprint is kept by object identity (checked through a weak reference: ids are reused).
 _composed: dict[int, tuple[weakref.ref[sql.Composable], str]] = {}
 
 
-def fingerprint(text: str) -> str:
-    """`text` with literals and placeholders as `?`, whitespace collapsed, capped in length."""
-    known = _fingerprints.get(text)
+def fingerprint(statement: str | bytes) -> str:
+    """`statement` with literals and placeholders as `?`, whitespace collapsed, capped in
+    length."""
+    known = _fingerprints.get(statement)
     if known is not None:
         return known
+    text = statement.decode("utf-8", "replace") if isinstance(statement, bytes) else statement
     shape = _SPACE.sub(" ", _LITERALS.sub("?", text)).strip()[:MAX_FINGERPRINT]
     if len(_fingerprints) >= _CACHE_SIZE:
         _fingerprints.clear()
-    _fingerprints[text] = shape
+    _fingerprints[statement] = shape
     return shape
 
 
@@ -54,11 +60,11 @@ class TracedCursor(AsyncCursor[Any]):
                 _composed.clear()
             _composed[id(query)] = (weakref.ref(query), shape)
             return shape
-        if isinstance(query, bytes | bytearray | memoryview):
-            text = bytes(query).decode("utf-8", "replace")
-        else:
-            text = str(query)
-        return fingerprint(text)
+        if isinstance(query, str | bytes):
+            return fingerprint(query)
+        if isinstance(query, bytearray | memoryview):
+            return fingerprint(bytes(query))
+        return fingerprint(str(query))
 
     async def execute(
         self,
@@ -68,27 +74,34 @@ class TracedCursor(AsyncCursor[Any]):
         prepare: bool | None = None,
         binary: bool | None = None,
     ) -> TracedCursor:
-        if not tracing_active():
+        parent = current_span()
+        if parent is None or parent.trace.closed:
             await super().execute(query, params, prepare=prepare, binary=binary)
             return self
-        with start_span(
-            "db", "postgres", "query.execute", metadata={"sql": self._statement(query)}
-        ) as span:
+        metadata: dict[str, Any] = {"sql": self._statement(query)}
+        started = perf_counter_ns()
+        try:
             await super().execute(query, params, prepare=prepare, binary=binary)
-            span.set_metadata(rows=self.rowcount)
+        except BaseException as exc:
+            record_span(parent, *_QUERY, started, metadata=metadata, error=exc)
+            raise
+        metadata["rows"] = self.rowcount
+        record_span(parent, *_QUERY, started, metadata=metadata)
         return self
 
     async def executemany(
         self, query: Any, params_seq: Iterable[Params], *, returning: bool = False
     ) -> None:
-        if not tracing_active():
+        parent = current_span()
+        if parent is None or parent.trace.closed:
             await super().executemany(query, params_seq, returning=returning)
             return
-        with start_span(
-            "db",
-            "postgres",
-            "query.execute",
-            metadata={"sql": self._statement(query), "many": True},
-        ) as span:
+        metadata: dict[str, Any] = {"sql": self._statement(query), "many": True}
+        started = perf_counter_ns()
+        try:
             await super().executemany(query, params_seq, returning=returning)
-            span.set_metadata(rows=self.rowcount)
+        except BaseException as exc:
+            record_span(parent, *_QUERY, started, metadata=metadata, error=exc)
+            raise
+        metadata["rows"] = self.rowcount
+        record_span(parent, *_QUERY, started, metadata=metadata)

@@ -62,7 +62,7 @@ from rocketd.http.tracing import (
 )
 from rocketd.logging import enabled as logging_enabled
 from rocketd.logging import get_logger
-from rocketd.tracing import start_span
+from rocketd.tracing import set_trace_user, start_span
 
 log = get_logger("rocketd.http")
 
@@ -212,6 +212,7 @@ async def _app_principal(request: web.Request, policy: Policy) -> Principal:
             principal = await confirm_user(principal, users)
             if policy is Policy.APP_ADMIN:
                 require_admin(principal)
+            set_trace_user(principal.user_id)  # every row recorded from now on carries it
         except ApiError:
             span.rename("auth.denied")
             raise

@@ -15,20 +15,18 @@ from typing import Any, Final
 
 import psycopg
 from psycopg import AsyncConnection
+from psycopg.pq import TransactionStatus
 
 from rocketd.actors.base import Actor
 from rocketd.capabilities.events.buffer import AppQueue, EventBuffer
-from rocketd.json_encoding import encode
+from rocketd.capabilities.events.copy_text import COPY_COLUMNS, copy_payload
+from rocketd.db.commands import run_command
 from rocketd.logging import get_logger
 from rocketd.tracing import EventRow
 
 log = get_logger("rocketd.events")
 
-COLUMNS: Final = (
-    "trace_id, span_id, parent_span_id, event_type, source, component, action, entity, "
-    "record_id, user_id, duration_ms, status, metadata"
-)
-COPY_SQL: Final = f"copy _events ({COLUMNS}) from stdin"
+COPY_SQL: Final = f"copy _events ({', '.join(COPY_COLUMNS)}) from stdin"
 # Rows per COPY: one flush of a busy app is split so a transaction stays short.
 MAX_ROWS_PER_WRITE: Final = 5000
 WRITE_TIMEOUT: Final = 10.0
@@ -48,7 +46,8 @@ class EventFlusher(Actor):
     async def run(self) -> None:
         while True:
             try:
-                await asyncio.wait_for(self._wakeup.wait(), self.interval)
+                async with asyncio.timeout(self.interval):
+                    await self._wakeup.wait()
             except TimeoutError:
                 pass
             self._wakeup.clear()
@@ -76,7 +75,8 @@ class EventFlusher(Actor):
                 return
             queue, rows = taken
             try:
-                await asyncio.wait_for(_write(queue, rows), WRITE_TIMEOUT)
+                async with asyncio.timeout(WRITE_TIMEOUT):  # no task per batch, as wait_for makes
+                    await _write(queue, rows)
             except asyncio.CancelledError:
                 self.buffer.give_back(app, rows)  # stopping: the final flush writes them
                 raise
@@ -100,9 +100,19 @@ async def _write(queue: AppQueue, rows: list[EventRow]) -> None:
 
 
 async def write_rows(conn: AsyncConnection[Any], rows: list[EventRow]) -> None:
-    """One transaction, `synchronous_commit` off, one COPY of `rows`."""
-    async with conn.transaction():
-        await conn.execute("set local synchronous_commit = off")
+    """One transaction, `synchronous_commit` off, one COPY of `rows`: three round trips (the
+    transaction commands as bare simple queries, db/commands.py), the rows encoded in one pass
+    (copy_text.py)."""
+    payload = copy_payload(rows)
+    await run_command(conn, b"BEGIN; SET LOCAL synchronous_commit = off")
+    try:
         async with conn.cursor().copy(COPY_SQL) as copy:
-            for row in rows:
-                await copy.write_row((*row[:12], encode(row[12], default=str).decode()))
+            await copy.write(payload)
+        await run_command(conn, b"COMMIT")
+    except BaseException:
+        if conn.info.transaction_status in (TransactionStatus.INTRANS, TransactionStatus.INERROR):
+            try:
+                await run_command(conn, b"ROLLBACK")
+            except psycopg.Error:  # a broken connection: the pool discards it
+                log.warning("rollback failed after a failed event batch", exc_info=True)
+        raise

@@ -4,8 +4,8 @@ business events the kernel announces (`send_event` actions) recorded in `_events
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from contextlib import AbstractContextManager
+from types import TracebackType
 from typing import Any, Final, cast
 
 from rocketd.capabilities.events.tracer import AppTracer, sampled
@@ -36,14 +36,15 @@ _STAGE_SPANS: Final[dict[str, tuple[str, str, str, str]]] = {
 }
 
 
-def observe_stage(stage: Stage, ctx: WriteContext) -> AbstractAsyncContextManager[None]:
+def observe_stage(stage: Stage, ctx: WriteContext) -> AbstractContextManager[None]:
     """The stage observer: a span around each stage run while a request is traced."""
     if not tracing_active():
-        return cast(AbstractAsyncContextManager[None], NO_SPAN)
+        return cast(AbstractContextManager[None], NO_SPAN)
     family = stage.name.partition(".")[0]
-    source, component, action, denied = _STAGE_SPANS.get(
-        family, ("engine", "pipeline", f"write.{stage.name}", f"write.{stage.name}")
-    )
+    names = _STAGE_SPANS.get(family)
+    if names is None:
+        names = ("engine", "pipeline", f"write.{stage.name}", f"write.{stage.name}")
+    source, component, action, denied = names
     metadata: dict[str, Any] = {"stage": stage.name, "phase": stage.phase.value}
     if family == "permissions":
         metadata["action"] = ctx.action
@@ -52,18 +53,29 @@ def observe_stage(stage: Stage, ctx: WriteContext) -> AbstractAsyncContextManage
     span = start_span(
         source, component, action, entity=ctx.entity.name, record_id=ctx.pk, metadata=metadata
     )
-    return _observed(cast(Span, span), denied)
+    return _StageSpan(cast(Span, span), denied)
 
 
-@asynccontextmanager
-async def _observed(span: Span, denied: str) -> AsyncIterator[None]:
-    with span:
-        try:
-            yield
-        except Forbidden:
-            span.rename(denied)
+class _StageSpan:
+    """The span of one stage run, made current while the stage runs; a stage refusing with
+    403 renames it (a plain context manager class: this runs for every stage of every traced
+    write)."""
+
+    __slots__ = ("denied", "span")
+
+    def __init__(self, span: Span, denied: str) -> None:
+        self.span = span
+        self.denied = denied
+
+    def __enter__(self) -> None:
+        self.span._enter()
+
+    def __exit__(self, kind: Any, exc: BaseException | None, tb: TracebackType | None) -> None:
+        span = self.span
+        if isinstance(exc, Forbidden):
+            span.rename(self.denied)
             span.metadata["result"] = "denied"
-            raise
+        span._exit(exc)
 
 
 def business_sink(tracer: AppTracer) -> Any:

@@ -4,7 +4,7 @@ its OTLP exporter: the optional extra `pip install rocketd[otel]`.
 Every trace that reaches the event buffer is also handed, as OpenTelemetry spans, to a
 `BatchSpanProcessor`, which exports from its own thread: a slow or absent collector never holds
 a request (its queue is bounded; what does not fit is dropped by the SDK). Ids map one to one: a
-trace id is the UUID's 128 bits, a span id the first 64 bits of the span's UUID, so the trace a
+trace id is the UUID's 128 bits, a span id the last 64 bits of the span's UUID, so the trace a
 collector shows is the one `GET /_events/trace/{id}` returns; a request that came with a W3C
 `traceparent` is parented under the caller's span.
 """
@@ -28,7 +28,9 @@ class OtlpUnavailable(RuntimeError):
 
 
 def _span_id(text: str) -> int:
-    return int(text.replace("-", "")[:16], 16)
+    """The OTLP span id of a span: the last 64 bits of its UUID (rocketd's span ids keep their
+    per-process counter there)."""
+    return int(text.replace("-", "")[16:], 16)
 
 
 def _attribute(value: Any) -> Any:
@@ -67,7 +69,7 @@ class OtlpExporter:
         from opentelemetry.trace.status import Status, StatusCode
 
         (trace_id, span_id, parent_id, event_type, source, component, action, entity,
-         record_id, user_id, duration_ms, status, metadata, started_ns) = row  # fmt: skip
+         record_id, user_id, duration_us, status, metadata, started_ns) = row  # fmt: skip
         trace = int(trace_id.replace("-", ""), 16)
         sampled = TraceFlags(TraceFlags.SAMPLED)
         context = SpanContext(trace, _span_id(span_id), is_remote=False, trace_flags=sampled)
@@ -95,7 +97,7 @@ class OtlpExporter:
             kind = SpanKind.CLIENT
         else:
             kind = SpanKind.INTERNAL
-        end_ns = started_ns + int((duration_ms or 0.0) * 1_000_000)
+        end_ns = started_ns + (duration_us or 0) * 1000
         return ReadableSpan(
             action,
             context=context,

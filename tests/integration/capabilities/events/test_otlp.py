@@ -66,7 +66,7 @@ async def test_spans_reach_an_otlp_collector(exporting: Any, collector: OtlpRece
     request = spans["request"]
     assert request["kind"] == SPAN_KIND_SERVER
     assert request["parent_span_id"] == caller_span  # under the caller's own span
-    assert request["span_id"] == by_action["request"]["span_id"].replace("-", "")[:16]
+    assert request["span_id"] == by_action["request"]["span_id"].replace("-", "")[16:]
     assert request["attributes"]["rocketd.app"] == app.name
     assert request["attributes"]["rocketd.status_code"] == 200
     assert request["attributes"]["rocketd.method"] == "POST"
