@@ -264,28 +264,12 @@ class Span:
                 )
             )
 
-    def _enter(self) -> Span:
-        self._token = _CURRENT.set(self)
-        return self
-
-    def _exit(self, exc: BaseException | None) -> None:
-        token = self._token
-        if token is not None:
-            self._token = None
-            try:
-                _CURRENT.reset(token)
-            except ValueError:  # ended in another context than it started: leave that one be
-                pass
-        if exc is not None and self.status == "ok":
-            self.set_status("error", error_text(exc))
-        self.end()
-
     def __enter__(self) -> Span:
         self._token = _CURRENT.set(self)
         return self
 
     def __exit__(self, kind: Any, exc: BaseException | None, tb: TracebackType | None) -> None:
-        # `_exit`, inlined: this runs for every span
+        # The one place a span ends (the other entries call it): this runs for every span.
         token = self._token
         if token is not None:
             self._token = None
@@ -298,13 +282,12 @@ class Span:
         self.end()
 
     async def __aenter__(self) -> Span:
-        self._token = _CURRENT.set(self)
-        return self
+        return self.__enter__()
 
     async def __aexit__(
         self, kind: Any, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
-        self._exit(exc)
+        self.__exit__(kind, exc, tb)
 
 
 class _NoSpan:
@@ -491,11 +474,11 @@ class ContinuedTrace:
         self.span = span
 
     def __enter__(self) -> Span:
-        return self.span._enter()
+        return self.span.__enter__()
 
     def __exit__(self, kind: Any, exc: BaseException | None, tb: TracebackType | None) -> None:
         try:
-            self.span._exit(exc)
+            self.span.__exit__(None, exc, None)
         finally:
             self.span.trace.close()
 

@@ -68,14 +68,14 @@ class _StageSpan:
         self.denied = denied
 
     def __enter__(self) -> None:
-        self.span._enter()
+        self.span.__enter__()
 
     def __exit__(self, kind: Any, exc: BaseException | None, tb: TracebackType | None) -> None:
         span = self.span
         if isinstance(exc, Forbidden):
             span.rename(self.denied)
             span.metadata["result"] = "denied"
-        span._exit(exc)
+        span.__exit__(kind, exc, tb)
 
 
 def business_sink(tracer: AppTracer) -> Any:
