@@ -47,7 +47,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 from psycopg import sql
 
-from bench.profile import frame_name
+from bench.profile import sample_counts
 from bench.scenarios.data_api import CREATE_FIELDS, ORDER_ENTITY
 from rocketd.config import (
     AuthSettings,
@@ -428,19 +428,7 @@ async def run(args: argparse.Namespace) -> None:
 def _per_request(path: Path, cpu_us: float) -> tuple[Counter[str], Counter[str]]:
     """µs per request by function, own samples and anywhere on the stack: each function's share
     of the run's samples times the run's CPU per request."""
-    own: Counter[str] = Counter()
-    total: Counter[str] = Counter()
-    samples = 0
-    for line in path.read_text().splitlines():
-        stack, _, count_text = line.rpartition(" ")
-        if not stack or not count_text.isdigit():
-            continue
-        count = int(count_text)
-        frames = [frame_name(f) for f in stack.split(";")]
-        samples += count
-        own[frames[-1]] += count
-        for name in set(frames):
-            total[name] += count
+    own, total, samples = sample_counts(path.read_text())
     scale = cpu_us / samples if samples else 0.0
     return (
         Counter({k: v * scale for k, v in own.items()}),

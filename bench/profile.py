@@ -56,8 +56,9 @@ def frame_name(frame: str) -> str:
     return f"{name} ({path})" if path else name
 
 
-def top_tables(collapsed: str, n: int) -> tuple[list[tuple[str, float]], list[tuple[str, float]]]:
-    """Self and total shares of the `n` heaviest functions in py-spy's collapsed output."""
+def sample_counts(collapsed: str) -> tuple[Counter[str], Counter[str], int]:
+    """py-spy's collapsed output as samples per function: where it was the running frame
+    ("own"), where it was anywhere on the stack ("total"), and the number of samples."""
     own: Counter[str] = Counter()
     total: Counter[str] = Counter()
     samples = 0
@@ -72,6 +73,12 @@ def top_tables(collapsed: str, n: int) -> tuple[list[tuple[str, float]], list[tu
         own[frames[-1]] += count
         for name in set(frames):
             total[name] += count
+    return own, total, samples
+
+
+def top_tables(collapsed: str, n: int) -> tuple[list[tuple[str, float]], list[tuple[str, float]]]:
+    """Self and total shares of the `n` heaviest functions in py-spy's collapsed output."""
+    own, total, samples = sample_counts(collapsed)
     if samples == 0:
         return [], []
 
