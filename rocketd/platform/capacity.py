@@ -2,8 +2,8 @@
 what the server allows.
 
 Per worker process: the management pool (`database.pool_size`), its metadata listener, the
-scheduler's connection (with `background_work`), and per app its pool (`app_pool_size`) and its
-listener. Listeners and the scheduler always go straight to PostgreSQL (`database.listen_url`);
+scheduler's connection (with `background_work`), and per app its pool (`app_pool_size`), the
+event flusher's connection (with instrumentation on) and its listener. Listeners and the scheduler always go straight to PostgreSQL (`database.listen_url`);
 with a pooler in front (`listen_url` set) the pools' connections are the pooler's to multiplex,
 so only the direct ones are counted against the server.
 
@@ -34,6 +34,7 @@ class ConnectionBudget:
     apps: int
     management_pool: int
     app_pool: int
+    event_writer: bool  # the event flusher's own connection per app
     scheduler: bool
     through_pooler: bool
     max_connections: int
@@ -46,7 +47,7 @@ class ConnectionBudget:
 
     @property
     def pooled_per_worker(self) -> int:
-        return self.management_pool + self.apps * self.app_pool
+        return self.management_pool + self.apps * (self.app_pool + int(self.event_writer))
 
     @property
     def needed(self) -> int:
@@ -65,8 +66,8 @@ class ConnectionBudget:
         pools = (
             "pools through the pooler, not counted"
             if self.through_pooler
-            else f"management pool {self.management_pool} + {self.apps} apps x app pool"
-            f" {self.app_pool}"
+            else f"management pool {self.management_pool} + {self.apps} apps x (app pool"
+            f" {self.app_pool}{' + 1 event writer' if self.event_writer else ''})"
         )
         return (
             f"{self.needed} connections at most = {self.workers} workers x ({pools}; "
@@ -84,6 +85,7 @@ def budget_for(
         apps=apps,
         management_pool=max(2, settings.database.pool_size),
         app_pool=settings.app_pool_size,
+        event_writer=settings.instrumentation.enabled,
         scheduler=settings.background_work,
         through_pooler=bool(settings.database.listen_url),
         max_connections=max_connections,

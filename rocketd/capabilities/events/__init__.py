@@ -42,6 +42,8 @@ async def _start_events(ctx: StartContext) -> EventFlusher:
         capacity=settings.max_buffered,
         batch_size=settings.buffer_size,
         interval=settings.flush_interval_ms / 1000.0,
+        # its connections close like the app pools' (0 there: kept open)
+        idle_seconds=ctx.settings.app_pool_idle_seconds or float("inf"),
     )
     exporter = OtlpExporter(settings.otlp_endpoint) if settings.otlp_endpoint else None
     if exporter is not None:

@@ -19,8 +19,8 @@ from rocketd.tracing import EventRow
 
 @dataclass
 class AppQueue:
-    """One app's waiting rows and the pool they are written through (kept from the last request:
-    after the app's actor stopped, the flusher connects with its conninfo instead)."""
+    """One app's waiting rows and the app's pool, kept from the last request: the flusher opens
+    its own connection to the app's database with the pool's conninfo and options."""
 
     pool: AsyncConnectionPool[Any]
     rows: deque[EventRow] = field(default_factory=deque)

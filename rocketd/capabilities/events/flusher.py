@@ -4,13 +4,19 @@ It wakes every `flush_interval_ms`, or as soon as an app's queue holds `buffer_s
 writes each app's rows with `COPY` in a transaction under `synchronous_commit = off` (an event
 lost in a server crash is acceptable; a request waiting on its fsync is not). Apps are flushed
 concurrently, each on its own: a failing app database loses that batch (logged, counted) and
-the others go on. Stopping flushes whatever is left (SIGTERM loses nothing buffered), through a
-direct connection when the app's pool has already closed.
+the others go on. Stopping flushes whatever is left (SIGTERM loses nothing buffered).
+
+Each app's rows go through a connection of the flusher's own, opened with the app pool's
+settings when the app first has rows and closed after `idle_seconds` without any (and at once
+when a write on it fails): never one of the app pool's connections, which are the requests'
+(a COPY holding one of them would make requests wait for it; the spec: event writing never
+blocks a request). The connection budget counts it (platform/capacity.py).
 """
 
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Any, Final
 
 import psycopg
@@ -33,15 +39,20 @@ WRITE_TIMEOUT: Final = 10.0
 
 
 class EventFlusher(Actor):
-    def __init__(self, capacity: int, batch_size: int, interval: float) -> None:
+    def __init__(
+        self, capacity: int, batch_size: int, interval: float, idle_seconds: float = 300.0
+    ) -> None:
         super().__init__("event-flusher")
         self._wakeup = asyncio.Event()
         self.buffer = EventBuffer(capacity, batch_size, self._wakeup.set)
         self.interval = interval
+        self.idle_seconds = idle_seconds
         self.written = 0
         self.failed = 0
         self.flushes = 0
         self._inflight: asyncio.Future[None] | None = None
+        # app -> (the flusher's connection to its database, when it was last used)
+        self.connections: dict[str, tuple[AsyncConnection[Any], float]] = {}
 
     async def run(self) -> None:
         while True:
@@ -54,12 +65,21 @@ class EventFlusher(Actor):
             # shielded: a stop never cuts a COPY in half (on_stop waits for it instead)
             self._inflight = asyncio.ensure_future(self.flush())
             await asyncio.shield(self._inflight)
+            await self._close_idle(time.monotonic() - self.idle_seconds)
 
     async def on_stop(self) -> None:
         inflight = self._inflight
         if inflight is not None and not inflight.done():
             await asyncio.wait({inflight}, timeout=WRITE_TIMEOUT)
         await self.flush()
+        await self._close_idle(float("inf"))
+
+    async def _close_idle(self, before: float) -> None:
+        """Close the connections last used before `before` (monotonic seconds)."""
+        for app, (conn, used) in list(self.connections.items()):
+            if used < before:
+                del self.connections[app]
+                await _close(conn)
 
     async def flush(self) -> None:
         """Write every app's waiting rows (apps concurrently); never raises."""
@@ -76,7 +96,7 @@ class EventFlusher(Actor):
             queue, rows = taken
             try:
                 async with asyncio.timeout(WRITE_TIMEOUT):  # no task per batch, as wait_for makes
-                    await _write(queue, rows)
+                    await self._write(app, queue, rows)
             except asyncio.CancelledError:
                 self.buffer.give_back(app, rows)  # stopping: the final flush writes them
                 raise
@@ -86,17 +106,46 @@ class EventFlusher(Actor):
                 return
             self.written += len(rows)
 
+    async def _write(self, app: str, queue: AppQueue, rows: list[EventRow]) -> None:
+        known = self.connections.pop(app, None)
+        if known is not None and not known[0].closed:
+            try:
+                await self._write_on(app, known[0], rows)
+                return
+            except ConnectionLost:  # gone while idle (a restart, a terminated backend)
+                pass  # nothing of the batch was sent: once more on a new connection
+        await self._write_on(app, await _connect(queue), rows)
 
-async def _write(queue: AppQueue, rows: list[EventRow]) -> None:
-    pool = queue.pool
-    if not pool.closed:
-        async with pool.connection() as conn:
+    async def _write_on(self, app: str, conn: AsyncConnection[Any], rows: list[EventRow]) -> None:
+        try:
             await write_rows(conn, rows)
-        return
+        except BaseException:
+            await _close(conn)  # a failed or cut write: the next batch starts afresh
+            raise
+        self.connections[app] = (conn, time.monotonic())
+
+
+class ConnectionLost(Exception):
+    """The connection failed before a batch's transaction began: none of it was sent."""
+
+
+async def _connect(queue: AppQueue) -> AsyncConnection[Any]:
+    """A connection to the app's database made like its pool's (the same conninfo and options:
+    prepared statements off behind a pooler), autocommit, with psycopg's own cursor."""
+    pool = queue.pool
     if not isinstance(pool.conninfo, str):
-        raise RuntimeError("the app's pool is closed and its conninfo is not a string")
-    async with await psycopg.AsyncConnection.connect(pool.conninfo, autocommit=True) as conn:
-        await write_rows(conn, rows)
+        raise RuntimeError("the app pool's conninfo is not a string")
+    given = pool.kwargs if isinstance(pool.kwargs, dict) else {}  # rocketd's pools: a dict
+    options = {k: v for k, v in given.items() if k != "cursor_factory"}
+    options["autocommit"] = True
+    return await psycopg.AsyncConnection.connect(pool.conninfo, **options)
+
+
+async def _close(conn: AsyncConnection[Any]) -> None:
+    try:
+        await conn.close()
+    except Exception:  # closing a broken connection: nothing left to do
+        log.debug("closing an event connection failed", exc_info=True)
 
 
 async def write_rows(conn: AsyncConnection[Any], rows: list[EventRow]) -> None:
@@ -104,7 +153,10 @@ async def write_rows(conn: AsyncConnection[Any], rows: list[EventRow]) -> None:
     transaction commands as bare simple queries, db/commands.py), the rows encoded in one pass
     (copy_text.py)."""
     payload = copy_payload(rows)
-    await run_command(conn, b"BEGIN; SET LOCAL synchronous_commit = off")
+    try:
+        await run_command(conn, b"BEGIN; SET LOCAL synchronous_commit = off")
+    except psycopg.OperationalError as exc:
+        raise ConnectionLost(type(exc).__name__) from exc
     try:
         async with conn.cursor().copy(COPY_SQL) as copy:
             await copy.write(payload)
@@ -113,6 +165,6 @@ async def write_rows(conn: AsyncConnection[Any], rows: list[EventRow]) -> None:
         if conn.info.transaction_status in (TransactionStatus.INTRANS, TransactionStatus.INERROR):
             try:
                 await run_command(conn, b"ROLLBACK")
-            except psycopg.Error:  # a broken connection: the pool discards it
+            except psycopg.Error:  # a broken connection: _write_on closes it
                 log.warning("rollback failed after a failed event batch", exc_info=True)
         raise

@@ -26,7 +26,7 @@ async def test_creating_an_app_past_the_budget_warns_with_the_numbers(client: An
     [warning] = [line for line in lines if line["event"].startswith("connection budget exceeded")]
     assert warning["log_level"] == "warning"
     assert warning["needed"] > warning["available"] > 0
-    assert "x app pool 100000" in warning["budget"]
+    assert "x (app pool 100000 + 1 event writer)" in warning["budget"]
 
 
 async def test_an_idle_app_pool_closes_its_connections_and_reopens_on_demand(

@@ -1,8 +1,11 @@
 """Instrumentation settings (off, sampling), the retention jobs of `_events` and `_webhook_logs`,
-and a flusher that keeps going when one app database fails."""
+and the flusher: it keeps going when one app database fails, and writes through connections of
+its own."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import dataclasses
 import uuid
 from collections.abc import AsyncIterator
@@ -136,8 +139,89 @@ async def test_a_failing_app_database_does_not_stop_the_others(
     flusher.buffer.add("gone", broken, [lost])  # type: ignore[list-item]
     flusher.buffer.add(app.name, good, [row])  # type: ignore[list-item]
     await flusher.flush()
+    await flusher.on_stop()
     assert flusher.failed == 1 and flusher.written == 1
     assert count(pg_dsn, app, "select count(*) from _events where action = 'kept'") == 1
+
+
+def _event_row(action: str) -> Any:
+    return (
+        *(str(uuid.uuid4()), str(uuid.uuid4()), None),
+        *("business", "business", "api", action),
+        *(None, None, None, None, None, {"k": 1}, 0),
+    )
+
+
+async def test_the_flusher_never_takes_a_connection_the_requests_need(
+    runtime: Any, client: Any, pg_dsn: str
+) -> None:
+    """Event writing never blocks a request: the flusher writes through a connection of its
+    own, so an app pool whose every connection is busy does not hold it up (nor the other way
+    round: a COPY never holds one of the pool's)."""
+    app = await new_app(client)
+    pool: AsyncConnectionPool[Any] = AsyncConnectionPool(
+        dsn_for(pg_dsn, f"rocket_{app.name}"), min_size=1, max_size=1, timeout=0.5, open=False
+    )
+    await pool.open()
+    flusher = EventFlusher(capacity=100, batch_size=50, interval=60)
+    try:
+        async with pool.connection():  # the pool's only connection, busy
+            flusher.buffer.add(app.name, pool, [_event_row("while-busy")])
+            await flusher.flush()
+            assert pool.get_stats().get("requests_waiting", 0) == 0
+        assert flusher.failed == 0 and flusher.written == 1
+        assert set(flusher.connections) == {app.name}
+    finally:
+        await flusher.on_stop()
+        await pool.close()
+    assert flusher.connections == {}  # closed on stop
+    assert count(pg_dsn, app, "select count(*) from _events where action = 'while-busy'") == 1
+
+
+async def test_a_lost_event_connection_is_replaced_without_losing_the_batch(
+    runtime: Any, client: Any, pg_dsn: str
+) -> None:
+    app = await new_app(client)
+    pool = runtime.services.directory.actors[app.name].pool
+    flusher = EventFlusher(capacity=100, batch_size=50, interval=60)
+    try:
+        flusher.buffer.add(app.name, pool, [_event_row("first")])
+        await flusher.flush()
+        pid = flusher.connections[app.name][0].info.backend_pid
+        with psycopg.connect(pg_dsn, autocommit=True) as admin:  # the server drops it while idle
+            admin.execute("select pg_terminate_backend(%s)", (pid,))
+        flusher.buffer.add(app.name, pool, [_event_row("second")])
+        await flusher.flush()
+        assert flusher.failed == 0 and flusher.written == 2
+        assert flusher.connections[app.name][0].info.backend_pid != pid
+    finally:
+        await flusher.on_stop()
+    stored = "select count(*) from _events where action in ('first', 'second')"
+    assert count(pg_dsn, app, stored) == 2
+
+
+async def test_idle_event_connections_close(runtime: Any, client: Any, pg_dsn: str) -> None:
+    app = await new_app(client)
+    pool = runtime.services.directory.actors[app.name].pool
+    flusher = EventFlusher(capacity=100, batch_size=1, interval=0.02, idle_seconds=0.2)
+    task = asyncio.create_task(flusher.run())
+    try:
+        flusher.buffer.add(app.name, pool, [_event_row("idle")])
+        for _ in range(100):
+            if flusher.written:
+                break
+            await asyncio.sleep(0.02)
+        assert set(flusher.connections) == {app.name}
+        for _ in range(100):  # about 0.2 s without events, then the next wake-up closes it
+            if not flusher.connections:
+                break
+            await asyncio.sleep(0.02)
+        assert flusher.connections == {} and flusher.written == 1
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        await flusher.on_stop()
 
 
 async def test_the_events_table_and_its_indexes(client: Any, pg_dsn: str) -> None:

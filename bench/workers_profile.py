@@ -1,0 +1,271 @@
+"""Why a second worker gains less than the two-core ceiling says: one data-API set served by
+`--workers 1` (A) and `--workers 2` (B) in alternating rounds, each measured run counted by the
+kernel as well as timed.
+
+Besides throughput and CPU per request (`bench/cpu.py`), each run attaches `perf stat` (Debian's
+linux-perf; software events and tracepoints, which work where hardware counters do not) to the
+rocketd processes and, separately, to the app database's PostgreSQL backends, and reports per
+request: system calls, context switches (a process going to sleep or being preempted) and CPU
+migrations. A thread samples `pg_stat_activity` every 10 ms meanwhile and reports what the
+app's active backends were waiting on (`wait_event_type:wait_event`, `CPU` when nothing), so a
+PostgreSQL cost that grows with a second worker shows whether it is lock or WAL waiting.
+
+    .venv/bin/python -m bench.workers_profile [--rounds 3] [--seconds 10] [create update get]
+
+It needs root (or the PostgreSQL user) to attach perf to the backends. Instrumentation is off
+on both sides, as in the workers benchmark. Output: a markdown table per scenario on standard
+output and in `bench/results/workers-profile-<date>.md`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import signal
+import statistics
+import subprocess
+import tempfile
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import date
+from pathlib import Path
+
+import psycopg
+
+from bench.ab_sets import DATA_API
+from bench.cpu import CpuMeter
+from bench.harness import RESULTS_DIR, Bench, BenchConfig
+from bench.processes import ServerProcess
+
+EVENTS = ("raw_syscalls:sys_enter", "context-switches", "cpu-migrations")
+WAIT_POLL_S = 0.01
+SIDES = {"A": 1, "B": 2}  # side -> workers
+
+
+@dataclass
+class Run:
+    side: str
+    rate: float
+    cpu_us: dict[str, float]
+    kernel: dict[str, dict[str, float]]  # part -> event -> count per request
+    waits: Counter[str] = field(default_factory=Counter)
+
+
+def process_tree(pid: int) -> list[int]:
+    """`pid` and its live descendants (a supervisor's workers)."""
+    parents: dict[int, int] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                stat = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()
+            except (OSError, IndexError):
+                continue
+            parents[int(entry)] = int(stat[1])
+    found, frontier = [pid], [pid]
+    while frontier:
+        parent = frontier.pop()
+        children = [child for child, its in parents.items() if its == parent]
+        found.extend(children)
+        frontier.extend(children)
+    return found
+
+
+def backends(admin: psycopg.Connection[tuple[int]], dbname: str) -> list[int]:
+    rows = admin.execute(
+        "select pid from pg_stat_activity where datname = %s and backend_type = 'client backend'",
+        (dbname,),
+    ).fetchall()
+    return [row[0] for row in rows]
+
+
+class PerfStat:
+    """`perf stat` counting EVENTS over `pids` until stopped."""
+
+    def __init__(self, pids: list[int], out: Path) -> None:
+        self.out = out
+        argv = ["perf", "stat", "-x", ",", "-o", str(out), "-e", ",".join(EVENTS)]
+        argv += ["-p", ",".join(str(p) for p in pids)]
+        self.process = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    def stop(self) -> dict[str, float]:
+        self.process.send_signal(signal.SIGINT)
+        self.process.wait(timeout=30)
+        counts: dict[str, float] = {}
+        for line in self.out.read_text().splitlines():
+            fields = line.split(",")
+            if len(fields) >= 3 and fields[2] in EVENTS and fields[0].strip().isdigit():
+                counts[fields[2]] = float(fields[0])
+        return counts
+
+
+class WaitSampler:
+    """What the app database's active backends wait on, sampled from another connection."""
+
+    def __init__(self, dsn: str, dbname: str) -> None:
+        self.dsn = dsn
+        self.dbname = dbname
+        self.counts: Counter[str] = Counter()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._poll, name="wait-sampler", daemon=True)
+
+    def _poll(self) -> None:
+        with psycopg.connect(self.dsn, autocommit=True) as conn:
+            while not self._stop.wait(WAIT_POLL_S):
+                rows = conn.execute(
+                    "select coalesce(wait_event_type || ':' || wait_event, 'CPU') "
+                    "from pg_stat_activity where datname = %s and state = 'active' "
+                    "and pid <> pg_backend_pid()",
+                    (self.dbname,),
+                ).fetchall()
+                self.counts.update(row[0] for row in rows)
+
+    def __enter__(self) -> WaitSampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def measure(
+    bench: Bench,
+    servers: dict[str, ServerProcess],
+    tokens: dict[str, str],
+    op: str,
+    side: str,
+    seconds: int,
+    scratch: Path,
+) -> Run:
+    variant = DATA_API.variant(op)
+    DATA_API.reset(bench)
+    time.sleep(2.0)
+    server = servers[side]
+    assert server.pid is not None, "the server is running"
+    with psycopg.connect(bench.dsn("postgres"), autocommit=True) as admin:
+        pg_pids = backends(admin, DATA_API.app_db)
+    perf = {
+        "rocketd": PerfStat(process_tree(server.pid), scratch / f"{side}-rocketd.txt"),
+        "postgres": PerfStat(pg_pids, scratch / f"{side}-postgres.txt"),
+    }
+    time.sleep(0.3)  # perf attached
+    sampler = WaitSampler(bench.dsn("postgres"), DATA_API.app_db)
+    with CpuMeter(DATA_API.app_db, server.pid) as meter, sampler:
+        m = variant.run(bench, server, tokens[side], seconds, f"{side} {op}")
+    counts = {part: stat.stop() for part, stat in perf.items()}
+    requests = max(m.requests, 1)
+    kernel = {
+        part: {event: value / requests for event, value in events.items()}
+        for part, events in counts.items()
+    }
+    return Run(side, m.rate, meter.per_request_us(m.requests), kernel, sampler.counts)
+
+
+def _median(runs: list[Run], get: object) -> float:
+    values = [get(run) for run in runs]  # type: ignore[operator]
+    return statistics.median(values) if values else 0.0
+
+
+def table(op: str, runs: list[Run]) -> list[str]:
+    by_side = {side: [r for r in runs if r.side == side] for side in SIDES}
+    lines = [
+        f"### {op}",
+        "",
+        "| per request (median of rounds) | workers 1 | workers 2 | 2 / 1 |",
+        "| --- | ---: | ---: | ---: |",
+    ]
+
+    def row(label: str, get: object, digits: int = 1) -> None:
+        a, b = _median(by_side["A"], get), _median(by_side["B"], get)
+        ratio = f"{b / a:.2f}" if a else "-"
+        lines.append(f"| {label} | {a:,.{digits}f} | {b:,.{digits}f} | {ratio} |")
+
+    row("throughput (req/s)", lambda r: r.rate, 0)
+    for part in ("rocketd", "postgres"):
+        row(f"{part} CPU µs", lambda r, p=part: r.cpu_us.get(p, 0.0), 0)
+        for event in EVENTS:
+            row(f"{part} {event}", lambda r, p=part, e=event: r.kernel[p].get(e, 0.0), 2)
+    lines += ["", "PostgreSQL active backends, share of samples by wait event:", ""]
+    lines += ["| wait | workers 1 | workers 2 |", "| --- | ---: | ---: |"]
+    totals = {side: Counter[str]() for side in SIDES}
+    for run in runs:
+        totals[run.side].update(run.waits)
+    names = sorted(set(totals["A"]) | set(totals["B"]), key=lambda n: -totals["B"][n])
+    for name in names[:10]:
+        shares = []
+        for side in SIDES:
+            whole = sum(totals[side].values()) or 1
+            shares.append(f"{100 * totals[side][name] / whole:.1f} %")
+        lines.append(f"| {name} | {' | '.join(shares)} |")
+    return [*lines, ""]
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("ops", nargs="*", default=["create", "update", "get"])
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--seconds", type=int, default=10)
+    args = parser.parse_args()
+    if shutil.which("perf") is None:
+        print("perf is missing: apt-get install linux-perf")
+        return 2
+    scratch = Path(tempfile.mkdtemp(prefix="workers-profile-"))
+    results: dict[str, list[Run]] = {op: [] for op in args.ops}
+    with Bench(BenchConfig(duration_s=args.seconds)) as bench:
+        servers = {
+            side: bench.rocketd_server(
+                DATA_API.settings,
+                extra_env={
+                    "ROCKET_SERVER_WORKERS": str(workers),
+                    "ROCKET_INSTRUMENTATION_ENABLED": "false",
+                },
+                name=f"{side}-workers{workers}",
+            )
+            for side, workers in SIDES.items()
+        }
+        with servers["A"]:
+            DATA_API.prepare(bench, servers["A"], None)
+            with servers["B"]:
+                tokens = {side: DATA_API.login(s.port) for side, s in servers.items()}
+                for op in args.ops:  # warm-up: pools and caches of both
+                    for side in SIDES:
+                        DATA_API.variant(op).run(bench, servers[side], tokens[side], 2, "warm")
+                for round_no in range(1, args.rounds + 1):
+                    order = list(SIDES) if round_no % 2 else list(SIDES)[::-1]
+                    for op in args.ops:
+                        for side in order:
+                            run = measure(bench, servers, tokens, op, side, args.seconds, scratch)
+                            results[op].append(run)
+                            print(
+                                f"round {round_no} {op} {side}: {run.rate:,.0f} req/s "
+                                f"cpu {run.cpu_us} kernel {run.kernel}",
+                                flush=True,
+                            )
+                bench.stop(servers["B"])
+            bench.stop(servers["A"])
+        failures = list(bench.failures)
+    lines = [
+        f"# Workers 1 vs 2, counted by the kernel ({date.today().isoformat()})",
+        "",
+        f"{args.rounds} alternating rounds of {args.seconds} s per scenario, instrumentation off, "
+        "wrk 32 connections; `python -m bench.workers_profile`.",
+        "",
+    ]
+    for op, runs in results.items():
+        lines += table(op, runs)
+    if failures:
+        lines += ["Failures:", "", *(f"- {f}" for f in failures), ""]
+    text = "\n".join(lines)
+    print(text)
+    out = RESULTS_DIR / f"workers-profile-{date.today().isoformat()}.md"
+    out.write_text(text)
+    print(f"written to {out}")
+    shutil.rmtree(scratch, ignore_errors=True)
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
