@@ -1,7 +1,8 @@
 """`python -m bench [name ...]`: run scenario sets or single scenarios and write their reports.
 
 A name is a set (`foundation`) or a scenario (`health`, `login`); no name runs every set.
-`python -m bench ab ...` compares two rocketd versions instead (bench/ab.py).
+`python -m bench ab ...` compares two rocketd versions instead (bench/ab.py), `python -m bench
+floor ...` rocketd with the stack's floor (bench/floor.py).
 Exit status: 0 when every scenario ran clean, 1 when one failed or crashed, 2 when a tool or
 PostgreSQL is missing.
 """
@@ -15,6 +16,7 @@ import traceback
 from pathlib import Path
 
 from bench.ab import main as ab_main
+from bench.floor import main as floor_main
 from bench.harness import (
     DEFAULT_PG_URL,
     RESULTS_DIR,
@@ -114,6 +116,8 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["ab"]:
         return ab_main(argv[1:])
+    if argv[:1] == ["floor"]:
+        return floor_main(argv[1:])
     args = _parser().parse_args(argv)
     if args.list:
         for set_name, scenarios in SETS.items():

@@ -165,6 +165,16 @@ class Bench:
         env = self._child_env() | {"PYTHONPATH": str(REPO_ROOT)}
         return self._server("bare-aiohttp", argv, port, env, "/health")
 
+    def floor(self, dbname: str, jwt_secret: str, mode: str = "plain") -> ServerProcess:
+        """The stack's floor (bench/floor_server.py) on the app database `dbname`, verifying
+        tokens with the app's `jwt_secret` (passed in its environment, not on the command
+        line); `mode` is `plain` or `lean`."""
+        port = free_port()
+        argv = [sys.executable, "-m", "bench.floor_server", "--port", str(port)]
+        argv += ["--dsn", self.dsn(dbname), "--mode", mode]
+        env = self._child_env() | {"PYTHONPATH": str(REPO_ROOT), "FLOOR_JWT_SECRET": jwt_secret}
+        return self._server(f"floor-{mode}", argv, port, env, "/health")
+
     def _server(
         self,
         name: str,

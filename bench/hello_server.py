@@ -2,7 +2,8 @@
 
 It is what rocketd's `GET /health` would cost with no framework of ours around it, so the ratio
 rocketd/bare is the share of aiohttp's ceiling that rocketd keeps. Run it as
-`python -m bench.hello_server --port N`; it exits 0 on SIGTERM or SIGINT.
+`python -m bench.hello_server --port N`; it exits 0 on SIGTERM or SIGINT. bench/floor_server.py
+serves the same `/health` (and the data API's get and update) through `serve`.
 """
 
 from __future__ import annotations
@@ -25,8 +26,9 @@ def make_app() -> web.Application:
     return app
 
 
-async def serve(host: str, port: int) -> int:
-    runner = web.AppRunner(make_app(), access_log=None)
+async def serve(host: str, port: int, app: web.Application | None = None) -> int:
+    """Serve `app` (default: the /health-only one) until SIGTERM or SIGINT, access log off."""
+    runner = web.AppRunner(app if app is not None else make_app(), access_log=None)
     await runner.setup()
     await web.TCPSite(runner, host, port).start()
     stop = asyncio.Event()
