@@ -1,6 +1,6 @@
-"""Why a second worker gains less than the two-core ceiling says: one data-API set served by
-`--workers 1` (A) and `--workers 2` (B) in alternating rounds, each measured run counted by the
-kernel as well as timed.
+"""Two rocketd configurations counted by the kernel: one data-API set served by side A and side
+B (by default `--workers 1` and `--workers 2`: why a second worker gains less than the two-core
+ceiling says) in alternating rounds, each measured run counted as well as timed.
 
 Besides throughput and CPU per request (`bench/cpu.py`), each run attaches `perf stat` (Debian's
 linux-perf; software events and tracepoints, which work where hardware counters do not) to the
@@ -10,11 +10,14 @@ migrations. A thread samples `pg_stat_activity` every 10 ms meanwhile and report
 app's active backends were waiting on (`wait_event_type:wait_event`, `CPU` when nothing), so a
 PostgreSQL cost that grows with a second worker shows whether it is lock or WAL waiting.
 
-    .venv/bin/python -m bench.workers_profile [--rounds 3] [--seconds 10] [create update get]
+    .venv/bin/python -m bench.kernel_profile [--rounds 3] [--seconds 10] [create update get]
+    .venv/bin/python -m bench.kernel_profile --tag instr --a-env ROCKET_SERVER_WORKERS=1 \
+        --b-env ROCKET_SERVER_WORKERS=1 --b-env ROCKET_INSTRUMENTATION_ENABLED=true get create
 
-It needs root (or the PostgreSQL user) to attach perf to the backends. Instrumentation is off
-on both sides, as in the workers benchmark. Output: a markdown table per scenario on standard
-output and in `bench/results/workers-profile-<date>.md`.
+It needs root (or the PostgreSQL user) to attach perf to the backends. Each side's environment
+starts from one worker with instrumentation off; `--a-env` / `--b-env` (`KEY=VALUE`, repeated)
+replace those defaults for that side (the default B is two workers). Output: a markdown table
+per scenario on standard output and in `bench/results/kernel-profile-<tag>-<date>.md`.
 """
 
 from __future__ import annotations
@@ -42,7 +45,9 @@ from bench.processes import ServerProcess
 
 EVENTS = ("raw_syscalls:sys_enter", "context-switches", "cpu-migrations")
 WAIT_POLL_S = 0.01
-SIDES = {"A": 1, "B": 2}  # side -> workers
+SIDES = ("A", "B")
+BASE_ENV = {"ROCKET_SERVER_WORKERS": "1", "ROCKET_INSTRUMENTATION_ENABLED": "false"}
+DEFAULT_B = ("ROCKET_SERVER_WORKERS=2",)
 
 
 @dataclass
@@ -174,7 +179,7 @@ def table(op: str, runs: list[Run]) -> list[str]:
     lines = [
         f"### {op}",
         "",
-        "| per request (median of rounds) | workers 1 | workers 2 | 2 / 1 |",
+        "| per request (median of rounds) | A | B | B / A |",
         "| --- | ---: | ---: | ---: |",
     ]
 
@@ -189,7 +194,7 @@ def table(op: str, runs: list[Run]) -> list[str]:
         for event in EVENTS:
             row(f"{part} {event}", lambda r, p=part, e=event: r.kernel[p].get(e, 0.0), 2)
     lines += ["", "PostgreSQL active backends, share of samples by wait event:", ""]
-    lines += ["| wait | workers 1 | workers 2 |", "| --- | ---: | ---: |"]
+    lines += ["| wait | A | B |", "| --- | ---: | ---: |"]
     totals = {side: Counter[str]() for side in SIDES}
     for run in runs:
         totals[run.side].update(run.waits)
@@ -203,28 +208,36 @@ def table(op: str, runs: list[Run]) -> list[str]:
     return [*lines, ""]
 
 
+def side_env(pairs: list[str] | None, default: tuple[str, ...] = ()) -> dict[str, str]:
+    """BASE_ENV with `KEY=VALUE` pairs (or `default` when none were given) over it."""
+    env = dict(BASE_ENV)
+    for pair in pairs or default:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise SystemExit(f"not KEY=VALUE: {pair!r}")
+        env[key] = value
+    return env
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("ops", nargs="*", default=["create", "update", "get"])
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--seconds", type=int, default=10)
+    parser.add_argument("--a-env", action="append", help="KEY=VALUE for side A (repeatable)")
+    parser.add_argument("--b-env", action="append", help="KEY=VALUE for side B (repeatable)")
+    parser.add_argument("--tag", default="workers", help="result file kernel-profile-<tag>-<date>")
     args = parser.parse_args()
+    envs = {"A": side_env(args.a_env), "B": side_env(args.b_env, DEFAULT_B)}
     if shutil.which("perf") is None:
         print("perf is missing: apt-get install linux-perf")
         return 2
-    scratch = Path(tempfile.mkdtemp(prefix="workers-profile-"))
+    scratch = Path(tempfile.mkdtemp(prefix="kernel-profile-"))
     results: dict[str, list[Run]] = {op: [] for op in args.ops}
     with Bench(BenchConfig(duration_s=args.seconds)) as bench:
         servers = {
-            side: bench.rocketd_server(
-                DATA_API.settings,
-                extra_env={
-                    "ROCKET_SERVER_WORKERS": str(workers),
-                    "ROCKET_INSTRUMENTATION_ENABLED": "false",
-                },
-                name=f"{side}-workers{workers}",
-            )
-            for side, workers in SIDES.items()
+            side: bench.rocketd_server(DATA_API.settings, extra_env=env, name=f"{side}-rocketd")
+            for side, env in envs.items()
         }
         with servers["A"]:
             DATA_API.prepare(bench, servers["A"], None)
@@ -234,7 +247,7 @@ def main() -> int:
                     for side in SIDES:
                         DATA_API.variant(op).run(bench, servers[side], tokens[side], 2, "warm")
                 for round_no in range(1, args.rounds + 1):
-                    order = list(SIDES) if round_no % 2 else list(SIDES)[::-1]
+                    order = SIDES if round_no % 2 else SIDES[::-1]
                     for op in args.ops:
                         for side in order:
                             run = measure(bench, servers, tokens, op, side, args.seconds, scratch)
@@ -247,11 +260,16 @@ def main() -> int:
                 bench.stop(servers["B"])
             bench.stop(servers["A"])
         failures = list(bench.failures)
+    described = {side: ", ".join(f"{k}={v}" for k, v in env.items()) for side, env in envs.items()}
     lines = [
-        f"# Workers 1 vs 2, counted by the kernel ({date.today().isoformat()})",
+        f"# Two configurations counted by the kernel: {args.tag} ({date.today().isoformat()})",
         "",
-        f"{args.rounds} alternating rounds of {args.seconds} s per scenario, instrumentation off, "
-        "wrk 32 connections; `python -m bench.workers_profile`.",
+        f"- A: {described['A']}",
+        f"- B: {described['B']}",
+        "",
+        f"{args.rounds} alternating rounds of {args.seconds} s per scenario, wrk 32 connections; "
+        "`python -m bench.kernel_profile`. perf's tracepoint makes every system call dearer: "
+        "read the counts here, CPU per request from `python -m bench ab`.",
         "",
     ]
     for op, runs in results.items():
@@ -260,7 +278,7 @@ def main() -> int:
         lines += ["Failures:", "", *(f"- {f}" for f in failures), ""]
     text = "\n".join(lines)
     print(text)
-    out = RESULTS_DIR / f"workers-profile-{date.today().isoformat()}.md"
+    out = RESULTS_DIR / f"kernel-profile-{args.tag}-{date.today().isoformat()}.md"
     out.write_text(text)
     print(f"written to {out}")
     shutil.rmtree(scratch, ignore_errors=True)
