@@ -44,6 +44,9 @@ from bench.harness import RESULTS_DIR, Bench, BenchConfig
 from bench.processes import ServerProcess
 
 EVENTS = ("raw_syscalls:sys_enter", "context-switches", "cpu-migrations")
+# With --by-syscall: every system call counted on its own too (the rows that differ most).
+BY_SYSCALL = "syscalls:sys_enter_*"
+SYSCALL_ROWS = 12
 WAIT_POLL_S = 0.01
 SIDES = ("A", "B")
 BASE_ENV = {"ROCKET_SERVER_WORKERS": "1", "ROCKET_INSTRUMENTATION_ENABLED": "false"}
@@ -78,6 +81,23 @@ def process_tree(pid: int) -> list[int]:
     return found
 
 
+def switches(pids: list[int]) -> dict[str, float]:
+    """Voluntary (the process went to sleep: nothing to do, or waiting) and involuntary (the
+    scheduler took the core away) context switches of `pids` so far, from /proc."""
+    totals = {"voluntary switches": 0.0, "involuntary switches": 0.0}
+    for pid in pids:
+        try:
+            lines = Path(f"/proc/{pid}/status").read_text().splitlines()
+        except OSError:
+            continue
+        for line in lines:
+            if line.startswith("voluntary_ctxt_switches:"):
+                totals["voluntary switches"] += int(line.split()[1])
+            elif line.startswith("nonvoluntary_ctxt_switches:"):
+                totals["involuntary switches"] += int(line.split()[1])
+    return totals
+
+
 def backends(admin: psycopg.Connection[tuple[int]], dbname: str) -> list[int]:
     rows = admin.execute(
         "select pid from pg_stat_activity where datname = %s and backend_type = 'client backend'",
@@ -89,9 +109,10 @@ def backends(admin: psycopg.Connection[tuple[int]], dbname: str) -> list[int]:
 class PerfStat:
     """`perf stat` counting EVENTS over `pids` until stopped."""
 
-    def __init__(self, pids: list[int], out: Path) -> None:
+    def __init__(self, pids: list[int], out: Path, by_syscall: bool = False) -> None:
         self.out = out
-        argv = ["perf", "stat", "-x", ",", "-o", str(out), "-e", ",".join(EVENTS)]
+        events = ",".join((*EVENTS, BY_SYSCALL) if by_syscall else EVENTS)
+        argv = ["perf", "stat", "-x", ",", "-o", str(out), "-e", events]
         argv += ["-p", ",".join(str(p) for p in pids)]
         self.process = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
@@ -101,7 +122,9 @@ class PerfStat:
         counts: dict[str, float] = {}
         for line in self.out.read_text().splitlines():
             fields = line.split(",")
-            if len(fields) >= 3 and fields[2] in EVENTS and fields[0].strip().isdigit():
+            if len(fields) < 3 or not fields[0].strip().isdigit():
+                continue
+            if fields[2] in EVENTS or fields[2].startswith("syscalls:sys_enter_"):
                 counts[fields[2]] = float(fields[0])
         return counts
 
@@ -144,6 +167,7 @@ def measure(
     side: str,
     seconds: int,
     scratch: Path,
+    by_syscall: bool = False,
 ) -> Run:
     variant = DATA_API.variant(op)
     DATA_API.reset(bench)
@@ -152,15 +176,20 @@ def measure(
     assert server.pid is not None, "the server is running"
     with psycopg.connect(bench.dsn("postgres"), autocommit=True) as admin:
         pg_pids = backends(admin, DATA_API.app_db)
+    pids = {"rocketd": process_tree(server.pid), "postgres": pg_pids}
     perf = {
-        "rocketd": PerfStat(process_tree(server.pid), scratch / f"{side}-rocketd.txt"),
-        "postgres": PerfStat(pg_pids, scratch / f"{side}-postgres.txt"),
+        part: PerfStat(found, scratch / f"{side}-{part}.txt", by_syscall)
+        for part, found in pids.items()
     }
+    before = {part: switches(found) for part, found in pids.items()}
     time.sleep(0.3)  # perf attached
     sampler = WaitSampler(bench.dsn("postgres"), DATA_API.app_db)
     with CpuMeter(DATA_API.app_db, server.pid) as meter, sampler:
         m = variant.run(bench, server, tokens[side], seconds, f"{side} {op}")
     counts = {part: stat.stop() for part, stat in perf.items()}
+    for part, found in pids.items():
+        after = switches(found)
+        counts[part].update({kind: after[kind] - before[part][kind] for kind in after})
     requests = max(m.requests, 1)
     kernel = {
         part: {event: value / requests for event, value in events.items()}
@@ -191,8 +220,18 @@ def table(op: str, runs: list[Run]) -> list[str]:
     row("throughput (req/s)", lambda r: r.rate, 0)
     for part in ("rocketd", "postgres"):
         row(f"{part} CPU µs", lambda r, p=part: r.cpu_us.get(p, 0.0), 0)
-        for event in EVENTS:
+        for event in (*EVENTS, "voluntary switches", "involuntary switches"):
             row(f"{part} {event}", lambda r, p=part, e=event: r.kernel[p].get(e, 0.0), 2)
+        calls = {e for one in runs for e in one.kernel[part] if e.startswith("syscalls:")}
+
+        def moved(event: str, p: str = part) -> float:
+            a = [one.kernel[p].get(event, 0.0) for one in by_side["A"]] or [0.0]
+            b = [one.kernel[p].get(event, 0.0) for one in by_side["B"]] or [0.0]
+            return abs(statistics.median(b) - statistics.median(a))
+
+        for event in sorted(calls, key=moved, reverse=True)[:SYSCALL_ROWS]:
+            name = event.removeprefix("syscalls:sys_enter_")
+            row(f"{part} {name}", lambda r, p=part, e=event: r.kernel[p].get(e, 0.0), 2)
     lines += ["", "PostgreSQL active backends, share of samples by wait event:", ""]
     lines += ["| wait | A | B |", "| --- | ---: | ---: |"]
     totals = {side: Counter[str]() for side in SIDES}
@@ -226,6 +265,9 @@ def main() -> int:
     parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--a-env", action="append", help="KEY=VALUE for side A (repeatable)")
     parser.add_argument("--b-env", action="append", help="KEY=VALUE for side B (repeatable)")
+    parser.add_argument(
+        "--by-syscall", action="store_true", help="count each system call too (slower)"
+    )
     parser.add_argument("--tag", default="workers", help="result file kernel-profile-<tag>-<date>")
     args = parser.parse_args()
     envs = {"A": side_env(args.a_env), "B": side_env(args.b_env, DEFAULT_B)}
@@ -250,7 +292,16 @@ def main() -> int:
                     order = SIDES if round_no % 2 else SIDES[::-1]
                     for op in args.ops:
                         for side in order:
-                            run = measure(bench, servers, tokens, op, side, args.seconds, scratch)
+                            run = measure(
+                                bench,
+                                servers,
+                                tokens,
+                                op,
+                                side,
+                                args.seconds,
+                                scratch,
+                                args.by_syscall,
+                            )
                             results[op].append(run)
                             print(
                                 f"round {round_no} {op} {side}: {run.rate:,.0f} req/s "
