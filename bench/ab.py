@@ -43,7 +43,8 @@ from bench.report import (
     ScenarioResult,
     format_ms,
     format_rate,
-    machine_markdown,
+    format_us,
+    report_tail,
     write_result_files,
 )
 from bench.versions import DEFAULT_CACHE, Version, VersionError, cached, clear_cache, resolve
@@ -195,10 +196,7 @@ class ABReport:
         for summary in self.summaries:
             lines += ["", f"## Rounds: {summary.variant}", ""]
             lines += _rounds_table(_per_round(self.runs, summary.variant))
-        lines += ["", "## Notes", ""]
-        lines += [f"- {note}" for note in self.notes]
-        lines += [f"- **FAILED:** {failure}" for failure in self.failures]
-        lines += ["", *machine_markdown(self.machine, self.command)]
+        lines += report_tail(self.notes, self.failures, self.machine, self.command)
         return "\n".join(lines).rstrip() + "\n"
 
     def write(self, results_dir: Path) -> tuple[Path, Path]:
@@ -209,10 +207,6 @@ class ABReport:
             markdown=self.to_markdown(),
             json_text=self.to_json(),
         )
-
-
-def _us(value: float | None) -> str:
-    return "-" if value is None else f"{value:,.0f}"
 
 
 def _spread(spread: Spread | None) -> str:
@@ -230,9 +224,9 @@ def _summary_table(summaries: list[VariantSummary], tolerance: float) -> list[st
         verdict = {None: "-", True: "yes", False: "**no**"}[s.within_tolerance]
         lines.append(
             f"| {s.variant} | {format_rate(s.rate['A'])} | {format_rate(s.rate['B'])} "
-            f"| {s.throughput.text()} | {_us(s.server_us.get('A'))} | {_us(s.server_us.get('B'))} "
-            f"| {_spread(s.server_cpu)} | {_us(s.postgres_us.get('A'))} "
-            f"| {_us(s.postgres_us.get('B'))} | {_spread(s.postgres_cpu)} "
+            f"| {s.throughput.text()} | {format_us(s.server_us.get('A'))} | {format_us(s.server_us.get('B'))} "
+            f"| {_spread(s.server_cpu)} | {format_us(s.postgres_us.get('A'))} "
+            f"| {format_us(s.postgres_us.get('B'))} | {_spread(s.postgres_cpu)} "
             f"| {_spread(s.over_health.get('A'))} | {_spread(s.over_health.get('B'))} | {verdict} |"
         )
     return lines
@@ -249,7 +243,9 @@ def _ceiling_table(summaries: list[VariantSummary]) -> list[str]:
     for s in summaries:
         r, p = s.server_us.get("A"), s.postgres_us.get("A")
         ceiling = f"{2 * r / (r + p):.2f}" if r and p is not None else "-"
-        lines.append(f"| {s.variant} | {_us(r)} | {_us(p)} | {ceiling} | {s.throughput.text()} |")
+        lines.append(
+            f"| {s.variant} | {format_us(r)} | {format_us(p)} | {ceiling} | {s.throughput.text()} |"
+        )
     lines += [
         "",
         "Below 1, PostgreSQL needs more CPU per request than rocketd: one worker already keeps"
@@ -273,8 +269,8 @@ def _rounds_table(pairs: list[tuple[ABRun, ABRun]]) -> list[str]:
             f"| {format_rate(b.rate)} | {b.rate / a.rate if a.rate else 0.0:.3f} "
             f"| {format_ms(a.measurement.p50_ms)} | {format_ms(b.measurement.p50_ms)} "
             f"| {format_ms(a.measurement.p99_ms)} "
-            f"| {format_ms(b.measurement.p99_ms)} | {_us(cpu_a)} | {_us(cpu_b)} | {cpu_ratio} "
-            f"| {_us(a.cpu_us.get('postgres'))} | {_us(b.cpu_us.get('postgres'))} |"
+            f"| {format_ms(b.measurement.p99_ms)} | {format_us(cpu_a)} | {format_us(cpu_b)} | {cpu_ratio} "
+            f"| {format_us(a.cpu_us.get('postgres'))} | {format_us(b.cpu_us.get('postgres'))} |"
         )
     return lines
 
@@ -338,7 +334,7 @@ class _Pair:
         self.runs.append(ABRun(variant.name, side, round_no, first, cpu, m))
         print(
             f"   round {round_no} {side} {variant.name}: {m.rate:,.0f} req/s, rocketd "
-            f"{_us(cpu.get('rocketd'))} µs/req, postgres {_us(cpu.get('postgres'))} µs/req",
+            f"{format_us(cpu.get('rocketd'))} µs/req, postgres {format_us(cpu.get('postgres'))} µs/req",
             flush=True,
         )
 

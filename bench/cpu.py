@@ -34,12 +34,9 @@ def process_cpu_s(pid: int) -> float | None:
     return (int(fields[11]) + int(fields[12])) / _CLOCK_TICKS
 
 
-def tree_cpu_s(pid: int) -> float | None:
-    """`process_cpu_s` of `pid` plus its live descendants (the workers of `serve --workers N`
-    under their supervisor), None when `pid` is gone."""
-    own = process_cpu_s(pid)
-    if own is None:
-        return None
+def process_tree(pid: int) -> list[int]:
+    """`pid` and its live descendants (the workers of `serve --workers N` under their
+    supervisor), parents first."""
     parents: dict[int, int] = {}
     for entry in os.listdir("/proc"):
         if entry.isdigit():
@@ -48,14 +45,21 @@ def tree_cpu_s(pid: int) -> float | None:
             except (OSError, IndexError):
                 continue
             parents[int(entry)] = int(stat[1])
-    total, frontier = own, [pid]
+    found, frontier = [pid], [pid]
     while frontier:
         parent = frontier.pop()
-        for child, its_parent in parents.items():
-            if its_parent == parent:
-                total += process_cpu_s(child) or 0.0
-                frontier.append(child)
-    return total
+        children = [child for child, its in parents.items() if its == parent]
+        found.extend(children)
+        frontier.extend(children)
+    return found
+
+
+def tree_cpu_s(pid: int) -> float | None:
+    """`process_cpu_s` of `pid` plus its live descendants, None when `pid` is gone."""
+    own = process_cpu_s(pid)
+    if own is None:
+        return None
+    return own + sum(process_cpu_s(child) or 0.0 for child in process_tree(pid)[1:])
 
 
 def children_cpu_s() -> float:

@@ -53,7 +53,8 @@ from bench.report import (
     ScenarioResult,
     format_ms,
     format_rate,
-    machine_markdown,
+    format_us,
+    report_tail,
     write_result_files,
 )
 from bench.scenarios import data_api
@@ -207,10 +208,7 @@ class FloorReport:
         lines += _versus_table(self.runs)
         for variant in VARIANTS:
             lines += ["", f"## Rounds: {variant}", "", *_rounds_table(self.runs, variant)]
-        lines += ["", "## Notes", ""]
-        lines += [f"- {note}" for note in self.notes]
-        lines += [f"- **FAILED:** {failure}" for failure in self.failures]
-        lines += ["", *machine_markdown(self.machine, self.command)]
+        lines += report_tail(self.notes, self.failures, self.machine, self.command)
         return "\n".join(lines).rstrip() + "\n"
 
     def write(self, results_dir: Path) -> tuple[Path, Path]:
@@ -225,10 +223,6 @@ class FloorReport:
 
 def _spread_dict(spread: Spread | None) -> dict[str, Any] | None:
     return None if spread is None else asdict(spread)
-
-
-def _us(value: float | None) -> str:
-    return "-" if value is None else f"{value:,.0f}"
 
 
 def _ratio(spread: Spread | None, digits: int = 2) -> str:
@@ -247,8 +241,8 @@ def _server_table(runs: list[FloorRun]) -> list[str]:
             health = "1" if variant == HEALTH else _ratio(over_health(runs, server, variant))
             lines.append(
                 f"| {server} | {variant} | {format_rate(rate) if rate is not None else '-'} "
-                f"| {_us(median_of(runs, server, variant, 'server'))} "
-                f"| {_us(median_of(runs, server, variant, 'postgres'))} | {health} |"
+                f"| {format_us(median_of(runs, server, variant, 'server'))} "
+                f"| {format_us(median_of(runs, server, variant, 'postgres'))} | {health} |"
             )
     return lines
 
@@ -304,8 +298,8 @@ def _rounds_table(runs: list[FloorRun], variant: str) -> list[str]:
         m = r.measurement
         lines.append(
             f"| {r.round} | {r.server} | {r.position + 1} | {format_rate(m.rate)} "
-            f"| {format_ms(m.p50_ms)} | {format_ms(m.p99_ms)} | {_us(r.cpu_us.get('server'))} "
-            f"| {_us(r.cpu_us.get('postgres'))} |"
+            f"| {format_ms(m.p50_ms)} | {format_ms(m.p99_ms)} | {format_us(r.cpu_us.get('server'))} "
+            f"| {format_us(r.cpu_us.get('postgres'))} |"
         )
     return lines
 
@@ -360,7 +354,7 @@ class _Servers:
         self.runs.append(FloorRun(server, variant.name, round_no, position, cpu, m))
         print(
             f"   round {round_no} {server} {variant.name}: {m.rate:,.0f} req/s, server "
-            f"{_us(cpu.get('server'))} µs/req, postgres {_us(cpu.get('postgres'))} µs/req",
+            f"{format_us(cpu.get('server'))} µs/req, postgres {format_us(cpu.get('postgres'))} µs/req",
             flush=True,
         )
 

@@ -23,7 +23,6 @@ per scenario on standard output and in `bench/results/kernel-profile-<tag>-<date
 from __future__ import annotations
 
 import argparse
-import os
 import shutil
 import signal
 import statistics
@@ -39,7 +38,7 @@ from pathlib import Path
 import psycopg
 
 from bench.ab_sets import DATA_API
-from bench.cpu import CpuMeter
+from bench.cpu import CpuMeter, process_tree
 from bench.harness import RESULTS_DIR, Bench, BenchConfig
 from bench.processes import ServerProcess
 
@@ -60,25 +59,6 @@ class Run:
     cpu_us: dict[str, float]
     kernel: dict[str, dict[str, float]]  # part -> event -> count per request
     waits: Counter[str] = field(default_factory=Counter)
-
-
-def process_tree(pid: int) -> list[int]:
-    """`pid` and its live descendants (a supervisor's workers)."""
-    parents: dict[int, int] = {}
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                stat = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()
-            except (OSError, IndexError):
-                continue
-            parents[int(entry)] = int(stat[1])
-    found, frontier = [pid], [pid]
-    while frontier:
-        parent = frontier.pop()
-        children = [child for child, its in parents.items() if its == parent]
-        found.extend(children)
-        frontier.extend(children)
-    return found
 
 
 def switches(pids: list[int]) -> dict[str, float]:

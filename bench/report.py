@@ -160,6 +160,24 @@ def format_rate(value: float) -> str:
     return f"{value:,.0f}" if value >= 100 else f"{value:.1f}"
 
 
+def format_us(value: float | None) -> str:
+    """Microseconds as a whole number with thousands separators; `-` when unknown."""
+    return "-" if value is None else f"{value:,.0f}"
+
+
+def report_tail(notes: list[str], failures: list[str], machine: Machine, command: str) -> list[str]:
+    """The closing sections of a report: its notes, its failures, then the machine."""
+    return [
+        "",
+        "## Notes",
+        "",
+        *(f"- {note}" for note in notes),
+        *(f"- **FAILED:** {failure}" for failure in failures),
+        "",
+        *machine_markdown(machine, command),
+    ]
+
+
 def measurement_table(measurements: list[Measurement]) -> list[str]:
     lines = [
         "| measurement | tool | conns | throughput | p50 ms | p99 ms | avg ms | count | errors |",
