@@ -348,10 +348,16 @@ def current_span() -> Span | None:
     return _CURRENT.get()
 
 
+def recording_span() -> Span | None:
+    """The current span when its trace still records (a child started now would be stored),
+    else None: the one check every hook makes before it records anything."""
+    span = _CURRENT.get()
+    return None if span is None or span.trace.closed else span
+
+
 def tracing_active() -> bool:
     """Whether a span started now would be recorded (cheap: one context-variable read)."""
-    span = _CURRENT.get()
-    return span is not None and not span.trace.closed
+    return recording_span() is not None
 
 
 def current_trace_id() -> str | None:
@@ -368,16 +374,16 @@ def set_trace_user(user_id: str | None) -> None:
 
 def annotate(**values: Any) -> None:
     """Add `values` to the current span's metadata (nothing when untraced)."""
-    span = _CURRENT.get()
-    if span is not None and not span.trace.closed:
+    span = recording_span()
+    if span is not None:
         span.metadata.update(values)
 
 
 def current_ids() -> tuple[str | None, str | None]:
     """(trace id, span id) of the current span, for rows that carry a trace to later work;
     (None, None) when nothing is traced."""
-    span = _CURRENT.get()
-    if span is None or span.trace.closed:
+    span = recording_span()
+    if span is None:
         return None, None
     return span.trace.trace_id, span.span_id
 
@@ -393,8 +399,8 @@ def start_span(
 ) -> AnySpan:
     """A child of the current span, to use as `[async] with start_span(...) as span:`;
     `NO_SPAN` when nothing is traced."""
-    parent = _CURRENT.get()
-    if parent is None or parent.trace.closed:
+    parent = recording_span()
+    if parent is None:
         return NO_SPAN
     return Span(
         parent.trace,
@@ -500,8 +506,8 @@ def emit_business_event(
 ) -> bool:
     """Record a point-in-time business event under the current span; False when nothing is
     traced (then nothing is stored)."""
-    parent = _CURRENT.get()
-    if parent is None or parent.trace.closed:
+    parent = recording_span()
+    if parent is None:
         return False
     trace = parent.trace
     trace.record(
@@ -539,8 +545,8 @@ def traced(
 
     def decorate(fn: Callable[P, R]) -> Callable[P, R]:
         def span_for(args: tuple[Any, ...]) -> Span | None:
-            parent = _CURRENT.get()
-            if parent is None or parent.trace.closed:
+            parent = recording_span()
+            if parent is None:
                 return None
             return Span(
                 parent.trace,

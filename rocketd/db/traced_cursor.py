@@ -20,7 +20,7 @@ from typing import Any, Final
 from psycopg import AsyncCursor, sql
 from psycopg.abc import Params
 
-from rocketd.tracing import current_span, record_span
+from rocketd.tracing import record_span, recording_span
 
 MAX_FINGERPRINT: Final = 1000
 _CACHE_SIZE: Final = 2048
@@ -74,8 +74,8 @@ class TracedCursor(AsyncCursor[Any]):
         prepare: bool | None = None,
         binary: bool | None = None,
     ) -> TracedCursor:
-        parent = current_span()
-        if parent is None or parent.trace.closed:
+        parent = recording_span()
+        if parent is None:
             await super().execute(query, params, prepare=prepare, binary=binary)
             return self
         metadata: dict[str, Any] = {"sql": self._statement(query)}
@@ -92,8 +92,8 @@ class TracedCursor(AsyncCursor[Any]):
     async def executemany(
         self, query: Any, params_seq: Iterable[Params], *, returning: bool = False
     ) -> None:
-        parent = current_span()
-        if parent is None or parent.trace.closed:
+        parent = recording_span()
+        if parent is None:
             await super().executemany(query, params_seq, returning=returning)
             return
         metadata: dict[str, Any] = {"sql": self._statement(query), "many": True}

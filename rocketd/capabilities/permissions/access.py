@@ -57,7 +57,7 @@ from rocketd.metadata.field_types import (
     value_text,
 )
 from rocketd.metadata.model import Entity, Field
-from rocketd.tracing import current_span, record_span
+from rocketd.tracing import record_span, recording_span
 
 Action = Literal["read", "create", "update", "delete"]
 # The policies a write may rely on, None when it needs none (admin, or an unconditional grant).
@@ -368,8 +368,8 @@ class Access:
     def grant(self, entity: str, action: Action) -> Grant:
         """The caller's grant for (entity, action); 403 when there is none. Every permission
         check passes here: a `permission.check` span (`permission.denied` on a 403) when traced."""
-        parent = current_span()
-        if parent is None or parent.trace.closed:
+        parent = recording_span()
+        if parent is None:
             return self._grant(entity, action)
         started = perf_counter_ns()  # a leaf span: the check starts nothing under it
         try:
