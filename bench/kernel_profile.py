@@ -23,6 +23,7 @@ per scenario on standard output and in `bench/results/kernel-profile-<tag>-<date
 from __future__ import annotations
 
 import argparse
+import functools
 import shutil
 import signal
 import statistics
@@ -31,6 +32,7 @@ import tempfile
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
@@ -178,9 +180,18 @@ def measure(
     return Run(side, m.rate, meter.per_request_us(m.requests), kernel, sampler.counts)
 
 
-def _median(runs: list[Run], get: object) -> float:
-    values = [get(run) for run in runs]  # type: ignore[operator]
+def _median(runs: list[Run], get: Callable[[Run], float]) -> float:
+    values = [get(run) for run in runs]
     return statistics.median(values) if values else 0.0
+
+
+def _cpu(run: Run, part: str) -> float:
+    return run.cpu_us.get(part, 0.0)
+
+
+def _counted(part: str, event: str) -> Callable[[Run], float]:
+    """A run's count per request of `event` in `part` (0 when perf did not report it)."""
+    return lambda run: run.kernel[part].get(event, 0.0)
 
 
 def table(op: str, runs: list[Run]) -> list[str]:
@@ -192,26 +203,27 @@ def table(op: str, runs: list[Run]) -> list[str]:
         "| --- | ---: | ---: | ---: |",
     ]
 
-    def row(label: str, get: object, digits: int = 1) -> None:
-        a, b = _median(by_side["A"], get), _median(by_side["B"], get)
+    def medians(get: Callable[[Run], float]) -> tuple[float, float]:
+        return _median(by_side["A"], get), _median(by_side["B"], get)
+
+    def row(label: str, get: Callable[[Run], float], digits: int = 1) -> None:
+        a, b = medians(get)
         ratio = f"{b / a:.2f}" if a else "-"
         lines.append(f"| {label} | {a:,.{digits}f} | {b:,.{digits}f} | {ratio} |")
 
+    def moved(part: str, event: str) -> float:
+        a, b = medians(_counted(part, event))
+        return abs(b - a)
+
     row("throughput (req/s)", lambda r: r.rate, 0)
     for part in ("rocketd", "postgres"):
-        row(f"{part} CPU µs", lambda r, p=part: r.cpu_us.get(p, 0.0), 0)
+        row(f"{part} CPU µs", functools.partial(_cpu, part=part), 0)
         for event in (*EVENTS, "voluntary switches", "involuntary switches"):
-            row(f"{part} {event}", lambda r, p=part, e=event: r.kernel[p].get(e, 0.0), 2)
+            row(f"{part} {event}", _counted(part, event), 2)
         calls = {e for one in runs for e in one.kernel[part] if e.startswith("syscalls:")}
-
-        def moved(event: str, p: str = part) -> float:
-            a = [one.kernel[p].get(event, 0.0) for one in by_side["A"]] or [0.0]
-            b = [one.kernel[p].get(event, 0.0) for one in by_side["B"]] or [0.0]
-            return abs(statistics.median(b) - statistics.median(a))
-
-        for event in sorted(calls, key=moved, reverse=True)[:SYSCALL_ROWS]:
-            name = event.removeprefix("syscalls:sys_enter_")
-            row(f"{part} {name}", lambda r, p=part, e=event: r.kernel[p].get(e, 0.0), 2)
+        busiest = sorted(calls, key=functools.partial(moved, part), reverse=True)
+        for event in busiest[:SYSCALL_ROWS]:
+            row(f"{part} {event.removeprefix('syscalls:sys_enter_')}", _counted(part, event), 2)
     lines += ["", "PostgreSQL active backends, share of samples by wait event:", ""]
     lines += ["| wait | A | B |", "| --- | ---: | ---: |"]
     totals = {side: Counter[str]() for side in SIDES}
