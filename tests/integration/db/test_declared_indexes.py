@@ -3,6 +3,7 @@ behind, another instance holding an index's lock, drops."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -94,9 +95,26 @@ async def test_an_index_locked_by_another_builder_is_left_to_it(
         assert await reconcile(conn, [ENTITY]) is False
         assert await _index(conn) is None
         assert await _state(conn) == "building"
-    # The other builder's session ended (a crash looks the same): the next reconcile builds.
+        other_pid = other.info.backend_pid
+    # The other builder's session ended (a crash looks the same). Its backend releases the lock
+    # when it exits, a moment after the client closes the socket: wait for that, then the next
+    # reconcile builds.
+    await _wait_backend_gone(conn, other_pid)
     assert await reconcile(conn, [ENTITY]) is True
     assert await _state(conn) == "ready"
+
+
+async def _wait_backend_gone(conn: psycopg.AsyncConnection[Any], pid: int) -> None:
+    for _ in range(200):
+        cur = await conn.execute(
+            "select 1 from pg_stat_activity where pid = %s"
+            " union all select 1 from pg_locks where pid = %s",
+            (pid, pid),
+        )
+        if await cur.fetchone() is None:
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"backend {pid} still running 10 s after its client closed")
 
 
 async def test_index_no_longer_declared_is_dropped(conn: psycopg.AsyncConnection[Any]) -> None:
