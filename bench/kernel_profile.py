@@ -44,7 +44,13 @@ from bench.cpu import CpuMeter, process_tree
 from bench.harness import RESULTS_DIR, Bench, BenchConfig
 from bench.processes import ServerProcess
 
-EVENTS = ("raw_syscalls:sys_enter", "context-switches", "cpu-migrations")
+EVENTS = (
+    "raw_syscalls:sys_enter",
+    "context-switches",
+    "cpu-migrations",
+    # minor faults: dear where the guest's page tables are shadowed by the host (nested PVM)
+    "page-faults",
+)
 # With --by-syscall: every system call counted on its own too (the rows that differ most).
 BY_SYSCALL = "syscalls:sys_enter_*"
 SYSCALL_ROWS = 12
