@@ -25,6 +25,7 @@ from bench.harness import (
     machine_info,
     preflight,
 )
+from bench.processes import exit_on_sigterm
 from bench.report import (
     Machine,
     Report,
@@ -113,6 +114,7 @@ def run_set(
 
 
 def main(argv: list[str] | None = None) -> int:
+    exit_on_sigterm()
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["ab"]:
         return ab_main(argv[1:])

@@ -31,6 +31,7 @@ import uvloop
 from psycopg import sql
 from psycopg_pool import AsyncConnectionPool
 
+from bench.processes import exit_on_sigterm
 from rocketd import tracing
 from rocketd.capabilities.events import flusher as flusher_module
 from rocketd.capabilities.events.flusher import EventFlusher
@@ -205,6 +206,7 @@ async def measure(
 
 
 def main() -> int:
+    exit_on_sigterm()
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--pg-url", default="postgresql://postgres@127.0.0.1:5432/postgres")
     parser.add_argument("--requests", type=int, default=20_000)

@@ -47,6 +47,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 from psycopg import sql
 
+from bench.processes import exit_on_sigterm
 from bench.profile import sample_counts
 from bench.scenarios.data_api import CREATE_FIELDS, ORDER_ENTITY
 from rocketd.config import (
@@ -458,6 +459,7 @@ def _added_table(spy_dir: Path, op: str, cpu: dict[str, float], top: int) -> str
 
 
 def main() -> int:
+    exit_on_sigterm()
     if sys.argv[1:] == ["--load"]:
         _load_process()
         return 0

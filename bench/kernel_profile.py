@@ -42,7 +42,7 @@ import psycopg
 from bench.ab_sets import DATA_API
 from bench.cpu import CpuMeter, process_tree
 from bench.harness import RESULTS_DIR, Bench, BenchConfig
-from bench.processes import ServerProcess
+from bench.processes import ServerProcess, exit_on_sigterm
 
 EVENTS = (
     "raw_syscalls:sys_enter",
@@ -257,6 +257,7 @@ def side_env(pairs: list[str] | None, default: tuple[str, ...] = ()) -> dict[str
 
 
 def main() -> int:
+    exit_on_sigterm()
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("ops", nargs="*", default=["create", "update", "get"])
     parser.add_argument("--rounds", type=int, default=3)

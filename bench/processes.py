@@ -26,6 +26,17 @@ READY_TIMEOUT_S = 60.0
 STOP_TIMEOUT_S = 30.0
 
 
+def exit_on_sigterm() -> None:
+    """Make SIGTERM unwind like Ctrl-C (SystemExit 143): the `with` blocks that started servers
+    and created databases then stop and drop them. Without it a `kill` of a run leaves its
+    servers running and its databases behind."""
+
+    def leave(signum: int, frame: object) -> None:
+        raise SystemExit(128 + signum)
+
+    signal.signal(signal.SIGTERM, leave)
+
+
 def free_port() -> int:
     """A TCP port that is free on the loopback address right now."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:

@@ -29,6 +29,7 @@ from pathlib import Path
 from bench.ab_sets import DATA_API
 from bench.cpu import CpuMeter
 from bench.harness import DEFAULT_PG_URL, SETTLE_S, Bench, BenchConfig
+from bench.processes import exit_on_sigterm
 from bench.report import Measurement, ScenarioResult
 
 OPS = ("get", "list", "create", "update", "nested")
@@ -123,6 +124,7 @@ def _record(
 
 
 def main(argv: list[str] | None = None) -> int:
+    exit_on_sigterm()
     parser = argparse.ArgumentParser(prog="python -m bench.profile", description=__doc__)
     parser.add_argument("ops", nargs="*", help=f"operations (default: {' '.join(OPS)})")
     parser.add_argument("--duration", type=int, default=10, help="seconds per sampled run")
