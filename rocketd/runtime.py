@@ -27,6 +27,7 @@ from psycopg_pool import AsyncConnectionPool
 from redis.exceptions import RedisError
 
 from rocketd import __version__
+from rocketd.actors.app import AppActor
 from rocketd.actors.directory import AppDirectory
 from rocketd.actors.listener import MetadataListener
 from rocketd.actors.scheduler import Scheduler
@@ -66,6 +67,10 @@ log = get_logger("rocketd.runtime")
 PLATFORM_SECRET_KEY = "platform_jwt_secret"  # noqa: S105 - a settings key name
 REFRESH_PURGE_INTERVAL = 3600.0
 THROTTLE_PURGE_INTERVAL = 900.0
+
+
+async def _purge_app_tokens(actor: AppActor) -> None:
+    await actor.accounts.purge_expired_refresh_tokens()
 
 
 class StartRefused(Exception):
@@ -381,8 +386,7 @@ class Runtime:
     async def _purge_tokens(self) -> None:
         assert self.services is not None
         await self.services.platform_accounts.purge_expired_refresh_tokens()
-        for actor in self.services.directory.actors.values():
-            await actor.accounts.purge_expired_refresh_tokens()
+        await self.services.directory.each_running_app(_purge_app_tokens, what="token purge")
 
     async def _purge_login_throttle(self) -> None:
         assert self.services is not None

@@ -45,6 +45,21 @@ NEGATIVE_CACHE_SECONDS = 2.0
 MAX_NEGATIVE_ENTRIES = 10_000
 
 
+async def for_each_running(
+    actors: Iterable[AppActor], work: Callable[[AppActor], Awaitable[None]], *, what: str
+) -> None:
+    """`work` on each running app, one after another. An app whose work fails (its database
+    down, dropped or out of connections) is logged and skipped: the next apps still get theirs,
+    so one tenant's trouble never stops a background job for the rest."""
+    for actor in actors:
+        if not actor.running:
+            continue
+        try:
+            await work(actor)
+        except Exception:
+            log.exception(f"{what} failed for one app", app=actor.app_name)
+
+
 class AppDirectory:
     def __init__(
         self,
@@ -74,6 +89,13 @@ class AppDirectory:
     @property
     def actors(self) -> dict[str, AppActor]:
         return dict(self._actors)
+
+    async def each_running_app(
+        self, work: Callable[[AppActor], Awaitable[None]], *, what: str
+    ) -> None:
+        """`work` on every running app served here, each app's failure its own
+        (`for_each_running`): what every per-app background job uses."""
+        await for_each_running(list(self._actors.values()), work, what=what)
 
     async def resolve(self, name: str) -> AppActor | None:
         """The running actor of an active app, None for an unknown or inactive app.

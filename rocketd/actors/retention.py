@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from typing import Any, LiteralString
 
+from rocketd.actors.app import AppActor
 from rocketd.actors.directory import AppDirectory
 from rocketd.actors.scheduler import JobFunction
 from rocketd.db.retention import delete_older_than
@@ -24,17 +25,13 @@ def retention_job(
     """A job deleting rows of `table` whose `column` is older than `days` (and that match the
     fixed condition `only`) in every running app; `what` names them in the log."""
 
+    async def expire_one(actor: AppActor) -> None:
+        async with actor.pool.connection() as conn:
+            deleted = await delete_older_than(conn, table, column, days, only=only)
+        if deleted:
+            log.info(f"old {what} deleted", app=actor.app_name, count=deleted)
+
     async def expire() -> None:
-        for actor in list(directory.actors.values()):
-            if not actor.running:
-                continue
-            try:
-                async with actor.pool.connection() as conn:
-                    deleted = await delete_older_than(conn, table, column, days, only=only)
-            except Exception:
-                log.exception(f"{what} retention failed", app=actor.app_name)
-                continue
-            if deleted:
-                log.info(f"old {what} deleted", app=actor.app_name, count=deleted)
+        await directory.each_running_app(expire_one, what=f"{what} retention")
 
     return expire

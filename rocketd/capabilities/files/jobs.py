@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Final
 
+from rocketd.actors.app import AppActor
 from rocketd.actors.directory import AppDirectory
 from rocketd.actors.scheduler import JobFunction
 from rocketd.capabilities.files import files
@@ -21,18 +22,12 @@ SWEEP_INTERVAL: Final = 3600.0
 
 
 def sweep_every_app(directory: AppDirectory, storage: StorageDriver) -> JobFunction:
+    async def sweep_one(actor: AppActor) -> None:
+        report = await files.sweep_orphans(actor.pool, storage.for_app(actor.app_name, actor.pool))
+        if report["removed"]:
+            log.info("orphan files removed", app=actor.app_name, count=len(report["removed"]))
+
     async def sweep() -> None:
-        for actor in list(directory.actors.values()):
-            if not actor.running:
-                continue
-            try:
-                report = await files.sweep_orphans(
-                    actor.pool, storage.for_app(actor.app_name, actor.pool)
-                )
-            except Exception:
-                log.exception("orphan sweep failed", app=actor.app_name)
-                continue
-            if report["removed"]:
-                log.info("orphan files removed", app=actor.app_name, count=len(report["removed"]))
+        await directory.each_running_app(sweep_one, what="orphan sweep")
 
     return sweep

@@ -53,29 +53,31 @@ class WorkflowRunner(Actor):
             await drain(actor)
         return None
 
-    def _running(self) -> list[AppActor]:
-        return [actor for actor in self._directory.actors.values() if actor.running]
-
     async def resume_all(self) -> None:
         """Scheduler job: run every app's runnable instances (after a crash or lost signal)."""
-        for actor in self._running():
-            await drain(actor)
+        await self._directory.each_running_app(drain, what="workflow resume")
 
     async def timeouts(self) -> None:
         """Scheduler job: fire due approval timeouts in every app, then run what they resumed."""
-        for actor in self._running():
-            async with actor.pool.connection() as conn:
-                resumed = await workflows.fire_timeouts(conn, actor.snapshot, actor.context)
-            if resumed:
-                await drain(actor)
+        await self._directory.each_running_app(_fire_timeouts, what="workflow timeouts")
 
     async def purge(self) -> None:
         """Scheduler job: delete finished instances past the retention period in every app."""
-        for actor in self._running():
+
+        async def purge_one(actor: AppActor) -> None:
             async with actor.pool.connection() as conn:
                 deleted = await workflows.purge_finished(conn, self._retention_days)
             if deleted:
                 log.info("finished workflow instances deleted", app=actor.app_name, count=deleted)
+
+        await self._directory.each_running_app(purge_one, what="workflow retention")
+
+
+async def _fire_timeouts(actor: AppActor) -> None:
+    async with actor.pool.connection() as conn:
+        resumed = await workflows.fire_timeouts(conn, actor.snapshot, actor.context)
+    if resumed:
+        await drain(actor)
 
 
 async def drain(actor: AppActor) -> None:
