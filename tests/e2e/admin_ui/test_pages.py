@@ -232,6 +232,9 @@ def test_relations_edit_and_delete(ui: UiPage, ui_server: Api) -> None:
     # Edit: the form starts from the stored definition (a PUT replaces all of it); the name stays.
     page.get_by_role("button", name="Edit invoice_items").click()
     form = page.get_by_role("form", name="Edit relation invoice_items")
+    # The form opens below the list: the focus moves to its heading.
+    heading = form.get_by_role("heading", name="Edit relation invoice_items")
+    assert heading.evaluate("el => el === document.activeElement")
     assert form.get_by_label("Relation name").get_attribute("readonly") is not None
     target_key = form.get_by_label("Target key (foreign key on the child)")
     assert target_key.input_value() == "invoice_id"
@@ -243,6 +246,7 @@ def test_relations_edit_and_delete(ui: UiPage, ui_server: Api) -> None:
     form.get_by_label("Type").select_option("one_to_one")
     form.get_by_label("On delete").select_option("restrict")
     form.get_by_label("Nested write mode").select_option("append")
+    form.get_by_label("Fetch").select_option("eager")
     ui.screenshot("relations-edit")
     ui.assert_clean(http_errors=True)
     form.get_by_role("button", name="Save relation").click()
@@ -254,10 +258,13 @@ def test_relations_edit_and_delete(ui: UiPage, ui_server: Api) -> None:
     diagram.get_by_text("invoice_items (one to one)").wait_for()
     assert diagram.get_by_text("invoice_items (one to many)").count() == 0
     stored = ui_server.ok("GET", f"/api/{app}/_admin/relations/invoice_items", token)["data"]
-    assert {k: stored["definition"].get(k) for k in ("type", "on_delete", "write_mode")} == {
+    assert {
+        k: stored["definition"].get(k) for k in ("type", "on_delete", "write_mode", "fetch")
+    } == {
         "type": "one_to_one",
         "on_delete": "restrict",
         "write_mode": "append",
+        "fetch": "eager",
     }
     assert (stored["source"], stored["target"], stored["definition"]["target_key"]) == (
         "invoice",
@@ -668,11 +675,13 @@ def test_reject_a_step_and_filter_the_runs(ui: UiPage, ui_server: Api) -> None:
     }
     workflow = ui_server.ok("POST", f"/api/{app}/_admin/workflows", token, flow)["data"]
     invoice = new_invoice(ui_server, app, token, "RJ-1", status="draft")
-    ui_server.ok("PUT", f"/api/{app}/invoice/{invoice['id']}", token, {"status": "sent"})
     ui.log_in_platform(f"/admin/apps/{app}/approvals")
     page = ui.page
-    # The instance reaches its approval step in the background, after the write commits.
-    ui.reload_until(page.get_by_role("heading", name="send_check: check"))
+    page.get_by_text("Nothing waits for an approval.").wait_for()
+    ui_server.ok("PUT", f"/api/{app}/invoice/{invoice['id']}", token, {"status": "sent"})
+    # The instance reaches its approval step in the background, after the write commits; the
+    # page asks again every few seconds, so it shows up without a reload.
+    page.get_by_role("heading", name="send_check: check").wait_for(timeout=20_000)
     page.get_by_label("Comment on send_check check").fill("Wrong customer")
     page.get_by_role("button", name="Reject").click()
     page.get_by_role("status").filter(has_text="Rejected: send_check is now completed").wait_for()

@@ -38,6 +38,17 @@ export function useLoad(load, deps) {
   return { ...state, reload };
 }
 
+// `reload` every `ms` while `active` and the tab is visible (a hidden tab asks nothing).
+export function usePolling(active, reload, ms) {
+  useEffect(() => {
+    if (!active) return undefined;
+    const timer = setInterval(() => {
+      if (!document.hidden) reload();
+    }, ms);
+    return () => clearInterval(timer);
+  }, [active, reload, ms]);
+}
+
 export function ErrorBox({ error, title }) {
   if (!error) return null;
   const api = error instanceof ApiError;

@@ -4,7 +4,7 @@ import { html, useEffect, useState } from '../lib/html.js';
 import { appApi } from '../lib/api.js';
 import { Chart } from '../lib/chart.js';
 import { setQuery, useLocation } from '../lib/router.js';
-import { CheckField, ErrorBox, Page, SelectField, TextField, formatTime, useLoad } from '../lib/ui.js';
+import { CheckField, ErrorBox, Page, SelectField, TextField, formatTime, useLoad, usePolling } from '../lib/ui.js';
 
 const SOURCES = ['', 'http', 'engine', 'auth', 'db', 'webhook', 'workflow', 'storage', 'business'];
 const FILTERS = ['source', 'component', 'action', 'entity', 'event_type', 'trace_id', 'user_id', 'status', 'from', 'to'];
@@ -12,14 +12,6 @@ const FILTERS = ['source', 'component', 'action', 'entity', 'event_type', 'trace
 function Tabs({ app, current }) {
   const tabs = [['events', 'Stream'], ['events/stats', 'Stats']];
   return html`<nav class="tabs" aria-label="Events">${tabs.map(([path, label]) => html`<a href=${`/admin/apps/${app}/${path}`} aria-current=${current === path ? 'page' : undefined}>${label}</a>`)}</nav>`;
-}
-
-function usePolling(active, reload, ms) {
-  useEffect(() => {
-    if (!active) return undefined;
-    const timer = setInterval(reload, ms);
-    return () => clearInterval(timer);
-  }, [active, reload]);
 }
 
 export function EventsPage({ app }) {

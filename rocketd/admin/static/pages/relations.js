@@ -1,5 +1,5 @@
 // Relations: the list, a form to create or edit one, and the entity-relationship diagram.
-import { html, useState } from '../lib/html.js';
+import { html, useEffect, useRef, useState } from '../lib/html.js';
 import { appApi } from '../lib/api.js';
 import { Diagram } from '../lib/diagram.js';
 import { ConfirmDelete, ErrorBox, Notice, Page, SelectField, TextField, useLoad } from '../lib/ui.js';
@@ -8,9 +8,10 @@ const TYPES = ['one_to_many', 'one_to_one', 'many_to_many'];
 const ON_DELETE = ['', 'cascade', 'set_null', 'restrict', 'detach'];
 const WRITE_MODES = ['', 'diff', 'replace', 'append'];
 const OWNERSHIP = ['', 'source', 'target', 'none'];
+const FETCH = ['', 'lazy', 'eager'];
 
 function blank() {
-  return { name: '', type: 'one_to_many', source: '', target: '', source_key: 'id', target_key: '', on_delete: '', write_mode: '', ownership: '' };
+  return { name: '', type: 'one_to_many', source: '', target: '', source_key: 'id', target_key: '', on_delete: '', write_mode: '', ownership: '', fetch: '' };
 }
 
 function bodyOf(draft) {
@@ -29,6 +30,12 @@ function RelationForm({ app, entities, initial, onSaved, onCancel }) {
   const isNew = !initial;
   const [draft, setDraft] = useState(initial || blank());
   const [error, setError] = useState(null);
+  const heading = useRef(null);
+  // Opening an existing relation's form (below the list) takes the focus there, so keyboard and
+  // screen-reader users land on what they asked for.
+  useEffect(() => {
+    if (!isNew && heading.current) heading.current.focus();
+  }, []);
   const set = (key) => (value) => setDraft({ ...draft, [key]: value });
   const at = (key) => (error && error.fieldMessages ? error.fieldMessages(key) : []);
   const names = ['', ...entities.map((e) => e.name)];
@@ -48,7 +55,7 @@ function RelationForm({ app, entities, initial, onSaved, onCancel }) {
     }
   };
   return html`<form class="card" onSubmit=${save} aria-labelledby="relation-form">
-    <h2 id="relation-form">${isNew ? 'New relation' : `Edit relation ${draft.name}`}</h2>
+    <h2 id="relation-form" tabIndex="-1" ref=${heading}>${isNew ? 'New relation' : `Edit relation ${draft.name}`}</h2>
     <${ErrorBox} error=${error} title="Not saved" />
     <div class="row">
       <${TextField} label="Relation name" value=${draft.name} onInput=${set('name')} readOnly=${!isNew} errors=${at('name')}
@@ -69,6 +76,8 @@ function RelationForm({ app, entities, initial, onSaved, onCancel }) {
       <${SelectField} label="On delete" value=${draft.on_delete || ''} options=${ON_DELETE} onChange=${set('on_delete')} errors=${at('on_delete')} />
       <${SelectField} label="Nested write mode" value=${draft.write_mode || ''} options=${WRITE_MODES} onChange=${set('write_mode')} errors=${at('write_mode')} />
       <${SelectField} label="Ownership" value=${draft.ownership || ''} options=${OWNERSHIP} onChange=${set('ownership')} errors=${at('ownership')} />
+      <${SelectField} label="Fetch" value=${draft.fetch || ''} options=${FETCH} onChange=${set('fetch')} errors=${at('fetch')}
+        hint="stored as given; includes stay explicit either way" />
     </div>
     <div class="actions">
       <button type="submit" class="primary">${isNew ? 'Create relation' : 'Save relation'}</button>

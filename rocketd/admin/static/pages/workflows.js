@@ -5,7 +5,9 @@ import { appApi } from '../lib/api.js';
 import { Diagram } from '../lib/diagram.js';
 import { KindPage } from '../lib/kind.js';
 import { setQuery, useLocation } from '../lib/router.js';
-import { CheckField, ErrorBox, Field, JsonField, Notice, Page, SelectField, TextField, formatTime, useLoad } from '../lib/ui.js';
+import { CheckField, ErrorBox, Field, JsonField, Notice, Page, SelectField, TextField, formatTime, useLoad, usePolling } from '../lib/ui.js';
+
+const APPROVALS_POLL_MS = 3000;
 
 function blank(entity) {
   return {
@@ -143,11 +145,14 @@ export function ApprovalsPage({ app }) {
   const client = appApi(app);
   const [notice, setNotice] = useState('');
   const pending = useLoad(() => client.get('/_workflows/pending').then((r) => r.data), [app]);
+  // New approvals appear by themselves: an instance reaches its step in the background.
+  usePolling(true, pending.reload, APPROVALS_POLL_MS);
   const done = (verb, instance, traceId) => {
     setNotice(html`${verb === 'approve' ? 'Approved' : 'Rejected'}: ${instance.workflow_name} is now ${instance.status}. <a href=${`/admin/apps/${app}/instances/${instance.id}`}>See its history</a>${traceId ? html`, or <a href=${`/admin/apps/${app}/events/trace/${traceId}`}>follow the trace of this request</a>` : null}.`);
     pending.reload();
   };
   return html`<${Page} title="Pending approvals">
+    <p class="muted">Refreshed every ${APPROVALS_POLL_MS / 1000} seconds.</p>
     <${Notice} kind="ok">${notice}<//>
     <${ErrorBox} error=${pending.error} />
     ${pending.data
