@@ -13,8 +13,11 @@ import psycopg
 import pytest
 from psycopg import sql
 
+from rocketd.capabilities.events.retention import expire_events
+from rocketd.capabilities.workflows.runner import WorkflowRunner
 from rocketd.config import Settings
 from tests.support.apps import AppClient, new_app
+from tests.support.databases import dsn_for
 from tests.support.helpers import error_of, wait_until
 from tests.support.schemas import NOTE
 
@@ -117,6 +120,58 @@ async def test_an_app_out_of_connections_costs_that_app_only(
         release.set()
         await asyncio.gather(*holders)
     await sick.ok("GET", "note")
+
+
+def _old_events(pg_dsn: str, db: str) -> int:
+    with psycopg.connect(dsn_for(pg_dsn, db)) as conn:
+        row = conn.execute("select count(*) from _events where action = 'old'").fetchone()
+        return int(row[0]) if row else 0
+
+
+async def test_background_jobs_skip_a_busy_app_and_serve_the_others(
+    runtime: Any, two_apps: tuple[AppClient, AppClient], pg_dsn: str
+) -> None:
+    """Every per-app scheduler job (retention, workflow resume/timeouts/retention, the
+    refresh-token purge) meets the busy app first and still does the next app's work."""
+    sick, healthy = two_apps
+    directory = runtime.services.directory
+    visited = [name for name in directory.actors if name in (sick.name, healthy.name)]
+    assert visited == [sick.name, healthy.name]  # the failure comes first
+    for app in (sick, healthy):
+        with psycopg.connect(dsn_for(pg_dsn, database_of(runtime, app))) as conn:
+            conn.execute(
+                "insert into _events (trace_id, span_id, event_type, source, component, action,"
+                " created_at) values (gen_random_uuid(), gen_random_uuid(), 'business',"
+                " 'business', 'api', 'old', now() - interval '30 days')"
+            )
+    pool = directory.actors[sick.name].pool
+    release = asyncio.Event()
+    held = 0
+
+    async def hold() -> None:
+        nonlocal held
+        async with pool.connection():
+            held += 1
+            await release.wait()
+
+    holders = [asyncio.create_task(hold()) for _ in range(pool.max_size)]
+    try:
+        await wait_until(lambda: held == pool.max_size, "the pool exhausted")
+        assert directory.actors[sick.name].running  # so each job does meet its failure
+        runner = WorkflowRunner(directory, retention_days=30)
+        for job in (
+            expire_events(directory, 7),
+            runner.purge,
+            runner.timeouts,
+            runner.resume_all,
+            runtime._purge_tokens,
+        ):
+            await job()  # the busy app's PoolTimeout is logged, not raised
+    finally:
+        release.set()
+        await asyncio.gather(*holders)
+    assert _old_events(pg_dsn, database_of(runtime, healthy)) == 0
+    assert _old_events(pg_dsn, database_of(runtime, sick)) == 1  # skipped, not half-done
 
 
 async def test_the_daemon_starts_ready_beside_an_app_whose_database_is_down(
