@@ -3,7 +3,6 @@ behind, another instance holding an index's lock, drops."""
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -15,6 +14,7 @@ from rocketd.db.declared_indexes import declared_indexes, has_work, reconcile, r
 from rocketd.db.migrations import apply_plan
 from rocketd.metadata.parse import parse_entity
 from tests.support.databases import scratch_database
+from tests.support.helpers import wait_until
 
 ENTITY = parse_entity(
     {
@@ -105,16 +105,15 @@ async def test_an_index_locked_by_another_builder_is_left_to_it(
 
 
 async def _wait_backend_gone(conn: psycopg.AsyncConnection[Any], pid: int) -> None:
-    for _ in range(200):
+    async def gone() -> bool:
         cur = await conn.execute(
             "select 1 from pg_stat_activity where pid = %s"
             " union all select 1 from pg_locks where pid = %s",
             (pid, pid),
         )
-        if await cur.fetchone() is None:
-            return
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"backend {pid} still running 10 s after its client closed")
+        return await cur.fetchone() is None
+
+    await wait_until(gone, f"backend {pid} to exit after its client closed", interval=0.05)
 
 
 async def test_index_no_longer_declared_is_dropped(conn: psycopg.AsyncConnection[Any]) -> None:
