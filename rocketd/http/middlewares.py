@@ -180,7 +180,7 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
         if tracer is not None:
             trace = tracer.begin(app_name, actor.pool, request[TRACE_ID])
             if trace is not None:
-                return await traced_request(trace, request, lambda: _authorized(request, handler))
+                return await traced_request(trace, request, _authorized, handler)
     return await _authorized(request, handler)
 
 

@@ -81,10 +81,17 @@ def _root_metadata(request: web.Request, trace_id: str) -> dict[str, Any]:
     return metadata
 
 
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
 async def traced_request(
-    trace: Trace, request: web.Request, call: Callable[[], Awaitable[web.StreamResponse]]
+    trace: Trace,
+    request: web.Request,
+    call: Callable[[web.Request, Handler], Awaitable[web.StreamResponse]],
+    handler: Handler,
 ) -> web.StreamResponse:
-    """Run `call` (authentication, then the handler) inside the request's root span."""
+    """Run `call(request, handler)` (authentication, then the handler) inside the request's root
+    span."""
     span = start_root(
         trace, "http", "handler", "request", metadata=_root_metadata(request, trace.trace_id)
     )
@@ -93,7 +100,7 @@ async def traced_request(
     try:
         with span:
             try:
-                response = await call()
+                response = await call(request, handler)
                 status = response.status
                 return response
             except ApiError as err:

@@ -31,7 +31,7 @@ from typing import Any, Final
 import orjson
 
 from rocketd.json_encoding import encode
-from rocketd.tracing import SYSTEM, EventRow
+from rocketd.tracing import COUNTER_BASE, SYSTEM, EventRow
 
 # The stored columns, in the order of an `EventRow` (the rest of the tuple is not stored).
 COLUMNS: Final = (
@@ -62,7 +62,8 @@ class RowIds:
     """Time-ordered `_events.id` values (the column keeps its `gen_random_uuid()` default): the
     Unix time in milliseconds (48 bits) taken once per batch, a version-7 nibble and 26 random
     bits chosen per process (again in a forked child), then a 48-bit counter of the process
-    (started below 2**40: a million rows a second would take eight years to run out).
+    (started between 2**44 and 2**44 + 2**40, so `hex()` writes it in 12 digits: a million rows
+    a second would take about eight years to reach 2**48).
     Every batch's ids follow the previous ones in the primary key, so PostgreSQL adds them at the
     index's right edge instead of at a random page per row, and skips generating a random UUID
     per row: about a third less of its CPU per row (docs/benchmarks.md)."""
@@ -73,7 +74,7 @@ class RowIds:
 
     def reseed(self) -> None:
         self.process = f"7{random.getrandbits(12):03x}-{0x8000 | random.getrandbits(14):04x}-"
-        self.counter = itertools.count(random.getrandbits(40))
+        self.counter = itertools.count(COUNTER_BASE | random.getrandbits(40))
 
     def prefix(self) -> str:
         """The first 80 bits of this batch's ids (the counter fills the last 48)."""
@@ -94,15 +95,15 @@ def copy_payload(rows: Sequence[EventRow]) -> bytes:
     for row in rows:
         (trace_id, span_id, parent, event_type, source, component, action, entity, record_id,
          user_id, duration_us, status, metadata, _) = row  # fmt: skip
-        number = next(counter)
+        row_id = prefix + hex(next(counter))[2:]  # 12 digits (COUNTER_BASE)
         if event_type is SYSTEM:  # its names are rocketd's own: only these two come from outside
             if (entity is not None and not (entity.isprintable() and "\\" not in entity)) or (
                 record_id is not None and not (record_id.isprintable() and "\\" not in record_id)
             ):
-                append(escaped_line(f"{prefix}{number:012x}", row))
+                append(escaped_line(row_id, row))
                 continue
         elif not _plain(f"{event_type}{source}{component}{action}{entity}{record_id}{status}"):
-            append(escaped_line(f"{prefix}{number:012x}", row))
+            append(escaped_line(row_id, row))
             continue
         if metadata:
             try:
@@ -112,13 +113,13 @@ def copy_payload(rows: Sequence[EventRow]) -> bytes:
             else:
                 if "\\" in meta:
                     if _JSON_NUL in meta:
-                        append(escaped_line(f"{prefix}{number:012x}", row))
+                        append(escaped_line(row_id, row))
                         continue
                     meta = meta.replace("\\", "\\\\")
         else:
             meta = "{}"
         append(
-            f"{prefix}{number:012x}\t{trace_id}\t{span_id}\t{NULL if parent is None else parent}\t{event_type}\t"
+            f"{row_id}\t{trace_id}\t{span_id}\t{NULL if parent is None else parent}\t{event_type}\t"
             f"{source}\t{component}\t{action}\t{NULL if entity is None else entity}\t"
             f"{NULL if record_id is None else record_id}\t{NULL if user_id is None else user_id}\t"
             f"{NULL if duration_us is None else f'{duration_us}e-3'}\t"
