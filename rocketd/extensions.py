@@ -9,7 +9,7 @@ and the notice dispatcher iterate that list, so a new capability is one package 
 |---|---|---|
 | `Stage`, `Phase`, `WriteMode` | a step of the write pipeline, its phase, the modes it runs in | `engine/pipeline.py` |
 | `WriteContext`, `DomainEvent` | what a stage sees of one write (and of each nested child); the events stages emit for later ones | `engine/pipeline.py` |
-| `StageObserver` | wraps every stage run (instrumentation spans) | `engine/pipeline.py` |
+| `StageObserver` | wraps every stage run of a traced request (instrumentation spans) | `engine/pipeline.py` |
 | `AppContext`, `Caller`, `ServiceKey` | the app a kernel call runs in, who asked, typed process services | `engine/pipeline.py`, `engine/caller.py` |
 | `MetadataKind` | one declaration of an admin-managed metadata table: admin CRUD, routes, export/import | `engine/admin.py` |
 | `SnapshotKey`, `SnapshotPart` | a typed part of the app snapshot and how it loads | `engine/snapshot.py` |

@@ -45,6 +45,7 @@ from rocketd.errors import ApiError, ErrorDetail
 from rocketd.logging import get_logger
 from rocketd.metadata.model import Entity
 from rocketd.metadata.registry import Registry
+from rocketd.tracing import current_span
 
 log = get_logger("rocketd.engine.pipeline")
 
@@ -271,6 +272,8 @@ class WriteContext:
 
 # A plain context manager entered around the stage's await (an async one would cost two
 # coroutines per stage run of every traced write).
+# Wraps each stage run of a traced request (instrumentation spans): while nothing is traced,
+# `StageBook.run` does not call it at all (one context-variable read per run, not a call per stage).
 StageObserver = Callable[[Stage, WriteContext], AbstractContextManager[None]]
 
 
@@ -357,7 +360,7 @@ class StageBook:
             return
         try:
             observer = self.observer
-            if observer is None:
+            if observer is None or current_span() is None:
                 for stage in stages:
                     await stage.run(ctx)
             else:
