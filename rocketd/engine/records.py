@@ -23,8 +23,7 @@ business.
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
-from contextlib import asynccontextmanager
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -211,30 +210,83 @@ async def may_read(
 # ----------------------------------------------------------------------------------------- writes
 
 
-@asynccontextmanager
-async def _write_transaction(
-    app: AppContext, entity: Entity, caller: Caller
-) -> AsyncIterator[AsyncConnection[Any]]:
-    """One write transaction; a database error anywhere in it becomes the contract's error.
+class _WriteTransaction:
+    """`async with _WriteTransaction(app, entity, caller) as conn:` one write transaction; a
+    database error anywhere in it becomes the contract's error.
 
     Every write takes one, plain or not: a plain write as a lone autocommit statement is about
     1.8x faster, but adding a rule, webhook or workflow would then halve an entity's write
     throughput at once (docs/benchmarks.md, "The single-statement path"). The outbox rows and
     workflow instances a write adds are sent with its COMMIT (`transaction`). The regular
     expressions of its stages share one time budget (`patterns.time_budget`), nested records
-    included."""
-    async with (
-        app.pool.connection() as conn,
-        start_span("engine", "writer", "nested_write.execute", entity=entity.name),
-    ):
+    included.
+
+    It enters a pool connection, the `nested_write.execute` span, the transaction and the time
+    budget, in that order, and leaves them in reverse, each seeing the exception that ends the
+    block (a database error already mapped). A class rather than an `@asynccontextmanager`
+    holding four nested blocks: every write opens one, and the generator and its nested context
+    managers cost about thirty Python calls more per write."""
+
+    __slots__ = ("_app", "_budget", "_caller", "_conn", "_entity", "_lease", "_span", "_tx")
+
+    def __init__(self, app: AppContext, entity: Entity, caller: Caller) -> None:
+        self._app = app
+        self._entity = entity
+        self._caller = caller
+
+    async def __aenter__(self) -> AsyncConnection[Any]:
+        lease = self._lease = self._app.pool.connection()
+        conn: AsyncConnection[Any] = await lease.__aenter__()
+        self._conn = conn
+        span = self._span = start_span(
+            "engine", "writer", "nested_write.execute", entity=self._entity.name
+        )
+        span.__enter__()
+        tx = self._tx = transaction.WriteTransaction(conn, self._app.signals.signal)
         try:
-            async with transaction.write_transaction(conn, app.signals.signal):
-                with patterns.time_budget():
-                    yield conn
-        except psycopg.Error as exc:
-            raise writes.map_database_error(exc, entity, "") from exc
-        if app.replicas is not None:  # committed: the caller's next reads wait for it
-            await app.replicas.note_write(caller.user_id, conn)
+            await tx.__aenter__()
+        except BaseException as exc:
+            await self._fail(exc)
+            raise
+        self._budget = patterns.start_budget()
+        return conn
+
+    async def __aexit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: Any
+    ) -> None:
+        patterns.end_budget(self._budget)
+        try:
+            await self._tx.__aexit__(kind, exc, tb)  # COMMIT, or ROLLBACK after `exc`
+        except BaseException as failed:  # the COMMIT (or its deferred statements) failed
+            await self._fail(failed)
+            raise
+        if exc is not None:
+            await self._fail(exc)
+            return  # `exc` goes on (`_fail` raised instead when it maps it)
+        try:
+            if self._app.replicas is not None:  # committed: the caller's next reads wait for it
+                await self._app.replicas.note_write(self._caller.user_id, self._conn)
+        except BaseException as failed:
+            await self._leave(failed)
+            raise
+        await self._leave(None)
+
+    async def _fail(self, exc: BaseException) -> None:
+        """Leave after `exc`; a database error is raised as the contract's error instead."""
+        if isinstance(exc, psycopg.Error):
+            error = writes.map_database_error(exc, self._entity, "")
+            await self._leave(error)
+            raise error from exc
+        await self._leave(exc)
+
+    async def _leave(self, error: BaseException | None) -> None:
+        """End the span and give the connection back, as the block ends with `error`."""
+        kind = None if error is None else type(error)
+        tb = None if error is None else error.__traceback__
+        try:
+            self._span.__exit__(kind, error, tb)
+        finally:
+            await self._lease.__aexit__(kind, error, tb)
 
 
 def _context(
@@ -299,7 +351,7 @@ async def create(
     prepared = _body(ctx)
     ctx.plan = writes.plan_create(app.registry, entity, prepared)  # validated before BEGIN
     try:
-        async with _write_transaction(app, entity, caller) as conn:
+        async with _WriteTransaction(app, entity, caller) as conn:
             ctx.conn = conn
             record = await _write_created(ctx, stages, batch_children=True)
     except writes.BatchFailed:
@@ -307,7 +359,7 @@ async def create(
         # write fails either way). PREPARE stages ran once; the prepared body is reused.
         ctx = _context(app, caller, mode, entity, "create", prepared)
         ctx.plan = writes.plan_create(app.registry, entity, prepared)
-        async with _write_transaction(app, entity, caller) as conn:
+        async with _WriteTransaction(app, entity, caller) as conn:
             ctx.conn = conn
             record = await _write_created(ctx, stages)
     await _after_commit(app, stages, ctx)
@@ -331,14 +383,14 @@ async def update(
     prepared = _body(ctx)
     ctx.plan = writes.plan_update(app.registry, entity, prepared)
     try:
-        async with _write_transaction(app, entity, caller) as conn:
+        async with _WriteTransaction(app, entity, caller) as conn:
             ctx.conn = conn
             await _lock_stored(ctx, raw_id)
             record = await _write_updated(ctx, stages, batch_children=True)
     except writes.BatchFailed:  # as in `create`
         ctx = _context(app, caller, mode, entity, "update", prepared)
         ctx.plan = writes.plan_update(app.registry, entity, prepared)
-        async with _write_transaction(app, entity, caller) as conn:
+        async with _WriteTransaction(app, entity, caller) as conn:
             ctx.conn = conn
             await _lock_stored(ctx, raw_id)
             record = await _write_updated(ctx, stages)
@@ -359,7 +411,7 @@ async def delete(
     ctx = _context(app, caller, mode, entity, "delete")
     stages = app.stages.for_entity(entity, mode)
     await app.stages.run(stages.prepare, ctx)
-    async with _write_transaction(app, entity, caller) as conn:
+    async with _WriteTransaction(app, entity, caller) as conn:
         ctx.conn = conn
         await _lock_stored(ctx, raw_id)
         await _delete_stored(ctx, stages)

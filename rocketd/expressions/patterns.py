@@ -20,11 +20,9 @@ from __future__ import annotations
 import re
 import time
 from collections import OrderedDict
-from collections.abc import Iterator
-from contextlib import contextmanager
 from contextvars import ContextVar, Token
 from dataclasses import dataclass, field
-from typing import Final
+from typing import Any, Final
 
 import regex
 
@@ -358,14 +356,22 @@ def end_budget(token: Token[_Budget | None] | None) -> None:
         _BUDGET.reset(token)
 
 
-@contextmanager
-def time_budget(seconds: float = TIME_BUDGET_SECONDS) -> Iterator[None]:
-    """`start_budget` ... `end_budget` around a block."""
-    token = start_budget(seconds)
-    try:
-        yield
-    finally:
-        end_budget(token)
+class time_budget:
+    """`start_budget` ... `end_budget` around a block (a class, not a generator: every write
+    opens one)."""
+
+    __slots__ = ("_seconds", "_token")
+
+    def __init__(self, seconds: float = TIME_BUDGET_SECONDS) -> None:
+        self._seconds = seconds
+
+    def __enter__(self) -> None:
+        self._token = start_budget(self._seconds)
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: Any
+    ) -> None:
+        end_budget(self._token)
 
 
 def search(pattern: regex.Pattern[str], subject: str) -> bool:

@@ -26,8 +26,7 @@ What holds:
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import Callable, Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any, LiteralString
@@ -106,45 +105,64 @@ def _in_savepoint(conn: AsyncConnection[Any]) -> bool:
     return bool(getattr(conn, "_num_transactions", 1))
 
 
-@asynccontextmanager
-async def write_transaction(
-    conn: AsyncConnection[Any], on_commit: Callable[[set[str]], None] | None = None
-) -> AsyncIterator[None]:
+class WriteTransaction:
     """BEGIN ... COMMIT on an autocommit connection; deferred statements go with the COMMIT,
-    and `on_commit` gets the signals asked for (`signal_after_commit`) once it succeeded.
+    and `on_commit` gets the signals asked for (`signal_after_commit`) once it succeeded; a
+    block that raises is rolled back.
 
     Nested `conn.transaction()` blocks inside become savepoints, as with psycopg's own
-    transaction block."""
-    if _OPEN.get() is not None:
-        raise RuntimeError("write transactions do not nest")
-    batch = _Batch(conn)
-    token = _OPEN.set(batch)
-    reset = False
-    try:
-        await run_command(conn, b"BEGIN")
+    transaction block. A class rather than an `@asynccontextmanager` generator: every write
+    opens one, and the generator would cost a dozen Python calls more per write (the async
+    generator itself, the event loop's first-iteration hook, its weak reference)."""
+
+    __slots__ = ("_batch", "_conn", "_on_commit", "_token")
+
+    def __init__(
+        self, conn: AsyncConnection[Any], on_commit: Callable[[set[str]], None] | None = None
+    ) -> None:
+        self._conn = conn
+        self._on_commit = on_commit
+
+    async def __aenter__(self) -> None:
+        if _OPEN.get() is not None:
+            raise RuntimeError("write transactions do not nest")
+        batch = self._batch = _Batch(self._conn)
+        self._token = _OPEN.set(batch)
         try:
-            yield
-            _OPEN.reset(token)  # from here on nothing defers: the batch is being sent
-            reset = True
+            await run_command(self._conn, b"BEGIN")
+        except BaseException:
+            _OPEN.reset(self._token)
+            raise
+
+    async def __aexit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: Any
+    ) -> None:
+        _OPEN.reset(self._token)  # from here on nothing defers: the batch is being sent
+        conn, batch = self._conn, self._batch
+        if exc is not None:
+            await self._roll_back()
+            return  # the block's exception goes on
+        try:
             if batch.queries:
                 async with AsyncClientCursor(conn) as cur:
                     await cur.execute("; ".join([*batch.queries, "COMMIT"]), batch.params)
             else:
                 await run_command(conn, b"COMMIT")
         except BaseException:
-            if conn.info.transaction_status in (
-                TransactionStatus.INTRANS,
-                TransactionStatus.INERROR,
-            ):
-                try:
-                    await run_command(conn, b"ROLLBACK")
-                except psycopg.Error:
-                    # A broken connection: the original error is the one to report, and the
-                    # pool discards a connection it gets back in a transaction.
-                    log.warning("rollback failed after a failed write", exc_info=True)
+            await self._roll_back()
             raise
-    finally:
-        if not reset:
-            _OPEN.reset(token)
-    if batch.signals and on_commit is not None:
-        on_commit(batch.signals)
+        if batch.signals and self._on_commit is not None:
+            self._on_commit(batch.signals)
+
+    async def _roll_back(self) -> None:
+        conn = self._conn
+        if conn.info.transaction_status in (TransactionStatus.INTRANS, TransactionStatus.INERROR):
+            try:
+                await run_command(conn, b"ROLLBACK")
+            except psycopg.Error:
+                # A broken connection: the original error is the one to report, and the
+                # pool discards a connection it gets back in a transaction.
+                log.warning("rollback failed after a failed write", exc_info=True)
+
+
+write_transaction = WriteTransaction
