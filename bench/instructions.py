@@ -39,6 +39,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -194,6 +195,12 @@ def main() -> int:
     parser.add_argument("--flush-scale", type=float, default=50.0)
     parser.add_argument("--jobs", type=int, default=2, help="servers under callgrind at once")
     parser.add_argument("--out", default="", help="keep the callgrind files here")
+    parser.add_argument(
+        "--results-dir",
+        default="",
+        help="also write the table to instructions-[TAG-]<date>.md there (bench/results)",
+    )
+    parser.add_argument("--tag", default="")
     args = parser.parse_args()
     ops = args.ops or ["get", "create"]
     modes = [m.strip() for m in args.modes.split(",") if m.strip()]
@@ -217,8 +224,39 @@ def main() -> int:
         out_dir.mkdir(parents=True, exist_ok=True)
         with ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:
             results = list(pool.map(lambda p: run_mode(p, out_dir, out_dir), plans))
-    print(report(plans, results, args.requests))
+    table = report(plans, results, args.requests)
+    print(table)
+    if args.results_dir:
+        path = write_results(Path(args.results_dir), args.tag, table, sys.argv[1:])
+        print(f"\nwritten to {path}")
     return 0
+
+
+def write_results(directory: Path, tag: str, table: str, argv: Sequence[str]) -> Path:
+    """The table as `instructions-[tag-]<date>.md` in `directory`, with the command and the
+    commit it measured (and whether `rocketd/` had changes not committed)."""
+    repo = Path(__file__).resolve().parent.parent
+    commit = _git(repo, "rev-parse", "--short", "HEAD")
+    modified = bool(_git(repo, "status", "--porcelain", "--untracked-files=no", "--", "rocketd"))
+    stamp = time.strftime("%Y-%m-%d")
+    path = directory / f"instructions-{tag + '-' if tag else ''}{stamp}.md"
+    directory.mkdir(parents=True, exist_ok=True)
+    path.write_text(
+        f"# Instructions per request under callgrind ({stamp})\n\n"
+        f"- commit: `{commit}`{' with changes to rocketd/ not committed' if modified else ''}\n"
+        f"- command: `python -m bench.instructions {' '.join(argv)}`\n"
+        f"- load average at the end: {os.getloadavg()[0]:.2f} (other work slows batching, so\n"
+        "  counts from a busy machine spread more between batches)\n\n"
+        f"{table}\n"
+    )
+    return path
+
+
+def _git(repo: Path, *args: str) -> str:
+    done = subprocess.run(
+        ["git", "--no-optional-locks", *args], cwd=repo, capture_output=True, text=True, check=False
+    )
+    return done.stdout.strip() if done.returncode == 0 else "unknown"
 
 
 def _rate(mode: str) -> float:

@@ -11,7 +11,14 @@ from pathlib import Path
 
 import pytest
 
-from bench.instructions import MARK_FUNCTION, Plan, batch_counts, per_request, report
+from bench.instructions import (
+    MARK_FUNCTION,
+    Plan,
+    batch_counts,
+    per_request,
+    report,
+    write_results,
+)
 
 PROGRAM = """
 import os
@@ -77,3 +84,12 @@ def test_the_report_compares_each_mode_with_the_first_of_its_operation() -> None
     assert "| get | off | 101 | 100, 102 | 1.000 |" in table
     assert "| get | 0.1 | 111 | 110, 112 | 1.099 |" in table
     assert plans[1].stem == "get-0_1"
+
+
+def test_the_results_file_names_the_commit_and_the_command(tmp_path: Path) -> None:
+    path = write_results(tmp_path / "results", "instr", "| a table |", ["--modes", "off,1", "get"])
+    assert path.name.startswith("instructions-instr-") and path.suffix == ".md"
+    text = path.read_text()
+    assert "`python -m bench.instructions --modes off,1 get`" in text
+    assert "- commit: `" in text and "- commit: `unknown`" not in text
+    assert text.rstrip().endswith("| a table |")
