@@ -18,7 +18,6 @@ import logging
 import time
 
 import psycopg
-import structlog
 from aiohttp import web
 from psycopg import errors as pg_errors
 from psycopg_pool import PoolClosed, PoolTimeout
@@ -61,7 +60,7 @@ from rocketd.http.tracing import (
     traced_request,
 )
 from rocketd.logging import enabled as logging_enabled
-from rocketd.logging import get_logger
+from rocketd.logging import get_logger, set_request_log, start_request_log
 from rocketd.tracing import set_trace_user, start_span
 
 log = get_logger("rocketd.http")
@@ -134,9 +133,8 @@ async def trace_middleware(request: web.Request, handler: Handler) -> web.Stream
         return await error_middleware(request, handler)
     trace_id = trace_id_from(request.headers)
     request[TRACE_ID] = trace_id
-    structlog.contextvars.clear_contextvars()
     # Every line logged during the request carries these three (filled in as they become known).
-    structlog.contextvars.bind_contextvars(trace_id=trace_id, app=None, user_id=None)
+    start_request_log(trace_id=trace_id, app=None, user_id=None)
     started = time.perf_counter()
     response = await error_middleware(request, handler)
     response.headers[TRACE_HEADER] = trace_id
@@ -175,7 +173,7 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
         if actor is None:
             raise AppNotFound(f"App not found: {app_name}")
         request[APP_ACTOR] = actor
-        structlog.contextvars.bind_contextvars(app=app_name)
+        set_request_log(app=app_name)
         tracer = actor.context.services.get(TRACER)
         if tracer is not None:
             trace = tracer.begin(app_name, actor.pool, request[TRACE_ID])
@@ -196,7 +194,7 @@ async def _authorized(request: web.Request, handler: Handler) -> web.StreamRespo
     else:
         return await handler(request)
     request[PRINCIPAL] = principal
-    structlog.contextvars.bind_contextvars(user_id=principal.user_id)
+    set_request_log(user_id=principal.user_id)
     return await handler(request)
 
 

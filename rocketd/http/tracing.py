@@ -17,11 +17,11 @@ import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Final
 
-import structlog
 from aiohttp import web
 
 from rocketd.errors import ApiError
 from rocketd.http.keys import APP_ACTOR, PRINCIPAL
+from rocketd.logging import set_request_log
 from rocketd.tracing import Trace, error_text, start_root
 
 TRACE_HEADER: Final = "X-Trace-ID"
@@ -95,7 +95,7 @@ async def traced_request(
     span = start_root(
         trace, "http", "handler", "request", metadata=_root_metadata(request, trace.trace_id)
     )
-    structlog.contextvars.bind_contextvars(span_id=span.span_id)
+    set_request_log(span_id=span.span_id)
     status = 500
     try:
         with span:

@@ -224,3 +224,28 @@ def test_process_fields_reach_every_line_and_survive_reconfiguration() -> None:
         ("own", 3),
         ("library", 3),
     ]
+
+
+def test_request_log_fields_are_started_per_request_and_filled_in() -> None:
+    from contextvars import copy_context
+
+    from rocketd.logging import set_request_log, start_request_log
+
+    out = io.StringIO()
+    configure_logging("info", "json", stream=out)
+
+    def one_connection() -> None:  # a keep-alive connection: its requests share one context
+        set_request_log(app="ignored")  # before any request: nothing to add to
+        get_logger("test").info("before")
+        start_request_log(trace_id="t-1", app=None, user_id=None)
+        set_request_log(app="shop")
+        set_request_log(user_id="u-1")
+        get_logger("test").info("first", app="explicit")  # a line's own field wins
+        start_request_log(trace_id="t-2", app=None, user_id=None)
+        get_logger("test").info("second")
+
+    copy_context().run(one_connection)
+    before, first, second = json_lines(out)
+    assert "trace_id" not in before and "app" not in before
+    assert (first["trace_id"], first["app"], first["user_id"]) == ("t-1", "explicit", "u-1")
+    assert (second["trace_id"], second["app"], second["user_id"]) == ("t-2", None, None)
