@@ -16,7 +16,7 @@ from rocketd.engine.tracer import REQUEST_OBSERVER
 from rocketd.extensions import settings_sections
 from rocketd.http.crud import add_kind_routes
 from rocketd.http.keys import APP_SETTINGS_SECTIONS, OBSERVE_REQUEST, PLATFORM_USERS, SERVICES
-from rocketd.http.middlewares import auth_middleware, body_limit_middleware, trace_middleware
+from rocketd.http.middlewares import request_middleware
 from rocketd.http.routes import admin_metadata, admin_settings, app_auth, data, health, platform
 from rocketd.http.server import parser_limits
 from rocketd.services import Services
@@ -24,7 +24,7 @@ from rocketd.services import Services
 
 def create_app(services: Services) -> web.Application:
     app = web.Application(
-        middlewares=[trace_middleware, body_limit_middleware, auth_middleware],
+        middlewares=[request_middleware],
         client_max_size=services.settings.server.max_body_size,
         # The request line and header limits (`server.max_request_line` defaults to 64 KiB: long
         # filter lists live in the query string). Refusals are answered by rocketd.http.server.

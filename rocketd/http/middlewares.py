@@ -1,21 +1,26 @@
-"""The middlewares every request passes, outermost first:
+"""The one middleware every request passes (`request_middleware`), in this order:
 
-1. `trace_middleware`   - accepts a UUID `X-Trace-ID` or makes one, echoes it (on errors too),
-                          binds log context, logs the request; it runs `error_middleware` inside:
-   `error_middleware`   - any failure becomes the contract's error body; a 500 never leaks details;
-                          a database that does not answer is a 503 (naming the app, if any).
-2. `body_limit_middleware` - refuses a declared body above `server.max_body_size` before reading
-                          (a body that lies about its size is stopped by aiohttp's reader: 413 too).
-                          File uploads are exempt: they stream, limited by `storage.max_file_size`.
-3. `auth_middleware`    - resolves `{app}` (404 `APP_NOT_FOUND`), then applies the route's policy:
-                          token signature and claims, then the user's current state (exists,
-                          active, roles still held: `auth.confirm_user`), then the admin check.
+1. the trace: accepts a UUID `X-Trace-ID` or makes one, echoes it (on errors too), starts the
+   request's log context, and logs the request when it is answered;
+2. errors: any failure below becomes the contract's error body (`error_answer`); a 500 never
+   leaks details; a database that does not answer is a 503 (naming the app, if any);
+3. the body limit: a declared body above `server.max_body_size` is refused before it is read (a
+   body that lies about its size is stopped by aiohttp's reader: 413 too). File uploads are
+   exempt: they stream, limited by `storage.max_file_size`;
+4. the app and the caller: resolves `{app}` (404 `APP_NOT_FOUND`), starts the request's trace
+   when it is sampled, then applies the route's policy: token signature and claims, then the
+   user's current state (exists, active, roles still held: `auth.confirm_user`), then the admin
+   check.
+
+`/health`, `/ready` and `/metrics` skip the first step. One middleware rather than one per step:
+each aiohttp middleware is another coroutine every request passes through, on every resume.
 """
 
 from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Awaitable
 
 import psycopg
 from aiohttp import web
@@ -92,24 +97,22 @@ def _from_http_exception(exc: web.HTTPException, request: web.Request) -> ApiErr
     return err
 
 
-@web.middleware
-async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    try:
-        return await handler(request)
-    except ApiError as err:
-        return _error_response(err)
-    except web.HTTPException as exc:
+def error_answer(request: web.Request, exc: Exception) -> web.Response:
+    """The contract's answer to a request that failed with `exc` (call it in the `except`
+    block: an unexpected error is logged with its traceback). A redirect is raised again."""
+    if isinstance(exc, ApiError):
+        return _error_response(exc)
+    if isinstance(exc, web.HTTPException):
         if exc.status < 400:
-            raise
+            raise exc
         return _error_response(_from_http_exception(exc, request))
-    except (psycopg.OperationalError, PoolTimeout, PoolClosed) as exc:
-        if isinstance(exc, pg_errors.TransactionRollback):  # a deadlock: not this
-            log.exception("unhandled error", method=request.method, path=request.path)
-            return _error_response(InternalError())
+    if isinstance(exc, psycopg.OperationalError | PoolTimeout | PoolClosed) and not isinstance(
+        exc,
+        pg_errors.TransactionRollback,  # a deadlock: not a database that does not answer
+    ):
         return _error_response(_database_unavailable(request, exc))
-    except Exception:
-        log.exception("unhandled error", method=request.method, path=request.path)
-        return _error_response(InternalError())
+    log.exception("unhandled error", method=request.method, path=request.path)
+    return _error_response(InternalError())
 
 
 def _database_unavailable(request: web.Request, exc: Exception) -> ApiError:
@@ -128,15 +131,21 @@ def _database_unavailable(request: web.Request, exc: Exception) -> ApiError:
 
 
 @web.middleware
-async def trace_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+async def request_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     if request.path in _QUIET_PATHS:
-        return await error_middleware(request, handler)
+        try:
+            return await _admitted(request, handler)
+        except Exception as exc:
+            return error_answer(request, exc)
     trace_id = trace_id_from(request.headers)
     request[TRACE_ID] = trace_id
     # Every line logged during the request carries these three (filled in as they become known).
     start_request_log(trace_id=trace_id, app=None, user_id=None)
     started = time.perf_counter()
-    response = await error_middleware(request, handler)
+    try:
+        response = await _admitted(request, handler)
+    except Exception as exc:
+        response = error_answer(request, exc)
     response.headers[TRACE_HEADER] = trace_id
     seconds = time.perf_counter() - started
     if logging_enabled(logging.INFO):
@@ -153,32 +162,33 @@ async def trace_middleware(request: web.Request, handler: Handler) -> web.Stream
     return response
 
 
-@web.middleware
-async def body_limit_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    if getattr(request.match_info.handler, "__rocketd_streams_body__", False):
-        return await handler(request)  # limited by the handler while streaming (file uploads)
-    declared = request.content_length
-    limit = request.app[SERVICES].settings.server.max_body_size
-    if declared is not None and declared > limit:
-        raise PayloadTooLarge(f"Request body too large: the limit is {limit} bytes")
-    return await handler(request)
-
-
-@web.middleware
-async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+def _admitted(request: web.Request, handler: Handler) -> Awaitable[web.StreamResponse]:
+    """Steps 3 and 4: the body limit, the app, the trace, the caller, then the handler (a plain
+    function returning the awaitable of the step that runs the rest: no coroutine of its own)."""
     services = request.app[SERVICES]
-    app_name = request.match_info.get("app")
-    if app_name is not None:
-        actor = await services.directory.resolve(app_name)
-        if actor is None:
-            raise AppNotFound(f"App not found: {app_name}")
-        request[APP_ACTOR] = actor
-        set_request_log(app=app_name)
-        tracer = actor.context.services.get(TRACER)
-        if tracer is not None:
-            trace = tracer.begin(app_name, actor.pool, request[TRACE_ID])
-            if trace is not None:
-                return await traced_request(trace, request, _authorized, handler)
+    if not getattr(request.match_info.handler, "__rocketd_streams_body__", False):
+        declared = request.content_length
+        limit = services.settings.server.max_body_size
+        if declared is not None and declared > limit:
+            raise PayloadTooLarge(f"Request body too large: the limit is {limit} bytes")
+    if request.match_info.get("app") is None:
+        return _authorized(request, handler)
+    return _in_app(request, handler)
+
+
+async def _in_app(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """An app's route: the app resolved (404 when unknown), traced when sampled."""
+    app_name = request.match_info["app"]
+    actor = await request.app[SERVICES].directory.resolve(app_name)
+    if actor is None:
+        raise AppNotFound(f"App not found: {app_name}")
+    request[APP_ACTOR] = actor
+    set_request_log(app=app_name)
+    tracer = actor.context.services.get(TRACER)
+    if tracer is not None:
+        trace = tracer.begin(app_name, actor.pool, request[TRACE_ID])
+        if trace is not None:
+            return await traced_request(trace, request, _authorized, handler)
     return await _authorized(request, handler)
 
 
