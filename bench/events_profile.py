@@ -49,7 +49,7 @@ from psycopg import sql
 
 from bench.processes import exit_on_sigterm
 from bench.profile import sample_counts
-from bench.scenarios.data_api import CREATE_FIELDS, ORDER_ENTITY
+from bench.scenarios.data_api import CREATE_FIELDS, ORDER_ENTITY, UPDATE_BODY
 from rocketd.config import (
     AuthSettings,
     DatabaseSettings,
@@ -69,6 +69,9 @@ PY_SPY_RATE = 400
 MARK_PATH = "/_bench/mark"
 # X-Trace-ID heads: sampled at any rate above 0, and only at rate 1 (tracer.sampled)
 TRACED_HEAD = "00000000"
+# `list` (bench.instructions): the data-api set's list shape (a filter, a sort, a page of 25 and
+# the total) on this set-up's seed, whose rows are all drafts: every one of them matches.
+LIST_QUERY = "filter[status]=draft&sort=-created_at&per_page=25"
 UNTRACED_HEAD = "ffffffff"
 
 
@@ -144,6 +147,15 @@ async def _drive(
             if op == "get":
                 url = f"{path}/{fixture.ids[n % len(fixture.ids)]}"
                 async with session.get(url, headers=headers) as resp:
+                    await resp.read()
+                    expected = 200
+            elif op == "list":
+                async with session.get(f"{path}?{LIST_QUERY}", headers=headers) as resp:
+                    await resp.read()
+                    expected = 200
+            elif op == "update":
+                url = f"{path}/{fixture.ids[n % len(fixture.ids)]}"
+                async with session.put(url, json=UPDATE_BODY, headers=headers) as resp:
                     await resp.read()
                     expected = 200
             else:
