@@ -244,35 +244,17 @@ class Span:
             self.record_id = str(record_id)
 
     def end(self) -> None:
-        started = self._started
-        elapsed_us = (_perf_ns() - started) // 1000
-        trace = self.trace
-        if not trace.closed:
-            trace.rows.append(
-                (
-                    trace.trace_id,
-                    self.span_id,
-                    self.parent_span_id,
-                    SYSTEM,
-                    self.source,
-                    self.component,
-                    self.action,
-                    self.entity,
-                    self.record_id,
-                    trace.user_id,
-                    elapsed_us,
-                    self.status,
-                    self.metadata,
-                    started + trace.wall_offset,
-                )
-            )
+        """End a span that was not entered (`with`), such as a nested child's: its row is
+        recorded now. The work is `__exit__`'s, which every entered span runs inline."""
+        self.__exit__(None, None, None)
 
     def __enter__(self) -> Span:
         self._token = _CURRENT.set(self)
         return self
 
     def __exit__(self, kind: Any, exc: BaseException | None, tb: TracebackType | None) -> None:
-        # The one place a span ends (the other entries call it): this runs for every span.
+        # The one place a span ends (`end()` and the async exit call it): this runs for every
+        # span, so it records the row itself rather than through another call.
         token = self._token
         if token is not None:
             self._token = None
@@ -282,7 +264,6 @@ class Span:
                 pass
         if exc is not None and self.status == "ok":
             self.set_status("error", error_text(exc))
-        # end(), inline (one call less on every span)
         started = self._started
         elapsed_us = (_perf_ns() - started) // 1000
         trace = self.trace
