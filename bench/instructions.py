@@ -53,6 +53,8 @@ from psycopg import sql
 
 from bench.events_profile import MARK_PATH, _load, set_up, settings_for
 from bench.processes import exit_on_sigterm
+from bench.versions import VersionError
+from bench.versions import _git as git
 from rocketd.http.app import create_app
 from rocketd.logging import configure_logging
 from rocketd.runtime import Runtime
@@ -236,8 +238,11 @@ def write_results(directory: Path, tag: str, table: str, argv: Sequence[str]) ->
     """The table as `instructions-[tag-]<date>.md` in `directory`, with the command and the
     commit it measured (and whether `rocketd/` had changes not committed)."""
     repo = Path(__file__).resolve().parent.parent
-    commit = _git(repo, "rev-parse", "--short", "HEAD")
-    modified = bool(_git(repo, "status", "--porcelain", "--untracked-files=no", "--", "rocketd"))
+    try:
+        commit = git(repo, "rev-parse", "--short", "HEAD")
+        modified = bool(git(repo, "status", "--porcelain", "--untracked-files=no", "--", "rocketd"))
+    except VersionError:  # not a git checkout: the file says so
+        commit, modified = "unknown", False
     stamp = time.strftime("%Y-%m-%d")
     path = directory / f"instructions-{tag + '-' if tag else ''}{stamp}.md"
     directory.mkdir(parents=True, exist_ok=True)
@@ -250,13 +255,6 @@ def write_results(directory: Path, tag: str, table: str, argv: Sequence[str]) ->
         f"{table}\n"
     )
     return path
-
-
-def _git(repo: Path, *args: str) -> str:
-    done = subprocess.run(
-        ["git", "--no-optional-locks", *args], cwd=repo, capture_output=True, text=True, check=False
-    )
-    return done.stdout.strip() if done.returncode == 0 else "unknown"
 
 
 def _rate(mode: str) -> float:
