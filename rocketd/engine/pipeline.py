@@ -94,11 +94,6 @@ class Stage:
     # child's own, so it may run for every new child of one relation before (BEFORE_WRITE) or
     # after (AFTER_WRITE) a single multi-row INSERT of them all instead of around each INSERT.
     batch_safe: bool = False
-    # BEFORE_WRITE of an update: the stage reads the stored row only through
-    # `await ctx.load_stored()` (never `ctx.stored`), and when that gives None it raises nothing
-    # (the write answers 404). When every BEFORE_WRITE stage of an update says so, the row is
-    # locked by the UPDATE itself (one statement fewer), unless a stage asked for it first.
-    stored_on_demand: bool = False
 
 
 @dataclass(frozen=True)
@@ -293,8 +288,6 @@ class EntityStages:
     before_delete: tuple[Stage, ...] = ()
     after_delete: tuple[Stage, ...] = ()
     after_commit: tuple[Stage, ...] = ()
-    # whether an update may lock its row in the UPDATE statement (`Stage.stored_on_demand`)
-    lock_in_update: bool = True
 
     def of(self, phase: Phase) -> tuple[Stage, ...]:
         stages: tuple[Stage, ...] = getattr(self, phase.value)
@@ -358,10 +351,7 @@ class StageBook:
             if not stage.applies(self.snapshot, entity):
                 continue
             per_phase[stage.phase.value].append(stage)
-        compiled = EntityStages(
-            **{name: tuple(stages) for name, stages in per_phase.items()},
-            lock_in_update=all(s.stored_on_demand for s in per_phase[Phase.BEFORE_WRITE.value]),
-        )
+        compiled = EntityStages(**{name: tuple(stages) for name, stages in per_phase.items()})
         return NO_STAGES if compiled.empty else compiled
 
     async def run(self, stages: tuple[Stage, ...], ctx: WriteContext) -> None:

@@ -382,20 +382,18 @@ async def update(
     await _prepare(ctx, stages)
     prepared = _body(ctx)
     ctx.plan = writes.plan_update(app.registry, entity, prepared)
-    # When no BEFORE_WRITE stage needs the stored row up front, the UPDATE locks it itself.
-    pk = query.direct_pk(entity, raw_id) if stages.lock_in_update else None
     try:
         async with _WriteTransaction(app, entity, caller) as conn:
             ctx.conn = conn
-            await _lock_stored(ctx, raw_id, pk)
-            record = await _write_updated(ctx, stages, raw_id, batch_children=True)
+            await _lock_stored(ctx, raw_id)
+            record = await _write_updated(ctx, stages, batch_children=True)
     except writes.BatchFailed:  # as in `create`
         ctx = _context(app, caller, mode, entity, "update", prepared)
         ctx.plan = writes.plan_update(app.registry, entity, prepared)
         async with _WriteTransaction(app, entity, caller) as conn:
             ctx.conn = conn
-            await _lock_stored(ctx, raw_id, pk)
-            record = await _write_updated(ctx, stages, raw_id)
+            await _lock_stored(ctx, raw_id)
+            record = await _write_updated(ctx, stages)
     await _after_commit(app, stages, ctx)
     return record
 
@@ -465,7 +463,7 @@ async def update_in(
     await _prepare(ctx, stages)
     ctx.plan = writes.plan_update(app.registry, entity, _body(ctx))
     await _lock_stored(ctx, raw_id)
-    record = await _write_updated(ctx, stages, raw_id)
+    record = await _write_updated(ctx, stages)
     _defer(app, stages, ctx, after_commit)
     return record
 
@@ -527,13 +525,8 @@ def _nested_bodies(
                 yield from _nested_bodies(registry, target, item, item_path)
 
 
-async def _lock_stored(ctx: WriteContext, raw_id: str, pk: Any = None) -> None:
-    """Lock the addressed row (404 when there is none): the stages see it as `ctx.stored`.
-    With `pk` (an update whose stages take the stored row on demand, addressed by its key) the
-    row is only named: a stage's `load_stored()` or the UPDATE itself locks it."""
-    if pk is not None:
-        ctx.pk = pk
-        return
+async def _lock_stored(ctx: WriteContext, raw_id: str) -> None:
+    """Lock the addressed row (404 when there is none): the stages see it as `ctx.stored`."""
     stored = await query.fetch_record(
         ctx.connection(), ctx.registry, ctx.entity, raw_id, for_update=True
     )
@@ -569,42 +562,24 @@ async def _write_created(
 
 
 async def _write_updated(
-    ctx: WriteContext, stages: EntityStages, raw_id: str, *, batch_children: bool = False
+    ctx: WriteContext, stages: EntityStages, *, batch_children: bool = False
 ) -> dict[str, Any]:
     book = ctx.app.stages
     conn = ctx.connection()
     await book.run(stages.before_write, ctx)
     plan = _plan(ctx)
     effects = writes.NestedEffects()
-    row: dict[str, Any] | None = None
-    if ctx.stored is None:  # named, not locked (`_lock_stored`): the UPDATE locks it
-        locked = await writes.execute_locking_update(
-            conn,
-            ctx.registry,
-            plan,
-            ctx.pk,
-            raw_id,
-            _children(ctx, plan),
-            batch_children=batch_children,
-            effects=effects,
-        )
-        if locked is None:  # this plan cannot: lock the row first
-            if await ctx.load_stored() is None:
-                raise _not_found(ctx.entity, raw_id)
-        else:
-            row, ctx.stored = locked
-    if row is None:
-        row = await writes.execute_update(
-            conn,
-            ctx.registry,
-            plan,
-            ctx.pk,
-            _children(ctx, plan),
-            batch_children=batch_children,
-            effects=effects,
-        )
+    row = await writes.execute_update(
+        conn,
+        ctx.registry,
+        plan,
+        ctx.pk,
+        _children(ctx, plan),
+        batch_children=batch_children,
+        effects=effects,
+    )
     stored = ctx.stored if row is None else row
-    if stored is None:  # pragma: no cover - locked by `_lock_stored` or above
+    if stored is None:  # pragma: no cover - `_lock_stored` ran first
         raise RuntimeError("update without a stored row")
     record = await writes.written_record(conn, ctx.registry, plan, stored, effects)
     ctx.record = record

@@ -127,7 +127,6 @@ STAGES = (
         modes=Mode.API,
         children=True,
         batch_safe=True,  # a create reads nothing; an update is never batched
-        stored_on_demand=True,  # `load_stored()` only for a conditional grant; None: returns
     ),
     Stage(
         "permissions.delete_conditions",

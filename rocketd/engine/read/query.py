@@ -697,9 +697,16 @@ async def fetch_record(
     """The live row addressed by a path id (slug-or-PK, spec "Slugs/Lookup") as column -> DB
     value, or None. Never a database error for an id of the wrong shape."""
     pk_value = parse_pk(entity, raw_id)
-    slug_field = _slug_lookup(entity, raw_id)
+    slug = entity.slug
+    slug_field = entity.field_map.get(slug.field) if slug is not None else None
+    use_slug = (
+        slug_field is not None
+        and slug_field.base_type in TEXT_TYPES
+        and not looks_like_pk(entity, raw_id)
+        and "\x00" not in raw_id
+    )
     pk_name = entity.primary_key.field
-    if slug_field is not None:
+    if use_slug and slug_field is not None:
         if pk_value is not None and slug_field.name != pk_name:
             columns: tuple[str, ...] = (slug_field.name, pk_name)
             lead: list[Any] = [raw_id, pk_value]
@@ -713,29 +720,6 @@ async def fetch_record(
     return await _lookup(
         conn, entity, columns, [*lead, *extra_params, *trail], for_update, extra_where
     )
-
-
-def _slug_lookup(entity: Entity, raw_id: str) -> Field | None:
-    """The slug field a path id may name (spec "Slugs/Lookup"), or None when it can only be a
-    primary key."""
-    slug = entity.slug
-    slug_field = entity.field_map.get(slug.field) if slug is not None else None
-    if (
-        slug_field is not None
-        and slug_field.base_type in TEXT_TYPES
-        and not looks_like_pk(entity, raw_id)
-        and "\x00" not in raw_id
-    ):
-        return slug_field
-    return None
-
-
-def direct_pk(entity: Entity, raw_id: str) -> Any | None:
-    """The primary-key value a path id addresses when finding it needs no lookup (it cannot be a
-    slug, and it is a value of the key's type); None otherwise (`fetch_record` resolves it)."""
-    if _slug_lookup(entity, raw_id) is not None:
-        return None
-    return parse_pk(entity, raw_id)
 
 
 async def fetch_record_by_pk(

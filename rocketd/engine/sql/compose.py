@@ -580,55 +580,6 @@ def build_update(
     )
 
 
-STORED_ALIAS: Final = "_stored"  # the locked row as it was, in `build_locking_update`
-_TARGET_ALIAS: Final = "_row"
-
-
-def build_locking_update(
-    entity: Entity,
-    set_columns: Sequence[str],
-    *,
-    now_columns: Sequence[str] = (),
-    conditions: Sequence[sql.Composable] = (),
-) -> sql.Composed:
-    """An update of one row that also locks it and returns it as it was, in one statement:
-
-    `UPDATE t AS "_row" SET "a" = %s FROM (SELECT <record columns> FROM t WHERE conditions
-    FOR UPDATE) AS "_stored" WHERE "_row"."<pk>" = "_stored"."<pk>" RETURNING "_row".<record
-    columns>, "_stored".<record columns>`
-
-    The sub-select locks the row first (and, under a concurrent write, reads its latest version
-    once the lock is granted, as `SELECT ... FOR UPDATE` alone does); nothing is returned when
-    no row meets `conditions` (the primary key's, and `live_condition`). Parameters: the values
-    of `set_columns`, then the conditions' parameters.
-    """
-    assignments = [sql.SQL("{} = %s").format(ident(c)) for c in set_columns]
-    assignments += [sql.SQL("{} = now()").format(ident(c)) for c in now_columns]
-    if not assignments:
-        raise ValueError("build_locking_update needs at least one column to set")
-    es = entity_sql(entity)
-    pk = entity.primary_key.field
-    return sql.Composed(
-        [
-            sql.SQL("UPDATE "),
-            es.table,
-            sql.SQL(" AS {} SET ").format(ident(_TARGET_ALIAS)),
-            sql.SQL(", ").join(assignments),
-            sql.SQL(" FROM (SELECT "),
-            es.select_list,
-            sql.SQL(" FROM "),
-            es.table,
-            where_clause(conditions),
-            sql.SQL(" FOR UPDATE) AS {} WHERE {} = {} RETURNING ").format(
-                ident(STORED_ALIAS), ident(pk, _TARGET_ALIAS), ident(pk, STORED_ALIAS)
-            ),
-            column_list(es.output_columns, qualifier=_TARGET_ALIAS),
-            sql.SQL(", "),
-            column_list(es.output_columns, qualifier=STORED_ALIAS),
-        ]
-    )
-
-
 def build_delete(
     table: str, conditions: Sequence[sql.Composable], *, returning: Sequence[str] = ()
 ) -> sql.Composed:
@@ -668,7 +619,6 @@ __all__ = [
     "build_count",
     "build_delete",
     "build_insert",
-    "build_locking_update",
     "build_lookup",
     "build_select",
     "build_select_by_keys",

@@ -32,7 +32,6 @@ from rocketd.db.cursors import fetch_rows
 from rocketd.engine.read import query
 from rocketd.engine.sql.compose import (
     build_insert,
-    build_locking_update,
     build_select,
     build_update,
     condition,
@@ -457,36 +456,6 @@ async def execute_update(
     return await executor.update(plan, pk, "")
 
 
-async def execute_locking_update(
-    conn: AsyncConnection[Any],
-    registry: Registry,
-    plan: WritePlan,
-    pk: Any,
-    shown_id: str,
-    hooks: ChildHooks | None = None,
-    *,
-    batch_children: bool = False,
-    effects: NestedEffects | None = None,
-) -> tuple[dict[str, Any], dict[str, Any]] | None:
-    """UPDATE the record `pk`, not locked yet, locking it in the same statement, then run its
-    nested writes; return (the row as the UPDATE left it, the row as it was). 404 naming
-    `shown_id` (the id as the request gave it) when there is no live row `pk`. None, with
-    nothing run, when the plan cannot be written this way (it sets no column, or regenerates a
-    slug, which reads the stored row first)."""
-    if plan.slug is not None:
-        return None
-    executor = _Executor(conn, registry, hooks, batch_children=batch_children, effects=effects)
-    try:
-        found = await executor.locking_update_row(plan.entity, plan.values, pk, shown_id)
-    except psycopg.Error as exc:
-        raise map_database_error(exc, plan.entity) from exc
-    if found is None:
-        return None
-    await executor.relations(plan, pk, new_parent=False)
-    written, stored = found
-    return written, stored
-
-
 async def written_record(
     conn: AsyncConnection[Any],
     registry: Registry,
@@ -540,7 +509,7 @@ class _Executor:
                 )
         except psycopg.Error as exc:
             raise map_database_error(exc, entity, path) from exc
-        await self.relations(plan, row[entity.pk.name], new_parent=True)
+        await self._relations(plan, row[entity.pk.name], new_parent=True)
         return row
 
     async def update(self, plan: WritePlan, pk: Any, path: str) -> dict[str, Any] | None:
@@ -561,7 +530,7 @@ class _Executor:
                 row = await self._update_row(entity, plan.values, pk)
         except psycopg.Error as exc:
             raise map_database_error(exc, entity, path) from exc
-        await self.relations(plan, pk, new_parent=False)
+        await self._relations(plan, pk, new_parent=False)
         return row
 
     async def _insert_row(self, entity: Entity, values: Mapping[str, Any]) -> dict[str, Any]:
@@ -583,56 +552,16 @@ class _Executor:
     async def _update_row(
         self, entity: Entity, values: Mapping[str, Any], pk: Any
     ) -> dict[str, Any] | None:
-        """UPDATE the live row `pk`, locked already (404 when there is none): the row as it left
-        it, or None when there is nothing to set (spec: the UPDATE is skipped)."""
-        query = self._update_query(entity, values, locking=False)
-        if query is None:
-            return None
-        found = await fetch_rows(self.conn, query, (*values.values(), pk))
-        if not found:
-            raise _not_found(entity, pk)
-        return dict(zip(entity_sql(entity).output_columns, found[0], strict=True))
-
-    async def locking_update_row(
-        self, entity: Entity, values: Mapping[str, Any], pk: Any, shown_id: str
-    ) -> tuple[dict[str, Any], dict[str, Any]] | None:
-        """As `_update_row` for a row not locked yet: the statement locks it, and gives the row
-        as it left it and as it was (404 naming `shown_id`)."""
-        query = self._update_query(entity, values, locking=True)
-        if query is None:
-            return None
-        found = await fetch_rows(self.conn, query, (*values.values(), pk))
-        if not found:
-            raise _not_found(entity, shown_id)
-        names = entity_sql(entity).output_columns
-        row, width = found[0], len(names)
-        return dict(zip(names, row[:width], strict=True)), dict(
-            zip(names, row[width:], strict=True)
-        )
-
-    def _update_query(
-        self, entity: Entity, values: Mapping[str, Any], *, locking: bool
-    ) -> bytes | None:
-        """The UPDATE of `values` on the live row given as the last parameter; None when it
-        would set nothing."""
         columns = tuple(values)
         autos = tuple(f.name for f in entity.fields if f.auto == "update" and f.name not in values)
         if not columns and not autos:
-            return None
+            return None  # nothing to set (spec: the UPDATE is skipped)
         conditions = [condition(entity.pk.name)]
         live = live_condition(entity)
         if live is not None:
             conditions.append(live)
         es = entity_sql(entity)
-        if locking:
-            return es.statements.render(
-                ("writes.locking_update", columns),
-                self.conn,
-                lambda: build_locking_update(
-                    entity, columns, now_columns=autos, conditions=conditions
-                ),
-            )
-        return es.statements.render(
+        query = es.statements.render(
             ("writes.update", columns),
             self.conn,
             lambda: build_update(
@@ -643,6 +572,10 @@ class _Executor:
                 returning=es.output_columns,
             ),
         )
+        found = await fetch_rows(self.conn, query, (*values.values(), pk))
+        if not found:
+            raise _not_found(entity, pk)
+        return dict(zip(es.output_columns, found[0], strict=True))
 
     async def _source_changed(self, entity: Entity, slug: SlugRequest, pk: Any) -> bool:
         query = build_select(entity, columns=(slug.source,), conditions=[condition(entity.pk.name)])
@@ -653,7 +586,7 @@ class _Executor:
         stored = row[0]
         return stored is None or value_text(stored) != slug.source_text
 
-    async def relations(self, plan: WritePlan, parent_pk: Any, *, new_parent: bool) -> None:
+    async def _relations(self, plan: WritePlan, parent_pk: Any, *, new_parent: bool) -> None:
         for write in plan.relations:
             if write.relation.many_to_many:
                 self.effects.parent_untouched = False
