@@ -25,7 +25,7 @@ from types import MappingProxyType
 from typing import Any, Final, Protocol
 
 import psycopg
-from psycopg import AsyncConnection
+from psycopg import AsyncConnection, sql
 from psycopg import errors as pg_errors
 
 from rocketd.db.cursors import fetch_rows
@@ -535,15 +535,15 @@ class _Executor:
 
     async def _insert_row(self, entity: Entity, values: Mapping[str, Any]) -> dict[str, Any]:
         columns = tuple(values)
-        autos = tuple(f.name for f in entity.fields if f.auto and f.name not in values)
         es = entity_sql(entity)
-        query = es.statements.render(
-            ("writes.insert", columns),
-            self.conn,
-            lambda: build_insert(
+
+        def build() -> sql.Composed:  # once per entity and column set (the statement cache)
+            autos = tuple(f.name for f in entity.fields if f.auto and f.name not in values)
+            return build_insert(
                 entity.table, columns, now_columns=autos, returning=es.output_columns
-            ),
-        )
+            )
+
+        query = es.statements.render(("writes.insert", columns), self.conn, build)
         found = await fetch_rows(self.conn, query, tuple(values.values()))
         if not found:  # pragma: no cover - INSERT ... RETURNING always yields the row
             raise InternalError(f"INSERT into {entity.table} returned nothing")
@@ -553,25 +553,24 @@ class _Executor:
         self, entity: Entity, values: Mapping[str, Any], pk: Any
     ) -> dict[str, Any] | None:
         columns = tuple(values)
-        autos = tuple(f.name for f in entity.fields if f.auto == "update" and f.name not in values)
-        if not columns and not autos:
+        if not columns and not any(f.auto == "update" for f in entity.fields):
             return None  # nothing to set (spec: the UPDATE is skipped)
-        conditions = [condition(entity.pk.name)]
-        live = live_condition(entity)
-        if live is not None:
-            conditions.append(live)
         es = entity_sql(entity)
-        query = es.statements.render(
-            ("writes.update", columns),
-            self.conn,
-            lambda: build_update(
+
+        def build() -> sql.Composed:  # once per entity and column set (the statement cache)
+            autos = tuple(
+                f.name for f in entity.fields if f.auto == "update" and f.name not in values
+            )
+            live = live_condition(entity)
+            return build_update(
                 entity.table,
                 columns,
                 now_columns=autos,
-                conditions=conditions,
+                conditions=[condition(entity.pk.name), *([] if live is None else [live])],
                 returning=es.output_columns,
-            ),
-        )
+            )
+
+        query = es.statements.render(("writes.update", columns), self.conn, build)
         found = await fetch_rows(self.conn, query, (*values.values(), pk))
         if not found:
             raise _not_found(entity, pk)
