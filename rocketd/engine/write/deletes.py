@@ -27,6 +27,7 @@ from typing import Any
 from psycopg import AsyncConnection, sql
 from psycopg import errors as pg_errors
 
+from rocketd.db.cursors import fetch_rows
 from rocketd.engine.sql.compose import (
     build_count,
     build_delete,
@@ -34,6 +35,7 @@ from rocketd.engine.sql.compose import (
     build_soft_delete,
     build_update,
     condition,
+    entity_sql,
 )
 from rocketd.errors import Conflict, InternalError, NotFound
 from rocketd.metadata.model import Entity, Relation
@@ -177,10 +179,12 @@ class _Deletion:
                 )
 
     async def _delete_row(self, entity: Entity, pk: Any) -> bool:
-        where = [condition(entity.pk.name)]
-        if entity.soft_delete:
-            query = build_soft_delete(entity.table, where)
-        else:
-            query = build_delete(entity.table, where)
-        cur = await self.conn.execute(query, (pk,))
-        return cur.rowcount > 0
+        def build() -> sql.Composed:  # once per entity (the statement cache)
+            where = [condition(entity.pk.name)]
+            key = (entity.pk.name,)
+            if entity.soft_delete:
+                return build_soft_delete(entity.table, where, returning=key)
+            return build_delete(entity.table, where, returning=key)
+
+        query = entity_sql(entity).statements.render(("deletes.row",), self.conn, build)
+        return bool(await fetch_rows(self.conn, query, (pk,)))
