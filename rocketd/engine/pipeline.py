@@ -38,6 +38,7 @@ from rocketd.db.replicas import ReplicaReads
 from rocketd.engine.caller import Caller
 from rocketd.engine.changes import Changes, compute_changes
 from rocketd.engine.read.scope import NO_READ_HOOKS, ReadHooks
+from rocketd.engine.record_state import RecordState
 from rocketd.engine.signals import SignalSender
 from rocketd.engine.snapshot import AppSnapshot
 from rocketd.engine.write.plan import RelationWrite, WritePlan
@@ -191,6 +192,8 @@ class WriteContext:
     _changes: Changes | None = None
     _load_row: RowLoader | None = None
     _read_record: RecordReader | None = None
+    # (the plan it was built for, the state): `write_state`'s memory
+    _state: tuple[WritePlan, RecordState] | None = None
 
     @property
     def snapshot(self) -> AppSnapshot:
@@ -258,6 +261,31 @@ class WriteContext:
                 raise RuntimeError("no row loader for this write")
             self.stored = await self._load_row(self.connection(), self.entity, self.pk, True)
         return self.stored
+
+    async def write_state(self) -> RecordState:
+        """The record of this create or update as the BEFORE_WRITE stages judge it: the plan's
+        values over the stored row (`RecordState.for_write`). Built once and shared by the
+        stages that follow one another: a stage that assigns values hands the plan on with
+        `apply_state`, and the next stage gets the same state, with those values in it."""
+        plan = self.plan
+        if plan is None:
+            raise RuntimeError(f"{self.entity.name}: no plan to judge")
+        known = self._state
+        if known is not None and known[0] is plan:
+            return known[1]
+        stored = await self.load_stored()
+        state = RecordState.for_write(
+            self.entity, self.action, plan.values, stored, self.caller.principal
+        )
+        self._state = (plan, state)
+        return state
+
+    def apply_state(self, state: RecordState) -> None:
+        """Put what `state` assigned into the plan; `state` stays this write's state."""
+        if self.plan is None:
+            raise RuntimeError(f"{self.entity.name}: no plan to apply to")
+        self.plan = state.apply_to(self.plan)
+        self._state = (self.plan, state)
 
     async def load_record(self) -> Mapping[str, Any] | None:
         """The written record (wire form), read once when a child's stage first asks."""

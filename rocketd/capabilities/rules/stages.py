@@ -23,12 +23,9 @@ async def before_write(ctx: WriteContext) -> None:
     rules = ctx.snapshot[RULE_BOOK].for_entity(ctx.entity.name).before_write
     if ctx.plan is None:  # pragma: no cover - BEFORE_WRITE always has a plan
         return
-    stored = await ctx.load_stored()
-    state = RecordState.for_write(
-        ctx.entity, ctx.action, ctx.plan.values, stored, ctx.caller.principal
-    )
+    state = await ctx.write_state()
     await check_rules(ctx.connection(), ctx.registry, rules, state)
-    ctx.plan = state.apply_to(ctx.plan)
+    ctx.apply_state(state)
 
 
 async def after_write(ctx: WriteContext) -> None:

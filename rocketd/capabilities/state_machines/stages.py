@@ -21,7 +21,6 @@ from rocketd.capabilities.state_machines.decide import apply_initial_states, dec
 from rocketd.capabilities.state_machines.model import EMPTY_MACHINE_BOOK, MachineBook
 from rocketd.engine import records
 from rocketd.engine.business_events import BusinessEvent, emit_business_event
-from rocketd.engine.record_state import RecordState
 from rocketd.engine.snapshot import AppSnapshot
 from rocketd.extensions import (
     ALL_MODES,
@@ -64,8 +63,7 @@ async def transitions(ctx: WriteContext) -> None:
     if ctx.plan is None:  # pragma: no cover - BEFORE_WRITE always has a plan
         return
     principal = ctx.caller.principal
-    stored = await ctx.load_stored()
-    state = RecordState.for_write(ctx.entity, ctx.action, ctx.plan.values, stored, principal)
+    state = await ctx.write_state()
     decision = decide(machines, state, principal)
     apply_initial_states(decision, state)
     conn = ctx.connection()
@@ -94,7 +92,7 @@ async def transitions(ctx: WriteContext) -> None:
         ctx.deferred.append(lambda: emit_business_event(ctx.app, event))
 
     await run_actions(conn, ctx.registry, decision, state, create_record, send_event)
-    ctx.plan = state.apply_to(ctx.plan)
+    ctx.apply_state(state)
     record_id = "" if ctx.pk is None else str(ctx.pk)
     for firing in decision.firings:
         ctx.emit(

@@ -18,7 +18,6 @@ from typing import Final
 from rocketd.capabilities.webhooks.model import EMPTY_WEBHOOKS, WebhookBook
 from rocketd.capabilities.webhooks.outbox import OUTBOUND, call_sync, enqueue_async
 from rocketd.engine.changes import compute_changes
-from rocketd.engine.record_state import RecordState
 from rocketd.engine.snapshot import AppSnapshot
 from rocketd.extensions import Phase, SnapshotKey, Stage, WriteContext, WriteMode
 from rocketd.metadata.model import Entity
@@ -38,9 +37,7 @@ async def sync_before_write(ctx: WriteContext) -> None:
         return
     principal = ctx.caller.principal
     # what the write sets (before it runs): the payload of the planned values over the stored row
-    written = RecordState.for_write(
-        ctx.entity, ctx.action, ctx.plan.values, ctx.stored, principal
-    ).payload
+    written = (await ctx.write_state()).payload
     await call_sync(
         ctx.connection(),
         ctx.app.service(OUTBOUND),
