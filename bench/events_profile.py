@@ -49,7 +49,14 @@ from psycopg import sql
 
 from bench.processes import exit_on_sigterm
 from bench.profile import sample_counts
-from bench.scenarios.data_api import CREATE_FIELDS, ORDER_ENTITY, UPDATE_BODY
+from bench.scenarios.data_api import (
+    CREATE_FIELDS,
+    LINE_ENTITY,
+    NESTED_LINES,
+    ORDER_ENTITY,
+    ORDER_LINES,
+    UPDATE_BODY,
+)
 from rocketd.config import (
     AuthSettings,
     DatabaseSettings,
@@ -101,7 +108,9 @@ async def _json(client: TestClient[Any, Any], method: str, path: str, **kw: Any)
     return body["data"]
 
 
-async def set_up(client: TestClient[Any, Any]) -> Fixture:
+async def set_up(client: TestClient[Any, Any], *, lines: bool = False) -> Fixture:
+    """An app with the data-api set's `order` entity and its seed; with `lines`, also its
+    `line` entity and the `order_lines` relation (nested creates)."""
     login = {"email": "platform@localhost", "password": "changeme"}
     platform = await _json(client, "POST", "/api/_platform/auth/login", json=login)
     name = f"evbench{secrets.token_hex(3)}"
@@ -116,6 +125,9 @@ async def set_up(client: TestClient[Any, Any]) -> Fixture:
     token = (await _json(client, "POST", f"/api/{name}/auth/login", json=admin))["access_token"]
     auth = {"Authorization": f"Bearer {token}"}
     await _json(client, "POST", f"/api/{name}/_admin/entities", json=ORDER_ENTITY, headers=auth)
+    if lines:
+        await _json(client, "POST", f"/api/{name}/_admin/entities", json=LINE_ENTITY, headers=auth)
+        await _json(client, "POST", f"/api/{name}/_admin/relations", json=ORDER_LINES, headers=auth)
     ids = []
     for number in range(SEED):
         body = {**CREATE_FIELDS, "number": f"seed-{number}"}
@@ -158,6 +170,15 @@ async def _drive(
                 async with session.put(url, json=UPDATE_BODY, headers=headers) as resp:
                     await resp.read()
                     expected = 200
+            elif op == "nested":  # an order with NESTED_CHILDREN lines, in one request
+                body = {
+                    **CREATE_FIELDS,
+                    "number": f"{tag}-{n}",
+                    "order_lines": {"data": NESTED_LINES},
+                }
+                async with session.post(path, json=body, headers=headers) as resp:
+                    await resp.read()
+                    expected = 201
             else:
                 body = {**CREATE_FIELDS, "number": f"{tag}-{n}"}
                 async with session.post(path, json=body, headers=headers) as resp:

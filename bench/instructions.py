@@ -5,10 +5,10 @@ the machine's noise is.
 Each mode (instrumentation `off`, or on at a sampling rate: `0`, `0.1`, `1`) gets its own
 server process under `valgrind --tool=callgrind`: a `Runtime` behind aiohttp's test server with
 the data-api set's `order` entity (the set-up of `bench.events_profile`), serving `get`,
-`create`, `update` or `list` requests that another process sends (not under valgrind:
-callgrind does not follow children). After each batch the load process calls a mark route whose handler calls
-`os.getppid()`, and callgrind is started with `--dump-before=getppid`: it writes the counts
-since the last mark to a file of their own. So each batch's count covers exactly its requests
+`create`, `nested` (an order with 5 lines), `update` or `list` requests that another process
+sends (not under valgrind: callgrind does not follow children). After each batch the load
+process calls a mark route whose handler calls `os.getppid()`, and callgrind is started with
+`--dump-before=getppid`: it writes the counts since the last mark to a file of their own. So each batch's count covers exactly its requests
 (and the idle event loop between them, the same for every mode), and the server's start and
 set-up stay out of every batch.
 
@@ -140,7 +140,7 @@ async def serve(plan: Plan) -> None:
     await client.start_server()
     apps: list[str] = []
     try:
-        fixture = await set_up(client)
+        fixture = await set_up(client, lines=plan.op == "nested")
         apps.append(f"rocket_{fixture.app}")
         url = str(client.make_url("/"))
         # a warm-up batch (pools, caches, specialised bytecode), then the measured ones; the
@@ -189,7 +189,9 @@ def main() -> int:
         uvloop.run(serve(Plan(**json.loads(sys.argv[2]))))
         return 0
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("ops", nargs="*", help="get, create, list, update (default: get create)")
+    parser.add_argument(
+        "ops", nargs="*", help="get, create, nested, list, update (default: get create)"
+    )
     parser.add_argument("--pg-url", default="postgresql://postgres@127.0.0.1:5432/postgres")
     parser.add_argument("--requests", type=int, default=400, help="requests per batch")
     parser.add_argument("--batches", type=int, default=3, help="measured batches per mode")
@@ -206,8 +208,8 @@ def main() -> int:
     args = parser.parse_args()
     ops = args.ops or ["get", "create"]
     modes = [m.strip() for m in args.modes.split(",") if m.strip()]
-    if not set(ops) <= {"get", "create", "list", "update"}:
-        parser.error("operations: get, create, list, update")
+    if not set(ops) <= {"get", "create", "nested", "list", "update"}:
+        parser.error("operations: get, create, nested, list, update")
     for mode in modes:
         if mode != "off" and not 0.0 <= _rate(mode) <= 1.0:
             parser.error(f"a mode is off or a sampling rate in [0, 1], got {mode}")
