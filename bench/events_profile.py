@@ -170,17 +170,10 @@ async def _drive(
                 async with session.put(url, json=UPDATE_BODY, headers=headers) as resp:
                     await resp.read()
                     expected = 200
-            elif op == "nested":  # an order with NESTED_CHILDREN lines, in one request
-                body = {
-                    **CREATE_FIELDS,
-                    "number": f"{tag}-{n}",
-                    "order_lines": {"data": NESTED_LINES},
-                }
-                async with session.post(path, json=body, headers=headers) as resp:
-                    await resp.read()
-                    expected = 201
-            else:
-                body = {**CREATE_FIELDS, "number": f"{tag}-{n}"}
+            else:  # create; nested: the order with NESTED_CHILDREN lines, in one request
+                body: dict[str, Any] = {**CREATE_FIELDS, "number": f"{tag}-{n}"}
+                if op == "nested":
+                    body["order_lines"] = {"data": NESTED_LINES}
                 async with session.post(path, json=body, headers=headers) as resp:
                     await resp.read()
                     expected = 201

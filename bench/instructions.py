@@ -8,9 +8,9 @@ the data-api set's `order` entity (the set-up of `bench.events_profile`), servin
 `create`, `nested` (an order with 5 lines), `update` or `list` requests that another process
 sends (not under valgrind: callgrind does not follow children). After each batch the load
 process calls a mark route whose handler calls `os.getppid()`, and callgrind is started with
-`--dump-before=getppid`: it writes the counts since the last mark to a file of their own. So each batch's count covers exactly its requests
-(and the idle event loop between them, the same for every mode), and the server's start and
-set-up stay out of every batch.
+`--dump-before=getppid`: it writes the counts since the last mark to a file of their own. So
+each batch's count covers exactly its requests (and the idle event loop between them, the same
+for every mode), and the server's start and set-up stay out of every batch.
 
 What the counts leave out: time. A cache miss costs one instruction here and a hundred cycles on
 the machine, so a ratio of instructions is not a ratio of throughput (`python -m bench ab`
@@ -60,6 +60,7 @@ from rocketd.logging import configure_logging
 from rocketd.runtime import Runtime
 
 MODES = ("off", "0", "0.1", "1")
+OPS = ("get", "create", "nested", "list", "update")
 # the libc function the mark route calls: callgrind dumps its counts before each call
 MARK_FUNCTION = "getppid"
 NATIVE_FLUSH_MS = 100
@@ -189,9 +190,7 @@ def main() -> int:
         uvloop.run(serve(Plan(**json.loads(sys.argv[2]))))
         return 0
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument(
-        "ops", nargs="*", help="get, create, nested, list, update (default: get create)"
-    )
+    parser.add_argument("ops", nargs="*", help=f"{', '.join(OPS)} (default: get create)")
     parser.add_argument("--pg-url", default="postgresql://postgres@127.0.0.1:5432/postgres")
     parser.add_argument("--requests", type=int, default=400, help="requests per batch")
     parser.add_argument("--batches", type=int, default=3, help="measured batches per mode")
@@ -208,8 +207,8 @@ def main() -> int:
     args = parser.parse_args()
     ops = args.ops or ["get", "create"]
     modes = [m.strip() for m in args.modes.split(",") if m.strip()]
-    if not set(ops) <= {"get", "create", "nested", "list", "update"}:
-        parser.error("operations: get, create, nested, list, update")
+    if not set(ops) <= set(OPS):
+        parser.error(f"operations: {', '.join(OPS)}")
     for mode in modes:
         if mode != "off" and not 0.0 <= _rate(mode) <= 1.0:
             parser.error(f"a mode is off or a sampling rate in [0, 1], got {mode}")
